@@ -1,0 +1,581 @@
+/**
+ * SimWorker: one simulated vLLM-like engine (SimEngine on the real clock) behind an
+ * OpenAI-compatible HTTP server (node:http), plus optional vLLM-format ZMQ KV events.
+ *
+ * HTTP routes (like vLLM's OpenAI server):
+ *   POST /v1/chat/completions, POST /v1/completions (stream and non-stream)
+ *   GET  /v1/models, GET /health, GET /metrics (vllm:* names), POST /tokenize,
+ *   POST /detokenize, POST /reset_prefix_cache, GET /debug/sim (engine stats as JSON)
+ * Every response carries `x-dynamo-lab-worker: <id>`.
+ */
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { RouterEvent } from '../router/types.js';
+import { applyChatTemplate, DEFAULT_MODEL, loadTokenizer, type ChatMessage, type Tokenizer } from '../tokenizer/index.js';
+import { RealClock, type Clock } from './clock.js';
+import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type FirstTokenInfo } from './engine.js';
+import { PromText } from './metrics.js';
+import { ZmqKvPublisher } from './zmq.js';
+
+export interface SimWorkerOptions {
+  id: string;
+  /** Listen address (default 127.0.0.1). */
+  host?: string;
+  /** 0 = ephemeral (default). */
+  port?: number;
+  /** Served model name (default DEFAULT_MODEL). */
+  model?: string;
+  /** Tokens per KV block (default 16). */
+  blockSize?: number;
+  /** KV cache capacity in blocks (default 16384). */
+  numGpuBlocks?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  /** Divides pass times (default 1; 0 = no delays). */
+  speedup?: number;
+  decodeSpeedup?: number;
+  enablePrefixCaching?: boolean;
+  enableChunkedPrefill?: boolean;
+  preemptionMode?: 'lifo' | 'fifo';
+  /** vLLM-format KV events on a ZMQ PUB socket (pubPort 0 = pick a free port), optional replay ROUTER socket. */
+  zmq?: { pubPort: number; replayPort?: number; host?: string };
+  /** One line per request (and a few lifecycle lines). Default: silent. */
+  log?: (line: string) => void;
+  /** Seed of the output-token RNG (default: derived from id). */
+  seed?: number;
+  /** max_tokens when a request gives none (default 16, like OpenAI completions). */
+  defaultMaxTokens?: number;
+  /** Largest accepted request body (default 8 MiB); larger -> 413. */
+  maxBodyBytes?: number;
+  /** Clock of the engine (default real time). */
+  clock?: Clock;
+}
+
+export interface SimWorkerStats extends EngineStats {
+  id: string;
+  url: string;
+  httpRequests: number;
+}
+
+const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type = 'invalid_request_error',
+    readonly code: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+function errorBody(status: number, message: string, type: string, code: string | null): string {
+  return JSON.stringify({ error: { message, type, code: code ?? (status === 404 ? 'not_found' : status >= 500 ? 'internal_error' : 'bad_request'), param: null } });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new HttpError(413, `request body too large (${declared} bytes; limit ${limit})`, 'invalid_request_error', 'payload_too_large'));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > limit) {
+        failed = true;
+        reject(new HttpError(413, `request body too large (limit ${limit} bytes)`, 'invalid_request_error', 'payload_too_large'));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+    });
+  });
+}
+
+function parseJsonBody(buf: Buffer): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(buf.toString('utf8'));
+  } catch (err) {
+    throw new HttpError(400, `invalid JSON body: ${(err as Error).message}`, 'invalid_request_error', 'invalid_json');
+  }
+  if (!isObject(v)) throw new HttpError(400, 'the request body must be a JSON object', 'invalid_request_error', 'invalid_json');
+  return v;
+}
+
+function parseMessages(v: unknown): ChatMessage[] {
+  if (!Array.isArray(v) || v.length === 0) throw new HttpError(400, '"messages" must be a non-empty array', 'invalid_request_error', 'invalid_messages');
+  return v.map((m, i) => {
+    if (!isObject(m) || typeof m.role !== 'string') throw new HttpError(400, `messages[${i}] must be an object with a string "role"`, 'invalid_request_error', 'invalid_messages');
+    const c = m.content;
+    if (!(c === undefined || c === null || typeof c === 'string' || Array.isArray(c))) {
+      throw new HttpError(400, `messages[${i}].content must be a string, an array of content parts or null`, 'invalid_request_error', 'invalid_messages');
+    }
+    return { role: m.role, content: (c ?? null) as ChatMessage['content'] };
+  });
+}
+
+export class SimWorker {
+  readonly id: string;
+  readonly url: string;
+  readonly port: number;
+  readonly host: string;
+  readonly model: string;
+  readonly engine: SimEngine;
+  readonly zmqEndpoint?: string;
+  readonly zmqReplayEndpoint?: string;
+
+  private readonly server: http.Server;
+  private readonly tokenizer: Tokenizer;
+  private readonly zmq?: ZmqKvPublisher;
+  private readonly log: (line: string) => void;
+  private readonly defaultMaxTokens: number;
+  private readonly maxBody: number;
+  private readonly tokenText = new Map<number, string>();
+  private closing?: Promise<void>;
+  private httpRequests = 0;
+  private readonly inflight = new Set<string>();
+
+  private constructor(init: {
+    opts: SimWorkerOptions;
+    server: http.Server;
+    port: number;
+    host: string;
+    engine: SimEngine;
+    tokenizer: Tokenizer;
+    zmq?: ZmqKvPublisher;
+  }) {
+    const { opts } = init;
+    this.id = opts.id;
+    this.server = init.server;
+    this.port = init.port;
+    this.host = init.host;
+    const urlHost = init.host === '0.0.0.0' || init.host === '::' ? '127.0.0.1' : init.host.includes(':') ? `[${init.host}]` : init.host;
+    this.url = `http://${urlHost}:${init.port}`;
+    this.model = opts.model ?? DEFAULT_MODEL;
+    this.engine = init.engine;
+    this.tokenizer = init.tokenizer;
+    this.zmq = init.zmq;
+    this.zmqEndpoint = init.zmq?.endpoint;
+    this.zmqReplayEndpoint = init.zmq?.replayEndpoint;
+    this.log = opts.log ?? (() => {});
+    this.defaultMaxTokens = opts.defaultMaxTokens ?? 16;
+    this.maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  }
+
+  /** Start the engine, the HTTP server (and the ZMQ publisher when asked). */
+  static async start(opts: SimWorkerOptions): Promise<SimWorker> {
+    if (!opts.id) throw new Error('SimWorker needs an id');
+    const tokenizer = await loadTokenizer();
+    const engine = new SimEngine(
+      {
+        id: opts.id,
+        blockSize: opts.blockSize ?? 16,
+        numGpuBlocks: opts.numGpuBlocks ?? 16384,
+        maxNumSeqs: opts.maxNumSeqs ?? 256,
+        maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 8192,
+        speedup: opts.speedup ?? 1,
+        decodeSpeedup: opts.decodeSpeedup ?? 1,
+        enablePrefixCaching: opts.enablePrefixCaching ?? true,
+        enableChunkedPrefill: opts.enableChunkedPrefill ?? true,
+        preemptionMode: opts.preemptionMode ?? 'lifo',
+        seed: opts.seed,
+      },
+      opts.clock ?? new RealClock(),
+    );
+    let zmq: ZmqKvPublisher | undefined;
+    const host = opts.host ?? '127.0.0.1';
+    try {
+      if (opts.zmq) {
+        zmq = await ZmqKvPublisher.start({
+          host: opts.zmq.host ?? host,
+          pubPort: opts.zmq.pubPort,
+          replayPort: opts.zmq.replayPort,
+          blockSize: engine.blockSize,
+          dpRank: engine.dpRank,
+        });
+        const pub = zmq;
+        engine.onKvEvent((ev, tokenIds) => pub.publish(ev, tokenIds));
+      }
+      const server = http.createServer();
+      server.keepAliveTimeout = 5000;
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once('error', onError);
+        server.listen(opts.port ?? 0, host, () => {
+          server.off('error', onError);
+          resolve();
+        });
+      });
+      const port = (server.address() as AddressInfo).port;
+      const worker = new SimWorker({ opts, server, port, host, engine, tokenizer, zmq });
+      engine.onCallbackError = (err) => worker.log(`[${worker.id}] internal error: ${(err as Error)?.stack ?? err}`);
+      server.on('request', (req, res) => worker.handle(req, res));
+      worker.log(
+        `[${worker.id}] simulated vLLM worker on ${worker.url} (model ${worker.model}, block size ${engine.blockSize}, ${engine.numGpuBlocks} KV blocks, speedup ${engine.speedup}${zmq ? `, KV events ${zmq.endpoint}${zmq.replayEndpoint ? ` replay ${zmq.replayEndpoint}` : ''}` : ''})`,
+      );
+      return worker;
+    } catch (err) {
+      engine.close();
+      await zmq?.close();
+      throw err;
+    }
+  }
+
+  /** In-process KV events (Dynamo RouterEvent), in order, eventId from 0. Returns an unsubscribe. */
+  onKvEvent(listener: (ev: RouterEvent) => void): () => void {
+    return this.engine.onKvEvent((ev) => listener(ev));
+  }
+
+  cachedBlockCount(): number {
+    return this.engine.cachedBlockCount();
+  }
+
+  stats(): SimWorkerStats {
+    return { id: this.id, url: this.url, httpRequests: this.httpRequests, ...this.engine.stats() };
+  }
+
+  /** Close HTTP and ZMQ, abort in-flight requests. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.engine.close();
+      await new Promise<void>((resolve) => {
+        this.server.close(() => resolve());
+        this.server.closeAllConnections();
+      });
+      await this.zmq?.close();
+    })();
+    return this.closing;
+  }
+
+  // ---------------------------------------------------------------- HTTP
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.httpRequests++;
+    res.setHeader('x-dynamo-lab-worker', this.id);
+    this.route(req, res).catch((err: unknown) => {
+      if (err instanceof HttpError) this.sendError(res, err.status, err.message, err.type, err.code);
+      else {
+        this.log(`[${this.id}] internal error: ${(err as Error)?.stack ?? err}`);
+        this.sendError(res, 500, `internal error: ${(err as Error)?.message ?? err}`, 'internal_error', 'internal_error');
+      }
+    });
+  }
+
+  private sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+    if (res.headersSent) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private sendError(res: http.ServerResponse, status: number, message: string, type = 'invalid_request_error', code: string | null = null): void {
+    if (res.headersSent) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    const text = errorBody(status, message, type, code);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '') || '/';
+    const method = req.method ?? 'GET';
+    const routes: Record<string, Record<string, () => Promise<void> | void>> = {
+      '/v1/chat/completions': { POST: () => this.generate(req, res, 'chat') },
+      '/v1/completions': { POST: () => this.generate(req, res, 'completion') },
+      '/v1/models': { GET: () => this.models(res) },
+      '/health': { GET: () => this.sendJson(res, 200, { status: 'ok', worker: this.id }) },
+      '/metrics': { GET: () => this.metrics(res) },
+      '/tokenize': { POST: () => this.tokenize(req, res) },
+      '/detokenize': { POST: () => this.detokenize(req, res) },
+      '/reset_prefix_cache': { POST: () => this.resetPrefixCache(res) },
+      '/debug/sim': { GET: () => this.sendJson(res, 200, this.stats()) },
+    };
+    const r = routes[path];
+    if (!r) {
+      req.resume();
+      throw new HttpError(404, `no route ${method} ${path}`, 'not_found_error', 'not_found');
+    }
+    const h = r[method] ?? (method === 'HEAD' ? r.GET : undefined);
+    if (!h) {
+      req.resume();
+      res.setHeader('allow', Object.keys(r).join(', '));
+      throw new HttpError(405, `method ${method} not allowed on ${path}`, 'invalid_request_error', 'method_not_allowed');
+    }
+    await h();
+  }
+
+  private models(res: http.ServerResponse): void {
+    this.sendJson(res, 200, {
+      object: 'list',
+      data: [{ id: this.model, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'dynamo-lab', root: this.model, parent: null, max_model_len: this.engine.maxSequenceTokens() }],
+    });
+  }
+
+  private metrics(res: http.ServerResponse): void {
+    const s = this.engine.stats();
+    const p = new PromText({ engine: '0', model_name: this.model, worker_id: this.id });
+    p.gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', s.running)
+      .gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', s.waiting)
+      .gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', s.usage)
+      .gauge('vllm:gpu_cache_usage_perc', 'GPU KV-cache usage. 1 means 100 percent usage (deprecated name).', s.usage)
+      .counter('vllm:num_preemptions_total', 'Cumulative number of preemptions from the engine.', s.preemptions)
+      .counter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.', s.prefixQueryTokens)
+      .counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.', s.prefixHitTokens)
+      .counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.', s.promptTokens)
+      .counter('vllm:generation_tokens_total', 'Number of generation tokens processed.', s.generationTokens)
+      .counter('vllm:request_success_total', 'Count of successfully processed requests.', s.requestsFinished)
+      .histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', this.engine.ttftHistogram)
+      .histogram('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', this.engine.itlHistogram)
+      .gauge('dynamo_lab_sim_kv_blocks_total', 'KV cache capacity in blocks.', s.totalBlocks)
+      .gauge('dynamo_lab_sim_kv_blocks_active', 'Full KV blocks referenced by running requests.', s.activeBlocks)
+      .gauge('dynamo_lab_sim_kv_blocks_cached', 'Full KV blocks in the prefix cache (active + inactive).', s.cachedBlocks)
+      .counter('dynamo_lab_sim_kv_evictions_total', 'Inactive KV blocks evicted (LRU).', s.evictions);
+    const text = p.toString();
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private async tokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = parseJsonBody(await readBody(req, this.maxBody));
+    let tokens: number[];
+    if (body.messages !== undefined) {
+      const messages = parseMessages(body.messages);
+      tokens = this.tokenizer.encode(applyChatTemplate(messages, body.add_generation_prompt !== false));
+    } else if (typeof body.prompt === 'string') {
+      tokens = this.tokenizer.encode(body.prompt);
+    } else {
+      throw new HttpError(400, 'give "prompt" (a string) or "messages"', 'invalid_request_error', 'invalid_prompt');
+    }
+    this.sendJson(res, 200, { tokens, count: tokens.length, max_model_len: this.engine.maxSequenceTokens() });
+  }
+
+  private async detokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = parseJsonBody(await readBody(req, this.maxBody));
+    if (!Array.isArray(body.tokens) || !body.tokens.every((t) => Number.isInteger(t) && t >= 0)) {
+      throw new HttpError(400, '"tokens" must be an array of token ids', 'invalid_request_error', 'invalid_tokens');
+    }
+    this.sendJson(res, 200, { prompt: this.tokenizer.decode(body.tokens as number[]) });
+  }
+
+  private resetPrefixCache(res: http.ServerResponse): void {
+    const n = this.engine.resetPrefixCache();
+    this.log(`[${this.id}] prefix cache reset: ${n} inactive blocks dropped`);
+    this.sendJson(res, 200, { dropped_blocks: n });
+  }
+
+  /** Text of one output token: always valid UTF-8 (replacement characters are substituted). */
+  private textOf(id: number): string {
+    let t = this.tokenText.get(id);
+    if (t === undefined) {
+      t = this.tokenizer.decode([id]).replace(/\uFFFD/g, ' ');
+      if (t.length === 0) t = ' ';
+      this.tokenText.set(id, t);
+    }
+    return t;
+  }
+
+  private parseMaxTokens(body: Record<string, unknown>): number {
+    const v = body.max_completion_tokens ?? body.max_tokens;
+    if (v === undefined || v === null) return this.defaultMaxTokens;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      throw new HttpError(400, `max_tokens must be an integer >= 1, got ${JSON.stringify(v)}`, 'invalid_request_error', 'invalid_max_tokens');
+    }
+    return v;
+  }
+
+  private completionPrompt(p: unknown): number[] {
+    if (typeof p === 'string') return this.tokenizer.encode(p);
+    if (Array.isArray(p)) {
+      if (p.length > 0 && p.every((t) => typeof t === 'number' && Number.isInteger(t) && t >= 0)) return p as number[];
+      if (p.length === 1) return this.completionPrompt(p[0]);
+      if (p.length > 1) throw new HttpError(400, 'batched prompts are not supported by the simulated worker; send one prompt per request', 'invalid_request_error', 'invalid_prompt');
+    }
+    throw new HttpError(400, '"prompt" must be a non-empty string or an array of token ids', 'invalid_request_error', 'invalid_prompt');
+  }
+
+  private async generate(req: http.IncomingMessage, res: http.ServerResponse, kind: 'chat' | 'completion'): Promise<void> {
+    const body = parseJsonBody(await readBody(req, this.maxBody));
+    let tokens: number[];
+    if (kind === 'chat') {
+      tokens = this.tokenizer.encode(applyChatTemplate(parseMessages(body.messages)));
+    } else {
+      if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');
+      tokens = this.completionPrompt(body.prompt);
+    }
+    const maxTokens = this.parseMaxTokens(body);
+    if (body.n !== undefined && body.n !== null && body.n !== 1) {
+      throw new HttpError(400, 'only n = 1 is supported by the simulated worker', 'invalid_request_error', 'invalid_n');
+    }
+    const stream = body.stream === true;
+    const streamOptions = isObject(body.stream_options) ? body.stream_options : undefined;
+    const includeUsage = streamOptions?.include_usage === true;
+    const requestId = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.model;
+    const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
+    const chunkObject = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+
+    try {
+      this.engine.validate({ requestId, tokens, maxTokens });
+    } catch (err) {
+      if (err instanceof SimRequestError) throw new HttpError(400, err.message, 'invalid_request_error', err.code);
+      throw err;
+    }
+    if (res.destroyed) return;
+
+    const usageOf = (r: EngineResult | { promptTokens: number; completionTokens: number; cachedTokens: number }) => ({
+      prompt_tokens: r.promptTokens,
+      completion_tokens: r.completionTokens,
+      total_tokens: r.promptTokens + r.completionTokens,
+      prompt_tokens_details: { cached_tokens: r.cachedTokens },
+    });
+    let text = '';
+    let first: FirstTokenInfo | undefined;
+    const writeChunk = (obj: unknown) => {
+      if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`);
+    };
+    const chunk = (choice: Record<string, unknown> | null, usage?: unknown) => ({
+      id: requestId,
+      object: chunkObject,
+      created,
+      model,
+      choices: choice ? [choice] : [],
+      ...(usage !== undefined ? { usage } : {}),
+    });
+
+    if (stream) {
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': requestId });
+      res.flushHeaders();
+      if (kind === 'chat') writeChunk(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+    }
+
+    this.inflight.add(requestId);
+    res.on('close', () => {
+      // Client went away before we finished: abort and free the blocks.
+      if (this.inflight.has(requestId)) this.engine.abort(requestId);
+    });
+
+    this.engine.submit({
+      requestId,
+      tokens,
+      maxTokens,
+      onFirstToken: (info) => {
+        first = info;
+      },
+      onToken: (tok) => {
+        const t = this.textOf(tok);
+        if (!stream) {
+          text += t;
+          return;
+        }
+        writeChunk(
+          kind === 'chat'
+            ? chunk({ index: 0, delta: { content: t }, logprobs: null, finish_reason: null })
+            : chunk({ index: 0, text: t, logprobs: null, finish_reason: null }),
+        );
+      },
+      onDone: (r) => {
+        this.inflight.delete(requestId);
+        const ttft = r.ttftMs !== undefined ? `${r.ttftMs.toFixed(1)} ms` : 'n/a';
+        this.log(
+          `[${this.id}] request ${requestId} prefix cache hit: ${r.cachedBlocks}/${r.promptBlocks} blocks (${r.cachedTokens}/${r.promptTokens} tokens) ttft=${ttft} output=${r.completionTokens} tokens${r.preemptions ? ` preemptions=${r.preemptions}` : ''}${r.status === 'aborted' ? ' ABORTED' : ''}`,
+        );
+        void first;
+        if (r.status === 'aborted') {
+          if (res.writableEnded || res.destroyed) return;
+          if (stream) {
+            writeChunk({ error: { message: 'request aborted (worker shutting down)', type: 'server_error', code: 'aborted' } });
+            res.end();
+          } else {
+            this.sendError(res, 503, 'request aborted (worker shutting down)', 'server_error', 'aborted');
+          }
+          return;
+        }
+        const usage = usageOf(r);
+        if (stream) {
+          writeChunk(
+            kind === 'chat'
+              ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: 'length' }, usage)
+              : chunk({ index: 0, text: '', logprobs: null, finish_reason: 'length' }, usage),
+          );
+          if (includeUsage) writeChunk(chunk(null, usage));
+          if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
+          return;
+        }
+        this.sendJson(res, 200, {
+          id: requestId,
+          object,
+          created,
+          model,
+          choices: [
+            kind === 'chat'
+              ? { index: 0, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: 'length' }
+              : { index: 0, text, logprobs: null, finish_reason: 'length' },
+          ],
+          usage,
+        });
+      },
+    });
+  }
+}
+
+/**
+ * Start `n` workers with ids worker-0..worker-(n-1). With basePort > 0 worker i listens on
+ * basePort + i (and, with zmq.pubPort > 0, publishes on pubPort + i, replay on replayPort + i).
+ * If one fails to start, the ones already started are closed and the error is rethrown.
+ */
+export async function startSimWorkers(
+  n: number,
+  opts: Omit<SimWorkerOptions, 'id' | 'port'> & { basePort?: number },
+): Promise<SimWorker[]> {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`number of workers must be an integer >= 1, got ${n}`);
+  const { basePort = 0, ...rest } = opts;
+  const workers: SimWorker[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const zmq = rest.zmq
+        ? {
+            host: rest.zmq.host,
+            pubPort: rest.zmq.pubPort > 0 ? rest.zmq.pubPort + i : 0,
+            replayPort: rest.zmq.replayPort === undefined ? undefined : rest.zmq.replayPort > 0 ? rest.zmq.replayPort + i : 0,
+          }
+        : undefined;
+      workers.push(
+        await SimWorker.start({
+          ...rest,
+          id: `worker-${i}`,
+          port: basePort > 0 ? basePort + i : 0,
+          zmq,
+          seed: rest.seed === undefined ? undefined : rest.seed + i,
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.allSettled(workers.map((w) => w.close()));
+    throw err;
+  }
+  return workers;
+}
