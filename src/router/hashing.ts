@@ -79,3 +79,43 @@ export function computeSequenceHashes(localHashes: readonly bigint[]): bigint[] 
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pair-based variants for the hot paths: hashes as interleaved u32 [lo, hi] without bigint arrays.
+// ---------------------------------------------------------------------------------------------
+
+const splitBuf = new BigUint64Array(1);
+const splitU32 = new Uint32Array(splitBuf.buffer);
+
+/** Local block hashes of every complete block, as interleaved u32 pairs (length 2 * blocks). */
+export function computeBlockHashPairs(tokens: ArrayLike<number>, blockSize: number, salt?: HashSalt): Uint32Array {
+  if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`block size must be an integer >= 1, got ${blockSize}`);
+  const seed = saltedSeed(salt);
+  const n = Math.floor(tokens.length / blockSize);
+  const out = new Uint32Array(n * 2);
+  for (let b = 0; b < n; b++) {
+    splitBuf[0] = hashTokenBlock(tokens, b * blockSize, blockSize, seed);
+    out[2 * b] = splitU32[0]!;
+    out[2 * b + 1] = splitU32[1]!;
+  }
+  return out;
+}
+
+/** Sequence hashes from local hash pairs, as interleaved u32 pairs. */
+export function computeSequenceHashPairs(localPairs: Uint32Array, n = localPairs.length >>> 1): Uint32Array {
+  const out = new Uint32Array(n * 2);
+  if (n === 0) return out;
+  out[0] = localPairs[0]!;
+  out[1] = localPairs[1]!;
+  const u32 = new Uint32Array(pair.buffer);
+  for (let i = 1; i < n; i++) {
+    u32[0] = out[2 * i - 2]!;
+    u32[1] = out[2 * i - 1]!;
+    u32[2] = localPairs[2 * i]!;
+    u32[3] = localPairs[2 * i + 1]!;
+    splitBuf[0] = xxh3.xxh64(pair, XXH3_SEED);
+    out[2 * i] = splitU32[0]!;
+    out[2 * i + 1] = splitU32[1]!;
+  }
+  return out;
+}

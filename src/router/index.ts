@@ -1,0 +1,8 @@
+/** KV router core: pure library (no I/O). */
+export * from './types.js';
+export * from './hashing.js';
+export * from './indexer.js';
+export * from './sequences.js';
+export * from './selector.js';
+export * from './router.js';
+export { U64Table, toPairs, fromPairs, splitU64, joinU64, asU64 } from './u64.js';

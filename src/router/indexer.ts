@@ -1,0 +1,713 @@
+/**
+ * Radix-tree KV indexer (dynamo-facts §1.1, newest semantics).
+ *
+ * The tree is keyed by local block hashes (`tokens_hash`); every node carries the set of
+ * (worker, dp_rank) "slots" that hold that block, and every slot has a lookup map from its
+ * engine block hash (`block_hash`) to the node, used to resolve parents and removals.
+ *
+ * Representation (chosen for speed, semantics are Dynamo's):
+ * - nodes live in struct-of-arrays typed arrays, addressed by an int id (0 = root);
+ * - the worker set of a node is a bitset of `stride` u32 words, one bit per slot;
+ * - children are one global open-addressing table keyed by (parent id, tokens_hash);
+ *   each node also keeps a doubly linked child list so "clear children" can enumerate them;
+ * - each slot's lookup is its own table keyed by block_hash (u64 as two u32, exact).
+ *
+ * Semantics:
+ * - Stored: the start node is the root (no parent) or lookup[slot][parent]; an unknown parent
+ *   drops the whole event (`parent_block_not_found`). A duplicate block hash inside the event or
+ *   a block hash equal to the parent rejects the event (`invalid_block_sequence`) before anything
+ *   is applied. Missing children are created, reusing lookup[slot][block_hash] when present
+ *   (re-attaching a node detached by an earlier clear).
+ * - Removed: no cascade. The slot leaves the node; if the node's worker set becomes empty its
+ *   children are cleared (detached: still reachable by lookup, no longer by find_matches).
+ *   Unknown hashes are skipped and reported as `block_not_found` after the rest is applied.
+ * - Cleared: only the emitting (worker, dp_rank).
+ * - find_matches: per-slot count of consecutive blocks from the start (early_exit = false).
+ *
+ * Memory bound (`maxIndexedBlocks`, counted in (slot, block) lookup entries): when exceeded, the
+ * entries that were stored or refreshed least recently are evicted first (FIFO by last store),
+ * exactly as if the worker had sent `Removed` for them. Engines evict least-recently-used blocks
+ * themselves, so the oldest stores are the likeliest to be gone already; evicting can only make
+ * the router under-predict overlap, never over-predict it. Evictions are counted.
+ *
+ * Approximate mode (TTL): `storeWithTtl` records blocks whose expiry is rounded up to 100 ms
+ * buckets; storing again refreshes the expiry; `expireTtl(nowMs)` removes expired blocks.
+ *
+ * Pure computation: no I/O, no clock (time is always passed in).
+ */
+import type { KvCacheEventData, RouterEvent, WorkerId, WorkerKey } from './types.js';
+import { U64Table, splitU64 } from './u64.js';
+
+export type ApplyStatus =
+  | 'ok'
+  | 'parent_block_not_found'
+  | 'block_not_found'
+  | 'invalid_block_sequence'
+  | 'unknown_worker'
+  | 'ignored';
+
+export interface ApplyResult {
+  status: ApplyStatus;
+  detail?: string;
+  /** Set when the event id skipped ahead for this (worker, dp_rank): request a replay / dump. */
+  gap?: { expected: number; got: number };
+}
+
+const ROOT = 0;
+const NONE = -1;
+const TTL_BUCKET_MS = 100;
+
+export interface IndexerOptions {
+  /** Upper bound on (worker, block) entries; Infinity (default) = unbounded. */
+  maxIndexedBlocks?: number;
+}
+
+export function slotKeyOf(workerId: WorkerId, dpRank: number): string {
+  return `${workerId}\u0000${dpRank}`;
+}
+
+export class RadixIndexer {
+  // ---- slots: one per (worker, dp_rank) ----
+  private readonly slotByKey = new Map<string, number>();
+  private slotWorkerIds: (WorkerId | undefined)[] = [];
+  private slotDpRanks: number[] = [];
+  private lookups: (U64Table | null)[] = [];
+  private lastEventIds: number[] = [];
+  private freeSlots: number[] = [];
+  private slotCount = 0; // high-water mark of slot ids
+  private stride = 1; // u32 words per node bitset
+
+  // ---- nodes ----
+  private nodeCap = 0;
+  private nodeLo = new Uint32Array(0);
+  private nodeHi = new Uint32Array(0);
+  private parent = new Int32Array(0);
+  private firstChild = new Int32Array(0);
+  private nextSib = new Int32Array(0);
+  private prevSib = new Int32Array(0);
+  private workerCount = new Int32Array(0);
+  private lookupRefs = new Int32Array(0);
+  private bits = new Uint32Array(0);
+  private nodeHigh = 1; // ids below this were allocated at some point
+  private freeNodes: number[] = [];
+  private liveNodes = 1;
+  private readonly children = new U64Table(1024);
+
+  // ---- bookkeeping ----
+  private totalEntries = 0;
+  private stampCounter = 0;
+  private readonly maxIndexedBlocks: number;
+  private _evictions = 0;
+  private fifoSlot: number[] = [];
+  private fifoLo: number[] = [];
+  private fifoHi: number[] = [];
+  private fifoStamp: number[] = [];
+  private fifoHead = 0;
+  private ttlBuckets = new Map<number, number[]>();
+  private readonly dupCheck = new U64Table(64);
+  private dupGen = 0;
+  private scratchPairs = new Uint32Array(256);
+  private scratchTok = new Uint32Array(256);
+  private scoreScratch = new Int32Array(32);
+
+  constructor(opts: IndexerOptions = {}) {
+    this.maxIndexedBlocks = opts.maxIndexedBlocks ?? Infinity;
+    if (!(this.maxIndexedBlocks > 0)) throw new RangeError('maxIndexedBlocks must be > 0');
+    this.growNodes(1024);
+    this.initNode(ROOT, 0, 0);
+  }
+
+  // =========================================================================================
+  // Slots
+  // =========================================================================================
+
+  /** Slot id of (worker, dp_rank), creating it if needed. */
+  ensureSlot(workerId: WorkerId, dpRank: number): number {
+    const key = slotKeyOf(workerId, dpRank);
+    const existing = this.slotByKey.get(key);
+    if (existing !== undefined) return existing;
+    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.slotCount++;
+    if (slot >= this.stride * 32) this.growStride(Math.ceil((slot + 1) / 32));
+    if (this.scoreScratch.length < this.slotCount) this.scoreScratch = new Int32Array(this.stride * 32);
+    this.slotByKey.set(key, slot);
+    this.slotWorkerIds[slot] = workerId;
+    this.slotDpRanks[slot] = dpRank;
+    this.lookups[slot] = new U64Table(64, true);
+    this.lastEventIds[slot] = -1;
+    return slot;
+  }
+
+  slotOf(workerId: WorkerId, dpRank: number): number {
+    return this.slotByKey.get(slotKeyOf(workerId, dpRank)) ?? -1;
+  }
+
+  /** Highest slot id + 1 (slot ids are dense; freed ids are reused). */
+  get slotLimit(): number {
+    return this.slotCount;
+  }
+
+  slotWorker(slot: number): WorkerKey | undefined {
+    const id = this.slotWorkerIds[slot];
+    return id === undefined ? undefined : { workerId: id, dpRank: this.slotDpRanks[slot]! };
+  }
+
+  slots(): WorkerKey[] {
+    const out: WorkerKey[] = [];
+    for (let s = 0; s < this.slotCount; s++) {
+      const id = this.slotWorkerIds[s];
+      if (id !== undefined) out.push({ workerId: id, dpRank: this.slotDpRanks[s]! });
+    }
+    return out;
+  }
+
+  /** Drop a (worker, dp_rank) entirely: all its blocks, and the slot. */
+  removeSlot(slot: number): void {
+    const id = this.slotWorkerIds[slot];
+    if (id === undefined) return;
+    this.clearSlot(slot);
+    // Dynamo can leave a worker's bit on a node without a lookup entry (a block hash re-stored
+    // under another node). Slots are reused, so scrub any such bit before freeing the slot.
+    const word = slot >>> 5;
+    const bit = 1 << (slot & 31);
+    for (let n = 0; n < this.nodeHigh; n++) {
+      const w = n * this.stride + word;
+      if ((this.bits[w]! & bit) !== 0) {
+        this.bits[w] = this.bits[w]! & ~bit;
+        if (--this.workerCount[n]! === 0) this.onNodeEmptied(n);
+      }
+    }
+    this.slotByKey.delete(slotKeyOf(id, this.slotDpRanks[slot]!));
+    this.slotWorkerIds[slot] = undefined;
+    this.lookups[slot] = null;
+    this.freeSlots.push(slot);
+  }
+
+  removeWorker(workerId: WorkerId): void {
+    for (let s = 0; s < this.slotCount; s++) if (this.slotWorkerIds[s] === workerId) this.removeSlot(s);
+  }
+
+  // =========================================================================================
+  // Events
+  // =========================================================================================
+
+  /** Apply a decoded RouterEvent. Unknown (worker, dp_rank) -> `unknown_worker` unless autoRegister. */
+  applyEvent(ev: RouterEvent, autoRegister = false): ApplyResult {
+    let slot = this.slotOf(ev.workerId, ev.dpRank);
+    if (slot < 0) {
+      if (!autoRegister) return { status: 'unknown_worker', detail: `unknown worker ${ev.workerId} dp_rank ${ev.dpRank}` };
+      slot = this.ensureSlot(ev.workerId, ev.dpRank);
+    }
+    let gap: ApplyResult['gap'];
+    const last = this.lastEventIds[slot]!;
+    if (last >= 0 && ev.eventId > last + 1) gap = { expected: last + 1, got: ev.eventId };
+    this.lastEventIds[slot] = ev.eventId;
+    const res = this.applyData(slot, ev.data);
+    if (gap) res.gap = gap;
+    return res;
+  }
+
+  applyData(slot: number, data: KvCacheEventData): ApplyResult {
+    switch (data.type) {
+      case 'stored': {
+        const n = data.blocks.length;
+        if (this.scratchPairs.length < n * 2) {
+          this.scratchPairs = new Uint32Array(n * 4);
+          this.scratchTok = new Uint32Array(n * 4);
+        }
+        const bp = this.scratchPairs;
+        const tp = this.scratchTok;
+        for (let i = 0; i < n; i++) {
+          const b = data.blocks[i]!;
+          splitU64(b.blockHash, bp, 2 * i);
+          splitU64(b.tokensHash, tp, 2 * i);
+        }
+        let plo = 0;
+        let phi = 0;
+        const hasParent = data.parentHash !== null && data.parentHash !== undefined;
+        if (hasParent) {
+          splitU64(data.parentHash, bp, 2 * n);
+          plo = bp[2 * n]!;
+          phi = bp[2 * n + 1]!;
+        }
+        return this.storePairs(slot, hasParent, plo, phi, bp, tp, n, -1);
+      }
+      case 'removed': {
+        const hs = data.blockHashes;
+        if (this.scratchPairs.length < 2) this.scratchPairs = new Uint32Array(256);
+        const p = this.scratchPairs;
+        let missing = 0;
+        for (let i = 0; i < hs.length; i++) {
+          splitU64(hs[i]!, p, 0);
+          if (!this.removeBlock(slot, p[0]!, p[1]!)) missing++;
+        }
+        return missing === 0
+          ? { status: 'ok' }
+          : { status: 'block_not_found', detail: `${missing} of ${hs.length} removed block(s) not found` };
+      }
+      case 'cleared':
+        this.clearSlot(slot);
+        return { status: 'ok' };
+      default:
+        return { status: 'ignored', detail: 'unknown event data' };
+    }
+  }
+
+  /**
+   * Store a chain of blocks for `slot` (hashes as interleaved u32 pairs).
+   * `ttlBucket >= 0` marks the entries for TTL expiry at that time (approximate mode).
+   */
+  storePairs(
+    slot: number,
+    hasParent: boolean,
+    parentLo: number,
+    parentHi: number,
+    blockPairs: Uint32Array,
+    tokenPairs: Uint32Array,
+    n: number,
+    ttlBucket: number,
+  ): ApplyResult {
+    const lookup = this.lookups[slot];
+    if (!lookup) return { status: 'unknown_worker', detail: `slot ${slot} not registered` };
+    // Validate: no duplicate block hash, none equal to the parent.
+    if (n > 1 || hasParent) {
+      if (n <= 16) {
+        for (let i = 0; i < n; i++) {
+          const lo = blockPairs[2 * i]!;
+          const hi = blockPairs[2 * i + 1]!;
+          if (hasParent && lo === parentLo && hi === parentHi) return invalidSeq('block hash equals parent hash');
+          for (let j = 0; j < i; j++) {
+            if (blockPairs[2 * j] === lo && blockPairs[2 * j + 1] === hi) return invalidSeq('duplicate block hash');
+          }
+        }
+      } else {
+        const gen = ++this.dupGen;
+        if (this.dupCheck.size > 65536) this.dupCheck.clear();
+        if (hasParent) this.dupCheck.set(gen, parentLo, parentHi, 0);
+        for (let i = 0; i < n; i++) {
+          this.dupCheck.set(gen, blockPairs[2 * i]!, blockPairs[2 * i + 1]!, 0);
+          if (!this.dupCheck.lastInsertWasNew) return invalidSeq('duplicate block hash (or equal to parent)');
+        }
+      }
+    }
+    let cur = ROOT;
+    if (hasParent) {
+      const pi = lookup.find(0, parentLo, parentHi);
+      if (pi < 0) return { status: 'parent_block_not_found', detail: 'parent block hash not indexed for this worker' };
+      cur = lookup.vals[pi]!;
+    }
+    const word = slot >>> 5;
+    const bit = 1 << (slot & 31);
+    const children = this.children;
+    for (let i = 0; i < n; i++) {
+      const tlo = tokenPairs[2 * i]!;
+      const thi = tokenPairs[2 * i + 1]!;
+      const blo = blockPairs[2 * i]!;
+      const bhi = blockPairs[2 * i + 1]!;
+      let child = children.get(cur, tlo, thi);
+      if (child < 0) {
+        const reuse = lookup.get(0, blo, bhi);
+        if (reuse >= 0 && this.nodeLo[reuse] === tlo && this.nodeHi[reuse] === thi && !this.isAncestorOrSelf(reuse, cur)) {
+          child = reuse;
+          const oldParent = this.parent[child]!;
+          if (oldParent !== NONE) this.unlinkFromParent(child);
+          this.linkChild(cur, child);
+          if (oldParent !== NONE) this.maybeFree(oldParent);
+        } else {
+          child = this.allocNode(tlo, thi);
+          this.linkChild(cur, child);
+        }
+      }
+      const w = child * this.stride + word;
+      if ((this.bits[w]! & bit) === 0) {
+        this.bits[w] = this.bits[w]! | bit;
+        this.workerCount[child]!++;
+      }
+      const idx = lookup.set(0, blo, bhi, child);
+      if (lookup.lastInsertWasNew) {
+        this.lookupRefs[child]!++;
+        this.totalEntries++;
+      } else if (lookup.previousValue !== child) {
+        const old = lookup.previousValue;
+        this.lookupRefs[child]!++;
+        this.lookupRefs[old]!--;
+        this.maybeFree(old);
+      }
+      const stamp = ++this.stampCounter;
+      lookup.aux![idx] = stamp;
+      if (this.maxIndexedBlocks !== Infinity) {
+        this.fifoSlot.push(slot);
+        this.fifoLo.push(blo);
+        this.fifoHi.push(bhi);
+        this.fifoStamp.push(stamp);
+      }
+      if (ttlBucket >= 0) {
+        let b = this.ttlBuckets.get(ttlBucket);
+        if (!b) this.ttlBuckets.set(ttlBucket, (b = []));
+        b.push(slot, blo, bhi, stamp);
+      }
+      cur = child;
+    }
+    if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
+    return { status: 'ok' };
+  }
+
+  /** Remove one block of a slot; false when it is not indexed. */
+  removeBlock(slot: number, lo: number, hi: number): boolean {
+    const lookup = this.lookups[slot];
+    if (!lookup) return false;
+    const i = lookup.find(0, lo, hi);
+    if (i < 0) return false;
+    this.removeEntryAt(slot, lookup, i);
+    return true;
+  }
+
+  private removeEntryAt(slot: number, lookup: U64Table, i: number): void {
+    const node = lookup.vals[i]!;
+    lookup.deleteAt(i);
+    this.totalEntries--;
+    this.lookupRefs[node]!--;
+    const w = node * this.stride + (slot >>> 5);
+    const bit = 1 << (slot & 31);
+    if ((this.bits[w]! & bit) !== 0) {
+      this.bits[w] = this.bits[w]! & ~bit;
+      if (--this.workerCount[node]! === 0) this.onNodeEmptied(node);
+    }
+    this.maybeFree(node);
+  }
+
+  /** All blocks of one slot (the slot stays registered). */
+  clearSlot(slot: number): void {
+    const lookup = this.lookups[slot];
+    if (!lookup) return;
+    const word = slot >>> 5;
+    const bit = 1 << (slot & 31);
+    const touched: number[] = [];
+    for (let i = 0; i < lookup.capacity; i++) {
+      if (!lookup.isUsed(i)) continue;
+      const node = lookup.vals[i]!;
+      this.lookupRefs[node]!--;
+      this.totalEntries--;
+      const w = node * this.stride + word;
+      if ((this.bits[w]! & bit) !== 0) {
+        this.bits[w] = this.bits[w]! & ~bit;
+        if (--this.workerCount[node]! === 0) this.onNodeEmptied(node);
+      }
+      touched.push(node);
+    }
+    lookup.clear();
+    for (const node of touched) this.maybeFree(node);
+  }
+
+  // =========================================================================================
+  // Approximate mode (TTL) and memory bound
+  // =========================================================================================
+
+  /** Expiry bucket for an insertion at `nowMs` with `ttlMs`: rounded up to 100 ms. */
+  static ttlBucket(nowMs: number, ttlMs: number): number {
+    return Math.ceil((nowMs + ttlMs) / TTL_BUCKET_MS) * TTL_BUCKET_MS;
+  }
+
+  /** Record a routing decision's blocks (local + sequence hashes, from the root) with a TTL. */
+  storeWithTtl(slot: number, seqPairs: Uint32Array, localPairs: Uint32Array, n: number, nowMs: number, ttlMs: number): ApplyResult {
+    return this.storePairs(slot, false, 0, 0, seqPairs, localPairs, n, RadixIndexer.ttlBucket(nowMs, ttlMs));
+  }
+
+  /** Remove TTL-expired blocks (bucket time <= nowMs). Returns how many were removed. */
+  expireTtl(nowMs: number): number {
+    if (this.ttlBuckets.size === 0) return 0;
+    const due: number[] = [];
+    for (const t of this.ttlBuckets.keys()) if (t <= nowMs) due.push(t);
+    due.sort((a, b) => a - b);
+    let removed = 0;
+    for (const t of due) {
+      const entries = this.ttlBuckets.get(t)!;
+      this.ttlBuckets.delete(t);
+      for (let k = 0; k < entries.length; k += 4) {
+        const slot = entries[k]!;
+        const lookup = this.lookups[slot];
+        if (!lookup) continue;
+        const i = lookup.find(0, entries[k + 1]!, entries[k + 2]!);
+        if (i >= 0 && lookup.aux![i] === entries[k + 3]) {
+          this.removeEntryAt(slot, lookup, i);
+          removed++;
+        }
+      }
+    }
+    return removed;
+  }
+
+  private evictOverflow(): void {
+    while (this.totalEntries > this.maxIndexedBlocks && this.fifoHead < this.fifoSlot.length) {
+      const k = this.fifoHead++;
+      const slot = this.fifoSlot[k]!;
+      const lookup = this.lookups[slot];
+      if (!lookup) continue;
+      const i = lookup.find(0, this.fifoLo[k]!, this.fifoHi[k]!);
+      if (i >= 0 && lookup.aux![i] === this.fifoStamp[k]) {
+        this.removeEntryAt(slot, lookup, i);
+        this._evictions++;
+      }
+    }
+    if (this.fifoHead > 1024 && this.fifoHead * 2 > this.fifoSlot.length) {
+      this.fifoSlot = this.fifoSlot.slice(this.fifoHead);
+      this.fifoLo = this.fifoLo.slice(this.fifoHead);
+      this.fifoHi = this.fifoHi.slice(this.fifoHead);
+      this.fifoStamp = this.fifoStamp.slice(this.fifoHead);
+      this.fifoHead = 0;
+    }
+  }
+
+  get evictions(): number {
+    return this._evictions;
+  }
+  /** (slot, block) lookup entries across all slots. */
+  get indexedBlocks(): number {
+    return this.totalEntries;
+  }
+  /** Live radix nodes, the root included. */
+  get nodeCount(): number {
+    return this.liveNodes;
+  }
+  blockCount(slot: number): number {
+    return this.lookups[slot]?.size ?? 0;
+  }
+
+  // =========================================================================================
+  // find_matches
+  // =========================================================================================
+
+  /**
+   * Overlap scores for a query of local hashes (interleaved u32 pairs, `n` blocks).
+   * Returns an Int32Array indexed by slot (valid until the next call; length >= slotLimit).
+   */
+  findMatchesPairs(pairs: Uint32Array, n: number, earlyExit = false): Int32Array {
+    const scores = this.scoreScratch;
+    scores.fill(0, 0, this.slotCount);
+    if (n === 0) return scores;
+    const children = this.children;
+    let c = children.get(ROOT, pairs[0]!, pairs[1]!);
+    if (c < 0) return scores;
+    const bits = this.bits;
+    if (this.stride === 1) {
+      let active = bits[c]!;
+      if (active === 0) return scores;
+      let d = 1;
+      if (earlyExit && (active & (active - 1)) === 0) return setBits(scores, active, 0, 1);
+      for (; d < n; d++) {
+        const nx = children.get(c, pairs[2 * d]!, pairs[2 * d + 1]!);
+        if (nx < 0) break;
+        const b = bits[nx]!;
+        const dropped = active & ~b;
+        if (dropped !== 0) {
+          setBits(scores, dropped, 0, d);
+          active &= b;
+          if (active === 0) return scores;
+        }
+        if (earlyExit && (active & (active - 1)) === 0) return setBits(scores, active, 0, d + 1);
+        c = nx;
+      }
+      return setBits(scores, active, 0, d);
+    }
+    // General case: bitsets of `stride` words.
+    const stride = this.stride;
+    const active = new Uint32Array(stride);
+    let any = 0;
+    for (let k = 0; k < stride; k++) any |= active[k] = bits[c * stride + k]!;
+    if (any === 0) return scores;
+    let d = 1;
+    for (; d < n; d++) {
+      if (earlyExit && popcountWords(active) === 1) break;
+      const nx = children.get(c, pairs[2 * d]!, pairs[2 * d + 1]!);
+      if (nx < 0) break;
+      any = 0;
+      for (let k = 0; k < stride; k++) {
+        const b = bits[nx * stride + k]!;
+        const a = active[k]!;
+        const dropped = a & ~b;
+        if (dropped !== 0) setBits(scores, dropped, k * 32, d);
+        any |= active[k] = a & b;
+      }
+      if (any === 0) return scores;
+      c = nx;
+    }
+    for (let k = 0; k < stride; k++) if (active[k] !== 0) setBits(scores, active[k]!, k * 32, d);
+    return scores;
+  }
+
+  // =========================================================================================
+  // Node management
+  // =========================================================================================
+
+  private growNodes(minCap: number): void {
+    let cap = Math.max(this.nodeCap * 2, 1024);
+    while (cap < minCap) cap *= 2;
+    const grow32 = (a: Uint32Array) => {
+      const b = new Uint32Array(cap);
+      b.set(a);
+      return b;
+    };
+    const growI = (a: Int32Array) => {
+      const b = new Int32Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.nodeLo = grow32(this.nodeLo);
+    this.nodeHi = grow32(this.nodeHi);
+    this.parent = growI(this.parent);
+    this.firstChild = growI(this.firstChild);
+    this.nextSib = growI(this.nextSib);
+    this.prevSib = growI(this.prevSib);
+    this.workerCount = growI(this.workerCount);
+    this.lookupRefs = growI(this.lookupRefs);
+    const bits = new Uint32Array(cap * this.stride);
+    bits.set(this.bits);
+    this.bits = bits;
+    this.nodeCap = cap;
+  }
+
+  private growStride(newStride: number): void {
+    const old = this.bits;
+    const os = this.stride;
+    const bits = new Uint32Array(this.nodeCap * newStride);
+    for (let n = 0; n < this.nodeHigh; n++) for (let k = 0; k < os; k++) bits[n * newStride + k] = old[n * os + k]!;
+    this.bits = bits;
+    this.stride = newStride;
+    this.scoreScratch = new Int32Array(newStride * 32);
+  }
+
+  private initNode(id: number, lo: number, hi: number): void {
+    this.nodeLo[id] = lo;
+    this.nodeHi[id] = hi;
+    this.parent[id] = NONE;
+    this.firstChild[id] = NONE;
+    this.nextSib[id] = NONE;
+    this.prevSib[id] = NONE;
+    this.workerCount[id] = 0;
+    this.lookupRefs[id] = 0;
+    this.bits.fill(0, id * this.stride, (id + 1) * this.stride);
+  }
+
+  private allocNode(lo: number, hi: number): number {
+    let id: number;
+    if (this.freeNodes.length > 0) id = this.freeNodes.pop()!;
+    else {
+      if (this.nodeHigh >= this.nodeCap) this.growNodes(this.nodeHigh + 1);
+      id = this.nodeHigh++;
+    }
+    this.initNode(id, lo, hi);
+    this.liveNodes++;
+    return id;
+  }
+
+  private linkChild(p: number, c: number): void {
+    this.children.set(p, this.nodeLo[c]!, this.nodeHi[c]!, c);
+    this.parent[c] = p;
+    const first = this.firstChild[p]!;
+    this.nextSib[c] = first;
+    this.prevSib[c] = NONE;
+    if (first !== NONE) this.prevSib[first] = c;
+    this.firstChild[p] = c;
+  }
+
+  private unlinkFromParent(c: number): void {
+    const p = this.parent[c]!;
+    if (p === NONE) return;
+    this.children.delete(p, this.nodeLo[c]!, this.nodeHi[c]!);
+    const prev = this.prevSib[c]!;
+    const next = this.nextSib[c]!;
+    if (prev !== NONE) this.nextSib[prev] = next;
+    else this.firstChild[p] = next;
+    if (next !== NONE) this.prevSib[next] = prev;
+    this.parent[c] = NONE;
+    this.nextSib[c] = NONE;
+    this.prevSib[c] = NONE;
+  }
+
+  private isAncestorOrSelf(candidate: number, node: number): boolean {
+    for (let n = node; n !== NONE; n = this.parent[n]!) if (n === candidate) return true;
+    return false;
+  }
+
+  /** Worker set became empty: clear (detach) its children, as Dynamo does. */
+  private onNodeEmptied(node: number): void {
+    if (node === ROOT) return;
+    let c = this.firstChild[node]!;
+    while (c !== NONE) {
+      const next = this.nextSib[c]!;
+      this.children.delete(node, this.nodeLo[c]!, this.nodeHi[c]!);
+      this.parent[c] = NONE;
+      this.nextSib[c] = NONE;
+      this.prevSib[c] = NONE;
+      this.maybeFree(c);
+      c = next;
+    }
+    this.firstChild[node] = NONE;
+  }
+
+  /**
+   * Free nodes nobody can observe any more: no worker, no lookup entry, no child. An empty leaf
+   * left in the tree would behave exactly like a missing child in find_matches, so dropping it
+   * changes no score.
+   */
+  private maybeFree(node: number): void {
+    let n = node;
+    while (n !== ROOT && n !== NONE && this.workerCount[n] === 0 && this.lookupRefs[n] === 0 && this.firstChild[n] === NONE) {
+      const p = this.parent[n]!;
+      this.unlinkFromParent(n);
+      this.freeNodes.push(n);
+      this.liveNodes--;
+      this.parent[n] = NONE;
+      this.lookupRefs[n] = -1; // poison: never double-free
+      n = p;
+    }
+  }
+
+  /** Internal consistency check for tests: throws on a broken invariant. */
+  checkInvariants(): void {
+    let entries = 0;
+    const refs = new Int32Array(this.nodeHigh);
+    for (let s = 0; s < this.slotCount; s++) {
+      const t = this.lookups[s];
+      if (!t) continue;
+      entries += t.size;
+      for (let i = 0; i < t.capacity; i++) if (t.isUsed(i)) refs[t.vals[i]!]!++;
+    }
+    if (entries !== this.totalEntries) throw new Error(`entries ${entries} != ${this.totalEntries}`);
+    const free = new Set(this.freeNodes);
+    for (let n = 1; n < this.nodeHigh; n++) {
+      if (free.has(n)) continue;
+      if (refs[n] !== this.lookupRefs[n]) throw new Error(`node ${n} refs ${refs[n]} != ${this.lookupRefs[n]}`);
+      let cnt = 0;
+      for (let k = 0; k < this.stride; k++) cnt += popcount(this.bits[n * this.stride + k]!);
+      if (cnt !== this.workerCount[n]) throw new Error(`node ${n} worker count`);
+      const p = this.parent[n]!;
+      if (p !== NONE && this.children.get(p, this.nodeLo[n]!, this.nodeHi[n]!) !== n) throw new Error(`node ${n} not in parent's children`);
+    }
+  }
+}
+
+function invalidSeq(detail: string): ApplyResult {
+  return { status: 'invalid_block_sequence', detail };
+}
+
+function setBits(scores: Int32Array, mask: number, base: number, value: number): Int32Array {
+  let x = mask;
+  while (x !== 0) {
+    const t = x & -x;
+    scores[base + 31 - Math.clz32(t)] = value;
+    x ^= t;
+  }
+  return scores;
+}
+
+function popcount(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+}
+
+function popcountWords(a: Uint32Array): number {
+  let c = 0;
+  for (let k = 0; k < a.length; k++) c += popcount(a[k]!);
+  return c;
+}

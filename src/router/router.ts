@@ -1,0 +1,396 @@
+/**
+ * KvRouter: the facade the HTTP server uses. Owns the indexer (prefix cache state per worker),
+ * the active-load tracker and the selector, and makes Dynamo's routing decision for a request:
+ * hash the prompt's full blocks, find per-worker overlaps, project each candidate's load, pick by
+ * cost (or by a simple policy), then book the request on the chosen worker.
+ *
+ * Pure: no I/O, no clock. Time is passed in as `nowMs`; an optional injected clock is only used
+ * to fill `timings_us`.
+ */
+import { computeBlockHashPairs, computeSequenceHashPairs, type HashSalt } from './hashing.js';
+import { RadixIndexer, type ApplyResult } from './indexer.js';
+import {
+  DEFAULT_KV_ROUTER_CONFIG,
+  Rng,
+  candidateCost,
+  selectByCost,
+  selectLeastLoaded,
+  selectPowerOfTwo,
+  type CandidateInput,
+  type CostBreakdown,
+  type CostParams,
+  type KvRouterConfig,
+} from './selector.js';
+import { ActiveSequences } from './sequences.js';
+import type { RouterEvent, WorkerId, WorkerKey } from './types.js';
+
+export type RoutingMode = 'kv' | 'round-robin' | 'random' | 'least-loaded' | 'power-of-two';
+export const ROUTING_MODES: readonly RoutingMode[] = ['kv', 'round-robin', 'random', 'least-loaded', 'power-of-two'];
+
+export interface RouteRequest {
+  requestId: string;
+  tokens: ArrayLike<number>;
+  salt?: HashSalt;
+  overrides?: { overlapScoreCredit?: number; prefillLoadScale?: number; temperature?: number };
+  /** Restrict candidates to these worker ids (all their dp ranks). */
+  allowedWorkers?: readonly WorkerId[];
+  expectedOutputTokens?: number;
+  nowMs: number;
+}
+
+export interface WorkerScore {
+  id: WorkerId;
+  dpRank: number;
+  overlap_blocks: number;
+  active_prefill_tokens: number;
+  active_blocks: number;
+  potential_prefill_blocks: number;
+  potential_decode_blocks: number;
+  cost: number;
+}
+
+export interface RoutingDecision {
+  request_id: string;
+  chosen: WorkerId;
+  chosen_dp_rank: number;
+  mode: RoutingMode;
+  isl_tokens: number;
+  block_size: number;
+  /** Overlap of the chosen worker, in blocks. */
+  overlap_blocks: number;
+  /** Predicted cached prompt tokens on the chosen worker. */
+  cached_tokens: number;
+  config: { overlap_score_credit: number; prefill_load_scale: number; temperature: number };
+  workers: WorkerScore[];
+  timings_us?: { block_hashing: number; find_matches: number; seq_hashing: number; scheduling: number };
+}
+
+export interface WorkerSnapshot {
+  id: WorkerId;
+  dpRank: number;
+  cached_blocks: number;
+  active_blocks: number;
+  active_prefill_tokens: number;
+  active_requests: number;
+}
+
+export interface KvRouterOptions {
+  blockSize: number;
+  mode?: RoutingMode;
+  config?: Partial<KvRouterConfig>;
+  /** Seed of the RNG used for tie-breaks, temperature sampling and random policies. */
+  seed?: number;
+  /** Bound on indexed (worker, block) entries; the least recently stored are evicted first. */
+  maxIndexedBlocks?: number;
+  /** Optional monotonic clock in milliseconds (e.g. performance.now) used only for timings_us. */
+  clock?: () => number;
+  /** Accept events from (worker, dp_rank) pairs never added (they get registered). Default false. */
+  autoRegisterWorkers?: boolean;
+}
+
+export class NoEligibleWorkersError extends Error {
+  constructor(message = 'no eligible workers') {
+    super(message);
+    this.name = 'NoEligibleWorkersError';
+  }
+}
+
+/** Minimum interval between active-request expiry sweeps triggered by `route` (as Dynamo). */
+const EXPIRY_CHECK_INTERVAL_MS = 30_000;
+
+export class KvRouter {
+  readonly blockSize: number;
+  readonly config: Readonly<KvRouterConfig>;
+  private _mode: RoutingMode;
+  readonly indexer: RadixIndexer;
+  readonly sequences = new ActiveSequences();
+  private readonly rng: Rng;
+  private readonly clock: (() => number) | undefined;
+  private readonly autoRegister: boolean;
+  /** Slots in the order they were added (candidate order). */
+  private order: number[] = [];
+  private rr = 0;
+  private lastExpiryCheck = -Infinity;
+  private readonly scoreOut: CostBreakdown = { potentialPrefillBlocks: 0, potentialDecodeBlocks: 0, overlapCreditBlocks: 0, cost: 0 };
+
+  constructor(opts: KvRouterOptions) {
+    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
+    this.blockSize = opts.blockSize;
+    this._mode = opts.mode ?? 'kv';
+    if (!ROUTING_MODES.includes(this._mode)) throw new RangeError(`unknown routing mode ${String(this._mode)}`);
+    this.config = Object.freeze({ ...DEFAULT_KV_ROUTER_CONFIG, ...stripUndefined(opts.config ?? {}) });
+    this.indexer = new RadixIndexer({ maxIndexedBlocks: opts.maxIndexedBlocks });
+    this.rng = new Rng(opts.seed ?? 0x5eed);
+    this.clock = opts.clock;
+    this.autoRegister = opts.autoRegisterWorkers ?? false;
+  }
+
+  get mode(): RoutingMode {
+    return this._mode;
+  }
+  set mode(m: RoutingMode) {
+    if (!ROUTING_MODES.includes(m)) throw new RangeError(`unknown routing mode ${String(m)}`);
+    this._mode = m;
+  }
+
+  /** Whether overlaps are computed at all (Dynamo creates no indexer when the credit is 0). */
+  get indexerEnabled(): boolean {
+    return this.config.overlapScoreCredit > 0;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Workers
+  // ---------------------------------------------------------------------------------------
+
+  /** Register a worker with dp ranks 0..dpRanks-1 (idempotent; extra old ranks are dropped). */
+  addWorker(workerId: WorkerId, dpRanks = 1): void {
+    if (!Number.isInteger(dpRanks) || dpRanks < 1) throw new RangeError(`dpRanks must be an integer >= 1, got ${dpRanks}`);
+    for (const s of [...this.order]) {
+      const k = this.indexer.slotWorker(s)!;
+      if (k.workerId === workerId && k.dpRank >= dpRanks) this.dropSlot(s);
+    }
+    for (let r = 0; r < dpRanks; r++) this.registerSlot(workerId, r);
+  }
+
+  /** Drop a worker: all its blocks, dp ranks and active load. */
+  removeWorker(workerId: WorkerId): void {
+    for (const s of [...this.order]) if (this.indexer.slotWorker(s)!.workerId === workerId) this.dropSlot(s);
+  }
+
+  /** Clear one (worker, dp_rank)'s cached blocks (e.g. before a replay after an event gap). */
+  resetWorkerCache(workerId: WorkerId, dpRank?: number): void {
+    for (const s of this.order) {
+      const k = this.indexer.slotWorker(s)!;
+      if (k.workerId === workerId && (dpRank === undefined || k.dpRank === dpRank)) this.indexer.clearSlot(s);
+    }
+  }
+
+  workers(): WorkerKey[] {
+    return this.order.map((s) => this.indexer.slotWorker(s)!);
+  }
+
+  hasWorker(workerId: WorkerId): boolean {
+    return this.order.some((s) => this.indexer.slotWorker(s)!.workerId === workerId);
+  }
+
+  private registerSlot(workerId: WorkerId, dpRank: number): number {
+    const existing = this.indexer.slotOf(workerId, dpRank);
+    if (existing >= 0) return existing;
+    const s = this.indexer.ensureSlot(workerId, dpRank);
+    this.sequences.ensureSlot(s);
+    this.order.push(s);
+    return s;
+  }
+
+  private dropSlot(s: number): void {
+    this.indexer.removeSlot(s);
+    this.sequences.removeSlot(s);
+    this.order = this.order.filter((x) => x !== s);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Events
+  // ---------------------------------------------------------------------------------------
+
+  /**
+   * Apply one KV event. In approximate mode (useKvEvents false) events are ignored.
+   * A skipped event id for the (worker, dp_rank) is reported in `gap` (the event is still applied).
+   */
+  applyEvent(ev: RouterEvent, _nowMs?: number): ApplyResult {
+    if (!this.config.useKvEvents) return { status: 'ignored', detail: 'approximate mode: KV events are not consumed' };
+    if (this.autoRegister && this.indexer.slotOf(ev.workerId, ev.dpRank) < 0) this.registerSlot(ev.workerId, ev.dpRank);
+    return this.indexer.applyEvent(ev);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Routing
+  // ---------------------------------------------------------------------------------------
+
+  /** Per-worker overlap of a prompt (blocks), without booking anything. */
+  overlaps(tokens: ArrayLike<number>, salt?: HashSalt): Array<{ workerId: WorkerId; dpRank: number; overlap_blocks: number }> {
+    const local = computeBlockHashPairs(tokens, this.blockSize, salt);
+    const scores = this.indexerEnabled ? this.indexer.findMatchesPairs(local, local.length >>> 1) : null;
+    return this.order.map((s) => ({ ...this.indexer.slotWorker(s)!, overlap_blocks: scores ? scores[s]! : 0 }));
+  }
+
+  /** Select a worker for the request and book it there (active load; approximate-mode insert). */
+  route(req: RouteRequest): RoutingDecision {
+    const now = req.nowMs;
+    if (now - this.lastExpiryCheck >= EXPIRY_CHECK_INTERVAL_MS) {
+      this.lastExpiryCheck = now;
+      this.sequences.expire(now, this.config.activeRequestExpiryMs);
+    }
+    const cands = this.candidates(req.allowedWorkers);
+    if (cands.length === 0) throw new NoEligibleWorkersError(req.allowedWorkers ? 'no eligible workers among the allowed ones' : 'no workers registered');
+
+    const clock = this.clock;
+    const t0 = clock ? clock() : 0;
+    const bs = this.blockSize;
+    const isl = req.tokens.length;
+    const local = computeBlockHashPairs(req.tokens, bs, req.salt);
+    const nBlocks = local.length >>> 1;
+    const t1 = clock ? clock() : 0;
+    const scores = this.indexerEnabled ? this.indexer.findMatchesPairs(local, nBlocks) : null;
+    const overlapsBySlot = scores ? cands.map((s) => scores[s]!) : cands.map(() => 0);
+    const t2 = clock ? clock() : 0;
+    const needSeq = this.config.assumeKvReuse || !this.config.useKvEvents;
+    const seq = needSeq ? computeSequenceHashPairs(local, nBlocks) : null;
+    const t3 = clock ? clock() : 0;
+
+    const credit = req.overrides?.overlapScoreCredit ?? this.config.overlapScoreCredit;
+    const scale = req.overrides?.prefillLoadScale ?? this.config.prefillLoadScale;
+    const temperature = req.overrides?.temperature ?? this.config.temperature;
+    const params: CostParams = {
+      blockSize: bs,
+      isl,
+      overlapScoreCredit: credit,
+      overlapScoreCreditDecay: this.config.overlapScoreCreditDecay,
+      prefillLoadScale: scale,
+      decodeActiveRequestWeight: this.config.decodeActiveRequestWeight,
+      trackPrefillTokens: this.config.trackPrefillTokens,
+    };
+    const inputs: CandidateInput[] = new Array(cands.length);
+    let minPrefill = Infinity;
+    for (let i = 0; i < cands.length; i++) {
+      const s = cands[i]!;
+      const activeDepth = seq && this.config.assumeKvReuse ? this.sequences.activeDepth(s, seq, nBlocks) : 0;
+      const ap = this.sequences.activePrefillTokens(s);
+      if (ap < minPrefill) minPrefill = ap;
+      inputs[i] = {
+        overlapBlocks: overlapsBySlot[i]!,
+        activePrefillTokens: ap,
+        activeBlocks: this.sequences.activeBlocks(s),
+        newBlocks: nBlocks - activeDepth,
+        activeRequests: this.sequences.activeRequests(s),
+      };
+    }
+    const workers: WorkerScore[] = new Array(cands.length);
+    const costs = new Float64Array(cands.length);
+    for (let i = 0; i < cands.length; i++) {
+      const b = candidateCost(params, inputs[i]!, minPrefill, this.scoreOut);
+      const k = this.indexer.slotWorker(cands[i]!)!;
+      costs[i] = b.cost;
+      workers[i] = {
+        id: k.workerId,
+        dpRank: k.dpRank,
+        overlap_blocks: inputs[i]!.overlapBlocks,
+        active_prefill_tokens: inputs[i]!.activePrefillTokens,
+        active_blocks: inputs[i]!.activeBlocks,
+        potential_prefill_blocks: b.potentialPrefillBlocks,
+        potential_decode_blocks: b.potentialDecodeBlocks,
+        cost: b.cost,
+      };
+    }
+    let pick: number;
+    switch (this._mode) {
+      case 'kv':
+        pick = selectByCost(costs, temperature, this.rng);
+        break;
+      case 'round-robin':
+        pick = this.rr++ % cands.length;
+        if (this.rr >= 0x40000000) this.rr = 0;
+        break;
+      case 'random':
+        pick = this.rng.int(cands.length);
+        break;
+      case 'least-loaded':
+        pick = selectLeastLoaded(inputs, this.rng);
+        break;
+      case 'power-of-two':
+        pick = selectPowerOfTwo(inputs, this.rng);
+        break;
+    }
+    const slot = cands[pick]!;
+    const chosen = workers[pick]!;
+    const overlap = inputs[pick]!.overlapBlocks;
+    const cached = Math.min(overlap * bs, isl);
+    const prefill = this.config.trackPrefillTokens ? isl - cached : 0;
+    this.sequences.add(req.requestId, slot, this.config.assumeKvReuse ? seq : null, nBlocks, prefill, now, req.expectedOutputTokens);
+    if (!this.config.useKvEvents && this._mode === 'kv' && this.indexerEnabled && nBlocks > 0) {
+      this.indexer.storeWithTtl(slot, seq!, local, nBlocks, now, this.config.ttlMs);
+    }
+    const t4 = clock ? clock() : 0;
+
+    const decision: RoutingDecision = {
+      request_id: req.requestId,
+      chosen: chosen.id,
+      chosen_dp_rank: chosen.dpRank,
+      mode: this._mode,
+      isl_tokens: isl,
+      block_size: bs,
+      overlap_blocks: overlap,
+      cached_tokens: cached,
+      config: { overlap_score_credit: credit, prefill_load_scale: scale, temperature },
+      workers,
+    };
+    if (clock) {
+      decision.timings_us = {
+        block_hashing: (t1 - t0) * 1000,
+        find_matches: (t2 - t1) * 1000,
+        seq_hashing: (t3 - t2) * 1000,
+        scheduling: (t4 - t3) * 1000,
+      };
+    }
+    return decision;
+  }
+
+  private candidates(allowed?: readonly WorkerId[]): number[] {
+    if (!allowed) return this.order;
+    const set = new Set(allowed);
+    return this.order.filter((s) => set.has(this.indexer.slotWorker(s)!.workerId));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Request lifecycle
+  // ---------------------------------------------------------------------------------------
+
+  /** First output token: the request's prefill tokens no longer count. */
+  markPrefillCompleted(requestId: string, _nowMs: number): void {
+    this.sequences.markPrefillCompleted(requestId);
+  }
+
+  /** Stream end / error / cancel: drop the request's blocks and prefill tokens. */
+  free(requestId: string, _nowMs: number): void {
+    this.sequences.free(requestId);
+  }
+
+  /** Approximate-mode TTL expiry and the force-free of requests older than the expiry. */
+  expire(nowMs: number): { expiredBlocks: number; expiredRequests: string[] } {
+    const expiredBlocks = this.indexer.expireTtl(nowMs);
+    this.lastExpiryCheck = nowMs;
+    const expiredRequests = this.sequences.expire(nowMs, this.config.activeRequestExpiryMs);
+    return { expiredBlocks, expiredRequests };
+  }
+
+  snapshot(): { workers: WorkerSnapshot[] } {
+    return {
+      workers: this.order.map((s) => {
+        const k = this.indexer.slotWorker(s)!;
+        return {
+          id: k.workerId,
+          dpRank: k.dpRank,
+          cached_blocks: this.indexer.blockCount(s),
+          active_blocks: this.sequences.activeBlocks(s),
+          active_prefill_tokens: this.sequences.activePrefillTokens(s),
+          active_requests: this.sequences.activeRequests(s),
+        };
+      }),
+    };
+  }
+
+  /** Indexer-wide figures (for metrics). */
+  stats(): { indexed_blocks: number; radix_nodes: number; evictions: number; active_requests: number } {
+    return {
+      indexed_blocks: this.indexer.indexedBlocks,
+      radix_nodes: this.indexer.nodeCount,
+      evictions: this.indexer.evictions,
+      active_requests: this.sequences.size,
+    };
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
