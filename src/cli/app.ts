@@ -128,7 +128,8 @@ export async function run(argv: string[]): Promise<number> {
     } catch (err) {
       throw new UsageError(`${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '.')}`, `Run \`dynamo-lab ${cmd.name} --help\` to see its options.`);
     }
-    const { values, positionals } = parsed;
+    const positionals = parsed.positionals;
+    const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
     if (values.help) {
       process.stdout.write(commandHelp(cmd) + '\n');
       return 0;

@@ -1,0 +1,197 @@
+/**
+ * `dynamo-lab start`: open a lab in the terminal UI, or run it without prompts (--yes,
+ * CI, no TTY), or print it as a script (--dry-run).
+ */
+import React from 'react';
+import { join } from 'node:path';
+import chalk from 'chalk';
+import type { Command } from '../command.js';
+import { UsageError, UserError } from '../errors.js';
+import { stateDir } from '../paths.js';
+import { loadLab, LabFormatError, listLabIds } from '../../lab/load.js';
+import { flattenSteps, type LabDefinition, type Target } from '../../lab/types.js';
+import { loadProgress, progressPath, resetProgress } from '../../lab/progress.js';
+import { LocalSession } from '../../lab/session.js';
+import { ClusterRunner, DryRunner, LocalRunner, type StepRunner } from '../../lab/runner.js';
+import { LabController } from '../../lab/controller.js';
+import { chooseTarget } from '../../lab/target.js';
+import type { DemoResult } from '../../lab/demo.js';
+
+export const DEFAULT_LAB = 'kv-routing';
+
+function labVars(lab: LabDefinition, namespace?: string): Record<string, string> {
+  const vars: Record<string, string> = { ...(lab.vars ?? {}) };
+  for (const k of Object.keys(vars)) if (process.env[k]) vars[k] = process.env[k]!;
+  if (namespace) vars.NAMESPACE = namespace;
+  return vars;
+}
+
+/** --from accepts a section id or a step id. */
+function fromIndex(lab: LabDefinition, from: string | undefined): number | undefined {
+  if (!from) return undefined;
+  const steps = flattenSteps(lab);
+  const bySection = steps.find((s) => s.sectionId === from);
+  const byStep = steps.find((s) => s.step.id === from);
+  const hit = bySection ?? byStep;
+  if (!hit) {
+    throw new UsageError(`"${from}" is not a section or step of lab ${lab.id}.`, `Sections: ${lab.sections.map((s) => s.id).join(', ')}.`);
+  }
+  return hit.index;
+}
+
+/** The dry-run script: every command of the lab, copy-pasteable, secrets masked. */
+function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner): string {
+  const out = ['#!/usr/bin/env bash', `# dynamo-lab dry run of lab "${lab.id}" (${lab.title}) for the ${target} target.`, '# Nothing was executed. Secrets are masked as ****.', 'set -euo pipefail', ''];
+  for (const s of lab.sections) {
+    out.push(`# ===== ${s.title} =====`);
+    for (const st of s.steps) {
+      out.push(`# --- ${st.title} [${st.id}]`);
+      for (const line of runner.preview(st)) {
+        if (line.startsWith('$ ')) out.push(line.slice(2));
+        else if (line.startsWith('then check: $ ')) out.push(line.slice('then check: $ '.length));
+        else if (line.startsWith('(run by hand) $ ')) out.push(`# run by hand: ${line.slice('(run by hand) $ '.length)}`);
+        else out.push(...line.split('\n').map((l) => `# ${l}`));
+      }
+      out.push('');
+    }
+  }
+  return out.join('\n');
+}
+
+export interface StartJson {
+  lab: string;
+  target: Target;
+  status: 'finished' | 'failed' | 'quit' | 'interrupted';
+  sections: Array<{ id: string; status: string }>;
+  steps: Array<{ id: string; status: string; error?: string }>;
+  demo: Array<Pick<DemoResult, 'mode' | 'prompt' | 'worker' | 'cached_tokens' | 'prompt_tokens' | 'ttft_ms'> & { group: string }>;
+  progress_file?: string;
+  log_file?: string;
+}
+
+export const startCommand: Command = {
+  name: 'start',
+  summary: 'Open a lab (default: kv-routing) and go through it section by section',
+  usage: 'dynamo-lab start [--lab <id>] [--target local|cluster] [--yes] [--dry-run] [--from <section>] [--json]',
+  examples: ['dynamo-lab start', 'dynamo-lab start --target local --yes --json', 'dynamo-lab start --from demo', 'dynamo-lab start --target cluster --dry-run > lab.sh'],
+  options: {
+    lab: { type: 'string', valueName: 'id', description: `Which lab (see \`dynamo-lab labs\`; default ${DEFAULT_LAB})` },
+    target: { type: 'string', valueName: 'local|cluster', description: 'Where to run (default: cluster if one is reachable, else local)' },
+    yes: { type: 'boolean', short: 'y', description: 'Run every step without asking (also implied by CI or no TTY)' },
+    'dry-run': { type: 'boolean', description: 'Print every command of the lab as a script; run nothing' },
+    from: { type: 'string', valueName: 'section', description: 'Start at this section or step (re-runs it and what follows)' },
+    reset: { type: 'boolean', description: 'Forget saved progress and start at the beginning' },
+  },
+  async run(values, _pos, ctx) {
+    const labId = (values.lab as string | undefined) ?? DEFAULT_LAB;
+    let lab: LabDefinition;
+    try {
+      lab = loadLab(labId);
+    } catch (err) {
+      if (err instanceof LabFormatError) throw new UserError(err.message, `Available labs: ${listLabIds().join(', ')}. Run \`dynamo-lab labs\`.`);
+      throw err;
+    }
+    const targetFlag = values.target as string | undefined;
+    if (targetFlag && targetFlag !== 'local' && targetFlag !== 'cluster') throw new UsageError(`--target must be local or cluster, not "${targetFlag}".`);
+    const dryRun = Boolean(values['dry-run']);
+    let target: Target;
+    if (targetFlag) target = targetFlag as Target;
+    else if (dryRun) target = 'cluster';
+    else {
+      const choice = await chooseTarget({ context: ctx.globals.context, namespace: ctx.globals.namespace, signal: ctx.signal });
+      target = choice.target;
+      if (!ctx.globals.json) ctx.stderr.write(chalk.dim(`target: ${target} — ${choice.reason}\n`));
+    }
+
+    const vars = labVars(lab, ctx.globals.namespace);
+    const steps = flattenSteps(lab);
+    const from = fromIndex(lab, values.from as string | undefined);
+    const runId = new Date().toISOString().replace(/[:.]/g, '-');
+    const logFile = join(stateDir(), 'logs', `${lab.id}-${target}-${runId}.log`);
+
+    if (dryRun) {
+      const inner: StepRunner = target === 'local' ? new LocalRunner(new LocalSession(), steps) : new ClusterRunner(vars);
+      const runner = new DryRunner(inner);
+      if (ctx.globals.json) {
+        ctx.stdout.write(
+          JSON.stringify({ lab: lab.id, target, dry_run: true, steps: steps.map((s) => ({ id: s.step.id, section: s.sectionId, title: s.step.title, would_run: runner.preview(s.step) })) }, null, 2) + '\n',
+        );
+      } else {
+        ctx.stdout.write(dryRunScript(lab, target, runner) + '\n');
+      }
+      return 0;
+    }
+
+    const ppath = progressPath(lab.id, target);
+    if (values.reset) resetProgress(ppath);
+    const loaded = loadProgress(ppath, lab.id, steps.map((s) => s.step.id));
+    if (loaded.notice) ctx.stderr.write(chalk.yellow(loaded.notice) + '\n');
+    let saved = loaded.statuses;
+    // A finished lab starts over rather than opening on "complete".
+    if (from === undefined && steps.every((s) => saved[s.step.id] === 'done' || saved[s.step.id] === 'skipped')) saved = {};
+
+    const session = new LocalSession(join(stateDir(), 'logs', `${lab.id}-${target}-${runId}-components.log`));
+    const runner: StepRunner = target === 'local' ? new LocalRunner(session, steps) : new ClusterRunner(vars);
+    const controller = new LabController({ lab, target, runner, progressPath: ppath, saved, from, signal: ctx.signal, logFile });
+
+    try {
+      if (ctx.interactive && !ctx.globals.json) {
+        const { render } = await import('ink');
+        const { LabApp } = await import('../../ui/LabApp.js');
+        const interrupt = () => process.kill(process.pid, 'SIGINT');
+        const app = render(React.createElement(LabApp, { controller, title: lab.title, target, footer: `progress: ${ppath} · log: ${logFile}`, onInterrupt: interrupt }), { exitOnCtrlC: false });
+        await app.waitUntilExit();
+      } else {
+        const say = (s: string) => {
+          if (!ctx.globals.json || ctx.globals.verbose) ctx.stderr.write(s + '\n');
+        };
+        const unsubscribe = controller.subscribe(() => {
+          /* lines are printed by the out hook below */
+        });
+        let printed = 0;
+        const printNew = () => {
+          const st = controller.state.steps[controller.state.current];
+          if (!st) return;
+          for (; printed < st.output.length; printed++) say(`    ${st.output[printed]}`);
+        };
+        const off = controller.subscribe(printNew);
+        say(chalk.bold(`dynamo-lab · ${lab.title} · target ${target}`));
+        await controller.runAll((s) => {
+          printed = 0;
+          say(chalk.cyan(`\n▶ ${s.sectionTitle} › ${s.step.title}`));
+          for (const p of runner.preview(s.step)) say(chalk.magenta(`  ${p}`));
+        });
+        off();
+        unsubscribe();
+        const cur = controller.state.steps[controller.state.current];
+        if (cur?.status === 'failed') {
+          say(chalk.red(`✗ ${cur.error}`));
+          const hint = controller.currentStep()?.step.hint;
+          if (hint) say(chalk.yellow(`Hint: ${hint}`));
+          say(chalk.dim(`Full log: ${logFile}. Fix the problem and run \`dynamo-lab start --lab ${lab.id}\` to resume at this step.`));
+        }
+      }
+    } finally {
+      const stopped = await runner.close();
+      if (stopped.length && !ctx.globals.json) ctx.stderr.write(chalk.dim(`stopped: ${stopped.join('; ')}\n`));
+    }
+
+    const st = controller.state;
+    const status: StartJson['status'] = ctx.signal.aborted || st.phase === 'interrupted' ? 'interrupted' : st.phase === 'finished' ? 'finished' : st.phase === 'quit' ? 'quit' : 'failed';
+    if (ctx.globals.json) {
+      const doc: StartJson = {
+        lab: lab.id,
+        target,
+        status,
+        sections: controller.sectionSummary().map(({ id, status: s }) => ({ id, status: s })),
+        steps: st.steps.map((s) => ({ id: s.id, status: s.status, ...(s.error ? { error: s.error } : {}) })),
+        demo: session.demo.map((d) => ({ mode: d.mode, group: d.group, prompt: d.prompt, worker: d.worker, cached_tokens: d.cached_tokens, prompt_tokens: d.prompt_tokens, ttft_ms: d.ttft_ms })),
+        progress_file: ppath,
+        log_file: logFile,
+      };
+      ctx.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+    }
+    if (status === 'interrupted') return 130;
+    return status === 'failed' ? 1 : 0;
+  },
+};

@@ -1,0 +1,259 @@
+/**
+ * The engine's built-in local operations. Lab data names them (`run: {action: sim.start,
+ * with: {...}}`); nothing here knows about a particular lab or step.
+ *
+ * Each action says, before it runs, what it will do (`describe`), which session resources it
+ * needs (`requires`) and which it creates (`provides`), so a resumed lab can bring back what
+ * an earlier process had started.
+ */
+import { createConnection } from 'node:net';
+import { execa } from 'execa';
+import { SimWorker } from '../sim/index.js';
+import { RouterServer } from '../server/router-server.js';
+import type { RoutingMode } from '../router/index.js';
+import { DEFAULT_MODEL } from '../tokenizer/index.js';
+import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from './demo.js';
+import { formatDemoTable, formatTtftComparison } from './format.js';
+import { scenarioRequests } from './scenarios.js';
+import type { LocalSession } from './session.js';
+
+export interface ActionContext {
+  readonly session: LocalSession;
+  readonly signal: AbortSignal;
+  /** Progress lines for the person (bounded view + log). */
+  readonly out: (line: string) => void;
+}
+
+export type ActionResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
+export interface ActionDef {
+  describe(params: Readonly<Record<string, unknown>>): string;
+  readonly requires?: readonly string[];
+  readonly provides?: readonly string[];
+  run(params: Readonly<Record<string, unknown>>, ctx: ActionContext): Promise<ActionResult>;
+}
+
+const num = (v: unknown, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v : d);
+const str = (v: unknown, d: string) => (typeof v === 'string' ? v : d);
+
+function envPort(name: string): number {
+  const v = Number(process.env[name] ?? 0);
+  return Number.isInteger(v) && v > 0 && v < 65536 ? v : 0;
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('error', () => resolve(true));
+  });
+}
+
+export const ACTIONS: Readonly<Record<string, ActionDef>> = {
+  'gpu.check': {
+    describe: () => 'look for NVIDIA GPUs with nvidia-smi (the local target runs on the CPU, so none are required)',
+    async run(params, { out, signal }) {
+      const need = num(params.need, 0);
+      try {
+        const r = await execa('nvidia-smi', ['--query-gpu=index,name,memory.used,memory.total', '--format=csv,noheader'], { cancelSignal: signal, timeout: 10_000, reject: false });
+        if (r.exitCode === 0) {
+          const gpus = r.stdout.split('\n').filter(Boolean);
+          out(`${gpus.length} GPU(s) found:`);
+          for (const g of gpus) out(`  ${g}`);
+          if (gpus.length < need) return { ok: false, error: `${gpus.length} GPU(s) found, the lab needs ${need}` };
+          return { ok: true };
+        }
+      } catch {
+        /* nvidia-smi missing */
+      }
+      out('nvidia-smi not found: no local GPU. That is fine here — the workers are simulated on the CPU.');
+      return need > 0 ? { ok: false, error: `this step needs ${need} GPU(s) and none were found` } : { ok: true };
+    },
+  },
+
+  'sim.start': {
+    describe: (p) => `start ${num(p.workers, 2)} simulated vLLM-style workers on 127.0.0.1 (block size ${num(p.block_size, 16)}, Dynamo mocker timing)`,
+    provides: ['workers'],
+    async run(params, { session, out }) {
+      if (session.workers.length) {
+        out(`${session.workers.length} workers already running: ${session.workers.map((w) => `${w.id} ${w.url}`).join(', ')}`);
+        return { ok: true };
+      }
+      const count = num(params.workers, 2);
+      const blockSize = num(params.block_size, 16);
+      const basePort = envPort('DYNAMO_LAB_WORKER_PORT');
+      const workers: SimWorker[] = [];
+      try {
+        for (let i = 0; i < count; i++) {
+          const id = `worker-${i}`;
+          workers.push(
+            await SimWorker.start({ id, blockSize, speedup: num(params.speedup, 1), model: str(params.model, DEFAULT_MODEL), port: basePort ? basePort + i : 0, log: session.logger(id) }),
+          );
+        }
+      } catch (err) {
+        await Promise.all(workers.map((w) => w.close()));
+        return { ok: false, error: `could not start the simulated workers: ${(err as Error).message}` };
+      }
+      session.blockSize = blockSize;
+      session.workers = workers;
+      for (const w of workers) {
+        session.usedPorts.add(w.port);
+        out(`${w.id}  ${w.url}  (OpenAI API, KV events in-process)`);
+      }
+      return { ok: true };
+    },
+  },
+
+  'workers.healthy': {
+    describe: () => 'check every worker answers GET /health',
+    requires: ['workers'],
+    async run(_p, { session, out, signal }) {
+      for (const w of session.workers) {
+        const r = await fetch(`${w.url}/health`, { signal }).catch((e: Error) => ({ ok: false, status: e.message }));
+        if (!r.ok) return { ok: false, error: `${w.id} at ${w.url} did not answer /health (${r.status})` };
+        out(`${w.id} healthy`);
+      }
+      return { ok: true };
+    },
+  },
+
+  'router.start': {
+    describe: (p) => `start the embedded router in ${str(p.mode, 'kv')} mode on 127.0.0.1 in front of the workers (KV events in-process)`,
+    requires: ['workers'],
+    provides: ['router'],
+    async run(params, { session, out }) {
+      const mode = str(params.mode, 'kv') as RoutingMode;
+      if (session.router) {
+        session.router.setMode(mode);
+        out(`router already running at ${session.router.url}; mode set to ${mode}`);
+        return { ok: true };
+      }
+      const log = session.logger('router');
+      session.router = await RouterServer.start({
+        workers: session.workers.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })),
+        blockSize: session.blockSize,
+        mode,
+        port: envPort('DYNAMO_LAB_ROUTER_PORT'),
+        seed: num(params.seed, 7),
+        log,
+      });
+      session.usedPorts.add(session.router.port);
+      out(`router  ${session.router.url}  mode=${mode}`);
+      out(`        try: curl -s ${session.router.url}/v1/models   ·   ${session.router.url}/debug/decisions`);
+      return { ok: true };
+    },
+  },
+
+  'router.healthy': {
+    describe: () => 'check the router answers GET /health and lists the workers\' model',
+    requires: ['router'],
+    async run(_p, { session, out, signal }) {
+      const url = session.router!.url;
+      const h = await fetch(`${url}/health`, { signal });
+      if (!h.ok) return { ok: false, error: `router /health answered ${h.status}` };
+      const models = (await (await fetch(`${url}/v1/models`, { signal })).json()) as { data?: Array<{ id: string }> };
+      const ids = (models.data ?? []).map((m) => m.id);
+      if (!ids.length) return { ok: false, error: 'the router lists no models: are the workers up?' };
+      out(`router healthy; serving ${ids.join(', ')}`);
+      return { ok: true };
+    },
+  },
+
+  'demo.run': {
+    describe: (p) => `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through the router in ${str(p.mode, 'kv')} mode${p.reset_cache ? ', after emptying the workers\' prefix caches' : ''}`,
+    requires: ['workers', 'router'],
+    async run(params, { session, out, signal }) {
+      const router = session.router!;
+      const mode = str(params.mode, 'kv') as RoutingMode;
+      let requests: DemoRequest[];
+      try {
+        requests = scenarioRequests(Array.isArray(params.scenarios) ? (params.scenarios as string[]) : []);
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
+      if (!requests.length) return { ok: false, error: 'demo.run needs "scenarios": a list of scenario names from labs/scenarios.yaml' };
+      if (params.reset_cache) {
+        for (const w of session.workers) {
+          const r = await fetch(`${w.url}/reset_prefix_cache`, { method: 'POST', signal });
+          if (!r.ok) return { ok: false, error: `${w.id} did not reset its prefix cache (HTTP ${r.status})` };
+        }
+        out('prefix caches emptied on every worker (the router saw the workers\' "all blocks cleared" events)');
+      }
+      router.setMode(mode);
+      const results: DemoResult[] = [];
+      for (const r of requests) {
+        if (signal.aborted) break;
+        const res = await sendDemoRequest(router.url, r, { model: str(params.model, DEFAULT_MODEL), mode, signal });
+        results.push(res);
+        session.demo.push(res);
+      }
+      for (const line of formatDemoTable(results, session.workers.map((w) => w.id))) out(line);
+      const problem = checkExpectation(results, typeof params.expect === 'string' ? params.expect : undefined);
+      if (problem) return { ok: false, error: problem };
+      return { ok: true };
+    },
+  },
+
+  'demo.compare': {
+    describe: () => 'compare TTFT and cached tokens of the kv and round-robin runs',
+    async run(_p, { session, out }) {
+      const lines = formatTtftComparison(session.demo);
+      if (!lines.length) {
+        out('No demo results in this session yet: run the two demo steps first (or `dynamo-lab start --from demo`).');
+        return { ok: true };
+      }
+      for (const l of lines) out(l);
+      return { ok: true };
+    },
+  },
+
+  'logs.grep': {
+    describe: (p) => `show each worker's log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
+    requires: ['workers'],
+    async run(params, { session, out }) {
+      let re: RegExp;
+      try {
+        re = new RegExp(str(params.pattern, '.'), 'i');
+      } catch (err) {
+        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
+      }
+      const tail = num(params.tail, 30);
+      for (const w of session.workers) {
+        const lines = session.logsOf(w.id).filter((l) => re.test(l)).slice(-tail);
+        out(`=== ${w.id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
+        for (const l of lines) out(`  ${l}`);
+        if (!lines.length) out('  (no matching lines yet)');
+      }
+      if (session.logFile) out(`Full logs: ${session.logFile}`);
+      return { ok: true };
+    },
+  },
+
+  'session.stop': {
+    describe: () => 'stop the embedded router and every simulated worker, releasing their ports',
+    async run(_p, { session, out }) {
+      const lines = await session.stop();
+      for (const l of lines) out(l);
+      if (!lines.length) out('nothing was running');
+      return { ok: true };
+    },
+  },
+
+  'ports.free': {
+    describe: () => 'check that every port the lab used is free again',
+    async run(_p, { session, out }) {
+      for (const port of session.usedPorts) {
+        if (!(await portIsFree(port))) return { ok: false, error: `port ${port} is still in use` };
+      }
+      out(session.usedPorts.size ? `ports ${[...session.usedPorts].join(', ')} are free` : 'no ports were used');
+      return { ok: true };
+    },
+  },
+};
+
+export function actionFor(name: string): ActionDef | undefined {
+  return ACTIONS[name];
+}

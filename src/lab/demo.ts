@@ -1,0 +1,134 @@
+/**
+ * The demo client: sends chat requests to an OpenAI-compatible endpoint (the local router,
+ * a cluster NodePort), streaming, and measures per request what the lab shows: which worker
+ * served it, cached / prompt tokens as the worker reported them, and TTFT measured here.
+ */
+import { request, type Dispatcher } from 'undici';
+
+export interface DemoRequest {
+  readonly group?: string;
+  readonly system?: string;
+  readonly prompt: string;
+  readonly max_tokens?: number;
+}
+
+export interface DemoResult {
+  readonly mode: string;
+  readonly group: string;
+  readonly prompt: string;
+  readonly worker: string | null;
+  readonly cached_tokens: number | null;
+  readonly prompt_tokens: number | null;
+  readonly ttft_ms: number;
+  readonly latency_ms: number;
+  readonly overlap_blocks: number | null;
+  readonly output_text: string;
+}
+
+export class DemoError extends Error {}
+
+function messagesOf(r: DemoRequest): Array<{ role: string; content: string }> {
+  return r.system ? [{ role: 'system', content: r.system }, { role: 'user', content: r.prompt }] : [{ role: 'user', content: r.prompt }];
+}
+
+/** Send one streaming chat completion and measure it. */
+export async function sendDemoRequest(
+  baseUrl: string,
+  r: DemoRequest,
+  opts: { model: string; mode?: string; signal?: AbortSignal; dispatcher?: Dispatcher; apiKey?: string },
+): Promise<DemoResult> {
+  const started = performance.now();
+  let res;
+  try {
+    res = await request(`${baseUrl.replace(/\/$/, '')}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}) },
+      body: JSON.stringify({ model: opts.model, messages: messagesOf(r), max_tokens: r.max_tokens ?? 50, stream: true, stream_options: { include_usage: true } }),
+      signal: opts.signal,
+      dispatcher: opts.dispatcher,
+      headersTimeout: 120_000,
+      bodyTimeout: 120_000,
+    });
+  } catch (err) {
+    throw new DemoError(`could not reach ${baseUrl}: ${(err as Error).message}`);
+  }
+  if (res.statusCode >= 400) {
+    const text = await res.body.text();
+    let msg = text.slice(0, 300);
+    try {
+      msg = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? msg;
+    } catch {
+      /* not JSON */
+    }
+    throw new DemoError(`${baseUrl} answered HTTP ${res.statusCode}: ${msg}`);
+  }
+  let ttft = -1;
+  let buf = '';
+  let text = '';
+  let usage: { prompt_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined;
+  for await (const chunk of res.body) {
+    buf += (chunk as Buffer).toString('utf8');
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line.startsWith('data:')) continue;
+      const data = line.slice(5).trim();
+      if (data === '[DONE]') continue;
+      let obj: { choices?: Array<{ delta?: { content?: string } }>; usage?: typeof usage };
+      try {
+        obj = JSON.parse(data);
+      } catch {
+        continue;
+      }
+      const piece = obj.choices?.[0]?.delta?.content;
+      if (piece) {
+        if (ttft < 0) ttft = performance.now() - started;
+        text += piece;
+      }
+      if (obj.usage) usage = obj.usage;
+    }
+  }
+  const latency = performance.now() - started;
+  const header = (name: string) => {
+    const v = res.headers[name];
+    return typeof v === 'string' ? v : Array.isArray(v) ? v[0]! : null;
+  };
+  const overlap = header('x-dynamo-lab-overlap-blocks');
+  return {
+    mode: opts.mode ?? header('x-dynamo-lab-mode') ?? 'unknown',
+    group: r.group ?? 'default',
+    prompt: r.prompt,
+    worker: header('x-dynamo-lab-worker'),
+    cached_tokens: usage?.prompt_tokens_details?.cached_tokens ?? null,
+    prompt_tokens: usage?.prompt_tokens ?? null,
+    ttft_ms: Math.round((ttft < 0 ? latency : ttft) * 100) / 100,
+    latency_ms: Math.round(latency * 100) / 100,
+    overlap_blocks: overlap === null ? null : Number(overlap),
+    output_text: text,
+  };
+}
+
+/** Check an expectation about where a group's requests went; returns a problem or null. */
+export function checkExpectation(results: readonly DemoResult[], expect: string | undefined): string | null {
+  if (!expect) return null;
+  const groups = new Map<string, DemoResult[]>();
+  for (const r of results) groups.set(r.group, [...(groups.get(r.group) ?? []), r]);
+  if (expect === 'same-worker') {
+    for (const [g, rs] of groups) {
+      const first = rs[0]!.worker;
+      const strays = rs.slice(1).filter((r) => r.worker !== first);
+      if (strays.length) return `in group "${g}" request 1 went to ${first} but ${strays.map((r) => `"${r.prompt}" went to ${r.worker}`).join(', ')}`;
+      const uncached = rs.slice(1).filter((r) => !r.cached_tokens);
+      if (uncached.length) return `in group "${g}" ${uncached.map((r) => `"${r.prompt}"`).join(', ')} reported no cached tokens`;
+    }
+    return null;
+  }
+  if (expect === 'alternate') {
+    for (let i = 1; i < results.length; i++) {
+      if (results[i]!.worker === results[i - 1]!.worker) return `requests ${i} and ${i + 1} both went to ${results[i]!.worker}; round-robin should alternate`;
+    }
+    return null;
+  }
+  return `unknown expectation "${expect}" (use same-worker or alternate)`;
+}

@@ -1,0 +1,55 @@
+/**
+ * Plain-text tables and bar charts for demo results. Plain lines so the same output works in
+ * the TUI, in a log file and in CI.
+ */
+import type { DemoResult } from './demo.js';
+
+function truncate(s: string, n: number): string {
+  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
+}
+
+function bar(value: number, max: number, width: number): string {
+  if (max <= 0) return '';
+  const cells = Math.max(0, Math.round((value / max) * width));
+  return '█'.repeat(cells) + '░'.repeat(Math.max(0, width - cells));
+}
+
+/**
+ * One row per request: worker, cached/prompt tokens with a bar of the cached share, TTFT.
+ *
+ *   #  prompt                               worker     cached/prompt        ttft ms
+ *   1  Explain quantum computing            worker-0    0/33  ░░░░░░░░░░   17.1
+ */
+export function formatDemoTable(results: readonly DemoResult[], workerIds: readonly string[] = []): string[] {
+  const lines = [`${'#'.padStart(2)}  ${'prompt'.padEnd(40)} ${'worker'.padEnd(10)} ${'cached/prompt'.padStart(13)} ${''.padEnd(10)} ${'ttft ms'.padStart(8)}`];
+  results.forEach((r, i) => {
+    const cached = r.cached_tokens ?? 0;
+    const prompt = r.prompt_tokens ?? 0;
+    const cells = `${cached}/${prompt}`.padStart(13);
+    lines.push(`${String(i + 1).padStart(2)}  ${truncate(r.prompt, 40).padEnd(40)} ${(r.worker ?? '?').padEnd(10)} ${cells} ${bar(cached, prompt, 10)} ${r.ttft_ms.toFixed(1).padStart(8)}`);
+  });
+  const counts = new Map<string, number>();
+  for (const r of results) counts.set(r.worker ?? '?', (counts.get(r.worker ?? '?') ?? 0) + 1);
+  const ids = workerIds.length ? workerIds : [...counts.keys()];
+  lines.push(`requests per worker: ${ids.map((id) => `${id} ${'■'.repeat(counts.get(id) ?? 0)} ${counts.get(id) ?? 0}`).join('   ')}`);
+  return lines;
+}
+
+/** TTFT and cache reuse per mode, side by side, as bars. Empty when fewer than one mode ran. */
+export function formatTtftComparison(results: readonly DemoResult[]): string[] {
+  const modes = [...new Set(results.map((r) => r.mode))];
+  if (!modes.length) return [];
+  const stats = modes.map((mode) => {
+    const rs = results.filter((r) => r.mode === mode);
+    const ttft = rs.reduce((a, r) => a + r.ttft_ms, 0) / rs.length;
+    const cached = rs.reduce((a, r) => a + (r.cached_tokens ?? 0), 0);
+    const prompt = rs.reduce((a, r) => a + (r.prompt_tokens ?? 0), 0);
+    return { mode, ttft, cached, prompt, n: rs.length };
+  });
+  const maxTtft = Math.max(...stats.map((s) => s.ttft));
+  const lines = ['average TTFT per request (shorter is better)'];
+  for (const s of stats) lines.push(`  ${s.mode.padEnd(12)} ${bar(s.ttft, maxTtft, 30)} ${s.ttft.toFixed(1)} ms  (${s.n} requests)`);
+  lines.push('prompt tokens served from cache');
+  for (const s of stats) lines.push(`  ${s.mode.padEnd(12)} ${bar(s.cached, s.prompt, 30)} ${s.cached}/${s.prompt} (${s.prompt ? ((100 * s.cached) / s.prompt).toFixed(0) : 0} %)`);
+  return lines;
+}

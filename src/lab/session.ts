@@ -1,0 +1,75 @@
+/**
+ * Everything a local lab run starts (simulated workers, the embedded router) and what it
+ * learned (demo results, worker log lines). `stop()` releases all of it; it is safe to call
+ * more than once and is called on Cleanup, on Ctrl+C and on any exit path.
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { SimWorker } from '../sim/index.js';
+import type { RouterServer } from '../server/router-server.js';
+import type { DemoResult } from './demo.js';
+
+export class LocalSession {
+  workers: SimWorker[] = [];
+  router: RouterServer | undefined;
+  /** Block size the workers were started with (the router must use the same). */
+  blockSize = 16;
+  readonly demo: DemoResult[] = [];
+  /** Ports this session has listened on, checked to be free after stop. */
+  readonly usedPorts = new Set<number>();
+  private readonly logLines = new Map<string, string[]>();
+  static readonly LOG_LINES_KEPT = 2000;
+
+  constructor(
+    /** Full worker/router log file (bounded views show only the tail). */
+    readonly logFile?: string,
+  ) {
+    if (logFile) mkdirSync(dirname(logFile), { recursive: true });
+  }
+
+  /** A logger for one component: kept in a bounded buffer and appended to the log file. */
+  logger(component: string): (line: string) => void {
+    return (line: string) => {
+      const buf = this.logLines.get(component) ?? [];
+      buf.push(line);
+      if (buf.length > LocalSession.LOG_LINES_KEPT) buf.splice(0, buf.length - LocalSession.LOG_LINES_KEPT);
+      this.logLines.set(component, buf);
+      if (this.logFile) {
+        try {
+          appendFileSync(this.logFile, `${new Date().toISOString()} [${component}] ${line}\n`);
+        } catch {
+          /* logging must never break the lab */
+        }
+      }
+    };
+  }
+
+  logsOf(component: string): readonly string[] {
+    return this.logLines.get(component) ?? [];
+  }
+
+  components(): string[] {
+    return [...this.logLines.keys()].sort();
+  }
+
+  has(resource: string): boolean {
+    if (resource === 'workers') return this.workers.length > 0;
+    if (resource === 'router') return this.router !== undefined;
+    return false;
+  }
+
+  async stop(): Promise<string[]> {
+    const lines: string[] = [];
+    if (this.router) {
+      const url = this.router.url;
+      await this.router.close();
+      this.router = undefined;
+      lines.push(`router stopped (${url})`);
+    }
+    const workers = this.workers;
+    this.workers = [];
+    await Promise.all(workers.map((w) => w.close()));
+    for (const w of workers) lines.push(`${w.id} stopped (${w.url})`);
+    return lines;
+  }
+}
