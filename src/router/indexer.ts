@@ -201,7 +201,11 @@ export class RadixIndexer {
     const last = this.lastEventIds[slot]!;
     if (last >= 0 && ev.eventId > last + 1) gap = { expected: last + 1, got: ev.eventId };
     this.lastEventIds[slot] = ev.eventId;
-    const res = this.applyData(slot, ev.data);
+    // The device indexer only tracks device-tier blocks (host / disk tiers are separate in Dynamo).
+    const res: ApplyResult =
+      ev.storageTier !== undefined && ev.storageTier !== 'device'
+        ? { status: 'ignored', detail: `storage tier ${ev.storageTier} is not indexed` }
+        : this.applyData(slot, ev.data);
     if (gap) res.gap = gap;
     return res;
   }
