@@ -1,0 +1,271 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import OpenAI from 'openai';
+import { Subscriber } from 'zeromq';
+import { decode } from '@msgpack/msgpack';
+import { DEFAULT_MODEL, tokenizeChat } from '../../src/tokenizer/index.js';
+import type { RouterEvent } from '../../src/router/types.js';
+import { SimWorker, startSimWorkers } from '../../src/sim/index.js';
+
+let worker: SimWorker;
+const logs: string[] = [];
+const events: RouterEvent[] = [];
+
+before(async () => {
+  worker = await SimWorker.start({ id: 'worker-0', port: 0, speedup: 20, log: (l) => logs.push(l), maxBodyBytes: 64 * 1024, zmq: { pubPort: 0 } });
+  worker.onKvEvent((ev) => events.push(ev));
+});
+
+after(async () => {
+  await worker.close();
+});
+
+const messages = [
+  { role: 'system' as const, content: 'You are a terse assistant that answers in one sentence about the KV cache.' },
+  { role: 'user' as const, content: 'Explain prefix caching and why a KV-aware router sends repeated prompts to the same worker.' },
+];
+
+function client(url = worker.url) {
+  return new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0, timeout: 10_000 });
+}
+
+test('the official openai client streams a chat completion from a sim worker', async () => {
+  const { data: stream, response } = await client()
+    .chat.completions.create({ model: DEFAULT_MODEL, messages, max_tokens: 8, stream: true, stream_options: { include_usage: true } })
+    .withResponse();
+  assert.equal(response.headers.get('x-dynamo-lab-worker'), 'worker-0');
+  let text = '';
+  let chunks = 0;
+  let finish: string | null = null;
+  let usage: OpenAI.CompletionUsage | undefined | null;
+  for await (const c of stream) {
+    chunks++;
+    assert.equal(c.object, 'chat.completion.chunk');
+    for (const ch of c.choices) {
+      text += ch.delta.content ?? '';
+      finish = ch.finish_reason ?? finish;
+    }
+    if (c.usage) usage = c.usage;
+  }
+  assert.ok(chunks >= 9, `role chunk + 8 tokens + final (got ${chunks})`);
+  assert.ok(text.length > 0);
+  assert.ok(!text.includes('\uFFFD'));
+  assert.equal(finish, 'length');
+  assert.ok(usage);
+  assert.equal(usage.completion_tokens, 8);
+  assert.equal(usage.prompt_tokens, (await tokenizeChat(messages)).length, 'prompt tokenised with the chat template, like the router');
+  assert.equal(usage.total_tokens, usage.prompt_tokens + 8);
+});
+
+test('streaming always carries usage (with cached_tokens) in the final chunk, even without include_usage', async () => {
+  const res = await fetch(`${worker.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages, max_tokens: 3, stream: true }),
+  });
+  assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
+  const body = await res.text();
+  const datas = body.split('\n\n').filter(Boolean).map((b) => b.replace(/^data: /, ''));
+  assert.equal(datas.at(-1), '[DONE]');
+  const last = JSON.parse(datas.at(-2)!);
+  assert.equal(last.choices[0].finish_reason, 'length');
+  assert.ok(last.usage.prompt_tokens_details.cached_tokens > 0, 'the prompt was seen by the previous test');
+});
+
+test('non-stream chat returns usage.prompt_tokens_details.cached_tokens > 0 on a repeated prompt', async () => {
+  const oa = client();
+  const unique = [{ role: 'user' as const, content: `A brand new question number ${Date.now()} about radix trees and LRU eviction in paged attention.` }];
+  const first = await oa.chat.completions.create({ model: DEFAULT_MODEL, messages: unique, max_tokens: 4 });
+  const second = await oa.chat.completions.create({ model: DEFAULT_MODEL, messages: unique, max_tokens: 4 });
+  assert.equal(first.object, 'chat.completion');
+  assert.equal(first.choices[0]!.message.role, 'assistant');
+  assert.ok((first.choices[0]!.message.content ?? '').length > 0);
+  const isl = first.usage!.prompt_tokens;
+  // The default system prompt block(s) may already be cached; the user part is new.
+  assert.ok(first.usage!.prompt_tokens_details!.cached_tokens! < isl - 16);
+  const cached = second.usage!.prompt_tokens_details!.cached_tokens!;
+  assert.ok(cached > 0);
+  assert.equal(cached, Math.floor(isl / 16) * 16, 'all full blocks of the prompt hit');
+  assert.ok(logs.some((l) => /^\[worker-0\] request chatcmpl-\S+ prefix cache hit: \d+\/\d+ blocks \(\d+\/\d+ tokens\) ttft=[\d.]+ ms/.test(l)), 'greppable log line');
+});
+
+test('completions: text prompt, token-id prompt, and streaming with include_usage', async () => {
+  const oa = client();
+  const c1 = await oa.completions.create({ model: DEFAULT_MODEL, prompt: 'The KV cache stores keys and values for every token', max_tokens: 5 });
+  assert.equal(c1.object, 'text_completion');
+  assert.equal(c1.usage!.completion_tokens, 5);
+  assert.ok(c1.choices[0]!.text.length > 0);
+  const ids = Array.from({ length: 40 }, (_, i) => 100 + i);
+  const c2 = await oa.completions.create({ model: DEFAULT_MODEL, prompt: ids, max_tokens: 2 });
+  assert.equal(c2.usage!.prompt_tokens, 40);
+  const c3 = await oa.completions.create({ model: DEFAULT_MODEL, prompt: ids, max_tokens: 2 });
+  assert.equal((c3.usage as OpenAI.CompletionUsage & { prompt_tokens_details?: { cached_tokens?: number } }).prompt_tokens_details?.cached_tokens, 32);
+  const stream = await oa.completions.create({ model: DEFAULT_MODEL, prompt: 'stream me', max_tokens: 4, stream: true, stream_options: { include_usage: true } });
+  let n = 0;
+  let usage: OpenAI.CompletionUsage | undefined;
+  for await (const c of stream) {
+    if (c.choices[0]?.text) n++;
+    if (c.usage) usage = c.usage;
+  }
+  assert.equal(n, 4);
+  assert.equal(usage?.completion_tokens, 4);
+});
+
+test('errors are OpenAI-shaped with the right status, and every response names the worker', async () => {
+  const post = (path: string, body: string) => fetch(`${worker.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const cases: [Promise<Response>, number][] = [
+    [post('/v1/chat/completions', '{not json'), 400],
+    [post('/v1/chat/completions', JSON.stringify({ model: 'm' })), 400],
+    [post('/v1/chat/completions', JSON.stringify({ messages: [] })), 400],
+    [post('/v1/chat/completions', JSON.stringify({ messages, max_tokens: 0 })), 400],
+    [post('/v1/chat/completions', JSON.stringify({ messages, max_tokens: 'ten' })), 400],
+    [post('/v1/completions', JSON.stringify({ prompt: 'x', max_completion_tokens: 1.5 })), 400],
+    [post('/v1/completions', JSON.stringify({})), 400],
+    [post('/v1/chat/completions', JSON.stringify({ messages, max_tokens: 10_000_000 })), 400],
+    [post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(100_000) }] })), 413],
+    [fetch(`${worker.url}/v1/nothing`), 404],
+    [fetch(`${worker.url}/v1/chat/completions`), 405],
+  ];
+  for (const [p, status] of cases) {
+    const res = await p;
+    assert.equal(res.status, status, `${res.url} -> ${res.status}`);
+    assert.equal(res.headers.get('x-dynamo-lab-worker'), 'worker-0');
+    const body = (await res.json()) as { error: { message: string; type: string; code: string } };
+    assert.equal(typeof body.error.message, 'string');
+    assert.equal(typeof body.error.type, 'string');
+    assert.equal(typeof body.error.code, 'string');
+  }
+  // The openai client surfaces them as APIError with the status.
+  await assert.rejects(client().chat.completions.create({ model: DEFAULT_MODEL, messages: [], max_tokens: 1 }), (e: unknown) => e instanceof OpenAI.APIError && e.status === 400);
+});
+
+test('models, health, tokenize and metrics', async () => {
+  const models = (await (await fetch(`${worker.url}/v1/models`)).json()) as { data: { id: string }[] };
+  assert.equal(models.data[0]!.id, DEFAULT_MODEL);
+  const listed = await client().models.list();
+  assert.equal(listed.data[0]!.id, DEFAULT_MODEL);
+  const health = await fetch(`${worker.url}/health`);
+  assert.equal(health.status, 200);
+  assert.equal(health.headers.get('x-dynamo-lab-worker'), 'worker-0');
+
+  const tok = (await (await fetch(`${worker.url}/tokenize`, { method: 'POST', body: JSON.stringify({ messages }) })).json()) as { tokens: number[]; count: number };
+  assert.deepEqual(tok.tokens, await tokenizeChat(messages));
+  assert.equal(tok.count, tok.tokens.length);
+  const tok2 = (await (await fetch(`${worker.url}/tokenize`, { method: 'POST', body: JSON.stringify({ prompt: 'hello world' }) })).json()) as { count: number };
+  assert.ok(tok2.count >= 2);
+
+  const text = await (await fetch(`${worker.url}/metrics`)).text();
+  for (const name of [
+    'vllm:num_requests_running',
+    'vllm:num_requests_waiting',
+    'vllm:kv_cache_usage_perc',
+    'vllm:gpu_cache_usage_perc',
+    'vllm:num_preemptions_total',
+    'vllm:time_to_first_token_seconds_bucket',
+    'vllm:time_to_first_token_seconds_count',
+    'vllm:inter_token_latency_seconds_sum',
+    'vllm:prefix_cache_queries_total',
+    'vllm:prefix_cache_hits_total',
+  ]) {
+    assert.match(text, new RegExp(`^${name}\\{[^}]*\\} [0-9.e+-]+$`, 'm'), name);
+  }
+  const hits = Number(/^vllm:prefix_cache_hits_total\{[^}]*\} (\S+)$/m.exec(text)![1]);
+  const queries = Number(/^vllm:prefix_cache_queries_total\{[^}]*\} (\S+)$/m.exec(text)![1]);
+  assert.ok(hits > 0 && hits < queries);
+  assert.equal(worker.stats().prefixHitTokens, hits);
+});
+
+test('a client disconnect aborts the request and frees its blocks', async () => {
+  const ac = new AbortController();
+  const res = await fetch(`${worker.url}/v1/chat/completions`, {
+    method: 'POST',
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'a long answer please ' + 'word '.repeat(300) }], max_tokens: 100_000, stream: true }),
+    signal: ac.signal,
+  });
+  const reader = res.body!.getReader();
+  await reader.read();
+  await reader.read();
+  assert.ok(worker.stats().running >= 1);
+  assert.ok(worker.stats().usedBlocks > 10);
+  ac.abort();
+  for (let i = 0; i < 100 && worker.stats().running > 0; i++) await sleep(10);
+  assert.equal(worker.stats().running, 0);
+  assert.equal(worker.stats().usedBlocks, 0);
+  assert.ok(worker.stats().requestsAborted >= 1);
+});
+
+test('in-process KV events are ordered from 0 and the ZMQ publisher sends the same blocks', async () => {
+  assert.ok(events.length > 0);
+  events.forEach((e, i) => {
+    assert.equal(e.eventId, i);
+    assert.equal(e.workerId, 'worker-0');
+  });
+  assert.ok(worker.zmqEndpoint?.startsWith('tcp://127.0.0.1:'));
+  const sub = new Subscriber({ receiveTimeout: 5000, linger: 0 });
+  try {
+    sub.connect(worker.zmqEndpoint!);
+    sub.subscribe();
+    await sleep(200);
+    const before = events.length;
+    await client().completions.create({ model: DEFAULT_MODEL, prompt: Array.from({ length: 33 }, (_, i) => 7000 + i), max_tokens: 1 });
+    const [, , payload] = await sub.receive();
+    const batch = decode(payload!, { useBigInt64: true }) as [number, { type: string; block_hashes: bigint[] }[], number];
+    const stored = events.slice(before).find((e) => e.data.type === 'stored')!;
+    assert.equal(batch[1][0]!.type, 'BlockStored');
+    assert.deepEqual(batch[1][0]!.block_hashes, stored.data.type === 'stored' ? stored.data.blocks.map((b) => b.blockHash) : []);
+  } finally {
+    sub.close();
+  }
+});
+
+test('startSimWorkers: ids worker-0.., distinct ports, close is idempotent', async () => {
+  const ws = await startSimWorkers(3, { speedup: 0 });
+  try {
+    assert.deepEqual(ws.map((w) => w.id), ['worker-0', 'worker-1', 'worker-2']);
+    assert.equal(new Set(ws.map((w) => w.port)).size, 3);
+    for (const w of ws) {
+      const r = await client(w.url).chat.completions.create({ model: DEFAULT_MODEL, messages, max_tokens: 2 });
+      assert.equal(r.usage!.completion_tokens, 2);
+    }
+  } finally {
+    await Promise.all(ws.map((w) => w.close()));
+  }
+  await ws[0]!.close();
+  await assert.rejects(fetch(`${ws[0]!.url}/health`));
+});
+
+test('startSimWorkers stops the workers it started when one fails', async () => {
+  // Hold a port, then ask for workers on [port-1, port]: the second cannot listen.
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  const port = (blocker.address() as net.AddressInfo).port;
+  try {
+    await assert.rejects(startSimWorkers(2, { basePort: port - 1, speedup: 0 }), /EADDRINUSE|address already in use/i);
+    // worker-0's port is free again.
+    const probe = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(port - 1, '127.0.0.1', () => resolve());
+    });
+    await new Promise<void>((r) => probe.close(() => r()));
+  } finally {
+    await new Promise<void>((r) => blocker.close(() => r()));
+  }
+});
+
+test('close aborts in-flight requests', async () => {
+  const w = await SimWorker.start({ id: 'worker-x', speedup: 1 });
+  const p = fetch(`${w.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages, max_tokens: 100_000 }) }).then(
+    (r) => r.status,
+    () => 'network error',
+  );
+  await sleep(100);
+  assert.equal(w.stats().running, 1);
+  await w.close();
+  await w.close();
+  const outcome = await p;
+  assert.ok(outcome === 503 || outcome === 'network error', String(outcome));
+  assert.equal(w.stats().usedBlocks, 0);
+});
