@@ -100,7 +100,7 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
       session.blockSize = blockSize;
       session.workers = workers;
       for (const w of workers) {
-        session.usedPorts.add(w.port);
+        session.endpoints.push({ id: w.id, url: w.url });
         out(`${w.id}  ${w.url}  (OpenAI API, KV events in-process)`);
       }
       return { ok: true };
@@ -140,7 +140,7 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
         seed: num(params.seed, 7),
         log,
       });
-      session.usedPorts.add(session.router.port);
+      session.endpoints.push({ id: 'router', url: session.router.url });
       out(`router  ${session.router.url}  mode=${mode}`);
       out(`        try: curl -s ${session.router.url}/v1/models   ·   ${session.router.url}/debug/decisions`);
       return { ok: true };
@@ -245,10 +245,11 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
   'ports.free': {
     describe: () => 'check that every port the lab used is free again',
     async run(_p, { session, out }) {
-      for (const port of session.usedPorts) {
+      const ports = session.endpoints.map((e) => Number(new URL(e.url).port));
+      for (const port of ports) {
         if (!(await portIsFree(port))) return { ok: false, error: `port ${port} is still in use` };
       }
-      out(session.usedPorts.size ? `ports ${[...session.usedPorts].join(', ')} are free` : 'no ports were used');
+      out(ports.length ? `ports ${ports.join(', ')} are free` : 'no ports were used');
       return { ok: true };
     },
   },

@@ -15,8 +15,8 @@ export class LocalSession {
   /** Block size the workers were started with (the router must use the same). */
   blockSize = 16;
   readonly demo: DemoResult[] = [];
-  /** Ports this session has listened on, checked to be free after stop. */
-  readonly usedPorts = new Set<number>();
+  /** Everything this session has listened on, checked to be free after stop. */
+  readonly endpoints: Array<{ id: string; url: string }> = [];
   private readonly logLines = new Map<string, string[]>();
   static readonly LOG_LINES_KEPT = 2000;
 

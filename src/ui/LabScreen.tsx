@@ -20,6 +20,21 @@ type Properties = {
 
 const SECTION_ICON: Record<string, string> = { done: '✓', failed: '✗', skipped: '↷', pending: '○', partial: '◐' };
 
+/** `✓ ✓ ● ○ ○ ○  section 3/6: Start the KV-aware router` — one line at any width. */
+function SectionBar({ sections, currentSectionId }: { readonly sections: Properties['sections']; readonly currentSectionId?: string }): React.ReactElement {
+  const idx = sections.findIndex((s) => s.id === currentSectionId);
+  return (
+    <Text>
+      {sections.map((s, i) => (
+        <Text key={s.id} color={i === idx ? 'cyan' : s.status === 'done' ? 'green' : s.status === 'failed' ? 'red' : 'gray'}>
+          {i === idx ? '●' : (SECTION_ICON[s.status] ?? '○')}{' '}
+        </Text>
+      ))}
+      {idx >= 0 ? <Text dimColor>{` section ${idx + 1}/${sections.length}: ${sections[idx]!.title}`}</Text> : null}
+    </Text>
+  );
+}
+
 /**
  * The whole lab screen. Finished steps go to <Static> (they stay in the terminal's
  * scrollback and are never redrawn); the live area shows the current step and the keys.
@@ -47,14 +62,7 @@ export function LabScreen({ title, target, runnerKind, steps, state, preview, se
           )
         }
       </Static>
-      <Box>
-        {sections.map((s, i) => (
-          <Text key={s.id} color={s.status === 'done' ? 'green' : s.status === 'failed' ? 'red' : undefined} dimColor={s.status === 'pending'}>
-            {i > 0 ? ' → ' : ''}
-            {SECTION_ICON[s.status] ?? '○'} {s.title}
-          </Text>
-        ))}
-      </Box>
+      <SectionBar sections={sections} currentSectionId={cur?.sectionId} />
       {cur && curState && state.phase !== 'finished' ? (
         <CurrentStep step={cur} state={curState} preview={preview} outputLines={14} showHint={state.showHint} position={`${state.current + 1}/${steps.length}`} />
       ) : null}

@@ -65,6 +65,8 @@ export interface StartJson {
   sections: Array<{ id: string; status: string }>;
   steps: Array<{ id: string; status: string; error?: string }>;
   demo: Array<Pick<DemoResult, 'mode' | 'prompt' | 'worker' | 'cached_tokens' | 'prompt_tokens' | 'ttft_ms'> & { group: string }>;
+  /** Every endpoint the run listened on (all closed by the time this is printed). */
+  endpoints: Array<{ id: string; url: string }>;
   progress_file?: string;
   log_file?: string;
 }
@@ -145,9 +147,6 @@ export const startCommand: Command = {
         const say = (s: string) => {
           if (!ctx.globals.json || ctx.globals.verbose) ctx.stderr.write(s + '\n');
         };
-        const unsubscribe = controller.subscribe(() => {
-          /* lines are printed by the out hook below */
-        });
         let printed = 0;
         const printNew = () => {
           const st = controller.state.steps[controller.state.current];
@@ -162,7 +161,6 @@ export const startCommand: Command = {
           for (const p of runner.preview(s.step)) say(chalk.magenta(`  ${p}`));
         });
         off();
-        unsubscribe();
         const cur = controller.state.steps[controller.state.current];
         if (cur?.status === 'failed') {
           say(chalk.red(`✗ ${cur.error}`));
@@ -186,6 +184,7 @@ export const startCommand: Command = {
         sections: controller.sectionSummary().map(({ id, status: s }) => ({ id, status: s })),
         steps: st.steps.map((s) => ({ id: s.id, status: s.status, ...(s.error ? { error: s.error } : {}) })),
         demo: session.demo.map((d) => ({ mode: d.mode, group: d.group, prompt: d.prompt, worker: d.worker, cached_tokens: d.cached_tokens, prompt_tokens: d.prompt_tokens, ttft_ms: d.ttft_ms })),
+        endpoints: session.endpoints,
         progress_file: ppath,
         log_file: logFile,
       };

@@ -1,0 +1,114 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import React from 'react';
+import { render } from 'ink-testing-library';
+import { LabApp } from '../../src/ui/LabApp.js';
+import { LabScreen } from '../../src/ui/LabScreen.js';
+import { HintBar } from '../../src/ui/HintBar.js';
+import { bindingsFor, commandFor, KEY_BINDINGS } from '../../src/ui/keys.js';
+import { LabController } from '../../src/lab/controller.js';
+import { LocalRunner } from '../../src/lab/runner.js';
+import { LocalSession } from '../../src/lab/session.js';
+import { flattenSteps, type LabDefinition } from '../../src/lab/types.js';
+import { initialState, reduce } from '../../src/lab/state.js';
+
+const lab: LabDefinition = {
+  format_version: 1,
+  id: 'ui-test',
+  title: 'UI test lab',
+  summary: 'for component tests',
+  version: 1,
+  sections: [
+    { id: 'one', title: 'First section', steps: [{ id: 'intro', type: 'explain', title: 'Read this first', body: 'Some explanation.', diagram: 'A ──▶ B' }] },
+    {
+      id: 'two',
+      title: 'Second section',
+      steps: [
+        { id: 'noted', type: 'command', title: 'A step with a note', local: { note: 'Nothing to run locally.' } },
+        { id: 'last', type: 'command', title: 'Last step', hint: 'Try turning it off and on.', local: { note: 'done' } },
+      ],
+    },
+  ],
+};
+
+const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
+
+/** Poll the last frame until it contains `text` (ink renders asynchronously). */
+async function waitForFrame(lastFrame: () => string | undefined, text: string | RegExp, ms = 3000): Promise<string> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const f = lastFrame() ?? '';
+    if (typeof text === 'string' ? f.includes(text) : text.test(f)) return f;
+    if (Date.now() > end) throw new Error(`frame never showed ${String(text)}; last frame:\n${f}`);
+    await tick();
+  }
+}
+
+test('the hint bar is generated from the key table and hides keys that do not apply', () => {
+  const { lastFrame } = render(<HintBar bindings={bindingsFor('ready')} />);
+  assert.match(lastFrame() ?? '', /Enter run · s skip · h hint · q quit/);
+  const confirm = render(<HintBar bindings={bindingsFor('confirm')} />);
+  assert.match(confirm.lastFrame() ?? '', /y yes, run it · n no · q quit/);
+  assert.ok(!(confirm.lastFrame() ?? '').includes('skip'));
+  assert.equal(commandFor('ready', '', { return: true }), 'run');
+  assert.equal(commandFor('running', 's', {}), undefined, 'no skipping while a step runs');
+  assert.ok(KEY_BINDINGS.every((b) => b.description.length > 0));
+});
+
+test('LabScreen shows the current step, its diagram, what will run, and the sections', () => {
+  const steps = flattenSteps(lab);
+  const state = initialState(steps);
+  const { lastFrame } = render(
+    <LabScreen title={lab.title} target="local" runnerKind="local" steps={steps} state={state} preview={['local: something']} sections={lab.sections.map((s) => ({ id: s.id, title: s.title, status: 'pending' }))} />,
+  );
+  const f = lastFrame() ?? '';
+  assert.match(f, /UI test lab/);
+  assert.match(f, /Read this first/);
+  assert.match(f, /A ──▶ B/);
+  assert.match(f, /Will run:/);
+  assert.match(f, /section 1\/2: First section/);
+  assert.match(f, /step 1\/3/);
+});
+
+test('a failed step shows the error and, with h, its hint', () => {
+  const steps = flattenSteps(lab);
+  let state = initialState(steps, { intro: 'done', noted: 'done' });
+  state = reduce(reduce(state, { type: 'start' }), { type: 'fail', error: 'port 8000 is taken', at: 'now' });
+  const { lastFrame } = render(<LabScreen title="t" target="local" runnerKind="local" steps={steps} state={state} preview={[]} sections={[]} />);
+  assert.match(lastFrame() ?? '', /Failed: port 8000 is taken/);
+  assert.match(lastFrame() ?? '', /Hint: Try turning it off and on\./);
+});
+
+test('LabApp: Enter runs a step, s skips one, the lab finishes, progress is kept in state', async () => {
+  const controller = new LabController({ lab, target: 'local', runner: new LocalRunner(new LocalSession(), flattenSteps(lab)), signal: new AbortController().signal });
+  let interrupted = false;
+  const app = render(<LabApp controller={controller} title={lab.title} target="local" onInterrupt={() => (interrupted = true)} />);
+  await waitForFrame(app.lastFrame, 'Read this first');
+  await tick(100); // let useInput subscribe before typing (ink-testing-library input timing)
+  app.stdin.write('\r');
+  await waitForFrame(app.lastFrame, 'A step with a note');
+  assert.equal(controller.state.steps[0]!.status, 'done');
+  app.stdin.write('s');
+  await waitForFrame(app.lastFrame, 'Last step');
+  assert.equal(controller.state.steps[1]!.status, 'skipped');
+  app.stdin.write('\r');
+  await waitForFrame(app.lastFrame, /Lab complete|✓.*Last step/);
+  assert.equal(controller.state.phase, 'finished');
+  assert.equal(interrupted, false);
+  app.unmount();
+});
+
+test('LabApp: q quits and Ctrl+C calls the interrupt handler', async () => {
+  const controller = new LabController({ lab, target: 'local', runner: new LocalRunner(new LocalSession(), flattenSteps(lab)), signal: new AbortController().signal });
+  let interrupted = false;
+  const app = render(<LabApp controller={controller} title={lab.title} target="local" onInterrupt={() => (interrupted = true)} />);
+  await waitForFrame(app.lastFrame, 'Read this first');
+  await tick(100);
+  app.stdin.write('\u0003');
+  await tick(50);
+  assert.equal(interrupted, true);
+  app.stdin.write('q');
+  await tick(100);
+  assert.equal(controller.state.phase, 'quit');
+  app.unmount();
+});

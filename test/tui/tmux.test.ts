@@ -1,0 +1,82 @@
+/**
+ * Drives the real TUI in a real terminal (tmux): start the lab, press keys, read the screen.
+ * CI=false because ink (and our own check) treat CI as non-interactive.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { CLI_ARGV, tempStateDir } from '../helpers/cli.js';
+import { shellQuote } from '../../src/lab/commands.js';
+
+const hasTmux = spawnSync('tmux', ['-V']).status === 0;
+const requireTmux = process.env.DYNAMO_LAB_REQUIRE_TMUX === '1';
+
+function tmux(...args: string[]): string {
+  return execFileSync('tmux', args, { encoding: 'utf8' });
+}
+
+function screen(session: string): string {
+  return tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', session);
+}
+
+async function waitFor(session: string, re: RegExp, ms = 30_000): Promise<string> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const s = screen(session);
+    if (re.test(s)) return s;
+    if (Date.now() > end) throw new Error(`screen never matched ${re}:\n${s}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+function startLab(session: string, stateDir: string): void {
+  // tmux runs a shell command line; every piece is quoted from a fixed argv.
+  const cmd = ['env', 'CI=false', 'FORCE_COLOR=0', `DYNAMO_LAB_STATE_DIR=${stateDir}`, process.execPath, ...CLI_ARGV, 'start', '--target', 'local'].map(shellQuote).join(' ');
+  tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '50', `${cmd}; echo "EXIT=$?"; sleep 30`);
+}
+
+test('the TUI runs steps on Enter, resumes after q, and Ctrl+C exits 130 with nothing left running', { skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false, timeout: 120_000 }, async () => {
+  const state = tempStateDir();
+  const s1 = `dl-tui-${process.pid}-a`;
+  startLab(s1, state);
+  try {
+    await waitFor(s1, /Why route by cache contents\?/);
+    assert.match(screen(s1), /Enter run · s skip · h hint · q quit/);
+    tmux('send-keys', '-t', s1, 'Enter');
+    await waitFor(s1, /How the router learns what is cached/);
+    tmux('send-keys', '-t', s1, 's'); // skip the second explanation
+    await waitFor(s1, /Check that two GPUs are free/);
+    tmux('send-keys', '-t', s1, 'Enter');
+    await waitFor(s1, /Provide the event bus/);
+    tmux('send-keys', '-t', s1, 'Enter');
+    await waitFor(s1, /Start two workers/);
+    tmux('send-keys', '-t', s1, 'Enter');
+    const afterWorkers = await waitFor(s1, /Start the router in kv mode/);
+    assert.match(afterWorkers, /worker-0\s+http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(afterWorkers, /↷ .*How the router learns what is cached \(skipped\)/);
+    tmux('send-keys', '-t', s1, 'q');
+    const quit = await waitFor(s1, /EXIT=\d+/);
+    assert.match(quit, /EXIT=0/);
+    assert.match(quit, /worker-0 stopped/);
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', s1]);
+  }
+
+  // A new process resumes at the router step and brings the workers back first.
+  const s2 = `dl-tui-${process.pid}-b`;
+  startLab(s2, state);
+  try {
+    await waitFor(s2, /Start the router in kv mode/);
+    tmux('send-keys', '-t', s2, 'Enter');
+    const resumed = await waitFor(s2, /Send prompts that share a prefix/);
+    assert.match(resumed, /re-running "Start two workers" first/);
+    const port = /router\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(resumed)?.[1];
+    assert.ok(port, 'router URL shown');
+    tmux('send-keys', '-t', s2, 'C-c');
+    const end = await waitFor(s2, /EXIT=\d+/);
+    assert.match(end, /EXIT=130/);
+    assert.match(end, /router stopped/);
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', s2]);
+  }
+});

@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { listLabIds, loadLab, validateLab, LabFormatError } from '../../src/lab/load.js';
+import { loadProgress, saveProgress, progressPath } from '../../src/lab/progress.js';
+import { displayCommand, shellQuote, substitute, MASK } from '../../src/lab/commands.js';
+import { actionFor } from '../../src/lab/actions.js';
+import { flattenSteps } from '../../src/lab/types.js';
+import { loadScenarios } from '../../src/lab/scenarios.js';
+
+test('every lab in labs/ loads, and every local action it names exists', () => {
+  const ids = listLabIds();
+  assert.ok(ids.includes('kv-routing'), `labs found: ${ids.join(', ')}`);
+  for (const id of ids) {
+    const lab = loadLab(id);
+    for (const { step } of flattenSteps(lab)) {
+      for (const a of [step.local?.run, step.verify?.local]) {
+        if (a) assert.ok(actionFor(a.action), `${id}/${step.id}: unknown action ${a.action}`);
+      }
+    }
+  }
+});
+
+test('the kv-routing lab has the skeleton sections in order', () => {
+  const lab = loadLab('kv-routing');
+  assert.deepEqual(lab.sections.map((s) => s.id), ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'cleanup']);
+});
+
+test('scenarios hold the seed prompts', () => {
+  const sc = loadScenarios();
+  assert.deepEqual(sc['shared-prefix']!.requests.map((r) => r.prompt), ['Explain quantum computing', 'Explain quantum computing in simple terms', 'Explain quantum computing briefly']);
+  assert.equal(sc['system-prompt']!.requests.length, 2);
+});
+
+test('bad lab definitions fail with the file and the field named', () => {
+  const base = { format_version: 1, id: 'x', title: 't', summary: 's', version: 1, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'explain', title: 'A' }] }] };
+  assert.doesNotThrow(() => validateLab(base, 'f.yaml'));
+  const bad = (patch: unknown, re: RegExp) => assert.throws(() => validateLab(patch, 'f.yaml'), (e: Error) => e instanceof LabFormatError && re.test(e.message) && e.message.startsWith('f.yaml'));
+  bad({ ...base, format_version: 2 }, /format_version must be 1/);
+  bad({ ...base, sections: [] }, /sections/);
+  bad({ ...base, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'shell', title: 'A' }] }] }, /type must be one of/);
+  bad({ ...base, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'explain', title: 'A' }, { id: 'a', type: 'explain', title: 'B' }] }] }, /used twice/);
+  bad({ ...base, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'command', title: 'A', cluster: { commands: [{ argv: 'kubectl get pods' }] } }] }] }, /argv arrays, not shell strings/);
+});
+
+test('progress round-trips, drops unknown steps, and heals a corrupt file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dl-progress-'));
+  const p = progressPath('kv-routing', 'local', dir);
+  saveProgress(p, { lab: 'kv-routing', labVersion: 1, target: 'local', steps: { a: { status: 'done' }, gone: { status: 'done' }, b: { status: 'failed' } } });
+  const loaded = loadProgress(p, 'kv-routing', ['a', 'b', 'c']);
+  assert.deepEqual(loaded.statuses, { a: 'done' });
+  assert.equal(JSON.parse(readFileSync(p, 'utf8')).formatVersion, 1);
+
+  writeFileSync(p, '{ not json');
+  const healed = loadProgress(p, 'kv-routing', ['a']);
+  assert.deepEqual(healed.statuses, {});
+  assert.match(healed.notice ?? '', /could not be used/);
+  assert.ok(readdirSync(dirname(p)).some((f) => f.includes('.broken-')), 'the bad file is kept aside');
+
+  mkdirSync(dirname(p), { recursive: true });
+  writeFileSync(p, JSON.stringify({ formatVersion: 1, lab: 'other-lab', steps: {} }));
+  assert.match(loadProgress(p, 'kv-routing', ['a']).notice ?? '', /not a progress file of this lab/);
+});
+
+test('commands are shown shell-quoted with variables substituted and secrets masked', () => {
+  assert.equal(shellQuote('plain-arg'), 'plain-arg');
+  assert.equal(shellQuote('two words'), "'two words'");
+  assert.equal(shellQuote("it's"), "'it'\\''s'");
+  assert.equal(shellQuote(''), "''");
+  assert.equal(substitute('ns=${NAMESPACE} ${UNKNOWN}', { NAMESPACE: 'dynamo' }), 'ns=dynamo ${UNKNOWN}');
+  const shown = displayCommand({ argv: ['kubectl', 'create', 'secret', 'generic', 'hf', '--from-literal=HF_TOKEN=hf_secret123'] }, { HF_TOKEN: 'hf_secret123' });
+  assert.ok(!shown.includes('hf_secret123'), shown);
+  assert.ok(shown.includes(MASK));
+  const withEnv = displayCommand({ argv: ['run'], env: { TOKEN: 'abcdef' }, secretEnv: ['TOKEN'] }, {});
+  assert.equal(withEnv, `TOKEN=${MASK} run`);
+});
