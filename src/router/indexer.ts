@@ -374,8 +374,10 @@ export class RadixIndexer {
     const bit = 1 << (slot & 31);
     if ((this.bits[w]! & bit) !== 0) {
       this.bits[w] = this.bits[w]! & ~bit;
-      if (--this.workerCount[node]! === 0) this.onNodeEmptied(node);
+      this.workerCount[node]!--;
     }
+    // As Dynamo: after a removal, an empty worker set clears the node's children.
+    if (this.workerCount[node] === 0) this.onNodeEmptied(node);
     this.maybeFree(node);
   }
 
@@ -394,8 +396,9 @@ export class RadixIndexer {
       const w = node * this.stride + word;
       if ((this.bits[w]! & bit) !== 0) {
         this.bits[w] = this.bits[w]! & ~bit;
-        if (--this.workerCount[node]! === 0) this.onNodeEmptied(node);
+        this.workerCount[node]!--;
       }
+      if (this.workerCount[node] === 0) this.onNodeEmptied(node);
       touched.push(node);
     }
     lookup.clear();

@@ -1,0 +1,157 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RadixIndexer, computeBlockHashes, computeSequenceHashes, toPairs, type KvCacheEventData } from '../../src/router/index.js';
+
+const local = (p: number[]) => computeBlockHashes(p, 1);
+const seq = (p: number[]) => computeSequenceHashes(local(p));
+
+function store(p: number[], start = 0): KvCacheEventData {
+  const s = seq(p);
+  const l = local(p);
+  return { type: 'stored', parentHash: start === 0 ? null : s[start - 1]!, blocks: p.slice(start).map((_, i) => ({ blockHash: s[start + i]!, tokensHash: l[start + i]! })) };
+}
+const removeLast = (p: number[]): KvCacheEventData => ({ type: 'removed', blockHashes: [seq(p).at(-1)!] });
+
+function scores(ix: RadixIndexer, p: number[]): number[] {
+  const l = local(p);
+  const s = ix.findMatchesPairs(toPairs(l), l.length);
+  return Array.from(s.subarray(0, ix.slotLimit));
+}
+
+test('stored / find_matches: consecutive blocks from the start, per worker', () => {
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  const b = ix.ensureSlot('b', 0);
+  assert.equal(ix.applyData(a, store([1, 2, 3, 4])).status, 'ok');
+  assert.equal(ix.applyData(b, store([1, 2])).status, 'ok');
+  assert.deepEqual(scores(ix, [1, 2, 3, 4, 5]), [4, 2]);
+  assert.deepEqual(scores(ix, [1, 2, 9]), [2, 2]);
+  assert.deepEqual(scores(ix, [2, 1]), [0, 0]);
+  assert.deepEqual(scores(ix, []), [0, 0]);
+  // Extend b from its parent.
+  assert.equal(ix.applyData(b, store([1, 2, 3], 2)).status, 'ok');
+  assert.deepEqual(scores(ix, [1, 2, 3, 4]), [4, 3]);
+  assert.equal(ix.blockCount(a), 4);
+  assert.equal(ix.blockCount(b), 3);
+  ix.checkInvariants();
+});
+
+test('unknown parent drops the whole event; duplicates are an invalid sequence', () => {
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  assert.equal(ix.applyData(a, store([1, 2, 3], 2)).status, 'parent_block_not_found');
+  assert.equal(ix.indexedBlocks, 0);
+  const l = local([1]);
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: [{ blockHash: 5n, tokensHash: l[0]! }, { blockHash: 5n, tokensHash: l[0]! }] }).status, 'invalid_block_sequence');
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: [{ blockHash: 5n, tokensHash: l[0]! }] }).status, 'ok');
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: 5n, blocks: [{ blockHash: 5n, tokensHash: l[0]! }] }).status, 'invalid_block_sequence');
+  // Long event (> 16 blocks) takes the table-based duplicate check.
+  const long = Array.from({ length: 40 }, (_, i) => ({ blockHash: BigInt(100 + i), tokensHash: BigInt(i) }));
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: [...long, long[7]!] }).status, 'invalid_block_sequence');
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: long }).status, 'ok');
+  assert.equal(ix.blockCount(a), 41);
+});
+
+test('removed does not cascade; emptied node clears its children (Dynamo semantics)', () => {
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  const b = ix.ensureSlot('b', 0);
+  ix.applyData(a, store([1, 2, 3]));
+  ix.applyData(b, store([1, 2, 3]));
+  // Removing a's middle block: a stops at depth 1, its block 3 stays indexed (no cascade).
+  assert.equal(ix.applyData(a, removeLast([1, 2])).status, 'ok');
+  assert.deepEqual(scores(ix, [1, 2, 3]), [1, 3]);
+  assert.equal(ix.blockCount(a), 2);
+  // b removes its middle block too: node 2 is empty, its children are cleared.
+  ix.applyData(b, removeLast([1, 2]));
+  assert.deepEqual(scores(ix, [1, 2, 3]), [1, 1]);
+  // a stores block 2 again: block 3 was detached, so a's match ends at 2 although a still holds 3.
+  assert.equal(ix.applyData(a, store([1, 2], 1)).status, 'ok');
+  assert.deepEqual(scores(ix, [1, 2, 3]), [2, 1]);
+  // Re-storing block 3 re-attaches the detached node (found through a's lookup).
+  assert.equal(ix.applyData(a, store([1, 2, 3], 2)).status, 'ok');
+  assert.deepEqual(scores(ix, [1, 2, 3]), [3, 1]);
+  // Unknown hashes are skipped and reported after the rest is applied.
+  const r = ix.applyData(a, { type: 'removed', blockHashes: [123n, seq([1, 2, 3])[2]!] });
+  assert.equal(r.status, 'block_not_found');
+  assert.deepEqual(scores(ix, [1, 2, 3]), [2, 1]);
+  ix.checkInvariants();
+});
+
+test('cleared affects only the emitting (worker, dp_rank); removeSlot scrubs everything', () => {
+  const ix = new RadixIndexer();
+  const a0 = ix.ensureSlot('a', 0);
+  const a1 = ix.ensureSlot('a', 1);
+  const b = ix.ensureSlot('b', 0);
+  for (const s of [a0, a1, b]) ix.applyData(s, store([1, 2]));
+  ix.applyData(a0, { type: 'cleared' });
+  assert.deepEqual(scores(ix, [1, 2]), [0, 2, 2]);
+  assert.equal(ix.blockCount(a0), 0);
+  ix.removeWorker('a');
+  assert.equal(ix.slotOf('a', 1), -1);
+  assert.equal(ix.indexedBlocks, 2);
+  const c = ix.ensureSlot('c', 0); // reuses a freed slot id: must start empty
+  assert.ok(c === a0 || c === a1);
+  assert.equal(scores(ix, [1, 2])[c], 0);
+  ix.checkInvariants();
+  ix.removeWorker('b');
+  assert.equal(ix.indexedBlocks, 0);
+  assert.equal(ix.nodeCount, 1);
+});
+
+test('more than 32 slots use multi-word bitsets', () => {
+  const ix = new RadixIndexer();
+  const slots = Array.from({ length: 70 }, (_, i) => ix.ensureSlot(`w${i}`, 0));
+  slots.forEach((s, i) => ix.applyData(s, store([1, 2, 3].slice(0, 1 + (i % 3)))));
+  const sc = scores(ix, [1, 2, 3]);
+  slots.forEach((s, i) => assert.equal(sc[s], 1 + (i % 3)));
+  ix.checkInvariants();
+});
+
+test('TTL: 100 ms buckets, refresh on re-insert', () => {
+  assert.equal(RadixIndexer.ttlBucket(0, 120_000), 120_000);
+  assert.equal(RadixIndexer.ttlBucket(1, 120_000), 120_100);
+  assert.equal(RadixIndexer.ttlBucket(100, 120_000), 120_100);
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  const l = toPairs(local([1, 2]));
+  const s = toPairs(seq([1, 2]));
+  ix.storeWithTtl(a, s, l, 2, 0, 1000);
+  ix.storeWithTtl(a, s, l, 1, 500, 1000); // refresh block 1 only
+  assert.equal(ix.expireTtl(999), 0);
+  assert.equal(ix.expireTtl(1000), 1);
+  assert.deepEqual(scores(ix, [1, 2]), [1]);
+  assert.equal(ix.expireTtl(1500), 1);
+  assert.equal(ix.indexedBlocks, 0);
+  assert.equal(ix.nodeCount, 1);
+});
+
+test('memory bound evicts the least recently stored entries first', () => {
+  const ix = new RadixIndexer({ maxIndexedBlocks: 4 });
+  const a = ix.ensureSlot('a', 0);
+  const b = ix.ensureSlot('b', 0);
+  ix.applyData(a, store([1, 2, 3]));
+  ix.applyData(b, store([3, 2]));
+  assert.equal(ix.indexedBlocks, 4);
+  assert.equal(ix.evictions, 1);
+  // a's first block (oldest) went: a matches nothing from the start any more.
+  assert.deepEqual(scores(ix, [1, 2, 3]), [0, 0]);
+  assert.deepEqual(scores(ix, [3, 2]), [0, 2]);
+  ix.applyData(a, store([1]));
+  assert.equal(ix.evictions, 2);
+  ix.checkInvariants();
+});
+
+test('re-storing a detached block re-attaches its whole subtree (lookup reuse)', () => {
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  ix.applyData(a, store([1, 2, 3, 4]));
+  ix.applyData(a, removeLast([1, 2])); // node 2 empty: node 3 (with child 4) detached
+  assert.deepEqual(scores(ix, [1, 2, 3, 4]), [1]);
+  ix.applyData(a, store([1, 2], 1));
+  assert.deepEqual(scores(ix, [1, 2, 3, 4]), [2]);
+  // Only block 3 is re-stored; block 4 comes back with it because node 3 is reused.
+  ix.applyData(a, store([1, 2, 3], 2));
+  assert.deepEqual(scores(ix, [1, 2, 3, 4]), [4]);
+  ix.checkInvariants();
+});
