@@ -21,13 +21,27 @@ export class RealClock implements Clock {
   }
 
   schedule(atMs: number, fn: () => void): Cancel {
-    const delay = atMs - performance.now();
-    if (delay <= 0) {
-      const h = setImmediate(fn);
-      return () => clearImmediate(h);
-    }
-    const h = setTimeout(fn, delay);
-    return () => clearTimeout(h);
+    // Node timers have whole-millisecond resolution and may fire a fraction of a millisecond
+    // early: re-arm until the target time is really reached (the last < 1 ms via setImmediate).
+    let timeout: NodeJS.Timeout | undefined;
+    let immediate: NodeJS.Immediate | undefined;
+    let cancelled = false;
+    const fire = () => {
+      timeout = undefined;
+      immediate = undefined;
+      if (cancelled) return;
+      const rem = atMs - performance.now();
+      if (rem >= 1) timeout = setTimeout(fire, Math.floor(rem));
+      else if (rem > 0.02) immediate = setImmediate(fire);
+      else fn();
+    };
+    if (atMs - performance.now() >= 1) timeout = setTimeout(fire, Math.floor(atMs - performance.now()));
+    else immediate = setImmediate(fire);
+    return () => {
+      cancelled = true;
+      if (timeout) clearTimeout(timeout);
+      if (immediate) clearImmediate(immediate);
+    };
   }
 }
 

@@ -203,6 +203,9 @@ interface Pass {
   end: number;
 }
 
+/** Real-clock lateness up to which the next pass still starts at the previous pass's planned end. */
+const LATE_TOLERANCE_MS = 25;
+
 export class SimEngine {
   readonly id: string;
   readonly blockSize: number;
@@ -408,10 +411,15 @@ export class SimEngine {
   private step(): void {
     this.timer = undefined;
     if (this.closed) return;
-    if (this.pass) this.finishPass(this.pass);
+    const prev = this.pass;
+    if (prev) this.finishPass(prev);
     this.pass = undefined;
     if (this.closed) return;
-    const pass = this.startPass();
+    // Back-to-back passes are anchored to the previous pass's planned end, so timer lateness
+    // on the real clock does not accumulate (unless the process was blocked for long).
+    const now = this.clock.now();
+    const start = prev && now - prev.end < LATE_TOLERANCE_MS ? Math.min(now, prev.end) : now;
+    const pass = this.startPass(start);
     if (!pass) return;
     this.pass = pass;
     this.timer = this.clock.schedule(pass.end, () => this.step());
@@ -429,8 +437,7 @@ export class SimEngine {
     this.waiting.unshift(victim);
   }
 
-  private startPass(): Pass | undefined {
-    const now = this.clock.now();
+  private startPass(now: number): Pass | undefined {
     let budget = this.maxNumBatchedTokens;
     const entries: PassEntry[] = [];
     let preempted = false;
@@ -505,7 +512,7 @@ export class SimEngine {
         const s = this.waiting.shift()!;
         this.counters.aborted++;
         this.complete(s, 'aborted');
-        return this.startPass();
+        return this.startPass(now);
       }
       return undefined;
     }
