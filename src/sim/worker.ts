@@ -432,7 +432,11 @@ export class SimWorker {
     const stream = body.stream === true;
     const streamOptions = isObject(body.stream_options) ? body.stream_options : undefined;
     const includeUsage = streamOptions?.include_usage === true;
-    const requestId = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
+    // Like vLLM: the id is built from the caller's x-request-id when given (unique in flight).
+    const given = req.headers['x-request-id'];
+    const base = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID().replace(/-/g, '');
+    let requestId = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${base}`;
+    if (this.inflight.has(requestId)) requestId = `${requestId}-${randomUUID().slice(0, 8)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.model;
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion';

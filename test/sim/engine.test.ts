@@ -173,3 +173,31 @@ test('VirtualClock runs callbacks in time order (ties in insertion order) withou
   assert.ok(performance.now() - t0 < 100);
   assert.deepEqual(seen, ['a', 'b', 'c', 'late']);
 });
+
+test('without chunked prefill a prompt waits until it fits the token budget whole', () => {
+  const clock = new VirtualClock();
+  const engine = new SimEngine({ maxNumBatchedTokens: 100, enableChunkedPrefill: false }, clock);
+  const first: Record<string, number> = {};
+  engine.submit({ requestId: 'a', tokens: prompt(60, 1), maxTokens: 2, onFirstToken: (f) => (first.a = f.timeMs) });
+  engine.submit({ requestId: 'b', tokens: prompt(60, 900), maxTokens: 2, onFirstToken: (f) => (first.b = f.timeMs) });
+  clock.runUntilIdle();
+  // b does not fit next to a in the first pass (60 + 60 > 100), so it is not split: it runs in pass 2.
+  assert.ok(Math.abs(first.a! - (polyPrefill(60) + polyDecode(4 / 16384))) < 1e-9, `a ${first.a}`);
+  assert.ok(first.b! > first.a!);
+  assert.throws(() => engine.submit({ requestId: 'c', tokens: prompt(101), maxTokens: 1 }), SimRequestError);
+});
+
+test('with prefix caching off nothing is reused and freed blocks are removed at once', () => {
+  const clock = new VirtualClock();
+  const engine = new SimEngine({ enablePrefixCaching: false }, clock);
+  const kinds: string[] = [];
+  engine.onKvEvent((e) => kinds.push(e.data.type));
+  const done: EngineResult[] = [];
+  for (const id of ['a', 'b']) {
+    engine.submit({ requestId: id, tokens: prompt(64), maxTokens: 1, onDone: (r) => done.push(r) });
+    clock.runUntilIdle();
+  }
+  assert.deepEqual(done.map((r) => r.cachedTokens), [0, 0]);
+  assert.deepEqual(kinds, ['stored', 'removed', 'stored', 'removed']);
+  assert.equal(engine.cachedBlockCount(), 0);
+});

@@ -269,3 +269,27 @@ test('close aborts in-flight requests', async () => {
   assert.ok(outcome === 503 || outcome === 'network error', String(outcome));
   assert.equal(w.stats().usedBlocks, 0);
 });
+
+test('POST /reset_prefix_cache drops the cached blocks (router sees Cleared) and x-request-id names the request', async () => {
+  const w = await SimWorker.start({ id: 'worker-r', speedup: 0, log: (l) => logs.push(l) });
+  const seen: string[] = [];
+  w.onKvEvent((e) => seen.push(e.data.type));
+  try {
+    const ask = () =>
+      fetch(`${w.url}/v1/chat/completions`, { method: 'POST', headers: { 'x-request-id': 'lab-123' }, body: JSON.stringify({ messages, max_tokens: 1 }) }).then(
+        (r) => r.json() as Promise<{ id: string; usage: { prompt_tokens_details: { cached_tokens: number } } }>,
+      );
+    const a = await ask();
+    assert.equal(a.id, 'chatcmpl-lab-123');
+    assert.ok(logs.some((l) => l.startsWith('[worker-r] request chatcmpl-lab-123 ')));
+    assert.ok((await ask()).usage.prompt_tokens_details.cached_tokens > 0);
+    assert.ok(w.cachedBlockCount() > 0);
+    const r = await fetch(`${w.url}/reset_prefix_cache`, { method: 'POST' });
+    assert.equal(r.status, 200);
+    assert.equal(w.cachedBlockCount(), 0);
+    assert.equal(seen.at(-1), 'cleared');
+    assert.equal((await ask()).usage.prompt_tokens_details.cached_tokens, 0);
+  } finally {
+    await w.close();
+  }
+});
