@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { RouterEvent } from '../router/types.js';
 import { applyChatTemplate, DEFAULT_MODEL, loadTokenizer, type ChatMessage, type Tokenizer } from '../tokenizer/index.js';
 import { RealClock, type Clock } from './clock.js';
-import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type FirstTokenInfo } from './engine.js';
+import { SimEngine, SimRequestError, type EngineResult, type EngineStats } from './engine.js';
 import { PromText } from './metrics.js';
 import { ZmqKvPublisher } from './zmq.js';
 
@@ -457,7 +457,6 @@ export class SimWorker {
       prompt_tokens_details: { cached_tokens: r.cachedTokens },
     });
     let text = '';
-    let first: FirstTokenInfo | undefined;
     const writeChunk = (obj: unknown) => {
       if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`);
     };
@@ -486,9 +485,6 @@ export class SimWorker {
       requestId,
       tokens,
       maxTokens,
-      onFirstToken: (info) => {
-        first = info;
-      },
       onToken: (tok) => {
         const t = this.textOf(tok);
         if (!stream) {
@@ -507,7 +503,6 @@ export class SimWorker {
         this.log(
           `[${this.id}] request ${requestId} prefix cache hit: ${r.cachedBlocks}/${r.promptBlocks} blocks (${r.cachedTokens}/${r.promptTokens} tokens) ttft=${ttft} output=${r.completionTokens} tokens${r.preemptions ? ` preemptions=${r.preemptions}` : ''}${r.status === 'aborted' ? ' ABORTED' : ''}`,
         );
-        void first;
         if (r.status === 'aborted') {
           if (res.writableEnded || res.destroyed) return;
           if (stream) {

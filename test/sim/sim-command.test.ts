@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { simCommand } from '../../src/cli/commands/sim.js';
+import type { CommandContext } from '../../src/cli/command.js';
+import { UsageError } from '../../src/cli/errors.js';
+
+function ctxWith(signal: AbortSignal, json: boolean) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d) => (out += d));
+  stderr.on('data', (d) => (err += d));
+  const ctx = { globals: { json, verbose: false }, signal, stdout, stderr, interactive: false } as unknown as CommandContext;
+  return { ctx, out: () => out, err: () => err };
+}
+
+async function waitFor(pred: () => boolean, ms = 10_000) {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('dynamo-lab sim --json prints [{id,url,zmq}], serves until the signal aborts, then closes everything', async () => {
+  const ac = new AbortController();
+  const { ctx, out, err } = ctxWith(ac.signal, true);
+  const running = simCommand.run({ workers: '2', port: '0', 'zmq-port': '0', speedup: '0', quiet: true }, [], ctx);
+  await waitFor(() => out().includes('\n'));
+  const list = JSON.parse(out()) as { id: string; url: string; zmq: string }[];
+  assert.deepEqual(list.map((w) => w.id), ['worker-0', 'worker-1']);
+  for (const w of list) {
+    assert.match(w.zmq, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+    const r = await fetch(`${w.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'hi', max_tokens: 2 }) });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-dynamo-lab-worker'), w.id);
+  }
+  ac.abort();
+  assert.equal(await running, 0);
+  assert.match(err(), /stopped/);
+  for (const w of list) await assert.rejects(fetch(`${w.url}/health`));
+});
+
+test('dynamo-lab sim prints one line per worker and rejects bad options', async () => {
+  const ac = new AbortController();
+  const { ctx, out } = ctxWith(ac.signal, false);
+  const running = simCommand.run({ workers: '1', port: '0', quiet: true }, [], ctx);
+  await waitFor(() => out().includes('\n'));
+  assert.match(out(), /^worker-0  http:\/\/127\.0\.0\.1:\d+\n$/);
+  ac.abort();
+  await running;
+  const never = new AbortController().signal;
+  await assert.rejects(simCommand.run({ workers: 'two' }, [], ctxWith(never, false).ctx), UsageError);
+  await assert.rejects(simCommand.run({ workers: '1', 'replay-port': '0' }, [], ctxWith(never, false).ctx), UsageError);
+  await assert.rejects(simCommand.run({ workers: '1', 'preemption-mode': 'random' }, [], ctxWith(never, false).ctx), UsageError);
+});
