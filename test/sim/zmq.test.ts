@@ -4,25 +4,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { decode } from '@msgpack/msgpack';
 import { Dealer, Subscriber } from 'zeromq';
 import type { RouterEvent } from '../../src/router/types.js';
+import { decodeVllmZmqBatch, RadixIndexer } from '../../src/router/index.js';
 import { computeBlockHashes } from '../../src/router/hashing.js';
 import { SimEngine } from '../../src/sim/engine.js';
 import { VirtualClock } from '../../src/sim/clock.js';
 import { ZmqKvPublisher } from '../../src/sim/zmq.js';
-
-type DecodeFn = (payload: Uint8Array, opts: { workerId: string; blockSize: number; eventIdStart?: number }) =>
-  | { ok: true; events: RouterEvent[]; nextEventId?: number }
-  | { ok: false; reason: string };
-
-/** The router's vLLM batch decoder, when that module exists in this tree. */
-async function routerDecoder(): Promise<DecodeFn | undefined> {
-  try {
-    const spec = '../../src/router/events.js';
-    const mod = (await import(spec)) as { decodeVllmZmqBatch?: DecodeFn };
-    return mod.decodeVllmZmqBatch;
-  } catch {
-    return undefined;
-  }
-}
 
 const BS = 4;
 
@@ -118,12 +104,7 @@ test('KV events go out on a real ZMQ PUB socket in vLLM wire format', async () =
   }
 });
 
-test("the router's decodeVllmZmqBatch turns the wire batches back into the worker's events", async (t) => {
-  const decodeBatch = await routerDecoder();
-  if (!decodeBatch) {
-    t.skip('src/router/events.ts decodeVllmZmqBatch is not in this tree yet');
-    return;
-  }
+test("the router's decodeVllmZmqBatch turns the wire batches back into the worker's events", async () => {
   const { pub, clock, engine, inproc, sub } = await setup();
   try {
     await drive(engine, clock, prompts);
@@ -131,18 +112,22 @@ test("the router's decodeVllmZmqBatch turns the wire batches back into the worke
     let next = 0;
     for (let i = 0; i < pub.batchesPublished; i++) {
       const [, , payload] = await sub.receive();
-      const r = decodeBatch(payload!, { workerId: 'w0', blockSize: BS, eventIdStart: next });
+      const r = decodeVllmZmqBatch(payload!, { workerId: 'w0', blockSize: BS, eventIdStart: next });
       assert.ok(r.ok, r.ok ? '' : r.reason);
       if (!r.ok) return;
       decoded.push(...r.events);
       next = r.nextEventId ?? next + r.events.length;
     }
     assert.equal(decoded.length, inproc.length);
+    const radix = new RadixIndexer();
     decoded.forEach((d, i) => {
       assert.equal(d.workerId, 'w0');
       assert.equal(d.dpRank, 0);
       assert.deepEqual(d.data, inproc[i]!.data);
+      assert.equal(radix.applyEvent(d, true).status, 'ok');
     });
+    // Applied to a fresh index, the decoded wire events reproduce the worker's cache.
+    assert.equal(radix.blockCount(radix.slotOf('w0', 0)), engine.cachedBlockCount());
   } finally {
     sub.close();
     engine.close();
