@@ -293,3 +293,24 @@ test('POST /reset_prefix_cache drops the cached blocks (router sees Cleared) and
     await w.close();
   }
 });
+
+test('real-time pacing over HTTP: time to first streamed token follows the polynomial', async () => {
+  const w = await SimWorker.start({ id: 'worker-t', speedup: 1 });
+  try {
+    const prompt = Array.from({ length: 1000 }, (_, i) => 20_000 + i);
+    const model = 4.209989e-7 * 1e6 + 1.518344e-2 * 1000 + 16.50142 + (-25.74 * (63 / 16384) ** 2 + 54.01 * (63 / 16384) + 5.74);
+    const t0 = performance.now();
+    const res = await fetch(`${w.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt, max_tokens: 5, stream: true }) });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    const ttft = performance.now() - t0;
+    assert.ok(new TextDecoder().decode(first.value).startsWith('data: '));
+    while (!(await reader.read()).done);
+    const total = performance.now() - t0;
+    assert.ok(ttft >= model * 0.95, `ttft ${ttft.toFixed(1)} ms >= model ${model.toFixed(1)} ms`);
+    assert.ok(ttft < model + 150, `ttft ${ttft.toFixed(1)} ms close to model ${model.toFixed(1)} ms`);
+    assert.ok(total >= model + 4 * 5.9, `4 more decode steps of ~6 ms (total ${total.toFixed(1)} ms)`);
+  } finally {
+    await w.close();
+  }
+});
