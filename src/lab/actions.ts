@@ -175,14 +175,16 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
         return { ok: false, error: (err as Error).message };
       }
       if (!requests.length) return { ok: false, error: 'demo.run needs "scenarios": a list of scenario names from labs/scenarios.yaml' };
+      router.setMode(mode);
       if (params.reset_cache) {
+        // One unmeasured request first, so the first measured TTFT is not paying for JIT warm-up.
+        await sendDemoRequest(router.url, { prompt: 'warm-up', max_tokens: 2 }, { model: str(params.model, DEFAULT_MODEL), mode, signal });
         for (const w of session.workers) {
           const r = await fetch(`${w.url}/reset_prefix_cache`, { method: 'POST', signal });
           if (!r.ok) return { ok: false, error: `${w.id} did not reset its prefix cache (HTTP ${r.status})` };
         }
         out('prefix caches emptied on every worker (the router saw the workers\' "all blocks cleared" events)');
       }
-      router.setMode(mode);
       const results: DemoResult[] = [];
       for (const r of requests) {
         if (signal.aborted) break;
