@@ -147,6 +147,7 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
       // 2. Watch pods (and the object) until something ends the round.
       const seconds = Math.max(1, Math.min(t.watchSeconds ?? 50, Math.ceil(remaining / 1000)));
       watches += 1;
+      const roundStart = Date.now();
       const finished = await new Promise<boolean>((resolve) => {
         const controllers: AbortController[] = [];
         let settled = false;
@@ -167,7 +168,7 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
           report();
           if (done(t, pods, cond)) settle(true);
         };
-        const start = (path: string, query: Record<string, string | number | boolean | undefined>, handle: (type: string, obj: unknown) => void) => {
+        const startWatch = (path: string, query: Record<string, string | number | boolean | undefined>, handle: (type: string, obj: unknown) => void) => {
           watch
             .watch(path, { ...query, allowWatchBookmarks: true, timeoutSeconds: seconds }, (type, obj) => {
               if (type === 'BOOKMARK') return;
@@ -181,14 +182,14 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
             })
             .catch(() => settle(false));
         };
-        start(`/api/v1/namespaces/${t.namespace}/pods`, { labelSelector: t.labelSelector, resourceVersion: list.metadata?.resourceVersion }, (type, obj) => {
+        startWatch(`/api/v1/namespaces/${t.namespace}/pods`, { labelSelector: t.labelSelector, resourceVersion: list.metadata?.resourceVersion }, (type, obj) => {
           const p = obj as k8s.V1Pod;
           if (type === 'DELETED') pods.delete(p.metadata!.name!);
           else pods.set(p.metadata!.name!, podState(p, t.componentLabel));
         });
         if (t.object) {
           const o = t.object;
-          start(`/apis/${o.group}/${o.version}/namespaces/${t.namespace}/${o.plural}`, { fieldSelector: `metadata.name=${o.name}`, ...(objRv ? { resourceVersion: objRv } : {}) }, (type, obj) => {
+          startWatch(`/apis/${o.group}/${o.version}/namespaces/${t.namespace}/${o.plural}`, { fieldSelector: `metadata.name=${o.name}`, ...(objRv ? { resourceVersion: objRv } : {}) }, (type, obj) => {
             hasObject = type !== 'DELETED';
             cond = type === 'DELETED' ? undefined : readyCondition(obj);
           });
@@ -196,6 +197,8 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
       });
       if (finished) return { ready: true, pods: [...pods.values()], condition: cond, elapsedMs: Date.now() - start, watches };
       if (Date.now() >= deadline) break;
+      // A watch that ends at once (e.g. refused) must not turn into a busy relist loop.
+      if (Date.now() - roundStart < 1000) await new Promise((r) => setTimeout(r, 1000));
     }
     return { ready: false, pods: [...pods.values()], condition: cond, elapsedMs: Date.now() - start, watches };
   } finally {

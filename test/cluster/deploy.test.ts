@@ -1,0 +1,308 @@
+/**
+ * Cluster tier: `deploy` (dry-run, version-aware apply, waits with progress, failure
+ * diagnosis, NodePort conflicts, idempotence), `logs`, worker discovery + port-forward, the
+ * NodePort URL, `cleanup`, and a missing CRD — against a real kube-apiserver + etcd + kwok, with
+ * the test acting as the Dynamo operator.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { appendFileSync } from 'node:fs';
+import { parseAllDocuments } from 'yaml';
+import type * as k8s from '@kubernetes/client-node';
+import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
+import { skipReason, start, runCli, spawnCli, helmStub, createPod, envFor, setDgdReady, waitForObject, sleep, mergePatch, type HelmStub } from './helpers.js';
+import { Cluster, loadKubeContext, discoverWorkers, portForwardPods, nodePortUrl, waitFor } from '../../src/cluster/index.js';
+
+const skip = skipReason();
+const NS = 'dynamo';
+const DGD_LABEL = 'nvidia.com/dynamo-graph-deployment-name';
+
+describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 600_000 }, () => {
+  let cp: ControlPlane;
+  let core: k8s.CoreV1Api;
+  let custom: k8s.CustomObjectsApi;
+  let ext: k8s.ApiextensionsV1Api;
+  let stub: HelmStub;
+  let httpServer: http.Server;
+  let zmqServer: net.Server;
+
+  before(async () => {
+    // Stand-ins for a worker's OpenAI server (8000) and ZMQ publisher (5557), reached through kwok's port-forward.
+    httpServer = http.createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ path: req.url, worker: 'fake-vllm' }));
+    });
+    zmqServer = net.createServer((s) => s.end('KV-EVENTS\n'));
+    await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => zmqServer.listen(0, '127.0.0.1', r));
+    const forwards = [
+      { port: 8000, target: (httpServer.address() as net.AddressInfo).port },
+      { port: 5557, target: (zmqServer.address() as net.AddressInfo).port },
+    ];
+    ({ cp, core, custom, ext } = await start({ forwards }));
+    stub = helmStub();
+  });
+  after(async () => {
+    await cp?.stop();
+    httpServer?.close();
+    zmqServer?.close();
+  });
+
+  it('deploy --dry-run: v1beta1 (served by the cluster), exact requests, HF token masked, nothing created', async () => {
+    const r = await runCli(['deploy', '--dry-run'], envFor(cp, stub, { HF_TOKEN: 'hf_supersecret123' }));
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout + r.stderr, /hf_supersecret123/);
+    assert.match(r.stdout, /# PATCH \/api\/v1\/namespaces\/dynamo\/secrets\/hf-token-secret\?fieldManager=dynamo-lab&force=true/);
+    assert.match(r.stdout, /# PATCH \/apis\/nvidia\.com\/v1beta1\/namespaces\/dynamo\/dynamographdeployments\/vllm-kv-demo\?fieldManager=dynamo-lab&force=true/);
+    assert.match(r.stdout, /# PATCH \/api\/v1\/namespaces\/dynamo\/services\/vllm-kv-frontend-np/);
+    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS());
+    const [secret, dgd, svc] = docs;
+    assert.equal(secret.stringData.HF_TOKEN, '***');
+    assert.equal(dgd.apiVersion, 'nvidia.com/v1beta1');
+    const worker = dgd.spec.components.find((c: { name: string }) => c.name === 'VllmWorker');
+    assert.equal(worker.replicas, 2);
+    assert.deepEqual(worker.podTemplate.spec.containers[0].args, ['--model', 'Qwen/Qwen2.5-1.5B-Instruct', '--tensor-parallel-size', '1', '--enable-prefix-caching']);
+    assert.equal(worker.podTemplate.spec.containers[0].resources.limits['nvidia.com/gpu'], '1');
+    assert.deepEqual(worker.podTemplate.spec.containers[0].envFrom, [{ secretRef: { name: 'hf-token-secret' } }]);
+    const fe = dgd.spec.components.find((c: { name: string }) => c.name === 'Frontend');
+    assert.deepEqual(fe.podTemplate.spec.containers[0].args, ['--http-port', '8000', '--router-mode', 'kv', '--kv-overlap-score-weight', '1.0']);
+    assert.ok(fe.podTemplate.spec.containers[0].env.some((e: { name: string; value: string }) => e.name === 'DYN_ROUTER_MODE' && e.value === 'kv'));
+    assert.equal(svc.spec.type, 'NodePort');
+    assert.equal(svc.spec.ports[0].nodePort, 30200);
+    const nss = await core.listNamespace();
+    assert.ok(!nss.items.some((n) => n.metadata?.name === NS), 'dry run must not create the namespace');
+  });
+
+  it('deploy --dry-run --json: v1alpha1 on request; router flags follow the Dynamo release', async () => {
+    const old = JSON.parse((await runCli(['deploy', '--dry-run', '--json', '--api-version', 'v1alpha1', '--release', '0.8.0'], envFor(cp, stub))).stdout);
+    const dgdOld = old.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body;
+    assert.equal(old.apiVersion, 'nvidia.com/v1alpha1');
+    assert.deepEqual(dgdOld.spec.services.Frontend.extraPodSpec.mainContainer.args.slice(-2), ['--kv-overlap-score-weight', '1.0']);
+    assert.equal(dgdOld.spec.services.VllmWorker.resources.limits.gpu, '1');
+    assert.equal(dgdOld.spec.services.VllmWorker.envFromSecret, undefined, 'no HF_TOKEN and no secret -> no reference');
+    assert.equal(dgdOld.spec.services.Frontend.extraPodSpec.mainContainer.image, 'nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.0');
+
+    const neu = JSON.parse((await runCli(['deploy', '--dry-run', '--json', '--release', '1.2.0', '--kv-overlap-score-weight', '2'], envFor(cp, stub))).stdout);
+    const fe = neu.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body.spec.components[0];
+    assert.deepEqual(fe.podTemplate.spec.containers[0].args, ['--http-port', '8000', '--router-mode', 'kv', '--router-kv-overlap-score-credit', '1.0', '--router-prefill-load-scale', '2.0']);
+
+    const rr = JSON.parse((await runCli(['deploy', '--dry-run', '--json', '--router', 'round-robin', '--name', 'vllm-rr-demo'], envFor(cp, stub))).stdout);
+    const rrDgd = rr.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body;
+    assert.deepEqual(rrDgd.spec.components[0].podTemplate.spec.containers[0].args, ['--http-port', '8000', '--router-mode', 'round-robin']);
+    assert.ok(rrDgd.spec.components[0].podTemplate.spec.containers[0].env.some((e: { name: string; value: string }) => e.name === 'DYN_ROUTER_MODE' && e.value === 'round-robin'));
+    assert.equal(rr.requests.find((q: { body: { kind: string } }) => q.body.kind === 'Service').body.metadata.name, 'vllm-rr-demo-frontend-np');
+
+    const bad = await runCli(['deploy', '--dry-run', '--router', 'random'], envFor(cp, stub));
+    assert.equal(bad.code, 2);
+  });
+
+  it('deploy: applies server-side, waits for the DGD Ready condition and the pods, with live progress', async () => {
+    const run = spawnCli(['deploy', '--json', '--timeout', '90s'], envFor(cp, stub, { HF_TOKEN: 'hf_supersecret123' }));
+    // Act as the Dynamo operator: wait for the DGD, create its pods, then report Ready.
+    await waitForObject(() => custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' }));
+    await run.waitFor(/pods ready 0\/3/);
+    await setDgdReady(custom, NS, 'vllm-kv-demo', 'v1beta1', 'False', 'pods_not_ready');
+    const labels = (component: string, type: string) => ({ [DGD_LABEL]: 'vllm-kv-demo', 'nvidia.com/dynamo-component': component, 'nvidia.com/dynamo-component-type': type });
+    await createPod(core, { namespace: NS, name: 'vllm-kv-demo-frontend-0', labels: labels('Frontend', 'frontend'), nodeName: 'gpu-node-1' });
+    await createPod(core, { namespace: NS, name: 'vllm-kv-demo-vllmworker-0', labels: labels('VllmWorker', 'worker'), gpus: 1, nodeName: 'gpu-node-1' });
+    await createPod(core, { namespace: NS, name: 'vllm-kv-demo-vllmworker-1', labels: labels('VllmWorker', 'worker'), gpus: 1, nodeName: 'gpu-node-2' });
+    await run.waitFor(/pods ready 3\/3/);
+    await sleep(300);
+    assert.equal(run.child.exitCode, null, 'still waiting for the DGD Ready condition');
+    await setDgdReady(custom, NS, 'vllm-kv-demo', 'v1beta1', 'True', 'all_resources_are_ready');
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout + r.stderr, /hf_supersecret123/);
+    assert.match(r.stderr, /Ready=False \(pods_not_ready\)/);
+    assert.match(r.stderr, /applied DynamoGraphDeployment dynamo\/vllm-kv-demo \(nvidia\.com\/v1beta1, server-side, field manager dynamo-lab\)/);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.ready, true);
+    assert.equal(doc.apiVersion, 'nvidia.com/v1beta1');
+    assert.match(doc.url, /^http:\/\/127\.0\.0\.1:30200$/);
+
+    const dgd = (await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' })) as { metadata: { managedFields: Array<{ manager: string; operation: string }> } };
+    assert.ok(dgd.metadata.managedFields.some((m) => m.manager === 'dynamo-lab' && m.operation === 'Apply'));
+    const svc = await core.readNamespacedService({ namespace: NS, name: 'vllm-kv-frontend-np' });
+    assert.equal(svc.spec?.ports?.[0]?.nodePort, 30200);
+    const secret = await core.readNamespacedSecret({ namespace: NS, name: 'hf-token-secret' });
+    assert.equal(Buffer.from(secret.data!.HF_TOKEN!, 'base64').toString(), 'hf_supersecret123');
+  });
+
+  it('deploy again is idempotent (server-side apply, already Ready)', async () => {
+    const r = await runCli(['deploy', '--timeout', '30s'], envFor(cp, stub));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /vllm-kv-demo is Ready: http:\/\/127\.0\.0\.1:30200/);
+    const dgd = (await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ envFrom?: unknown }> } } }> } };
+    // The secret exists, so the workers keep referencing it even without $HF_TOKEN.
+    assert.deepEqual(dgd.spec.components[1]!.podTemplate.spec.containers[0]!.envFrom, [{ secretRef: { name: 'hf-token-secret' } }]);
+  });
+
+  it('deploy failure: says why (insufficient GPUs, image pulls) with events and what to do', async () => {
+    const run = spawnCli(['deploy', '--name', 'vllm-kv-big', '--workers', '3', '--node-port', '30201', '--timeout', '8s'], envFor(cp, stub));
+    await waitForObject(() => custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-big' }));
+    await setDgdReady(custom, NS, 'vllm-kv-big', 'v1beta1', 'False', 'insufficient_capacity');
+    const labels = { [DGD_LABEL]: 'vllm-kv-big', 'nvidia.com/dynamo-component': 'VllmWorker', 'nvidia.com/dynamo-component-type': 'worker' };
+    const pending = await createPod(core, { namespace: NS, name: 'vllm-kv-big-vllmworker-0', labels, gpus: 1 });
+    await core.patchNamespacedPodStatus({ namespace: NS, name: 'vllm-kv-big-vllmworker-0', body: { status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.' }] } } }, mergePatch);
+    await core.createNamespacedEvent({ namespace: NS, body: { metadata: { name: 'vllm-kv-big-vllmworker-0.sched' }, involvedObject: { kind: 'Pod', name: 'vllm-kv-big-vllmworker-0', namespace: NS, uid: pending.metadata?.uid }, reason: 'FailedScheduling', message: '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.', type: 'Warning', count: 3, lastTimestamp: new Date() } });
+    await createPod(core, { namespace: NS, name: 'vllm-kv-big-vllmworker-1', labels });
+    await core.patchNamespacedPodStatus({ namespace: NS, name: 'vllm-kv-big-vllmworker-1', body: { status: { phase: 'Pending', containerStatuses: [{ name: 'main', image: 'nvcr.io/nvidia/ai-dynamo/vllm-runtime:9.9.9', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "nvcr.io/nvidia/ai-dynamo/vllm-runtime:9.9.9"' } } }] } } }, mergePatch);
+    const r = await run.done;
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /DynamoGraphDeployment "vllm-kv-big" in namespace "dynamo" is not ready after \d+s/);
+    assert.match(r.stderr, /Ready=False \(insufficient_capacity\)/);
+    assert.match(r.stderr, /vllm-kv-big-vllmworker-0: Pending — Unschedulable: 0\/2 nodes are available: 2 Insufficient nvidia\.com\/gpu/);
+    assert.match(r.stderr, /dynamo-lab check gpu/);
+    assert.match(r.stderr, /vllm-kv-big-vllmworker-1: Pending — ImagePullBackOff/);
+    assert.match(r.stderr, /--release must match/);
+    assert.match(r.stderr, /Pod\/vllm-kv-big-vllmworker-0: FailedScheduling: 0\/2 nodes are available/);
+    assert.match(r.stderr, /warning: 0 GPU\(s\) free, 3 needed/);
+    assert.doesNotMatch(r.stderr, /Unexpected error/);
+  });
+
+  it('deploy: a NodePort already taken by another Service is explained (422)', async () => {
+    const r = await runCli(['deploy', '--name', 'vllm-kv-other', '--no-wait'], envFor(cp, stub));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /NodePort 30200 is already used by Service dynamo\/vllm-kv-frontend-np/);
+    assert.match(r.stderr, /--node-port/);
+  });
+
+  it('deploy as a user without rights: 403 names what is missing', async () => {
+    const r = await runCli(['deploy', '--no-wait'], { ...envFor(cp, stub), KUBECONFIG: cp.kubeconfigNobody });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /403 Forbidden/);
+  });
+
+  it('waitFor re-establishes watches after they end and still sees the change', async () => {
+    const cluster = new Cluster(loadKubeContext({ kubeconfig: cp.kubeconfig, namespace: NS }));
+    const labels = { [DGD_LABEL]: 'rewatch', 'nvidia.com/dynamo-component': 'Frontend' };
+    const lines: string[] = [];
+    const p = waitFor(cluster, { namespace: NS, labelSelector: `${DGD_LABEL}=rewatch`, expectedPods: 1, timeoutMs: 20_000, watchSeconds: 1, onProgress: (l) => lines.push(l) });
+    await sleep(3500);
+    await createPod(core, { namespace: NS, name: 'rewatch-0', labels, nodeName: 'gpu-node-2' });
+    const r = await p;
+    assert.equal(r.ready, true);
+    assert.ok(r.watches >= 2, `expected the watch to be re-established, got ${r.watches}`);
+    assert.match(lines.join('\n'), /pods ready 0\/1/);
+  });
+
+  it('logs: component pods, lab patterns, --grep, --json, --follow until Ctrl+C', async () => {
+    appendFileSync(cp.logsFile, [
+      '2026-11-21T05:00:00.000000000Z INFO worker started, connecting to nats://nats.nats-system:4222',
+      '2026-11-21T05:00:01.000000000Z INFO Prefix cache hit rate: 62.5% (5/8 blocks)',
+      '2026-11-21T05:00:02.000000000Z DEBUG KV overlap scores: worker-1: 25 blocks',
+      '2026-11-21T05:00:03.000000000Z INFO unrelated line',
+      '',
+    ].join('\n'));
+    const cache = await runCli(['logs', '--component', 'VllmWorker', '--pattern', 'cache'], envFor(cp, stub));
+    assert.equal(cache.code, 0, cache.stderr);
+    assert.match(cache.stdout, /\[vllm-kv-demo-vllmworker-0\] .*Prefix cache hit rate/);
+    assert.match(cache.stdout, /\[vllm-kv-demo-vllmworker-1\] .*Prefix cache hit rate/);
+    assert.doesNotMatch(cache.stdout, /unrelated|frontend-0/);
+
+    const nats = await runCli(['logs', '--component', 'worker', '--pattern', 'nats', '--json'], envFor(cp, stub));
+    const doc = JSON.parse(nats.stdout);
+    assert.equal(doc.pods.length, 2);
+    assert.equal(doc.pods[0].lines.length, 1);
+    assert.match(doc.pods[0].lines[0], /connecting to nats/);
+
+    const fe = await runCli(['logs', '--component', 'frontend', '--grep', 'overlap|score'], envFor(cp, stub));
+    assert.equal(fe.code, 0);
+    assert.match(fe.stdout, /^.*KV overlap scores: worker-1: 25 blocks\n$/);
+
+    const none = await runCli(['logs', '--component', 'Planner'], envFor(cp, stub));
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /No pod of component "Planner".*\n.*Components found: (Frontend, VllmWorker|VllmWorker, Frontend)/);
+    const badRe = await runCli(['logs', '--grep', '('], envFor(cp, stub));
+    assert.equal(badRe.code, 2);
+
+    const follow = spawnCli(['logs', '--component', 'frontend', '--pattern', 'routing', '--follow'], envFor(cp, stub));
+    await follow.waitFor(/KV overlap scores/);
+    appendFileSync(cp.logsFile, '2026-11-21T05:00:09.000000000Z DEBUG routing decision: selected worker-2 (best score 22.0)\n2026-11-21T05:00:10.000000000Z INFO noise\n');
+    await follow.waitFor(/selected worker-2/, 20_000);
+    follow.child.kill('SIGINT');
+    const fr = await follow.done;
+    assert.equal(fr.code, 130);
+    assert.doesNotMatch(fr.stdout, /noise/);
+  });
+
+  it('discoverWorkers + port-forward: local URLs reach the pods\' 8000 and 5557 ports; nodePortUrl', async () => {
+    const workers = await discoverWorkers(`${DGD_LABEL}=vllm-kv-demo,nvidia.com/dynamo-component-type=worker`, { kubeconfig: cp.kubeconfig, namespace: NS });
+    assert.deepEqual(workers.map((w) => w.name), ['vllm-kv-demo-vllmworker-0', 'vllm-kv-demo-vllmworker-1']);
+    const cluster = new Cluster(loadKubeContext({ kubeconfig: cp.kubeconfig, namespace: NS }));
+    const h = await portForwardPods(cluster, workers);
+    try {
+      assert.equal(h.workers.length, 2);
+      for (const w of h.workers) {
+        const res = await fetch(`${w.httpUrl}/v1/models`);
+        assert.deepEqual(await res.json(), { path: '/v1/models', worker: 'fake-vllm' });
+        const port = Number(new URL(w.zmqUrl!.replace('tcp:', 'http:')).port);
+        const got = await new Promise<string>((resolve, reject) => {
+          const s = net.connect(port, '127.0.0.1');
+          let buf = '';
+          s.on('data', (b) => (buf += b.toString()));
+          s.on('end', () => resolve(buf));
+          s.on('error', reject);
+        });
+        assert.equal(got, 'KV-EVENTS\n');
+      }
+    } finally {
+      await h.close();
+    }
+    assert.equal(await nodePortUrl({ kubeconfig: cp.kubeconfig, namespace: NS }), 'http://127.0.0.1:30200');
+  });
+
+  it('deploy --workers-only: plain vLLM workers with ZMQ KV events for router --discover', async () => {
+    const dry = await runCli(['deploy', '--workers-only', '--dry-run', '--json'], envFor(cp, stub));
+    const dep = JSON.parse(dry.stdout).requests[0].body;
+    assert.equal(dep.kind, 'Deployment');
+    const c = dep.spec.template.spec.containers[0];
+    assert.deepEqual(c.ports.map((p: { containerPort: number }) => p.containerPort), [8000, 5557]);
+    assert.ok(c.args.includes('--kv-events-config'));
+    assert.match(c.args[c.args.indexOf('--kv-events-config') + 1], /"publisher":"zmq","endpoint":"tcp:\/\/\*:5557"/);
+    const r = await runCli(['deploy', '--workers-only', '--no-wait'], envFor(cp, stub));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /router --discover app\.kubernetes\.io\/name=dynamo-lab-worker/);
+  });
+
+  it('cleanup: refuses without --yes when not interactive; --dry-run lists; --yes deletes; again is a no-op', async () => {
+    const refuse = await runCli(['cleanup'], envFor(cp, stub));
+    assert.equal(refuse.code, 2);
+    assert.match(refuse.stderr, /--yes/);
+    const dry = await runCli(['cleanup', '--dry-run'], envFor(cp, stub));
+    assert.equal(dry.code, 0);
+    assert.match(dry.stdout, /DELETE \/apis\/nvidia\.com\/v1beta1\/namespaces\/dynamo\/dynamographdeployments\/vllm-kv-demo/);
+    assert.match(dry.stdout, /DELETE \/apis\/nvidia\.com\/v1beta1\/namespaces\/dynamo\/dynamographdeployments\/vllm-kv-big/);
+    assert.match(dry.stdout, /DELETE \/api\/v1\/namespaces\/dynamo\/services\/vllm-kv-frontend-np/);
+    assert.match(dry.stdout, /DELETE \/apis\/apps\/v1\/namespaces\/dynamo\/deployments\/dynamo-lab-workers/);
+    assert.match(dry.stdout, /DELETE \/api\/v1\/namespaces\/dynamo\/secrets\/hf-token-secret/);
+    assert.doesNotMatch(dry.stdout, /vllm-disagg-router|helm/);
+    await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' });
+
+    const r = await runCli(['cleanup', '--yes', '--json'], envFor(cp, stub));
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.ok(doc.results.every((x: { result: string }) => x.result === 'deleted'));
+    await assert.rejects(core.readNamespacedService({ namespace: NS, name: 'vllm-kv-frontend-np' }));
+    await assert.rejects(core.readNamespacedSecret({ namespace: NS, name: 'hf-token-secret' }));
+    const again = await runCli(['cleanup', '--yes'], envFor(cp, stub));
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /nothing to clean up|already gone/);
+  });
+
+  it('missing CRD: deploy and doctor say the Dynamo platform is not installed', async () => {
+    await ext.deleteCustomResourceDefinition({ name: 'dynamographdeployments.nvidia.com' });
+    await waitForObject(async () => {
+      const r = await runCli(['deploy', '--no-wait'], envFor(cp, stub));
+      if (!/not installed/.test(r.stderr)) throw new Error('CRD still served');
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /The DynamoGraphDeployment CRD \(dynamographdeployments\.nvidia\.com\) is not installed/);
+      assert.match(r.stderr, /dynamo-platform/);
+      return r;
+    }, 30_000);
+    const doc = JSON.parse((await runCli(['doctor', '--json'], envFor(cp, stub))).stdout);
+    assert.equal(doc.checks.find((c: { id: string }) => c.id === 'crd').status, 'fail');
+  });
+});

@@ -1,0 +1,136 @@
+/**
+ * Cluster tier: `check gpu`, `doctor`, context handling and the error paths (unreachable
+ * cluster, unknown context, RBAC denial) against a real kube-apiserver + etcd + kwok.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type * as k8s from '@kubernetes/client-node';
+import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
+import { skipReason, start, runCli, helmStub, createPod, ensureNs, envFor, waitPodReady, type HelmStub } from './helpers.js';
+import { probeCluster } from '../../src/cluster/index.js';
+
+const skip = skipReason();
+
+describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300_000 }, () => {
+  let cp: ControlPlane;
+  let core: k8s.CoreV1Api;
+  let custom: k8s.CustomObjectsApi;
+  let stub: HelmStub;
+
+  before(async () => {
+    ({ cp, core, custom } = await start());
+    stub = helmStub();
+  });
+  after(async () => {
+    await cp?.stop();
+  });
+
+  it('probeCluster: reachable for the test cluster, unreachable (fast) for a closed port', async () => {
+    const ok = await probeCluster({ kubeconfig: cp.kubeconfig });
+    assert.equal(ok.reachable, true);
+    assert.match(ok.version ?? '', /^v1\.\d+/);
+    const t0 = Date.now();
+    const bad = await probeCluster({ kubeconfig: cp.kubeconfigUnreachable });
+    assert.equal(bad.reachable, false);
+    assert.match(bad.reason ?? '', /ECONNREFUSED|cannot reach/);
+    assert.ok(Date.now() - t0 < 3500, 'probe must answer within ~3 s');
+    const none = await probeCluster({ kubeconfig: '/nonexistent/kubeconfig' });
+    assert.equal(none.reachable, false);
+  });
+
+  it('check gpu --json: two fake nodes with 1 GPU each, 2 free, enough for the lab', async () => {
+    const r = await runCli(['check', 'gpu', '--json'], envFor(cp, stub));
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.deepEqual(doc.nodes.map((n: { name: string; capacity: number; allocatable: number; free: number }) => [n.name, n.capacity, n.allocatable, n.free]), [['gpu-node-1', 1, 1, 1], ['gpu-node-2', 1, 1, 1]]);
+    assert.equal(doc.total.free, 2);
+    assert.equal(doc.need, 2);
+    assert.equal(doc.enough, true);
+  });
+
+  it('check gpu: another lab\'s DGD holding a GPU -> not enough, names it and how to clean it (exit 1)', async () => {
+    await ensureNs(core, 'lab1');
+    await custom.createNamespacedCustomObject({ group: 'nvidia.com', version: 'v1alpha1', namespace: 'lab1', plural: 'dynamographdeployments', body: { apiVersion: 'nvidia.com/v1alpha1', kind: 'DynamoGraphDeployment', metadata: { name: 'vllm-disagg-router' }, spec: { services: {} } } });
+    await createPod(core, { namespace: 'lab1', name: 'vllm-disagg-router-decode-0', labels: { 'nvidia.com/dynamo-graph-deployment-name': 'vllm-disagg-router', 'nvidia.com/dynamo-component': 'VllmDecodeWorker' }, gpus: 1, nodeName: 'gpu-node-1' });
+    await createPod(core, { namespace: 'lab1', name: 'cpu-only', labels: {}, nodeName: 'gpu-node-2' });
+    await waitPodReady(core, 'lab1', 'vllm-disagg-router-decode-0');
+
+    const human = await runCli(['check', 'gpu'], envFor(cp, stub));
+    assert.equal(human.code, 1);
+    assert.match(human.stdout, /gpu-node-1\s+1\s+1\s+1\s+0/);
+    assert.match(human.stdout, /lab1\/vllm-disagg-router-decode-0: 1 GPU\(s\) on gpu-node-1/);
+    assert.match(human.stdout, /lab1: 1 GPU\(s\)/);
+    assert.match(human.stderr, /lab1\/vllm-disagg-router: 1 GPU\(s\)/);
+    assert.match(human.stderr, /kubectl delete dynamographdeployment vllm-disagg-router -n lab1/);
+    assert.match(human.stderr, /Error: Only 1 GPU\(s\) free, the lab needs 2/);
+
+    const js = await runCli(['check', 'gpu', '--json'], envFor(cp, stub));
+    assert.equal(js.code, 1);
+    const doc = JSON.parse(js.stdout); // exactly one JSON document even on failure
+    assert.equal(doc.enough, false);
+    assert.equal(doc.total.free, 1);
+    assert.equal(doc.namespaces.lab1, 1);
+    assert.equal(doc.holders[0].name, 'vllm-disagg-router');
+
+    const one = await runCli(['check', 'gpu', '--need', '1'], envFor(cp, stub));
+    assert.equal(one.code, 0, one.stderr);
+  });
+
+  it('RBAC denial: a user with no rights gets a 403 that names the verb and resource', async () => {
+    const r = await runCli(['check', 'gpu'], { ...envFor(cp, stub), KUBECONFIG: cp.kubeconfigNobody });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Permission denied \(403 Forbidden\): you may not list nodes/);
+    assert.match(r.stderr, /kubectl auth can-i list nodes/);
+    assert.doesNotMatch(r.stderr, /Unexpected error/);
+  });
+
+  it('--context selects a context from the kubeconfig; an unknown one is refused with the list', async () => {
+    const r = await runCli(['check', 'gpu', '--context', 'nobody'], envFor(cp, stub));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /403/);
+    const bad = await runCli(['check', 'gpu', '--context', 'nope'], envFor(cp, stub));
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /Context "nope" is not in your kubeconfig/);
+    assert.match(bad.stderr, /admin, nobody/);
+  });
+
+  it('no reachable cluster: fast, clear, suggests --target local', async () => {
+    const r = await runCli(['check', 'gpu'], { ...envFor(cp, stub), KUBECONFIG: cp.kubeconfigUnreachable });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /No Kubernetes cluster is reachable/);
+    assert.match(r.stderr, /--target local/);
+    const none = await runCli(['doctor'], { ...envFor(cp, stub), KUBECONFIG: '/nonexistent/kubeconfig' });
+    assert.equal(none.code, 1);
+    assert.match(none.stdout, /Kubernetes context: Could not read|Kubernetes context: No Kubernetes/);
+  });
+
+  it('doctor --json: one document; CRD served versions, GPUs held by another lab, no operator', async () => {
+    const r = await runCli(['doctor', '--json'], envFor(cp, stub));
+    assert.equal(r.code, 1, 'failures (no operator, GPUs) -> exit 1');
+    const doc = JSON.parse(r.stdout);
+    const by = Object.fromEntries(doc.checks.map((c: { id: string }) => [c.id, c]));
+    assert.equal(by.helm.status, 'ok');
+    assert.match(by.helm.detail, /v3\.17\.2/);
+    assert.equal(by.api.status, 'ok');
+    assert.equal(by.rbac.status, 'ok');
+    assert.equal(by.crd.status, 'ok');
+    assert.match(by.crd.detail, /v1beta1, v1alpha1.*deploy will use v1beta1/);
+    assert.equal(by.operator.status, 'fail');
+    assert.equal(by.gpu.status, 'fail');
+    assert.match(by.gpu.fix, /kubectl delete dynamographdeployment vllm-disagg-router -n lab1/);
+    assert.equal(by.nats.status, 'warn');
+    assert.match(by.nats.fix, /dynamo-lab install nats/);
+    assert.equal(doc.summary.fail >= 2, true);
+  });
+
+  it('doctor as a user without rights: the RBAC check lists what is missing', async () => {
+    const r = await runCli(['doctor'], { ...envFor(cp, stub), KUBECONFIG: cp.kubeconfigNobody });
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /permissions for the lab: not allowed: list nodes \(cluster-wide\); list pods in dynamo; create dynamographdeployments\.nvidia\.com in dynamo/);
+  });
+
+  it('doctor without helm warns and says how to get it', async () => {
+    const r = await runCli(['doctor'], { ...envFor(cp), HELM_BIN: '/nonexistent/helm' });
+    assert.match(r.stdout, /! helm binary: helm not found \(HELM_BIN=\/nonexistent\/helm\)/);
+  });
+});
