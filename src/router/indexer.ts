@@ -6,7 +6,7 @@
  * engine block hash (`block_hash`) to the node, used to resolve parents and removals.
  *
  * Representation (chosen for speed, semantics are Dynamo's):
- * - nodes live in struct-of-arrays typed arrays, addressed by an int id (0 = root);
+ * - nodes are fixed-size int32 records in one typed array, addressed by an int id (0 = root);
  * - the worker set of a node is a bitset of `stride` u32 words, one bit per slot;
  * - children are one global open-addressing table keyed by (parent id, tokens_hash);
  *   each node also keeps a doubly linked child list so "clear children" can enumerate them;
@@ -54,6 +54,16 @@ export interface ApplyResult {
 }
 
 const ROOT = 0;
+// Node record fields.
+const F_LO = 0;
+const F_HI = 1;
+const F_PARENT = 2;
+const F_FIRST = 3;
+const F_NEXT = 4;
+const F_PREV = 5;
+const F_WCOUNT = 6;
+const F_LREFS = 7;
+const F_BITS = 8;
 const NONE = -1;
 const TTL_BUCKET_MS = 100;
 
@@ -79,15 +89,9 @@ export class RadixIndexer {
 
   // ---- nodes ----
   private nodeCap = 0;
-  private nodeLo = new Uint32Array(0);
-  private nodeHi = new Uint32Array(0);
-  private parent = new Int32Array(0);
-  private firstChild = new Int32Array(0);
-  private nextSib = new Int32Array(0);
-  private prevSib = new Int32Array(0);
-  private workerCount = new Int32Array(0);
-  private lookupRefs = new Int32Array(0);
-  private bits = new Uint32Array(0);
+  /** Node records, `ns` int32 per node: F_LO .. F_LREFS then `stride` bitset words. */
+  private nd = new Int32Array(0);
+  private ns = F_BITS + 1;
   private nodeHigh = 1; // ids below this were allocated at some point
   private freeNodes: number[] = [];
   private liveNodes = 1;
@@ -170,10 +174,10 @@ export class RadixIndexer {
     const word = slot >>> 5;
     const bit = 1 << (slot & 31);
     for (let n = 0; n < this.nodeHigh; n++) {
-      const w = n * this.stride + word;
-      if ((this.bits[w]! & bit) !== 0) {
-        this.bits[w] = this.bits[w]! & ~bit;
-        if (--this.workerCount[n]! === 0) this.onNodeEmptied(n);
+      const w = n * this.ns + F_BITS + word;
+      if ((this.nd[w]! & bit) !== 0) {
+        this.nd[w] = this.nd[w]! & ~bit;
+        if (--this.nd[(n) * this.ns + F_WCOUNT]! === 0) this.onNodeEmptied(n);
       }
     }
     this.slotByKey.delete(slotKeyOf(id, this.slotDpRanks[slot]!));
@@ -297,7 +301,7 @@ export class RadixIndexer {
     if (hasParent) {
       const pi = lookup.find(0, parentLo, parentHi);
       if (pi < 0) return { status: 'parent_block_not_found', detail: 'parent block hash not indexed for this worker' };
-      cur = lookup.vals[pi]!;
+      cur = lookup.valueAt(pi);
     }
     const word = slot >>> 5;
     const bit = 1 << (slot & 31);
@@ -310,9 +314,9 @@ export class RadixIndexer {
       let child = children.get(cur, tlo, thi);
       if (child < 0) {
         const reuse = lookup.get(0, blo, bhi);
-        if (reuse >= 0 && this.nodeLo[reuse] === tlo && this.nodeHi[reuse] === thi && !this.isAncestorOrSelf(reuse, cur)) {
+        if (reuse >= 0 && this.nd[reuse * this.ns + F_LO] === (tlo | 0) && this.nd[reuse * this.ns + F_HI] === (thi | 0) && !this.isAncestorOrSelf(reuse, cur)) {
           child = reuse;
-          const oldParent = this.parent[child]!;
+          const oldParent = this.nd[(child) * this.ns + F_PARENT]!;
           if (oldParent !== NONE) this.unlinkFromParent(child);
           this.linkChild(cur, child);
           if (oldParent !== NONE) this.maybeFree(oldParent);
@@ -321,19 +325,19 @@ export class RadixIndexer {
           this.linkChild(cur, child);
         }
       }
-      const w = child * this.stride + word;
-      if ((this.bits[w]! & bit) === 0) {
-        this.bits[w] = this.bits[w]! | bit;
-        this.workerCount[child]!++;
+      const w = child * this.ns + F_BITS + word;
+      if ((this.nd[w]! & bit) === 0) {
+        this.nd[w] = this.nd[w]! | bit;
+        this.nd[(child) * this.ns + F_WCOUNT]!++;
       }
       const idx = lookup.set(0, blo, bhi, child);
       if (lookup.lastInsertWasNew) {
-        this.lookupRefs[child]!++;
+        this.nd[(child) * this.ns + F_LREFS]!++;
         this.totalEntries++;
       } else if (lookup.previousValue !== child) {
         const old = lookup.previousValue;
-        this.lookupRefs[child]!++;
-        this.lookupRefs[old]!--;
+        this.nd[(child) * this.ns + F_LREFS]!++;
+        this.nd[(old) * this.ns + F_LREFS]!--;
         this.maybeFree(old);
       }
       const stamp = ++this.stampCounter;
@@ -366,18 +370,18 @@ export class RadixIndexer {
   }
 
   private removeEntryAt(slot: number, lookup: U64Table, i: number): void {
-    const node = lookup.vals[i]!;
+    const node = lookup.valueAt(i);
     lookup.deleteAt(i);
     this.totalEntries--;
-    this.lookupRefs[node]!--;
-    const w = node * this.stride + (slot >>> 5);
+    this.nd[(node) * this.ns + F_LREFS]!--;
+    const w = node * this.ns + F_BITS + (slot >>> 5);
     const bit = 1 << (slot & 31);
-    if ((this.bits[w]! & bit) !== 0) {
-      this.bits[w] = this.bits[w]! & ~bit;
-      this.workerCount[node]!--;
+    if ((this.nd[w]! & bit) !== 0) {
+      this.nd[w] = this.nd[w]! & ~bit;
+      this.nd[(node) * this.ns + F_WCOUNT]!--;
     }
     // As Dynamo: after a removal, an empty worker set clears the node's children.
-    if (this.workerCount[node] === 0) this.onNodeEmptied(node);
+    if (this.nd[(node) * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
     this.maybeFree(node);
   }
 
@@ -390,15 +394,15 @@ export class RadixIndexer {
     const touched: number[] = [];
     for (let i = 0; i < lookup.capacity; i++) {
       if (!lookup.isUsed(i)) continue;
-      const node = lookup.vals[i]!;
-      this.lookupRefs[node]!--;
+      const node = lookup.valueAt(i);
+      this.nd[(node) * this.ns + F_LREFS]!--;
       this.totalEntries--;
-      const w = node * this.stride + word;
-      if ((this.bits[w]! & bit) !== 0) {
-        this.bits[w] = this.bits[w]! & ~bit;
-        this.workerCount[node]!--;
+      const w = node * this.ns + F_BITS + word;
+      if ((this.nd[w]! & bit) !== 0) {
+        this.nd[w] = this.nd[w]! & ~bit;
+        this.nd[(node) * this.ns + F_WCOUNT]!--;
       }
-      if (this.workerCount[node] === 0) this.onNodeEmptied(node);
+      if (this.nd[(node) * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
       touched.push(node);
     }
     lookup.clear();
@@ -494,16 +498,17 @@ export class RadixIndexer {
     const children = this.children;
     let c = children.get(ROOT, pairs[0]!, pairs[1]!);
     if (c < 0) return scores;
-    const bits = this.bits;
+    const nd = this.nd;
+    const ns = this.ns;
     if (this.stride === 1) {
-      let active = bits[c]!;
+      let active = nd[c * ns + F_BITS]!;
       if (active === 0) return scores;
       let d = 1;
       if (earlyExit && (active & (active - 1)) === 0) return setBits(scores, active, 0, 1);
       for (; d < n; d++) {
         const nx = children.get(c, pairs[2 * d]!, pairs[2 * d + 1]!);
         if (nx < 0) break;
-        const b = bits[nx]!;
+        const b = nd[nx * ns + F_BITS]!;
         const dropped = active & ~b;
         if (dropped !== 0) {
           setBits(scores, dropped, 0, d);
@@ -517,9 +522,9 @@ export class RadixIndexer {
     }
     // General case: bitsets of `stride` words.
     const stride = this.stride;
-    const active = new Uint32Array(stride);
+    const active = new Int32Array(stride);
     let any = 0;
-    for (let k = 0; k < stride; k++) any |= active[k] = bits[c * stride + k]!;
+    for (let k = 0; k < stride; k++) any |= active[k] = nd[c * ns + F_BITS + k]!;
     if (any === 0) return scores;
     let d = 1;
     for (; d < n; d++) {
@@ -528,7 +533,7 @@ export class RadixIndexer {
       if (nx < 0) break;
       any = 0;
       for (let k = 0; k < stride; k++) {
-        const b = bits[nx * stride + k]!;
+        const b = nd[nx * ns + F_BITS + k]!;
         const a = active[k]!;
         const dropped = a & ~b;
         if (dropped !== 0) setBits(scores, dropped, k * 32, d);
@@ -548,50 +553,36 @@ export class RadixIndexer {
   private growNodes(minCap: number): void {
     let cap = Math.max(this.nodeCap * 2, 1024);
     while (cap < minCap) cap *= 2;
-    const grow32 = (a: Uint32Array) => {
-      const b = new Uint32Array(cap);
-      b.set(a);
-      return b;
-    };
-    const growI = (a: Int32Array) => {
-      const b = new Int32Array(cap);
-      b.set(a);
-      return b;
-    };
-    this.nodeLo = grow32(this.nodeLo);
-    this.nodeHi = grow32(this.nodeHi);
-    this.parent = growI(this.parent);
-    this.firstChild = growI(this.firstChild);
-    this.nextSib = growI(this.nextSib);
-    this.prevSib = growI(this.prevSib);
-    this.workerCount = growI(this.workerCount);
-    this.lookupRefs = growI(this.lookupRefs);
-    const bits = new Uint32Array(cap * this.stride);
-    bits.set(this.bits);
-    this.bits = bits;
+    const nd = new Int32Array(cap * this.ns);
+    nd.set(this.nd);
+    this.nd = nd;
     this.nodeCap = cap;
   }
 
   private growStride(newStride: number): void {
-    const old = this.bits;
-    const os = this.stride;
-    const bits = new Uint32Array(this.nodeCap * newStride);
-    for (let n = 0; n < this.nodeHigh; n++) for (let k = 0; k < os; k++) bits[n * newStride + k] = old[n * os + k]!;
-    this.bits = bits;
+    const old = this.nd;
+    const os = this.ns;
+    const ns = F_BITS + newStride;
+    const nd = new Int32Array(this.nodeCap * ns);
+    for (let n = 0; n < this.nodeHigh; n++) for (let k = 0; k < os; k++) nd[n * ns + k] = old[n * os + k]!;
+    this.nd = nd;
+    this.ns = ns;
     this.stride = newStride;
     this.scoreScratch = new Int32Array(newStride * 32);
   }
 
   private initNode(id: number, lo: number, hi: number): void {
-    this.nodeLo[id] = lo;
-    this.nodeHi[id] = hi;
-    this.parent[id] = NONE;
-    this.firstChild[id] = NONE;
-    this.nextSib[id] = NONE;
-    this.prevSib[id] = NONE;
-    this.workerCount[id] = 0;
-    this.lookupRefs[id] = 0;
-    this.bits.fill(0, id * this.stride, (id + 1) * this.stride);
+    const b = id * this.ns;
+    const nd = this.nd;
+    nd[b + F_LO] = lo;
+    nd[b + F_HI] = hi;
+    nd[b + F_PARENT] = NONE;
+    nd[b + F_FIRST] = NONE;
+    nd[b + F_NEXT] = NONE;
+    nd[b + F_PREV] = NONE;
+    nd[b + F_WCOUNT] = 0;
+    nd[b + F_LREFS] = 0;
+    nd.fill(0, b + F_BITS, b + this.ns);
   }
 
   private allocNode(lo: number, hi: number): number {
@@ -607,48 +598,48 @@ export class RadixIndexer {
   }
 
   private linkChild(p: number, c: number): void {
-    this.children.set(p, this.nodeLo[c]!, this.nodeHi[c]!, c);
-    this.parent[c] = p;
-    const first = this.firstChild[p]!;
-    this.nextSib[c] = first;
-    this.prevSib[c] = NONE;
-    if (first !== NONE) this.prevSib[first] = c;
-    this.firstChild[p] = c;
+    this.children.set(p, this.nd[(c) * this.ns + F_LO]!, this.nd[(c) * this.ns + F_HI]!, c);
+    this.nd[(c) * this.ns + F_PARENT] = p;
+    const first = this.nd[(p) * this.ns + F_FIRST]!;
+    this.nd[(c) * this.ns + F_NEXT] = first;
+    this.nd[(c) * this.ns + F_PREV] = NONE;
+    if (first !== NONE) this.nd[(first) * this.ns + F_PREV] = c;
+    this.nd[(p) * this.ns + F_FIRST] = c;
   }
 
   private unlinkFromParent(c: number): void {
-    const p = this.parent[c]!;
+    const p = this.nd[(c) * this.ns + F_PARENT]!;
     if (p === NONE) return;
-    this.children.delete(p, this.nodeLo[c]!, this.nodeHi[c]!);
-    const prev = this.prevSib[c]!;
-    const next = this.nextSib[c]!;
-    if (prev !== NONE) this.nextSib[prev] = next;
-    else this.firstChild[p] = next;
-    if (next !== NONE) this.prevSib[next] = prev;
-    this.parent[c] = NONE;
-    this.nextSib[c] = NONE;
-    this.prevSib[c] = NONE;
+    this.children.delete(p, this.nd[(c) * this.ns + F_LO]!, this.nd[(c) * this.ns + F_HI]!);
+    const prev = this.nd[(c) * this.ns + F_PREV]!;
+    const next = this.nd[(c) * this.ns + F_NEXT]!;
+    if (prev !== NONE) this.nd[(prev) * this.ns + F_NEXT] = next;
+    else this.nd[(p) * this.ns + F_FIRST] = next;
+    if (next !== NONE) this.nd[(next) * this.ns + F_PREV] = prev;
+    this.nd[(c) * this.ns + F_PARENT] = NONE;
+    this.nd[(c) * this.ns + F_NEXT] = NONE;
+    this.nd[(c) * this.ns + F_PREV] = NONE;
   }
 
   private isAncestorOrSelf(candidate: number, node: number): boolean {
-    for (let n = node; n !== NONE; n = this.parent[n]!) if (n === candidate) return true;
+    for (let n = node; n !== NONE; n = this.nd[(n) * this.ns + F_PARENT]!) if (n === candidate) return true;
     return false;
   }
 
   /** Worker set became empty: clear (detach) its children, as Dynamo does. */
   private onNodeEmptied(node: number): void {
     if (node === ROOT) return;
-    let c = this.firstChild[node]!;
+    let c = this.nd[(node) * this.ns + F_FIRST]!;
     while (c !== NONE) {
-      const next = this.nextSib[c]!;
-      this.children.delete(node, this.nodeLo[c]!, this.nodeHi[c]!);
-      this.parent[c] = NONE;
-      this.nextSib[c] = NONE;
-      this.prevSib[c] = NONE;
+      const next = this.nd[(c) * this.ns + F_NEXT]!;
+      this.children.delete(node, this.nd[(c) * this.ns + F_LO]!, this.nd[(c) * this.ns + F_HI]!);
+      this.nd[(c) * this.ns + F_PARENT] = NONE;
+      this.nd[(c) * this.ns + F_NEXT] = NONE;
+      this.nd[(c) * this.ns + F_PREV] = NONE;
       this.maybeFree(c);
       c = next;
     }
-    this.firstChild[node] = NONE;
+    this.nd[(node) * this.ns + F_FIRST] = NONE;
   }
 
   /**
@@ -658,13 +649,13 @@ export class RadixIndexer {
    */
   private maybeFree(node: number): void {
     let n = node;
-    while (n !== ROOT && n !== NONE && this.workerCount[n] === 0 && this.lookupRefs[n] === 0 && this.firstChild[n] === NONE) {
-      const p = this.parent[n]!;
+    while (n !== ROOT && n !== NONE && this.nd[(n) * this.ns + F_WCOUNT] === 0 && this.nd[(n) * this.ns + F_LREFS] === 0 && this.nd[(n) * this.ns + F_FIRST] === NONE) {
+      const p = this.nd[(n) * this.ns + F_PARENT]!;
       this.unlinkFromParent(n);
       this.freeNodes.push(n);
       this.liveNodes--;
-      this.parent[n] = NONE;
-      this.lookupRefs[n] = -1; // poison: never double-free
+      this.nd[(n) * this.ns + F_PARENT] = NONE;
+      this.nd[(n) * this.ns + F_LREFS] = -1; // poison: never double-free
       n = p;
     }
   }
@@ -677,18 +668,18 @@ export class RadixIndexer {
       const t = this.lookups[s];
       if (!t) continue;
       entries += t.size;
-      for (let i = 0; i < t.capacity; i++) if (t.isUsed(i)) refs[t.vals[i]!]!++;
+      for (let i = 0; i < t.capacity; i++) if (t.isUsed(i)) refs[t.valueAt(i)]!++;
     }
     if (entries !== this.totalEntries) throw new Error(`entries ${entries} != ${this.totalEntries}`);
     const free = new Set(this.freeNodes);
     for (let n = 1; n < this.nodeHigh; n++) {
       if (free.has(n)) continue;
-      if (refs[n] !== this.lookupRefs[n]) throw new Error(`node ${n} refs ${refs[n]} != ${this.lookupRefs[n]}`);
+      if (refs[n] !== this.nd[(n) * this.ns + F_LREFS]) throw new Error(`node ${n} refs ${refs[n]} != ${this.nd[(n) * this.ns + F_LREFS]}`);
       let cnt = 0;
-      for (let k = 0; k < this.stride; k++) cnt += popcount(this.bits[n * this.stride + k]!);
-      if (cnt !== this.workerCount[n]) throw new Error(`node ${n} worker count`);
-      const p = this.parent[n]!;
-      if (p !== NONE && this.children.get(p, this.nodeLo[n]!, this.nodeHi[n]!) !== n) throw new Error(`node ${n} not in parent's children`);
+      for (let k = 0; k < this.stride; k++) cnt += popcount(this.nd[n * this.ns + F_BITS + k]!);
+      if (cnt !== this.nd[(n) * this.ns + F_WCOUNT]) throw new Error(`node ${n} worker count`);
+      const p = this.nd[(n) * this.ns + F_PARENT]!;
+      if (p !== NONE && this.children.get(p, this.nd[(n) * this.ns + F_LO]!, this.nd[(n) * this.ns + F_HI]!) !== n) throw new Error(`node ${n} not in parent's children`);
     }
   }
 }
@@ -708,12 +699,13 @@ function setBits(scores: Int32Array, mask: number, base: number, value: number):
 }
 
 function popcount(x: number): number {
+  x = x >>> 0;
   x = x - ((x >>> 1) & 0x55555555);
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
   return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
 }
 
-function popcountWords(a: Uint32Array): number {
+function popcountWords(a: Int32Array): number {
   let c = 0;
   for (let k = 0; k < a.length; k++) c += popcount(a[k]!);
   return c;

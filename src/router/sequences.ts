@@ -115,7 +115,7 @@ export class ActiveSequences {
     if (seqPairs) {
       for (let i = 0; i < blocks; i++) {
         const idx = t.find(0, seqPairs[2 * i]!, seqPairs[2 * i + 1]!);
-        if (idx >= 0) t.vals[idx]!++;
+        if (idx >= 0) t.addValueAt(idx, 1);
         else {
           t.set(0, seqPairs[2 * i]!, seqPairs[2 * i + 1]!, 1);
           this.uniqueBlocks[slot]!++;
@@ -160,7 +160,7 @@ export class ActiveSequences {
       for (let i = 0; i < r.blocks; i++) {
         const idx = t.find(0, p[2 * i]!, p[2 * i + 1]!);
         if (idx < 0) continue;
-        if (--t.vals[idx]! === 0) {
+        if (t.addValueAt(idx, -1) === 0) {
           t.deleteAt(idx);
           this.uniqueBlocks[slot]!--;
         }

@@ -60,18 +60,18 @@ function mix(tag: number, lo: number, hi: number): number {
   return h ^ (h >>> 16);
 }
 
+/**
+ * Entries are interleaved in one Int32Array (`[tag, lo, hi, value]` per entry) so that a probe
+ * touches one cache line. Tags must be >= 0; tag -1 marks an empty entry. lo / hi are stored as
+ * int32 bit patterns and accepted as u32 or int32.
+ */
 export class U64Table {
   private cap: number;
   private mask: number;
   private _size = 0;
-  private tags: Int32Array;
-  private los: Uint32Array;
-  private his: Uint32Array;
-  /** Value per slot; read with valueAt(). */
-  vals: Int32Array;
-  /** Optional auxiliary value per slot (stamps). */
+  private data: Int32Array;
+  /** Optional auxiliary value per entry (stamps), indexed by entry index. */
   aux: Float64Array | null;
-  private used: Uint8Array;
   private readonly withAux: boolean;
   private readonly minCap: number;
 
@@ -82,12 +82,8 @@ export class U64Table {
     this.cap = cap;
     this.mask = cap - 1;
     this.withAux = withAux;
-    this.tags = new Int32Array(cap);
-    this.los = new Uint32Array(cap);
-    this.his = new Uint32Array(cap);
-    this.vals = new Int32Array(cap);
+    this.data = new Int32Array(cap * 4).fill(-1);
     this.aux = withAux ? new Float64Array(cap) : null;
-    this.used = new Uint8Array(cap);
   }
 
   get size(): number {
@@ -99,47 +95,66 @@ export class U64Table {
 
   /** Index of the entry or -1. */
   find(tag: number, lo: number, hi: number): number {
+    const d = this.data;
     const mask = this.mask;
-    const used = this.used;
-    const los = this.los;
+    lo |= 0;
+    hi |= 0;
     let i = mix(tag, lo, hi) & mask;
-    while (used[i] !== 0) {
-      if (los[i] === lo && this.his[i] === hi && this.tags[i] === tag) return i;
+    for (;;) {
+      const b = i << 2;
+      const t = d[b]!;
+      if (t === -1) return -1;
+      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) return i;
       i = (i + 1) & mask;
     }
-    return -1;
   }
 
   /** Value for the key or `missing`. */
   get(tag: number, lo: number, hi: number, missing = -1): number {
-    const i = this.find(tag, lo, hi);
-    return i < 0 ? missing : this.vals[i]!;
+    const d = this.data;
+    const mask = this.mask;
+    lo |= 0;
+    hi |= 0;
+    let i = mix(tag, lo, hi) & mask;
+    for (;;) {
+      const b = i << 2;
+      const t = d[b]!;
+      if (t === -1) return missing;
+      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) return d[b + 3]!;
+      i = (i + 1) & mask;
+    }
   }
 
-  /**
-   * Insert or update; returns the entry index. `lastInsertWasNew` tells whether the key was absent,
-   * and `previousValue` holds the old value when it was not.
-   */
+  /** Set after `set`: whether the key was absent. */
   lastInsertWasNew = false;
+  /** Set after `set` on an existing key: its previous value. */
   previousValue = 0;
+
+  /** Insert or update; returns the entry index. */
   set(tag: number, lo: number, hi: number, value: number): number {
     if ((this._size + 1) * 2 > this.cap) this.resize(this.cap * 2);
+    const d = this.data;
     const mask = this.mask;
+    lo |= 0;
+    hi |= 0;
     let i = mix(tag, lo, hi) & mask;
-    while (this.used[i] !== 0) {
-      if (this.los[i] === lo && this.his[i] === hi && this.tags[i] === tag) {
+    for (;;) {
+      const b = i << 2;
+      const t = d[b]!;
+      if (t === -1) break;
+      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) {
         this.lastInsertWasNew = false;
-        this.previousValue = this.vals[i]!;
-        this.vals[i] = value;
+        this.previousValue = d[b + 3]!;
+        d[b + 3] = value;
         return i;
       }
       i = (i + 1) & mask;
     }
-    this.used[i] = 1;
-    this.tags[i] = tag;
-    this.los[i] = lo;
-    this.his[i] = hi;
-    this.vals[i] = value;
+    const b = i << 2;
+    d[b] = tag;
+    d[b + 1] = lo;
+    d[b + 2] = hi;
+    d[b + 3] = value;
     if (this.aux) this.aux[i] = 0;
     this._size++;
     this.lastInsertWasNew = true;
@@ -155,82 +170,88 @@ export class U64Table {
 
   /** Remove the entry at index `i` (backward-shift deletion keeps probe chains intact). */
   deleteAt(i: number): void {
+    const d = this.data;
     const mask = this.mask;
     let hole = i;
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      if (this.used[j] === 0) break;
-      const home = mix(this.tags[j]!, this.los[j]!, this.his[j]!) & mask;
+      const bj = j << 2;
+      if (d[bj] === -1) break;
+      const home = mix(d[bj]!, d[bj + 1]!, d[bj + 2]!) & mask;
       // Leave j in place if its home lies cyclically in (hole, j].
       const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
       if (stays) continue;
-      this.tags[hole] = this.tags[j]!;
-      this.los[hole] = this.los[j]!;
-      this.his[hole] = this.his[j]!;
-      this.vals[hole] = this.vals[j]!;
+      const bh = hole << 2;
+      d[bh] = d[bj]!;
+      d[bh + 1] = d[bj + 1]!;
+      d[bh + 2] = d[bj + 2]!;
+      d[bh + 3] = d[bj + 3]!;
       if (this.aux) this.aux[hole] = this.aux[j]!;
       hole = j;
     }
-    this.used[hole] = 0;
+    d[hole << 2] = -1;
     this._size--;
   }
 
   // Entry accessors for iteration: for (let i = 0; i < t.capacity; i++) if (t.isUsed(i)) ...
   isUsed(i: number): boolean {
-    return this.used[i] !== 0;
+    return this.data[i << 2] !== -1;
   }
   tagAt(i: number): number {
-    return this.tags[i]!;
+    return this.data[i << 2]!;
   }
   loAt(i: number): number {
-    return this.los[i]!;
+    return this.data[(i << 2) + 1]! >>> 0;
   }
   hiAt(i: number): number {
-    return this.his[i]!;
+    return this.data[(i << 2) + 2]! >>> 0;
   }
   valueAt(i: number): number {
-    return this.vals[i]!;
+    return this.data[(i << 2) + 3]!;
+  }
+  setValueAt(i: number, v: number): void {
+    this.data[(i << 2) + 3] = v;
+  }
+  /** Add `delta` to the value at entry `i`; returns the new value. */
+  addValueAt(i: number, delta: number): number {
+    const k = (i << 2) + 3;
+    return (this.data[k] = this.data[k]! + delta);
   }
 
   clear(): void {
     if (this.cap > this.minCap * 4) {
       this.cap = this.minCap;
       this.mask = this.cap - 1;
-      this.tags = new Int32Array(this.cap);
-      this.los = new Uint32Array(this.cap);
-      this.his = new Uint32Array(this.cap);
-      this.vals = new Int32Array(this.cap);
+      this.data = new Int32Array(this.cap * 4).fill(-1);
       this.aux = this.withAux ? new Float64Array(this.cap) : null;
-      this.used = new Uint8Array(this.cap);
     } else {
-      this.used.fill(0);
+      for (let i = 0; i < this.cap; i++) this.data[i << 2] = -1;
     }
     this._size = 0;
   }
 
   private resize(newCap: number): void {
-    const { tags, los, his, vals, aux, used } = this;
+    const old = this.data;
+    const oldAux = this.aux;
     const oldCap = this.cap;
     this.cap = newCap;
     this.mask = newCap - 1;
-    this.tags = new Int32Array(newCap);
-    this.los = new Uint32Array(newCap);
-    this.his = new Uint32Array(newCap);
-    this.vals = new Int32Array(newCap);
+    const d = (this.data = new Int32Array(newCap * 4).fill(-1));
     this.aux = this.withAux ? new Float64Array(newCap) : null;
-    this.used = new Uint8Array(newCap);
     const mask = this.mask;
     for (let k = 0; k < oldCap; k++) {
-      if (used[k] === 0) continue;
-      let i = mix(tags[k]!, los[k]!, his[k]!) & mask;
-      while (this.used[i] !== 0) i = (i + 1) & mask;
-      this.used[i] = 1;
-      this.tags[i] = tags[k]!;
-      this.los[i] = los[k]!;
-      this.his[i] = his[k]!;
-      this.vals[i] = vals[k]!;
-      if (this.aux && aux) this.aux[i] = aux[k]!;
+      const bk = k << 2;
+      const t = old[bk]!;
+      if (t === -1) continue;
+      let i = mix(t, old[bk + 1]!, old[bk + 2]!) & mask;
+      while (d[i << 2] !== -1) i = (i + 1) & mask;
+      const b = i << 2;
+      d[b] = t;
+      d[b + 1] = old[bk + 1]!;
+      d[b + 2] = old[bk + 2]!;
+      d[b + 3] = old[bk + 3]!;
+      if (this.aux && oldAux) this.aux[i] = oldAux[k]!;
     }
   }
 }
