@@ -63,7 +63,18 @@ const F_NEXT = 4;
 const F_PREV = 5;
 const F_WCOUNT = 6;
 const F_LREFS = 7;
-const F_BITS = 8;
+/** Number of children. */
+const F_NCHILD = 8;
+/** 1 when the node's children are also registered in the global children table. */
+const F_TABLE = 9;
+const F_BITS = 10;
+/**
+ * Nodes with up to this many children are searched by walking their child list (records are
+ * usually adjacent in memory: chains are allocated in order); busier nodes (the root, popular
+ * prefixes) are indexed in the global children table. This avoids a random hash-table probe
+ * per block on the long single-child chains that make up most of a prefix tree.
+ */
+const SMALL_CHILDREN = 6;
 const NONE = -1;
 const TTL_BUCKET_MS = 100;
 
@@ -305,13 +316,12 @@ export class RadixIndexer {
     }
     const word = slot >>> 5;
     const bit = 1 << (slot & 31);
-    const children = this.children;
     for (let i = 0; i < n; i++) {
       const tlo = tokenPairs[2 * i]!;
       const thi = tokenPairs[2 * i + 1]!;
       const blo = blockPairs[2 * i]!;
       const bhi = blockPairs[2 * i + 1]!;
-      let child = children.get(cur, tlo, thi);
+      let child = this.childOf(cur, tlo, thi);
       if (child < 0) {
         const reuse = lookup.get(0, blo, bhi);
         if (reuse >= 0 && this.nd[reuse * this.ns + F_LO] === (tlo | 0) && this.nd[reuse * this.ns + F_HI] === (thi | 0) && !this.isAncestorOrSelf(reuse, cur)) {
@@ -495,8 +505,7 @@ export class RadixIndexer {
     const scores = this.scoreScratch;
     scores.fill(0, 0, this.slotCount);
     if (n === 0) return scores;
-    const children = this.children;
-    let c = children.get(ROOT, pairs[0]!, pairs[1]!);
+    let c = this.childOf(ROOT, pairs[0]!, pairs[1]!);
     if (c < 0) return scores;
     const nd = this.nd;
     const ns = this.ns;
@@ -506,7 +515,7 @@ export class RadixIndexer {
       let d = 1;
       if (earlyExit && (active & (active - 1)) === 0) return setBits(scores, active, 0, 1);
       for (; d < n; d++) {
-        const nx = children.get(c, pairs[2 * d]!, pairs[2 * d + 1]!);
+        const nx = this.childOf(c, pairs[2 * d]!, pairs[2 * d + 1]!);
         if (nx < 0) break;
         const b = nd[nx * ns + F_BITS]!;
         const dropped = active & ~b;
@@ -529,7 +538,7 @@ export class RadixIndexer {
     let d = 1;
     for (; d < n; d++) {
       if (earlyExit && popcountWords(active) === 1) break;
-      const nx = children.get(c, pairs[2 * d]!, pairs[2 * d + 1]!);
+      const nx = this.childOf(c, pairs[2 * d]!, pairs[2 * d + 1]!);
       if (nx < 0) break;
       any = 0;
       for (let k = 0; k < stride; k++) {
@@ -582,6 +591,8 @@ export class RadixIndexer {
     nd[b + F_PREV] = NONE;
     nd[b + F_WCOUNT] = 0;
     nd[b + F_LREFS] = 0;
+    nd[b + F_NCHILD] = 0;
+    nd[b + F_TABLE] = id === ROOT ? 1 : 0;
     nd.fill(0, b + F_BITS, b + this.ns);
   }
 
@@ -597,28 +608,57 @@ export class RadixIndexer {
     return id;
   }
 
+  /** Child of `p` with local hash (lo, hi), or -1. */
+  private childOf(p: number, lo: number, hi: number): number {
+    const nd = this.nd;
+    const ns = this.ns;
+    const b = p * ns;
+    if (nd[b + F_TABLE] !== 0) return this.children.get(p, lo, hi);
+    lo |= 0;
+    hi |= 0;
+    for (let c = nd[b + F_FIRST]!; c !== NONE; c = nd[c * ns + F_NEXT]!) {
+      const cb = c * ns;
+      if (nd[cb + F_LO] === lo && nd[cb + F_HI] === hi) return c;
+    }
+    return -1;
+  }
+
   private linkChild(p: number, c: number): void {
-    this.children.set(p, this.nd[(c) * this.ns + F_LO]!, this.nd[(c) * this.ns + F_HI]!, c);
-    this.nd[(c) * this.ns + F_PARENT] = p;
-    const first = this.nd[(p) * this.ns + F_FIRST]!;
-    this.nd[(c) * this.ns + F_NEXT] = first;
-    this.nd[(c) * this.ns + F_PREV] = NONE;
-    if (first !== NONE) this.nd[(first) * this.ns + F_PREV] = c;
-    this.nd[(p) * this.ns + F_FIRST] = c;
+    const nd = this.nd;
+    const ns = this.ns;
+    const pb = p * ns;
+    const cb = c * ns;
+    nd[cb + F_PARENT] = p;
+    const first = nd[pb + F_FIRST]!;
+    nd[cb + F_NEXT] = first;
+    nd[cb + F_PREV] = NONE;
+    if (first !== NONE) nd[first * ns + F_PREV] = c;
+    nd[pb + F_FIRST] = c;
+    const count = ++nd[pb + F_NCHILD]!;
+    if (nd[pb + F_TABLE] !== 0) this.children.set(p, nd[cb + F_LO]!, nd[cb + F_HI]!, c);
+    else if (count > SMALL_CHILDREN) {
+      nd[pb + F_TABLE] = 1;
+      for (let k = c; k !== NONE; k = nd[k * ns + F_NEXT]!) this.children.set(p, nd[k * ns + F_LO]!, nd[k * ns + F_HI]!, k);
+    }
   }
 
   private unlinkFromParent(c: number): void {
-    const p = this.nd[(c) * this.ns + F_PARENT]!;
+    const nd = this.nd;
+    const ns = this.ns;
+    const cb = c * ns;
+    const p = nd[cb + F_PARENT]!;
     if (p === NONE) return;
-    this.children.delete(p, this.nd[(c) * this.ns + F_LO]!, this.nd[(c) * this.ns + F_HI]!);
-    const prev = this.nd[(c) * this.ns + F_PREV]!;
-    const next = this.nd[(c) * this.ns + F_NEXT]!;
-    if (prev !== NONE) this.nd[(prev) * this.ns + F_NEXT] = next;
-    else this.nd[(p) * this.ns + F_FIRST] = next;
-    if (next !== NONE) this.nd[(next) * this.ns + F_PREV] = prev;
-    this.nd[(c) * this.ns + F_PARENT] = NONE;
-    this.nd[(c) * this.ns + F_NEXT] = NONE;
-    this.nd[(c) * this.ns + F_PREV] = NONE;
+    const pb = p * ns;
+    if (nd[pb + F_TABLE] !== 0) this.children.delete(p, nd[cb + F_LO]!, nd[cb + F_HI]!);
+    const prev = nd[cb + F_PREV]!;
+    const next = nd[cb + F_NEXT]!;
+    if (prev !== NONE) nd[prev * ns + F_NEXT] = next;
+    else nd[pb + F_FIRST] = next;
+    if (next !== NONE) nd[next * ns + F_PREV] = prev;
+    nd[pb + F_NCHILD]!--;
+    nd[cb + F_PARENT] = NONE;
+    nd[cb + F_NEXT] = NONE;
+    nd[cb + F_PREV] = NONE;
   }
 
   private isAncestorOrSelf(candidate: number, node: number): boolean {
@@ -629,17 +669,22 @@ export class RadixIndexer {
   /** Worker set became empty: clear (detach) its children, as Dynamo does. */
   private onNodeEmptied(node: number): void {
     if (node === ROOT) return;
-    let c = this.nd[(node) * this.ns + F_FIRST]!;
+    const ns = this.ns;
+    const inTable = this.nd[node * ns + F_TABLE] !== 0;
+    let c = this.nd[node * ns + F_FIRST]!;
     while (c !== NONE) {
-      const next = this.nd[(c) * this.ns + F_NEXT]!;
-      this.children.delete(node, this.nd[(c) * this.ns + F_LO]!, this.nd[(c) * this.ns + F_HI]!);
-      this.nd[(c) * this.ns + F_PARENT] = NONE;
-      this.nd[(c) * this.ns + F_NEXT] = NONE;
-      this.nd[(c) * this.ns + F_PREV] = NONE;
+      const cb = c * ns;
+      const next = this.nd[cb + F_NEXT]!;
+      if (inTable) this.children.delete(node, this.nd[cb + F_LO]!, this.nd[cb + F_HI]!);
+      this.nd[cb + F_PARENT] = NONE;
+      this.nd[cb + F_NEXT] = NONE;
+      this.nd[cb + F_PREV] = NONE;
       this.maybeFree(c);
       c = next;
     }
-    this.nd[(node) * this.ns + F_FIRST] = NONE;
+    this.nd[node * ns + F_FIRST] = NONE;
+    this.nd[node * ns + F_NCHILD] = 0;
+    this.nd[node * ns + F_TABLE] = 0;
   }
 
   /**
@@ -679,8 +724,20 @@ export class RadixIndexer {
       for (let k = 0; k < this.stride; k++) cnt += popcount(this.nd[n * this.ns + F_BITS + k]!);
       if (cnt !== this.nd[(n) * this.ns + F_WCOUNT]) throw new Error(`node ${n} worker count`);
       const p = this.nd[(n) * this.ns + F_PARENT]!;
-      if (p !== NONE && this.children.get(p, this.nd[(n) * this.ns + F_LO]!, this.nd[(n) * this.ns + F_HI]!) !== n) throw new Error(`node ${n} not in parent's children`);
+      if (p !== NONE && this.childOf(p, this.nd[n * this.ns + F_LO]!, this.nd[n * this.ns + F_HI]!) !== n) throw new Error(`node ${n} not in parent's children`);
     }
+    let tableEntries = 0;
+    for (let n = 0; n < this.nodeHigh; n++) {
+      if (free.has(n)) continue;
+      let cnt = 0;
+      for (let c = this.nd[n * this.ns + F_FIRST]!; c !== NONE; c = this.nd[c * this.ns + F_NEXT]!) {
+        cnt++;
+        if (this.nd[c * this.ns + F_PARENT] !== n) throw new Error(`child ${c} of ${n} has parent ${this.nd[c * this.ns + F_PARENT]}`);
+      }
+      if (cnt !== this.nd[n * this.ns + F_NCHILD]) throw new Error(`node ${n} child count`);
+      if (this.nd[n * this.ns + F_TABLE] !== 0) tableEntries += cnt;
+    }
+    if (tableEntries !== this.children.size) throw new Error(`children table has ${this.children.size} entries, expected ${tableEntries}`);
   }
 }
 

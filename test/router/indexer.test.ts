@@ -155,3 +155,22 @@ test('re-storing a detached block re-attaches its whole subtree (lookup reuse)',
   assert.deepEqual(scores(ix, [1, 2, 3, 4]), [4]);
   ix.checkInvariants();
 });
+
+test('busy nodes switch to the children table; removal and clear keep them consistent', () => {
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  const b = ix.ensureSlot('b', 0);
+  for (let t = 10; t < 30; t++) ix.applyData(t % 2 ? a : b, store([1, 2, t]));
+  ix.checkInvariants();
+  for (let t = 10; t < 30; t++) assert.deepEqual(scores(ix, [1, 2, t]), t % 2 ? [3, 2] : [2, 3]);
+  for (let t = 10; t < 30; t += 3) ix.applyData(t % 2 ? a : b, removeLast([1, 2, t]));
+  ix.checkInvariants();
+  for (let t = 10; t < 30; t++) assert.equal(scores(ix, [1, 2, t])[t % 2 ? a : b], (t - 10) % 3 === 0 ? 2 : 3);
+  ix.applyData(a, { type: 'cleared' });
+  ix.applyData(b, removeLast([1, 2]));
+  ix.checkInvariants();
+  assert.deepEqual(scores(ix, [1, 2, 12]), [0, 1]);
+  ix.applyData(b, { type: 'cleared' });
+  ix.checkInvariants();
+  assert.equal(ix.nodeCount, 1);
+});
