@@ -101,6 +101,8 @@ export interface RouterServerOptions {
   readonly overloadStatus?: number;
   /** ZMQ replay reply timeout (default 3000 ms). */
   readonly replayTimeoutMs?: number;
+  /** ZMQ: ask for newer batches after this much silence (default 2000 ms; 0 = never). */
+  readonly zmqResyncIdleMs?: number;
 }
 
 export interface DecisionRecord extends RoutingDecision {
@@ -276,6 +278,7 @@ export class RouterServer {
         replayEndpoint: w.replay,
         blockSize: this.opts.blockSize,
         replayTimeoutMs: this.opts.replayTimeoutMs,
+        resyncIdleMs: this.opts.zmqResyncIdleMs,
         onEvents: (evs) => {
           for (const ev of evs) this.applyEvent(ev);
         },

@@ -26,6 +26,11 @@ export interface ZmqEventSourceOptions {
   readonly log?: (line: string) => void;
   /** How long to wait for each replay reply (default 3000 ms). */
   readonly replayTimeoutMs?: number;
+  /**
+   * When no batch arrived for this long, ask the replay socket for anything newer than the last
+   * applied batch (default 2000 ms; 0 = never). Catches a last batch the PUB socket dropped.
+   */
+  readonly resyncIdleMs?: number;
 }
 
 export interface ZmqSourceStats {
@@ -35,6 +40,8 @@ export interface ZmqSourceStats {
   next_seq: string | null;
   gaps: number;
   replays: number;
+  /** Idle-time replay requests (usually answered with nothing new). */
+  resyncs: number;
   replayed_batches: number;
   unrecovered_gaps: number;
   restarts: number;
@@ -60,6 +67,8 @@ export class ZmqEventSource {
   private closed = false;
   private loop?: Promise<void>;
   private replayDone?: Promise<void>;
+  private resyncTimer?: NodeJS.Timeout;
+  private liveSinceTick = false;
   readonly stats: ZmqSourceStats;
 
   constructor(private readonly opts: ZmqEventSourceOptions) {
@@ -72,6 +81,7 @@ export class ZmqEventSource {
       next_seq: null,
       gaps: 0,
       replays: 0,
+      resyncs: 0,
       replayed_batches: 0,
       unrecovered_gaps: 0,
       restarts: 0,
@@ -87,6 +97,14 @@ export class ZmqEventSource {
     this.dealer?.connect(this.opts.replayEndpoint!);
     if (this.dealer) this.startReplay(0n, 'connect');
     this.loop = this.receive();
+    const idle = this.opts.resyncIdleMs ?? 2000;
+    if (this.dealer && idle > 0) {
+      this.resyncTimer = setInterval(() => {
+        if (!this.liveSinceTick && !this.replaying && !this.closed) this.startReplay(this.nextSeq ?? 0n, 'resync');
+        this.liveSinceTick = false;
+      }, idle);
+      this.resyncTimer.unref();
+    }
     return this;
   }
 
@@ -110,6 +128,7 @@ export class ZmqEventSource {
   }
 
   private onLive(seq: bigint, payload: Uint8Array): void {
+    this.liveSinceTick = true;
     if (this.replaying) {
       this.held.push({ seq, payload });
       return;
@@ -161,9 +180,10 @@ export class ZmqEventSource {
     if (res.events.length) this.opts.onEvents(res.events);
   }
 
-  private startReplay(from: bigint, why: 'connect' | 'gap'): void {
+  private startReplay(from: bigint, why: 'connect' | 'gap' | 'resync'): void {
     this.replaying = true;
-    this.stats.replays++;
+    if (why !== 'resync') this.stats.replays++;
+    else this.stats.resyncs++;
     const done = this.replay(from, why).finally(() => {
       this.replaying = false;
       this.replayDone = undefined;
@@ -172,7 +192,7 @@ export class ZmqEventSource {
     this.replayDone = done;
   }
 
-  private async replay(from: bigint, why: 'connect' | 'gap'): Promise<void> {
+  private async replay(from: bigint, why: 'connect' | 'gap' | 'resync'): Promise<void> {
     const dealer = this.dealer!;
     let first = true;
     try {
@@ -190,7 +210,7 @@ export class ZmqEventSource {
             // The worker's buffer no longer holds what we need: start this worker over from what it has.
             this.stats.unrecovered_gaps++;
             this.opts.log?.(`[zmq ${this.opts.workerId}] replay starts at ${seq}, not ${from}: older batches are gone; resetting its cached blocks`);
-            if (why === 'gap' || from > 0n) this.opts.onReset('replay buffer overrun');
+            if (from > 0n) this.opts.onReset('replay buffer overrun');
             this.nextSeq = undefined;
           }
         }
@@ -221,6 +241,7 @@ export class ZmqEventSource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.sub.close();
     this.dealer?.close();
     await Promise.allSettled([this.loop, this.replayDone]);
