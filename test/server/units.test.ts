@@ -1,0 +1,66 @@
+/** Unit tests: circuit breaker, worker specs, --events zmq:// parsing, usage extraction. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CircuitBreaker } from '../../src/server/breaker.js';
+import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError } from '../../src/server/worker-spec.js';
+import { extractUsage } from '../../src/server/router-server.js';
+
+test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
+  const b = new CircuitBreaker({ failureThreshold: 2, cooldownMs: 100 });
+  assert.equal(b.state(0), 'closed');
+  b.onFailure(0);
+  assert.ok(b.allows(0), 'one failure is not enough');
+  b.onFailure(10);
+  assert.equal(b.state(10), 'open');
+  assert.equal(b.allows(50), false);
+  assert.equal(b.retryInMs(50), 60);
+  assert.equal(b.state(110), 'half-open');
+  assert.ok(b.allows(110));
+  b.onAttempt(110);
+  assert.equal(b.allows(111), false, 'only one trial at a time');
+  b.onFailure(120);
+  assert.equal(b.state(150), 'open', 'a failed trial reopens');
+  b.onAttempt(230);
+  b.onSuccess();
+  assert.equal(b.state(231), 'closed');
+  assert.equal(b.opens, 2);
+  b.onFailure(300);
+  b.reset();
+  b.onFailure(301);
+  assert.equal(b.state(301), 'closed', 'reset clears the failure count');
+});
+
+test('worker specs: bare URL or key=value list; errors name the problem', () => {
+  assert.deepEqual(parseWorkerSpec('http://10.0.0.5:8000/'), { url: 'http://10.0.0.5:8000' });
+  assert.deepEqual(parseWorkerSpec('id=a,url=http://h:1,zmq=tcp://h:5557,replay=h:5558,worker_id=0x10,kv_blocks=100,max_num_batched_tokens=2048'), {
+    id: 'a',
+    url: 'http://h:1',
+    zmq: 'tcp://h:5557',
+    replay: 'tcp://h:5558',
+    dynamoWorkerId: '16',
+    totalKvBlocks: 100,
+    maxNumBatchedTokens: 2048,
+  });
+  assert.equal(parseWorkerSpec('url=http://h:1,worker_id=18446744073709551615').dynamoWorkerId, '18446744073709551615');
+  assert.throws(() => parseWorkerSpec('url=http://h:1,worker_id=18446744073709551616'), /out of the u64 range/);
+  assert.throws(() => parseWorkerSpec('nope'), WorkerSpecError);
+  assert.throws(() => parseWorkerSpec('url=ftp://h'), /must be http/);
+  assert.throws(() => parseWorkerSpec('url=http://h:1,colour=red'), /unknown key "colour"/);
+  assert.throws(() => parseWorkerSpec('url=http://h:1,replay=tcp://h:2'), /replay= needs zmq=/);
+  assert.throws(() => parseWorkerSpec('url=http://h:1,zmq=h'), /not a ZMQ endpoint/);
+});
+
+test('--events zmq://host:port[+replay],...', () => {
+  assert.deepEqual(parseZmqEventsFlag('zmq://10.0.0.5:5557+5558,10.0.0.6:5557'), [
+    { zmq: 'tcp://10.0.0.5:5557', replay: 'tcp://10.0.0.5:5558' },
+    { zmq: 'tcp://10.0.0.6:5557' },
+  ]);
+  assert.deepEqual(parseZmqEventsFlag('zmq://'), []);
+  assert.throws(() => parseZmqEventsFlag('zmq://nohost'), /not host:port/);
+});
+
+test('usage is read from the tail of an SSE stream or a JSON body', () => {
+  const sse = 'data: {"choices":[]}\n\ndata: {"usage":{"prompt_tokens":320,"completion_tokens":6,"total_tokens":326,"prompt_tokens_details":{"cached_tokens":304}}}\n\ndata: [DONE]\n\n';
+  assert.deepEqual(extractUsage(sse), { prompt: 320, completion: 6, cached: 304 });
+  assert.deepEqual(extractUsage('{"choices":[]}'), { prompt: undefined, completion: undefined, cached: undefined });
+});
