@@ -1,8 +1,20 @@
-/** `dynamo-lab router`: the embedded KV router in front of simulated or real workers. */
+/**
+ * `dynamo-lab router`: the embedded KV router in front of simulated or real workers — the piece
+ * a user can run in place of Dynamo's frontend (OpenAI API on --host:--port).
+ *
+ * KV events (--events): inproc (sim workers in this process), zmq (each worker's vLLM PUB socket,
+ * with replay from its ROUTER socket), nats://host:port (Dynamo RouterEvent envelopes on
+ * namespace.{ns}.component.{comp}.kv-events; each event's u64 worker_id is mapped to a worker by
+ * `--worker id=NAME,url=URL,worker_id=N`, or by a worker whose id is that number), or none
+ * (approximate mode). Interactive runs show a live dashboard; otherwise one log line per decision.
+ */
 import chalk from 'chalk';
+import React from 'react';
 import type { Command } from '../command.js';
 import { UsageError, UserError } from '../errors.js';
-import { RouterServer, ROUTING_MODES, type WorkerEndpoint } from '../../server/router-server.js';
+import { RouterServer, ROUTING_MODES, type EventSourceKind, type WorkerEndpoint } from '../../server/router-server.js';
+import { NatsKvPublisher } from '../../server/nats-events.js';
+import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError, type WorkerSpec } from '../../server/worker-spec.js';
 import { configFromFlags, type RoutingMode } from '../../router/index.js';
 import { SimWorker } from '../../sim/index.js';
 
@@ -14,83 +26,223 @@ function numberFlag(values: Record<string, unknown>, name: string, check: (n: nu
   return n;
 }
 
+/** Dynamo worker ids given to simulated workers when they publish on NATS (worker i -> base + i). */
+export const SIM_DYNAMO_WORKER_ID_BASE = 1000n;
+
+interface EventsChoice {
+  kind: EventSourceKind;
+  zmq?: Array<{ zmq: string; replay?: string }>;
+  nats?: string[];
+}
+
+function parseEvents(raw: string | undefined, sim: boolean, specs: WorkerSpec[]): EventsChoice {
+  if (raw === undefined) {
+    if (sim) return { kind: 'inproc' };
+    return { kind: specs.some((s) => s.zmq) ? 'zmq' : 'none' };
+  }
+  if (raw === 'inproc' || raw === 'none') return { kind: raw };
+  if (raw === 'zmq') return { kind: 'zmq' };
+  if (raw.startsWith('zmq://')) {
+    try {
+      return { kind: 'zmq', zmq: parseZmqEventsFlag(raw) };
+    } catch (err) {
+      throw new UsageError(`--events: ${(err as Error).message}.`, 'Use --events zmq://host:port[+replayport][,host:port...] with one endpoint per --worker.');
+    }
+  }
+  if (raw.startsWith('nats://')) {
+    const servers = raw.split(',').map((s) => (s.startsWith('nats://') ? s : `nats://${s}`));
+    for (const s of servers) if (!/^nats:\/\/[^/:]+:\d{1,5}$/.test(s)) throw new UsageError(`--events: "${s}" is not nats://host:port.`);
+    return { kind: 'nats', nats: servers };
+  }
+  throw new UsageError(`--events must be inproc, none, zmq, zmq://host:port[,..] or nats://host:port, not "${raw}".`);
+}
+
 export const routerCommand: Command = {
   name: 'router',
   summary: 'Run the KV-aware router (OpenAI API) in front of simulated or real workers',
   usage:
-    'dynamo-lab router [--sim <n> | --worker <url>...] [--mode kv|round-robin|random|least-loaded] [--host 127.0.0.1] [--port 8000] [--events inproc|none] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>]',
-  examples: ['dynamo-lab router --sim 4', 'dynamo-lab router --worker http://10.0.0.5:8000 --worker http://10.0.0.6:8000 --events none', 'dynamo-lab router --sim 2 --mode round-robin --port 9000'],
+    'dynamo-lab router [--sim <n> | --worker <url|spec>...] [--mode kv|round-robin|random|least-loaded|power-of-two] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>]',
+  examples: [
+    'dynamo-lab router --sim 4',
+    'dynamo-lab router --sim 4 --events zmq',
+    'dynamo-lab router --worker http://10.0.0.5:8000 --worker http://10.0.0.6:8000 --events zmq://10.0.0.5:5557+5558,10.0.0.6:5557+5558',
+    'dynamo-lab router --worker id=a,url=http://10.0.0.5:8000,worker_id=7587889123 --events nats://10.0.0.2:4222',
+    'dynamo-lab router --worker http://10.0.0.5:8000 --events none --active-prefill-tokens-threshold 16000',
+  ],
   options: {
-    sim: { type: 'string', valueName: 'n', description: 'Start n simulated workers in this process (KV events in-process)' },
-    worker: { type: 'string', valueName: 'url', multiple: true, description: 'A worker\'s OpenAI base URL (repeatable)' },
+    sim: { type: 'string', valueName: 'n', description: 'Start n simulated workers in this process' },
+    worker: {
+      type: 'string',
+      valueName: 'url|spec',
+      multiple: true,
+      description: 'A worker: its OpenAI base URL, or id=NAME,url=URL[,zmq=tcp://h:p][,replay=tcp://h:p][,worker_id=N][,kv_blocks=N][,max_num_batched_tokens=N] (repeatable). worker_id is the Dynamo instance id its NATS KV events carry',
+    },
     mode: { type: 'string', valueName: 'mode', default: 'kv', description: `Routing policy: ${ROUTING_MODES.join(', ')}` },
     host: { type: 'string', valueName: 'addr', default: '127.0.0.1', description: 'Address to listen on' },
     port: { type: 'string', valueName: 'port', default: '8000', description: 'Port to listen on (0 = any free port)' },
-    events: { type: 'string', valueName: 'source', description: 'KV events: inproc (with --sim) or none (approximate mode: the router remembers its own decisions for 120 s)' },
+    events: {
+      type: 'string',
+      valueName: 'source',
+      description:
+        'KV events: inproc (default with --sim), zmq (per-worker zmq=/replay=, or simulated workers publishing on ZMQ), zmq://host:port[+replayport][,..] (one per --worker, in order), nats://host:port (Dynamo event plane), none (approximate mode: the router remembers its own decisions for 120 s)',
+    },
+    'nats-namespace': { type: 'string', valueName: 'ns', default: 'dynamo', description: 'Dynamo namespace of the NATS subject namespace.{ns}.component.{comp}.kv-events' },
+    'nats-component': { type: 'string', valueName: 'comp', default: 'backend', description: 'Dynamo component of the NATS subject' },
     'block-size': { type: 'string', valueName: 'n', default: '16', description: 'KV block size in tokens; must match the workers' },
     'kv-overlap-score-weight': { type: 'string', valueName: 'w', description: 'Legacy Dynamo weight (maps to the prefill load scale; 0 disables cache credit)' },
     'router-temperature': { type: 'string', valueName: 't', description: 'Softmax temperature over worker costs (0 = always the cheapest)' },
-    'api-key': { type: 'string', valueName: 'key', description: 'Require `Authorization: Bearer <key>` on /v1/*' },
+    'active-decode-blocks-threshold': { type: 'string', valueName: 'frac', description: 'Busy when active KV blocks exceed this fraction (0-1) of the worker\'s blocks (kv_blocks=, default 16384)' },
+    'active-prefill-tokens-threshold': { type: 'string', valueName: 'n', description: 'Busy when active prefill tokens exceed n' },
+    'active-prefill-tokens-threshold-frac': { type: 'string', valueName: 'x', description: 'Busy when active prefill tokens exceed x * max_num_batched_tokens (default 8192)' },
+    'router-session-affinity-ttl-secs': { type: 'string', valueName: 's', default: '600', description: 'How long X-Dynamo-Session-ID / x-dynamo-lab-session pins a session to its worker (0 = off)' },
+    'health-interval': { type: 'string', valueName: 's', default: '2', description: 'Seconds between GET /health checks of each worker (0 = no active checks)' },
+    'api-key': { type: 'string', valueName: 'key', description: 'Require `Authorization: Bearer <key>` on /v1/* and /admin/*' },
     seed: { type: 'string', valueName: 'n', description: 'Seed for tie-breaks and sampling (reproducible choices)' },
+    speedup: { type: 'string', valueName: 'x', description: 'With --sim: divide simulated pass times by x (0 = no delays)' },
   },
   async run(values, _p, ctx) {
     const mode = values.mode as RoutingMode;
     if (!ROUTING_MODES.includes(mode)) throw new UsageError(`--mode must be one of ${ROUTING_MODES.join(', ')}, not "${mode}".`);
     const sim = numberFlag(values, 'sim', (n) => Number.isInteger(n) && n >= 1 && n <= 64, 'a whole number from 1 to 64');
-    const urls = (values.worker as string[] | undefined) ?? [];
-    if (sim === undefined && urls.length === 0) throw new UsageError('the router needs workers.', 'Pass --sim <n> for simulated workers or --worker <url> (repeatable) for real ones.');
-    if (sim !== undefined && urls.length) throw new UsageError('use either --sim or --worker, not both.');
-    for (const u of urls) {
-      try {
-        new URL(u);
-      } catch {
-        throw new UsageError(`--worker "${u}" is not a URL.`, 'Give a base URL such as http://10.0.0.5:8000');
-      }
+    const rawWorkers = (values.worker as string[] | undefined) ?? [];
+    if (sim === undefined && rawWorkers.length === 0) throw new UsageError('the router needs workers.', 'Pass --sim <n> for simulated workers or --worker <url> (repeatable) for real ones.');
+    if (sim !== undefined && rawWorkers.length) throw new UsageError('use either --sim or --worker, not both.');
+    let specs: WorkerSpec[];
+    try {
+      specs = rawWorkers.map((w) => parseWorkerSpec(w));
+    } catch (err) {
+      if (err instanceof WorkerSpecError) throw new UsageError(`--worker: ${err.message}.`, 'Give a base URL such as http://10.0.0.5:8000, or id=a,url=http://10.0.0.5:8000,zmq=tcp://10.0.0.5:5557');
+      throw err;
     }
-    const events = (values.events as string | undefined) ?? (sim !== undefined ? 'inproc' : 'none');
-    if (events !== 'inproc' && events !== 'none') {
-      throw new UserError(`--events ${events} is not available in this version yet.`, 'Use --events inproc with --sim, or --events none (approximate mode).');
+    const events = parseEvents(values.events as string | undefined, sim !== undefined, specs);
+    if (events.kind === 'inproc' && sim === undefined) throw new UsageError('--events inproc needs --sim: only simulated workers in this process can hand over events in-process.');
+    if (events.zmq) {
+      if (sim !== undefined) throw new UsageError('--events zmq://... lists real workers\' endpoints; with --sim use --events zmq.');
+      if (events.zmq.length !== specs.length) throw new UsageError(`--events lists ${events.zmq.length} ZMQ endpoint(s) for ${specs.length} --worker(s); give one per worker, in the same order.`);
+      specs = specs.map((s, i) => ({ ...s, ...events.zmq![i] }));
     }
-    if (events === 'inproc' && sim === undefined) throw new UsageError('--events inproc needs --sim: only simulated workers in this process can hand over events in-process.');
+    if (events.kind === 'zmq' && sim === undefined && !specs.some((s) => s.zmq)) throw new UsageError('--events zmq needs ZMQ endpoints.', 'Add zmq=tcp://host:port to each --worker, or use --events zmq://host:port,...');
     const blockSize = numberFlag(values, 'block-size', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1')!;
     const port = numberFlag(values, 'port', (n) => Number.isInteger(n) && n >= 0 && n < 65536, 'a port number')!;
     const config = configFromFlags({
       kvOverlapScoreWeight: numberFlag(values, 'kv-overlap-score-weight', (n) => n >= 0, 'a number >= 0'),
       temperature: numberFlag(values, 'router-temperature', (n) => n >= 0, 'a number >= 0'),
     });
-    if (events === 'none') config.useKvEvents = false;
+    if (events.kind === 'none') config.useKvEvents = false;
+    const busy = {
+      activeDecodeBlocksThreshold: numberFlag(values, 'active-decode-blocks-threshold', (n) => n >= 0 && n <= 1, 'a fraction from 0 to 1'),
+      activePrefillTokensThreshold: numberFlag(values, 'active-prefill-tokens-threshold', (n) => Number.isInteger(n) && n >= 0, 'a whole number >= 0'),
+      activePrefillTokensThresholdFrac: numberFlag(values, 'active-prefill-tokens-threshold-frac', (n) => n >= 0, 'a number >= 0'),
+    };
+    const anyBusy = Object.values(busy).some((v) => v !== undefined);
+    const ttl = numberFlag(values, 'router-session-affinity-ttl-secs', (n) => n >= 0 && n <= 31_536_000, 'seconds from 0 to 31536000')!;
+    const healthInterval = numberFlag(values, 'health-interval', (n) => n >= 0, 'seconds >= 0')!;
+    const speedup = numberFlag(values, 'speedup', (n) => n >= 0, 'a number >= 0');
+    if (speedup !== undefined && sim === undefined) throw new UsageError('--speedup applies to simulated workers (--sim).');
+    if (events.kind === 'nats') {
+      for (const s of specs) {
+        if (s.dynamoWorkerId === undefined && !/^\d+$/.test(s.id ?? '')) {
+          ctx.stderr.write(chalk.yellow(`warning: worker ${s.id ?? s.url} has no worker_id=: its NATS KV events cannot be matched (add worker_id=<Dynamo instance id> to its --worker spec)\n`));
+        }
+      }
+    }
 
+    const dashboard = ctx.interactive && !ctx.globals.json;
+    const notices: string[] = [];
     const say = (s: string) => ctx.stderr.write(s + '\n');
+    const log = ctx.globals.json
+      ? undefined
+      : dashboard
+        ? (l: string) => {
+            if (l.startsWith('route ')) return;
+            notices.push(l);
+            if (notices.length > 5) notices.shift();
+          }
+        : say;
     const started: SimWorker[] = [];
+    let bridge: NatsKvPublisher | undefined;
     let server: RouterServer | undefined;
+    let ink: { rerender(el: React.ReactElement): void; unmount(): void } | undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
       const workers: WorkerEndpoint[] = [];
       if (sim !== undefined) {
+        if (events.kind === 'nats') bridge = await NatsKvPublisher.start({ servers: events.nats!, namespace: values['nats-namespace'] as string, component: values['nats-component'] as string });
         for (let i = 0; i < sim; i++) {
-          const w = await SimWorker.start({ id: `worker-${i}`, blockSize, port: 0, log: ctx.globals.verbose ? (l) => say(chalk.dim(`[worker-${i}] ${l}`)) : undefined });
+          const w = await SimWorker.start({
+            id: `worker-${i}`,
+            blockSize,
+            port: 0,
+            speedup,
+            zmq: events.kind === 'zmq' ? { pubPort: 0, replayPort: 0 } : undefined,
+            log: ctx.globals.verbose ? (l) => say(chalk.dim(`[worker-${i}] ${l}`)) : undefined,
+          });
           started.push(w);
-          workers.push({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) });
+          const dynamoWorkerId = SIM_DYNAMO_WORKER_ID_BASE + BigInt(i);
+          if (bridge) bridge.attach(w, dynamoWorkerId);
+          workers.push({
+            id: w.id,
+            url: w.url,
+            onKvEvent: (l) => w.onKvEvent(l),
+            zmq: w.zmqEndpoint,
+            replay: w.zmqReplayEndpoint,
+            dynamoWorkerId: bridge ? dynamoWorkerId.toString() : undefined,
+            totalKvBlocks: w.engine.numGpuBlocks,
+          });
         }
       } else {
-        urls.forEach((u, i) => workers.push({ id: `worker-${i}`, url: u.replace(/\/$/, '') }));
+        specs.forEach((s, i) => workers.push({ ...s, id: s.id ?? `worker-${i}` }));
+        const ids = new Set<string>();
+        for (const w of workers) {
+          if (ids.has(w.id)) throw new UsageError(`two --worker entries have the id "${w.id}".`);
+          ids.add(w.id);
+        }
       }
-      server = await RouterServer.start({
-        workers,
-        blockSize,
-        mode,
-        host: values.host as string,
-        port,
-        config,
-        seed: values.seed !== undefined ? Number(values.seed) : undefined,
-        apiKey: values['api-key'] as string | undefined,
-        log: ctx.globals.json ? undefined : (l) => say(l),
-      });
+      try {
+        server = await RouterServer.start({
+          workers,
+          blockSize,
+          mode,
+          host: values.host as string,
+          port,
+          config,
+          seed: values.seed !== undefined ? Number(values.seed) : undefined,
+          apiKey: values['api-key'] as string | undefined,
+          events: events.kind,
+          nats: events.nats ? { servers: events.nats, namespace: values['nats-namespace'] as string, component: values['nats-component'] as string } : undefined,
+          busy: anyBusy ? busy : undefined,
+          sessionAffinityTtlMs: ttl * 1000,
+          health: healthInterval > 0 ? { intervalMs: healthInterval * 1000 } : false,
+          log,
+        });
+      } catch (err) {
+        if (/cannot connect to NATS/.test((err as Error).message)) throw new UserError((err as Error).message, 'Start a NATS server (nats-server -js) or fix the nats://host:port in --events.');
+        throw err;
+      }
+      const s = server;
       if (ctx.globals.json) {
-        ctx.stdout.write(JSON.stringify({ url: server.url, mode, block_size: blockSize, events, workers: workers.map((w) => ({ id: w.id, url: w.url })) }) + '\n');
+        ctx.stdout.write(
+          JSON.stringify({
+            url: s.url,
+            mode,
+            block_size: blockSize,
+            events: events.kind,
+            workers: workers.map((w) => ({ id: w.id, url: w.url, ...(w.zmq ? { zmq: w.zmq } : {}), ...(w.replay ? { replay: w.replay } : {}), ...(w.dynamoWorkerId ? { worker_id: w.dynamoWorkerId } : {}) })),
+          }) + '\n',
+        );
+      } else if (dashboard) {
+        const { render } = await import('ink');
+        const { RouterDashboard } = await import('../../ui/RouterDashboard.js');
+        const view = () => React.createElement(RouterDashboard, { ...s.dashboardState(8), notices: [...notices] });
+        ink = render(view(), { exitOnCtrlC: false });
+        timer = setInterval(() => ink!.rerender(view()), 500);
       } else {
-        say(chalk.green(`router listening on ${server.url}  (mode ${mode}, block size ${blockSize}, events ${events})`));
-        for (const w of workers) say(`  ${w.id}  ${w.url}`);
-        say(chalk.dim(`  OpenAI base URL: ${server.url}/v1   decisions: ${server.url}/debug/decisions   metrics: ${server.url}/metrics`));
+        say(chalk.green(`router listening on ${s.url}  (mode ${mode}, block size ${blockSize}, events ${events.kind}${events.nats ? ` ${events.nats.join(',')}` : ''})`));
+        for (const w of workers) {
+          say(`  ${w.id}  ${w.url}${w.zmq ? `  kv-events ${w.zmq}` : ''}${w.replay ? ` replay ${w.replay}` : ''}${w.dynamoWorkerId ? `  worker_id ${w.dynamoWorkerId}` : ''}`);
+        }
+        say(chalk.dim(`  OpenAI base URL: ${s.url}/v1   decisions: ${s.url}/debug/decisions   workers: ${s.url}/debug/workers   metrics: ${s.url}/metrics`));
+        say(chalk.dim(`  add / remove workers: POST ${s.url}/admin/workers {"url":...}, DELETE ${s.url}/admin/workers/<id>`));
         say(chalk.dim('  Ctrl+C to stop.'));
       }
       await new Promise<void>((resolve) => {
@@ -101,7 +253,10 @@ export const routerCommand: Command = {
       if ((err as Error).message?.includes('already in use')) throw new UserError((err as Error).message, 'Pick another --port, or stop the program using it.');
       throw err;
     } finally {
+      if (timer) clearInterval(timer);
+      ink?.unmount();
       await server?.close();
+      await bridge?.close();
       await Promise.all(started.map((w) => w.close()));
       if (!ctx.globals.json) say(chalk.dim('router and workers stopped'));
     }

@@ -1,0 +1,107 @@
+/** `dynamo-lab router` as a command: event sources from flags, JSON start line, log lines, usage errors. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { routerCommand } from '../../src/cli/commands/router.js';
+import type { CommandContext, ParsedValues } from '../../src/cli/command.js';
+import { UsageError } from '../../src/cli/errors.js';
+import { chat, natsSkipReason, startNatsServer, startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
+
+const defaults: ParsedValues = { mode: 'kv', host: '127.0.0.1', port: '0', 'block-size': '16', 'nats-namespace': 'dynamo', 'nats-component': 'backend', 'router-session-affinity-ttl-secs': '600', 'health-interval': '2' };
+
+function ctxWith(signal: AbortSignal, json: boolean) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d) => (out += d));
+  stderr.on('data', (d) => (err += d));
+  const ctx = { globals: { json, verbose: false }, signal, stdout, stderr, interactive: false } as unknown as CommandContext;
+  return { ctx, out: () => out, err: () => err };
+}
+
+async function runRouter(values: ParsedValues, json: boolean, body: (start: { url: string; events: string; workers: Array<{ id: string; zmq?: string; worker_id?: string }> } | undefined, err: () => string) => Promise<void>): Promise<void> {
+  const ac = new AbortController();
+  const { ctx, out, err } = ctxWith(ac.signal, json);
+  const running = routerCommand.run({ ...defaults, ...values }, [], ctx);
+  let failed: unknown;
+  try {
+    if (json) {
+      await Promise.race([waitFor(() => out().includes('\n'), 'the start JSON', 15_000), running.then(() => Promise.reject(new Error(`router exited early: ${err()}`)))]);
+      await body(JSON.parse(out()), err);
+    } else {
+      await waitFor(() => /router listening on (http:\/\/\S+)/.test(err()), 'the start line', 15_000);
+      await body(undefined, err);
+    }
+  } catch (e) {
+    failed = e;
+  }
+  ac.abort();
+  assert.equal(await running, 0);
+  if (failed) throw failed;
+}
+
+async function stickySeries(url: string): Promise<string[]> {
+  const served: string[] = [];
+  for (const q of ['one', 'two', 'three']) {
+    const r = await chat(url, q, { system: SYSTEM_PROMPT });
+    assert.equal(r.status, 200);
+    served.push(r.headers.get('x-dynamo-lab-worker')!);
+    await r.arrayBuffer();
+    await new Promise((res) => setTimeout(res, 100)); // events over sockets arrive asynchronously
+  }
+  return served;
+}
+
+test('router --sim 3 --events zmq --json: sim workers publish on ZMQ and the router follows the prefix', async () => {
+  await runRouter({ sim: '3', events: 'zmq', speedup: '0' }, true, async (start) => {
+    assert.equal(start!.events, 'zmq');
+    assert.equal(start!.workers.length, 3);
+    for (const w of start!.workers) assert.match(w.zmq!, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+    const served = await stickySeries(start!.url);
+    assert.equal(new Set(served).size, 1, served.join(','));
+  });
+});
+
+test('router --worker URL... --events zmq://h:p+r,...: real workers\' endpoints in --worker order; non-JSON logs one line per decision', async () => {
+  const sims = await startSims(2, { zmq: { pubPort: 0, replayPort: 0 } });
+  try {
+    const ep = (s: (typeof sims)[number]) => `${s.zmqEndpoint!.replace('tcp://', '')}+${s.zmqReplayEndpoint!.split(':').pop()}`;
+    await runRouter({ worker: sims.map((s) => s.url), events: `zmq://${sims.map(ep).join(',')}` }, false, async (_s, err) => {
+      const url = /router listening on (http:\/\/\S+)/.exec(err())![1]!;
+      assert.match(err(), /worker-0 {2}http:\/\/127\.0\.0\.1:\d+ {2}kv-events tcp:\/\/127\.0\.0\.1:\d+ replay tcp:\/\/127\.0\.0\.1:\d+/);
+      const served = await stickySeries(url);
+      assert.equal(new Set(served).size, 1, served.join(','));
+      await waitFor(() => (err().match(/^route \S+ mode=kv -> worker-\d overlap=\d+\/\d+ blocks/gm) ?? []).length === 3, 'three decision lines');
+    });
+  } finally {
+    await Promise.all(sims.map((s) => s.close()));
+  }
+});
+
+test('router --sim 2 --events nats://: simulated workers publish Dynamo envelopes through nats-server', async (t) => {
+  const skip = natsSkipReason();
+  if (skip) return t.skip(skip);
+  const nats = await startNatsServer();
+  try {
+    await runRouter({ sim: '2', events: nats.url, speedup: '0' }, true, async (start) => {
+      assert.equal(start!.events, 'nats');
+      assert.deepEqual(start!.workers.map((w) => w.worker_id), ['1000', '1001']);
+      const served = await stickySeries(start!.url);
+      assert.equal(new Set(served).size, 1, served.join(','));
+    });
+  } finally {
+    await nats.close();
+  }
+});
+
+test('usage errors name the problem', async () => {
+  const run = (v: ParsedValues) => routerCommand.run({ ...defaults, ...v }, [], ctxWith(new AbortController().signal, true).ctx);
+  await assert.rejects(run({ sim: '2', events: 'kafka' }), (e: Error) => e instanceof UsageError && /--events must be inproc, none, zmq/.test(e.message));
+  await assert.rejects(run({ worker: ['http://a:1', 'http://b:1'], events: 'zmq://a:5557' }), /1 ZMQ endpoint\(s\) for 2 --worker/);
+  await assert.rejects(run({ worker: ['http://a:1'], events: 'inproc' }), /--events inproc needs --sim/);
+  await assert.rejects(run({ worker: ['id=a,url=http://a:1,colour=red'] }), /unknown key "colour"/);
+  await assert.rejects(run({ worker: ['http://a:1'], events: 'zmq' }), /--events zmq needs ZMQ endpoints/);
+  await assert.rejects(run({ sim: '1', 'active-decode-blocks-threshold': '2' }), /fraction from 0 to 1/);
+  await assert.rejects(run({ worker: ['http://a:1'], events: 'nats://127.0.0.1:1' }), /cannot connect to NATS/);
+});
