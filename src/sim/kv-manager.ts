@@ -41,6 +41,11 @@ export interface KvManagerOptions {
   blockSize: number;
   enablePrefixCaching?: boolean;
   emit?: KvEmit;
+  /**
+   * Collect each stored block's token ids for the emitter (default true; vLLM-format events
+   * carry them). In-process consumers that only need hashes (the benchmark) turn it off.
+   */
+  eventTokens?: boolean;
 }
 
 export class KvBlockManager {
@@ -50,8 +55,10 @@ export class KvBlockManager {
   private readonly active = new Map<bigint, number>();
   /** LRU evictor: iteration order is least recently used first. */
   private readonly inactive = new Map<bigint, true>();
+  private evictIter?: IterableIterator<bigint>;
   private partials = 0;
   private emit: KvEmit;
+  private readonly eventTokens: boolean;
   /** Counters. */
   evictions = 0;
 
@@ -62,6 +69,7 @@ export class KvBlockManager {
     this.blockSize = opts.blockSize;
     this.prefixCaching = opts.enablePrefixCaching ?? true;
     this.emit = opts.emit ?? (() => {});
+    this.eventTokens = opts.eventTokens ?? true;
   }
 
   setEmitter(emit: KvEmit): void {
@@ -183,7 +191,7 @@ export class KvBlockManager {
           stored.push(run);
         }
         run.blocks.push({ blockHash: hash, tokensHash: src.localHash(i) });
-        for (const t of src.blockTokens(i)) run.tokens.push(t);
+        if (this.eventTokens) for (const t of src.blockTokens(i)) run.tokens.push(t);
       } else {
         run = undefined;
       }
@@ -195,13 +203,21 @@ export class KvBlockManager {
       h.partial = true;
     }
     if (removed.length > 0) this.emit({ type: 'removed', blockHashes: removed });
-    for (const s of stored) this.emit({ type: 'stored', parentHash: s.parentHash, blocks: s.blocks }, s.tokens);
+    for (const s of stored) this.emit({ type: 'stored', parentHash: s.parentHash, blocks: s.blocks }, this.eventTokens ? s.tokens : undefined);
     return true;
   }
 
   private makeRoom(removed: bigint[]): void {
     if (this.active.size + this.partials + this.inactive.size < this.capacity) return;
-    const it = this.inactive.keys().next();
+    // A long-lived iterator finds the LRU block in amortised O(1): a fresh keys().next() would
+    // rescan every deleted slot at the front of the Map's table on each eviction (V8 keeps
+    // them until a rehash). Map iterators skip deleted entries and see later insertions, so
+    // the next live key is always the least recently used one.
+    let it = this.evictIter?.next();
+    if (!it || it.done) {
+      this.evictIter = this.inactive.keys();
+      it = this.evictIter.next();
+    }
     if (it.done) throw new Error('KV cache full with no inactive block to evict (capacity check failed)');
     this.inactive.delete(it.value);
     this.evictions++;
@@ -238,6 +254,7 @@ export class KvBlockManager {
   resetPrefixCache(): number {
     const hashes = [...this.inactive.keys()];
     this.inactive.clear();
+    this.evictIter = undefined;
     if (this.active.size === 0 && this.partials === 0) this.emit({ type: 'cleared' });
     else if (hashes.length > 0) this.emit({ type: 'removed', blockHashes: hashes });
     return hashes.length;
