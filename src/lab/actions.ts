@@ -6,14 +6,17 @@
  * needs (`requires`) and which it creates (`provides`), so a resumed lab can bring back what
  * an earlier process had started.
  */
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { SimWorker } from '../sim/index.js';
 import { RouterServer } from '../server/router-server.js';
-import type { RoutingMode } from '../router/index.js';
+import { configFromFlags, type RoutingMode } from '../router/index.js';
 import { DEFAULT_MODEL } from '../tokenizer/index.js';
 import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from './demo.js';
-import { formatDemoTable, formatTtftComparison } from './format.js';
+import { formatDemoTable, formatTraffic, formatTtftComparison, formatWorkerBars, type WorkerBar } from './format.js';
 import { scenarioRequests } from './scenarios.js';
 import type { LocalSession } from './session.js';
 
@@ -39,6 +42,17 @@ const str = (v: unknown, d: string) => (typeof v === 'string' ? v : d);
 function envPort(name: string): number {
   const v = Number(process.env[name] ?? 0);
   return Number.isInteger(v) && v > 0 && v < 65536 ? v : 0;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 async function portIsFree(port: number): Promise<boolean> {
@@ -121,27 +135,44 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
   },
 
   'router.start': {
-    describe: (p) => `start the embedded router in ${str(p.mode, 'kv')} mode on 127.0.0.1 in front of the workers (KV events in-process)`,
+    describe: (p) =>
+      `start the embedded router in ${str(p.mode, 'kv')} mode on 127.0.0.1 in front of the workers (KV events in-process)` +
+      (p.kv_overlap_score_weight !== undefined ? `, --kv-overlap-score-weight ${String(p.kv_overlap_score_weight)}` : '') +
+      (p.router_temperature !== undefined ? `, --router-temperature ${String(p.router_temperature)}` : ''),
     requires: ['workers'],
     provides: ['router'],
     async run(params, { session, out }) {
       const mode = str(params.mode, 'kv') as RoutingMode;
+      const weight = params.kv_overlap_score_weight === undefined ? undefined : num(params.kv_overlap_score_weight, 1);
+      const temperature = params.router_temperature === undefined ? undefined : num(params.router_temperature, 0);
+      const config = configFromFlags({ kvOverlapScoreWeight: weight, temperature });
+      const configKey = JSON.stringify(config);
+      let port = envPort('DYNAMO_LAB_ROUTER_PORT');
       if (session.router) {
-        session.router.setMode(mode);
-        out(`router already running at ${session.router.url}; mode set to ${mode}`);
-        return { ok: true };
+        if (session.routerConfigKey === configKey) {
+          session.router.setMode(mode);
+          out(`router already running at ${session.router.url}; mode set to ${mode}`);
+          return { ok: true };
+        }
+        // New scoring parameters: restart on the same port with a fresh index (like redeploying the frontend).
+        port = session.router.port;
+        await session.router.close();
+        session.router = undefined;
+        out('restarting the router with the new scoring parameters');
       }
       const log = session.logger('router');
       session.router = await RouterServer.start({
         workers: session.workers.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })),
         blockSize: session.blockSize,
         mode,
-        port: envPort('DYNAMO_LAB_ROUTER_PORT'),
+        port,
+        config,
         seed: num(params.seed, 7),
         log,
       });
+      session.routerConfigKey = configKey;
       session.endpoints.push({ id: 'router', url: session.router.url });
-      out(`router  ${session.router.url}  mode=${mode}`);
+      out(`router  ${session.router.url}  mode=${mode}  overlap credit=${config.overlapScoreCredit} prefill load scale=${config.prefillLoadScale} temperature=${config.temperature}`);
       out(`        try: curl -s ${session.router.url}/v1/models   ·   ${session.router.url}/debug/decisions`);
       return { ok: true };
     },
@@ -188,7 +219,9 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
       const results: DemoResult[] = [];
       for (const r of requests) {
         if (signal.aborted) break;
-        const res = await sendDemoRequest(router.url, r, { model: str(params.model, DEFAULT_MODEL), mode, signal });
+        const prev = results.at(-1);
+        const history = r.follow_up && prev ? [...prev.messages, { role: 'assistant', content: prev.output_text }] : [];
+        const res = await sendDemoRequest(router.url, r, { model: str(params.model, DEFAULT_MODEL), mode, signal, history });
         results.push(res);
         session.demo.push(res);
       }
@@ -209,6 +242,129 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
       }
       for (const l of lines) out(l);
       return { ok: true };
+    },
+  },
+
+  'traffic.run': {
+    describe: (p) => `send ${num(p.requests, 30)} chat requests, ${num(p.concurrency, 3)} at a time, through the router${p.mode ? ` in ${str(p.mode, 'kv')} mode` : ''}`,
+    requires: ['workers', 'router'],
+    async run(params, { session, out, signal }) {
+      const router = session.router!;
+      if (typeof params.mode === 'string') router.setMode(params.mode as RoutingMode);
+      const total = num(params.requests, 30);
+      const concurrency = Math.max(1, num(params.concurrency, 3));
+      const template = str(params.prompt, 'Request {i}: explain one idea from distributed systems in two sentences.');
+      const results: DemoResult[] = [];
+      const errors: string[] = [];
+      let next = 0;
+      const worker = async () => {
+        while (next < total && !signal.aborted) {
+          const i = next++;
+          try {
+            const r = await sendDemoRequest(router.url, { prompt: template.replaceAll('{i}', String(i + 1)), max_tokens: num(params.max_tokens, 20), group: 'traffic' }, { model: str(params.model, DEFAULT_MODEL), mode: router.mode, signal });
+            results.push(r);
+          } catch (err) {
+            errors.push((err as Error).message);
+          }
+        }
+      };
+      const started = performance.now();
+      await Promise.all(Array.from({ length: concurrency }, worker));
+      const wall = (performance.now() - started) / 1000;
+      for (const l of formatTraffic(results, session.workers.map((w) => w.id), wall)) out(l);
+      session.traffic.push(...results);
+      if (errors.length) return { ok: false, error: `${errors.length} of ${total} requests failed; first: ${errors[0]}` };
+      return { ok: true };
+    },
+  },
+
+  'workers.status': {
+    describe: () => 'show, per worker, the blocks the router believes are cached and the load it has booked',
+    requires: ['router'],
+    async run(_p, { session, out }) {
+      for (const l of formatWorkerBars(session.router!.workersView().workers as unknown as WorkerBar[])) out(l);
+      return { ok: true };
+    },
+  },
+
+  'metrics.show': {
+    describe: (p) => `read the router's and workers' /metrics and show lines matching /${str(p.pattern, '.')}/`,
+    requires: ['workers'],
+    async run(params, { session, out, signal }) {
+      let re: RegExp;
+      try {
+        re = new RegExp(str(params.pattern, '.'));
+      } catch (err) {
+        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
+      }
+      const targets = [...(session.router ? [{ id: 'router', url: session.router.url }] : []), ...session.workers.map((w) => ({ id: w.id, url: w.url }))];
+      for (const t of targets) {
+        const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
+        const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
+        out(`=== ${t.id} ${t.url}/metrics (${lines.length} matching)`);
+        for (const l of lines.slice(0, num(params.max_lines, 20))) out(`  ${l}`);
+      }
+      return { ok: true };
+    },
+  },
+
+  'nats.start': {
+    describe: () => 'start a local nats-server with JetStream on a free loopback port if one is installed; otherwise use the in-process event bus',
+    async run(_p, { session, out, signal }) {
+      if (session.nats) {
+        out(`nats-server already running at ${session.nats.url}`);
+        return { ok: true };
+      }
+      const found = await execa('nats-server', ['--version'], { reject: false, cancelSignal: signal }).catch(() => undefined);
+      if (!found || found.exitCode !== 0) {
+        out('nats-server is not installed: the simulated workers hand their KV events to the router in-process instead.');
+        out('(On Debian/Ubuntu: apt-get install nats-server. On a cluster: helm install nats.)');
+        return { ok: true };
+      }
+      const port = await freePort();
+      const dir = mkdtempSync(join(tmpdir(), 'dynamo-lab-nats-'));
+      const proc = execa('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { reject: false, cleanup: true, stdin: 'ignore' });
+      const log = session.logger('nats');
+      proc.stderr?.on('data', (d: Buffer) => d.toString().split('\n').filter(Boolean).forEach(log));
+      for (let i = 0; i < 50 && (await portIsFree(port)); i++) await new Promise((r) => setTimeout(r, 100));
+      if (await portIsFree(port)) {
+        proc.kill();
+        return { ok: false, error: 'nats-server did not start listening within 5 s (see the log)' };
+      }
+      session.nats = { url: `nats://127.0.0.1:${port}`, stop: async () => {
+        proc.kill('SIGTERM');
+        await proc;
+        rmSync(dir, { recursive: true, force: true });
+      } };
+      session.endpoints.push({ id: 'nats', url: `http://127.0.0.1:${port}` });
+      out(`${found.stdout.trim()} listening on nats://127.0.0.1:${port} with JetStream (storage ${dir})`);
+      out('The simulated workers still hand their events to the router in-process; `dynamo-lab router --events nats://…` consumes Dynamo event envelopes from a NATS server.');
+      return { ok: true };
+    },
+  },
+
+  'health.check': {
+    describe: () => 'check the workers, the router and the local NATS server (if any) answer',
+    async run(_p, { session, out, signal }) {
+      const problems: string[] = [];
+      for (const w of session.workers) {
+        const r = await fetch(`${w.url}/health`, { signal }).catch(() => undefined);
+        out(`${r?.ok ? '✓' : '✗'} ${w.id} ${w.url}/health`);
+        if (!r?.ok) problems.push(w.id);
+      }
+      if (session.router) {
+        const r = await fetch(`${session.router.url}/health`, { signal }).catch(() => undefined);
+        out(`${r?.ok ? '✓' : '✗'} router ${session.router.url}/health`);
+        if (!r?.ok) problems.push('router');
+      }
+      if (session.nats) {
+        const port = Number(new URL(session.nats.url.replace('nats:', 'http:')).port);
+        const up = !(await portIsFree(port));
+        out(`${up ? '✓' : '✗'} nats ${session.nats.url}`);
+        if (!up) problems.push('nats');
+      }
+      if (!session.workers.length && !session.router) out('nothing is running in this session yet');
+      return problems.length ? { ok: false, error: `not healthy: ${problems.join(', ')}` } : { ok: true };
     },
   },
 

@@ -10,7 +10,11 @@ export interface DemoRequest {
   readonly system?: string;
   readonly prompt: string;
   readonly max_tokens?: number;
+  /** Continue the previous request's conversation: its messages and answer come first. */
+  readonly follow_up?: boolean;
 }
+
+export type ChatTurn = { role: string; content: string };
 
 export interface DemoResult {
   readonly mode: string;
@@ -23,11 +27,15 @@ export interface DemoResult {
   readonly latency_ms: number;
   readonly overlap_blocks: number | null;
   readonly output_text: string;
+  /** The conversation sent, for follow-up requests. */
+  readonly messages: readonly ChatTurn[];
 }
 
 export class DemoError extends Error {}
 
-function messagesOf(r: DemoRequest): Array<{ role: string; content: string }> {
+/** The messages of a request; `history` is the earlier conversation for follow-ups. */
+export function messagesOf(r: DemoRequest, history: readonly ChatTurn[] = []): ChatTurn[] {
+  if (history.length) return [...history, { role: 'user', content: r.prompt }];
   return r.system ? [{ role: 'system', content: r.system }, { role: 'user', content: r.prompt }] : [{ role: 'user', content: r.prompt }];
 }
 
@@ -35,22 +43,29 @@ function messagesOf(r: DemoRequest): Array<{ role: string; content: string }> {
 export async function sendDemoRequest(
   baseUrl: string,
   r: DemoRequest,
-  opts: { model: string; mode?: string; signal?: AbortSignal; dispatcher?: Dispatcher; apiKey?: string },
+  opts: { model: string; mode?: string; signal?: AbortSignal; dispatcher?: Dispatcher; apiKey?: string; history?: readonly ChatTurn[] },
 ): Promise<DemoResult> {
   const started = performance.now();
   let res;
-  try {
-    res = await request(`${baseUrl.replace(/\/$/, '')}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}) },
-      body: JSON.stringify({ model: opts.model, messages: messagesOf(r), max_tokens: r.max_tokens ?? 50, stream: true, stream_options: { include_usage: true } }),
-      signal: opts.signal,
-      dispatcher: opts.dispatcher,
-      headersTimeout: 120_000,
-      bodyTimeout: 120_000,
-    });
-  } catch (err) {
-    throw new DemoError(`could not reach ${baseUrl}: ${(err as Error).message}`);
+  // A pooled keep-alive socket can be stale (e.g. the router was just restarted on the same
+  // port): retry once when the connection drops before any response arrived.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      res = await request(`${baseUrl.replace(/\/$/, '')}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}) },
+        body: JSON.stringify({ model: opts.model, messages: messagesOf(r, opts.history), max_tokens: r.max_tokens ?? 50, stream: true, stream_options: { include_usage: true } }),
+        signal: opts.signal,
+        dispatcher: opts.dispatcher,
+        headersTimeout: 120_000,
+        bodyTimeout: 120_000,
+      });
+      break;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (attempt === 0 && !opts.signal?.aborted && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) continue;
+      throw new DemoError(`could not reach ${baseUrl}: ${(err as Error).message}`);
+    }
   }
   if (res.statusCode >= 400) {
     const text = await res.body.text();
@@ -106,6 +121,7 @@ export async function sendDemoRequest(
     latency_ms: Math.round(latency * 100) / 100,
     overlap_blocks: overlap === null ? null : Number(overlap),
     output_text: text,
+    messages: messagesOf(r, opts.history),
   };
 }
 

@@ -15,6 +15,11 @@ export class LocalSession {
   /** Block size the workers were started with (the router must use the same). */
   blockSize = 16;
   readonly demo: DemoResult[] = [];
+  readonly traffic: DemoResult[] = [];
+  /** JSON of the router's scoring config, to know when a step asks for a different one. */
+  routerConfigKey?: string;
+  /** A local nats-server this session started (stopped with everything else). */
+  nats: { url: string; stop: () => Promise<void> } | undefined;
   /** Everything this session has listened on, checked to be free after stop. */
   readonly endpoints: Array<{ id: string; url: string }> = [];
   private readonly logLines = new Map<string, string[]>();
@@ -55,6 +60,7 @@ export class LocalSession {
   has(resource: string): boolean {
     if (resource === 'workers') return this.workers.length > 0;
     if (resource === 'router') return this.router !== undefined;
+    if (resource === 'nats') return this.nats !== undefined;
     return false;
   }
 
@@ -65,6 +71,12 @@ export class LocalSession {
       await this.router.close();
       this.router = undefined;
       lines.push(`router stopped (${url})`);
+    }
+    if (this.nats) {
+      const url = this.nats.url;
+      await this.nats.stop();
+      this.nats = undefined;
+      lines.push(`nats-server stopped (${url})`);
     }
     const workers = this.workers;
     this.workers = [];

@@ -31,7 +31,9 @@ export const demoCommand: Command = {
     const results: DemoResult[] = [];
     for (const r of scenarioRequests(names)) {
       try {
-        results.push(await sendDemoRequest(url, r, { model: values.model as string, signal: ctx.signal, apiKey: values['api-key'] as string | undefined }));
+        const prev = results.at(-1);
+        const history = r.follow_up && prev ? [...prev.messages, { role: 'assistant', content: prev.output_text }] : [];
+        results.push(await sendDemoRequest(url, r, { model: values.model as string, signal: ctx.signal, apiKey: values['api-key'] as string | undefined, history }));
       } catch (err) {
         if (ctx.signal.aborted) throw err;
         if (err instanceof DemoError) throw new UserError(err.message, 'Is the router running? Start one with `dynamo-lab router --sim 2`, or pass --url.');
@@ -39,7 +41,7 @@ export const demoCommand: Command = {
       }
     }
     if (ctx.globals.json) {
-      ctx.stdout.write(JSON.stringify({ url, results: results.map(({ output_text: _t, ...rest }) => rest) }, null, 2) + '\n');
+      ctx.stdout.write(JSON.stringify({ url, results: results.map(({ output_text: _t, messages: _m, ...rest }) => rest) }, null, 2) + '\n');
     } else {
       ctx.stdout.write(formatDemoTable(results).join('\n') + '\n');
       ctx.stdout.write(chalk.dim(`mode reported by the router: ${[...new Set(results.map((r) => r.mode))].join(', ')}\n`));
