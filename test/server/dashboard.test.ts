@@ -1,4 +1,4 @@
-/** The router dashboard component (ink-testing-library). */
+/** The router dashboard component (ink-testing-library; .ts with createElement so the test/server/*.test.ts glob includes it). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import React from 'react';
@@ -26,7 +26,7 @@ test('bars scale to the largest value', () => {
 });
 
 test('the dashboard shows workers with health, bars and hit rates, and the last decisions with overlap / cost', () => {
-  const { lastFrame, unmount } = render(<RouterDashboard {...base} barWidth={10} />);
+  const { lastFrame, unmount } = render(React.createElement(RouterDashboard, { ...base, barWidth: 10 }));
   const f = lastFrame() ?? '';
   unmount();
   assert.match(f, /dynamo-lab router http:\/\/127\.0\.0\.1:8000 {2}mode kv {2}events zmq/);
@@ -43,14 +43,14 @@ test('the dashboard shows workers with health, bars and hit rates, and the last 
 });
 
 test('recent notices are listed', () => {
-  const { lastFrame, unmount } = render(<RouterDashboard {...base} notices={['worker worker-1 failed 2 health checks: taken out of routing']} />);
+  const { lastFrame, unmount } = render(React.createElement(RouterDashboard, { ...base, notices: ['worker worker-1 failed 2 health checks: taken out of routing'] }));
   const f = lastFrame() ?? '';
   unmount();
   assert.match(f, /Recent events\nworker worker-1 failed 2 health checks: taken out of routing/);
 });
 
 test('empty states explain what to do', () => {
-  const { lastFrame, unmount } = render(<RouterDashboard {...base} workers={[]} decisions={[]} />);
+  const { lastFrame, unmount } = render(React.createElement(RouterDashboard, { ...base, workers: [], decisions: [] }));
   const f = lastFrame() ?? '';
   unmount();
   assert.match(f, /no workers registered \(POST \/admin\/workers/);
