@@ -147,15 +147,15 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
       const temperature = params.router_temperature === undefined ? undefined : num(params.router_temperature, 0);
       const config = configFromFlags({ kvOverlapScoreWeight: weight, temperature });
       const configKey = JSON.stringify(config);
-      let port = envPort('DYNAMO_LAB_ROUTER_PORT');
+      const port = envPort('DYNAMO_LAB_ROUTER_PORT');
       if (session.router) {
         if (session.routerConfigKey === configKey) {
           session.router.setMode(mode);
           out(`router already running at ${session.router.url}; mode set to ${mode}`);
           return { ok: true };
         }
-        // New scoring parameters: restart on the same port with a fresh index (like redeploying the frontend).
-        port = session.router.port;
+        // New scoring parameters: restart with a fresh index, like redeploying the frontend. A new
+        // port (unless pinned) so no client reuses a keep-alive connection to the old server.
         await session.router.close();
         session.router = undefined;
         out('restarting the router with the new scoring parameters');
@@ -369,7 +369,7 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
   },
 
   'logs.grep': {
-    describe: (p) => `show each worker's log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
+    describe: (p) => `show ${str(p.component, 'workers') === 'workers' ? "each worker's" : `${str(p.component, '')}'s`} log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
     requires: ['workers'],
     async run(params, { session, out }) {
       let re: RegExp;
@@ -379,9 +379,12 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
         return { ok: false, error: `bad pattern: ${(err as Error).message}` };
       }
       const tail = num(params.tail, 30);
-      for (const w of session.workers) {
-        const lines = session.logsOf(w.id).filter((l) => re.test(l)).slice(-tail);
-        out(`=== ${w.id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
+      // component: a worker id, "router", "nats", or "workers" (default: every worker).
+      const component = str(params.component, 'workers');
+      const ids = component === 'workers' ? session.workers.map((w) => w.id) : [component];
+      for (const id of ids) {
+        const lines = session.logsOf(id).filter((l) => re.test(l)).slice(-tail);
+        out(`=== ${id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
         for (const l of lines) out(`  ${l}`);
         if (!lines.length) out('  (no matching lines yet)');
       }

@@ -22,7 +22,7 @@ export function resolveCommand(cmd: CommandSpec, vars: Readonly<Record<string, s
 /** POSIX shell quoting: safe characters bare, everything else in single quotes. */
 export function shellQuote(arg: string): string {
   if (arg === '') return "''";
-  if (/^[A-Za-z0-9_@%+=:,./<>-]+$/.test(arg) && !/^[<>]/.test(arg)) return arg;
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 

@@ -6,7 +6,8 @@ import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { packagePath } from '../cli/paths.js';
-import { LAB_FORMAT_VERSION, STEP_TYPES, type LabDefinition, type Step } from './types.js';
+import { LAB_FORMAT_VERSION, STEP_TYPES, type LabDefinition, type Step, type TargetWork } from './types.js';
+import { substitute } from './commands.js';
 
 export class LabFormatError extends Error {
   constructor(file: string, message: string) {
@@ -84,4 +85,20 @@ export function loadLab(id: string, dir = labsDir()): LabDefinition {
   const lab = validateLab(data, file);
   if (lab.id !== id) throw new LabFormatError(file, `id "${lab.id}" does not match its folder "${id}"`);
   return lab;
+}
+
+/** Substitute ${VAR} in the text a person reads (titles, bodies, hints, diagrams, notes). Commands are resolved by the runners. */
+export function withVars(lab: LabDefinition, vars: Readonly<Record<string, string>>): LabDefinition {
+  const t = (x: string | undefined) => (x === undefined ? undefined : substitute(x, vars));
+  const work = (w: TargetWork | undefined) => (w ? { ...w, note: t(w.note) } : undefined);
+  return {
+    ...lab,
+    title: t(lab.title)!,
+    summary: t(lab.summary)!,
+    sections: lab.sections.map((s) => ({
+      ...s,
+      title: t(s.title)!,
+      steps: s.steps.map((st) => ({ ...st, title: t(st.title)!, body: t(st.body), hint: t(st.hint), diagram: t(st.diagram), local: work(st.local), cluster: work(st.cluster) })),
+    })),
+  };
 }

@@ -66,7 +66,6 @@ export class LocalRunner implements StepRunner {
 
   async run(step: Step, ctx: RunContext): Promise<ActionResult> {
     const w = step.local;
-    if (w?.note && !w.run) ctx.out(w.note);
     if (w?.run) {
       const r = await this.runAction(w.run, ctx);
       if (!r.ok) return r;

@@ -8,7 +8,7 @@ import chalk from 'chalk';
 import type { Command } from '../command.js';
 import { UsageError, UserError } from '../errors.js';
 import { stateDir } from '../paths.js';
-import { loadLab, LabFormatError, listLabIds } from '../../lab/load.js';
+import { loadLab, LabFormatError, listLabIds, withVars } from '../../lab/load.js';
 import { flattenSteps, type LabDefinition, type Target } from '../../lab/types.js';
 import { loadProgress, progressPath, resetProgress } from '../../lab/progress.js';
 import { LocalSession } from '../../lab/session.js';
@@ -106,6 +106,7 @@ export const startCommand: Command = {
     }
 
     const vars = labVars(lab, ctx.globals.namespace);
+    lab = withVars(lab, vars);
     const steps = flattenSteps(lab);
     const from = fromIndex(lab, values.from as string | undefined);
     const runId = new Date().toISOString().replace(/[:.]/g, '-');
