@@ -57,21 +57,39 @@ export function promptTokens(seed: number, req: Pick<BenchRequest, 'segments' | 
   return out;
 }
 
-/** The same prompt as a plain (packed) array: for JSON bodies and the engine, which copies it. */
+/** The same prompt as a plain array: for JSON bodies and the engine (which copies it). */
 export function promptTokenArray(seed: number, req: Pick<BenchRequest, 'segments' | 'inputLength'>): number[] {
-  const out: number[] = [];
-  for (const s of req.segments) pushSegment(seed, s.id, s.len, out);
-  if (out.length !== req.inputLength) throw new Error(`segments cover ${out.length} tokens but input_length is ${req.inputLength}`);
+  const out = new Array<number>(req.inputLength);
+  let off = 0;
+  for (const s of req.segments) {
+    if (off + s.len > req.inputLength) break;
+    fillSegment(seed, s.id, s.len, out, off);
+    off += s.len;
+  }
+  if (off !== req.inputLength) throw new Error(`segments cover a different length than input_length ${req.inputLength}`);
   return out;
 }
 
-function pushSegment(seed: number, id: number, len: number, out: number[]): void {
-  let s = segmentState(seed, id);
-  for (let i = 0; i < len; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    t = (t ^ (t >>> 14)) >>> 0;
-    out.push(TOKEN_ID_MIN + (t % TOKEN_ID_SPAN));
+/**
+ * The prompt with only the tokens from `from` on materialised (earlier positions are 0).
+ * For the virtual-time engines, which get the hashes of the prompt's full blocks precomputed
+ * and only ever read the tokens of the partial tail block (to hash it once output tokens fill
+ * it up). Skips generating ~12k tokens per request on long traces.
+ */
+export function promptTailArray(seed: number, req: Pick<BenchRequest, 'segments' | 'inputLength'>, from: number): number[] {
+  const out = new Array<number>(req.inputLength).fill(0);
+  let off = 0;
+  for (const s of req.segments) {
+    const end = off + s.len;
+    if (end > from) {
+      const start = Math.max(off, from);
+      // fillSegment writes from the segment's start; generate the segment and keep the tail.
+      const tmp = new Array<number>(s.len);
+      fillSegment(seed, s.id, s.len, tmp, 0);
+      for (let i = start; i < end; i++) out[i] = tmp[i - off]!;
+    }
+    off = end;
   }
+  if (off !== req.inputLength) throw new Error(`segments cover a different length than input_length ${req.inputLength}`);
+  return out;
 }

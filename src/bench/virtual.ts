@@ -17,7 +17,7 @@ import { KvRouter, type KvRouterConfig, type RoutingMode } from '../router/index
 import { SimEngine, SimRequestError, VirtualClock, seedFromString } from '../sim/index.js';
 import { PromptHasher, engineHashes } from './prompt-hashes.js';
 import type { RequestRecord } from './stats.js';
-import { promptTokenArray } from './synth.js';
+import { promptTailArray, promptTokenArray } from './synth.js';
 import type { BenchRequest, Workload } from './workload.js';
 
 /** Dynamo mocker defaults for vLLM (dynamo-facts §5). */
@@ -40,6 +40,12 @@ export interface VirtualOptions {
   onProgress?: (done: number, total: number) => void;
   /** Reuse a hasher across runs of the same workload (must match seed and block size). */
   hasher?: PromptHasher;
+  /**
+   * Give the engines every prompt token (default false: only the partial tail block's tokens
+   * are materialised, since the full blocks' hashes are passed precomputed and KV events
+   * carry no tokens here; the results are identical, see test/bench).
+   */
+  fullPromptTokens?: boolean;
 }
 
 export interface VirtualResult {
@@ -123,8 +129,8 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
     const requestId = `req-${r.index}`;
     const rec: RequestRecord = { index: r.index, startMs: now, inputTokens: r.inputLength, outputTokens: 0 };
     records[r.index] = rec;
-    const tokens = promptTokenArray(w.seed, r);
     const blocks = hasher.blocks(r);
+    const tokens = opts.fullPromptTokens ? promptTokenArray(w.seed, r) : promptTailArray(w.seed, r, blocks.n * bs);
     const d = router.route({ requestId, tokens, nowMs: now, blockHashPairs: blocks.localPairs, sequenceHashPairs: blocks.seqPairs });
     rec.worker = d.chosen;
     rec.predictedCachedTokens = d.cached_tokens;
