@@ -52,6 +52,14 @@ test('virtual time: kv beats round-robin on a shared-prefix workload (hit rate a
   assert.ok(kv.predicted_hit_rate <= kv.prefix_hit_rate + 0.05);
 });
 
+test('virtual time: tail-only prompt tokens give the same results as full prompts', async () => {
+  const w = generateWorkload('prefix-ratio:ratio=0.6,isl=3000,osl=40,groups=4,requests=40,rate=8', 5);
+  const a = await runVirtual(w, { mode: 'kv', workers: 3, seed: 2, fullPromptTokens: true });
+  const b = await runVirtual(w, { mode: 'kv', workers: 3, seed: 2 });
+  assert.deepEqual(a.records, b.records);
+  assert.deepEqual(a.engines, b.engines);
+});
+
 test('aiperf CSV, report and SVG files', async () => {
   const w = generateWorkload('shared-prefix:groups=2,prompts=4,system=512,question=64,output=8', 0);
   const { json, outcomes } = await runBench(w, { modes: ['kv', 'round-robin'], workers: 2, blockSize: 64, gpuBlocks: 1024, speedups: [1, 2], seed: 0, target: { kind: 'virtual' } });
