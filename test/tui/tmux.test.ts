@@ -35,7 +35,7 @@ function startLab(session: string, stateDir: string): void {
   tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '50', `${cmd}; echo "EXIT=$?"; sleep 30`);
 }
 
-test('the TUI runs steps on Enter, resumes after q, and Ctrl+C exits 130 with nothing left running', { skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false, timeout: 120_000 }, async () => {
+test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes, y confirms cleanup, Ctrl+C exits 130', { skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false, timeout: 120_000 }, async () => {
   const state = tempStateDir();
   const s1 = `dl-tui-${process.pid}-a`;
   startLab(s1, state);
@@ -62,7 +62,7 @@ test('the TUI runs steps on Enter, resumes after q, and Ctrl+C exits 130 with no
     spawnSync('tmux', ['kill-session', '-t', s1]);
   }
 
-  // A new process resumes at the router step and brings the workers back first.
+  // A new process resumes at the router step, brings the workers back first, and finishes the lab.
   const s2 = `dl-tui-${process.pid}-b`;
   startLab(s2, state);
   try {
@@ -70,13 +70,40 @@ test('the TUI runs steps on Enter, resumes after q, and Ctrl+C exits 130 with no
     tmux('send-keys', '-t', s2, 'Enter');
     const resumed = await waitFor(s2, /Send prompts that share a prefix/);
     assert.match(resumed, /re-running "Start two workers" first/);
-    const port = /router\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(resumed)?.[1];
-    assert.ok(port, 'router URL shown');
-    tmux('send-keys', '-t', s2, 'C-c');
+    assert.match(resumed, /router\s+http:\/\/127\.0\.0\.1:\d+/);
+    tmux('send-keys', '-t', s2, 'Enter');
+    const demo = await waitFor(s2, /What the router believes is cached/);
+    assert.match(demo, /Explain quantum computing in simple ter/);
+    assert.match(demo, /requests per worker/);
+    for (const next of [/The same prompts with round-robin/, /Compare kv and round-robin/, /Find the prefix-cache lines/, /Stop the router and workers/]) {
+      tmux('send-keys', '-t', s2, 'Enter');
+      await waitFor(s2, next);
+    }
+    tmux('send-keys', '-t', s2, 'Enter'); // a dangerous step asks first
+    await waitFor(s2, /removes what the lab started\. Run it\? \(y\/n\)/);
+    tmux('send-keys', '-t', s2, 'y');
     const end = await waitFor(s2, /EXIT=\d+/);
-    assert.match(end, /EXIT=130/);
-    assert.match(end, /router stopped/);
+    assert.match(end, /Lab complete/);
+    assert.match(end, /ports \d+, \d+, \d+ are free/);
+    assert.match(end, /EXIT=0/);
   } finally {
     spawnSync('tmux', ['kill-session', '-t', s2]);
+  }
+
+  // A finished lab starts over; Ctrl+C in the middle stops everything and exits 130.
+  const s3 = `dl-tui-${process.pid}-c`;
+  startLab(s3, state);
+  try {
+    await waitFor(s3, /Why route by cache contents\?/);
+    for (const next of [/How the router learns/, /Check that two GPUs/, /Provide the event bus/, /Start two workers/, /Start the router in kv mode/]) {
+      tmux('send-keys', '-t', s3, 'Enter');
+      await waitFor(s3, next);
+    }
+    tmux('send-keys', '-t', s3, 'C-c');
+    const end = await waitFor(s3, /EXIT=\d+/);
+    assert.match(end, /EXIT=130/);
+    assert.match(end, /worker-1 stopped/);
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', s3]);
   }
 });
