@@ -171,7 +171,8 @@ const PHASE_NAMES: Record<string, string> = { block_hashing: 'block_hashing', fi
 export class RouterServer {
   private server!: Server;
   private readonly agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 0 });
-  private readonly routers = new Map<RoutingMode, KvRouter>();
+  /** One router core for every policy: switching the mode keeps the index and the booked load. */
+  private core: KvRouter | undefined;
   private readonly workers = new Map<string, WorkerState>();
   private readonly byDynamoId = new Map<string, string>();
   private readonly decisionsLog: DecisionRecord[] = [];
@@ -229,21 +230,28 @@ export class RouterServer {
     return this.eventsKind;
   }
 
-  /** Switch the routing policy. Every policy's router is fed the same KV events all along. */
+  /**
+   * Switch the routing policy. The index keeps every KV event seen so far, so switching to kv
+   * later routes on the full picture (a router created at switch time would have missed the
+   * events of earlier requests, and then drop their children as parent_block_not_found).
+   */
   setMode(mode: RoutingMode): void {
     this.routerFor(mode);
     this.modeNow = mode;
   }
 
   private routerFor(mode: RoutingMode): KvRouter {
-    let r = this.routers.get(mode);
-    if (!r) {
+    if (!this.core) {
       const config = this.eventsKind === 'none' ? { ...this.opts.config, useKvEvents: false } : this.opts.config;
-      r = new KvRouter({ blockSize: this.opts.blockSize, mode, config, seed: this.opts.seed, clock: () => performance.now() });
-      for (const id of this.workers.keys()) r.addWorker(id);
-      this.routers.set(mode, r);
+      this.core = new KvRouter({ blockSize: this.opts.blockSize, mode, config, seed: this.opts.seed, clock: () => performance.now() });
+      for (const id of this.workers.keys()) this.core.addWorker(id);
     }
-    return r;
+    if (this.core.mode !== mode) this.core.mode = mode;
+    return this.core;
+  }
+
+  private allRouters(): KvRouter[] {
+    return this.core ? [this.core] : [];
   }
 
   // ---------------------------------------------------------------------------------------
@@ -269,7 +277,7 @@ export class RouterServer {
     this.workers.set(w.id, st);
     if (w.dynamoWorkerId !== undefined) this.byDynamoId.set(w.dynamoWorkerId, w.id);
     this.routerFor(this.modeNow);
-    for (const r of this.routers.values()) r.addWorker(w.id);
+    for (const r of this.allRouters()) r.addWorker(w.id);
     if (this.eventsKind === 'inproc' && w.onKvEvent) st.unsubscribe = w.onKvEvent((ev) => this.applyEvent(ev));
     if (this.eventsKind === 'zmq' && w.zmq) {
       st.zmq = new ZmqEventSource({
@@ -283,7 +291,7 @@ export class RouterServer {
           for (const ev of evs) this.applyEvent(ev);
         },
         onReset: (reason) => {
-          for (const r of this.routers.values()) r.resetWorkerCache(w.id);
+          for (const r of this.allRouters()) r.resetWorkerCache(w.id);
           this.metrics.inc('dynamo_lab_router_worker_cache_resets_total', 'Times a worker\'s indexed blocks were dropped (restart, lost event history)', { worker_id: w.id, reason });
         },
         log: this.opts.log,
@@ -316,7 +324,7 @@ export class RouterServer {
     void st.zmq?.close();
     this.workers.delete(id);
     if (st.ep.dynamoWorkerId !== undefined) this.byDynamoId.delete(st.ep.dynamoWorkerId);
-    for (const r of this.routers.values()) r.removeWorker(id);
+    for (const r of this.allRouters()) r.removeWorker(id);
     for (const [sid, s] of this.sessions) if (s.worker === id) this.sessions.delete(sid);
     return true;
   }
@@ -325,12 +333,12 @@ export class RouterServer {
     return [...this.workers.keys()];
   }
 
-  /** Feed one KV event to every policy's router. */
+  /** Feed one KV event to the router core's index. */
   applyEvent(ev: RouterEvent): void {
     let status = 'ok';
     let gap: { expected: number; got: number } | undefined;
-    const current = this.routers.get(this.modeNow);
-    for (const r of this.routers.values()) {
+    const current = this.core;
+    for (const r of this.allRouters()) {
       const res = r.applyEvent(ev, Date.now());
       if (r === current) {
         status = res.status;
