@@ -18,6 +18,7 @@
  * TTFT is taken at the first chunk carrying generated text or token ids; a chunk may carry
  * several tokens, so the output token count comes from `usage` when present.
  */
+import { setMaxListeners } from 'node:events';
 import { Agent, request } from 'undici';
 import type { RequestRecord } from './stats.js';
 import { promptTokenArray } from './synth.js';
@@ -70,7 +71,11 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
   const start = performance.now();
   let done = 0;
   const inflight = new Set<Promise<void>>();
+  /** x-dynamo-lab-overlap-blocks per request (dynamo-lab router), turned into tokens at the end. */
+  const overlaps = new Map<number, number>();
   const ac = new AbortController();
+  // One abort listener per in-flight request and timer.
+  setMaxListeners(0, ac.signal);
   const onAbort = () => ac.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -135,8 +140,9 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
       });
       const worker = res.headers['x-dynamo-lab-worker'];
       if (typeof worker === 'string') rec.worker = worker;
-      const overlap = Number(res.headers['x-dynamo-lab-overlap-blocks']);
-      if (Number.isFinite(overlap) && opts.blockSize) rec.predictedCachedTokens = Math.min(overlap * opts.blockSize, r.inputLength);
+      const overlapHeader = res.headers['x-dynamo-lab-overlap-blocks'];
+      const overlap = Number(overlapHeader);
+      if (typeof overlapHeader === 'string' && Number.isFinite(overlap)) overlaps.set(r.index, overlap);
       if (res.statusCode >= 400) {
         const text = await res.body.text();
         rec.error = `HTTP ${res.statusCode}: ${errorMessage(text)}`;
@@ -216,6 +222,19 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
     await agent.close().catch(() => {});
   }
   if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('interrupted');
+  if (overlaps.size > 0) {
+    // The router's own block size (it need not match --block-size): from its decision log.
+    let bs = opts.blockSize;
+    try {
+      const res = await request(`${base}/debug/decisions?limit=1`, { method: 'GET', headersTimeout: 5000, bodyTimeout: 5000 });
+      const j = (await res.body.json()) as { decisions?: Array<{ block_size?: number }> };
+      const b = j.decisions?.[0]?.block_size;
+      if (typeof b === 'number' && b > 0) bs = b;
+    } catch {
+      // keep --block-size
+    }
+    if (bs) for (const [i, o] of overlaps) if (records[i]) records[i]!.predictedCachedTokens = Math.min(o * bs, records[i]!.inputTokens);
+  }
   // Requests never sent (interrupted) have no record.
   return { records: records.filter((r) => r !== undefined), wallMs: performance.now() - start };
 }

@@ -43,6 +43,7 @@ export function abTable(modes: Record<string, ModeResult>, oracle: number): stri
     ['Request throughput (req/s)', (m) => m.requests_per_s, (x) => fmt(x, 2), false],
     ['Prefix hit rate (workers)', (m) => m.prefix_hit_rate, pct, false],
     ['Predicted hit rate (router)', (m) => m.predicted_hit_rate, pct, false],
+    ['Best-overlap hit rate (router view)', (m) => m.best_overlap_hit_rate ?? NaN, pct, null],
     ['Hit rate / oracle', (m) => (oracle > 0 ? m.prefix_hit_rate / oracle : NaN), pct, null],
     ['Requests / errors', (m) => m.requests, () => '', null],
   ];
@@ -81,7 +82,11 @@ export function renderReport(json: BenchJson): string {
   const out: string[] = [];
   const time = w.time === 'virtual' ? 'virtual time (simulated workers + router core in-process)' : `real time against ${Object.entries((w.urls as Record<string, string>) ?? {}).map(([m, u]) => `${m}=${u}`).join(', ')}`;
   out.push(`Workload: ${w.name} — ${fmt(w.requests as number)} requests, ISL avg ${fmt(w.input_tokens_avg as number)} / OSL avg ${fmt(w.output_tokens_avg as number)} tokens, span ${fmt(w.span_s as number)} s`);
-  out.push(`Workers: ${json.workers} × ${fmt(w.gpu_blocks as number)} KV blocks of ${w.block_size} tokens; ${time}`);
+  out.push(
+    w.time === 'virtual'
+      ? `Workers: ${json.workers} simulated × ${fmt(w.gpu_blocks as number)} KV blocks of ${w.block_size} tokens; ${time}`
+      : `Workers: ${json.workers} behind each target (oracle sized as ${json.workers} × ${fmt(w.gpu_blocks as number)} blocks of ${w.block_size} tokens: set --gpu-blocks/--block-size to the workers'); ${time}`,
+  );
   const o = json.oracle;
   out.push(
     `Oracle prefix hit rate (one LRU holding all workers' capacity): ${pct(json.oracle_prefix_hit_rate)}; infinite cache ${pct(o.infinite_cache_hit_rate as number)}` +

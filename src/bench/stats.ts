@@ -18,6 +18,8 @@ export interface RequestRecord {
   cachedTokens?: number;
   /** Cached prompt tokens the router predicted when it chose the worker. */
   predictedCachedTokens?: number;
+  /** The longest cached prefix the router saw on any worker at that moment (tokens). */
+  bestOverlapTokens?: number;
   error?: string;
 }
 
@@ -84,6 +86,11 @@ export interface ModeResult {
   requests_per_s: number;
   prefix_hit_rate: number;
   predicted_hit_rate: number;
+  /**
+   * Virtual time only: the hit rate the router would have predicted had it always picked the
+   * worker with the longest cached prefix (what its cost function traded for load balance).
+   */
+  best_overlap_hit_rate?: number;
   benchmark_duration_s: number;
   /** Requests per worker (load spread). */
   requests_per_worker: Record<string, number>;
@@ -111,6 +118,8 @@ export function summarize(records: readonly RequestRecord[]): Summary {
   let cached = 0;
   let predicted = 0;
   let promptPred = 0;
+  let best = 0;
+  let promptBest = 0;
   const perWorker: Record<string, number> = {};
   for (const r of records) {
     if (r.startMs < first) first = r.startMs;
@@ -118,6 +127,10 @@ export function summarize(records: readonly RequestRecord[]): Summary {
     if (r.predictedCachedTokens !== undefined) {
       predicted += r.predictedCachedTokens;
       promptPred += r.inputTokens;
+    }
+    if (r.bestOverlapTokens !== undefined) {
+      best += r.bestOverlapTokens;
+      promptBest += r.inputTokens;
     }
   }
   for (const r of ok) {
@@ -145,6 +158,7 @@ export function summarize(records: readonly RequestRecord[]): Summary {
     benchmark_duration_s: dur,
     requests_per_worker: Object.fromEntries(Object.entries(perWorker).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))),
   };
+  if (promptBest > 0) result.best_overlap_hit_rate = best / promptBest;
   if (errs.size > 0) {
     result.error_summary = [...errs.entries()]
       .sort((a, b) => b[1] - a[1])

@@ -134,6 +134,9 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
     const d = router.route({ requestId, tokens, nowMs: now, blockHashPairs: blocks.localPairs, sequenceHashPairs: blocks.seqPairs });
     rec.worker = d.chosen;
     rec.predictedCachedTokens = d.cached_tokens;
+    let bestOverlap = 0;
+    for (const ws of d.workers) if (ws.overlap_blocks > bestOverlap) bestOverlap = ws.overlap_blocks;
+    rec.bestOverlapTokens = Math.min(bestOverlap * bs, r.inputLength);
     const engine = byId.get(d.chosen)!;
     try {
       engine.submit({
