@@ -6,6 +6,7 @@
  * - DryRunner: prints what either of the above would do, runs nothing
  */
 import { execa } from 'execa';
+import { packagePath } from '../cli/paths.js';
 import { actionFor, type ActionResult } from './actions.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
 import type { LocalSession } from './session.js';
@@ -91,7 +92,11 @@ export class ClusterRunner implements StepRunner {
   constructor(private readonly vars: Readonly<Record<string, string>>) {}
 
   private commandsOf(work: TargetWork | undefined): CommandSpec[] {
-    return (work?.commands ?? []).map((c) => resolveCommand(c, this.vars));
+    return (work?.commands ?? []).map((c) => {
+      const r = resolveCommand(c, this.vars);
+      // Lab files name manifests relative to the package (`manifests/…`); the user may run from anywhere.
+      return { ...r, argv: r.argv.map((a) => (a.startsWith('manifests/') ? packagePath(a) : a)) };
+    });
   }
 
   preview(step: Step): string[] {
