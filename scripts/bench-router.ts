@@ -11,12 +11,19 @@
  * 8,192 token ids at block size 16 over 8 workers: block hashing + find_matches + sequence
  * hashing + load projection + selection + booking (the request is freed right after).
  * Without the trace file (e.g. a clean clone outside the workspace) a synthetic trace is used.
+ *
+ * hash_impl compares the XXH3-64 backends in the same run (routes interleaved per repeat so load on
+ * a shared machine hits both alike): 'js' (src/router/xxh3.ts, the default used for route_*) and
+ * 'native' (@node-rs/xxhash). For each: route p50/p99, the route's stage breakdown (medians of
+ * timings_us) and hashing alone (8,192 tokens, block size 16: block hashes, sequence hashes).
+ * --hash-impl js|native|both picks what runs (default both; route_* always reports js when run).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KvRouter, RadixIndexer, toPairs, type RouterEvent } from '../src/router/index.js';
+import { computeBlockHashPairs, computeSequenceHashPairs, setHashBackend, type HashBackend } from '../src/router/hashing.js';
 
 interface Args {
   json: boolean;
@@ -24,10 +31,11 @@ interface Args {
   workers: number;
   repeat: number;
   routeIters: number;
+  hashImpl: 'js' | 'native' | 'both';
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, workers: 8, repeat: 3, routeIters: 3000 };
+  const a: Args = { json: false, workers: 8, repeat: 3, routeIters: 3000, hashImpl: 'both' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -40,8 +48,13 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--workers') a.workers = Number(v());
     else if (k === '--repeat') a.repeat = Number(v());
     else if (k === '--route-iters') a.routeIters = Number(v());
+    else if (k === '--hash-impl') {
+      const x = v();
+      if (x !== 'js' && x !== 'native' && x !== 'both') throw new Error(`--hash-impl must be js, native or both, got ${x}`);
+      a.hashImpl = x;
+    }
     else if (k === '--help' || k === '-h') {
-      process.stdout.write('usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n]\n');
+      process.stdout.write('usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n] [--hash-impl js|native|both]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
   }
@@ -195,10 +208,10 @@ function timerOverheadNs(): number {
   return timerCost;
 }
 
-function benchRoute(iters: number) {
+function benchRoute(iters: number, breakdown = false) {
   const BS = 16;
   const ISL = 8192;
-  const r = new KvRouter({ blockSize: BS, seed: 1 });
+  const r = new KvRouter(breakdown ? { blockSize: BS, seed: 1, clock: () => performance.now() } : { blockSize: BS, seed: 1 });
   const workers = Array.from({ length: 8 }, (_, i) => `worker-${i}`);
   for (const w of workers) r.addWorker(w);
   let s = 42;
@@ -216,6 +229,7 @@ function benchRoute(iters: number) {
   // A few in-flight requests so the load projection has work to do.
   for (let i = 0; i < 16; i++) r.route({ requestId: `bg-${i}`, tokens: prompts[(i * 5) % 64]!, nowMs: 100 });
   const lat = new Float64Array(iters);
+  const stages = { block_hashing: new Float64Array(iters), find_matches: new Float64Array(iters), seq_hashing: new Float64Array(iters), scheduling: new Float64Array(iters) };
   let sink = 0;
   for (let i = 0; i < iters; i++) {
     const toks = prompts[i % 64]!;
@@ -224,10 +238,64 @@ function benchRoute(iters: number) {
     const t1 = process.hrtime.bigint();
     lat[i] = Number(t1 - t0) / 1000;
     sink += d.overlap_blocks;
+    if (d.timings_us) for (const k of Object.keys(stages) as Array<keyof typeof stages>) stages[k][i] = d.timings_us[k];
     r.free(`q-${i}`, 1000 + i);
   }
   lat.sort();
-  return { p50: pct(lat, 50), p99: pct(lat, 99), sink };
+  const stageP50: Record<string, number> = {};
+  if (breakdown) for (const k of Object.keys(stages) as Array<keyof typeof stages>) stageP50[k] = pct(stages[k].sort(), 50);
+  return { p50: pct(lat, 50), p99: pct(lat, 99), sink, stageP50 };
+}
+
+/** Hashing alone: 8,192 tokens at block size 16 (512 block hashes, 511 chained sequence hashes). */
+function benchHashing(iters: number) {
+  let s = 7;
+  const toks = Array.from({ length: 8192 }, () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % 150000);
+  const blk = new Float64Array(iters);
+  const seq = new Float64Array(iters);
+  let sink = 0;
+  for (let i = 0; i < iters; i++) {
+    const t0 = process.hrtime.bigint();
+    const local = computeBlockHashPairs(toks, 16);
+    const t1 = process.hrtime.bigint();
+    const sq = computeSequenceHashPairs(local);
+    const t2 = process.hrtime.bigint();
+    blk[i] = Number(t1 - t0) / 1000;
+    seq[i] = Number(t2 - t1) / 1000;
+    sink += sq[sq.length - 1]!;
+  }
+  blk.sort();
+  seq.sort();
+  return { block: pct(blk, 50), seq: pct(seq, 50), sink };
+}
+
+function compareHashImpls(args: Args) {
+  const impls: HashBackend[] = args.hashImpl === 'both' ? ['native', 'js'] : [args.hashImpl];
+  const acc = new Map<HashBackend, { routes: ReturnType<typeof benchRoute>[]; stages: ReturnType<typeof benchRoute>[]; hashing: ReturnType<typeof benchHashing>[] }>();
+  for (const b of impls) acc.set(b, { routes: [], stages: [], hashing: [] });
+  for (let i = 0; i < Math.max(1, args.repeat); i++) {
+    for (const b of impls) {
+      setHashBackend(b);
+      const a = acc.get(b)!;
+      a.routes.push(benchRoute(args.routeIters));
+      a.stages.push(benchRoute(Math.max(200, args.routeIters >> 2), true));
+      a.hashing.push(benchHashing(Math.max(200, args.routeIters >> 2)));
+    }
+  }
+  setHashBackend('js');
+  const out: Record<string, unknown> = {};
+  for (const [b, a] of acc) {
+    const stage = (k: string) => round3(median(a.stages.map((r) => r.stageP50[k]!)));
+    out[b] = {
+      route_p50_us: round3(median(a.routes.map((r) => r.p50))),
+      route_p99_us: round3(median(a.routes.map((r) => r.p99))),
+      route_stage_p50_us: { block_hashing: stage('block_hashing'), find_matches: stage('find_matches'), seq_hashing: stage('seq_hashing'), scheduling: stage('scheduling') },
+      block_hash_8192_p50_us: round3(median(a.hashing.map((h) => h.block))),
+      seq_hash_512_p50_us: round3(median(a.hashing.map((h) => h.seq))),
+    };
+  }
+  const js = acc.get('js');
+  return { hash_impl: out, routes: (js ?? acc.get(impls[0]!)!).routes, routeImpl: js ? 'js' : impls[0]! };
 }
 
 function median(xs: number[]): number {
@@ -240,8 +308,7 @@ function main() {
   const { source, requests } = loadTrace(args.trace);
   const runs = [];
   for (let i = 0; i < Math.max(1, args.repeat); i++) runs.push(benchIndexer(requests, args.workers));
-  const routes = [];
-  for (let i = 0; i < Math.max(1, args.repeat); i++) routes.push(benchRoute(args.routeIters));
+  const { hash_impl, routes, routeImpl } = compareHashImpls(args);
   const out = {
     trace: source,
     requests: requests.length,
@@ -261,11 +328,13 @@ function main() {
     route_block_size: 16,
     route_p50_us: round3(median(routes.map((r) => r.p50))),
     route_p99_us: round3(median(routes.map((r) => r.p99))),
+    route_hash_impl: routeImpl,
+    hash_impl,
     node: process.version,
     loadavg_1m: round3(loadavg()[0]!),
   };
   if (args.json) process.stdout.write(JSON.stringify(out) + '\n');
-  else for (const [k, v] of Object.entries(out)) process.stdout.write(`${k.padEnd(26)} ${v}\n`);
+  else for (const [k, v] of Object.entries(out)) process.stdout.write(`${k.padEnd(26)} ${typeof v === 'object' ? JSON.stringify(v) : v}\n`);
 }
 
 function round3(x: number): number {
