@@ -15,7 +15,7 @@
  * addon stays available as an alternative backend (setHashBackend('native')) and as the test oracle.
  */
 import { xxh3 } from '@node-rs/xxhash';
-import { xxh3View, xxh3Pair16, xxh3Words17to128, xxh3_64 } from './xxh3.js';
+import { xxh3View, xxh3Pair16, xxh3ChainPairs, xxh3Words17to128, xxh3_64 } from './xxh3.js';
 
 export const XXH3_SEED = 1337n;
 const U64_MASK = (1n << 64n) - 1n;
@@ -61,7 +61,6 @@ export function saltedSeed(salt?: HashSalt): bigint {
 let scratch = new Uint8Array(64 * 4);
 let scratchView = new DataView(scratch.buffer);
 let scratchU32 = new Uint32Array(scratch.buffer);
-let scratchI32 = new Int32Array(scratch.buffer);
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 function ensureScratch(bytes: number): void {
@@ -70,7 +69,6 @@ function ensureScratch(bytes: number): void {
     scratch = new Uint8Array(size + ((4 - (size & 3)) & 3));
     scratchView = new DataView(scratch.buffer);
     scratchU32 = new Uint32Array(scratch.buffer);
-    scratchI32 = new Int32Array(scratch.buffer);
   }
 }
 
@@ -174,15 +172,15 @@ const splitU32 = new Uint32Array(splitBuf.buffer);
 function blockPairsJs(tokens: ArrayLike<number>, blockSize: number, n: number, seed: bigint): Uint32Array {
   const out = new Uint32Array(n * 2);
   if (n === 0) return out;
-  writeTokens(tokens, 0, n * blockSize);
   B64[0] = seed;
   const sL = B64_U32[LO]!, sH = B64_U32[HI]!;
   const bytes = blockSize * 4;
-  if (LITTLE_ENDIAN && bytes > 16 && bytes <= 128) {
-    // Block sizes 5..32 tokens (Dynamo's 16 included): the inlined medium path over u32 words.
-    const w = scratchI32;
-    for (let b = 0; b < n; b++) xxh3Words17to128(w, b * blockSize, bytes, sL, sH, out, 2 * b);
+  if (bytes > 16 && bytes <= 128) {
+    // Block sizes 5..32 tokens (Dynamo's 16 included): the inlined medium path reading the token
+    // ids directly as u32 words (no copy; ToInt32 gives the same bits as the u32 LE encoding).
+    for (let b = 0; b < n; b++) xxh3Words17to128(tokens, b * blockSize, bytes, sL, sH, out, 2 * b);
   } else {
+    writeTokens(tokens, 0, n * blockSize);
     const v = scratchView;
     for (let b = 0; b < n; b++) xxh3View(v, b * bytes, bytes, sL, sH, out, 2 * b);
   }
@@ -211,12 +209,7 @@ export function computeSequenceHashPairs(localPairs: Uint32Array, n = localPairs
   out[0] = localPairs[0]!;
   out[1] = localPairs[1]!;
   if (backend === 'js') {
-    let pL = out[0]!, pH = out[1]!;
-    for (let i = 1; i < n; i++) {
-      xxh3Pair16(pL, pH, localPairs[2 * i]!, localPairs[2 * i + 1]!, SEED_LO, SEED_HI, out, 2 * i);
-      pL = out[2 * i]!;
-      pH = out[2 * i + 1]!;
-    }
+    xxh3ChainPairs(localPairs, n, SEED_LO, SEED_HI, out);
     return out;
   }
   for (let i = 1; i < n; i++) {

@@ -399,12 +399,65 @@ export function xxh3Pair16(aL: number, aH: number, bL: number, bH: number, sL: n
 }
 
 /**
- * Fast path for the router's block hashes: XXH3-64 of `len` bytes, 17 <= len <= 128 and len a
- * multiple of 4, read as little-endian u32 words `w[p .. p + len / 4)` (the caller guarantees the
- * words hold the bytes in little-endian order). Same result as xxh3View on those bytes; the
- * 128-bit products are written out inline so the whole block stays in registers.
+ * Chained sequence hashes over interleaved (lo, hi) local-hash pairs: out[0..2) = local[0..2) and
+ * out[i] = XXH3-64(le_u64(out[i - 1]) ‖ le_u64(local[i]), seed) for 1 <= i < n. Same result as
+ * calling xxh3Pair16 in a loop, with the running hash kept in locals.
  */
-export function xxh3Words17to128(w: Int32Array, p: number, len: number, sL: number, sH: number, out: Uint32Array | Int32Array, off: number): void {
+export function xxh3ChainPairs(local: Uint32Array, n: number, sL: number, sH: number, out: Uint32Array): void {
+  if (n <= 0) return;
+  sL |= 0;
+  sH |= 0;
+  let pL = local[0]! | 0;
+  let pH = local[1]! | 0;
+  out[0] = pL;
+  out[1] = pH;
+  const t0 = (S24_32L >>> 0) + (sL >>> 0);
+  const kLowL = t0 | 0;
+  const kLowH = (S24_32H + sH + (t0 >= TWO32 ? 1 : 0)) | 0;
+  const d0 = (S40_48L >>> 0) - (sL >>> 0);
+  const kHighL = d0 | 0;
+  const kHighH = (S40_48H - sH - (d0 < 0 ? 1 : 0)) | 0;
+  const m = MX1L >>> 0;
+  for (let i = 1; i < n; i++) {
+    const lowL = kLowL ^ pL;
+    const lowH = kLowH ^ pH;
+    const highL = kHighL ^ (local[2 * i]! | 0);
+    const highH = kHighH ^ (local[2 * i + 1]! | 0);
+    const al = lowL >>> 0, ah = lowH >>> 0, bl = highL >>> 0, bh = highH >>> 0;
+    const llL = Math.imul(al, bl) >>> 0;
+    const llH = Math.round((al * bl - llL) * INV32);
+    const lhL = Math.imul(al, bh) >>> 0;
+    const lhH = Math.round((al * bh - lhL) * INV32);
+    const hlL = Math.imul(ah, bl) >>> 0;
+    const hlH = Math.round((ah * bl - hlL) * INV32);
+    const hhL = Math.imul(ah, bh) >>> 0;
+    const hhH = Math.round((ah * bh - hhL) * INV32);
+    const t1 = llH + lhL + hlL;
+    const r1 = t1 >>> 0;
+    const t2 = hhL + lhH + hlH + (t1 - r1) * INV32;
+    const r2 = t2 >>> 0;
+    const r3 = hhH + (t2 - r2) * INV32;
+    const t = 16 + (bswap32(lowH) >>> 0) + (bl) + ((llL ^ r2) >>> 0);
+    const xL = t >>> 0;
+    const xH = (bswap32(lowL) + highH + (r1 ^ r3) + (t - xL) * INV32) | 0;
+    const x = (xL ^ (xH >>> 5)) >>> 0;
+    const lo = Math.imul(x, m) >>> 0;
+    const hi = (Math.round((x * m - lo) * INV32) + Math.imul(x, MX1H) + Math.imul(xH, MX1L)) | 0;
+    pL = lo ^ hi;
+    pH = hi;
+    out[2 * i] = pL;
+    out[2 * i + 1] = pH;
+  }
+}
+
+/**
+ * Fast path for the router's block hashes: XXH3-64 of `len` bytes, 17 <= len <= 128 and len a
+ * multiple of 4, over the u32 words `w[p .. p + len / 4)` taken as little-endian (each word is
+ * read with ToInt32, i.e. the same bits as `>>> 0`: token ids can be passed directly). Same result
+ * as xxh3View on those bytes; the 128-bit products are written out inline so the whole block stays
+ * in registers.
+ */
+export function xxh3Words17to128(w: ArrayLike<number>, p: number, len: number, sL: number, sH: number, out: Uint32Array | Int32Array, off: number): void {
   sL |= 0;
   sH |= 0;
   if (!keysValid || sL !== keySeedL || sH !== keySeedH) setKeys(sL, sH);
@@ -420,10 +473,10 @@ export function xxh3Words17to128(w: Int32Array, p: number, len: number, sL: numb
       // Chunk i from the start (key entry 2i) or from the end (key entry 2i + 1).
       const q = half === 0 ? p + 4 * i : p + nw - 4 * i - 4;
       const e = 8 * i + 4 * half;
-      const al = (w[q]! ^ k[e]!) >>> 0;
-      const ah = (w[q + 1]! ^ k[e + 1]!) >>> 0;
-      const bl = (w[q + 2]! ^ k[e + 2]!) >>> 0;
-      const bh = (w[q + 3]! ^ k[e + 3]!) >>> 0;
+      const al = ((w[q]! | 0) ^ k[e]!) >>> 0;
+      const ah = ((w[q + 1]! | 0) ^ k[e + 1]!) >>> 0;
+      const bl = ((w[q + 2]! | 0) ^ k[e + 2]!) >>> 0;
+      const bh = ((w[q + 3]! | 0) ^ k[e + 3]!) >>> 0;
       const llL = Math.imul(al, bl) >>> 0;
       const llH = Math.round((al * bl - llL) * INV32);
       const lhL = Math.imul(al, bh) >>> 0;

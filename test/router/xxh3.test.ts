@@ -252,6 +252,14 @@ test('hashing.ts edge inputs behave as with the addon: odd token values, bigint 
       assert.equal(hashTokenBlock(odd, 0, odd.length, seed), want, `seed ${seed}`);
       assert.equal(hashTokenBlock(odd, 2, 4, seed), want4, `seed ${seed}`);
     }
+    // The block fast path reads token ids directly (ToInt32 bits == the addon path's `>>> 0` bits).
+    const oddTokens = [...odd, ...odd, ...odd, ...odd];
+    for (const bs of [5, 8, 10, 20, 32, 40]) {
+      setHashBackend('native');
+      const wantPairs = computeBlockHashPairs(oddTokens, bs);
+      setHashBackend('js');
+      assert.deepEqual(computeBlockHashPairs(oddTokens, bs), wantPairs, `bs ${bs}`);
+    }
     setHashBackend('native');
     const wantSeq = nextSequenceHash(U64_MAX, -1n);
     setHashBackend('js');
