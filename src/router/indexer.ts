@@ -229,9 +229,11 @@ export class RadixIndexer {
     switch (data.type) {
       case 'stored': {
         const n = data.blocks.length;
-        if (this.scratchPairs.length < n * 2) {
-          this.scratchPairs = new Uint32Array(n * 4);
-          this.scratchTok = new Uint32Array(n * 4);
+        // Room for n block hashes plus the parent hash at [2n, 2n+1] (a typed array silently
+        // drops out-of-range writes, which made the parent of a 128-block event look unknown).
+        if (this.scratchPairs.length < n * 2 + 2) {
+          this.scratchPairs = new Uint32Array(n * 4 + 2);
+          this.scratchTok = new Uint32Array(n * 4 + 2);
         }
         const bp = this.scratchPairs;
         const tp = this.scratchTok;

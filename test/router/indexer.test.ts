@@ -174,3 +174,22 @@ test('busy nodes switch to the children table; removal and clear keep them consi
   ix.checkInvariants();
   assert.equal(ix.nodeCount, 1);
 });
+
+test('a Stored event with a parent and exactly 128 blocks (one 8,192-token prefill chunk of 64-token blocks) is applied', () => {
+  // Regression: the scratch buffer held 2 x 128 u32 and the parent hash was written past its
+  // end (silently dropped by the typed array), so the parent looked unknown and the whole event
+  // was dropped as parent_block_not_found, then every later extension of that prefix too.
+  for (const n of [127, 128, 129, 256]) {
+    const ix = new RadixIndexer();
+    const a = ix.ensureSlot('a', 0);
+    const p = Array.from({ length: n + 1 }, (_, i) => i + 1);
+    assert.equal(ix.applyData(a, store(p.slice(0, 1))).status, 'ok');
+    assert.equal(ix.applyData(a, store(p, 1)).status, 'ok', `${n} blocks after a parent`);
+    assert.deepEqual(scores(ix, p), [n + 1]);
+    // And the next chunk, chained onto the last block of this one.
+    const q = [...p, 10_000];
+    assert.equal(ix.applyData(a, store(q, p.length)).status, 'ok');
+    assert.deepEqual(scores(ix, q), [n + 2]);
+    ix.checkInvariants();
+  }
+});
