@@ -38,6 +38,7 @@ export interface RunOutcome {
   virtualMs?: number;
   health?: TargetHealth[];
   engines?: Array<Record<string, number | string>>;
+  routerEvents?: Record<string, number>;
 }
 
 export interface BenchJson {
@@ -47,7 +48,7 @@ export interface BenchJson {
   oracle_prefix_hit_rate: number;
   oracle: Record<string, unknown>;
   sweep: Array<{ speedup: number; modes: Record<string, ModeResult> }>;
-  runs: Array<{ speedup: number; mode: string; wall_ms: number; virtual_ms?: number; url?: string; health?: unknown; engines?: unknown }>;
+  runs: Array<{ speedup: number; mode: string; wall_ms: number; virtual_ms?: number; url?: string; health?: unknown; engines?: unknown; router_events?: Record<string, number> }>;
 }
 
 export class HealthCheckError extends Error {
@@ -84,7 +85,7 @@ export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: B
         });
         const summary = summarize(r.records);
         log(`  ${mode} ${speedup}x done: ${(r.wallMs / 1000).toFixed(1)} s wall for ${(r.virtualMs / 1000).toFixed(0)} s simulated`);
-        outcomes.push({ speedup, mode, summary, records: r.records, wallMs: r.wallMs, virtualMs: r.virtualMs, engines: r.engines });
+        outcomes.push({ speedup, mode, summary, records: r.records, wallMs: r.wallMs, virtualMs: r.virtualMs, engines: r.engines, routerEvents: r.routerEvents });
       } else {
         const t = cfg.target;
         const url = t.urls[mode]!;
@@ -180,6 +181,7 @@ export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: B
       ...(cfg.target.kind === 'http' ? { url: cfg.target.urls[o.mode] } : {}),
       ...(o.health ? { health: o.health.map((h) => ({ url: h.url, kind: h.kind, mode: h.mode, healthy_workers: h.healthyWorkers, total_workers: h.totalWorkers })) } : {}),
       ...(o.engines ? { engines: o.engines } : {}),
+      ...(o.routerEvents ? { router_events: o.routerEvents } : {}),
     })),
   };
   return { json, outcomes };

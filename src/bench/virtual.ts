@@ -54,6 +54,13 @@ export interface VirtualResult {
   virtualMs: number;
   wallMs: number;
   engines: Array<{ id: string; preemptions: number; evictions: number; prefixHitTokens: number; prefixQueryTokens: number; kvEvents: number; passes: number }>;
+  /**
+   * How the router's indexer took the engines' KV events, by `<type>:<status>` (e.g.
+   * `stored:ok`, `stored:parent_block_not_found`, `removed:block_not_found`). In-process events
+   * arrive in order and complete, so anything but `:ok` means the router's view of the caches
+   * has drifted from the engines' (a plumbing bug, not a routing-policy effect).
+   */
+  routerEvents: Record<string, number>;
 }
 
 const EVENTS_PER_SLICE = 20_000;
@@ -72,6 +79,7 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
   const engines: SimEngine[] = [];
   const byId = new Map<string, SimEngine>();
   let callbackError: unknown;
+  const routerEvents: Record<string, number> = {};
   for (let i = 0; i < opts.workers; i++) {
     const id = `worker-${i}`;
     const e = new SimEngine(
@@ -89,7 +97,10 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
     e.onCallbackError = (err) => {
       callbackError ??= err;
     };
-    e.onKvEvent((ev) => router.applyEvent(ev, clock.now()));
+    e.onKvEvent((ev) => {
+      const k = `${ev.data.type}:${router.applyEvent(ev, clock.now()).status}`;
+      routerEvents[k] = (routerEvents[k] ?? 0) + 1;
+    });
     router.addWorker(id);
     engines.push(e);
     byId.set(id, e);
@@ -203,5 +214,5 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
     return { id: e.id, preemptions: s.preemptions, evictions: s.evictions, prefixHitTokens: s.prefixHitTokens, prefixQueryTokens: s.prefixQueryTokens, kvEvents: s.kvEvents, passes: s.passes };
   });
   for (const e of engines) e.close();
-  return { records, virtualMs, wallMs: performance.now() - wall0, engines: stats };
+  return { records, virtualMs, wallMs: performance.now() - wall0, engines: stats, routerEvents };
 }

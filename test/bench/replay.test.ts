@@ -176,3 +176,17 @@ test('CLI: usage and trace errors say what to try', async () => {
   assert.match(two.stderr, /one URL cannot be measured as 2 modes/);
   assert.ok(existsSync(dir));
 });
+
+test('virtual time: the router sees every KV event of long prompts (128-block prefill chunks), so predicted = cached', async () => {
+  // Regression: a full 8,192-token prefill chunk stores exactly 128 blocks of 64 tokens; the
+  // indexer dropped such Stored events when they had a parent (parent_block_not_found) and
+  // everything chained after them, so the router under-saw the engines' caches by half on the
+  // conversation trace. Turns of 17,000 new tokens give several such chunks per request.
+  const w = generateWorkload('multi-turn:sessions=3,turns=3,system=512,user=17000,output=8,delay=10,rate=1', 5);
+  const r = await runVirtual(w, { mode: 'kv', workers: 2, gpuBlocks: 8192, seed: 0 });
+  assert.deepEqual(Object.keys(r.routerEvents).filter((k) => !k.endsWith(':ok')), []);
+  assert.ok((r.routerEvents['stored:ok'] ?? 0) > 0);
+  for (const rec of r.records) assert.equal(rec.predictedCachedTokens, rec.cachedTokens, `request ${rec.index}`);
+  const s = summarize(r.records).result;
+  assert.ok(s.prefix_hit_rate > 0.4, `hit rate ${s.prefix_hit_rate}`);
+});
