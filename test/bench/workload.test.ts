@@ -18,7 +18,8 @@ import { promptTokenArray, promptTokens, segmentTokens, TOKEN_ID_MIN, TOKEN_ID_S
 import { loadMooncakeTrace, parseMooncakeTrace, TraceError } from '../../src/bench/trace.js';
 import { summarizeWorkload } from '../../src/bench/workload.js';
 
-const TRACE = fileURLToPath(new URL('../../../shared/data/traces/conversation_trace.jsonl', import.meta.url));
+// From test/bench (tsx) or dist/test/bench (built): the repository's sibling shared/ folder.
+const TRACE = fileURLToPath(new URL(`${import.meta.url.includes('/dist/test/') ? '../../../../' : '../../../'}shared/data/traces/conversation_trace.jsonl`, import.meta.url));
 
 const line = (o: Record<string, unknown>) => JSON.stringify(o);
 
