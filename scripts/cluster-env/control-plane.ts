@@ -90,6 +90,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
+function request(server: string, token: string, method: string, path: string, body: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = https.request(`${server}${path}`, { method, rejectUnauthorized: false, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } }, (res) => {
+      let out = '';
+      res.on('data', (c: Buffer) => (out += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: out }));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
 function get(url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve) => {
     const mod = url.startsWith('https') ? https : http;
@@ -177,7 +190,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       const p = procs.get(name);
       if (p) await stopProc(p);
     }
-    rmSync(dir, { recursive: true, force: true });
+    // DYNAMO_LAB_KEEP_CP_DIR=1 keeps the logs (etcd.log, kube-apiserver.log, kwok.log) for debugging.
+    if (process.env.DYNAMO_LAB_KEEP_CP_DIR) process.stderr.write(`# control-plane files kept in ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
   };
   try {
     const [pEtcd, pPeer, pApi, pKwok] = [await freePort(), await freePort(), await freePort(), await freePort()];
@@ -251,7 +266,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
     if (opts.crd !== false) {
       const crd = parse(readFileSync(join(repoRoot(), 'manifests', 'crd', 'dynamographdeployments.nvidia.com.yaml'), 'utf8')) as k8s.V1CustomResourceDefinition;
-      await ext.createCustomResourceDefinition({ body: crd });
+      // Sent as raw JSON: client-node's typed serializer drops `x-kubernetes-preserve-unknown-fields`
+      // from plain objects (its model calls it xKubernetesPreserveUnknownFields).
+      const res = await request(server, adminToken, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
+      if (res.status !== 201) throw new Error(`creating the DGD CRD: HTTP ${res.status} ${res.body}`);
       await until('DGD CRD Established', async () => {
         const c = await ext.readCustomResourceDefinition({ name: crd.metadata!.name! });
         return c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True') ?? false;

@@ -104,14 +104,14 @@ export async function runCleanup(cluster: Cluster, actions: readonly CleanupActi
         switch (a.resource) {
           case DGD_PLURAL: {
             const version = a.apiVersion.split('/')[1]!;
-            return cluster.custom.deleteNamespacedCustomObject({ group: DGD_GROUP, version, namespace: a.namespace!, plural: DGD_PLURAL, name: a.name, propagationPolicy: 'Foreground' });
+            return cluster.custom.deleteNamespacedCustomObject({ group: DGD_GROUP, version, namespace: a.namespace!, plural: DGD_PLURAL, name: a.name, propagationPolicy: 'Background' });
           }
           case 'services':
             return cluster.core.deleteNamespacedService({ name: a.name, namespace: a.namespace! });
           case 'secrets':
             return cluster.core.deleteNamespacedSecret({ name: a.name, namespace: a.namespace! });
           case 'deployments':
-            return cluster.apps.deleteNamespacedDeployment({ name: a.name, namespace: a.namespace!, propagationPolicy: 'Foreground' });
+            return cluster.apps.deleteNamespacedDeployment({ name: a.name, namespace: a.namespace!, propagationPolicy: 'Background' });
           case 'namespaces':
             return cluster.core.deleteNamespace({ name: a.name });
           default:

@@ -34,7 +34,10 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ path: req.url, worker: 'fake-vllm' }));
     });
-    zmqServer = net.createServer((s) => s.end('KV-EVENTS\n'));
+    zmqServer = net.createServer((s) => {
+      s.write('KV-EVENTS\n');
+      s.on('error', () => s.destroy());
+    });
     await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
     await new Promise<void>((r) => zmqServer.listen(0, '127.0.0.1', r));
     const forwards = [
@@ -189,11 +192,12 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   });
 
   it('logs: component pods, lab patterns, --grep, --json, --follow until Ctrl+C', async () => {
+    // kwok serves the file as the container log; it is in the CRI log format a kubelet writes.
     appendFileSync(cp.logsFile, [
-      '2026-11-21T05:00:00.000000000Z INFO worker started, connecting to nats://nats.nats-system:4222',
-      '2026-11-21T05:00:01.000000000Z INFO Prefix cache hit rate: 62.5% (5/8 blocks)',
-      '2026-11-21T05:00:02.000000000Z DEBUG KV overlap scores: worker-1: 25 blocks',
-      '2026-11-21T05:00:03.000000000Z INFO unrelated line',
+      '2026-11-21T05:00:00.000000000Z stdout F INFO worker started, connecting to nats://nats.nats-system:4222',
+      '2026-11-21T05:00:01.000000000Z stdout F INFO Prefix cache hit rate: 62.5% (5/8 blocks)',
+      '2026-11-21T05:00:02.000000000Z stderr F DEBUG KV overlap scores: worker-1: 25 blocks',
+      '2026-11-21T05:00:03.000000000Z stdout F INFO unrelated line',
       '',
     ].join('\n'));
     const cache = await runCli(['logs', '--component', 'VllmWorker', '--pattern', 'cache'], envFor(cp, stub));
@@ -220,7 +224,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
 
     const follow = spawnCli(['logs', '--component', 'frontend', '--pattern', 'routing', '--follow'], envFor(cp, stub));
     await follow.waitFor(/KV overlap scores/);
-    appendFileSync(cp.logsFile, '2026-11-21T05:00:09.000000000Z DEBUG routing decision: selected worker-2 (best score 22.0)\n2026-11-21T05:00:10.000000000Z INFO noise\n');
+    appendFileSync(cp.logsFile, '2026-11-21T05:00:09.000000000Z stderr F DEBUG routing decision: selected worker-2 (best score 22.0)\n2026-11-21T05:00:10.000000000Z stdout F INFO noise\n');
     await follow.waitFor(/selected worker-2/, 20_000);
     follow.child.kill('SIGINT');
     const fr = await follow.done;
@@ -232,18 +236,32 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const workers = await discoverWorkers(`${DGD_LABEL}=vllm-kv-demo,nvidia.com/dynamo-component-type=worker`, { kubeconfig: cp.kubeconfig, namespace: NS });
     assert.deepEqual(workers.map((w) => w.name), ['vllm-kv-demo-vllmworker-0', 'vllm-kv-demo-vllmworker-1']);
     const cluster = new Cluster(loadKubeContext({ kubeconfig: cp.kubeconfig, namespace: NS }));
-    const h = await portForwardPods(cluster, workers);
+    const errors: string[] = [];
+    const h = await portForwardPods(cluster, workers, { onError: (pod, port, e) => errors.push(`${pod}:${port}: ${e.message}`) });
     try {
       assert.equal(h.workers.length, 2);
       for (const w of h.workers) {
-        const res = await fetch(`${w.httpUrl}/v1/models`);
+        const res = await fetch(`${w.httpUrl}/v1/models`, { signal: AbortSignal.timeout(15_000) }).catch((e: Error) => {
+          throw new Error(`${w.pod}: ${e.message}; port-forward errors: ${errors.join('; ') || 'none'}`);
+        });
         assert.deepEqual(await res.json(), { path: '/v1/models', worker: 'fake-vllm' });
         const port = Number(new URL(w.zmqUrl!.replace('tcp:', 'http:')).port);
+        // A ZMQ publisher keeps its stream open: read the greeting, then hang up ourselves.
         const got = await new Promise<string>((resolve, reject) => {
           const s = net.connect(port, '127.0.0.1');
           let buf = '';
-          s.on('data', (b) => (buf += b.toString()));
-          s.on('end', () => resolve(buf));
+          const timer = setTimeout(() => {
+            s.destroy();
+            reject(new Error(`${w.pod}: no data through the 5557 forward; port-forward errors: ${errors.join('; ') || 'none'}`));
+          }, 15_000);
+          s.on('data', (b) => {
+            buf += b.toString();
+            if (buf.endsWith('\n')) {
+              clearTimeout(timer);
+              s.destroy();
+              resolve(buf);
+            }
+          });
           s.on('error', reject);
         });
         assert.equal(got, 'KV-EVENTS\n');
@@ -289,7 +307,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     await assert.rejects(core.readNamespacedSecret({ namespace: NS, name: 'hf-token-secret' }));
     const again = await runCli(['cleanup', '--yes'], envFor(cp, stub));
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, /nothing to clean up|already gone/);
+    assert.match(again.stdout, /nothing to clean up in namespace dynamo/);
   });
 
   it('missing CRD: deploy and doctor say the Dynamo platform is not installed', async () => {
