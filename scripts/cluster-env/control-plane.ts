@@ -185,7 +185,22 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   if (missing.length) throw new ControlPlaneNotBuilt(bins, missing);
   const dir = mkdtempSync(join(tmpdir(), 'dynamo-lab-cp-'));
   const procs = new Map<string, ChildProcess>();
+  // If the host process exits without calling stop() (test runner cancellation, crash), do not
+  // leave an API server running: kill the children synchronously, by PID.
+  const onExit = () => {
+    for (const p of procs.values()) {
+      if (p.pid && p.exitCode === null && p.signalCode === null) {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  };
+  process.once('exit', onExit);
   const stop = async () => {
+    process.off('exit', onExit);
     for (const name of ['kwok', 'kube-apiserver', 'etcd']) {
       const p = procs.get(name);
       if (p) await stopProc(p);

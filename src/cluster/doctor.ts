@@ -186,7 +186,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     try {
       const svc = await cluster.getOrUndefined({ verb: 'get', resource: 'services', name: c.service, namespace: c.namespace }, () => cluster!.core.readNamespacedService({ name: c.service, namespace: c.namespace }));
       if (!svc) {
-        add({ id: c.id, title: `${c.id.toUpperCase()} (${c.url})`, status: 'warn', detail: `Service ${c.namespace}/${c.service} not found`, fix: `Needed for NATS/etcd mode (the lab's KV events over NATS): \`dynamo-lab install ${c.id}\`.` });
+        add({ id: c.id, title: `${c.id.toUpperCase()} (${c.url})`, status: 'warn', detail: `Service ${c.namespace}/${c.service} not found`, fix: `${c.id === 'nats' ? "Needed when KV events go over NATS (the lab's deploy sets NATS_SERVER)" : 'Needed for etcd discovery (NATS/etcd mode)'}: \`dynamo-lab install ${c.id}\`.` });
         continue;
       }
       const pods = await cluster.core.listNamespacedPod({ namespace: c.namespace, labelSelector: `app.kubernetes.io/instance=${c.release}` });

@@ -101,6 +101,28 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.equal(bad.code, 2);
   });
 
+  it('deploy --dry-run: the Dynamo release comes from the operator image (router flags and image follow it)', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'dynamo-system' } } });
+    const apps = (await import('@kubernetes/client-node')).AppsV1Api;
+    const kc = new (await import('@kubernetes/client-node')).KubeConfig();
+    kc.loadFromFile(cp.kubeconfig);
+    await kc.makeApiClient(apps).createNamespacedDeployment({
+      namespace: 'dynamo-system',
+      body: {
+        metadata: { name: 'dynamo-platform-dynamo-operator-controller-manager' },
+        spec: { selector: { matchLabels: { app: 'op' } }, template: { metadata: { labels: { app: 'op' } }, spec: { containers: [{ name: 'manager', image: 'nvcr.io/nvidia/ai-dynamo/kubernetes-operator:1.2.1' }] } } },
+      },
+    });
+    const r = await runCli(['deploy', '--dry-run', '--json'], envFor(cp, stub));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Dynamo release 1\.2\.1 \(from the operator image nvcr\.io\/nvidia\/ai-dynamo\/kubernetes-operator:1\.2\.1\)/);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.release, '1.2.1');
+    const fe = doc.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body.spec.components[0].podTemplate.spec.containers[0];
+    assert.equal(fe.image, 'nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.2.1');
+    assert.ok(fe.args.includes('--router-kv-overlap-score-credit'));
+  });
+
   it('deploy: applies server-side, waits for the DGD Ready condition and the pods, with live progress', async () => {
     const run = spawnCli(['deploy', '--json', '--timeout', '90s'], envFor(cp, stub, { HF_TOKEN: 'hf_supersecret123' }));
     // Act as the Dynamo operator: wait for the DGD, create its pods, then report Ready.

@@ -155,18 +155,19 @@ export const installCommand: Command = {
 
 // ---- deploy --------------------------------------------------------------------------------
 
-async function detectRelease(cluster: Cluster | undefined): Promise<{ release?: string; from: string }> {
-  if (!cluster) return { from: 'default' };
+async function detectRelease(cluster: Cluster | undefined): Promise<{ release?: string; from: string; operator: 'found' | 'none' | 'unknown' }> {
+  if (!cluster) return { from: 'default', operator: 'unknown' };
   try {
     const ops = await findOperator(cluster);
     if (ops !== 'forbidden') {
       const rel = ops.find((o) => o.release)?.release;
-      if (rel) return { release: rel, from: `operator image ${ops.find((o) => o.release)!.image}` };
+      if (rel) return { release: rel, from: `operator image ${ops.find((o) => o.release)!.image}`, operator: 'found' };
+      return { from: 'default', operator: ops.length ? 'found' : 'none' };
     }
   } catch {
     /* fall back to the default */
   }
-  return { from: 'default' };
+  return { from: 'default', operator: 'unknown' };
 }
 
 function printPlan(ctx: CommandContext, plan: PlannedRequest[], header: string): void {
@@ -255,7 +256,8 @@ export const deployCommand: Command = {
       served = api.served;
     } else version = (apiVersionFlag as DgdVersion | undefined) ?? 'v1alpha1';
     const explicitRelease = str(values.release);
-    const detected = explicitRelease ? { release: explicitRelease, from: '--release' } : await detectRelease(cluster);
+    const found = await detectRelease(cluster);
+    const detected = explicitRelease ? { release: explicitRelease, from: '--release' } : found;
     const release = detected.release ?? DEFAULT_RELEASE;
     if (!explicitRelease) say(ctx, chalk.dim(`Dynamo release ${release} (${detected.release ? `from the ${detected.from}` : 'lab default; pass --release to match your platform'})`));
     const spec = { name, namespace, version, release, image: str(values.image), model, workers, router, overlapWeight: weight, nodePort, natsUrl, hfSecret };
@@ -267,6 +269,11 @@ export const deployCommand: Command = {
       return;
     }
     const c = cluster!;
+    if (found.operator === 'none') say(ctx, warn('warning: no Dynamo operator Deployment found: the DGD will be stored but nobody will create its pods (see `dynamo-lab doctor`).'));
+    if (natsUrl === DEFAULT_NATS_URL) {
+      const nats = await c.getOrUndefined({ verb: 'get', resource: 'services', name: 'nats', namespace: 'nats-system' }, () => c.core.readNamespacedService({ name: 'nats', namespace: 'nats-system' })).catch(() => 'unknown' as const);
+      if (!nats) say(ctx, warn(`warning: no NATS Service at ${DEFAULT_NATS_URL}: run \`dynamo-lab install nats\` first, or pass --nats-url "" for Kubernetes-native discovery.`));
+    }
     // GPU pre-check: warn (the wait below shows the scheduler's view if it really does not fit).
     try {
       const g = await gpuReport(c, workers, name);
