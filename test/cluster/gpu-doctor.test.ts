@@ -4,6 +4,9 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
 import { skipReason, start, runCli, helmStub, createPod, ensureNs, envFor, waitPodReady, type HelmStub } from './helpers.js';
@@ -102,6 +105,32 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
     const none = await runCli(['doctor'], { ...envFor(cp, stub), KUBECONFIG: '/nonexistent/kubeconfig' });
     assert.equal(none.code, 1);
     assert.match(none.stdout, /Kubernetes context: Could not read|Kubernetes context: No Kubernetes/);
+  });
+
+  it('401: a token the API server does not know is reported as rejected credentials', async () => {
+    const bad = join(cp.dir, 'kubeconfig-badtoken');
+    writeFileSync(bad, readFileSync(cp.kubeconfig, 'utf8').replace(/token: admin-\S+/, 'token: not-a-valid-token'));
+    const r = await runCli(['check', 'gpu'], { ...envFor(cp, stub), KUBECONFIG: bad });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /rejected your credentials \(401 Unauthorized\)/);
+  });
+
+  it('timeout: an API server that accepts connections but never answers fails within seconds', async () => {
+    const silent = net.createServer(() => {
+      /* never answer */
+    });
+    await new Promise<void>((res) => silent.listen(0, '127.0.0.1', res));
+    try {
+      const port = (silent.address() as net.AddressInfo).port;
+      const hung = join(cp.dir, 'kubeconfig-hung');
+      writeFileSync(hung, readFileSync(cp.kubeconfig, 'utf8').replace(/server: https:\/\/127\.0\.0\.1:\d+/, `server: https://127.0.0.1:${port}`));
+      const r = await runCli(['check', 'gpu'], { ...envFor(cp, stub), KUBECONFIG: hung });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /No Kubernetes cluster is reachable: cannot reach the API server at https:\/\/127\.0\.0\.1:\d+ \(ETIMEDOUT\)/);
+      assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
+    } finally {
+      silent.close();
+    }
   });
 
   it('doctor --json: one document; CRD served versions, GPUs held by another lab, no operator', async () => {

@@ -179,6 +179,7 @@ export async function waitPodReady(core: k8s.CoreV1Api, namespace: string, name:
 }
 
 export const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+export const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
 
 export async function setDgdReady(custom: k8s.CustomObjectsApi, namespace: string, name: string, version: string, status: 'True' | 'False', reason: string): Promise<void> {
   await custom.patchNamespacedCustomObjectStatus(

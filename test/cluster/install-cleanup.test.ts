@@ -104,6 +104,32 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
     assert.equal(u.code, 2);
   });
 
+  it('a cluster that serves only v1alpha1: deploy picks the services shape', async () => {
+    const ext = (await import('./helpers.js')).jsonPatch;
+    const kc = new (await import('@kubernetes/client-node')).KubeConfig();
+    kc.loadFromFile(cp.kubeconfig);
+    const api = kc.makeApiClient((await import('@kubernetes/client-node')).ApiextensionsV1Api);
+    await api.patchCustomResourceDefinition({ name: 'dynamographdeployments.nvidia.com', body: [
+      { op: 'replace', path: '/spec/versions/0/storage', value: true },
+      { op: 'replace', path: '/spec/versions/1/storage', value: false },
+      { op: 'replace', path: '/spec/versions/1/served', value: false },
+    ] }, ext);
+    let doc: { apiVersion: string; served: string[]; requests: Array<{ body: { kind: string; spec: { services?: unknown } } }> } | undefined;
+    for (let i = 0; i < 50; i++) {
+      const r = await runCli(['deploy', '--dry-run', '--json'], envFor(cp, stub));
+      assert.equal(r.code, 0, r.stderr);
+      doc = JSON.parse(r.stdout);
+      if (doc!.served.length === 1) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.deepEqual(doc!.served, ['v1alpha1']);
+    assert.equal(doc!.apiVersion, 'nvidia.com/v1alpha1');
+    assert.ok(doc!.requests.find((q) => q.body.kind === 'DynamoGraphDeployment')!.body.spec.services);
+    const bad = await runCli(['deploy', '--dry-run', '--api-version', 'v1beta1'], envFor(cp, stub));
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /does not serve nvidia\.com\/v1beta1 .*serves v1alpha1/);
+  });
+
   it('cleanup --all: uninstalls the releases and deletes their namespaces; a second run is a no-op', async () => {
     const dry = await runCli(['cleanup', '--all', '--dry-run'], envFor(cp, stub));
     assert.equal(dry.code, 0, dry.stderr);
