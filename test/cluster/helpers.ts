@@ -114,6 +114,8 @@ process.stderr.write('helm stub: unsupported ' + argv.join(' ') + '\\n'); proces
 
 export interface HelmStub {
   bin: string;
+  /** The directory holding `helm`, to put on PATH. */
+  dir: string;
   log: string;
   calls(): Array<{ argv: string[]; kubeconfig: string | null }>;
   reset(): void;
@@ -130,6 +132,7 @@ export function helmStub(): HelmStub {
   writeFileSync(log, '');
   return {
     bin,
+    dir,
     log,
     calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { argv: string[]; kubeconfig: string | null }) : []),
     reset: () => writeFileSync(log, ''),

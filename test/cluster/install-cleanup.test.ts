@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
 import { skipReason, start, runCli, helmStub, createPod, ensureNs, envFor, waitPodReady, ROOT, type HelmStub } from './helpers.js';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
 const skip = skipReason();
 
@@ -72,6 +72,14 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
     const again = await runCli(['install', 'nats'], envFor(cp, stub));
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /nats ready: nats:\/\/nats\.nats-system:4222/);
+  });
+
+  it('without HELM_BIN, `helm` is found on PATH', async () => {
+    stub.reset();
+    const r = await runCli(['install', 'nats'], { ...envFor(cp, stub), HELM_BIN: undefined, PATH: `${stub.dir}${delimiter}${process.env.PATH}` });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(stub.calls().length, 3);
+    assert.match(r.stderr, /\$ helm upgrade --install nats nats\/nats/);
   });
 
   it('install etcd: a failing helm is reported with the command and a hint (exit 1)', async () => {
