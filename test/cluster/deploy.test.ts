@@ -49,6 +49,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   });
   after(async () => {
     await cp?.stop();
+    stub?.remove();
     httpServer?.close();
     zmqServer?.close();
   });

@@ -26,6 +26,7 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
   });
   after(async () => {
     await cp?.stop();
+    stub?.remove();
   });
 
   it('probeCluster: reachable for the test cluster, unreachable (fast) for a closed port', async () => {

@@ -4,7 +4,7 @@
  * create the pods and status a Dynamo operator would.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,6 +119,7 @@ export interface HelmStub {
   log: string;
   calls(): Array<{ argv: string[]; kubeconfig: string | null }>;
   reset(): void;
+  remove(): void;
 }
 
 export function helmStub(): HelmStub {
@@ -136,6 +137,7 @@ export function helmStub(): HelmStub {
     log,
     calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { argv: string[]; kubeconfig: string | null }) : []),
     reset: () => writeFileSync(log, ''),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
 

@@ -24,6 +24,7 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
   });
   after(async () => {
     await cp?.stop();
+    stub?.remove();
   });
 
   /** What the chart would create: a Ready pod labelled with the release, and the Service. */
