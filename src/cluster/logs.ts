@@ -13,10 +13,10 @@ import { LABEL_COMPONENT, LABEL_COMPONENT_TYPE, LABEL_DGD } from './manifests.js
 
 /** The labs' log patterns (`--pattern <name>`), as in their `kubectl logs | grep` lines. */
 export const LOG_PATTERNS: Readonly<Record<string, { regex: string; about: string }>> = {
-  cache: { regex: 'prefix.*cache|kv.*cache|blocks|cache hit|cache miss', about: 'prefix-cache hits, KV blocks (lab 000 "Check worker logs for cache activity")' },
-  nats: { regex: 'nats|nixl', about: 'NATS / NIXL connection messages (lab 001 "Workers not connecting")' },
-  routing: { regex: 'routing|overlap|score', about: 'router decisions, overlap scores (KV routing demo "View routing decisions")' },
-  events: { regex: 'KV.*created|KV.*removed|kv.?events?', about: 'KV events being published' },
+  cache: { regex: 'prefix.*cache|kv.*cache|blocks|cache hit|cache miss', about: 'prefix cache, KV blocks' },
+  nats: { regex: 'nats|nixl', about: 'NATS/NIXL connections' },
+  routing: { regex: 'routing|overlap|score', about: 'routing decisions, overlap scores' },
+  events: { regex: 'KV.*created|KV.*removed|kv.?events?', about: 'KV events published' },
 };
 
 export function compileGrep(grep: string | undefined, pattern: string | undefined): RegExp | undefined {

@@ -322,7 +322,7 @@ export const logsCommand: Command = {
   options: {
     component: { type: 'string', valueName: 'name', description: 'Component name or type: VllmWorker, Frontend, worker, frontend (default: all pods of the DGD)' },
     grep: { type: 'string', valueName: 'regex', description: 'Only lines matching this regular expression (case-insensitive)' },
-    pattern: { type: 'string', valueName: 'name', description: `A lab pattern: ${Object.entries(LOG_PATTERNS).map(([k, v]) => `${k} (${v.about})`).join('; ')}` },
+    pattern: { type: 'string', valueName: 'name', description: `A lab pattern: ${Object.entries(LOG_PATTERNS).map(([k, v]) => `${k} (${v.about})`).join(', ')}; comma-separate several` },
     follow: { type: 'boolean', short: 'f', description: 'Stream new lines until Ctrl+C' },
     tail: { type: 'string', valueName: 'n', description: 'Lines per pod from the end (default 100)' },
     name: { type: 'string', valueName: 'dgd', description: `DGD whose pods to read (default ${DEFAULT_DGD_NAME})` },
