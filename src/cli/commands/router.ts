@@ -17,6 +17,7 @@ import { NatsKvPublisher } from '../../server/nats-events.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError, type WorkerSpec } from '../../server/worker-spec.js';
 import { configFromFlags, type RoutingMode } from '../../router/index.js';
 import { SimWorker } from '../../sim/index.js';
+import type { PortForwardHandle } from '../../cluster/index.js';
 
 function numberFlag(values: Record<string, unknown>, name: string, check: (n: number) => boolean, what: string): number | undefined {
   const raw = values[name];
@@ -61,10 +62,11 @@ export const routerCommand: Command = {
   name: 'router',
   summary: 'Run the KV-aware router (OpenAI API) in front of simulated or real workers',
   usage:
-    'dynamo-lab router [--sim <n> | --worker <url|spec>...] [--mode kv|round-robin|random|least-loaded|power-of-two] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>]',
+    'dynamo-lab router [--sim <n> | --worker <url|spec>... | --discover <k8s-label-selector>] [--mode kv|round-robin|random|least-loaded|power-of-two] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>]',
   examples: [
     'dynamo-lab router --sim 4',
     'dynamo-lab router --sim 4 --events zmq',
+    'dynamo-lab router --discover app.kubernetes.io/name=dynamo-lab-worker --namespace dynamo',
     'dynamo-lab router --worker http://10.0.0.5:8000 --worker http://10.0.0.6:8000 --events zmq://10.0.0.5:5557+5558,10.0.0.6:5557+5558',
     'dynamo-lab router --worker id=a,url=http://10.0.0.5:8000,worker_id=7587889123 --events nats://10.0.0.2:4222',
     'dynamo-lab router --worker http://10.0.0.5:8000 --events none --active-prefill-tokens-threshold 16000',
@@ -99,14 +101,22 @@ export const routerCommand: Command = {
     'api-key': { type: 'string', valueName: 'key', description: 'Require `Authorization: Bearer <key>` on /v1/* and /admin/*' },
     seed: { type: 'string', valueName: 'n', description: 'Seed for tie-breaks and sampling (reproducible choices)' },
     speedup: { type: 'string', valueName: 'x', description: 'With --sim: divide simulated pass times by x (0 = no delays)' },
+    discover: { type: 'string', valueName: 'selector', description: 'Route to the Ready pods matching this label selector (current kube context and --namespace): port-forwards their OpenAI port and ZMQ KV-event port; KV events default to zmq' },
+    'discover-ports': { type: 'string', valueName: 'http,zmq', default: '8000,5557', description: 'Pod ports --discover forwards: the OpenAI server, then the ZMQ KV-event publisher' },
   },
   async run(values, _p, ctx) {
     const mode = values.mode as RoutingMode;
     if (!ROUTING_MODES.includes(mode)) throw new UsageError(`--mode must be one of ${ROUTING_MODES.join(', ')}, not "${mode}".`);
     const sim = numberFlag(values, 'sim', (n) => Number.isInteger(n) && n >= 1 && n <= 64, 'a whole number from 1 to 64');
     const rawWorkers = (values.worker as string[] | undefined) ?? [];
-    if (sim === undefined && rawWorkers.length === 0) throw new UsageError('the router needs workers.', 'Pass --sim <n> for simulated workers or --worker <url> (repeatable) for real ones.');
-    if (sim !== undefined && rawWorkers.length) throw new UsageError('use either --sim or --worker, not both.');
+    const discover = values.discover as string | undefined;
+    const sources = [sim !== undefined, rawWorkers.length > 0, discover !== undefined].filter(Boolean).length;
+    if (sources === 0) throw new UsageError('the router needs workers.', 'Pass --sim <n> for simulated workers, --worker <url> (repeatable) for real ones, or --discover <label-selector> for pods on a cluster.');
+    if (sources > 1) throw new UsageError('use one of --sim, --worker or --discover.');
+    const discoverPorts = String(values['discover-ports']).split(',').map(Number);
+    if (discover !== undefined && (discoverPorts.length !== 2 || !discoverPorts.every((n) => Number.isInteger(n) && n > 0 && n < 65536))) {
+      throw new UsageError(`--discover-ports must be two ports "http,zmq", not "${String(values['discover-ports'])}".`);
+    }
     let specs: WorkerSpec[];
     try {
       specs = rawWorkers.map((w) => parseWorkerSpec(w));
@@ -114,14 +124,16 @@ export const routerCommand: Command = {
       if (err instanceof WorkerSpecError) throw new UsageError(`--worker: ${err.message}.`, 'Give a base URL such as http://10.0.0.5:8000, or id=a,url=http://10.0.0.5:8000,zmq=tcp://10.0.0.5:5557');
       throw err;
     }
-    const events = parseEvents(values.events as string | undefined, sim !== undefined, specs);
+    const events = parseEvents((values.events as string | undefined) ?? (discover !== undefined ? 'zmq' : undefined), sim !== undefined, specs);
+    if (discover !== undefined && events.kind !== 'zmq' && events.kind !== 'none') throw new UsageError('with --discover, KV events come from the pods\' ZMQ publishers (--events zmq, the default) or not at all (--events none).');
+    if (discover !== undefined && events.zmq) throw new UsageError('with --discover the ZMQ endpoints are the forwarded pod ports; use --events zmq.');
     if (events.kind === 'inproc' && sim === undefined) throw new UsageError('--events inproc needs --sim: only simulated workers in this process can hand over events in-process.');
     if (events.zmq) {
       if (sim !== undefined) throw new UsageError('--events zmq://... lists real workers\' endpoints; with --sim use --events zmq.');
       if (events.zmq.length !== specs.length) throw new UsageError(`--events lists ${events.zmq.length} ZMQ endpoint(s) for ${specs.length} --worker(s); give one per worker, in the same order.`);
       specs = specs.map((s, i) => ({ ...s, ...events.zmq![i] }));
     }
-    if (events.kind === 'zmq' && sim === undefined && !specs.some((s) => s.zmq)) throw new UsageError('--events zmq needs ZMQ endpoints.', 'Add zmq=tcp://host:port to each --worker, or use --events zmq://host:port,...');
+    if (events.kind === 'zmq' && sim === undefined && discover === undefined && !specs.some((s) => s.zmq)) throw new UsageError('--events zmq needs ZMQ endpoints.', 'Add zmq=tcp://host:port to each --worker, or use --events zmq://host:port,...');
     const blockSize = numberFlag(values, 'block-size', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1')!;
     const port = numberFlag(values, 'port', (n) => Number.isInteger(n) && n >= 0 && n < 65536, 'a port number')!;
     const config = configFromFlags({
@@ -162,6 +174,7 @@ export const routerCommand: Command = {
     const started: SimWorker[] = [];
     let bridge: NatsKvPublisher | undefined;
     let server: RouterServer | undefined;
+    let forwarded: PortForwardHandle | undefined;
     let ink: { rerender(el: React.ReactElement): void; unmount(): void } | undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -175,7 +188,7 @@ export const routerCommand: Command = {
             port: 0,
             speedup,
             zmq: events.kind === 'zmq' ? { pubPort: 0, replayPort: 0 } : undefined,
-            log: ctx.globals.verbose ? (l) => say(chalk.dim(`[worker-${i}] ${l}`)) : undefined,
+            log: ctx.globals.verbose ? (l) => say(chalk.dim(l)) : undefined, // sim lines carry their worker id
           });
           started.push(w);
           const dynamoWorkerId = SIM_DYNAMO_WORKER_ID_BASE + BigInt(i);
@@ -189,6 +202,19 @@ export const routerCommand: Command = {
             dynamoWorkerId: bridge ? dynamoWorkerId.toString() : undefined,
             totalKvBlocks: w.engine.numGpuBlocks,
           });
+        }
+      } else if (discover !== undefined) {
+        const { forwardWorkers } = await import('../../cluster/index.js');
+        forwarded = await forwardWorkers(discover, {
+          context: ctx.globals.context,
+          namespace: ctx.globals.namespace,
+          signal: ctx.signal,
+          ports: discoverPorts,
+          onError: (pod, p, e) => log?.(`port-forward ${pod}:${p}: ${e.message}`),
+        });
+        for (const f of forwarded.workers) {
+          workers.push({ id: f.pod, url: f.httpUrl, zmq: events.kind === 'zmq' ? f.zmqUrl : undefined });
+          if (!ctx.globals.json) say(chalk.dim(`discovered ${f.namespace}/${f.pod}: ${f.httpUrl}${f.zmqUrl ? `, KV events ${f.zmqUrl}` : ''}`));
         }
       } else {
         specs.forEach((s, i) => workers.push({ ...s, id: s.id ?? `worker-${i}` }));
@@ -257,6 +283,7 @@ export const routerCommand: Command = {
       ink?.unmount();
       await server?.close();
       await bridge?.close();
+      await forwarded?.close();
       await Promise.all(started.map((w) => w.close()));
       if (!ctx.globals.json) say(chalk.dim('router and workers stopped'));
     }
