@@ -4,6 +4,7 @@ import type { Command } from '../command.js';
 import { listLabIds, loadLab } from '../../lab/load.js';
 import { loadProgress, progressPath } from '../../lab/progress.js';
 import { flattenSteps } from '../../lab/types.js';
+import { DEFAULT_LAB } from './start.js';
 
 export const labsCommand: Command = {
   name: 'labs',
@@ -11,7 +12,9 @@ export const labsCommand: Command = {
   usage: 'dynamo-lab labs [--json]',
   options: {},
   async run(_v, _p, ctx) {
-    const labs = listLabIds().map((id) => {
+    // The default lab first, then the rest alphabetically.
+    const ids = listLabIds().sort((a, b) => Number(b === DEFAULT_LAB) - Number(a === DEFAULT_LAB));
+    const labs = ids.map((id) => {
       const lab = loadLab(id);
       const steps = flattenSteps(lab);
       const progress = Object.fromEntries(

@@ -15,6 +15,7 @@ import { LocalSession } from '../../lab/session.js';
 import { ClusterRunner, DryRunner, LocalRunner, type StepRunner } from '../../lab/runner.js';
 import { LabController } from '../../lab/controller.js';
 import { chooseTarget } from '../../lab/target.js';
+import { MASK, maskSecrets, secretValues } from '../../lab/commands.js';
 import type { DemoResult } from '../../lab/demo.js';
 
 export const DEFAULT_LAB = 'kv-routing';
@@ -40,8 +41,16 @@ function fromIndex(lab: LabDefinition, from: string | undefined): number | undef
 }
 
 /** The dry-run script: every command of the lab, copy-pasteable, secrets masked. */
-function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner): string {
-  const out = ['#!/usr/bin/env bash', `# dynamo-lab dry run of lab "${lab.id}" (${lab.title}) for the ${target} target.`, '# Nothing was executed. Secrets are masked as ****.', 'set -euo pipefail', ''];
+const SECRET_NAME = /TOKEN|SECRET|PASSWORD|API_KEY/i;
+
+function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner, vars: Readonly<Record<string, string>>): string {
+  const out = ['#!/usr/bin/env bash', `# dynamo-lab dry run of lab "${lab.id}" (${lab.title}) for the ${target} target.`, '# Nothing was executed. Secrets are masked as ****.'];
+  const names = Object.keys(vars);
+  if (names.length) {
+    out.push('# Values used below (export any of them and run the dry run again to change it):');
+    for (const n of names) out.push(`#   ${n}=${SECRET_NAME.test(n) && vars[n] ? MASK : vars[n]}`);
+  }
+  out.push('set -euo pipefail', '');
   for (const s of lab.sections) {
     out.push(`# ===== ${s.title} =====`);
     for (const st of s.steps) {
@@ -120,7 +129,8 @@ export const startCommand: Command = {
           JSON.stringify({ lab: lab.id, target, dry_run: true, steps: steps.map((s) => ({ id: s.step.id, section: s.sectionId, title: s.step.title, would_run: runner.preview(s.step) })) }, null, 2) + '\n',
         );
       } else {
-        ctx.stdout.write(dryRunScript(lab, target, runner) + '\n');
+        // Belt and braces: whatever path a secret took into the text, it leaves masked.
+        ctx.stdout.write(maskSecrets(dryRunScript(lab, target, runner, vars), secretValues({ argv: [] })) + '\n');
       }
       return 0;
     }
