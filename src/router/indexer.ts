@@ -323,9 +323,13 @@ export class RadixIndexer {
       const thi = tokenPairs[2 * i + 1]!;
       const blo = blockPairs[2 * i]!;
       const bhi = blockPairs[2 * i + 1]!;
+      // One probe of the slot's lookup serves both the reuse check and the insert / update below
+      // (nothing in between modifies the lookup).
+      lookup.reserve();
+      const li = lookup.findSlot(0, blo, bhi);
       let child = this.childOf(cur, tlo, thi);
       if (child < 0) {
-        const reuse = lookup.get(0, blo, bhi);
+        const reuse = li >= 0 ? lookup.valueAt(li) : -1;
         if (reuse >= 0 && this.nd[reuse * this.ns + F_LO] === (tlo | 0) && this.nd[reuse * this.ns + F_HI] === (thi | 0) && !this.isAncestorOrSelf(reuse, cur)) {
           child = reuse;
           const oldParent = this.nd[(child) * this.ns + F_PARENT]!;
@@ -342,15 +346,21 @@ export class RadixIndexer {
         this.nd[w] = this.nd[w]! | bit;
         this.nd[(child) * this.ns + F_WCOUNT]!++;
       }
-      const idx = lookup.set(0, blo, bhi, child);
-      if (lookup.lastInsertWasNew) {
+      let idx: number;
+      if (li < 0) {
+        idx = ~li;
+        lookup.insertAt(idx, 0, blo, bhi, child);
         this.nd[(child) * this.ns + F_LREFS]!++;
         this.totalEntries++;
-      } else if (lookup.previousValue !== child) {
-        const old = lookup.previousValue;
-        this.nd[(child) * this.ns + F_LREFS]!++;
-        this.nd[(old) * this.ns + F_LREFS]!--;
-        this.maybeFree(old);
+      } else {
+        idx = li;
+        const old = lookup.valueAt(li);
+        if (old !== child) {
+          lookup.setValueAt(li, child);
+          this.nd[(child) * this.ns + F_LREFS]!++;
+          this.nd[(old) * this.ns + F_LREFS]!--;
+          this.maybeFree(old);
+        }
       }
       const stamp = ++this.stampCounter;
       lookup.aux![idx] = stamp;

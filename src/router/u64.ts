@@ -68,6 +68,9 @@ function mix(tag: number, lo: number, hi: number): number {
 export class U64Table {
   private cap: number;
   private mask: number;
+  /** Home slot = top bits of the mixed hash (`mix >>> shift`): entries sit in hash order, so a
+   * resize re-inserts them in (almost) increasing position order: sequential, cache-friendly. */
+  private shift: number;
   private _size = 0;
   private data: Int32Array;
   /** Optional auxiliary value per entry (stamps), indexed by entry index. */
@@ -81,6 +84,7 @@ export class U64Table {
     this.minCap = cap;
     this.cap = cap;
     this.mask = cap - 1;
+    this.shift = 32 - Math.log2(cap);
     this.withAux = withAux;
     this.data = new Int32Array(cap * 4).fill(-1);
     this.aux = withAux ? new Float64Array(cap) : null;
@@ -99,7 +103,7 @@ export class U64Table {
     const mask = this.mask;
     lo |= 0;
     hi |= 0;
-    let i = mix(tag, lo, hi) & mask;
+    let i = mix(tag, lo, hi) >>> this.shift;
     for (;;) {
       const b = i << 2;
       const t = d[b]!;
@@ -115,7 +119,7 @@ export class U64Table {
     const mask = this.mask;
     lo |= 0;
     hi |= 0;
-    let i = mix(tag, lo, hi) & mask;
+    let i = mix(tag, lo, hi) >>> this.shift;
     for (;;) {
       const b = i << 2;
       const t = d[b]!;
@@ -137,7 +141,7 @@ export class U64Table {
     const mask = this.mask;
     lo |= 0;
     hi |= 0;
-    let i = mix(tag, lo, hi) & mask;
+    let i = mix(tag, lo, hi) >>> this.shift;
     for (;;) {
       const b = i << 2;
       const t = d[b]!;
@@ -161,6 +165,42 @@ export class U64Table {
     return i;
   }
 
+  /** Make room for one more insert (call before `findSlot` + `insertAt`). */
+  reserve(): void {
+    if ((this._size + 1) * 2 > this.cap) this.resize(this.cap * 2);
+  }
+
+  /**
+   * Index of the entry, or `~i` (negative) where `i` is the empty entry where the key would be
+   * inserted. Valid for `insertAt` only until the table is next modified; call `reserve` first.
+   */
+  findSlot(tag: number, lo: number, hi: number): number {
+    const d = this.data;
+    const mask = this.mask;
+    lo |= 0;
+    hi |= 0;
+    let i = mix(tag, lo, hi) >>> this.shift;
+    for (;;) {
+      const b = i << 2;
+      const t = d[b]!;
+      if (t === -1) return ~i;
+      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) return i;
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Insert a new key at the empty entry `i` returned (as `~i`) by `findSlot`. */
+  insertAt(i: number, tag: number, lo: number, hi: number, value: number): void {
+    const d = this.data;
+    const b = i << 2;
+    d[b] = tag;
+    d[b + 1] = lo;
+    d[b + 2] = hi;
+    d[b + 3] = value;
+    if (this.aux) this.aux[i] = 0;
+    this._size++;
+  }
+
   delete(tag: number, lo: number, hi: number): boolean {
     const i = this.find(tag, lo, hi);
     if (i < 0) return false;
@@ -172,13 +212,14 @@ export class U64Table {
   deleteAt(i: number): void {
     const d = this.data;
     const mask = this.mask;
+    const shift = this.shift;
     let hole = i;
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
       const bj = j << 2;
       if (d[bj] === -1) break;
-      const home = mix(d[bj]!, d[bj + 1]!, d[bj + 2]!) & mask;
+      const home = mix(d[bj]!, d[bj + 1]!, d[bj + 2]!) >>> shift;
       // Leave j in place if its home lies cyclically in (hole, j].
       const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
       if (stays) continue;
@@ -223,6 +264,7 @@ export class U64Table {
     if (this.cap > this.minCap * 4) {
       this.cap = this.minCap;
       this.mask = this.cap - 1;
+      this.shift = 32 - Math.log2(this.cap);
       this.data = new Int32Array(this.cap * 4).fill(-1);
       this.aux = this.withAux ? new Float64Array(this.cap) : null;
     } else {
@@ -237,6 +279,8 @@ export class U64Table {
     const oldCap = this.cap;
     this.cap = newCap;
     this.mask = newCap - 1;
+    this.shift = 32 - Math.log2(newCap);
+    const shift = this.shift;
     const d = (this.data = new Int32Array(newCap * 4).fill(-1));
     this.aux = this.withAux ? new Float64Array(newCap) : null;
     const mask = this.mask;
@@ -244,7 +288,7 @@ export class U64Table {
       const bk = k << 2;
       const t = old[bk]!;
       if (t === -1) continue;
-      let i = mix(t, old[bk + 1]!, old[bk + 2]!) & mask;
+      let i = mix(t, old[bk + 1]!, old[bk + 2]!) >>> shift;
       while (d[i << 2] !== -1) i = (i + 1) & mask;
       const b = i << 2;
       d[b] = t;
