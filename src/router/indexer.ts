@@ -572,7 +572,8 @@ export class RadixIndexer {
   // =========================================================================================
 
   private growNodes(minCap: number): void {
-    let cap = Math.max(this.nodeCap * 2, 1024);
+    // Grow 4x: fewer copies of the arena (and fewer large allocations, which drive GC).
+    let cap = Math.max(this.nodeCap * 4, 1024);
     while (cap < minCap) cap *= 2;
     const nd = new Int32Array(cap * this.ns);
     nd.set(this.nd);
@@ -605,7 +606,7 @@ export class RadixIndexer {
     nd[b + F_LREFS] = 0;
     nd[b + F_NCHILD] = 0;
     nd[b + F_TABLE] = id === ROOT ? 1 : 0;
-    nd.fill(0, b + F_BITS, b + this.ns);
+    for (let k = b + F_BITS, e = b + this.ns; k < e; k++) nd[k] = 0;
   }
 
   private allocNode(lo: number, hi: number): number {
