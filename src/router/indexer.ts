@@ -119,7 +119,13 @@ export class RadixIndexer {
   private fifoStamp: number[] = [];
   private fifoHead = 0;
   private ttlBuckets = new Map<number, number[]>();
-  private readonly dupCheck = new U64Table(64);
+  /**
+   * Duplicate check for long events: a small open-addressing set sized for the event (so it stays
+   * in cache), holding block indices (n = the parent); an entry is live when its stamp equals the
+   * current generation, so nothing is cleared between events.
+   */
+  private dupIdx = new Int32Array(256);
+  private dupStamp = new Int32Array(256);
   private dupGen = 0;
   private scratchPairs = new Uint32Array(256);
   private scratchTok = new Uint32Array(256);
@@ -301,13 +307,7 @@ export class RadixIndexer {
           }
         }
       } else {
-        const gen = ++this.dupGen;
-        if (this.dupCheck.size > 65536) this.dupCheck.clear();
-        if (hasParent) this.dupCheck.set(gen, parentLo, parentHi, 0);
-        for (let i = 0; i < n; i++) {
-          this.dupCheck.set(gen, blockPairs[2 * i]!, blockPairs[2 * i + 1]!, 0);
-          if (!this.dupCheck.lastInsertWasNew) return invalidSeq('duplicate block hash (or equal to parent)');
-        }
+        if (this.hasDuplicate(hasParent, parentLo, parentHi, blockPairs, n)) return invalidSeq('duplicate block hash (or equal to parent)');
       }
     }
     let cur = ROOT;
@@ -379,6 +379,48 @@ export class RadixIndexer {
     }
     if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
     return { status: 'ok' };
+  }
+
+  /** Whether two of the n block hashes (or one and the parent) are equal. */
+  private hasDuplicate(hasParent: boolean, parentLo: number, parentHi: number, pairs: Uint32Array, n: number): boolean {
+    let cap = 64;
+    let bits = 6;
+    while (cap < 2 * (n + 1)) {
+      cap <<= 1;
+      bits++;
+    }
+    if (this.dupIdx.length < cap) {
+      this.dupIdx = new Int32Array(cap);
+      this.dupStamp = new Int32Array(cap);
+    }
+    if (this.dupGen >= 0x7fffffff) {
+      this.dupStamp.fill(0);
+      this.dupGen = 0;
+    }
+    const gen = ++this.dupGen;
+    const idx = this.dupIdx;
+    const stamp = this.dupStamp;
+    const mask = cap - 1;
+    const shift = 32 - bits;
+    parentLo |= 0;
+    parentHi |= 0;
+    for (let k = hasParent ? -1 : 0; k < n; k++) {
+      const lo = k < 0 ? parentLo : pairs[2 * k]! | 0;
+      const hi = k < 0 ? parentHi : pairs[2 * k + 1]! | 0;
+      let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca77);
+      h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+      let i = (h ^ (h >>> 13)) >>> shift;
+      while (stamp[i] === gen) {
+        const j = idx[i]!;
+        const jlo = j < 0 ? parentLo : pairs[2 * j]! | 0;
+        const jhi = j < 0 ? parentHi : pairs[2 * j + 1]! | 0;
+        if (jlo === lo && jhi === hi) return true;
+        i = (i + 1) & mask;
+      }
+      stamp[i] = gen;
+      idx[i] = k;
+    }
+    return false;
   }
 
   /** Remove one block of a slot; false when it is not indexed. */
