@@ -127,6 +127,13 @@ export class RadixIndexer {
   private dupIdx = new Int32Array(256);
   private dupStamp = new Int32Array(256);
   private dupGen = 0;
+  /**
+   * Whether lookup entries carry store stamps (the `aux` values), which only the memory bound and
+   * TTL expiry read: off for an unbounded indexer until the first TTL store, saving a third of
+   * the lookup tables' memory. Entries stored before stamps were on have stamp 0 and no FIFO / TTL
+   * record, so nothing ever compares against them.
+   */
+  private stamped: boolean;
   private scratchPairs = new Uint32Array(256);
   private scratchTok = new Uint32Array(256);
   private scoreScratch = new Int32Array(32);
@@ -134,6 +141,7 @@ export class RadixIndexer {
   constructor(opts: IndexerOptions = {}) {
     this.maxIndexedBlocks = opts.maxIndexedBlocks ?? Infinity;
     if (!(this.maxIndexedBlocks > 0)) throw new RangeError('maxIndexedBlocks must be > 0');
+    this.stamped = this.maxIndexedBlocks !== Infinity;
     this.growNodes(1024);
     this.initNode(ROOT, 0, 0);
   }
@@ -153,7 +161,7 @@ export class RadixIndexer {
     this.slotByKey.set(key, slot);
     this.slotWorkerIds[slot] = workerId;
     this.slotDpRanks[slot] = dpRank;
-    this.lookups[slot] = new U64Table(64, true);
+    this.lookups[slot] = new U64Table(64, this.stamped);
     this.lastEventIds[slot] = -1;
     return slot;
   }
@@ -295,6 +303,10 @@ export class RadixIndexer {
   ): ApplyResult {
     const lookup = this.lookups[slot];
     if (!lookup) return { status: 'unknown_worker', detail: `slot ${slot} not registered` };
+    if (ttlBucket >= 0 && !this.stamped) {
+      this.stamped = true;
+      for (const t of this.lookups) t?.enableAux();
+    }
     // Validate: no duplicate block hash, none equal to the parent.
     if (n > 1 || hasParent) {
       if (n <= 16) {
@@ -363,7 +375,7 @@ export class RadixIndexer {
         }
       }
       const stamp = ++this.stampCounter;
-      lookup.aux![idx] = stamp;
+      if (lookup.aux) lookup.aux[idx] = stamp;
       if (this.maxIndexedBlocks !== Infinity) {
         this.fifoSlot.push(slot);
         this.fifoLo.push(blo);

@@ -75,7 +75,7 @@ export class U64Table {
   private data: Int32Array;
   /** Optional auxiliary value per entry (stamps), indexed by entry index. */
   aux: Float64Array | null;
-  private readonly withAux: boolean;
+  private withAux: boolean;
   private readonly minCap: number;
 
   constructor(initialCapacity = 16, withAux = false) {
@@ -88,6 +88,13 @@ export class U64Table {
     this.withAux = withAux;
     this.data = new Int32Array(cap * 4).fill(-1);
     this.aux = withAux ? new Float64Array(cap) : null;
+  }
+
+  /** Allocate the auxiliary values (zeros) if the table was built without them. */
+  enableAux(): void {
+    if (this.withAux) return;
+    this.withAux = true;
+    this.aux = new Float64Array(this.cap);
   }
 
   get size(): number {
