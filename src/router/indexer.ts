@@ -134,8 +134,12 @@ export class RadixIndexer {
    * record, so nothing ever compares against them.
    */
   private stamped: boolean;
-  private scratchPairs = new Uint32Array(256);
-  private scratchTok = new Uint32Array(256);
+  // Event hashes as u64 (bigint) arrays, read back as interleaved u32 pairs through a view of the
+  // same buffer (little-endian: [lo, hi]), so a block costs one bigint store per hash.
+  private scratchBig = new BigUint64Array(128);
+  private scratchTokBig = new BigUint64Array(128);
+  private scratchPairs = new Uint32Array(this.scratchBig.buffer);
+  private scratchTok = new Uint32Array(this.scratchTokBig.buffer);
   private scoreScratch = new Int32Array(32);
 
   constructor(opts: IndexerOptions = {}) {
@@ -245,22 +249,27 @@ export class RadixIndexer {
         const n = data.blocks.length;
         // Room for n block hashes plus the parent hash at [2n, 2n+1] (a typed array silently
         // drops out-of-range writes, which made the parent of a 128-block event look unknown).
-        if (this.scratchPairs.length < n * 2 + 2) {
-          this.scratchPairs = new Uint32Array(n * 4 + 2);
-          this.scratchTok = new Uint32Array(n * 4 + 2);
+        if (this.scratchBig.length < n + 1) {
+          this.scratchBig = new BigUint64Array(n * 2 + 1);
+          this.scratchTokBig = new BigUint64Array(n * 2 + 1);
+          this.scratchPairs = new Uint32Array(this.scratchBig.buffer);
+          this.scratchTok = new Uint32Array(this.scratchTokBig.buffer);
+        }
+        const bb = this.scratchBig;
+        const tb = this.scratchTokBig;
+        const blocks = data.blocks;
+        for (let i = 0; i < n; i++) {
+          const b = blocks[i]!;
+          bb[i] = b.blockHash;
+          tb[i] = b.tokensHash;
         }
         const bp = this.scratchPairs;
         const tp = this.scratchTok;
-        for (let i = 0; i < n; i++) {
-          const b = data.blocks[i]!;
-          splitU64(b.blockHash, bp, 2 * i);
-          splitU64(b.tokensHash, tp, 2 * i);
-        }
         let plo = 0;
         let phi = 0;
         const hasParent = data.parentHash !== null && data.parentHash !== undefined;
         if (hasParent) {
-          splitU64(data.parentHash, bp, 2 * n);
+          bb[n] = data.parentHash;
           plo = bp[2 * n]!;
           phi = bp[2 * n + 1]!;
         }
@@ -268,7 +277,6 @@ export class RadixIndexer {
       }
       case 'removed': {
         const hs = data.blockHashes;
-        if (this.scratchPairs.length < 2) this.scratchPairs = new Uint32Array(256);
         const p = this.scratchPairs;
         let missing = 0;
         for (let i = 0; i < hs.length; i++) {
