@@ -14,11 +14,13 @@ import type { AddressInfo } from 'node:net';
 import type { RouterEvent } from '../router/types.js';
 import { applyChatTemplate, DEFAULT_MODEL, loadTokenizer, type ChatMessage, type Tokenizer } from '../tokenizer/index.js';
 import { RealClock, type Clock } from './clock.js';
-import { SimEngine, SimRequestError, type EngineResult, type EngineStats } from './engine.js';
+import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type SimEngineOptions } from './engine.js';
 import { PromText } from './metrics.js';
 import { ZmqKvPublisher } from './zmq.js';
 
-export interface SimWorkerOptions {
+/** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
+export interface SimWorkerOptions
+  extends Pick<SimEngineOptions, 'numGpuBlocks' | 'maxNumSeqs' | 'maxNumBatchedTokens' | 'speedup' | 'decodeSpeedup' | 'enablePrefixCaching' | 'enableChunkedPrefill' | 'preemptionMode' | 'seed'> {
   id: string;
   /** Listen address (default 127.0.0.1). */
   host?: string;
@@ -26,24 +28,12 @@ export interface SimWorkerOptions {
   port?: number;
   /** Served model name (default DEFAULT_MODEL). */
   model?: string;
-  /** Tokens per KV block (default 16). */
+  /** Tokens per KV block (default 16 here; the engine's own default differs). */
   blockSize?: number;
-  /** KV cache capacity in blocks (default 16384). */
-  numGpuBlocks?: number;
-  maxNumSeqs?: number;
-  maxNumBatchedTokens?: number;
-  /** Divides pass times (default 1; 0 = no delays). */
-  speedup?: number;
-  decodeSpeedup?: number;
-  enablePrefixCaching?: boolean;
-  enableChunkedPrefill?: boolean;
-  preemptionMode?: 'lifo' | 'fifo';
   /** vLLM-format KV events on a ZMQ PUB socket (pubPort 0 = pick a free port), optional replay ROUTER socket. */
   zmq?: { pubPort: number; replayPort?: number; host?: string };
   /** One line per request (and a few lifecycle lines). Default: silent. */
   log?: (line: string) => void;
-  /** Seed of the output-token RNG (default: derived from id). */
-  seed?: number;
   /** max_tokens when a request gives none (default 16, like OpenAI completions). */
   defaultMaxTokens?: number;
   /** Largest accepted request body (default 8 MiB); larger -> 413. */

@@ -1,24 +1,14 @@
 /** `dynamo-lab router` as a command: event sources from flags, JSON start line, log lines, usage errors. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
+import { ctxWith } from '../helpers/command-context.js';
 import { routerCommand } from '../../src/cli/commands/router.js';
-import type { CommandContext, ParsedValues } from '../../src/cli/command.js';
+import type { ParsedValues } from '../../src/cli/command.js';
 import { UsageError } from '../../src/cli/errors.js';
 import { chat, natsSkipReason, startNatsServer, startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
 
 const defaults: ParsedValues = { mode: 'kv', host: '127.0.0.1', port: '0', 'block-size': '16', 'nats-namespace': 'dynamo', 'nats-component': 'backend', 'router-session-affinity-ttl-secs': '600', 'health-interval': '2' };
 
-function ctxWith(signal: AbortSignal, json: boolean) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const ctx = { globals: { json, verbose: false }, signal, stdout, stderr, interactive: false } as unknown as CommandContext;
-  return { ctx, out: () => out, err: () => err };
-}
 
 async function runRouter(values: ParsedValues, json: boolean, body: (start: { url: string; events: string; workers: Array<{ id: string; zmq?: string; worker_id?: string }> } | undefined, err: () => string) => Promise<void>): Promise<void> {
   const ac = new AbortController();

@@ -1,20 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
+import { ctxWith } from '../helpers/command-context.js';
 import { simCommand } from '../../src/cli/commands/sim.js';
-import type { CommandContext } from '../../src/cli/command.js';
 import { UsageError } from '../../src/cli/errors.js';
 
-function ctxWith(signal: AbortSignal, json: boolean) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const ctx = { globals: { json, verbose: false }, signal, stdout, stderr, interactive: false } as unknown as CommandContext;
-  return { ctx, out: () => out, err: () => err };
-}
 
 async function waitFor(pred: () => boolean, ms = 10_000) {
   const t0 = Date.now();
