@@ -20,6 +20,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { Agent, request } from 'undici';
+import { sseData } from '../base/sse.js';
 import type { RequestRecord } from './stats.js';
 import { promptTokenArray } from './synth.js';
 import type { BenchRequest, Workload } from './workload.js';
@@ -148,46 +149,36 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
         rec.error = `HTTP ${res.statusCode}: ${errorMessage(text)}`;
         return;
       }
-      let buf = '';
       let chunks = 0;
       let usageOut: number | undefined;
       let firstAt: number | undefined;
       let lastAt = sent;
       let streamError: string | undefined;
-      for await (const chunk of res.body) {
-        buf += (chunk as Buffer).toString('utf8');
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (!line.startsWith('data:')) continue;
-          const data = line.slice(5).trim();
-          if (data === '[DONE]' || data === '') continue;
-          let obj: Record<string, unknown>;
-          try {
-            obj = JSON.parse(data) as Record<string, unknown>;
-          } catch {
-            continue;
-          }
-          const now = performance.now();
-          if (obj.error) {
-            streamError = errorMessage(JSON.stringify(obj));
-            continue;
-          }
-          const choices = obj.choices as Array<Record<string, unknown>> | undefined;
-          const c0 = choices?.[0];
-          const hasToken = c0 !== undefined && ((typeof c0.text === 'string' && c0.text.length > 0) || (Array.isArray(c0.token_ids) && c0.token_ids.length > 0) || (c0.finish_reason == null && typeof c0.text === 'string'));
-          if (hasToken) {
-            chunks++;
-            firstAt ??= now;
-            lastAt = now;
-          }
-          const usage = obj.usage as { completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined;
-          if (usage) {
-            if (typeof usage.completion_tokens === 'number') usageOut = usage.completion_tokens;
-            const cached = usage.prompt_tokens_details?.cached_tokens;
-            if (typeof cached === 'number') rec.cachedTokens = cached;
-          }
+      for await (const data of sseData(res.body)) {
+        let obj: Record<string, unknown>;
+        try {
+          obj = JSON.parse(data) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        const now = performance.now();
+        if (obj.error) {
+          streamError = errorMessage(JSON.stringify(obj));
+          continue;
+        }
+        const choices = obj.choices as Array<Record<string, unknown>> | undefined;
+        const c0 = choices?.[0];
+        const hasToken = c0 !== undefined && ((typeof c0.text === 'string' && c0.text.length > 0) || (Array.isArray(c0.token_ids) && c0.token_ids.length > 0) || (c0.finish_reason == null && typeof c0.text === 'string'));
+        if (hasToken) {
+          chunks++;
+          firstAt ??= now;
+          lastAt = now;
+        }
+        const usage = obj.usage as { completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined;
+        if (usage) {
+          if (typeof usage.completion_tokens === 'number') usageOut = usage.completion_tokens;
+          const cached = usage.prompt_tokens_details?.cached_tokens;
+          if (typeof cached === 'number') rec.cachedTokens = cached;
         }
       }
       if (streamError) {

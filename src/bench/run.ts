@@ -51,6 +51,21 @@ export interface BenchJson {
   runs: Array<{ speedup: number; mode: string; wall_ms: number; virtual_ms?: number; url?: string; health?: unknown; engines?: unknown; router_events?: Record<string, number> }>;
 }
 
+/** A benchmark setting out of range (speedup, block size, KV blocks, workers): the caller's input, not a bug. */
+export class BenchConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BenchConfigError';
+  }
+}
+
+function checkConfig(cfg: BenchConfig): void {
+  for (const s of cfg.speedups) if (!(s > 0) || !Number.isFinite(s)) throw new BenchConfigError(`speedup must be a number > 0, got ${s}`);
+  if (!Number.isInteger(cfg.blockSize) || cfg.blockSize < 1) throw new BenchConfigError(`block size must be an integer >= 1, got ${cfg.blockSize}`);
+  if (!Number.isInteger(cfg.gpuBlocks) || cfg.gpuBlocks < 1) throw new BenchConfigError(`KV blocks per worker must be an integer >= 1, got ${cfg.gpuBlocks}`);
+  if (!Number.isInteger(cfg.workers) || cfg.workers < 0) throw new BenchConfigError(`workers must be an integer >= 0, got ${cfg.workers}`);
+}
+
 export class HealthCheckError extends Error {
   constructor(
     message: string,
@@ -62,6 +77,7 @@ export class HealthCheckError extends Error {
 }
 
 export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: BenchJson; outcomes: RunOutcome[] }> {
+  checkConfig(cfg);
   const log = cfg.log ?? (() => {});
   const hasher = new PromptHasher(w.seed, cfg.blockSize, w.segmentTokens);
   const outcomes: RunOutcome[] = [];

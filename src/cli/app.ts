@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import chalk from 'chalk';
 import { commands, findCommand } from './commands/index.js';
 import type { Command, CommandContext, GlobalOptions, OptionSpec } from './command.js';
-import { UsageError, exitCodeOf, InterruptedError } from './errors.js';
-import { packageRoot } from './paths.js';
+import { UsageError, UserError, exitCodeOf, InterruptedError } from '../base/errors.js';
+import { packageRoot } from '../base/paths.js';
 
 export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   help: { type: 'boolean', short: 'h', description: 'Show help for the command' },
@@ -73,14 +73,14 @@ function stripSpecs(options: Readonly<Record<string, OptionSpec>>): NonNullable<
 
 function reportError(err: unknown, verbose: boolean, stderr: NodeJS.WriteStream): number {
   const code = exitCodeOf(err);
-  const e = err as Error & { tryMessage?: string };
+  const e = err as Error | undefined;
   if (err instanceof InterruptedError) {
     stderr.write(chalk.yellow('\nInterrupted.') + '\n');
     return 130;
   }
-  if (e?.name === 'UserError' || e?.name === 'UsageError' || e?.name === 'ClusterError') {
-    stderr.write(`${chalk.red('Error:')} ${e.message}\n`);
-    if (e.tryMessage) stderr.write(`${chalk.dim('Try:')} ${e.tryMessage}\n`);
+  if (err instanceof UserError) {
+    stderr.write(`${chalk.red('Error:')} ${err.message}\n`);
+    if (err.tryMessage) stderr.write(`${chalk.dim('Try:')} ${err.tryMessage}\n`);
   } else {
     stderr.write(`${chalk.red('Unexpected error:')} ${e?.message ?? String(err)}\n`);
     if (verbose && e?.stack) stderr.write(`${e.stack}\n`);

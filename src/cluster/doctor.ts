@@ -14,6 +14,7 @@ import { discoverDgdApi } from './apply.js';
 import { gpuReport } from './gpu.js';
 import { adviceFor, isSeriousProblem, podState } from './wait.js';
 import { DEFAULT_DGD_NAME, LABEL_COMPONENT, LABEL_DGD, nodePortServiceName, parseRelease } from './manifests.js';
+import { UserError } from '../base/errors.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -117,7 +118,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       add({ id: 'api', title: 'API server reachable', status: 'fail', detail: probe.reason ?? 'unreachable', fix: 'Check the kubeconfig/VPN, pick another --context, or use the local target: `dynamo-lab start --target local`.' });
     }
   } catch (err) {
-    add({ id: 'context', title: 'Kubernetes context', status: 'fail', detail: (err as Error).message, fix: (err as { tryMessage?: string }).tryMessage });
+    add({ id: 'context', title: 'Kubernetes context', status: 'fail', detail: (err as Error).message, fix: err instanceof UserError ? err.tryMessage : undefined });
   }
 
   if (!cluster) {
@@ -150,7 +151,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     crdOk = true;
     add({ id: 'crd', title: 'DynamoGraphDeployment CRD', status: 'ok', detail: `served versions: ${api.served.join(', ')}; deploy will use ${api.version}` });
   } catch (err) {
-    add({ id: 'crd', title: 'DynamoGraphDeployment CRD', status: 'fail', detail: (err as Error).message, fix: (err as { tryMessage?: string }).tryMessage });
+    add({ id: 'crd', title: 'DynamoGraphDeployment CRD', status: 'fail', detail: (err as Error).message, fix: err instanceof UserError ? err.tryMessage : undefined });
   }
 
   // Operator
@@ -178,7 +179,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       fix: g.total.allocatable === 0 ? 'No node advertises nvidia.com/gpu: install the NVIDIA GPU Operator / device plugin, or use `dynamo-lab start --target local`.' : g.enough ? undefined : holders.length ? `Free GPUs: ${holders.flatMap((h) => h.cleanup).join(' && ')}` : 'Wait for terminating pods, or deploy fewer workers (--workers).',
     });
   } catch (err) {
-    add({ id: 'gpu', title: 'GPU capacity', status: 'fail', detail: (err as Error).message, fix: (err as { tryMessage?: string }).tryMessage });
+    add({ id: 'gpu', title: 'GPU capacity', status: 'fail', detail: (err as Error).message, fix: err instanceof UserError ? err.tryMessage : undefined });
   }
 
   // NATS / etcd (optional in K8s-native discovery mode)

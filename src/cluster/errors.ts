@@ -5,7 +5,7 @@
  * fall back to the local target.
  */
 import { ApiException } from '@kubernetes/client-node';
-import { UserError } from '../cli/errors.js';
+import { UserError } from '../base/errors.js';
 
 /** A user-fixable cluster failure (exit 1). The CLI prints message + "Try:" line. */
 export class ClusterError extends UserError {
@@ -17,6 +17,21 @@ export class ClusterError extends UserError {
   ) {
     super(message, tryMessage);
     this.name = 'ClusterError';
+  }
+}
+
+/**
+ * Bad input to a cluster function (an unknown log pattern, an invalid regex, an unknown router
+ * mode). `option` names the input, not a CLI flag: the CLI maps it to a usage error (exit 2).
+ */
+export class ClusterInputError extends Error {
+  constructor(
+    message: string,
+    readonly option: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'ClusterInputError';
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
-import { packagePath } from '../cli/paths.js';
+import { packagePath } from '../base/paths.js';
 import { ClusterError } from './errors.js';
 
 export interface ChartSpec {

@@ -6,9 +6,7 @@
 import * as k8s from '@kubernetes/client-node';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join, delimiter } from 'node:path';
+import { kubeconfigFiles, kubeconfigSource } from './kubeconfig.js';
 import { ClusterError, explainApiError, networkCode, LOCAL_HINT, type CallDesc } from './errors.js';
 
 export const DEFAULT_NAMESPACE = 'dynamo';
@@ -34,15 +32,6 @@ export interface KubeContext {
   readonly source: string;
 }
 
-function kubeconfigSource(opts: KubeOptions): string {
-  if (opts.kubeconfig) return opts.kubeconfig;
-  if (process.env.KUBECONFIG) return `KUBECONFIG=${process.env.KUBECONFIG}`;
-  const p = join(homedir(), '.kube', 'config');
-  if (existsSync(p)) return p;
-  if (process.env.KUBERNETES_SERVICE_HOST) return 'in-cluster service account';
-  return '';
-}
-
 /**
  * Load the kubeconfig like kubectl does, apply --context, and resolve the namespace.
  * Throws a ClusterError (exit 1) that says how to fix a missing or broken configuration.
@@ -56,8 +45,7 @@ export function loadKubeContext(opts: KubeOptions = {}): KubeContext {
   try {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else if (process.env.KUBECONFIG) {
-      const files = process.env.KUBECONFIG.split(delimiter).filter((f) => f && existsSync(f));
-      if (files.length === 0) throw new Error(`none of the files in KUBECONFIG exist`);
+      if (kubeconfigFiles().length === 0) throw new Error(`none of the files in KUBECONFIG exist`);
       kc.loadFromDefault();
     } else kc.loadFromDefault();
   } catch (err) {

@@ -7,8 +7,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { Writable } from 'node:stream';
 import type { Cluster } from './kube.js';
-import { UsageError } from '../cli/errors.js';
-import { ClusterError } from './errors.js';
+import { ClusterError, ClusterInputError } from './errors.js';
 import { LABEL_COMPONENT, LABEL_COMPONENT_TYPE, LABEL_DGD } from './manifests.js';
 
 /** The labs' log patterns (`--pattern <name>`), as in their `kubectl logs | grep` lines. */
@@ -24,7 +23,7 @@ export function compileGrep(grep: string | undefined, pattern: string | undefine
   if (pattern) {
     for (const name of pattern.split(',').map((s) => s.trim()).filter(Boolean)) {
       const p = LOG_PATTERNS[name];
-      if (!p) throw new UsageError(`Unknown --pattern "${name}".`, `Use one of: ${Object.keys(LOG_PATTERNS).join(', ')} (or --grep <regex>).`);
+      if (!p) throw new ClusterInputError(`unknown log pattern "${name}"`, 'pattern', `Use one of: ${Object.keys(LOG_PATTERNS).join(', ')} (or a regular expression).`);
       parts.push(p.regex);
     }
   }
@@ -33,7 +32,7 @@ export function compileGrep(grep: string | undefined, pattern: string | undefine
   try {
     return new RegExp(parts.map((p) => `(?:${p})`).join('|'), 'i');
   } catch (err) {
-    throw new UsageError(`--grep is not a valid regular expression: ${(err as Error).message}`);
+    throw new ClusterInputError(`not a valid regular expression: ${(err as Error).message}`, 'grep');
   }
 }
 

@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
-import { packagePath } from '../cli/paths.js';
-import { UsageError } from '../cli/errors.js';
+import { packagePath } from '../base/paths.js';
 import { MANAGED_BY_LABEL } from './kube.js';
+import { ClusterInputError } from './errors.js';
 
 export type DgdVersion = 'v1alpha1' | 'v1beta1';
 export type RouterMode = 'kv' | 'round-robin';
@@ -243,5 +243,5 @@ export function objectPath(o: KubeObject, plural: string): string {
 export function parseRouterMode(v: string | undefined): RouterMode {
   const m = (v ?? 'kv').toLowerCase();
   if (m === 'kv' || m === 'round-robin') return m;
-  throw new UsageError(`--router must be "kv" or "round-robin", got "${v}".`);
+  throw new ClusterInputError(`the router mode must be "kv" or "round-robin", got "${v}"`, 'router');
 }

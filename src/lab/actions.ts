@@ -6,11 +6,11 @@
  * needs (`requires`) and which it creates (`provides`), so a resumed lab can bring back what
  * an earlier process had started.
  */
-import { createConnection, createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { envPort, freePort, portIsFree } from '../base/net.js';
 import { SimWorker } from '../sim/index.js';
 import { RouterServer } from '../server/router-server.js';
 import { configFromFlags, type RoutingMode } from '../router/index.js';
@@ -38,33 +38,6 @@ export interface ActionDef {
 
 const num = (v: unknown, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v : d);
 const str = (v: unknown, d: string) => (typeof v === 'string' ? v : d);
-
-function envPort(name: string): number {
-  const v = Number(process.env[name] ?? 0);
-  return Number.isInteger(v) && v > 0 && v < 65536 ? v : 0;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.once('error', () => resolve(true));
-  });
-}
 
 export const ACTIONS: Readonly<Record<string, ActionDef>> = {
   'gpu.check': {

@@ -4,6 +4,7 @@
  * served it, cached / prompt tokens as the worker reported them, and TTFT measured here.
  */
 import { request, type Dispatcher } from 'undici';
+import { sseData } from '../base/sse.js';
 
 export interface DemoRequest {
   readonly group?: string;
@@ -78,31 +79,21 @@ export async function sendDemoRequest(
     throw new DemoError(`${baseUrl} answered HTTP ${res.statusCode}: ${msg}`);
   }
   let ttft = -1;
-  let buf = '';
   let text = '';
   let usage: { prompt_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined;
-  for await (const chunk of res.body) {
-    buf += (chunk as Buffer).toString('utf8');
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (!line.startsWith('data:')) continue;
-      const data = line.slice(5).trim();
-      if (data === '[DONE]') continue;
-      let obj: { choices?: Array<{ delta?: { content?: string } }>; usage?: typeof usage };
-      try {
-        obj = JSON.parse(data);
-      } catch {
-        continue;
-      }
-      const piece = obj.choices?.[0]?.delta?.content;
-      if (piece) {
-        if (ttft < 0) ttft = performance.now() - started;
-        text += piece;
-      }
-      if (obj.usage) usage = obj.usage;
+  for await (const data of sseData(res.body)) {
+    let obj: { choices?: Array<{ delta?: { content?: string } }>; usage?: typeof usage };
+    try {
+      obj = JSON.parse(data);
+    } catch {
+      continue;
     }
+    const piece = obj.choices?.[0]?.delta?.content;
+    if (piece) {
+      if (ttft < 0) ttft = performance.now() - started;
+      text += piece;
+    }
+    if (obj.usage) usage = obj.usage;
   }
   const latency = performance.now() - started;
   const header = (name: string) => {

@@ -5,7 +5,7 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { packagePath } from '../cli/paths.js';
+import { packagePath } from '../base/paths.js';
 import { LAB_FORMAT_VERSION, STEP_TYPES, type LabDefinition, type Step, type TargetWork } from './types.js';
 import { substitute } from './commands.js';
 

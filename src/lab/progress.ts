@@ -12,7 +12,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { stateDir } from '../cli/paths.js';
+import { stateDir } from '../base/paths.js';
 import type { StepStatus } from './state.js';
 
 export const PROGRESS_FORMAT_VERSION = 1;

@@ -6,7 +6,7 @@
  * - DryRunner: prints what either of the above would do, runs nothing
  */
 import { execa } from 'execa';
-import { packagePath } from '../cli/paths.js';
+import { packagePath } from '../base/paths.js';
 import { actionFor, type ActionResult } from './actions.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
 import type { LocalSession } from './session.js';

@@ -2,9 +2,7 @@
  * Choosing the target when the user did not: the cluster when a kubeconfig points at a
  * reachable API server, otherwise the local target.
  */
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join, delimiter } from 'node:path';
+import { kubeconfigFiles } from '../cluster/kubeconfig.js';
 import type { Target } from './types.js';
 
 export interface TargetChoice {
@@ -12,21 +10,11 @@ export interface TargetChoice {
   readonly reason: string;
 }
 
-function kubeconfigFiles(): string[] {
-  const env = process.env.KUBECONFIG;
-  const files = env ? env.split(delimiter).filter(Boolean) : [join(homedir(), '.kube', 'config')];
-  return files.filter((f) => existsSync(f));
-}
-
 export async function chooseTarget(opts: { context?: string; namespace?: string; signal: AbortSignal }): Promise<TargetChoice> {
   if (kubeconfigFiles().length === 0) return { target: 'local', reason: 'no kubeconfig found, so the lab runs locally with simulated workers' };
   try {
     // Loaded lazily: the cluster client is heavy and only needed when a kubeconfig exists.
-    const clusterModule = '../cluster/index.js';
-    const cluster = (await import(clusterModule)) as {
-      probeCluster?: (o: { context?: string; namespace?: string }, signal: AbortSignal) => Promise<{ reachable: boolean; reason?: string }>;
-    };
-    if (!cluster.probeCluster) return { target: 'local', reason: 'cluster support is not available in this build' };
+    const cluster = await import('../cluster/index.js');
     const probe = await cluster.probeCluster({ context: opts.context, namespace: opts.namespace }, opts.signal);
     if (probe.reachable) return { target: 'cluster', reason: 'the current kube context answers' };
     return { target: 'local', reason: `no cluster is reachable (${probe.reason ?? 'no answer'}), so the lab runs locally` };

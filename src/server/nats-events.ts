@@ -48,6 +48,17 @@ export interface NatsSourceStats {
   unknown_workers: string[];
 }
 
+/** The router could not reach the NATS server(s) given for KV events. */
+export class NatsConnectError extends Error {
+  constructor(
+    readonly servers: readonly string[],
+    detail: string,
+  ) {
+    super(`cannot connect to NATS at ${servers.join(', ')}: ${detail}`);
+    this.name = 'NatsConnectError';
+  }
+}
+
 export class NatsEventSource {
   private readonly subs: Subscription[] = [];
   private readonly lastSeq = new Map<bigint, bigint>();
@@ -68,7 +79,7 @@ export class NatsEventSource {
     try {
       nc = await connect({ servers, name: 'dynamo-lab-router', maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
     } catch (err) {
-      throw new Error(`cannot connect to NATS at ${opts.servers.join(', ')}: ${(err as Error).message}`);
+      throw new NatsConnectError(opts.servers, (err as Error).message);
     }
     const subjects = kvEventSubjects(opts.namespace ?? DEFAULT_NATS_NAMESPACE, opts.component ?? DEFAULT_NATS_COMPONENT);
     const src = new NatsEventSource(nc, opts, subjects);

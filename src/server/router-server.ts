@@ -15,13 +15,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import { KvRouter, type KvRouterConfig, type RoutingDecision, type RoutingMode } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
 import { applyChatTemplate, loadTokenizer, type ChatMessage, type Tokenizer } from '../tokenizer/index.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from './breaker.js';
-import { HttpError, parseJsonBody, readBody, sendError, sendJson } from './http-util.js';
+import { HttpError, parseJsonBody, readBody, sendError, sendJson } from '../base/http.js';
+import { listenOn } from '../base/net.js';
 import { Metrics } from './metrics.js';
 import { NatsEventSource, type NatsSourceStats } from './nats-events.js';
 import { workerSpecFromObject, WorkerSpecError, type WorkerSpec } from './worker-spec.js';
@@ -484,7 +484,7 @@ export class RouterServer {
   // HTTP
   // ---------------------------------------------------------------------------------------
 
-  private listen(host: string, port: number): Promise<void> {
+  private async listen(host: string, port: number): Promise<void> {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err) => {
         const headers: Record<string, string> = {};
@@ -493,17 +493,9 @@ export class RouterServer {
       });
     });
     this.server.keepAliveTimeout = 30_000;
-    return new Promise((resolve, reject) => {
-      this.server.once('error', (err: NodeJS.ErrnoException) => {
-        reject(err.code === 'EADDRINUSE' ? new Error(`port ${port} on ${host} is already in use`) : err);
-      });
-      this.server.listen(port, host, () => {
-        const addr = this.server.address() as AddressInfo;
-        this.port = addr.port;
-        this.url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
-        resolve();
-      });
-    });
+    const addr = await listenOn(this.server, port, host);
+    this.port = addr.port;
+    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
   }
 
   private async shutdownSources(): Promise<void> {

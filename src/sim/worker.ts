@@ -10,13 +10,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { RouterEvent } from '../router/types.js';
 import { applyChatTemplate, DEFAULT_MODEL, loadTokenizer, type ChatMessage, type Tokenizer } from '../tokenizer/index.js';
 import { RealClock, type Clock } from './clock.js';
 import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type SimEngineOptions } from './engine.js';
 import { PromText } from './metrics.js';
 import { ZmqKvPublisher } from './zmq.js';
+import { HttpError, parseJsonBody, readBody } from '../base/http.js';
+import { listenOn } from '../base/net.js';
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
@@ -50,64 +51,12 @@ export interface SimWorkerStats extends EngineStats {
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly type = 'invalid_request_error',
-    readonly code: string | null = null,
-  ) {
-    super(message);
-  }
-}
-
 function errorBody(status: number, message: string, type: string, code: string | null): string {
   return JSON.stringify({ error: { message, type, code: code ?? (status === 404 ? 'not_found' : status >= 500 ? 'internal_error' : 'bad_request'), param: null } });
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      reject(new HttpError(413, `request body too large (${declared} bytes; limit ${limit})`, 'invalid_request_error', 'payload_too_large'));
-      req.resume();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      size += c.length;
-      if (size > limit) {
-        failed = true;
-        reject(new HttpError(413, `request body too large (limit ${limit} bytes)`, 'invalid_request_error', 'payload_too_large'));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      if (!failed) resolve(Buffer.concat(chunks));
-    });
-    req.on('error', (err) => {
-      if (!failed) reject(err);
-    });
-  });
-}
-
-function parseJsonBody(buf: Buffer): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(buf.toString('utf8'));
-  } catch (err) {
-    throw new HttpError(400, `invalid JSON body: ${(err as Error).message}`, 'invalid_request_error', 'invalid_json');
-  }
-  if (!isObject(v)) throw new HttpError(400, 'the request body must be a JSON object', 'invalid_request_error', 'invalid_json');
-  return v;
 }
 
 function parseMessages(v: unknown): ChatMessage[] {
@@ -206,15 +155,7 @@ export class SimWorker {
       }
       const server = http.createServer();
       server.keepAliveTimeout = 5000;
-      await new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        server.once('error', onError);
-        server.listen(opts.port ?? 0, host, () => {
-          server.off('error', onError);
-          resolve();
-        });
-      });
-      const port = (server.address() as AddressInfo).port;
+      const { port } = await listenOn(server, opts.port ?? 0, host);
       const worker = new SimWorker({ opts, server, port, host, engine, tokenizer, zmq });
       engine.onCallbackError = (err) => worker.log(`[${worker.id}] internal error: ${(err as Error)?.stack ?? err}`);
       server.on('request', (req, res) => worker.handle(req, res));

@@ -15,6 +15,7 @@
 import { encode } from '@msgpack/msgpack';
 import { Publisher, Router } from 'zeromq';
 import type { RouterEvent } from '../router/types.js';
+import { isAddrInUse, PortInUseError } from '../base/net.js';
 
 export const REPLAY_BUFFER_BATCHES = 10_000;
 
@@ -136,6 +137,7 @@ export class ZmqKvPublisher {
     } catch (err) {
       pub.close();
       router?.close();
+      if (isAddrInUse(err)) throw new PortInUseError(host, `${opts.pubPort}${opts.replayPort !== undefined ? `/${opts.replayPort}` : ''} (ZeroMQ)`, (err as Error).message);
       throw err;
     }
     const p = new ZmqKvPublisher({ pub, router, endpoint: endpointOf(pub, host), replayEndpoint: router ? endpointOf(router, host) : undefined, opts });

@@ -10,7 +10,7 @@ import { ApiException } from '@kubernetes/client-node';
 import { frontendArgs, parseRelease, releaseAtLeast, renderDgd, renderHfSecret, maskSecrets, nodePortServiceName, renderWorkersDeployment } from '../../src/cluster/manifests.js';
 import { shellQuote, installPlan, CHARTS } from '../../src/cluster/helm.js';
 import { podState, adviceFor, isSeriousProblem } from '../../src/cluster/wait.js';
-import { explainApiError } from '../../src/cluster/errors.js';
+import { ClusterInputError, explainApiError } from '../../src/cluster/errors.js';
 import { podGpus } from '../../src/cluster/gpu.js';
 import { compileGrep } from '../../src/cluster/logs.js';
 
@@ -89,6 +89,6 @@ describe('cluster units (no API server)', () => {
     assert.ok(re.test('NATS connected'));
     assert.ok(re.test('FOO'));
     assert.ok(!re.test('nothing'));
-    assert.throws(() => compileGrep(undefined, 'nope'), /Unknown --pattern/);
+    assert.throws(() => compileGrep(undefined, 'nope'), (e: unknown) => e instanceof ClusterInputError && e.option === 'pattern' && /unknown log pattern "nope"/.test(e.message));
   });
 });

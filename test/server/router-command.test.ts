@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { ctxWith } from '../helpers/command-context.js';
 import { routerCommand } from '../../src/cli/commands/router.js';
 import type { ParsedValues } from '../../src/cli/command.js';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/base/errors.js';
 import { chat, natsSkipReason, startNatsServer, startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
 
 const defaults: ParsedValues = { mode: 'kv', host: '127.0.0.1', port: '0', 'block-size': '16', 'nats-namespace': 'dynamo', 'nats-component': 'backend', 'router-session-affinity-ttl-secs': '600', 'health-interval': '2' };

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ctxWith } from '../helpers/command-context.js';
 import { simCommand } from '../../src/cli/commands/sim.js';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/base/errors.js';
 
 
 async function waitFor(pred: () => boolean, ms = 10_000) {

@@ -8,6 +8,7 @@ import { decode } from '@msgpack/msgpack';
 import { DEFAULT_MODEL, tokenizeChat } from '../../src/tokenizer/index.js';
 import type { RouterEvent } from '../../src/router/types.js';
 import { SimWorker, startSimWorkers } from '../../src/sim/index.js';
+import { PortInUseError } from '../../src/base/net.js';
 
 let worker: SimWorker;
 const logs: string[] = [];
@@ -242,7 +243,7 @@ test('startSimWorkers stops the workers it started when one fails', async () => 
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
   const port = (blocker.address() as net.AddressInfo).port;
   try {
-    await assert.rejects(startSimWorkers(2, { basePort: port - 1, speedup: 0 }), /EADDRINUSE|address already in use/i);
+    await assert.rejects(startSimWorkers(2, { basePort: port - 1, speedup: 0 }), (e: unknown) => e instanceof PortInUseError && e.port === port);
     // worker-0's port is free again.
     const probe = net.createServer();
     await new Promise<void>((resolve, reject) => {

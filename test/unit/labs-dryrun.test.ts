@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { runCli, tempStateDir } from '../helpers/cli.js';
-import { packagePath } from '../../src/cli/paths.js';
+import { packagePath } from '../../src/base/paths.js';
 import { listLabIds, loadLab } from '../../src/lab/load.js';
 import { flattenSteps } from '../../src/lab/types.js';
 

@@ -6,11 +6,11 @@
 import { existsSync } from 'node:fs';
 import chalk from 'chalk';
 import type { Command } from '../command.js';
-import { UsageError, UserError } from '../errors.js';
-import { packagePath } from '../paths.js';
+import { UsageError, UserError } from '../../base/errors.js';
+import { packagePath } from '../../base/paths.js';
 import { ROUTING_MODES, type RoutingMode } from '../../router/index.js';
 import { generateWorkload, SpecError } from '../../bench/generators.js';
-import { HealthCheckError, runBench, type BenchConfig } from '../../bench/run.js';
+import { BenchConfigError, HealthCheckError, runBench, type BenchConfig } from '../../bench/run.js';
 import { renderReport } from '../../bench/report.js';
 import { writeOutputs } from '../../bench/export.js';
 import { loadMooncakeTrace, TraceError } from '../../bench/trace.js';
@@ -190,7 +190,7 @@ export const benchCommand: Command = {
           'Wait until every worker is up and all targets have the same number of healthy workers (e.g. `kubectl get pods -l nvidia.com/dynamo-component-type=worker`), or pass --workers <n> to state the expected count.',
         );
       }
-      if (err instanceof RangeError) throw new UsageError(err.message);
+      if (err instanceof BenchConfigError) throw new UsageError(err.message);
       throw err;
     }
     const { json, outcomes } = result;

@@ -6,9 +6,9 @@
 import { createInterface } from 'node:readline/promises';
 import chalk from 'chalk';
 import type { Command, CommandContext, ParsedValues } from '../command.js';
-import { UsageError, UserError } from '../errors.js';
+import { UsageError, UserError } from '../../base/errors.js';
 import { connect, kubeOptionsFrom, type Cluster } from '../../cluster/kube.js';
-import { ClusterError } from '../../cluster/errors.js';
+import { ClusterError, ClusterInputError } from '../../cluster/errors.js';
 import { formatGpuReport, gpuReport } from '../../cluster/gpu.js';
 import { CHARTS, helmBin, installPlan, runHelm, shellQuote, valuesPath, valuesText } from '../../cluster/helm.js';
 import { discoverDgdApi } from '../../cluster/apply.js';
@@ -25,6 +25,16 @@ import { describeAction, planCleanup, runCleanup } from '../../cluster/cleanup.j
 import { nodePortUrl } from '../../cluster/portforward.js';
 
 // ---- small helpers -------------------------------------------------------------------------
+
+/** Cluster input errors name the option (`pattern`, `grep`, `router`); the CLI names the flag. */
+function asUsage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ClusterInputError) throw new UsageError(`--${err.option}: ${err.message}.`, err.hint);
+    throw err;
+  }
+}
 
 function str(v: ParsedValues[string]): string | undefined {
   return typeof v === 'string' ? v : undefined;
@@ -203,7 +213,7 @@ export const deployCommand: Command = {
   async run(values, _positionals, ctx) {
     const name = str(values.name) ?? DEFAULT_DGD_NAME;
     if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) throw new UsageError(`--name "${name}" is not a valid Kubernetes name (lowercase letters, digits, "-").`);
-    const router = parseRouterMode(str(values.router));
+    const router = asUsage(() => parseRouterMode(str(values.router)));
     const workers = intOpt(values.workers, 'workers', DEFAULT_WORKERS, 1, 64);
     const model = str(values.model) ?? DEFAULT_MODEL;
     const nodePort = intOpt(values['node-port'], 'node-port', DEFAULT_NODE_PORT, 1, 65535);
@@ -330,7 +340,7 @@ export const logsCommand: Command = {
   },
   examples: ['dynamo-lab logs --component VllmWorker --pattern cache', 'dynamo-lab logs --component frontend --pattern routing --follow', 'dynamo-lab logs --component worker --grep "nats|nixl"'],
   async run(values, _p, ctx) {
-    const grep = compileGrep(str(values.grep), str(values.pattern));
+    const grep = asUsage(() => compileGrep(str(values.grep), str(values.pattern)));
     const tail = intOpt(values.tail, 'tail', 100, 0, 1_000_000);
     const follow = Boolean(values.follow);
     if (follow && ctx.globals.json) throw new UsageError('--json cannot be combined with --follow (a stream is not one JSON document).');

@@ -1,7 +1,7 @@
 /** `dynamo-lab demo`: send a demo scenario to any OpenAI endpoint and show where each request went. */
 import chalk from 'chalk';
 import type { Command } from '../command.js';
-import { UsageError, UserError } from '../errors.js';
+import { UsageError, UserError } from '../../base/errors.js';
 import { DemoError, sendDemoRequest, type DemoResult } from '../../lab/demo.js';
 import { formatDemoTable } from '../../lab/format.js';
 import { loadScenarios, scenarioRequests } from '../../lab/scenarios.js';

@@ -1,5 +1,5 @@
 import type { Command, OptionSpec } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../base/errors.js';
 
 /** A contract command whose implementation has not landed yet: says so plainly, exit 1. */
 export function notYet(name: string, summary: string, usage: string, options: Record<string, OptionSpec> = {}, positionals?: Command['positionals']): Command {

@@ -11,9 +11,10 @@
 import chalk from 'chalk';
 import React from 'react';
 import type { Command } from '../command.js';
-import { UsageError, UserError } from '../errors.js';
+import { UsageError, UserError } from '../../base/errors.js';
+import { PortInUseError } from '../../base/net.js';
 import { RouterServer, ROUTING_MODES, type EventSourceKind, type WorkerEndpoint } from '../../server/router-server.js';
-import { NatsKvPublisher } from '../../server/nats-events.js';
+import { NatsConnectError, NatsKvPublisher } from '../../server/nats-events.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError, type WorkerSpec } from '../../server/worker-spec.js';
 import { configFromFlags, type RoutingMode } from '../../router/index.js';
 import { SimWorker } from '../../sim/index.js';
@@ -242,7 +243,7 @@ export const routerCommand: Command = {
           log,
         });
       } catch (err) {
-        if (/cannot connect to NATS/.test((err as Error).message)) throw new UserError((err as Error).message, 'Start a NATS server (nats-server -js) or fix the nats://host:port in --events.');
+        if (err instanceof NatsConnectError) throw new UserError((err as Error).message, 'Start a NATS server (nats-server -js) or fix the nats://host:port in --events.');
         throw err;
       }
       const s = server;
@@ -276,7 +277,7 @@ export const routerCommand: Command = {
         ctx.signal.addEventListener('abort', () => resolve(), { once: true });
       });
     } catch (err) {
-      if ((err as Error).message?.includes('already in use')) throw new UserError((err as Error).message, 'Pick another --port, or stop the program using it.');
+      if (err instanceof PortInUseError) throw new UserError((err as Error).message, 'Pick another --port, or stop the program using it.');
       throw err;
     } finally {
       if (timer) clearInterval(timer);

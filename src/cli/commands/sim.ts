@@ -3,7 +3,8 @@
  * P..P+N-1, optional vLLM-format ZMQ KV events on Z..Z+N-1) until Ctrl+C.
  */
 import type { Command, OptionSpec, ParsedValues } from '../command.js';
-import { UsageError, UserError } from '../errors.js';
+import { UsageError, UserError } from '../../base/errors.js';
+import { PortInUseError } from '../../base/net.js';
 import { startSimWorkers, type SimWorker } from '../../sim/index.js';
 
 const options = {
@@ -94,7 +95,7 @@ export const simCommand: Command = {
       });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e?.code === 'EADDRINUSE' || /address already in use/i.test(e?.message ?? '')) {
+      if (e instanceof PortInUseError) {
         throw new UserError(`A port in the range is already in use (${e.message}).`, 'Stop whatever uses it, pick another --port / --zmq-port, or pass --port 0 for free ports.');
       }
       if (e?.code === 'EACCES') throw new UserError(`Not allowed to listen there (${e.message}).`, 'Use a port above 1024.');

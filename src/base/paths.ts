@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 /** file: URL of the package root, ending in '/'. Works from src/ (tsx) and dist/src/ (built). */
 export function packageRoot(): URL {
   const here = new URL('.', import.meta.url);
-  // here = <root>/src/cli/ or <root>/dist/src/cli/
+  // here = <root>/src/base/ or <root>/dist/src/base/
   const up = here.pathname.includes('/dist/src/') ? '../../../' : '../../';
   return new URL(up, here);
 }
