@@ -1,0 +1,152 @@
+/**
+ * What the server shows about itself: the decision log behind /debug/decisions (and the log
+ * lines), the per-worker view behind /debug/workers and the dashboard, and the Prometheus
+ * gauges published on each /metrics scrape.
+ */
+import type { ServerContext } from './context.js';
+import { busyReason } from './eligibility.js';
+import type { Metrics } from './metrics.js';
+import type { DecisionRecord, RouterServerOptions, WorkerView, WorkersView } from './types.js';
+
+const HIT_BUCKETS = [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1];
+export const MS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25];
+export const SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const PHASE_NAMES: Record<string, string> = { block_hashing: 'block_hashing', find_matches: 'indexer_find_matches', seq_hashing: 'seq_hashing', scheduling: 'scheduling' };
+
+export function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+/** The last routing decisions, newest first, with their metrics and log line. */
+export class DecisionLog {
+  private readonly log: DecisionRecord[] = [];
+
+  constructor(
+    private readonly opts: RouterServerOptions,
+    private readonly metrics: Metrics,
+    private readonly onFirstAttempt: () => void,
+  ) {}
+
+  recent(limit = 50): DecisionRecord[] {
+    return this.log.slice(0, Math.max(0, limit));
+  }
+
+  /** Keep a decision; `started` (first attempts only) is when the request arrived. */
+  record(record: DecisionRecord, started: number | undefined): void {
+    this.log.unshift(record);
+    const cap = this.opts.decisionHistory ?? 256;
+    if (this.log.length > cap) this.log.length = cap;
+    if (started !== undefined) {
+      const predicted = record.isl_tokens > 0 ? Math.min(1, record.cached_tokens / record.isl_tokens) : 0;
+      this.onFirstAttempt();
+      this.metrics.inc('dynamo_component_router_requests_total', 'Requests routed', { mode: record.mode });
+      this.metrics.observe('dynamo_component_router_kv_hit_rate', 'Predicted KV hit rate at routing time (0-1)', HIT_BUCKETS, predicted);
+      this.metrics.observe('dynamo_router_overhead_total_ms', 'Router overhead from request receipt to worker choice (ms)', MS_BUCKETS, performance.now() - started);
+      if (record.timings_us) {
+        for (const [phase, us] of Object.entries(record.timings_us)) {
+          this.metrics.observe(`dynamo_router_overhead_${PHASE_NAMES[phase] ?? phase}_ms`, `Router overhead in ${PHASE_NAMES[phase] ?? phase} (ms)`, MS_BUCKETS, us / 1000);
+        }
+      }
+      const best = Math.max(0, ...record.workers.map((w) => w.overlap_blocks));
+      if (record.overlap_blocks < best) this.metrics.inc('dynamo_component_router_non_max_overlap_selections_total', 'Decisions that chose a worker without the largest overlap');
+    }
+    if (!this.opts.log) return;
+    const chosen = record.workers.find((w) => w.id === record.chosen);
+    this.opts.log(
+      `route ${record.request_id} mode=${record.mode} -> ${record.chosen} overlap=${record.overlap_blocks}/${Math.floor(record.isl_tokens / record.block_size)} blocks isl=${record.isl_tokens}` +
+        (chosen ? ` cost=${round(chosen.cost)}` : '') +
+        (record.attempt > 1 ? ` attempt=${record.attempt}` : '') +
+        (record.pinned ? ` session=${record.session} (pinned)` : '') +
+        ` | ${record.workers.map((w) => `${w.id}: overlap ${w.overlap_blocks} cost ${round(w.cost)}`).join(', ')}` +
+        (record.excluded?.length ? ` | left out: ${record.excluded.map((e) => `${e.id} ${e.reason}`).join(', ')}` : ''),
+    );
+  }
+}
+
+/** Every worker as the router sees it (load, cache, health, hit rates), plus the totals. */
+export function workersView(ctx: ServerContext): WorkersView {
+  const snap = ctx.core.snapshot();
+  const byId = new Map(snap.workers.map((w) => [w.id, w]));
+  const now = Date.now();
+  const workers: WorkerView[] = [];
+  for (const w of snap.workers) {
+    const st = ctx.registry.get(w.id);
+    if (!st) continue;
+    const v: WorkerView = {
+      id: w.id,
+      url: st.ep.url,
+      dpRank: w.dpRank,
+      healthy: st.healthy,
+      circuit: st.breaker.state(now),
+      busy: busyReason(st, byId, ctx.opts.busy) !== undefined,
+      cached_blocks: w.cached_blocks,
+      active_blocks: w.active_blocks,
+      active_prefill_tokens: w.active_prefill_tokens,
+      active_requests: w.active_requests,
+      requests: st.requests,
+      errors: st.errors,
+      predicted_hit_rate: st.promptTokensWithUsage > 0 ? st.predictedCachedWithUsage / st.promptTokensWithUsage : null,
+      achieved_hit_rate: st.promptTokensWithUsage > 0 ? st.achievedCached / st.promptTokensWithUsage : null,
+    };
+    if (st.lastHealthError) v.health_error = st.lastHealthError;
+    if (st.ep.dynamoWorkerId) v.dynamo_worker_id = st.ep.dynamoWorkerId;
+    if (st.zmq) v.events = st.zmq.stats;
+    workers.push(v);
+  }
+  const t = ctx.totals;
+  const view: WorkersView = {
+    mode: ctx.mode,
+    events: ctx.events,
+    workers,
+    totals: {
+      requests: t.requests,
+      errors: t.errors,
+      rejected: t.rejected,
+      predicted_hit_rate: t.promptTokensWithUsage > 0 ? t.predictedCachedWithUsage / t.promptTokensWithUsage : null,
+      achieved_hit_rate: t.promptTokensWithUsage > 0 ? t.achievedCached / t.promptTokensWithUsage : null,
+    },
+  };
+  const nats = ctx.registry.natsStats();
+  if (nats) view.nats = nats;
+  return view;
+}
+
+const WORKER_GAUGES = [
+  'dynamo_frontend_worker_active_decode_blocks',
+  'dynamo_frontend_worker_active_prefill_tokens',
+  'dynamo_lab_router_worker_cached_blocks',
+  'dynamo_lab_router_worker_healthy',
+  'dynamo_lab_router_worker_circuit_open',
+  'dynamo_frontend_worker_last_time_to_first_token_seconds',
+  'dynamo_frontend_worker_last_inter_token_latency_seconds',
+  'dynamo_frontend_worker_last_input_sequence_tokens',
+  'dynamo_lab_router_worker_achieved_hit_rate',
+  'dynamo_lab_router_worker_predicted_hit_rate',
+];
+
+/** Set the gauges from the current state (called on each /metrics scrape). */
+export function publishGauges(ctx: ServerContext): void {
+  const { metrics } = ctx;
+  const view = workersView(ctx);
+  for (const name of WORKER_GAUGES) metrics.resetGauge(name);
+  for (const w of view.workers) {
+    const labels = { worker_id: w.id, dp_rank: String(w.dpRank), worker_type: 'decode' };
+    const st = ctx.registry.get(w.id)!;
+    metrics.set('dynamo_frontend_worker_active_decode_blocks', 'Active KV blocks the router books on each worker', labels, w.active_blocks);
+    metrics.set('dynamo_frontend_worker_active_prefill_tokens', 'Prefill tokens in flight on each worker', labels, w.active_prefill_tokens);
+    metrics.set('dynamo_lab_router_worker_cached_blocks', 'Blocks the indexer believes each worker has cached', labels, w.cached_blocks);
+    metrics.set('dynamo_lab_router_worker_healthy', '1 when the worker passes health checks', { worker_id: w.id }, w.healthy ? 1 : 0);
+    metrics.set('dynamo_lab_router_worker_circuit_open', '1 when the worker\'s circuit breaker is open', { worker_id: w.id }, w.circuit === 'open' ? 1 : 0);
+    if (st.lastTtftS !== undefined) metrics.set('dynamo_frontend_worker_last_time_to_first_token_seconds', 'Last TTFT seen from each worker (router view)', labels, st.lastTtftS);
+    if (st.lastItlS !== undefined) metrics.set('dynamo_frontend_worker_last_inter_token_latency_seconds', 'Last mean ITL seen from each worker (router view)', labels, st.lastItlS);
+    if (st.lastIsl !== undefined) metrics.set('dynamo_frontend_worker_last_input_sequence_tokens', 'Input tokens of the last request sent to each worker', labels, st.lastIsl);
+    if (w.achieved_hit_rate !== null) metrics.set('dynamo_lab_router_worker_achieved_hit_rate', 'Cached prompt tokens / prompt tokens, as the worker reported (requests with usage)', { worker_id: w.id }, w.achieved_hit_rate);
+    if (w.predicted_hit_rate !== null) metrics.set('dynamo_lab_router_worker_predicted_hit_rate', 'Cached prompt tokens the router predicted / prompt tokens (same requests)', { worker_id: w.id }, w.predicted_hit_rate);
+  }
+  if (view.totals.achieved_hit_rate !== null) metrics.set('dynamo_lab_router_achieved_hit_rate', 'Cached prompt tokens / prompt tokens over all requests with usage, as the workers reported', {}, view.totals.achieved_hit_rate);
+  if (view.totals.predicted_hit_rate !== null) metrics.set('dynamo_lab_router_predicted_hit_rate', 'Predicted cached prompt tokens / prompt tokens over the same requests', {}, view.totals.predicted_hit_rate);
+  const stats = ctx.core.stats();
+  metrics.set('dynamo_lab_router_indexed_blocks', 'Blocks in the router\'s radix index (all workers)', {}, stats.indexed_blocks);
+  metrics.set('dynamo_lab_router_active_requests', 'Requests the router has booked on workers', {}, stats.active_requests);
+  metrics.set('dynamo_lab_router_sessions', 'Live session-affinity entries', {}, ctx.sessions.size);
+}

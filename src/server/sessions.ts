@@ -1,0 +1,52 @@
+/**
+ * Session affinity: a request carrying X-Dynamo-Session-ID (or x-dynamo-lab-session) goes to
+ * the worker its session used last, while that worker is eligible and the entry is fresh.
+ */
+import type { IncomingMessage } from 'node:http';
+
+export class SessionAffinity {
+  private readonly sessions = new Map<string, { worker: string; expiresAt: number }>();
+
+  /** @param ttlMs entry lifetime after its last use; 0 turns affinity off. */
+  constructor(private readonly ttlMs: number) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** The request's session id, when affinity is on and the header is sane. */
+  sessionOf(req: IncomingMessage): string | undefined {
+    if (this.ttlMs <= 0) return undefined;
+    const raw = req.headers['x-dynamo-session-id'] ?? req.headers['x-dynamo-lab-session'];
+    const v = Array.isArray(raw) ? raw[0] : raw;
+    return v && v.length <= 256 ? v : undefined;
+  }
+
+  /** The session's worker if it is still fresh and among the eligible ones. */
+  pinned(session: string | undefined, eligible: readonly string[], now: number): string | undefined {
+    if (!session) return undefined;
+    const s = this.sessions.get(session);
+    if (!s) return undefined;
+    if (s.expiresAt <= now) {
+      this.sessions.delete(session);
+      return undefined;
+    }
+    return eligible.includes(s.worker) ? s.worker : undefined;
+  }
+
+  remember(session: string, worker: string, now: number): void {
+    this.sessions.delete(session); // re-insert: the Map stays ordered by last use
+    this.sessions.set(session, { worker, expiresAt: now + this.ttlMs });
+    if (this.sessions.size > 100_000) {
+      for (const [k, v] of this.sessions) {
+        if (this.sessions.size <= 90_000 && v.expiresAt > now) break;
+        this.sessions.delete(k);
+      }
+    }
+  }
+
+  /** Drop the sessions pinned to a removed worker. */
+  forgetWorker(id: string): void {
+    for (const [sid, s] of this.sessions) if (s.worker === id) this.sessions.delete(sid);
+  }
+}

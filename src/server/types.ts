@@ -1,0 +1,179 @@
+/**
+ * The router server's shapes: its options, the workers it proxies to and their live state,
+ * and the decision records and views it serves on /debug/*.
+ */
+import type { KvRouterConfig, RoutingDecision, RoutingMode } from '../router/index.js';
+import type { RouterEvent } from '../router/types.js';
+import type { BreakerOptions, BreakerState, CircuitBreaker } from './breaker.js';
+import type { NatsSourceStats } from './nats-events.js';
+import type { ZmqEventSource, ZmqSourceStats } from './zmq-events.js';
+
+export type EventSourceKind = 'inproc' | 'zmq' | 'nats' | 'none';
+
+export interface WorkerEndpoint {
+  readonly id: string;
+  /** Base URL of the worker's OpenAI server, e.g. http://127.0.0.1:8100 */
+  readonly url: string;
+  /** In-process KV event feed (simulated workers). Returns an unsubscribe function. */
+  readonly onKvEvent?: (listener: (ev: RouterEvent) => void) => () => void;
+  /** vLLM KV-event PUB endpoint (events: zmq). */
+  readonly zmq?: string;
+  /** vLLM replay ROUTER endpoint (events: zmq). */
+  readonly replay?: string;
+  /** Dynamo worker_id (u64, decimal) carried by this worker's NATS RouterEvents (events: nats). */
+  readonly dynamoWorkerId?: string;
+  /** KV capacity in blocks, for the active-decode-blocks busy threshold. */
+  readonly totalKvBlocks?: number;
+  /** The engine's max_num_batched_tokens, for the prefill-tokens fraction busy threshold. */
+  readonly maxNumBatchedTokens?: number;
+}
+
+export interface HealthCheckOptions {
+  /** Interval between checks of each worker (default 2000 ms). */
+  readonly intervalMs?: number;
+  /** Per-check timeout (default 1000 ms). */
+  readonly timeoutMs?: number;
+  /** Consecutive failed checks that take a worker out (default 2). */
+  readonly failuresToDown?: number;
+}
+
+/** Dynamo's busy thresholds (dynamo-facts 1.3); a worker is busy if any threshold is exceeded. */
+export interface BusyThresholds {
+  /** Fraction 0-1 of the worker's KV blocks in use by active requests. */
+  readonly activeDecodeBlocksThreshold?: number;
+  /** Absolute active prefill tokens. */
+  readonly activePrefillTokensThreshold?: number;
+  /** Active prefill tokens as a fraction of max_num_batched_tokens. */
+  readonly activePrefillTokensThresholdFrac?: number;
+  /** KV blocks of workers that do not say (default 16384, the simulated worker's default). */
+  readonly defaultTotalKvBlocks?: number;
+  /** max_num_batched_tokens of workers that do not say (default 8192). */
+  readonly defaultMaxNumBatchedTokens?: number;
+}
+
+export interface RouterServerOptions {
+  readonly workers: readonly WorkerEndpoint[];
+  readonly blockSize: number;
+  readonly host?: string;
+  readonly port?: number;
+  readonly mode?: RoutingMode;
+  readonly config?: Partial<KvRouterConfig>;
+  /** Seed for the router's RNG (tie-breaks, temperature, random mode). */
+  readonly seed?: number;
+  /** When set, /v1/* and /admin/* need `Authorization: Bearer <apiKey>`. */
+  readonly apiKey?: string;
+  readonly bodyLimitBytes?: number;
+  /** One line per routing decision and per worker state change (non-interactive logging). */
+  readonly log?: (line: string) => void;
+  readonly decisionHistory?: number;
+  /** Where KV events come from (default inproc: each worker's onKvEvent). `none` = approximate mode. */
+  readonly events?: EventSourceKind;
+  /** NATS event plane (events: nats). */
+  readonly nats?: { readonly servers: readonly string[]; readonly namespace?: string; readonly component?: string };
+  /** Active health checks; false turns them off. */
+  readonly health?: HealthCheckOptions | false;
+  readonly breaker?: BreakerOptions;
+  readonly busy?: BusyThresholds;
+  /** Session affinity TTL (X-Dynamo-Session-ID / x-dynamo-lab-session); 0 turns it off. Default 600 s. */
+  readonly sessionAffinityTtlMs?: number;
+  /** Status when every worker is busy (default 529, Dynamo's DYN_HTTP_OVERLOAD_STATUS_CODE). */
+  readonly overloadStatus?: number;
+  /** ZMQ replay reply timeout (default 3000 ms). */
+  readonly replayTimeoutMs?: number;
+  /** ZMQ: ask for newer batches after this much silence (default 2000 ms; 0 = never). */
+  readonly zmqResyncIdleMs?: number;
+}
+
+export interface DecisionRecord extends RoutingDecision {
+  readonly at_ms: number;
+  /** 1 for the first try, 2+ for retries on another worker before the first byte. */
+  attempt: number;
+  /** The session id when the request carried one. */
+  session?: string;
+  /** true when session affinity chose the worker. */
+  pinned?: boolean;
+  /** Workers left out of this decision and why (down, circuit-open, busy, tried). */
+  excluded?: Array<{ id: string; reason: string }>;
+  /** Filled in when the worker reports usage: the cached tokens it actually reused. */
+  achieved_cached_tokens?: number;
+  ttft_ms?: number;
+  status?: 'ok' | 'error' | 'aborted' | 'retried';
+}
+
+/** What the server knows about one worker, beyond the router core's view. */
+export interface WorkerState {
+  readonly ep: WorkerEndpoint;
+  readonly addedAt: number;
+  healthy: boolean;
+  healthFailures: number;
+  lastHealthError?: string;
+  lastCheckMs?: number;
+  checking: boolean;
+  readonly breaker: CircuitBreaker;
+  zmq?: ZmqEventSource;
+  unsubscribe?: () => void;
+  requests: number;
+  errors: number;
+  promptTokensWithUsage: number;
+  predictedCachedWithUsage: number;
+  achievedCached: number;
+  lastTtftS?: number;
+  lastItlS?: number;
+  lastIsl?: number;
+}
+
+/** Server-wide request counters (the per-worker ones live in WorkerState). */
+export interface Totals {
+  requests: number;
+  errors: number;
+  rejected: number;
+  promptTokensWithUsage: number;
+  predictedCachedWithUsage: number;
+  achievedCached: number;
+}
+
+export interface WorkerView {
+  id: string;
+  url: string;
+  dpRank: number;
+  healthy: boolean;
+  health_error?: string;
+  circuit: BreakerState;
+  busy: boolean;
+  cached_blocks: number;
+  active_blocks: number;
+  active_prefill_tokens: number;
+  active_requests: number;
+  requests: number;
+  errors: number;
+  predicted_hit_rate: number | null;
+  achieved_hit_rate: number | null;
+  dynamo_worker_id?: string;
+  events?: ZmqSourceStats;
+}
+
+export interface TotalsView {
+  requests: number;
+  errors: number;
+  rejected: number;
+  predicted_hit_rate: number | null;
+  achieved_hit_rate: number | null;
+}
+
+export interface WorkersView {
+  mode: RoutingMode;
+  events: EventSourceKind;
+  workers: WorkerView[];
+  nats?: NatsSourceStats;
+  totals: TotalsView;
+}
+
+export interface DashboardState {
+  url: string;
+  mode: RoutingMode;
+  events: EventSourceKind;
+  workers: WorkerView[];
+  totals: TotalsView;
+  decisions: DecisionRecord[];
+  nats?: NatsSourceStats;
+}

@@ -1,0 +1,164 @@
+/**
+ * The worker registry and the wiring of KV event sources: workers come from the options and
+ * from the admin API; each one's events reach the router core's index in-process (simulated
+ * workers), over ZeroMQ (vLLM PUB + replay) or, for all workers at once, over NATS (Dynamo).
+ */
+import type { KvRouter } from '../router/index.js';
+import type { RouterEvent } from '../router/types.js';
+import { HttpError } from '../base/http.js';
+import { CircuitBreaker } from './breaker.js';
+import type { Metrics } from './metrics.js';
+import { NatsEventSource, type NatsSourceStats } from './nats-events.js';
+import type { WorkerSpec } from './worker-spec.js';
+import { ZmqEventSource } from './zmq-events.js';
+import type { EventSourceKind, RouterServerOptions, WorkerEndpoint, WorkerState } from './types.js';
+
+export class WorkerRegistry {
+  readonly states = new Map<string, WorkerState>();
+  private readonly byDynamoId = new Map<string, string>();
+  private nats?: NatsEventSource;
+
+  constructor(
+    private readonly opts: RouterServerOptions,
+    private readonly events: EventSourceKind,
+    private readonly core: KvRouter,
+    private readonly metrics: Metrics,
+    /** Called after a worker is removed (sessions pinned to it are dropped). */
+    private readonly onRemoved: (id: string) => void,
+  ) {}
+
+  get size(): number {
+    return this.states.size;
+  }
+
+  get(id: string): WorkerState | undefined {
+    return this.states.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.states.has(id);
+  }
+
+  ids(): string[] {
+    return [...this.states.keys()];
+  }
+
+  values(): IterableIterator<WorkerState> {
+    return this.states.values();
+  }
+
+  /** Connect to NATS when the events come from there (one subscription for every worker). */
+  async startNats(): Promise<void> {
+    if (this.events !== 'nats') return;
+    const nats = this.opts.nats;
+    if (!nats?.servers.length) throw new Error('events "nats" needs nats.servers (nats://host:port)');
+    this.nats = await NatsEventSource.start({
+      servers: nats.servers,
+      namespace: nats.namespace,
+      component: nats.component,
+      resolveWorker: (id) => this.byDynamoId.get(id) ?? (this.states.has(id) ? id : undefined),
+      onEvents: (evs) => {
+        for (const ev of evs) this.applyEvent(ev);
+      },
+      log: this.opts.log,
+    });
+  }
+
+  natsStats(): NatsSourceStats | undefined {
+    return this.nats?.stats;
+  }
+
+  add(w: WorkerEndpoint): void {
+    if (this.states.has(w.id)) throw new Error(`worker ${w.id} is already registered`);
+    if (w.dynamoWorkerId !== undefined && this.byDynamoId.has(w.dynamoWorkerId)) throw new Error(`Dynamo worker_id ${w.dynamoWorkerId} already belongs to worker ${this.byDynamoId.get(w.dynamoWorkerId)}`);
+    const st: WorkerState = {
+      ep: w,
+      addedAt: Date.now(),
+      healthy: true,
+      healthFailures: 0,
+      checking: false,
+      breaker: new CircuitBreaker(this.opts.breaker),
+      requests: 0,
+      errors: 0,
+      promptTokensWithUsage: 0,
+      predictedCachedWithUsage: 0,
+      achievedCached: 0,
+    };
+    this.states.set(w.id, st);
+    if (w.dynamoWorkerId !== undefined) this.byDynamoId.set(w.dynamoWorkerId, w.id);
+    this.core.addWorker(w.id);
+    if (this.events === 'inproc' && w.onKvEvent) st.unsubscribe = w.onKvEvent((ev) => this.applyEvent(ev));
+    if (this.events === 'zmq' && w.zmq) {
+      st.zmq = new ZmqEventSource({
+        workerId: w.id,
+        endpoint: w.zmq,
+        replayEndpoint: w.replay,
+        blockSize: this.opts.blockSize,
+        replayTimeoutMs: this.opts.replayTimeoutMs,
+        resyncIdleMs: this.opts.zmqResyncIdleMs,
+        onEvents: (evs) => {
+          for (const ev of evs) this.applyEvent(ev);
+        },
+        onReset: (reason) => {
+          this.core.resetWorkerCache(w.id);
+          this.metrics.inc('dynamo_lab_router_worker_cache_resets_total', 'Times a worker\'s indexed blocks were dropped (restart, lost event history)', { worker_id: w.id, reason });
+        },
+        log: this.opts.log,
+      }).start();
+    }
+  }
+
+  /** Add a worker from a spec (admin API): the id defaults to the next free worker-N. */
+  addSpec(spec: WorkerSpec): WorkerEndpoint {
+    let id = spec.id;
+    if (!id) {
+      let i = this.states.size;
+      while (this.states.has(`worker-${i}`)) i++;
+      id = `worker-${i}`;
+    }
+    if (this.states.has(id)) throw new HttpError(409, `worker ${id} is already registered`, 'invalid_request_error', 'worker_exists');
+    const ep: WorkerEndpoint = { id, url: spec.url, zmq: spec.zmq, replay: spec.replay, dynamoWorkerId: spec.dynamoWorkerId, totalKvBlocks: spec.totalKvBlocks, maxNumBatchedTokens: spec.maxNumBatchedTokens };
+    try {
+      this.add(ep);
+    } catch (err) {
+      throw new HttpError(409, (err as Error).message, 'invalid_request_error', 'worker_conflict');
+    }
+    return ep;
+  }
+
+  remove(id: string): boolean {
+    const st = this.states.get(id);
+    if (!st) return false;
+    st.unsubscribe?.();
+    void st.zmq?.close();
+    this.states.delete(id);
+    if (st.ep.dynamoWorkerId !== undefined) this.byDynamoId.delete(st.ep.dynamoWorkerId);
+    this.core.removeWorker(id);
+    this.onRemoved(id);
+    return true;
+  }
+
+  /** Feed one KV event to the router core's index. */
+  applyEvent(ev: RouterEvent): void {
+    const res = this.core.applyEvent(ev, Date.now());
+    this.metrics.inc('dynamo_component_kv_cache_events_applied', 'KV cache events applied to the indexer, by status and event type', { status: res.status, event_type: ev.data.type });
+    if (res.gap) this.metrics.inc('dynamo_lab_router_event_id_gaps_total', 'KV event id gaps seen per worker (events lost on the way)', { worker_id: ev.workerId });
+  }
+
+  /** Wait until every ZMQ source has finished its replay (tests, startup). */
+  async eventsIdle(): Promise<void> {
+    await Promise.all([...this.states.values()].map((w) => w.zmq?.idle()));
+  }
+
+  /** Stop every event source (the workers stay registered). */
+  async shutdownSources(): Promise<void> {
+    const closing: Array<Promise<void> | undefined> = [];
+    for (const st of this.states.values()) {
+      st.unsubscribe?.();
+      st.unsubscribe = undefined;
+      closing.push(st.zmq?.close());
+    }
+    closing.push(this.nats?.close());
+    await Promise.allSettled(closing);
+  }
+}
