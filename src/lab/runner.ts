@@ -7,7 +7,7 @@
  */
 import { execa } from 'execa';
 import { packagePath } from '../base/paths.js';
-import { actionFor, type ActionResult } from './actions.js';
+import { actionFor, type ActionResult } from './actions/index.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
 import type { LocalSession } from './session.js';
 import type { CommandSpec, FlatStep, LocalAction, Step, Target, TargetWork } from './types.js';

@@ -6,7 +6,7 @@ import { join, dirname } from 'node:path';
 import { listLabIds, loadLab, validateLab, LabFormatError } from '../../src/lab/load.js';
 import { loadProgress, saveProgress, progressPath } from '../../src/lab/progress.js';
 import { displayCommand, shellQuote, substitute, MASK } from '../../src/lab/commands.js';
-import { actionFor } from '../../src/lab/actions.js';
+import { actionFor } from '../../src/lab/actions/index.js';
 import { flattenSteps } from '../../src/lab/types.js';
 import { loadScenarios } from '../../src/lab/scenarios.js';
 

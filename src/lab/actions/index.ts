@@ -1,0 +1,30 @@
+/**
+ * The engine's built-in local operations, one file per family, registered here by name.
+ * Nothing in them knows about a particular lab or step.
+ */
+import { BENCH_ACTIONS } from './bench.js';
+import { NATS_ACTIONS } from './nats.js';
+import { OBSERVE_ACTIONS } from './observe.js';
+import { ROUTER_ACTIONS } from './router.js';
+import { SESSION_ACTIONS } from './session.js';
+import { SYSTEM_ACTIONS } from './system.js';
+import { TRAFFIC_ACTIONS } from './traffic.js';
+import type { ActionDef } from './types.js';
+import { WORKERS_ACTIONS } from './workers.js';
+
+export type { ActionContext, ActionDef, ActionResult } from './types.js';
+
+export const ACTIONS: Readonly<Record<string, ActionDef>> = {
+  ...SYSTEM_ACTIONS,
+  ...WORKERS_ACTIONS,
+  ...ROUTER_ACTIONS,
+  ...TRAFFIC_ACTIONS,
+  ...OBSERVE_ACTIONS,
+  ...NATS_ACTIONS,
+  ...BENCH_ACTIONS,
+  ...SESSION_ACTIONS,
+};
+
+export function actionFor(name: string): ActionDef | undefined {
+  return Object.hasOwn(ACTIONS, name) ? ACTIONS[name] : undefined;
+}

@@ -1,0 +1,50 @@
+/** Looking inside: the router's and workers' metrics and logs. */
+import { num, str, type ActionDef } from './types.js';
+
+export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
+  'metrics.show': {
+    describe: (p) => `read the router's and workers' /metrics and show lines matching /${str(p.pattern, '.')}/`,
+    requires: ['workers'],
+    async run(params, { session, out, signal }) {
+      let re: RegExp;
+      try {
+        re = new RegExp(str(params.pattern, '.'));
+      } catch (err) {
+        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
+      }
+      const targets = [...(session.router ? [{ id: 'router', url: session.router.url }] : []), ...session.workers.map((w) => ({ id: w.id, url: w.url }))];
+      for (const t of targets) {
+        const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
+        const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
+        out(`=== ${t.id} ${t.url}/metrics (${lines.length} matching)`);
+        for (const l of lines.slice(0, num(params.max_lines, 20))) out(`  ${l}`);
+      }
+      return { ok: true };
+    },
+  },
+
+  'logs.grep': {
+    describe: (p) => `show ${str(p.component, 'workers') === 'workers' ? "each worker's" : `${str(p.component, '')}'s`} log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
+    requires: ['workers'],
+    async run(params, { session, out }) {
+      let re: RegExp;
+      try {
+        re = new RegExp(str(params.pattern, '.'), 'i');
+      } catch (err) {
+        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
+      }
+      const tail = num(params.tail, 30);
+      // component: a worker id, "router", "nats", or "workers" (default: every worker).
+      const component = str(params.component, 'workers');
+      const ids = component === 'workers' ? session.workers.map((w) => w.id) : [component];
+      for (const id of ids) {
+        const lines = session.logsOf(id).filter((l) => re.test(l)).slice(-tail);
+        out(`=== ${id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
+        for (const l of lines) out(`  ${l}`);
+        if (!lines.length) out('  (no matching lines yet)');
+      }
+      if (session.logFile) out(`Full logs: ${session.logFile}`);
+      return { ok: true };
+    },
+  },
+};
