@@ -6,7 +6,12 @@ import { routerCommand } from './router.js';
 import { simCommand } from './sim.js';
 import { demoCommand } from './demo.js';
 import { benchCommand } from './bench.js';
-import { clusterCommands } from './cluster.js';
+import { checkCommand } from './check.js';
+import { installCommand } from './install.js';
+import { deployCommand } from './deploy.js';
+import { logsCommand } from './logs.js';
+import { cleanupCommand } from './cleanup.js';
+import { doctorCommand } from './doctor.js';
 
 export const commands: readonly Command[] = [
   startCommand,
@@ -15,7 +20,12 @@ export const commands: readonly Command[] = [
   simCommand,
   demoCommand,
   benchCommand,
-  ...clusterCommands,
+  checkCommand,
+  installCommand,
+  deployCommand,
+  logsCommand,
+  cleanupCommand,
+  doctorCommand,
 ];
 
 export function findCommand(name: string): Command | undefined {
