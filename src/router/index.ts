@@ -6,4 +6,4 @@ export * from './sequences.js';
 export * from './selector.js';
 export * from './router.js';
 export { U64Table, toPairs, fromPairs, splitU64, joinU64, asU64 } from './u64.js';
-export * from './events.js';
+export * from './events/index.js';
