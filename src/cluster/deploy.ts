@@ -5,11 +5,11 @@
  */
 import type { Cluster } from './kube.js';
 import { ClusterError } from './errors.js';
-import { discoverDgdApi, ensureNamespace, serverSideApply } from './apply.js';
+import { ensureNamespace, serverSideApply } from './apply.js';
 import {
   DGD_GROUP, DGD_PLURAL, HF_SECRET_NAME, LABEL_COMPONENT, LABEL_DGD, WORKERS_SELECTOR,
   maskSecrets, objectPath, renderDgd, renderHfSecret, renderNodePortService, renderWorkersDeployment,
-  type DeploySpec, type DgdVersion, type KubeObject, type WorkersSpec, WORKERS_DEPLOYMENT_NAME,
+  type DeploySpec, type KubeObject, type WorkersSpec, WORKERS_DEPLOYMENT_NAME,
 } from './manifests.js';
 import { explainNotReady, waitFor, type WaitResult, type WaitTarget } from './wait.js';
 import { FIELD_MANAGER } from './kube.js';
@@ -52,10 +52,6 @@ export function buildWorkersPlan(spec: WorkersSpec, hfToken: string | undefined)
 export async function hfSecretExists(cluster: Cluster, namespace: string): Promise<boolean> {
   const s = await cluster.getOrUndefined({ verb: 'get', resource: 'secrets', name: HF_SECRET_NAME, namespace }, () => cluster.core.readNamespacedSecret({ name: HF_SECRET_NAME, namespace }));
   return Boolean(s);
-}
-
-export async function resolveDgdVersion(cluster: Cluster, prefer?: DgdVersion): Promise<{ version: DgdVersion; served: DgdVersion[] }> {
-  return discoverDgdApi(cluster, prefer);
 }
 
 /** Which other Service holds this NodePort? (for a clear 422 message) */

@@ -82,10 +82,6 @@ export function isNotFound(err: unknown): boolean {
   return statusCode(err) === 404 || (err instanceof ClusterError && err.code === 404);
 }
 
-export function isConflict(err: unknown): boolean {
-  return statusCode(err) === 409 || (err instanceof ClusterError && err.code === 409);
-}
-
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 /** The errno-like code of a transport error (node-fetch wraps the socket error). */

@@ -141,8 +141,3 @@ export async function helmVersion(signal?: AbortSignal): Promise<string | undefi
   }
 }
 
-/** Is the release installed? (`helm status` exit code) */
-export async function releaseExists(c: ChartSpec, g: HelmGlobals, signal?: AbortSignal): Promise<boolean> {
-  const r = await runHelm(['status', c.release, '--namespace', c.namespace, ...kubeArgs(g)], { signal, allowFailure: true });
-  return r.exitCode === 0;
-}

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { packagePath } from '../base/paths.js';
+import { DEFAULT_MODEL } from '../tokenizer/index.js';
 import { MANAGED_BY_LABEL } from './kube.js';
 import { ClusterInputError } from './errors.js';
 
@@ -15,9 +16,8 @@ export type RouterMode = 'kv' | 'round-robin';
 
 export const DGD_GROUP = 'nvidia.com';
 export const DGD_PLURAL = 'dynamographdeployments';
-export const DGD_KIND = 'DynamoGraphDeployment';
 export const DEFAULT_DGD_NAME = 'vllm-kv-demo';
-export const DEFAULT_MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
+export { DEFAULT_MODEL };
 export const DEFAULT_WORKERS = 2;
 export const DEFAULT_NODE_PORT = 30200;
 /** The Dynamo release the lab notebooks were written against (RELEASE_VERSION in lab 000). */

@@ -10,7 +10,7 @@ import { packagePath } from '../base/paths.js';
 import { actionFor, type ActionResult } from './actions/index.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
 import type { LocalSession } from './session.js';
-import type { CommandSpec, FlatStep, LocalAction, Step, Target, TargetWork } from './types.js';
+import type { CommandSpec, FlatStep, LocalAction, Step, TargetWork } from './types.js';
 
 export interface RunContext {
   readonly signal: AbortSignal;
@@ -159,8 +159,4 @@ export class DryRunner implements StepRunner {
   async close(): Promise<string[]> {
     return [];
   }
-}
-
-export function targetWork(step: Step, target: Target): TargetWork | undefined {
-  return target === 'local' ? step.local : step.cluster;
 }

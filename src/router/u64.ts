@@ -10,12 +10,6 @@
 const B64 = new BigUint64Array(1);
 const B64_U32 = new Uint32Array(B64.buffer);
 
-/** Low 32 bits of a u64 bigint (negative values are taken modulo 2^64, i.e. an i64 -> u64 cast). */
-export function u64Lo(h: bigint): number {
-  B64[0] = h;
-  return B64_U32[0]!;
-}
-
 /** Split a u64 into `out[off] = lo`, `out[off + 1] = hi`. */
 export function splitU64(h: bigint, out: Uint32Array, off: number): void {
   B64[0] = h;

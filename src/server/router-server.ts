@@ -32,7 +32,6 @@ import type { DashboardState, DecisionRecord, EventSourceKind, RouterServerOptio
 import type { WorkerSpec } from './worker-spec.js';
 import { WorkerRegistry } from './workers.js';
 
-export { ROUTING_MODES } from '../router/index.js';
 export { extractUsage } from './usage.js';
 export type { BusyThresholds, DashboardState, DecisionRecord, EventSourceKind, HealthCheckOptions, RouterServerOptions, WorkerEndpoint, WorkerView, WorkersView } from './types.js';
 

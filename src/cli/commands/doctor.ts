@@ -7,7 +7,7 @@ import type { Command } from '../command.js';
 import { kubeOptionsFrom } from '../../cluster/kube.js';
 import { DEFAULT_DGD_NAME, DEFAULT_WORKERS } from '../../cluster/manifests.js';
 import { runDoctor, type CheckStatus } from '../../cluster/doctor.js';
-import { str, intOpt, json, ok, warn } from './cluster-options.js';
+import { str, intOpt, json } from './cluster-options.js';
 
 const MARK: Record<CheckStatus, string> = { ok: chalk.green('✓'), warn: chalk.yellow('!'), fail: chalk.red('✗'), skip: chalk.dim('-') };
 

@@ -13,10 +13,10 @@ import React from 'react';
 import type { Command } from '../command.js';
 import { UsageError, UserError } from '../../base/errors.js';
 import { PortInUseError } from '../../base/net.js';
-import { RouterServer, ROUTING_MODES, type EventSourceKind, type WorkerEndpoint } from '../../server/router-server.js';
+import { RouterServer, type EventSourceKind, type WorkerEndpoint } from '../../server/router-server.js';
 import { NatsConnectError, NatsKvPublisher } from '../../server/nats-events.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError, type WorkerSpec } from '../../server/worker-spec.js';
-import { configFromFlags, type RoutingMode } from '../../router/index.js';
+import { configFromFlags, ROUTING_MODES, type RoutingMode } from '../../router/index.js';
 import { SimWorker } from '../../sim/index.js';
 import type { PortForwardHandle } from '../../cluster/index.js';
 
