@@ -5,7 +5,7 @@
  * fall back to the local target.
  */
 import { ApiException } from '@kubernetes/client-node';
-import { UserError } from '../base/errors.js';
+import { InterruptedError, UserError } from '../base/errors.js';
 
 /** A user-fixable cluster failure (exit 1). The CLI prints message + "Try:" line. */
 export class ClusterError extends UserError {
@@ -107,7 +107,7 @@ export const LOCAL_HINT = 'Check `kubectl cluster-info` and your VPN/kubeconfig,
  */
 export function explainApiError(err: unknown, d: CallDesc, server?: string): Error {
   if (err instanceof ClusterError) return err;
-  if ((err as Error)?.name === 'AbortError' || (err as Error)?.name === 'InterruptedError') return err as Error;
+  if (err instanceof InterruptedError || (err as Error)?.name === 'AbortError') return err as Error;
   const code = statusCode(err);
   const what = describeCall(d);
   if (code === undefined) {
