@@ -3,7 +3,8 @@
  * blocks, prefix cache with LRU eviction, vLLM-style scheduler, polynomial timing), with an
  * OpenAI-compatible HTTP server and KV events in-process and in vLLM's ZMQ wire format.
  */
-export { SimWorker, startSimWorkers, type SimWorkerOptions, type SimWorkerStats } from './worker.js';
+export { SimWorker, type SimWorkerOptions, type SimWorkerStats } from './worker.js';
+export { startSimWorkers } from './start.js';
 export {
   SimEngine,
   SimRequestError,

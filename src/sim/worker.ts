@@ -7,17 +7,21 @@
  *   GET  /v1/models, GET /health, GET /metrics (vllm:* names), POST /tokenize,
  *   POST /detokenize, POST /reset_prefix_cache, GET /debug/sim (engine stats as JSON)
  * Every response carries `x-dynamo-lab-worker: <id>`.
+ *
+ * Over 400 lines on purpose: `generate` keeps the streaming and non-streaming OpenAI shapes of
+ * one request side by side (request parsing is in requests.ts, multi-worker start in start.ts).
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { RouterEvent } from '../router/types.js';
-import { applyChatTemplate, DEFAULT_MODEL, loadTokenizer, type ChatMessage, type Tokenizer } from '../tokenizer/index.js';
+import { applyChatTemplate, DEFAULT_MODEL, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { RealClock, type Clock } from './clock.js';
 import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type SimEngineOptions } from './engine.js';
 import { PromText } from './metrics.js';
 import { ZmqKvPublisher } from './zmq.js';
 import { HttpError, parseJsonBody, readBody } from '../base/http.js';
 import { listenOn } from '../base/net.js';
+import { completionPrompt, isObject, parseMaxTokens, parseMessages } from './requests.js';
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
@@ -53,22 +57,6 @@ const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 
 function errorBody(status: number, message: string, type: string, code: string | null): string {
   return JSON.stringify({ error: { message, type, code: code ?? (status === 404 ? 'not_found' : status >= 500 ? 'internal_error' : 'bad_request'), param: null } });
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function parseMessages(v: unknown): ChatMessage[] {
-  if (!Array.isArray(v) || v.length === 0) throw new HttpError(400, '"messages" must be a non-empty array', 'invalid_request_error', 'invalid_messages');
-  return v.map((m, i) => {
-    if (!isObject(m) || typeof m.role !== 'string') throw new HttpError(400, `messages[${i}] must be an object with a string "role"`, 'invalid_request_error', 'invalid_messages');
-    const c = m.content;
-    if (!(c === undefined || c === null || typeof c === 'string' || Array.isArray(c))) {
-      throw new HttpError(400, `messages[${i}].content must be a string, an array of content parts or null`, 'invalid_request_error', 'invalid_messages');
-    }
-    return { role: m.role, content: (c ?? null) as ChatMessage['content'] };
-  });
 }
 
 export class SimWorker {
@@ -328,25 +316,6 @@ export class SimWorker {
     return t;
   }
 
-  private parseMaxTokens(body: Record<string, unknown>): number {
-    const v = body.max_completion_tokens ?? body.max_tokens;
-    if (v === undefined || v === null) return this.defaultMaxTokens;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-      throw new HttpError(400, `max_tokens must be an integer >= 1, got ${JSON.stringify(v)}`, 'invalid_request_error', 'invalid_max_tokens');
-    }
-    return v;
-  }
-
-  private completionPrompt(p: unknown): number[] {
-    if (typeof p === 'string') return this.tokenizer.encode(p);
-    if (Array.isArray(p)) {
-      if (p.length > 0 && p.every((t) => typeof t === 'number' && Number.isInteger(t) && t >= 0)) return p as number[];
-      if (p.length === 1) return this.completionPrompt(p[0]);
-      if (p.length > 1) throw new HttpError(400, 'batched prompts are not supported by the simulated worker; send one prompt per request', 'invalid_request_error', 'invalid_prompt');
-    }
-    throw new HttpError(400, '"prompt" must be a non-empty string or an array of token ids', 'invalid_request_error', 'invalid_prompt');
-  }
-
   private async generate(req: http.IncomingMessage, res: http.ServerResponse, kind: 'chat' | 'completion'): Promise<void> {
     const body = parseJsonBody(await readBody(req, this.maxBody));
     let tokens: number[];
@@ -354,9 +323,9 @@ export class SimWorker {
       tokens = this.tokenizer.encode(applyChatTemplate(parseMessages(body.messages)));
     } else {
       if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');
-      tokens = this.completionPrompt(body.prompt);
+      tokens = completionPrompt(this.tokenizer, body.prompt);
     }
-    const maxTokens = this.parseMaxTokens(body);
+    const maxTokens = parseMaxTokens(body, this.defaultMaxTokens);
     if (body.n !== undefined && body.n !== null && body.n !== 1) {
       throw new HttpError(400, 'only n = 1 is supported by the simulated worker', 'invalid_request_error', 'invalid_n');
     }
@@ -470,42 +439,4 @@ export class SimWorker {
       },
     });
   }
-}
-
-/**
- * Start `n` workers with ids worker-0..worker-(n-1). With basePort > 0 worker i listens on
- * basePort + i (and, with zmq.pubPort > 0, publishes on pubPort + i, replay on replayPort + i).
- * If one fails to start, the ones already started are closed and the error is rethrown.
- */
-export async function startSimWorkers(
-  n: number,
-  opts: Omit<SimWorkerOptions, 'id' | 'port'> & { basePort?: number },
-): Promise<SimWorker[]> {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`number of workers must be an integer >= 1, got ${n}`);
-  const { basePort = 0, ...rest } = opts;
-  const workers: SimWorker[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const zmq = rest.zmq
-        ? {
-            host: rest.zmq.host,
-            pubPort: rest.zmq.pubPort > 0 ? rest.zmq.pubPort + i : 0,
-            replayPort: rest.zmq.replayPort === undefined ? undefined : rest.zmq.replayPort > 0 ? rest.zmq.replayPort + i : 0,
-          }
-        : undefined;
-      workers.push(
-        await SimWorker.start({
-          ...rest,
-          id: `worker-${i}`,
-          port: basePort > 0 ? basePort + i : 0,
-          zmq,
-          seed: rest.seed === undefined ? undefined : rest.seed + i,
-        }),
-      );
-    }
-  } catch (err) {
-    await Promise.allSettled(workers.map((w) => w.close()));
-    throw err;
-  }
-  return workers;
 }
