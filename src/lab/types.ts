@@ -20,7 +20,7 @@ export interface CommandSpec {
   readonly manual?: boolean;
 }
 
-/** A generic local operation of the engine (see src/lab/actions.ts), with parameters. */
+/** A generic local operation of the engine (see src/lab/actions/), with parameters. */
 export interface LocalAction {
   readonly action: string;
   readonly with?: Readonly<Record<string, unknown>>;
