@@ -8,7 +8,7 @@ import { ClusterError } from './errors.js';
 import { ensureNamespace, serverSideApply } from './apply.js';
 import {
   DGD_GROUP, DGD_PLURAL, HF_SECRET_NAME, LABEL_COMPONENT, LABEL_DGD, WORKERS_SELECTOR,
-  maskSecrets, objectPath, renderDgd, renderHfSecret, renderNodePortService, renderWorkersDeployment,
+  maskSecrets, objectPath, renderDgd, renderPolicyConfigMap, renderHfSecret, renderNodePortService, renderWorkersDeployment,
   type DeploySpec, type KubeObject, type WorkersSpec, WORKERS_DEPLOYMENT_NAME,
 } from './manifests.js';
 import { explainNotReady, waitFor, type WaitResult, type WaitTarget } from './wait.js';
@@ -36,6 +36,8 @@ export function printablePlan(plan: readonly PlannedRequest[]): PlannedRequest[]
 export function buildDgdPlan(spec: DeploySpec, hfToken: string | undefined): PlannedRequest[] {
   const plan: PlannedRequest[] = [];
   if (hfToken) plan.push(applyRequest(renderHfSecret(spec.namespace, hfToken), 'secrets'));
+  const policy = renderPolicyConfigMap(spec);
+  if (policy) plan.push(applyRequest(policy, 'configmaps'));
   plan.push(applyRequest(renderDgd(spec), DGD_PLURAL));
   plan.push(applyRequest(renderNodePortService(spec), 'services'));
   return plan;

@@ -8,7 +8,7 @@
 import { execa } from 'execa';
 import type { Cluster, KubeOptions } from './kube.js';
 import { loadKubeContext, probeCluster, Cluster as ClusterClass } from './kube.js';
-import { helmVersion } from './helm.js';
+import { helmVersionCheck } from './helm.js';
 import { CHARTS } from './helm.js';
 import { discoverDgdApi } from './apply.js';
 import { gpuReport } from './gpu.js';
@@ -96,8 +96,12 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   const name = o.name ?? DEFAULT_DGD_NAME;
 
   // Tools
-  const helm = await helmVersion(o.signal);
-  add(helm ? { id: 'helm', title: 'helm binary', status: 'ok', detail: helm } : { id: 'helm', title: 'helm binary', status: 'warn', detail: `helm not found (${process.env.HELM_BIN ? `HELM_BIN=${process.env.HELM_BIN}` : 'not on PATH'})`, fix: 'Install Helm 3 (https://helm.sh/docs/intro/install/) or set HELM_BIN; needed by `dynamo-lab install nats|etcd`.' });
+  // The minimum comes from the release table (releases.ts TOOLING.helm): the labs' cleanup uses
+  // `helm uninstall --ignore-not-found`, which older Helm 3 releases reject.
+  const helm = await helmVersionCheck(o.signal);
+  if (!helm.found) add({ id: 'helm', title: 'helm binary', status: 'warn', detail: `helm not found (${process.env.HELM_BIN ? `HELM_BIN=${process.env.HELM_BIN}` : 'not on PATH'})`, fix: `Install Helm ${helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN; needed by \`dynamo-lab install nats|etcd\` and the labs' helm steps.` });
+  else if (!helm.ok) add({ id: 'helm', title: 'helm binary', status: 'fail', detail: `${helm.raw}: older than ${helm.min}; ${helm.why}`, fix: `Upgrade Helm to ${helm.min} or newer (https://helm.sh/docs/intro/install/), or point HELM_BIN at a newer helm.` });
+  else add({ id: 'helm', title: 'helm binary', status: 'ok', detail: `${helm.raw} (>= ${helm.min})` });
   const kubectl = await toolVersion('kubectl', ['version', '--client=true', '-o', 'yaml']).then((v) => (v ? 'kubectl present' : undefined));
   add(kubectl ? { id: 'kubectl', title: 'kubectl (optional)', status: 'ok', detail: kubectl } : { id: 'kubectl', title: 'kubectl (optional)', status: 'warn', detail: 'kubectl not found', fix: 'Not needed by dynamo-lab, but the labs show kubectl commands to inspect things.' });
 

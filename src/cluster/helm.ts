@@ -6,6 +6,9 @@ import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { packagePath } from '../base/paths.js';
 import { ClusterError } from './errors.js';
+import { TOOLING, helmVersionOk } from './releases.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface ChartSpec {
   readonly id: 'nats' | 'etcd';
@@ -14,6 +17,10 @@ export interface ChartSpec {
   readonly repoName: string;
   readonly repoUrl: string;
   readonly chart: string;
+  /** Pinned chart version (releases.ts TOOLING.charts): the one the values were checked against. */
+  readonly version: string;
+  /** Packaged chart file name, looked up in DYNAMO_LAB_CHARTS_DIR for offline installs. */
+  readonly file: string;
   readonly valuesFile: string;
   /** Service the chart creates, and its client port. */
   readonly service: string;
@@ -27,9 +34,11 @@ export const CHARTS: Readonly<Record<'nats' | 'etcd', ChartSpec>> = {
     id: 'nats',
     release: 'nats',
     namespace: 'nats-system',
-    repoName: 'nats',
-    repoUrl: 'https://nats-io.github.io/k8s/helm/charts/',
+    repoName: TOOLING.charts.nats.repoName,
+    repoUrl: TOOLING.charts.nats.repoUrl,
     chart: 'nats/nats',
+    version: TOOLING.charts.nats.version,
+    file: TOOLING.charts.nats.file,
     valuesFile: 'helm/nats-values.yaml',
     service: 'nats',
     port: 4222,
@@ -40,9 +49,11 @@ export const CHARTS: Readonly<Record<'nats' | 'etcd', ChartSpec>> = {
     id: 'etcd',
     release: 'etcd',
     namespace: 'etcd-system',
-    repoName: 'bitnami',
-    repoUrl: 'https://charts.bitnami.com/bitnami',
+    repoName: TOOLING.charts.etcd.repoName,
+    repoUrl: TOOLING.charts.etcd.repoUrl,
     chart: 'bitnami/etcd',
+    version: TOOLING.charts.etcd.version,
+    file: TOOLING.charts.etcd.file,
     valuesFile: 'helm/etcd-values.yaml',
     service: 'etcd',
     port: 2379,
@@ -77,13 +88,29 @@ export function valuesText(c: ChartSpec): string {
   return readFileSync(valuesPath(c), 'utf8');
 }
 
-/** The exact helm invocations `install <chart>` runs, in order. */
-export function installPlan(c: ChartSpec, g: HelmGlobals): string[][] {
-  return [
-    ['repo', 'add', c.repoName, c.repoUrl, '--force-update'],
-    ['repo', 'update', c.repoName],
-    ['upgrade', '--install', c.release, c.chart, '--namespace', c.namespace, '--create-namespace', '--values', valuesPath(c), '--wait', '--timeout', c.timeout, ...kubeArgs(g)],
-  ];
+/**
+ * A packaged chart to install from instead of the repository (air-gapped clusters, tests):
+ * DYNAMO_LAB_CHARTS_DIR/<name>-<version>.tgz, when that directory is set and holds it.
+ */
+export function localChart(c: ChartSpec): string | undefined {
+  const dir = process.env.DYNAMO_LAB_CHARTS_DIR;
+  if (!dir) return undefined;
+  const f = join(dir, c.file);
+  return existsSync(f) ? f : undefined;
+}
+
+export interface InstallOptions {
+  /** helm's own --wait (the CLI verifies pods itself afterwards as well). Default true. */
+  readonly wait?: boolean;
+}
+
+/** The exact helm invocations `install <chart>` runs, in order. The chart version is pinned. */
+export function installPlan(c: ChartSpec, g: HelmGlobals, o: InstallOptions = {}): string[][] {
+  const local = localChart(c);
+  const wait = o.wait === false ? [] : ['--wait', '--timeout', c.timeout];
+  const upgrade = ['upgrade', '--install', c.release, local ?? c.chart, ...(local ? [] : ['--version', c.version]), '--namespace', c.namespace, '--create-namespace', '--values', valuesPath(c), ...wait, ...kubeArgs(g)];
+  if (local) return [upgrade];
+  return [['repo', 'add', c.repoName, c.repoUrl, '--force-update'], ['repo', 'update', c.repoName], upgrade];
 }
 
 export function uninstallArgs(c: ChartSpec, g: HelmGlobals): string[] {
@@ -109,12 +136,12 @@ export async function runHelm(args: string[], opts: { signal?: AbortSignal; allo
     }
     res = await sub;
   } catch (err) {
-    throw new ClusterError(`Could not run helm (${bin}): ${(err as Error).message}`, 'Install Helm 3 (https://helm.sh/docs/intro/install/) or set HELM_BIN to its path.');
+    throw new ClusterError(`Could not run helm (${bin}): ${(err as Error).message}`, `Install Helm ${TOOLING.helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN to its path.`);
   }
   if (res.isCanceled) throw opts.signal?.reason ?? new Error('aborted');
   const code = (res as { code?: string }).code;
   if (res.failed && (code === 'ENOENT' || /ENOENT/.test(String(res.message)))) {
-    throw new ClusterError(`helm was not found (${bin === 'helm' ? 'not on PATH' : `HELM_BIN=${bin}`}).`, 'Install Helm 3 (https://helm.sh/docs/intro/install/) or set HELM_BIN to the helm binary.');
+    throw new ClusterError(`helm was not found (${bin === 'helm' ? 'not on PATH' : `HELM_BIN=${bin}`}).`, `Install Helm ${TOOLING.helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN to the helm binary.`);
   }
   const out: HelmResult = { argv: [bin, ...args], exitCode: res.exitCode ?? 1, stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? '') };
   if (out.exitCode !== 0 && !opts.allowFailure) {
@@ -130,6 +157,14 @@ function helmAdvice(stderr: string): string | undefined {
   if (/no such host|dial tcp|connection refused|i\/o timeout/i.test(stderr)) return 'Helm could not reach the chart repository or the cluster: check network access and your kubeconfig.';
   if (/another operation .* is in progress/i.test(stderr)) return 'A previous helm operation did not finish: `helm history <release> -n <namespace>` and `helm rollback` it, then retry.';
   return undefined;
+}
+
+/** helm's version and whether it meets the release table's minimum (TOOLING.helm.min). */
+export async function helmVersionCheck(signal?: AbortSignal): Promise<{ found: boolean; raw?: string; version?: string; ok: boolean; min: string; why: string }> {
+  const raw = await helmVersion(signal);
+  const base = { min: TOOLING.helm.min, why: TOOLING.helm.why };
+  if (!raw) return { found: false, ok: false, ...base };
+  return { found: true, raw, ...helmVersionOk(raw), ...base };
 }
 
 export async function helmVersion(signal?: AbortSignal): Promise<string | undefined> {

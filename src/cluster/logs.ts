@@ -9,22 +9,38 @@ import { Writable } from 'node:stream';
 import type { Cluster } from './kube.js';
 import { ClusterError, ClusterInputError } from './errors.js';
 import { LABEL_COMPONENT, LABEL_COMPONENT_TYPE, LABEL_DGD } from './manifests.js';
+import { decisionPattern } from './releases.js';
 
-/** The labs' log patterns (`--pattern <name>`), as in their `kubectl logs | grep` lines. */
-export const LOG_PATTERNS: Readonly<Record<string, { regex: string; about: string }>> = {
-  cache: { regex: 'prefix.*cache|kv.*cache|blocks|cache hit|cache miss', about: 'prefix cache, KV blocks' },
+/**
+ * The labs' log presets (`--pattern <name>`). `decisions` (alias `routing`) is the frontend's
+ * routing-decision lines of the Dynamo release in use (releases.ts: the text and level differ
+ * per release); without a release, every release's forms. The others match what vLLM and
+ * Dynamo really print: vLLM's periodic stats line ("Engine 000: … GPU KV cache usage: …,
+ * Prefix cache hit rate: …%", every ~10 s while busy, not one line per request), the KV event
+ * lines of Dynamo's publisher/indexer (trace level) and NATS/NIXL start-up lines.
+ */
+export const LOG_PATTERNS: Readonly<Record<string, { regex: string | ((release?: string) => string); about: string }>> = {
+  decisions: { regex: (release?: string) => decisionPattern(release), about: 'routing decisions: chosen worker, logit, cached blocks (per Dynamo release)' },
+  routing: { regex: (release?: string) => decisionPattern(release), about: 'same as decisions' },
+  cache: { regex: 'Prefix cache hit rate|KV cache usage|prefix.?cach|cache hit|cache miss', about: "vLLM's periodic prefix-cache hit rate and KV cache usage" },
   nats: { regex: 'nats|nixl', about: 'NATS/NIXL connections' },
-  routing: { regex: 'routing|overlap|score', about: 'routing decisions, overlap scores' },
-  events: { regex: 'KV.*created|KV.*removed|kv.?events?', about: 'KV events published' },
+  events: { regex: 'processing event: (?:Stored|Removed|Cleared)|received batch with \\d+ events|kv.?events?|KV.*(?:stored|removed)', about: 'KV events published/applied (Dynamo logs them at trace level)' },
 };
 
-export function compileGrep(grep: string | undefined, pattern: string | undefined): RegExp | undefined {
+/** The regex source of a preset for a release. */
+export function presetRegex(name: string, release?: string): string | undefined {
+  const p = LOG_PATTERNS[name];
+  if (!p) return undefined;
+  return typeof p.regex === 'function' ? p.regex(release) : p.regex;
+}
+
+export function compileGrep(grep: string | undefined, pattern: string | undefined, release?: string): RegExp | undefined {
   const parts: string[] = [];
   if (pattern) {
     for (const name of pattern.split(',').map((s) => s.trim()).filter(Boolean)) {
-      const p = LOG_PATTERNS[name];
-      if (!p) throw new ClusterInputError(`unknown log pattern "${name}"`, 'pattern', `Use one of: ${Object.keys(LOG_PATTERNS).join(', ')} (or a regular expression).`);
-      parts.push(p.regex);
+      const p = presetRegex(name, release);
+      if (p === undefined) throw new ClusterInputError(`unknown log pattern "${name}"`, 'pattern', `Use one of: ${Object.keys(LOG_PATTERNS).join(', ')} (or a regular expression).`);
+      parts.push(p);
     }
   }
   if (grep) parts.push(grep);

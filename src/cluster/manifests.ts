@@ -10,6 +10,7 @@ import { packagePath } from '../base/paths.js';
 import { DEFAULT_MODEL } from '../tokenizer/index.js';
 import { MANAGED_BY_LABEL } from './kube.js';
 import { ClusterInputError } from './errors.js';
+import { POLICY_CONFIG_FILE, POLICY_CONFIG_MOUNT, parseVersion, releaseInfo, routerArgs, routerPolicyConfig, type RouterKnobs } from './releases.js';
 
 export type DgdVersion = 'v1alpha1' | 'v1beta1';
 export type RouterMode = 'kv' | 'round-robin';
@@ -80,11 +81,7 @@ export function renderTemplate(relPath: string, vars: Vars): KubeObject {
 }
 
 /** Parse "0.8.0", "v1.2.1", "1.2.0-rc1" into [major, minor, patch]; undefined if not a version. */
-export function parseRelease(v: string): [number, number, number] | undefined {
-  const m = /^v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(v.trim());
-  if (!m) return undefined;
-  return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
-}
+export const parseRelease = parseVersion;
 
 export function releaseAtLeast(v: string, major: number, minor: number): boolean {
   const p = parseRelease(v);
@@ -92,33 +89,18 @@ export function releaseAtLeast(v: string, major: number, minor: number): boolean
   return p[0] > major || (p[0] === major && p[1] >= minor);
 }
 
-export interface RouterArgsOptions {
+export interface RouterArgsOptions extends RouterKnobs {
   readonly mode: RouterMode;
   readonly release: string;
-  /** Old `--kv-overlap-score-weight` (before 1.2) or, since 1.2, `--router-prefill-load-scale`. */
-  readonly overlapWeight?: number;
-  /** `--router-kv-overlap-score-credit` (1.2+). */
-  readonly overlapCredit?: number;
-  readonly temperature?: number;
 }
 
 /**
- * `python -m dynamo.frontend` arguments for the Dynamo release in use. Before 1.2 the KV cost
- * had a single weight (`--kv-overlap-score-weight`); 1.2 split it into an overlap credit and a
- * prefill load scale (the old flag is deprecated and maps to the load scale).
+ * `python -m dynamo.frontend` arguments for the Dynamo release in use, in the form the release
+ * table (releases.ts) names: `--kv-overlap-score-weight` before 1.2, the credit/scale flags in
+ * 1.2-1.5, and `--router-policy-config <mounted file>` from 1.6 (the flags are deprecated there).
  */
 export function frontendArgs(o: RouterArgsOptions): string[] {
-  const args = ['--http-port', '8000', '--router-mode', o.mode];
-  if (o.mode === 'kv') {
-    const fmt = (n: number) => (Number.isInteger(n) ? n.toFixed(1) : String(n));
-    if (releaseAtLeast(o.release, 1, 2)) {
-      args.push('--router-kv-overlap-score-credit', fmt(o.overlapCredit ?? 1), '--router-prefill-load-scale', fmt(o.overlapWeight ?? 1));
-    } else {
-      args.push('--kv-overlap-score-weight', fmt(o.overlapWeight ?? 1));
-    }
-    if (o.temperature !== undefined) args.push('--router-temperature', fmt(o.temperature));
-  }
-  return args;
+  return routerArgs(o.release, o.mode, o);
 }
 
 export interface DeploySpec {
@@ -132,6 +114,9 @@ export interface DeploySpec {
   readonly router: RouterMode;
   readonly overlapWeight?: number;
   readonly overlapCredit?: number;
+  readonly temperature?: number;
+  /** Per-DGD worker registry override (0.8+: annotation nvidia.com/dynamo-discovery-backend). */
+  readonly discoveryBackend?: 'kubernetes' | 'etcd';
   readonly nodePort: number;
   readonly natsUrl?: string;
   /** Reference the HF token Secret from the workers. */
@@ -156,17 +141,45 @@ function env(pairs: Array<[string, string | undefined]>): Array<{ name: string; 
   return pairs.filter((p): p is [string, string] => p[1] !== undefined && p[1] !== '').map(([name, value]) => ({ name, value }));
 }
 
+/** The ConfigMap holding the 1.6+ router policy file; undefined when the release takes flags. */
+export function policyConfigMapName(dgdName: string): string {
+  return `${dgdName}-router-policy`;
+}
+
+export function usesPolicyConfig(s: Pick<DeploySpec, 'release' | 'router'>): boolean {
+  return s.router === 'kv' && releaseInfo(s.release).router.knobs === 'policy-config';
+}
+
+export function renderPolicyConfigMap(s: DeploySpec): KubeObject | undefined {
+  if (!usesPolicyConfig(s)) return undefined;
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: policyConfigMapName(s.name), namespace: s.namespace, labels: labLabels() },
+    data: { [POLICY_CONFIG_FILE]: stringify(routerPolicyConfig(s)) },
+  };
+}
+
 export function renderDgd(s: DeploySpec): KubeObject {
+  const rel = releaseInfo(s.release);
   const frontendEnv = env([['DYN_ROUTER_MODE', s.router], ['NATS_SERVER', s.natsUrl], ['DYN_LOG', 'info']]);
   const workerEnv = env([['NATS_SERVER', s.natsUrl], ['DYN_LOG', 'info']]);
+  const policy = usesPolicyConfig(s);
+  const annotations: Record<string, string> = {};
+  if (s.discoveryBackend && rel.discovery.annotation) annotations[rel.discovery.annotation] = s.discoveryBackend;
   const vars: Vars = {
     NAME: s.name,
     NAMESPACE: s.namespace,
     LABELS: labLabels(),
+    ANNOTATIONS: Object.keys(annotations).length ? annotations : undefined,
+    // Honoured before 0.8; from 0.8 the operator computes {k8sNamespace}-{dgdName} and ignores it.
+    DYNAMO_NAMESPACE: rel.dynamoNamespace === 'honoured' ? s.name : undefined,
     IMAGE: s.image ?? dynamoImage(s.release),
     WORKERS: s.workers,
-    FRONTEND_ARGS: frontendArgs({ mode: s.router, release: s.release, overlapWeight: s.overlapWeight, overlapCredit: s.overlapCredit }),
+    FRONTEND_ARGS: frontendArgs({ mode: s.router, release: s.release, overlapWeight: s.overlapWeight, overlapCredit: s.overlapCredit, temperature: s.temperature }),
     FRONTEND_ENV: frontendEnv,
+    FRONTEND_VOLUMES: policy ? [{ name: 'router-policy', configMap: { name: policyConfigMapName(s.name) } }] : undefined,
+    FRONTEND_VOLUME_MOUNTS: policy ? [{ name: 'router-policy', mountPath: POLICY_CONFIG_MOUNT, readOnly: true }] : undefined,
     WORKER_ENV: workerEnv,
     WORKER_ARGS: ['--model', s.model, '--tensor-parallel-size', '1', '--enable-prefix-caching'],
     HF_SECRET: s.hfSecret ? HF_SECRET_NAME : undefined,

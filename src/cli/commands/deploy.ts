@@ -50,7 +50,9 @@ export const deployCommand: Command = {
     release: { type: 'string', valueName: 'x.y.z', description: `Dynamo release (image tag, router flags); default: the operator's, else ${DEFAULT_RELEASE}` },
     image: { type: 'string', valueName: 'ref', description: 'Container image (default nvcr.io/nvidia/ai-dynamo/vllm-runtime:<release>)' },
     'api-version': { type: 'string', valueName: 'v', description: 'Force the DGD version: v1alpha1 or v1beta1 (default: what the cluster serves, v1beta1 first)' },
-    'kv-overlap-score-weight': { type: 'string', valueName: 'w', description: 'KV overlap weight (<1.2) / prefill load scale (1.2+) (default 1.0)' },
+    'kv-overlap-score-weight': { type: 'string', valueName: 'w', description: 'KV overlap weight (<1.2) / prefill load scale (1.2+; in the router policy file from 1.6) (default 1.0)' },
+    'router-temperature': { type: 'string', valueName: 't', description: 'Router temperature (flag before 1.6, router policy file from 1.6; default: the frontend default 0)' },
+    'discovery-backend': { type: 'string', valueName: 'kubernetes|etcd', description: 'Worker registry for this DGD (0.8+: annotation nvidia.com/dynamo-discovery-backend; etcd needs the platform\'s etcdAddr)' },
     'node-port': { type: 'string', valueName: 'port', description: `NodePort for the frontend (default ${DEFAULT_NODE_PORT})` },
     'nats-url': { type: 'string', valueName: 'url', description: `NATS_SERVER for frontend and workers (default ${DEFAULT_NATS_URL}; "" to omit)` },
     'workers-only': { type: 'boolean', description: `Deploy plain vLLM workers with ZMQ KV events instead (for \`router --discover ${WORKERS_SELECTOR}\`)` },
@@ -67,6 +69,9 @@ export const deployCommand: Command = {
     const model = str(values.model) ?? DEFAULT_MODEL;
     const nodePort = intOpt(values['node-port'], 'node-port', DEFAULT_NODE_PORT, 1, 65535);
     const weight = numOpt(values['kv-overlap-score-weight'], 'kv-overlap-score-weight');
+    const temperature = numOpt(values['router-temperature'], 'router-temperature');
+    const discoveryBackend = str(values['discovery-backend']);
+    if (discoveryBackend !== undefined && discoveryBackend !== 'kubernetes' && discoveryBackend !== 'etcd') throw new UsageError(`--discovery-backend must be kubernetes or etcd, got "${discoveryBackend}".`);
     const apiVersionFlag = str(values['api-version']);
     if (apiVersionFlag && apiVersionFlag !== 'v1alpha1' && apiVersionFlag !== 'v1beta1') throw new UsageError(`--api-version must be v1alpha1 or v1beta1, got "${apiVersionFlag}".`);
     const timeoutMs = parseDuration(str(values.timeout), 'timeout', 20 * 60_000);
@@ -119,7 +124,7 @@ export const deployCommand: Command = {
     const detected = explicitRelease ? { release: explicitRelease, from: '--release' } : found;
     const release = detected.release ?? DEFAULT_RELEASE;
     if (!explicitRelease) say(ctx, chalk.dim(`Dynamo release ${release} (${detected.release ? `from the ${detected.from}` : 'lab default; pass --release to match your platform'})`));
-    const spec = { name, namespace, version, release, image: str(values.image), model, workers, router, overlapWeight: weight, nodePort, natsUrl, hfSecret };
+    const spec = { name, namespace, version, release, image: str(values.image), model, workers, router, overlapWeight: weight, temperature, discoveryBackend: discoveryBackend as 'kubernetes' | 'etcd' | undefined, nodePort, natsUrl, hfSecret };
     const plan = buildDgdPlan(spec, hfToken);
 
     if (dryRun) {
