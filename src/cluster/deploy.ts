@@ -9,7 +9,7 @@ import { ensureNamespace, serverSideApply } from './apply.js';
 import {
   DGD_GROUP, DGD_PLURAL, HF_SECRET_NAME, LABEL_COMPONENT, LABEL_DGD, WORKERS_SELECTOR,
   maskSecrets, objectPath, renderDgd, renderPolicyConfigMap, renderHfSecret, renderNodePortService, renderWorkersDeployment,
-  type DeploySpec, type KubeObject, type WorkersSpec, WORKERS_DEPLOYMENT_NAME,
+  type DeploySpec, type DgdVersion, type KubeObject, type WorkersSpec, WORKERS_DEPLOYMENT_NAME,
 } from './manifests.js';
 import { explainNotReady, waitFor, type WaitResult, type WaitTarget } from './wait.js';
 import { FIELD_MANAGER } from './kube.js';
@@ -95,7 +95,38 @@ export async function applyPlan(cluster: Cluster, namespace: string, plan: reado
   return { applied, namespace: ns };
 }
 
+/** The frontend's container settings in either DGD shape (args, env, volumes), for change detection. */
+export function frontendSettings(dgd: unknown): string | undefined {
+  const spec = (dgd as { spec?: Record<string, unknown> } | undefined)?.spec;
+  if (!spec) return undefined;
+  const services = spec.services as Record<string, { envs?: unknown; extraPodSpec?: { volumes?: unknown; mainContainer?: { args?: unknown; volumeMounts?: unknown } } }> | undefined;
+  if (services?.Frontend) {
+    const f = services.Frontend;
+    return JSON.stringify([f.envs ?? null, f.extraPodSpec?.mainContainer?.args ?? null, f.extraPodSpec?.volumes ?? null, f.extraPodSpec?.mainContainer?.volumeMounts ?? null]);
+  }
+  const comps = spec.components as Array<{ name?: string; podTemplate?: { spec?: { volumes?: unknown; containers?: Array<{ args?: unknown; env?: unknown; volumeMounts?: unknown }> } } }> | undefined;
+  const f = comps?.find((c) => c.name === 'Frontend');
+  if (!f) return undefined;
+  const c = f.podTemplate?.spec?.containers?.[0];
+  return JSON.stringify([c?.env ?? null, c?.args ?? null, f.podTemplate?.spec?.volumes ?? null, c?.volumeMounts ?? null]);
+}
+
+/**
+ * Will applying `next` change an existing DGD's frontend (so the operator replaces its pod)?
+ * Then the wait must not return on the old, still-Ready frontend pod.
+ */
+export async function frontendWillChange(cluster: Cluster, next: KubeObject, version: DgdVersion): Promise<boolean> {
+  const ns = next.metadata.namespace!;
+  const cur = await cluster.getOrUndefined({ verb: 'get', resource: `${DGD_PLURAL}.${DGD_GROUP}`, name: next.metadata.name, namespace: ns }, () =>
+    cluster.custom.getNamespacedCustomObject({ group: DGD_GROUP, version, namespace: ns, plural: DGD_PLURAL, name: next.metadata.name }),
+  );
+  if (!cur) return false;
+  return frontendSettings(cur) !== frontendSettings(next);
+}
+
 export interface WaitOptions {
+  /** See WaitTarget.replaced. */
+  replaced?: WaitTarget['replaced'];
   timeoutMs: number;
   signal?: AbortSignal;
   onProgress?: (line: string) => void;
@@ -113,6 +144,7 @@ export function dgdWaitTarget(spec: Pick<DeploySpec, 'name' | 'namespace' | 'ver
     onProgress: o.onProgress,
     watchSeconds: o.watchSeconds,
     componentLabel: LABEL_COMPONENT,
+    replaced: o.replaced,
   };
 }
 

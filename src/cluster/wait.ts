@@ -18,6 +18,8 @@ export interface PodState {
   problem?: string;
   restarts: number;
   component?: string;
+  /** creationTimestamp in ms. */
+  created?: number;
 }
 
 export interface Condition {
@@ -25,6 +27,8 @@ export interface Condition {
   status: string;
   reason?: string;
   message?: string;
+  /** The condition (or status.observedGeneration) predates the object's current generation. */
+  stale?: boolean;
 }
 
 export interface WaitTarget {
@@ -41,6 +45,12 @@ export interface WaitTarget {
   readonly watchSeconds?: number;
   /** Label that names a pod's component, for the progress line. */
   readonly componentLabel?: string;
+  /**
+   * A component whose pods must be replaced (its spec just changed): done only when every pod
+   * of it was created at or after `since` (ms), so the old, still-Ready pod does not count.
+   * `kubectl wait --for=condition=ready` after a patch can return on that old pod.
+   */
+  readonly replaced?: { readonly component: string; readonly since: number };
 }
 
 export interface WaitResult {
@@ -72,7 +82,8 @@ export function podState(p: k8s.V1Pod, componentLabel?: string): PodState {
       problem = rc?.message ? `not ready: ${rc.message}` : 'running, readiness probe not passing yet';
     } else if (p.metadata?.deletionTimestamp) problem = 'Terminating';
   }
-  return { name: p.metadata?.name ?? '', phase: p.metadata?.deletionTimestamp ? 'Terminating' : p.status?.phase ?? 'Unknown', ready, problem, restarts, component: componentLabel ? p.metadata?.labels?.[componentLabel] : undefined };
+  const created = p.metadata?.creationTimestamp ? new Date(p.metadata.creationTimestamp as unknown as string).getTime() : undefined;
+  return { name: p.metadata?.name ?? '', phase: p.metadata?.deletionTimestamp ? 'Terminating' : p.status?.phase ?? 'Unknown', ready, problem, restarts, component: componentLabel ? p.metadata?.labels?.[componentLabel] : undefined, created };
 }
 
 export function isSeriousProblem(s: PodState): boolean {
@@ -81,8 +92,20 @@ export function isSeriousProblem(s: PodState): boolean {
 }
 
 function readyCondition(obj: unknown): Condition | undefined {
-  const conds = (obj as { status?: { conditions?: Condition[] } })?.status?.conditions ?? [];
-  return conds.find((c) => c.type === 'Ready');
+  const o = obj as { metadata?: { generation?: number }; status?: { observedGeneration?: number; conditions?: Array<Condition & { observedGeneration?: number }> } } | undefined;
+  const c = (o?.status?.conditions ?? []).find((x) => x.type === 'Ready');
+  if (!c) return undefined;
+  const gen = o?.metadata?.generation;
+  const seen = c.observedGeneration ?? o?.status?.observedGeneration;
+  return { type: c.type, status: c.status, reason: c.reason, message: c.message, stale: gen !== undefined && seen !== undefined && seen < gen };
+}
+
+/** Pods of the replaced component that predate the change (still to be replaced). */
+function oldPods(t: WaitTarget, pods: Map<string, PodState>): PodState[] {
+  const r = t.replaced;
+  if (!r) return [];
+  // One second of slack: creationTimestamp has second resolution.
+  return [...pods.values()].filter((p) => p.component === r.component && (p.created === undefined || p.created < r.since - 1000));
 }
 
 function summary(t: WaitTarget, pods: Map<string, PodState>, cond: Condition | undefined, hasObject: boolean): string {
@@ -91,6 +114,9 @@ function summary(t: WaitTarget, pods: Map<string, PodState>, cond: Condition | u
   const parts: string[] = [];
   if (t.object) parts.push(hasObject ? `${t.object.name} Ready=${cond?.status ?? 'Unknown'}${cond?.reason ? ` (${cond.reason})` : ''}` : `${t.object.name}: not created yet`);
   parts.push(`pods ready ${ready}/${t.expectedPods}${list.length !== t.expectedPods ? ` (${list.length} exist)` : ''}`);
+  if (cond?.stale) parts.push('Ready condition is from an older generation');
+  const old = oldPods(t, pods);
+  if (old.length) parts.push(`waiting for ${t.replaced!.component} to be replaced (${old.map((p) => p.name).join(', ')} predates the change)`);
   const lines = [parts.join(' · ')];
   for (const p of list) if (!p.ready) lines.push(`    ${p.name}${p.component ? ` [${p.component}]` : ''}: ${p.phase}${p.problem ? ` — ${p.problem}` : ''}${p.restarts ? ` (restarts: ${p.restarts})` : ''}`);
   return lines.join('\n');
@@ -98,7 +124,8 @@ function summary(t: WaitTarget, pods: Map<string, PodState>, cond: Condition | u
 
 function done(t: WaitTarget, pods: Map<string, PodState>, cond: Condition | undefined): boolean {
   const ready = [...pods.values()].filter((p) => p.ready).length;
-  return ready >= t.expectedPods && (!t.object || cond?.status === 'True');
+  if (t.replaced && (oldPods(t, pods).length || ![...pods.values()].some((p) => p.component === t.replaced!.component && p.ready))) return false;
+  return ready >= t.expectedPods && (!t.object || (cond?.status === 'True' && !cond.stale));
 }
 
 /** Watch until the target is ready or the deadline passes; never throws on timeout (see `ready`). */

@@ -9,7 +9,7 @@ import { connect, kubeOptionsFrom, type Cluster } from '../../cluster/kube.js';
 import { gpuReport } from '../../cluster/gpu.js';
 import { discoverDgdApi } from '../../cluster/apply.js';
 import { DEFAULT_DGD_NAME, DEFAULT_MODEL, DEFAULT_NATS_URL, DEFAULT_NODE_PORT, DEFAULT_RELEASE, DEFAULT_WORKERS, DEFAULT_VLLM_IMAGE, WORKERS_SELECTOR, nodePortServiceName, parseRouterMode, toYaml, type DgdVersion } from '../../cluster/manifests.js';
-import { applyPlan, buildDgdPlan, buildWorkersPlan, dgdWaitTarget, hfSecretExists, printablePlan, waitReady, workersWaitTarget, type PlannedRequest } from '../../cluster/deploy.js';
+import { applyPlan, buildDgdPlan, buildWorkersPlan, dgdWaitTarget, frontendWillChange, hfSecretExists, printablePlan, waitReady, workersWaitTarget, type PlannedRequest } from '../../cluster/deploy.js';
 import { findOperator } from '../../cluster/doctor.js';
 import { nodePortUrl } from '../../cluster/portforward.js';
 import { asUsage, str, intOpt, numOpt, parseDuration, json, say, ok, warn, loadKubeContextNamespace } from './cluster-options.js';
@@ -149,12 +149,16 @@ export const deployCommand: Command = {
       /* no right to list nodes/pods cluster-wide: skip the pre-check */
     }
     say(ctx, `deploying ${namespace}/${name}: DGD nvidia.com/${version}, router ${router}, ${workers} worker(s) × 1 GPU, model ${model}${hfToken ? ', HF token from $HF_TOKEN' : ''}`);
+    const dgdObj = plan.find((r) => r.plural === 'dynamographdeployments')!.body;
+    const frontendChanges = await frontendWillChange(c, dgdObj, version);
+    const since = Date.now();
     const outcome = await applyPlan(c, namespace, plan, (m) => say(ctx, `  ${m}`));
     let ready = false;
     let pods: Array<{ name: string; ready: boolean; phase: string }> = [];
     if (!values['no-wait']) {
       say(ctx, `waiting for ${name} to become Ready (timeout ${Math.round(timeoutMs / 1000)}s; first start downloads the model)…`);
-      const r = await waitReady(c, dgdWaitTarget(spec, { timeoutMs, signal: ctx.signal, onProgress: (l) => say(ctx, chalk.dim(`  ${l}`)) }));
+      if (frontendChanges) say(ctx, 'the frontend settings changed: waiting for the operator to replace the frontend pod (the old one may still report Ready)');
+      const r = await waitReady(c, dgdWaitTarget(spec, { timeoutMs, signal: ctx.signal, onProgress: (l) => say(ctx, chalk.dim(`  ${l}`)), replaced: frontendChanges ? { component: 'Frontend', since } : undefined }));
       ready = r.ready;
       pods = r.pods.map((p) => ({ name: p.name, ready: p.ready, phase: p.phase }));
     }
