@@ -13,7 +13,7 @@ import { ClusterInputError } from './errors.js';
 import { POLICY_CONFIG_FILE, POLICY_CONFIG_MOUNT, parseVersion, releaseInfo, routerArgs, routerPolicyConfig, type RouterKnobs } from './releases.js';
 
 export type DgdVersion = 'v1alpha1' | 'v1beta1';
-export type RouterMode = 'kv' | 'round-robin';
+export type RouterMode = 'kv' | 'round-robin' | 'random';
 
 export const DGD_GROUP = 'nvidia.com';
 export const DGD_PLURAL = 'dynamographdeployments';
@@ -255,6 +255,6 @@ export function objectPath(o: KubeObject, plural: string): string {
 
 export function parseRouterMode(v: string | undefined): RouterMode {
   const m = (v ?? 'kv').toLowerCase();
-  if (m === 'kv' || m === 'round-robin') return m;
-  throw new ClusterInputError(`the router mode must be "kv" or "round-robin", got "${v}"`, 'router');
+  if (m === 'kv' || m === 'round-robin' || m === 'random') return m;
+  throw new ClusterInputError(`the router mode must be "kv", "round-robin" or "random", got "${v}"`, 'router');
 }

@@ -41,10 +41,10 @@ function printPlan(ctx: CommandContext, plan: PlannedRequest[], header: string):
 export const deployCommand: Command = {
   name: 'deploy',
   summary: 'Apply the lab DynamoGraphDeployment (server-side, version-aware) + NodePort Service, then wait until Ready',
-  usage: 'dynamo-lab deploy [--name <dgd>] [--router kv|round-robin] [--workers <n>] [--model <id>] [--release <x.y.z>] [--dry-run] [--json]',
+  usage: 'dynamo-lab deploy [--name <dgd>] [--router kv|round-robin|random] [--workers <n>] [--model <id>] [--release <x.y.z>] [--dry-run] [--json]',
   options: {
     name: { type: 'string', valueName: 'dgd', description: `DGD name (default ${DEFAULT_DGD_NAME})` },
-    router: { type: 'string', valueName: 'mode', description: 'Frontend router mode: kv or round-robin (default kv)' },
+    router: { type: 'string', valueName: 'mode', description: 'Frontend router mode: kv, round-robin or random (default kv)' },
     workers: { type: 'string', valueName: 'n', description: `vLLM workers, 1 GPU each (default ${DEFAULT_WORKERS})` },
     model: { type: 'string', valueName: 'id', description: `Hugging Face model (default ${DEFAULT_MODEL})` },
     release: { type: 'string', valueName: 'x.y.z', description: `Dynamo release (image tag, router flags); default: the operator's, else ${DEFAULT_RELEASE}` },
