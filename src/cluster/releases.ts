@@ -73,7 +73,7 @@ export interface DynamoRelease {
 }
 
 const SELECTED_V0 = 'Selected worker: worker_id=\\d+ dp_rank=\\S+, logit: -?[\\d.]+, cached blocks: \\d+, tree size: \\d+';
-const FORMULA_V0 = 'Formula for worker_id=\\d+ dp_rank=\\S+ with \\d+ cached blocks: -?[\\d.]+ = ';
+const FORMULA_V0 = 'Formula for worker_id=\\d+(?: dp_rank=\\S+)? with \\d+ cached blocks: -?[\\d.]+ = ';
 const SELECTED_V16 = 'Selected worker: worker_type=[\\w-]+, worker_id=\\d+ dp_rank=\\S+, logit: -?[\\d.]+, effective cached blocks: [\\d.]+';
 
 const ROUTER_METRICS = [
