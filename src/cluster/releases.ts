@@ -120,7 +120,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     from: [0, 7],
     crd: { served: ['v1alpha1'], storage: 'v1alpha1', fixture: 'dgd-v0.7.1.yaml.gz', install: 'dynamo-crds chart first' },
     dynamoNamespace: 'honoured',
-    pvcShape: 'service.pvc',
+    pvcShape: 'spec.pvcs+volumeMounts',
     router: { knobs: 'weight', deprecatedFlags: [], tieBreak: 'smaller tree size, then random' },
     decisionLines: V0_LINES_INFO,
     routerMetrics: [],
