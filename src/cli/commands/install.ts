@@ -14,19 +14,20 @@ import { str, parseDuration, json, say, ok } from './cluster-options.js';
 export const installCommand: Command = {
   name: 'install',
   summary: 'Install NATS or etcd with Helm (repo add/update + upgrade --install), then verify pods and Service',
-  usage: 'dynamo-lab install nats|etcd [--dry-run] [--timeout <duration>] [--json]',
+  usage: 'dynamo-lab install nats|etcd [--dry-run] [--timeout <duration>] [--no-helm-wait] [--json]',
   positionals: { name: 'chart', description: 'nats | etcd', min: 1, max: 1 },
   options: {
     'dry-run': { type: 'boolean', description: 'Print the exact helm commands and values; change nothing' },
     timeout: { type: 'string', valueName: 'duration', description: 'How long to wait for the pods after helm (default 5m)' },
+    'no-helm-wait': { type: 'boolean', description: "Do not pass --wait to helm (dynamo-lab still waits for the chart's pods and checks its Service)" },
   },
-  examples: ['dynamo-lab install nats --dry-run', 'dynamo-lab install nats', 'HELM_BIN=/opt/helm dynamo-lab install etcd'],
+  examples: ['dynamo-lab install nats --dry-run', 'DYNAMO_LAB_CHARTS_DIR=./charts dynamo-lab install etcd   # offline, from nats-2.14.2.tgz / etcd-12.0.20.tgz', 'dynamo-lab install nats', 'HELM_BIN=/opt/helm dynamo-lab install etcd'],
   async run(values, positionals, ctx) {
     const id = positionals[0];
     if (id !== 'nats' && id !== 'etcd') throw new UsageError(`Unknown chart "${id}".`, 'Use `dynamo-lab install nats` or `dynamo-lab install etcd`.');
     const chart = CHARTS[id];
     const timeoutMs = parseDuration(str(values.timeout), 'timeout', 5 * 60_000);
-    const plan = installPlan(chart, { kubeContext: ctx.globals.context });
+    const plan = installPlan(chart, { kubeContext: ctx.globals.context }, { wait: !values['no-helm-wait'] });
     const bin = helmBin();
     if (values['dry-run']) {
       if (ctx.globals.json) {
