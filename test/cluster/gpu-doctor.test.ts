@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
+import { existsSync } from 'node:fs';
+import { realHelm } from './real-parts.js';
 import { skipReason, start, runCli, helmStub, createPod, ensureNs, envFor, waitPodReady, type HelmStub } from './helpers.js';
 import { probeCluster } from '../../src/cluster/index.js';
 
@@ -135,12 +137,14 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
   });
 
   it('doctor --json: one document; CRD served versions, GPUs held by another lab, no operator', async () => {
-    const r = await runCli(['doctor', '--json'], envFor(cp, stub));
+    // The real helm (scripts/cluster-env/build-helm.sh) when built, checked against the table's minimum.
+    const helmEnv = existsSync(realHelm()) ? { HELM_BIN: realHelm() } : {};
+    const r = await runCli(['doctor', '--json'], envFor(cp, stub, helmEnv));
     assert.equal(r.code, 1, 'failures (no operator, GPUs) -> exit 1');
     const doc = JSON.parse(r.stdout);
     const by = Object.fromEntries(doc.checks.map((c: { id: string }) => [c.id, c]));
     assert.equal(by.helm.status, 'ok');
-    assert.match(by.helm.detail, /v3\.17\.2/);
+    assert.match(by.helm.detail, existsSync(realHelm()) ? /^v3\.22\.0.*\(>= 3\.13\.0\)$/ : /v3\.17\.2.*\(>= 3\.13\.0\)/);
     assert.equal(by.api.status, 'ok');
     assert.equal(by.rbac.status, 'ok');
     assert.equal(by.crd.status, 'ok');
@@ -157,6 +161,15 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
     const r = await runCli(['doctor'], { ...envFor(cp, stub), KUBECONFIG: cp.kubeconfigNobody });
     assert.equal(r.code, 1);
     assert.match(r.stdout, /permissions for the lab: not allowed: list nodes \(cluster-wide\); list pods in dynamo; create dynamographdeployments\.nvidia\.com in dynamo/);
+  });
+
+  it('item 10: doctor fails a helm older than the release table minimum (3.13, uninstall --ignore-not-found)', async () => {
+    // A stub: the real helm cannot be made to report an old version.
+    const r = await runCli(['doctor', '--json'], envFor(cp, stub, { HELM_STUB_VERSION: 'v3.12.3+g3a31588' }));
+    const by = Object.fromEntries(JSON.parse(r.stdout).checks.map((c: { id: string }) => [c.id, c]));
+    assert.equal(by.helm.status, 'fail');
+    assert.match(by.helm.detail, /v3\.12\.3\+g3a31588: older than 3\.13\.0; `helm uninstall --ignore-not-found`/);
+    assert.match(by.helm.fix, /Upgrade Helm to 3\.13\.0 or newer/);
   });
 
   it('doctor without helm warns and says how to get it', async () => {

@@ -98,7 +98,7 @@ const argv = process.argv.slice(2);
 const scenario = process.env.HELM_STUB_SCENARIO || 'ok';
 fs.appendFileSync(process.env.HELM_STUB_LOG, JSON.stringify({ argv, kubeconfig: process.env.KUBECONFIG || null }) + '\\n');
 const cmd = argv[0];
-if (cmd === 'version') { process.stdout.write('v3.17.2+gstub\\n'); process.exit(0); }
+if (cmd === 'version') { process.stdout.write((process.env.HELM_STUB_VERSION || 'v3.17.2+gstub') + '\\n'); process.exit(0); }
 if (cmd === 'repo') { process.stdout.write(argv[1] === 'add' ? '"' + argv[2] + '" has been added to your repositories\\n' : 'Update Complete. Happy Helming!\\n'); process.exit(0); }
 if (cmd === 'upgrade') {
   if (scenario === 'fail-upgrade') { process.stderr.write('Error: UPGRADE FAILED: context deadline exceeded: timed out waiting for the condition\\n'); process.exit(1); }
