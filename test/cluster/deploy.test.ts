@@ -98,8 +98,9 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.ok(rrDgd.spec.components[0].podTemplate.spec.containers[0].env.some((e: { name: string; value: string }) => e.name === 'DYN_ROUTER_MODE' && e.value === 'round-robin'));
     assert.equal(rr.requests.find((q: { body: { kind: string } }) => q.body.kind === 'Service').body.metadata.name, 'vllm-rr-demo-frontend-np');
 
-    const bad = await runCli(['deploy', '--dry-run', '--router', 'random'], envFor(cp, stub));
+    const bad = await runCli(['deploy', '--dry-run', '--router', 'nope'], envFor(cp, stub));
     assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--router must be "kv", "round-robin" or "random"/);
   });
 
   it('deploy --dry-run: the Dynamo release comes from the operator image (router flags and image follow it)', async () => {
@@ -165,6 +166,25 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.deepEqual(dgd.spec.components[1]!.podTemplate.spec.containers[0]!.envFrom, [{ secretRef: { name: 'hf-token-secret' } }]);
   });
 
+  it('deploy with changed frontend settings waits for a new frontend pod, not the old still-Ready one', async () => {
+    const run = spawnCli(['deploy', '--kv-overlap-score-weight', '1.5', '--router-temperature', '0.1', '--release', '0.8.0', '--json', '--timeout', '60s'], envFor(cp, stub));
+    await run.waitFor(/waiting for Frontend to be replaced \(vllm-kv-demo-frontend-0 predates the change\)/);
+    await sleep(500);
+    assert.equal(run.child.exitCode, null, 'the old frontend pod is Ready and the DGD says Ready, but it runs the old arguments');
+    const dgd = (await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ args: string[] }> } } }> } };
+    assert.deepEqual(dgd.spec.components[0]!.podTemplate.spec.containers[0]!.args.slice(4), ['--kv-overlap-score-weight', '1.5', '--router-temperature', '0.1']);
+    // The operator rolls the frontend: the old pod goes, a new one becomes Ready.
+    await core.deleteNamespacedPod({ namespace: NS, name: 'vllm-kv-demo-frontend-0', gracePeriodSeconds: 0 });
+    const labels = { [DGD_LABEL]: 'vllm-kv-demo', 'nvidia.com/dynamo-component': 'Frontend', 'nvidia.com/dynamo-component-type': 'frontend' };
+    await createPod(core, { namespace: NS, name: 'vllm-kv-demo-frontend-1', labels, nodeName: 'gpu-node-1' });
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /the frontend settings changed/);
+    const doc = JSON.parse(r.stdout);
+    assert.ok(doc.pods.some((p: { name: string; ready: boolean }) => p.name === 'vllm-kv-demo-frontend-1' && p.ready));
+    assert.ok(!doc.pods.some((p: { name: string }) => p.name === 'vllm-kv-demo-frontend-0'));
+  });
+
   it('deploy failure: says why (insufficient GPUs, image pulls) with events and what to do', async () => {
     const run = spawnCli(['deploy', '--name', 'vllm-kv-big', '--workers', '3', '--node-port', '30201', '--timeout', '8s'], envFor(cp, stub));
     await waitForObject(() => custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-big' }));
@@ -218,8 +238,8 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     // kwok serves the file as the container log; it is in the CRI log format a kubelet writes.
     appendFileSync(cp.logsFile, [
       '2026-11-21T05:00:00.000000000Z stdout F INFO worker started, connecting to nats://nats.nats-system:4222',
-      '2026-11-21T05:00:01.000000000Z stdout F INFO Prefix cache hit rate: 62.5% (5/8 blocks)',
-      '2026-11-21T05:00:02.000000000Z stderr F DEBUG KV overlap scores: worker-1: 25 blocks',
+      '2026-11-21T05:00:01.000000000Z stdout F INFO 11-21 05:00:01 [loggers.py:123] Engine 000: Avg prompt throughput: 412.3 tokens/s, Avg generation throughput: 95.1 tokens/s, Running: 2 reqs, Waiting: 0 reqs, GPU KV cache usage: 3.1%, Prefix cache hit rate: 62.5%',
+      '2026-11-21T05:00:02.000000000Z stdout F 2026-11-21T05:00:02.123456Z  INFO dynamo_llm::kv_router::scheduler: Selected worker: worker_id=7587888160958628 dp_rank=0, logit: 9.250, cached blocks: 3, tree size: 41',
       '2026-11-21T05:00:03.000000000Z stdout F INFO unrelated line',
       '',
     ].join('\n'));
@@ -235,9 +255,12 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.equal(doc.pods[0].lines.length, 1);
     assert.match(doc.pods[0].lines[0], /connecting to nats/);
 
-    const fe = await runCli(['logs', '--component', 'frontend', '--grep', 'overlap|score'], envFor(cp, stub));
+    const fe = await runCli(['logs', '--component', 'frontend', '--pattern', 'decisions', '--release', '0.8.0'], envFor(cp, stub));
     assert.equal(fe.code, 0);
-    assert.match(fe.stdout, /^.*KV overlap scores: worker-1: 25 blocks\n$/);
+    assert.match(fe.stdout, /^.*Selected worker: worker_id=7587888160958628 dp_rank=0, logit: 9\.250, cached blocks: 3, tree size: 41\n$/);
+    // The seed's grep finds nothing of it.
+    const seed = await runCli(['logs', '--component', 'frontend', '--grep', '(routing|overlap|score)'], envFor(cp, stub));
+    assert.doesNotMatch(seed.stdout, /Selected worker/);
 
     const none = await runCli(['logs', '--component', 'Planner'], envFor(cp, stub));
     assert.equal(none.code, 1);
@@ -245,14 +268,15 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const badRe = await runCli(['logs', '--grep', '('], envFor(cp, stub));
     assert.equal(badRe.code, 2);
 
-    const follow = spawnCli(['logs', '--component', 'frontend', '--pattern', 'routing', '--follow'], envFor(cp, stub));
-    await follow.waitFor(/KV overlap scores/);
-    appendFileSync(cp.logsFile, '2026-11-21T05:00:09.000000000Z stderr F DEBUG routing decision: selected worker-2 (best score 22.0)\n2026-11-21T05:00:10.000000000Z stdout F INFO noise\n');
-    await follow.waitFor(/selected worker-2/, 20_000);
+    const follow = spawnCli(['logs', '--component', 'frontend', '--pattern', 'decisions', '--release', '1.6.1', '--follow'], envFor(cp, stub));
+    await follow.waitFor(/following/);
+    appendFileSync(cp.logsFile, '2026-11-21T05:00:09.000000000Z stdout F 2026-11-21T05:00:09.000001Z  INFO dynamo_llm::kv_router::scheduler: Selected worker: worker_type=aggregated, worker_id=7587888160958631 dp_rank=0, logit: 4.000, effective cached blocks: 2\n2026-11-21T05:00:10.000000000Z stdout F INFO noise\n');
+    await follow.waitFor(/effective cached blocks: 2/, 20_000);
     follow.child.kill('SIGINT');
     const fr = await follow.done;
     assert.equal(fr.code, 130);
     assert.doesNotMatch(fr.stdout, /noise/);
+    assert.doesNotMatch(fr.stdout, /tree size: 41/, 'the 0.8 form is not a 1.6 decision line');
   });
 
   it('discoverWorkers + port-forward: local URLs reach the pods\' 8000 and 5557 ports; nodePortUrl', async () => {
