@@ -81,6 +81,12 @@ describe('release table', () => {
     assert.equal(renderDgd(base).metadata.annotations, undefined);
   });
 
+  it('CI builds the helm version the tests expect (build-helm.sh default = TOOLING.helm.tested >= min)', () => {
+    const sh = readFileSync(join(REPO_ROOT, 'scripts', 'cluster-env', 'build-helm.sh'), 'utf8');
+    assert.equal(/HELM_VERSION="\$\{HELM_VERSION:-([\d.]+)\}"/.exec(sh)?.[1], TOOLING.helm.tested);
+    assert.ok(helmVersionOk(`v${TOOLING.helm.tested}`).ok);
+  });
+
   it('item 10: helm minimum 3.13 (uninstall --ignore-not-found) and the version check', () => {
     assert.equal(TOOLING.helm.min, '3.13.0');
     assert.deepEqual(helmVersionOk('v3.12.3+g3a31588'), { ok: false, version: '3.12.3' });
