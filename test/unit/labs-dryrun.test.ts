@@ -69,7 +69,7 @@ test('kv-routing (seed 000): NATS with JetStream, the kv deployment on NodePort 
   assertHas(await dryRun('kv-routing'), 'kv-routing', [
     'helm repo add nats https://nats-io.github.io/k8s/helm/charts/',
     'nats/nats', 'nats-system', 'config.jetstream.enabled=true',
-    'vllm-kv-demo', '--router kv', '--namespace dynamo', ':30200',
+    'vllm-kv-demo', '--router kv', '--namespace dynamo', ':30200', '--version 2.14.2',
   ]);
 });
 
@@ -86,7 +86,8 @@ test('distributed (seed 001): both discovery paths, NATS/etcd chart values, labe
     'helm repo add bitnami https://charts.bitnami.com/bitnami',
     'helm upgrade --install etcd bitnami/etcd --namespace etcd-system',
     '--set replicaCount=1', '--set auth.rbac.create=false', '--set image.registry=docker.io',
-    '--set image.repository=bitnamilegacy/etcd', '--set persistence.size=1Gi', '--set preUpgradeHook.enabled=false',
+    '--set image.repository=bitnamilegacy/etcd', '--set persistence.size=1Gi', '--set preUpgradeJob.enabled=false',
+    '--version 2.14.2', '--version 12.0.20', '--discovery-backend etcd',
     '--router kv', '--nats-url nats://nats.nats-system:4222',
     'nats-sub -s nats://nats.nats-system:4222 test', 'natsio/nats-box:latest',
     // deployment, labels, Service
@@ -110,7 +111,8 @@ test('grove (seed 003): the 0.7.1 NATS + etcd flow', { timeout: 120_000 }, async
     '--release 0.7.1', '--api-version v1alpha1', 'vllm-grove-demo', 'vllm-grove-demo-frontend-np', '--node-port 30200',
     '--nats-url nats://nats.nats-system:4222', '--namespace dynamo',
     'helm upgrade --install nats nats/nats --namespace nats-system', '--set config.jetstream.fileStore.pvc.size=1Gi', '--set promExporter.port=7777',
-    'helm upgrade --install etcd bitnami/etcd --namespace etcd-system', '--set image.repository=bitnamilegacy/etcd', '--set preUpgradeHook.enabled=false',
+    'helm upgrade --install etcd bitnami/etcd --namespace etcd-system', '--set image.repository=bitnamilegacy/etcd', '--set preUpgradeJob.enabled=false',
+    '--version 2.14.2', '--version 12.0.20',
     'nvidia.com/dynamo-graph-deployment-name=vllm-grove-demo', "--grep 'nixl|grove|nats'", '--scenario grove-hello',
     'etcdctl endpoint health', 'nats-server --version', 'helm uninstall etcd -n etcd-system',
   ]);
@@ -122,9 +124,9 @@ test('kv-demo (seed 002): four workers in dynamo-cloud, the tests, overlap weigh
     '--router kv', '--kv-overlap-score-weight 1.0',
     'svc/kv-routing-frontend 8000:8000',
     '--scenario ml-system-prompt', '--scenario alice-conversation', '--scenario topics', 'Tell me about {topic}',
-    '--component Frontend --pattern routing', "--grep 'cache|hit|miss'", '--pattern events',
-    '"--router-mode","kv","--kv-overlap-score-weight","1.5","--router-temperature","0.1"',
-    '"--router-mode","round-robin"', '"--router-mode","random"',
+    '--component Frontend --pattern decisions --release 0.8.0', '--component VllmWorker --pattern cache', '--pattern events',
+    '--kv-overlap-score-weight 1.5 --router-temperature 0.1', '--kv-overlap-score-weight 1.0 --router-temperature 0.0',
+    '--router round-robin', '--router random', '--api-version v1alpha1',
     'kubectl delete dynamographdeployment kv-routing -n dynamo-cloud',
   ]);
 });
