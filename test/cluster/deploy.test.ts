@@ -100,7 +100,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
 
     const bad = await runCli(['deploy', '--dry-run', '--router', 'nope'], envFor(cp, stub));
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--router must be "kv", "round-robin" or "random"/);
+    assert.match(bad.stderr, /--router: the router mode must be "kv", "round-robin" or "random", got "nope"/);
   });
 
   it('deploy --dry-run: the Dynamo release comes from the operator image (router flags and image follow it)', async () => {
