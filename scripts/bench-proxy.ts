@@ -2,15 +2,24 @@
  * Benchmark of the router as a proxy: the same load sent directly to one simulated worker
  * (speedup 0 = no simulated delays, so the worker is as fast as it can be) and through
  * `dynamo-lab router` to that worker. Worker and router run as separate processes (the CLI),
- * the load generator here. Prompts are token ids to /v1/completions (no tokenizer on either
- * side), streaming, 8k tokens each by default.
+ * the load generator here. Streaming, ~8k prompt tokens each by default, in two formats:
+ *   - chat: chat text to /v1/chat/completions (the default and what clients send): both the
+ *     router and the worker tokenize it (chat template + tokenizer);
+ *   - tokens: token ids to /v1/completions (no tokenizer on either side).
+ * Prompts cycle through --distinct-prompts documents; with --unique-chat every chat prompt also
+ * ends with a per-request line, so no tokenizer cache can serve it whole (the cold case).
  *
- * Prints JSON with --json: per phase the latency (TTFT and full request) percentiles and
- * throughput, and the router's added latency (p50 / p99 differences) and throughput ratio, at
- * the load's concurrency and at concurrency 1 (the bare per-request cost).
+ * Each format runs at 1 stream (the bare per-request cost) and at --concurrency streams, direct
+ * and through the router; while the router is loaded, GET /health is probed every 20 ms.
+ * Then (unless --no-sim) `router --sim 8` (engines in the router's process tree) takes
+ * --concurrency chat streams while /health is probed the same way.
  *
- * Run: npm run bench:proxy -- [--json] [--concurrency 256] [--requests 2048] [--prompt-tokens 8192]
- *                             [--max-tokens 16] [--events zmq|none] [--distinct-prompts 64]
+ * Prints per format the router's added TTFT p50 (1 stream) and the throughput ratio router/direct
+ * (--concurrency streams); --json prints everything.
+ *
+ * Run: npm run bench:proxy -- [--json] [--prompt chat,tokens] [--concurrency 256] [--requests 1024]
+ *                             [--prompt-tokens 8192] [--max-tokens 16] [--events zmq|none]
+ *                             [--distinct-prompts 64] [--unique-chat] [--no-sim] [--sim-speedup 1]
  *                             [--profile-router <dir>]   (node --cpu-prof of the router process)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
@@ -25,12 +34,19 @@ function arg(name: string, def: string): string {
 }
 const JSON_OUT = argv.includes('--json');
 const CONCURRENCY = Number(arg('concurrency', '256'));
-const REQUESTS = Number(arg('requests', '2048'));
+const REQUESTS = Number(arg('requests', '1024'));
 const PROMPT_TOKENS = Number(arg('prompt-tokens', '8192'));
 const MAX_TOKENS = Number(arg('max-tokens', '16'));
 const EVENTS = arg('events', 'zmq');
 const DISTINCT = Number(arg('distinct-prompts', '64'));
 const SERIAL_REQUESTS = Number(arg('serial-requests', '200'));
+const FORMATS = arg('prompt', 'chat,tokens').split(',') as Format[];
+const UNIQUE_CHAT = argv.includes('--unique-chat');
+const RUN_SIM = !argv.includes('--no-sim');
+const SIM_SPEEDUP = arg('sim-speedup', '1');
+const MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
+type Format = 'chat' | 'tokens';
+for (const f of FORMATS) if (f !== 'chat' && f !== 'tokens') throw new Error(`--prompt takes chat and/or tokens, got ${f}`);
 
 const fromTs = import.meta.url.endsWith('.ts');
 const CLI = fileURLToPath(new URL(fromTs ? '../src/cli/main.ts' : '../src/cli/main.js', import.meta.url));
@@ -76,17 +92,57 @@ function pct(sorted: number[], p: number): number {
 }
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-function bodies(): Buffer[] {
+function rng(seed: number): () => number {
+  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8);
+}
+
+function tokenBodies(): Buffer[] {
   // Distinct prompts (cycled): each starts with its own first block so the worker's prefix
   // cache and the router's index both see realistic, partly repeated traffic.
   const out: Buffer[] = [];
-  let seed = 12345;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % 150_000;
+  const rnd = rng(12345);
   for (let p = 0; p < DISTINCT; p++) {
-    const prompt = Array.from({ length: PROMPT_TOKENS }, () => rnd());
-    out.push(Buffer.from(JSON.stringify({ model: 'Qwen/Qwen2.5-1.5B-Instruct', prompt, max_tokens: MAX_TOKENS, stream: true, ignore_eos: true })));
+    const prompt = Array.from({ length: PROMPT_TOKENS }, () => rnd() % 150_000);
+    out.push(Buffer.from(JSON.stringify({ model: MODEL, prompt, max_tokens: MAX_TOKENS, stream: true, ignore_eos: true })));
   }
   return out;
+}
+
+// Common English words: with a leading space each is one token in the Qwen and Llama-3
+// vocabularies, so a document of n words is about n tokens (the first response reports the count).
+const WORDS = (
+  'the of and to in is was for on are with as by at from that this be or an not have has it which one all were can more ' +
+  'there their also new when time been other some would into first two after only its these than about many most such ' +
+  'may over then them used city where during between well under year system three people state world part number each ' +
+  'since through school later both while because known before work life name same called group made high large small ' +
+  'cache router worker block token prefix request model stream latency memory engine event index hash score load'
+).split(' ');
+
+function chatDocuments(): string[] {
+  const docs: string[] = [];
+  const rnd = rng(777);
+  for (let p = 0; p < DISTINCT; p++) {
+    const words: string[] = [`Document ${p}.`];
+    for (let i = 0; i < PROMPT_TOKENS - 40; i++) {
+      words.push(WORDS[rnd() % WORDS.length]!);
+      if (rnd() % 17 === 0) words.push(`${rnd() % 1000}.`);
+      if (rnd() % 97 === 0) words.push('\n\n');
+    }
+    docs.push(words.join(' '));
+  }
+  return docs;
+}
+
+/** Request bodies for a phase: `total` requests, cycling the distinct prompts. */
+function makeBodies(format: Format, total: number, docs: string[], tokenPayloads: Buffer[], phase: string): Buffer[] {
+  if (format === 'tokens') return Array.from({ length: total }, (_, i) => tokenPayloads[i % tokenPayloads.length]!);
+  return Array.from({ length: total }, (_, i) => {
+    const doc = docs[i % docs.length]!;
+    const content = UNIQUE_CHAT ? `${doc}\nRequest ${phase}-${i}: summarise the document.` : `${doc}\nSummarise the document.`;
+    return Buffer.from(
+      JSON.stringify({ model: MODEL, messages: [{ role: 'user', content }], max_tokens: MAX_TOKENS, stream: true, ignore_eos: true, stream_options: { include_usage: true } }),
+    );
+  });
 }
 
 interface PhaseResult {
@@ -97,9 +153,46 @@ interface PhaseResult {
   requests_per_s: number;
   ttft_ms: { p50: number; p90: number; p99: number };
   latency_ms: { p50: number; p90: number; p99: number };
+  /** Prompt tokens reported by the server (usage) for the first request. */
+  prompt_tokens?: number;
 }
 
-async function load(baseUrl: string, payloads: Buffer[], total: number, concurrency: number): Promise<PhaseResult> {
+const FIRST_TEXT = /"(?:content|text)":"[^"]/;
+
+/** Probes GET /health every `everyMs` until stopped; latency percentiles and the worst. */
+function healthProbe(baseUrl: string, everyMs = 20): { stop: () => Promise<{ probes: number; failures: number; p50_ms: number; p99_ms: number; max_ms: number }> } {
+  const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 });
+  const lat: number[] = [];
+  let failures = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const s = performance.now();
+      try {
+        const r = await request(`${baseUrl}/health`, { dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
+        await r.body.text();
+        if (r.statusCode !== 200) failures++;
+      } catch {
+        failures++;
+      }
+      lat.push(performance.now() - s);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      await agent.close();
+      lat.sort((a, b) => a - b);
+      return { probes: lat.length, failures, p50_ms: r3(pct(lat, 50)), p99_ms: r3(pct(lat, 99)), max_ms: r3(lat[lat.length - 1] ?? NaN) };
+    },
+  };
+}
+
+async function load(baseUrl: string, payloads: Buffer[], total: number, concurrency: number, format: Format): Promise<PhaseResult> {
+  const path = format === 'chat' ? '/v1/chat/completions' : '/v1/completions';
+  let promptTokens: number | undefined;
   const agent = new Agent({ connections: concurrency + 8, pipelining: 0, keepAliveTimeout: 30_000 });
   const ttft: number[] = [];
   const lat: number[] = [];
@@ -112,9 +205,20 @@ async function load(baseUrl: string, payloads: Buffer[], total: number, concurre
       if (i >= total) return;
       const s = performance.now();
       try {
-        const r = await request(`${baseUrl}/v1/completions`, { method: 'POST', body: payloads[i % payloads.length]!, headers: { 'content-type': 'application/json' }, dispatcher: agent, headersTimeout: 120_000, bodyTimeout: 120_000 });
+        const r = await request(`${baseUrl}${path}`, { method: 'POST', body: payloads[i % payloads.length]!, headers: { 'content-type': 'application/json' }, dispatcher: agent, headersTimeout: 120_000, bodyTimeout: 120_000 });
+        // TTFT = the first chunk carrying generated text (an empty role chunk does not count).
         let first = 0;
-        for await (const _ of r.body) if (first === 0) first = performance.now();
+        let head = '';
+        let tail = '';
+        for await (const chunk of r.body) {
+          if (first === 0) {
+            head += chunk;
+            if (FIRST_TEXT.test(head)) first = performance.now();
+            else head = head.slice(-64);
+          }
+          if (promptTokens === undefined) tail = (tail + chunk).slice(-600);
+        }
+        if (promptTokens === undefined) promptTokens = Number(/"prompt_tokens":(\d+)/.exec(tail)?.[1] ?? NaN);
         const e = performance.now();
         if (r.statusCode !== 200) errors++;
         else {
@@ -132,7 +236,7 @@ async function load(baseUrl: string, payloads: Buffer[], total: number, concurre
   ttft.sort((a, b) => a - b);
   lat.sort((a, b) => a - b);
   const q = (a: number[]) => ({ p50: r3(pct(a, 50)), p90: r3(pct(a, 90)), p99: r3(pct(a, 99)) });
-  return { requests: total, errors, concurrency, wall_s: r3(wall), requests_per_s: r3((total - errors) / wall), ttft_ms: q(ttft), latency_ms: q(lat) };
+  return { requests: total, errors, concurrency, wall_s: r3(wall), requests_per_s: r3((total - errors) / wall), ttft_ms: q(ttft), latency_ms: q(lat), prompt_tokens: promptTokens };
 }
 
 /** p50 of a Prometheus histogram from its cumulative buckets (upper bound of the bucket). */
@@ -148,68 +252,117 @@ function histMean(metrics: string, name: string): number | undefined {
   return count ? r3(sum / count) : undefined;
 }
 
-async function main(): Promise<void> {
-  const payloads = bodies();
-  const blocks = Math.ceil(((PROMPT_TOKENS + MAX_TOKENS) / 16) * (CONCURRENCY + DISTINCT)) + 1024;
-  const sim = startCli(['sim', '--workers', '1', '--port', '0', '--speedup', '0', '--gpu-blocks', String(blocks), '--max-num-seqs', String(Math.max(256, CONCURRENCY)), '--max-num-batched-tokens', String(Math.max(8192, PROMPT_TOKENS)), '--quiet', '--json', ...(EVENTS === 'zmq' ? ['--zmq-port', '0', '--replay-port', '0'] : [])]);
+interface FormatResult {
+  format: Format;
+  prompt_tokens: number | undefined;
+  serial: { direct: PhaseResult; router: PhaseResult; added_ttft_p50_ms: number; added_latency_p50_ms: number };
+  loaded: { direct: PhaseResult; router: PhaseResult; throughput_ratio: number; added_ttft_p50_ms: number; router_health: Awaited<ReturnType<ReturnType<typeof healthProbe>['stop']>> };
+}
+
+async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Record<string, unknown> }> {
+  const tokenPayloads = FORMATS.includes('tokens') ? tokenBodies() : [];
+  const docs = FORMATS.includes('chat') ? chatDocuments() : [];
+  const blocks = Math.ceil(((PROMPT_TOKENS + 64 + MAX_TOKENS) / 16) * (CONCURRENCY + 2 * DISTINCT)) + 1024;
+  const sim = startCli(['sim', '--workers', '1', '--port', '0', '--speedup', '0', '--gpu-blocks', String(blocks), '--max-num-seqs', String(Math.max(256, CONCURRENCY)), '--max-num-batched-tokens', String(Math.max(8192, PROMPT_TOKENS + 64)), '--quiet', '--json', ...(EVENTS === 'zmq' ? ['--zmq-port', '0', '--replay-port', '0'] : [])]);
   let router: Child | undefined;
   try {
     const [w] = JSON.parse(await sim.firstLine) as Array<{ id: string; url: string; zmq: string | null; zmq_replay: string | null }>;
     const spec = EVENTS === 'zmq' ? `id=${w!.id},url=${w!.url},zmq=${w!.zmq},replay=${w!.zmq_replay}` : w!.url;
     router = startCli(['router', '--worker', spec, '--events', EVENTS === 'zmq' ? 'zmq' : 'none', '--port', '0', '--health-interval', '0', '--json'], PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []);
     const { url: routerUrl } = JSON.parse(await router.firstLine) as { url: string };
-    say(`worker ${w!.url}, router ${routerUrl} (events ${EVENTS}); ${REQUESTS} requests x ${PROMPT_TOKENS} prompt tokens, ${MAX_TOKENS} output tokens, ${CONCURRENCY} concurrent streams`);
-
-    // Warm both paths (connections, JIT, the worker's prefix cache for the cycled prompts).
-    await load(w!.url, payloads, Math.min(REQUESTS, 2 * DISTINCT), Math.min(CONCURRENCY, 64));
-    await load(routerUrl, payloads, Math.min(REQUESTS, 2 * DISTINCT), Math.min(CONCURRENCY, 64));
-
-    // Alternate the order so neither path always runs on a warmer machine.
-    say('serial (1 stream): direct, router ...');
-    const serialDirect = await load(w!.url, payloads, SERIAL_REQUESTS, 1);
-    const serialRouter = await load(routerUrl, payloads, SERIAL_REQUESTS, 1);
-    say(`${CONCURRENCY} streams: router, direct ...`);
-    const loadRouter = await load(routerUrl, payloads, REQUESTS, CONCURRENCY);
-    const loadDirect = await load(w!.url, payloads, REQUESTS, CONCURRENCY);
-    const metrics = await (await fetch(`${routerUrl}/metrics`)).text();
-
-    const added = (r: PhaseResult, d: PhaseResult) => ({
-      ttft_p50_ms: r3(r.ttft_ms.p50 - d.ttft_ms.p50),
-      ttft_p99_ms: r3(r.ttft_ms.p99 - d.ttft_ms.p99),
-      latency_p50_ms: r3(r.latency_ms.p50 - d.latency_ms.p50),
-      latency_p99_ms: r3(r.latency_ms.p99 - d.latency_ms.p99),
-    });
-    const doc = {
-      workload: { prompt_tokens: PROMPT_TOKENS, prompt_format: 'token ids (/v1/completions)', max_tokens: MAX_TOKENS, stream: true, distinct_prompts: DISTINCT, requests: REQUESTS, concurrency: CONCURRENCY, events: EVENTS, worker_speedup: 0 },
-      machine: { cpus: (await import('node:os')).cpus().length, node: process.versions.node },
-      direct: loadDirect,
-      router: loadRouter,
-      added_latency: added(loadRouter, loadDirect),
-      throughput_ratio: r3(loadRouter.requests_per_s / loadDirect.requests_per_s),
-      serial: { direct: serialDirect, router: serialRouter, added_latency: added(serialRouter, serialDirect) },
-      router_overhead_ms: {
-        note: 'the router process\'s own histograms (receipt -> worker chosen), all requests incl. warm-up',
-        total_mean: histMean(metrics, 'dynamo_router_overhead_total_ms'),
-        total_p50_bucket: histP50(metrics, 'dynamo_router_overhead_total_ms'),
-        read_parse_tokenize_mean: histMean(metrics, 'dynamo_lab_router_overhead_tokenize_ms'),
-        block_hashing_mean: histMean(metrics, 'dynamo_router_overhead_block_hashing_ms'),
-        indexer_find_matches_mean: histMean(metrics, 'dynamo_router_overhead_indexer_find_matches_ms'),
-        seq_hashing_mean: histMean(metrics, 'dynamo_router_overhead_seq_hashing_ms'),
-        scheduling_mean: histMean(metrics, 'dynamo_router_overhead_scheduling_ms'),
-      },
-      targets: { added_latency_p50_ms_max: 1, throughput_ratio_min: 0.9 },
-    };
-    const pass = { added_latency_p50: doc.added_latency.latency_p50_ms <= 1, throughput: doc.throughput_ratio >= 0.9 };
-    if (JSON_OUT) process.stdout.write(JSON.stringify({ ...doc, meets_targets: pass }, null, 2) + '\n');
-    else {
-      say(`direct: ${loadDirect.requests_per_s} req/s, latency p50 ${loadDirect.latency_ms.p50} ms p99 ${loadDirect.latency_ms.p99} ms`);
-      say(`router: ${loadRouter.requests_per_s} req/s, latency p50 ${loadRouter.latency_ms.p50} ms p99 ${loadRouter.latency_ms.p99} ms`);
-      say(`added latency p50 ${doc.added_latency.latency_p50_ms} ms, p99 ${doc.added_latency.latency_p99_ms} ms; throughput ratio ${doc.throughput_ratio}`);
-      say(`serial added latency p50 ${doc.serial.added_latency.latency_p50_ms} ms; router overhead mean ${doc.router_overhead_ms.total_mean} ms`);
+    say(`worker ${w!.url}, router ${routerUrl} (events ${EVENTS}); ${REQUESTS} requests x ~${PROMPT_TOKENS} prompt tokens, ${MAX_TOKENS} output tokens, ${CONCURRENCY} concurrent streams; formats ${FORMATS.join(', ')}${UNIQUE_CHAT ? ' (unique chat prompts)' : ''}`);
+    const results: FormatResult[] = [];
+    for (const format of FORMATS) {
+      const bodies = (phase: string, n: number) => makeBodies(format, n, docs, tokenPayloads, phase);
+      // Warm both paths (connections, JIT, the worker's prefix cache for the cycled prompts).
+      await load(w!.url, bodies('warm-d', Math.min(REQUESTS, 2 * DISTINCT)), Math.min(REQUESTS, 2 * DISTINCT), Math.min(CONCURRENCY, 64), format);
+      await load(routerUrl, bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)), Math.min(REQUESTS, 2 * DISTINCT), Math.min(CONCURRENCY, 64), format);
+      // Alternate the order so neither path always runs on a warmer machine.
+      say(`${format}: 1 stream: direct, router ...`);
+      const serialDirect = await load(w!.url, bodies('sd', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
+      const serialRouter = await load(routerUrl, bodies('sr', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
+      say(`${format}: ${CONCURRENCY} streams: router, direct ...`);
+      const probe = healthProbe(routerUrl);
+      const loadRouter = await load(routerUrl, bodies('lr', REQUESTS), REQUESTS, CONCURRENCY, format);
+      const routerHealth = await probe.stop();
+      const loadDirect = await load(w!.url, bodies('ld', REQUESTS), REQUESTS, CONCURRENCY, format);
+      const r = {
+        format,
+        prompt_tokens: serialRouter.prompt_tokens,
+        serial: {
+          direct: serialDirect,
+          router: serialRouter,
+          added_ttft_p50_ms: r3(serialRouter.ttft_ms.p50 - serialDirect.ttft_ms.p50),
+          added_latency_p50_ms: r3(serialRouter.latency_ms.p50 - serialDirect.latency_ms.p50),
+        },
+        loaded: {
+          direct: loadDirect,
+          router: loadRouter,
+          throughput_ratio: r3(loadRouter.requests_per_s / loadDirect.requests_per_s),
+          added_ttft_p50_ms: r3(loadRouter.ttft_ms.p50 - loadDirect.ttft_ms.p50),
+          router_health: routerHealth,
+        },
+      };
+      results.push(r);
+      say(`${format} (${r.prompt_tokens} prompt tokens): 1 stream added TTFT p50 ${r.serial.added_ttft_p50_ms} ms (direct ${serialDirect.ttft_ms.p50}, router ${serialRouter.ttft_ms.p50}); ` +
+        `${CONCURRENCY} streams throughput ${loadRouter.requests_per_s} vs direct ${loadDirect.requests_per_s} req/s = ${r.loaded.throughput_ratio}x; router /health p99 ${routerHealth.p99_ms} ms, max ${routerHealth.max_ms} ms`);
     }
+    const metrics = await (await fetch(`${routerUrl}/metrics`)).text();
+    const overhead = {
+      note: "the router process's own histograms (receipt -> worker chosen), all requests of all formats incl. warm-up",
+      total_mean: histMean(metrics, 'dynamo_router_overhead_total_ms'),
+      total_p50_bucket: histP50(metrics, 'dynamo_router_overhead_total_ms'),
+      read_parse_tokenize_mean: histMean(metrics, 'dynamo_lab_router_overhead_tokenize_ms'),
+      block_hashing_mean: histMean(metrics, 'dynamo_router_overhead_block_hashing_ms'),
+      indexer_find_matches_mean: histMean(metrics, 'dynamo_router_overhead_indexer_find_matches_ms'),
+      seq_hashing_mean: histMean(metrics, 'dynamo_router_overhead_seq_hashing_ms'),
+      scheduling_mean: histMean(metrics, 'dynamo_router_overhead_scheduling_ms'),
+    };
+    return { results, overhead };
   } finally {
     if (router) await stop(router);
     await stop(sim);
+  }
+}
+
+/** `router --sim 8` under CONCURRENCY chat streams: does /health keep answering quickly? */
+async function simPhase(): Promise<Record<string, unknown>> {
+  const docs = chatDocuments();
+  const router = startCli(['router', '--sim', '8', '--speedup', SIM_SPEEDUP, '--port', '0', '--json']);
+  try {
+    const { url } = JSON.parse(await router.firstLine) as { url: string };
+    say(`router --sim 8 (speedup ${SIM_SPEEDUP}) at ${url}: ${REQUESTS} chat requests, ${CONCURRENCY} streams, probing /health ...`);
+    await load(url, makeBodies('chat', 64, docs, [], 'warm'), 64, 32, 'chat');
+    const probe = healthProbe(url);
+    const r = await load(url, makeBodies('chat', REQUESTS, docs, [], 'sim'), REQUESTS, CONCURRENCY, 'chat');
+    const health = await probe.stop();
+    say(`router --sim 8: ${r.requests_per_s} req/s, TTFT p50 ${r.ttft_ms.p50} ms; /health p50 ${health.p50_ms} ms, p99 ${health.p99_ms} ms, max ${health.max_ms} ms over ${health.probes} probes (${health.failures} failed)`);
+    return { speedup: Number(SIM_SPEEDUP), load: r, health, health_max_within_50ms: health.max_ms <= 50 && health.failures === 0 };
+  } finally {
+    await stop(router);
+  }
+}
+
+async function main(): Promise<void> {
+  const os = await import('node:os');
+  const started = { loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
+  const { results, overhead } = await proxyPhases();
+  const simResult = RUN_SIM ? await simPhase() : undefined;
+  const doc = {
+    workload: { prompt_tokens: PROMPT_TOKENS, formats: FORMATS, unique_chat: UNIQUE_CHAT, max_tokens: MAX_TOKENS, stream: true, distinct_prompts: DISTINCT, requests: REQUESTS, serial_requests: SERIAL_REQUESTS, concurrency: CONCURRENCY, events: EVENTS, worker_speedup: 0 },
+    machine: { cpus: os.cpus().length, node: process.versions.node, loadavg_start: started.loadavg, loadavg_end: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    formats: results,
+    router_overhead_ms: overhead,
+    router_sim8: simResult,
+    targets: { added_ttft_p50_ms_max_1_stream: 5, throughput_ratio_min: 0.9, health_max_ms: 50 },
+    meets_targets: Object.fromEntries(results.map((r) => [r.format, { added_ttft_p50: r.serial.added_ttft_p50_ms <= 5, throughput: r.loaded.throughput_ratio >= 0.9 }])),
+  };
+  if (JSON_OUT) process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+  else {
+    for (const r of results) {
+      say(`${r.format.padEnd(6)} ~${r.prompt_tokens} tok | 1 stream: router added TTFT p50 ${r.serial.added_ttft_p50_ms} ms | ${CONCURRENCY} streams: throughput ${r.loaded.throughput_ratio}x direct, added TTFT p50 ${r.loaded.added_ttft_p50_ms} ms, router /health max ${r.loaded.router_health.max_ms} ms`);
+    }
+    say(`load average ${doc.machine.loadavg_start.join(' ')} -> ${doc.machine.loadavg_end.join(' ')}`);
   }
 }
 
