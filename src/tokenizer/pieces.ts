@@ -28,32 +28,54 @@ export function piecewiseExact(added: readonly AddedTokenSpec[], hasNormalizer: 
   return added.every((t) => !t.lstrip && !t.rstrip && !t.single_word && (!t.normalized || !hasNormalizer));
 }
 
-const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
 /** Splits text at added tokens: leftmost match, longest token first (as the HF library matches them). */
 export class AddedTokenSplitter {
-  private readonly re: RegExp | undefined;
   private readonly ids = new Map<string, number>();
+  /** Added tokens by first UTF-16 unit, longest first. */
+  private readonly byFirst = new Map<number, string[]>();
+  /** The first units, as one char (the common case: every token starts with '<') or a class. */
+  private readonly firstChar: string | undefined;
+  private readonly firstRe: RegExp | undefined;
 
   constructor(added: readonly AddedTokenSpec[]) {
     for (const t of added) if (t.content.length > 0) this.ids.set(t.content, t.id);
-    const contents = [...this.ids.keys()].sort((a, b) => b.length - a.length);
-    this.re = contents.length > 0 ? new RegExp(contents.map(escapeRe).join('|'), 'g') : undefined;
+    for (const c of [...this.ids.keys()].sort((a, b) => b.length - a.length)) {
+      const k = c.charCodeAt(0);
+      let l = this.byFirst.get(k);
+      if (!l) this.byFirst.set(k, (l = []));
+      l.push(c);
+    }
+    const firsts = [...this.byFirst.keys()];
+    if (firsts.length === 1) this.firstChar = String.fromCharCode(firsts[0]!);
+    else if (firsts.length > 1) this.firstRe = new RegExp(`[${firsts.map((k) => `\\u${k.toString(16).padStart(4, '0')}`).join('')}]`, 'g');
+  }
+
+  private nextFirst(s: string, from: number): number {
+    if (this.firstChar !== undefined) return s.indexOf(this.firstChar, from);
+    if (!this.firstRe) return -1;
+    this.firstRe.lastIndex = from;
+    return this.firstRe.exec(s)?.index ?? -1;
   }
 
   /** Calls `text(s)` for each non-empty stretch and `token(id)` for each added token, in order. */
   split(s: string, text: (piece: string) => void, token: (id: number) => void): void {
-    if (!this.re) {
-      if (s.length > 0) text(s);
-      return;
-    }
-    const re = this.re;
-    re.lastIndex = 0;
     let last = 0;
-    for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-      if (m.index > last) text(s.slice(last, m.index));
-      token(this.ids.get(m[0])!);
-      last = m.index + m[0].length;
+    for (let i = this.nextFirst(s, 0); i >= 0; i = this.nextFirst(s, i)) {
+      let hit: string | undefined;
+      for (const c of this.byFirst.get(s.charCodeAt(i))!) {
+        if (s.startsWith(c, i)) {
+          hit = c;
+          break;
+        }
+      }
+      if (hit === undefined) {
+        i++;
+        continue;
+      }
+      if (i > last) text(s.slice(last, i));
+      token(this.ids.get(hit)!);
+      i += hit.length;
+      last = i;
     }
     if (last < s.length) text(s.slice(last));
   }

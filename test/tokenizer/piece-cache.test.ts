@@ -116,3 +116,29 @@ test('token text for streaming is synchronous and matches the async decode', asy
   const ids = [1000, 1234, 1500, 1999, 151645, 9909];
   for (const id of ids) assert.equal(tok.tokenText(id), await tok.decode([id]), `id ${id}`);
 });
+
+test('the added-token splitter matches leftmost-longest like a regex alternation, for any first characters', async () => {
+  const { AddedTokenSplitter } = await import('../../src/tokenizer/pieces.js');
+  const tokens = ['<a>', '<ab>', '<a', 'xy', 'x', 'é!', '🎉'];
+  const sp = new AddedTokenSplitter(tokens.map((content, id) => ({ id, content })));
+  const re = new RegExp([...tokens].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  const reference = (s: string) => {
+    const out: (string | number)[] = [];
+    let last = 0;
+    for (const m of s.matchAll(re)) {
+      if (m.index! > last) out.push(s.slice(last, m.index));
+      out.push(tokens.indexOf(m[0]));
+      last = m.index! + m[0].length;
+    }
+    if (last < s.length) out.push(s.slice(last));
+    return out;
+  };
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom('<', 'a', 'b', '>', 'x', 'y', 'é', '!', '🎉', ' '), { maxLength: 30 }).map((a) => a.join('')), (s) => {
+      const got: (string | number)[] = [];
+      sp.split(s, (p) => got.push(p), (id) => got.push(id));
+      assert.deepEqual(got, reference(s));
+    }),
+    { numRuns: 500 },
+  );
+});
