@@ -23,3 +23,10 @@ export function applyChatTemplate(messages: readonly ChatMessage[], addGeneratio
 export async function tokenizeChat(messages: readonly ChatMessage[]): Promise<number[]> {
   return (await loadChatTokenizer()).encodeChat(messages);
 }
+
+/**
+ * Request header a router sets when it handed the prompt's token ids to a co-located simulated
+ * worker (same process tree), keyed by x-request-id: the worker uses those ids instead of
+ * tokenizing the text again (tokenize once).
+ */
+export const PROMPT_IDS_HEADER = 'x-dynamo-lab-prompt-ids';
