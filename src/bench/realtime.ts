@@ -33,7 +33,7 @@ export interface RealtimeOptions {
   speedup?: number;
   prompt?: PromptFormat;
   /** Needed for prompt=text. */
-  decode?: (ids: readonly number[]) => string;
+  decode?: (ids: readonly number[]) => Promise<string> | string;
   /** The router's KV block size, to turn x-dynamo-lab-overlap-blocks into predicted tokens. */
   blockSize?: number;
   /** Per-request timeout (ms), default 600 000. */
@@ -111,7 +111,7 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
 
   const sendOne = async (r: BenchRequest): Promise<void> => {
     const ids = promptTokenArray(w.seed, r);
-    const prompt = opts.prompt === 'text' ? opts.decode!(ids) : ids;
+    const prompt = opts.prompt === 'text' ? await opts.decode!(ids) : ids;
     const body = JSON.stringify({
       model: opts.model,
       prompt,

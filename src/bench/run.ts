@@ -119,10 +119,10 @@ export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: B
         }
         const model = t.model ?? health?.find((x) => x.models.length > 0)?.models[0];
         if (!model) throw new HealthCheckError(`no model name for ${url}`, ['give --model <name> (the health check was skipped or /v1/models listed none)']);
-        let decode: ((ids: readonly number[]) => string) | undefined;
+        let decode: ((ids: readonly number[]) => Promise<string>) | undefined;
         if (t.prompt === 'text') {
-          const { loadTokenizer } = await import('../tokenizer/index.js');
-          const tok = await loadTokenizer();
+          const { loadChatTokenizer } = await import('../tokenizer/index.js');
+          const tok = await loadChatTokenizer();
           decode = (ids) => tok.decode(ids);
         }
         log(`sending ${w.requests.length} requests to ${url} (${mode}, speedup ${speedup}x, prompt as ${t.prompt})`);

@@ -5,7 +5,7 @@
  */
 import type { Agent } from 'undici';
 import type { KvRouter, RoutingMode } from '../router/index.js';
-import type { Tokenizer } from '../tokenizer/index.js';
+import type { ChatTokenizer } from '../tokenizer/index.js';
 import type { HealthChecker } from './eligibility.js';
 import type { Metrics } from './metrics.js';
 import type { DecisionLog } from './observability.js';
@@ -25,7 +25,7 @@ export interface ServerContext {
   readonly decisions: DecisionLog;
   readonly metrics: Metrics;
   readonly agent: Agent;
-  readonly tokenizer: Tokenizer;
+  readonly tokenizer: ChatTokenizer;
   readonly totals: Totals;
   /** Upstream requests in flight, aborted on close. */
   readonly inflight: Set<AbortController>;

@@ -8,7 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import type { KvRouter } from '../router/index.js';
-import { applyChatTemplate, type ChatMessage, type Tokenizer } from '../tokenizer/index.js';
+import { PROMPT_IDS_HEADER, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
+import { SseTokenScanner } from './sse-tokens.js';
 import { HttpError, parseJsonBody, readBody } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
@@ -16,19 +17,28 @@ import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
 
-/** The prompt's token ids, tokenised the way the workers do (chat template for chat requests). */
-export function tokenizeRequest(tokenizer: Tokenizer, path: string, body: Record<string, unknown>): number[] {
-  if (path === '/v1/chat/completions') {
-    const messages = body.messages;
-    if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, '"messages" must be a non-empty array of {role, content}', 'invalid_request_error', 'invalid_messages');
-    for (const m of messages) {
-      if (!m || typeof m !== 'object' || typeof (m as ChatMessage).role !== 'string') throw new HttpError(400, 'each message needs a string "role" and a "content"', 'invalid_request_error', 'invalid_messages');
+/**
+ * The prompt's token ids, tokenised the way the workers do (the model's chat template for chat
+ * requests), natively and off the event loop, through the per-piece token cache. Prompt limits
+ * (the tokenizer's maxChars / maxTokens) answer 413 / 400.
+ */
+export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<number[]> {
+  try {
+    if (path === '/v1/chat/completions') {
+      const messages = body.messages;
+      if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, '"messages" must be a non-empty array of {role, content}', 'invalid_request_error', 'invalid_messages');
+      for (const m of messages) {
+        if (!m || typeof m !== 'object' || typeof (m as ChatMessage).role !== 'string') throw new HttpError(400, 'each message needs a string "role" and a "content"', 'invalid_request_error', 'invalid_messages');
+      }
+      return await tokenizer.encodeChat(messages as ChatMessage[]);
     }
-    return tokenizer.encode(applyChatTemplate(messages as ChatMessage[]));
+    const prompt = body.prompt;
+    if (typeof prompt === 'string') return await tokenizer.encode(prompt);
+  } catch (err) {
+    if (err instanceof TokenizerError) throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
+    throw err;
   }
-  const prompt = body.prompt;
-  if (typeof prompt === 'string') return tokenizer.encode(prompt);
-  if (Array.isArray(prompt) && prompt.length > 0 && isTokenIds(prompt)) return prompt;
+  if (Array.isArray(body.prompt) && body.prompt.length > 0 && isTokenIds(body.prompt)) return body.prompt;
   throw new HttpError(400, '"prompt" must be a string or a non-empty array of token ids', 'invalid_request_error', 'invalid_prompt');
 }
 
@@ -38,7 +48,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   metrics.inc('dynamo_component_router_requests_started_total', 'Requests received by the router');
   const raw = await readBody(req, ctx.opts.bodyLimitBytes ?? 8 * 1024 * 1024);
   const body = parseJsonBody(raw);
-  const tokens = tokenizeRequest(ctx.tokenizer, path, body);
+  const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
   const stream = body.stream === true;
   const router = ctx.core;
@@ -83,12 +93,20 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       st.requests++;
       st.lastIsl = decision.isl_tokens;
       st.breaker.onAttempt(now);
+      // Tokenize once: a co-located simulated worker takes the ids instead of the text's tokens.
+      const handOver = st.ep.provideTokens !== undefined;
+      if (handOver) st.ep.provideTokens!(requestId, tokens);
       let upstream;
       try {
         upstream = await request(`${st.ep.url}${path}`, {
           method: 'POST',
           body: raw,
-          headers: { 'content-type': 'application/json', 'x-request-id': requestId, ...(stream ? { accept: 'text/event-stream' } : {}) },
+          headers: {
+            'content-type': 'application/json',
+            'x-request-id': requestId,
+            ...(handOver ? { [PROMPT_IDS_HEADER]: '1' } : {}),
+            ...(stream ? { accept: 'text/event-stream' } : {}),
+          },
           dispatcher: ctx.agent,
           signal: client.signal,
           headersTimeout: 300_000,
@@ -146,23 +164,22 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
   if (typeof retryAfter === 'string') headers['retry-after'] = retryAfter;
   res.writeHead(upstream.statusCode, headers);
   res.flushHeaders();
+  // Prefill ends at the first generated token, not at the first chunk (a role chunk may come
+  // first): that is when the router releases the request's prefill load and times TTFT.
+  const scan = stream ? new SseTokenScanner() : undefined;
   let first = true;
-  let firstAt = 0;
-  let lastAt = 0;
-  let events = 0;
   // The last chunks (<= 8 KiB) hold `usage` (the final SSE chunk or the end of the JSON body).
   const tail: Buffer[] = [];
   let tailBytes = 0;
   try {
     for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
-      const t = performance.now();
-      if (first) {
+      if (scan) {
+        if (scan.push(chunk, performance.now())) router.markPrefillCompleted(record.request_id, Date.now());
+      } else if (first) {
+        // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
         first = false;
-        firstAt = t;
         router.markPrefillCompleted(record.request_id, Date.now());
       }
-      lastAt = t;
-      if (stream) events += countSseEvents(chunk);
       tail.push(chunk);
       tailBytes += chunk.length;
       while (tail.length > 1 && tailBytes - tail[0]!.length >= 8192) tailBytes -= tail.shift()!.length;
@@ -174,14 +191,14 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
       st.errors++;
       ctx.totals.errors++;
     }
-    if (stream && firstAt > 0) {
-      record.ttft_ms = round(firstAt - started);
-      st.lastTtftS = (firstAt - started) / 1000;
-      ctx.metrics.observe('dynamo_component_router_time_to_first_token_seconds', 'Time to first token as the router sees it (s)', SECONDS_BUCKETS, st.lastTtftS);
-      // SSE events after the first, minus the usage chunk and [DONE], approximate the tokens.
-      const gaps = events - 3;
+    if (scan && scan.firstAt > 0) {
+      record.ttft_ms = round(scan.firstAt - started);
+      st.lastTtftS = (scan.firstAt - started) / 1000;
+      ctx.metrics.observe('dynamo_component_router_time_to_first_token_seconds', 'Time to first generated token as the router sees it (s)', SECONDS_BUCKETS, st.lastTtftS);
+      // Token events after the first one; several may share a chunk, so this is a mean.
+      const gaps = scan.tokenEvents - 1;
       if (gaps > 0) {
-        st.lastItlS = (lastAt - firstAt) / gaps / 1000;
+        st.lastItlS = (scan.lastAt - scan.firstAt) / gaps / 1000;
         ctx.metrics.observe('dynamo_component_router_inter_token_latency_seconds', 'Mean inter-token latency per request as the router sees it (s)', SECONDS_BUCKETS, st.lastItlS);
       }
     }
@@ -201,17 +218,6 @@ function isTokenIds(a: unknown[]): a is number[] {
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) return false;
   }
   return true;
-}
-
-const DATA = Buffer.from('data:');
-function countSseEvents(chunk: Buffer): number {
-  let n = 0;
-  let i = chunk.indexOf(DATA);
-  while (i >= 0) {
-    n++;
-    i = chunk.indexOf(DATA, i + 5);
-  }
-  return n;
 }
 
 function readOverrides(body: Record<string, unknown>): { overlapScoreCredit?: number; prefillLoadScale?: number; temperature?: number } | undefined {

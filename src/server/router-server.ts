@@ -19,7 +19,7 @@ import type { Server } from 'node:http';
 import { Agent } from 'undici';
 import { KvRouter, type RoutingMode } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
-import { loadTokenizer } from '../tokenizer/index.js';
+import { loadChatTokenizer } from '../tokenizer/index.js';
 import { listenOn } from '../base/net.js';
 import { createApp } from './app.js';
 import type { ServerContext } from './context.js';
@@ -70,7 +70,7 @@ export class RouterServer {
   }
 
   static async start(opts: RouterServerOptions): Promise<RouterServer> {
-    const s = new RouterServer(opts, await loadTokenizer());
+    const s = new RouterServer(opts, await loadChatTokenizer(opts.tokenizer, { limits: opts.promptLimits }));
     try {
       await s.ctx.registry.startNats();
       for (const w of opts.workers) s.addWorker(w);

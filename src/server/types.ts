@@ -4,6 +4,7 @@
  */
 import type { KvRouterConfig, RoutingDecision, RoutingMode } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
+import type { PromptLimits } from '../tokenizer/index.js';
 import type { BreakerOptions, BreakerState, CircuitBreaker } from './breaker.js';
 import type { NatsSourceStats } from './nats-events.js';
 import type { ZmqEventSource, ZmqSourceStats } from './zmq-events.js';
@@ -26,6 +27,11 @@ export interface WorkerEndpoint {
   readonly totalKvBlocks?: number;
   /** The engine's max_num_batched_tokens, for the prefill-tokens fraction busy threshold. */
   readonly maxNumBatchedTokens?: number;
+  /**
+   * Co-located simulated worker: takes the prompt's token ids for a request id (its x-request-id)
+   * so it does not tokenize the text again. The router calls it before forwarding.
+   */
+  readonly provideTokens?: (requestId: string, ids: readonly number[]) => void;
 }
 
 export interface HealthCheckOptions {
@@ -63,6 +69,10 @@ export interface RouterServerOptions {
   /** When set, /v1/* and /admin/* need `Authorization: Bearer <apiKey>`. */
   readonly apiKey?: string;
   readonly bodyLimitBytes?: number;
+  /** HF tokenizer directory or tokenizer.json for chat templates and hashing (default: the shipped Qwen one). */
+  readonly tokenizer?: string;
+  /** Prompt limits applied when tokenizing (too many characters: 413; too many tokens: 400). */
+  readonly promptLimits?: PromptLimits;
   /** One line per routing decision and per worker state change (non-interactive logging). */
   readonly log?: (line: string) => void;
   readonly decisionHistory?: number;

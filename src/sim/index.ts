@@ -5,6 +5,8 @@
  */
 export { SimWorker, type SimWorkerOptions, type SimWorkerStats } from './worker.js';
 export { startSimWorkers } from './start.js';
+export { ThreadedSimWorker, type ThreadedSimWorkerOptions } from './threads.js';
+export { PromptTokenInbox, type PromptTokenSource } from './prompt-inbox.js';
 export {
   SimEngine,
   SimRequestError,

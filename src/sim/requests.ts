@@ -3,7 +3,7 @@
  * completion prompts (text or token ids), max_tokens. Bad input is an HttpError 400 with
  * vLLM-like codes.
  */
-import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
+import type { ChatMessage } from '../tokenizer/index.js';
 import { HttpError } from '../base/http.js';
 
 export function isObject(v: unknown): v is Record<string, unknown> {
@@ -31,11 +31,12 @@ export function parseMaxTokens(body: Record<string, unknown>, defaultMaxTokens: 
   return v;
 }
 
-export function completionPrompt(tokenizer: Tokenizer, p: unknown): number[] {
-  if (typeof p === 'string') return tokenizer.encode(p);
+/** A completion prompt: its token ids, or the text the worker must tokenize. */
+export function completionPrompt(p: unknown): number[] | string {
+  if (typeof p === 'string') return p;
   if (Array.isArray(p)) {
     if (p.length > 0 && p.every((t) => typeof t === 'number' && Number.isInteger(t) && t >= 0)) return p as number[];
-    if (p.length === 1) return completionPrompt(tokenizer, p[0]);
+    if (p.length === 1) return completionPrompt(p[0]);
     if (p.length > 1) throw new HttpError(400, 'batched prompts are not supported by the simulated worker; send one prompt per request', 'invalid_request_error', 'invalid_prompt');
   }
   throw new HttpError(400, '"prompt" must be a non-empty string or an array of token ids', 'invalid_request_error', 'invalid_prompt');

@@ -14,7 +14,8 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { RouterEvent } from '../router/types.js';
-import { applyChatTemplate, DEFAULT_MODEL, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { DEFAULT_MODEL, loadChatTokenizer, PROMPT_IDS_HEADER, TokenizerError, type ChatTokenizer, type PromptLimits } from '../tokenizer/index.js';
+import type { PromptTokenSource } from './prompt-inbox.js';
 import { RealClock, type Clock } from './clock.js';
 import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type SimEngineOptions } from './engine.js';
 import { PromText } from './metrics.js';
@@ -45,12 +46,28 @@ export interface SimWorkerOptions
   maxBodyBytes?: number;
   /** Clock of the engine (default real time). */
   clock?: Clock;
+  /** HF tokenizer directory or tokenizer.json (default: the shipped Qwen tokenizer and ChatML template). */
+  tokenizer?: string;
+  /** Prompt limits checked when tokenizing text (too many characters: 413; too many tokens: 400). */
+  promptLimits?: PromptLimits;
+  /**
+   * Prompt token ids handed over by a router in the same process tree, by x-request-id (requests
+   * that carry `x-dynamo-lab-prompt-ids: 1`): the worker does not tokenize those prompts again.
+   */
+  promptTokens?: PromptTokenSource;
+  /** Text of the engine's output token ids; with it the worker loads its tokenizer only for text prompts. */
+  tokenTexts?: ReadonlyMap<number, string>;
 }
+
 
 export interface SimWorkerStats extends EngineStats {
   id: string;
   url: string;
   httpRequests: number;
+  /** Prompts whose token ids a co-located router handed over (not tokenized here). */
+  promptsHandedOver: number;
+  /** Text prompts this worker tokenized itself. */
+  promptsTokenized: number;
 }
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
@@ -70,14 +87,20 @@ export class SimWorker {
   readonly zmqReplayEndpoint?: string;
 
   private readonly server: http.Server;
-  private readonly tokenizer: Tokenizer;
+  private tokenizer?: ChatTokenizer;
+  private tokenizerLoading?: Promise<ChatTokenizer>;
+  private readonly tokenizerSource?: string;
+  private readonly promptLimits?: PromptLimits;
+  private readonly promptTokens?: PromptTokenSource;
   private readonly zmq?: ZmqKvPublisher;
   private readonly log: (line: string) => void;
   private readonly defaultMaxTokens: number;
   private readonly maxBody: number;
-  private readonly tokenText = new Map<number, string>();
+  private readonly tokenText: Map<number, string>;
   private closing?: Promise<void>;
   private httpRequests = 0;
+  private promptsHandedOver = 0;
+  private promptsTokenized = 0;
   private readonly inflight = new Set<string>();
 
   private constructor(init: {
@@ -86,7 +109,7 @@ export class SimWorker {
     port: number;
     host: string;
     engine: SimEngine;
-    tokenizer: Tokenizer;
+    tokenizer?: ChatTokenizer;
     zmq?: ZmqKvPublisher;
   }) {
     const { opts } = init;
@@ -99,6 +122,10 @@ export class SimWorker {
     this.model = opts.model ?? DEFAULT_MODEL;
     this.engine = init.engine;
     this.tokenizer = init.tokenizer;
+    this.tokenizerSource = opts.tokenizer;
+    this.promptLimits = opts.promptLimits;
+    this.promptTokens = opts.promptTokens;
+    this.tokenText = new Map(opts.tokenTexts ?? []);
     this.zmq = init.zmq;
     this.zmqEndpoint = init.zmq?.endpoint;
     this.zmqReplayEndpoint = init.zmq?.replayEndpoint;
@@ -110,7 +137,9 @@ export class SimWorker {
   /** Start the engine, the HTTP server (and the ZMQ publisher when asked). */
   static async start(opts: SimWorkerOptions): Promise<SimWorker> {
     if (!opts.id) throw new Error('SimWorker needs an id');
-    const tokenizer = await loadTokenizer();
+    // Without a token-text table the worker needs its tokenizer to stream: load it now (~0.5 s)
+    // rather than on the first request. With one, it loads on the first text prompt.
+    const tokenizer = opts.tokenTexts ? undefined : await loadChatTokenizer(opts.tokenizer, { limits: opts.promptLimits });
     const engine = new SimEngine(
       {
         id: opts.id,
@@ -168,7 +197,7 @@ export class SimWorker {
   }
 
   stats(): SimWorkerStats {
-    return { id: this.id, url: this.url, httpRequests: this.httpRequests, ...this.engine.stats() };
+    return { id: this.id, url: this.url, httpRequests: this.httpRequests, promptsHandedOver: this.promptsHandedOver, promptsTokenized: this.promptsTokenized, ...this.engine.stats() };
   }
 
   /** Close HTTP and ZMQ, abort in-flight requests. Idempotent. */
@@ -182,6 +211,24 @@ export class SimWorker {
       await this.zmq?.close();
     })();
     return this.closing;
+  }
+
+  /** The tokenizer, loaded on first use when the worker started without it. */
+  private tok(): Promise<ChatTokenizer> {
+    if (this.tokenizer) return Promise.resolve(this.tokenizer);
+    this.tokenizerLoading ??= loadChatTokenizer(this.tokenizerSource, { limits: this.promptLimits }).then((t) => (this.tokenizer = t));
+    return this.tokenizerLoading;
+  }
+
+  /** Tokenizer errors (bad template, prompt limits) as OpenAI-shaped HTTP errors. */
+  private async tokenizing<T>(fn: (t: ChatTokenizer) => Promise<T> | T): Promise<T> {
+    const t = await this.tok();
+    try {
+      return await fn(t);
+    } catch (err) {
+      if (err instanceof TokenizerError) throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
+      throw err;
+    }
   }
 
   // ---------------------------------------------------------------- HTTP
@@ -282,9 +329,10 @@ export class SimWorker {
     let tokens: number[];
     if (body.messages !== undefined) {
       const messages = parseMessages(body.messages);
-      tokens = this.tokenizer.encode(applyChatTemplate(messages, body.add_generation_prompt !== false));
+      tokens = await this.tokenizing((t) => t.encodeChat(messages, { addGenerationPrompt: body.add_generation_prompt !== false }));
     } else if (typeof body.prompt === 'string') {
-      tokens = this.tokenizer.encode(body.prompt);
+      const prompt = body.prompt;
+      tokens = await this.tokenizing((t) => t.encode(prompt));
     } else {
       throw new HttpError(400, 'give "prompt" (a string) or "messages"', 'invalid_request_error', 'invalid_prompt');
     }
@@ -296,7 +344,8 @@ export class SimWorker {
     if (!Array.isArray(body.tokens) || !body.tokens.every((t) => Number.isInteger(t) && t >= 0)) {
       throw new HttpError(400, '"tokens" must be an array of token ids', 'invalid_request_error', 'invalid_tokens');
     }
-    this.sendJson(res, 200, { prompt: this.tokenizer.decode(body.tokens as number[]) });
+    const ids = body.tokens as number[];
+    this.sendJson(res, 200, { prompt: await (await this.tok()).decode(ids) });
   }
 
   private resetPrefixCache(res: http.ServerResponse): void {
@@ -309,7 +358,8 @@ export class SimWorker {
   private textOf(id: number): string {
     let t = this.tokenText.get(id);
     if (t === undefined) {
-      t = this.tokenizer.decode([id]).replace(/\uFFFD/g, ' ');
+      // Only reached without a token-text table entry; generate() loaded the tokenizer then.
+      t = (this.tokenizer?.tokenText(id) ?? '').replace(/\uFFFD/g, ' ');
       if (t.length === 0) t = ' ';
       this.tokenText.set(id, t);
     }
@@ -318,13 +368,28 @@ export class SimWorker {
 
   private async generate(req: http.IncomingMessage, res: http.ServerResponse, kind: 'chat' | 'completion'): Promise<void> {
     const body = parseJsonBody(await readBody(req, this.maxBody));
-    let tokens: number[];
+    let tokens: number[] | undefined;
+    const given = req.headers['x-request-id'];
+    // Tokenize once: a co-located router already tokenized this prompt and handed the ids over.
+    if (this.promptTokens && typeof given === 'string' && req.headers[PROMPT_IDS_HEADER] === '1') tokens = await this.promptTokens.take(given, 2000);
+    if (tokens) this.promptsHandedOver++;
     if (kind === 'chat') {
-      tokens = this.tokenizer.encode(applyChatTemplate(parseMessages(body.messages)));
+      const messages = parseMessages(body.messages);
+      if (!tokens) {
+        tokens = await this.tokenizing((t) => t.encodeChat(messages));
+        this.promptsTokenized++;
+      }
     } else {
       if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');
-      tokens = completionPrompt(this.tokenizer, body.prompt);
+      if (!tokens) {
+        const input = completionPrompt(body.prompt);
+        if (typeof input === 'string') {
+          tokens = await this.tokenizing((t) => t.encode(input));
+          this.promptsTokenized++;
+        } else tokens = input;
+      }
     }
+    if (this.tokenText.size === 0 && !this.tokenizer) await this.tok();
     const maxTokens = parseMaxTokens(body, this.defaultMaxTokens);
     if (body.n !== undefined && body.n !== null && body.n !== 1) {
       throw new HttpError(400, 'only n = 1 is supported by the simulated worker', 'invalid_request_error', 'invalid_n');
@@ -333,7 +398,6 @@ export class SimWorker {
     const streamOptions = isObject(body.stream_options) ? body.stream_options : undefined;
     const includeUsage = streamOptions?.include_usage === true;
     // Like vLLM: the id is built from the caller's x-request-id when given (unique in flight).
-    const given = req.headers['x-request-id'];
     const base = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID().replace(/-/g, '');
     let requestId = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${base}`;
     if (this.inflight.has(requestId)) requestId = `${requestId}-${randomUUID().slice(0, 8)}`;
@@ -372,8 +436,9 @@ export class SimWorker {
     if (stream) {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': requestId });
       res.flushHeaders();
-      if (kind === 'chat') writeChunk(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
     }
+    // Like vLLM, the chat role chunk goes out with the first token (not before prefill), in one write.
+    let rolePending = stream && kind === 'chat';
 
     this.inflight.add(requestId);
     res.on('close', () => {
@@ -389,6 +454,16 @@ export class SimWorker {
         const t = this.textOf(tok);
         if (!stream) {
           text += t;
+          return;
+        }
+        if (rolePending) {
+          rolePending = false;
+          if (!res.writableEnded && !res.destroyed) {
+            res.write(
+              `data: ${JSON.stringify(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))}\n\n` +
+                `data: ${JSON.stringify(chunk({ index: 0, delta: { content: t }, logprobs: null, finish_reason: null }))}\n\n`,
+            );
+          }
           return;
         }
         writeChunk(

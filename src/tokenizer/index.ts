@@ -9,7 +9,6 @@ export { ChatTemplate, ChatTemplateError, DEFAULT_CHATML_TEMPLATE, DEFAULT_SYSTE
 export { NativeTokenizer, NativeTokenizerError } from './native.js';
 export type { PieceCacheStats } from './pieces.js';
 import { loadTokenizer as loadChatTokenizer } from './chat-tokenizer.js';
-export { loadLegacyTokenizer as loadTokenizer, type Tokenizer } from './legacy.js';
 import { ChatTemplate, DEFAULT_CHATML_TEMPLATE, type ChatMessage } from './template.js';
 
 const defaultTemplate = new ChatTemplate(DEFAULT_CHATML_TEMPLATE);

@@ -17,7 +17,8 @@ import { RouterServer, type EventSourceKind, type WorkerEndpoint } from '../../s
 import { NatsConnectError, NatsKvPublisher } from '../../server/nats-events.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError, type WorkerSpec } from '../../server/worker-spec.js';
 import { configFromFlags, ROUTING_MODES, type RoutingMode } from '../../router/index.js';
-import { SimWorker } from '../../sim/index.js';
+import { ThreadedSimWorker } from '../../sim/index.js';
+import { loadChatTokenizer, TokenizerError, type ChatTokenizer } from '../../tokenizer/index.js';
 import type { PortForwardHandle } from '../../cluster/index.js';
 
 function numberFlag(values: Record<string, unknown>, name: string, check: (n: number) => boolean, what: string): number | undefined {
@@ -104,6 +105,8 @@ export const routerCommand: Command = {
     speedup: { type: 'string', valueName: 'x', description: 'With --sim: divide simulated pass times by x (0 = no delays)' },
     discover: { type: 'string', valueName: 'selector', description: 'Route to the Ready pods matching this label selector (current kube context and --namespace): port-forwards their OpenAI port and ZMQ KV-event port; KV events default to zmq' },
     'discover-ports': { type: 'string', valueName: 'http,zmq', default: '8000,5557', description: 'Pod ports --discover forwards: the OpenAI server, then the ZMQ KV-event publisher' },
+    tokenizer: { type: 'string', valueName: 'dir|tokenizer.json', description: "The model's HF tokenizer (a directory with tokenizer.json + tokenizer_config.json chat template, or the tokenizer.json); default: the bundled Qwen tokenizer and ChatML template. Must match the workers'" },
+    'max-prompt-tokens': { type: 'string', valueName: 'n', description: 'Reject longer prompts with 400 context_length_exceeded (default: no limit here; workers check their own)' },
   },
   async run(values, _p, ctx) {
     const mode = values.mode as RoutingMode;
@@ -172,7 +175,17 @@ export const routerCommand: Command = {
             if (notices.length > 5) notices.shift();
           }
         : say;
-    const started: SimWorker[] = [];
+    const maxPromptTokens = numberFlag(values, 'max-prompt-tokens', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1');
+    const tokenizerSource = values.tokenizer as string | undefined;
+    const promptLimits = maxPromptTokens !== undefined ? { maxTokens: maxPromptTokens } : undefined;
+    let tokenizer: ChatTokenizer;
+    try {
+      tokenizer = await loadChatTokenizer(tokenizerSource, { limits: promptLimits });
+    } catch (err) {
+      if (err instanceof TokenizerError) throw new UserError(err.message, 'Point --tokenizer at a model directory saved by transformers (tokenizer.json, tokenizer_config.json), or leave it out for the bundled Qwen tokenizer.');
+      throw err;
+    }
+    const started: ThreadedSimWorker[] = [];
     let bridge: NatsKvPublisher | undefined;
     let server: RouterServer | undefined;
     let forwarded: PortForwardHandle | undefined;
@@ -182,16 +195,32 @@ export const routerCommand: Command = {
       const workers: WorkerEndpoint[] = [];
       if (sim !== undefined) {
         if (events.kind === 'nats') bridge = await NatsKvPublisher.start({ servers: events.nats!, namespace: values['nats-namespace'] as string, component: values['nats-component'] as string });
+        // Each simulated engine (and its HTTP server and streams) runs on its own worker thread,
+        // so it cannot starve this router's event loop. The threads stream the engine's output
+        // ids [1000, 2000) with this table and load a tokenizer only for direct text requests.
+        const outputIds = Array.from({ length: 1000 }, (_, k) => 1000 + k);
+        await tokenizer.warmTokenTexts(outputIds);
+        const tokenTexts = new Map(outputIds.map((id) => [id, tokenizer.tokenText(id)]));
+        const threads = await Promise.allSettled(
+          Array.from({ length: sim }, (_, i) =>
+            ThreadedSimWorker.start({
+              id: `worker-${i}`,
+              blockSize,
+              port: 0,
+              speedup,
+              tokenizer: tokenizerSource,
+              promptLimits,
+              tokenTexts,
+              zmq: events.kind === 'zmq' ? { pubPort: 0, replayPort: 0 } : undefined,
+              log: ctx.globals.verbose ? (l) => say(chalk.dim(l)) : undefined, // sim lines carry their worker id
+            }),
+          ),
+        );
+        for (const t of threads) if (t.status === 'fulfilled') started.push(t.value);
+        const failed = threads.find((t) => t.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
         for (let i = 0; i < sim; i++) {
-          const w = await SimWorker.start({
-            id: `worker-${i}`,
-            blockSize,
-            port: 0,
-            speedup,
-            zmq: events.kind === 'zmq' ? { pubPort: 0, replayPort: 0 } : undefined,
-            log: ctx.globals.verbose ? (l) => say(chalk.dim(l)) : undefined, // sim lines carry their worker id
-          });
-          started.push(w);
+          const w = started[i]!;
           const dynamoWorkerId = SIM_DYNAMO_WORKER_ID_BASE + BigInt(i);
           if (bridge) bridge.attach(w, dynamoWorkerId);
           workers.push({
@@ -201,7 +230,8 @@ export const routerCommand: Command = {
             zmq: w.zmqEndpoint,
             replay: w.zmqReplayEndpoint,
             dynamoWorkerId: bridge ? dynamoWorkerId.toString() : undefined,
-            totalKvBlocks: w.engine.numGpuBlocks,
+            totalKvBlocks: w.numGpuBlocks,
+            provideTokens: (id, ids) => w.provideTokens(id, ids),
           });
         }
       } else if (discover !== undefined) {
@@ -240,6 +270,8 @@ export const routerCommand: Command = {
           busy: anyBusy ? busy : undefined,
           sessionAffinityTtlMs: ttl * 1000,
           health: healthInterval > 0 ? { intervalMs: healthInterval * 1000 } : false,
+          tokenizer: tokenizerSource,
+          promptLimits,
           log,
         });
       } catch (err) {

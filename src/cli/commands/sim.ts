@@ -6,6 +6,7 @@ import type { Command, OptionSpec, ParsedValues } from '../command.js';
 import { UsageError, UserError } from '../../base/errors.js';
 import { PortInUseError } from '../../base/net.js';
 import { startSimWorkers, type SimWorker } from '../../sim/index.js';
+import { TokenizerError } from '../../tokenizer/index.js';
 
 const options = {
   workers: { type: 'string', short: 'w', valueName: 'n', description: 'Number of workers (default 2)' },
@@ -24,6 +25,7 @@ const options = {
   'preemption-mode': { type: 'string', valueName: 'lifo|fifo', description: 'Which running request to preempt when KV blocks run out (default lifo)' },
   'no-prefix-caching': { type: 'boolean', description: 'Disable the prefix cache' },
   quiet: { type: 'boolean', short: 'q', description: 'No per-request log lines on stderr' },
+  tokenizer: { type: 'string', valueName: 'dir|tokenizer.json', description: "The model's HF tokenizer (a directory with tokenizer.json + tokenizer_config.json chat template, or the tokenizer.json); default: the bundled Qwen tokenizer and ChatML template" },
 } satisfies Record<string, OptionSpec>;
 
 function intOpt(values: ParsedValues, name: string, def: number | undefined, min: number): number | undefined {
@@ -91,6 +93,7 @@ export const simCommand: Command = {
         enablePrefixCaching: !values['no-prefix-caching'],
         seed: intOpt(values, 'seed', undefined, 0),
         zmq: zmqPort === undefined ? undefined : { pubPort: zmqPort, replayPort, host },
+        tokenizer: values.tokenizer === undefined ? undefined : String(values.tokenizer),
         log,
       });
     } catch (err) {
@@ -99,6 +102,7 @@ export const simCommand: Command = {
         throw new UserError(`A port in the range is already in use (${e.message}).`, 'Stop whatever uses it, pick another --port / --zmq-port, or pass --port 0 for free ports.');
       }
       if (e?.code === 'EACCES') throw new UserError(`Not allowed to listen there (${e.message}).`, 'Use a port above 1024.');
+      if (err instanceof TokenizerError) throw new UserError(err.message, 'Point --tokenizer at a model directory saved by transformers (tokenizer.json, tokenizer_config.json), or leave it out for the bundled Qwen tokenizer.');
       throw err;
     }
 

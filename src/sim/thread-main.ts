@@ -1,0 +1,59 @@
+/**
+ * Entry point of a worker thread that hosts one SimWorker (see threads.ts). The engine, its HTTP
+ * server and its SSE streams run on this thread's event loop, not the router's.
+ *
+ * Messages from the parent:  {t:'ids', id, ids: Uint32Array}  prompt token ids for request `id`
+ *                            {t:'close'}
+ * Messages to the parent:    {t:'ready', url, zmq, replay, numGpuBlocks, blockSize}
+ *                            {t:'events', events: RouterEvent[]}   (in order, batched per tick)
+ *                            {t:'log', line} / {t:'error', message} / {t:'closed'}
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { RouterEvent } from '../router/types.js';
+import { SimWorker, type SimWorkerOptions } from './worker.js';
+import { PromptTokenInbox } from './prompt-inbox.js';
+
+const port = parentPort!;
+const { options, tokenTexts, logging } = workerData as { options: SimWorkerOptions; tokenTexts?: [number, string][]; logging: boolean };
+
+const inbox = new PromptTokenInbox();
+let pending: RouterEvent[] = [];
+let scheduled = false;
+const flush = () => {
+  scheduled = false;
+  if (pending.length === 0) return;
+  const events = pending;
+  pending = [];
+  port.postMessage({ t: 'events', events });
+};
+
+try {
+  const worker = await SimWorker.start({
+    ...options,
+    log: logging ? (line) => port.postMessage({ t: 'log', line }) : undefined,
+    promptTokens: inbox,
+    tokenTexts: tokenTexts ? new Map(tokenTexts) : undefined,
+  });
+  worker.onKvEvent((ev) => {
+    pending.push(ev);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  });
+  port.on('message', (m: { t: string; id?: string; ids?: Uint32Array }) => {
+    if (m.t === 'ids') inbox.put(m.id!, m.ids!);
+    else if (m.t === 'close') {
+      void worker.close().then(() => {
+        flush();
+        inbox.close();
+        port.postMessage({ t: 'closed' });
+        port.close();
+      });
+    }
+  });
+  port.postMessage({ t: 'ready', url: worker.url, zmq: worker.zmqEndpoint, replay: worker.zmqReplayEndpoint, numGpuBlocks: worker.engine.numGpuBlocks, blockSize: worker.engine.blockSize });
+} catch (err) {
+  port.postMessage({ t: 'error', message: (err as Error)?.message ?? String(err) });
+  port.close();
+}

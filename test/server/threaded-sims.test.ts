@@ -1,0 +1,62 @@
+/**
+ * `router --sim N` runs the simulated engines on worker threads: KV events still reach the
+ * router's indexer in-process (posted across the thread boundary), and the router hands the
+ * prompt's token ids over so the worker does not tokenize the text again.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RouterServer } from '../../src/server/router-server.js';
+import { ThreadedSimWorker } from '../../src/sim/threads.js';
+import { loadChatTokenizer } from '../../src/tokenizer/index.js';
+import { cachedBlocks, chat, SYSTEM_PROMPT, waitFor } from './helpers.js';
+
+let sims: ThreadedSimWorker[] = [];
+let router: RouterServer;
+
+before(async () => {
+  const tok = await loadChatTokenizer();
+  const ids = Array.from({ length: 1000 }, (_, i) => 1000 + i);
+  await tok.warmTokenTexts(ids);
+  const tokenTexts = new Map(ids.map((id) => [id, tok.tokenText(id)]));
+  sims = await Promise.all([0, 1].map((i) => ThreadedSimWorker.start({ id: `worker-${i}`, blockSize: 16, port: 0, speedup: 0, tokenTexts })));
+  router = await RouterServer.start({
+    workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l), provideTokens: (id, t) => w.provideTokens(id, t), totalKvBlocks: w.numGpuBlocks })),
+    blockSize: 16,
+    port: 0,
+    events: 'inproc',
+    health: false,
+  });
+});
+
+after(async () => {
+  await router?.close();
+  await Promise.all(sims.map((w) => w.close()));
+});
+
+test('KV events cross the thread boundary into the indexer; the second request is routed to the cache', async () => {
+  const first = await chat(router.url, 'Which trains run on Sundays?', { system: SYSTEM_PROMPT });
+  assert.equal(first.status, 200);
+  const w1 = first.headers.get('x-dynamo-lab-worker')!;
+  await waitFor(() => cachedBlocks(router, w1) > 0, 'KV events from the worker thread');
+  const second = await chat(router.url, 'And on holidays?', { system: SYSTEM_PROMPT });
+  assert.equal(second.status, 200);
+  assert.equal(second.headers.get('x-dynamo-lab-worker'), w1, 'routed to the worker holding the shared prefix');
+  assert.ok(Number(second.headers.get('x-dynamo-lab-overlap-blocks')) > 0, 'the router predicted a prefix hit');
+});
+
+test('the worker takes the router\'s token ids and does not tokenize the prompt again', async () => {
+  const before = await Promise.all(sims.map(async (w) => (await (await fetch(`${w.url}/debug/sim`)).json()) as { promptsHandedOver: number; promptsTokenized: number }));
+  const r = await chat(router.url, 'Tokenize me once, please.', { stream: true, maxTokens: 3 });
+  assert.equal(r.status, 200);
+  await r.text();
+  const after = await Promise.all(sims.map(async (w) => (await (await fetch(`${w.url}/debug/sim`)).json()) as { promptsHandedOver: number; promptsTokenized: number }));
+  const handed = after.reduce((a, s, i) => a + s.promptsHandedOver - before[i]!.promptsHandedOver, 0);
+  const tokenized = after.reduce((a, s, i) => a + s.promptsTokenized - before[i]!.promptsTokenized, 0);
+  assert.equal(handed, 1);
+  assert.equal(tokenized, 0);
+  // The same worker, asked directly with text, tokenizes natively (loaded on demand in its thread).
+  const direct = await chat(sims[0]!.url, 'Direct text request.');
+  assert.equal(direct.status, 200);
+  const s0 = (await (await fetch(`${sims[0]!.url}/debug/sim`)).json()) as { promptsTokenized: number };
+  assert.equal(s0.promptsTokenized, after[0]!.promptsTokenized + 1);
+});
