@@ -315,3 +315,23 @@ test('real-time pacing over HTTP: time to first streamed token follows the polyn
     await w.close();
   }
 });
+
+test('chat streams send the role chunk together with the first token, after prefill (like vLLM)', async () => {
+  const w = await SimWorker.start({ id: 'worker-r', speedup: 1 });
+  try {
+    const content = 'word '.repeat(1500);
+    const prompt = await tokenizeChat([{ role: 'user', content }]);
+    const prefillOnly = 4.209989e-7 * prompt.length ** 2 + 1.518344e-2 * prompt.length + 16.50142;
+    const t0 = performance.now();
+    const res = await fetch(`${w.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 3, stream: true }) });
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    const elapsed = performance.now() - t0;
+    assert.match(first, /"role":"assistant"/, 'the role chunk');
+    assert.match(first, /"delta":\{"content":"[^"]/, 'the first token in the same write');
+    assert.ok(elapsed >= prefillOnly * 0.95, `first chunk after the prefill (${elapsed.toFixed(1)} ms >= ${prefillOnly.toFixed(1)} ms)`);
+    while (!(await reader.read()).done);
+  } finally {
+    await w.close();
+  }
+});
