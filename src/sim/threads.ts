@@ -52,7 +52,11 @@ export class ThreadedSimWorker {
           resolve(w);
         } else if (m.t === 'error') reject(new Error(`simulated worker ${opts.id}: ${m.message as string}`));
       });
-      thread.once('error', (err) => reject(err));
+      thread.on('error', (err) => {
+        // Before 'ready' this fails the start; after, the router's health checks take the worker out.
+        if (!w) reject(err);
+        else log?.(`[${opts.id}] simulated worker thread failed: ${err.stack ?? err.message}`);
+      });
       thread.once('exit', (code) => {
         if (!w) reject(new Error(`simulated worker ${opts.id}: thread exited with code ${code} before starting`));
       });
