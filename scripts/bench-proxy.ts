@@ -122,11 +122,18 @@ function chatDocuments(): string[] {
   const docs: string[] = [];
   const rnd = rng(777);
   for (let p = 0; p < DISTINCT; p++) {
+    // ~1 token per word, +1 per full stop or paragraph break; the template adds ~30 tokens.
     const words: string[] = [`Document ${p}.`];
-    for (let i = 0; i < PROMPT_TOKENS - 40; i++) {
+    for (let est = 4; est < PROMPT_TOKENS - 40; est++) {
       words.push(WORDS[rnd() % WORDS.length]!);
-      if (rnd() % 17 === 0) words.push(`${rnd() % 1000}.`);
-      if (rnd() % 97 === 0) words.push('\n\n');
+      if (rnd() % 12 === 0) {
+        words[words.length - 1] += '.';
+        est++;
+      }
+      if (rnd() % 97 === 0) {
+        words.push('\n\n');
+        est++;
+      }
     }
     docs.push(words.join(' '));
   }
