@@ -19,7 +19,7 @@
  *
  * Run: npm run bench:proxy -- [--json] [--prompt chat,tokens] [--concurrency 256] [--requests 1024]
  *                             [--prompt-tokens 8192] [--max-tokens 16] [--events zmq|none]
- *                             [--distinct-prompts 64] [--unique-chat] [--no-sim] [--sim-speedup 1]
+ *                             [--distinct-prompts 64] [--unique-chat] [--no-sim | --only-sim] [--sim-speedup 1]
  *                             [--profile-router <dir>]   (node --cpu-prof of the router process)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
@@ -43,6 +43,7 @@ const SERIAL_REQUESTS = Number(arg('serial-requests', '200'));
 const FORMATS = arg('prompt', 'chat,tokens').split(',') as Format[];
 const UNIQUE_CHAT = argv.includes('--unique-chat');
 const RUN_SIM = !argv.includes('--no-sim');
+const ONLY_SIM = argv.includes('--only-sim');
 const SIM_SPEEDUP = arg('sim-speedup', '1');
 const MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
 type Format = 'chat' | 'tokens';
@@ -166,31 +167,36 @@ interface PhaseResult {
 
 const FIRST_TEXT = /"(?:content|text)":"[^"]/;
 
-/** Probes GET /health every `everyMs` until stopped; latency percentiles and the worst. */
+/**
+ * Probes GET /health every `everyMs` until stopped, from a separate process (the load generator's
+ * own event loop, busy with the streams, would add its delays to the figures); latency
+ * percentiles and the worst.
+ */
+const PROBE_SRC = `
+const url = process.argv[1] + '/health', every = Number(process.argv[2]);
+const lat = []; let failures = 0, running = true;
+process.stdin.on('data', () => { running = false; }); process.stdin.resume();
+(async () => {
+  while (running) {
+    const s = performance.now();
+    try { const r = await fetch(url, { signal: AbortSignal.timeout(10000) }); await r.text(); if (r.status !== 200) failures++; } catch { failures++; }
+    lat.push(performance.now() - s);
+    await new Promise((r) => setTimeout(r, every));
+  }
+  process.stdout.write(JSON.stringify({ lat, failures }));
+  process.exit(0);
+})();`;
+
 function healthProbe(baseUrl: string, everyMs = 20): { stop: () => Promise<{ probes: number; failures: number; p50_ms: number; p99_ms: number; max_ms: number }> } {
-  const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 });
-  const lat: number[] = [];
-  let failures = 0;
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const s = performance.now();
-      try {
-        const r = await request(`${baseUrl}/health`, { dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
-        await r.body.text();
-        if (r.statusCode !== 200) failures++;
-      } catch {
-        failures++;
-      }
-      lat.push(performance.now() - s);
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  })();
+  const proc = spawn(process.execPath, ['-e', PROBE_SRC, baseUrl, String(everyMs)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  const exited = new Promise((r) => proc.once('exit', r));
   return {
     stop: async () => {
-      running = false;
-      await loop;
-      await agent.close();
+      proc.stdin!.write('stop\n');
+      await exited;
+      const { lat, failures } = JSON.parse(out) as { lat: number[]; failures: number };
       lat.sort((a, b) => a - b);
       return { probes: lat.length, failures, p50_ms: r3(pct(lat, 50)), p99_ms: r3(pct(lat, 99)), max_ms: r3(lat[lat.length - 1] ?? NaN) };
     },
@@ -353,7 +359,7 @@ async function simPhase(): Promise<Record<string, unknown>> {
 async function main(): Promise<void> {
   const os = await import('node:os');
   const started = { loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
-  const { results, overhead } = await proxyPhases();
+  const { results, overhead } = ONLY_SIM ? { results: [], overhead: {} } : await proxyPhases();
   const simResult = RUN_SIM ? await simPhase() : undefined;
   const doc = {
     workload: { prompt_tokens: PROMPT_TOKENS, formats: FORMATS, unique_chat: UNIQUE_CHAT, max_tokens: MAX_TOKENS, stream: true, distinct_prompts: DISTINCT, requests: REQUESTS, serial_requests: SERIAL_REQUESTS, concurrency: CONCURRENCY, events: EVENTS, worker_speedup: 0 },
