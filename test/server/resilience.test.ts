@@ -18,7 +18,11 @@ test('killing a worker mid-run: requests that had not started streaming all succ
     // Non-streaming: nothing reaches the client before the worker finishes, so every request
     // on the killed worker is still retryable.
     const pending = Array.from({ length: 16 }, (_, i) => chat(router.url, `question ${i}: ${'tell me about trains. '.repeat(10)}`, { maxTokens: 64 }));
-    await sleep(80);
+    // Kill worker-1 once requests are on it (routing waits for the prompts to be tokenized).
+    await waitFor(async () => {
+      const { decisions } = (await (await fetch(`${router.url}/debug/decisions?limit=64`)).json()) as { decisions: Array<{ chosen: string }> };
+      return decisions.some((d) => d.chosen === 'worker-1');
+    }, 'a request routed to worker-1');
     await sims[1]!.close();
     const responses = await Promise.all(pending);
     const statuses = await Promise.all(responses.map(async (r) => `${r.status} ${r.headers.get('x-dynamo-lab-worker')} ${r.status === 200 ? '' : await r.text()}`));
