@@ -8,12 +8,25 @@
  *                            {t:'events', events: RouterEvent[]}   (in order, batched per tick)
  *                            {t:'log', line} / {t:'error', message} / {t:'closed'}
  */
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RouterEvent } from '../router/types.js';
 import { SimWorker, type SimWorkerOptions } from './worker.js';
 import { PromptTokenInbox } from './prompt-inbox.js';
 
 const port = parentPort!;
+const SIM_THREAD_NICE = 5;
+
+// On Linux, nice is per thread: lower this engine thread's priority so that, when the CPU is
+// short, the router's own thread (relaying streams, answering /health) runs first. Elsewhere
+// the call would renice the whole process, router included, so it is skipped.
+if (process.platform === 'linux') {
+  try {
+    setPriority(0, Math.min(19, getPriority(0) + SIM_THREAD_NICE));
+  } catch {
+    // not permitted: run at the same priority
+  }
+}
 const { options, tokenTexts, logging } = workerData as { options: SimWorkerOptions; tokenTexts?: [number, string][]; logging: boolean };
 
 const inbox = new PromptTokenInbox();
