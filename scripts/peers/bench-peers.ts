@@ -47,7 +47,7 @@ Options:
   --out <dir>           Output directory (default bench-peers-out/<timestamp>)
   --json                Print the result JSON on stdout instead of the table
   --differential        Routing-decision check: Dynamo kv vs dynamo-lab kv on the same requests
-  --concurrency <n>     Differential: requests in flight per burst (default 1)
+  --concurrency <n>     Differential: requests routed back to back per burst (default 4)
   --fidelity            Timing check: one Dynamo mocker worker vs one dynamo-lab sim worker
   -h, --help            This help
 `;
@@ -268,7 +268,7 @@ async function main(): Promise<number> {
   const venv = await ensureVenv();
   const model = await buildModelDir(join(cacheDir(), 'peers'));
 
-  if (f.differential) return runDifferential({ venv, model, shape, out, requests: num('requests', 120, 1), concurrency: num('concurrency', 1, 1), trace: f.trace as string | undefined, maxInput: num('max-input', 16384, 1), json: !!f.json });
+  if (f.differential) return runDifferential({ venv, model, shape, out, requests: num('requests', 120, 1), concurrency: num('concurrency', 4, 1), trace: f.trace as string | undefined, maxInput: num('max-input', 16384, 1), json: !!f.json });
   if (f.fidelity) return runFidelity({ venv, model, shape: { ...shape, workers: 1 }, out, requests: num('requests', 40, 1), trace: f.trace as string | undefined, maxInput: num('max-input', 16384, 1), json: !!f.json });
 
   const slice = await buildSlice({ trace: f.trace as string | undefined, requests: num('requests', 200, 1), maxInput: num('max-input', 16384, 1), timeScale: num('time-scale', 0.5, 0), out: join(out, 'slice.jsonl') });
