@@ -220,6 +220,15 @@ function table(sum: SystemSummary[], runs: RunResult[]): string {
   return [line(head), '|' + w.map((n, i) => (i === 0 || i === 10 || i === 12 ? ':' : '') + '-'.repeat(n + 1) + (i === 0 || i === 10 || i === 12 ? '' : ':')).join('|') + '|', ...rows.map(line)].join('\n');
 }
 
+/** Both sides must count the same prompt tokens (same tokenizer and chat template): say whether they did. */
+function promptTokenLine(runs: RunResult[]): string {
+  const by = new Map<string, Set<number>>();
+  for (const r of runs) if (r.metrics) (by.get(r.system) ?? by.set(r.system, new Set()).get(r.system)!).add(r.metrics.prompt_tokens);
+  const all = new Set([...by.values()].flatMap((s) => [...s]));
+  if (all.size === 1) return `prompt tokens as every system's usage reported them: ${fmt([...all][0]!)} in every run (identical tokenization)`;
+  return `prompt tokens differ between systems: ${[...by].map(([k, v]) => `${k} ${[...v].map((x) => fmt(x)).join('/')}`).join(', ')}`;
+}
+
 function csv(rows: Array<Record<string, unknown>>): string {
   if (rows.length === 0) return '';
   const keys = Object.keys(rows[0]!);
@@ -351,6 +360,7 @@ async function main(): Promise<number> {
       '',
       table(summary, runs),
       '',
+      promptTokenLine(runs),
       'dynamo-lab / Dynamo (same run): ' + (rat.length ? '' : 'n/a'),
       ...rat.map((r) => `  ${r.pair}: TTFT avg ${r.ttft_avg}x, TTFT p99 ${r.ttft_p99}x, ITL ${r.itl_avg}x, E2E avg ${r.e2e_avg}x, output tok/s ${r.output_tokens_per_s}x, hit ${r.hit_rate}x`),
       '',
