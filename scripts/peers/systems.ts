@@ -71,6 +71,8 @@ export interface Running {
   daemons: Daemon[];
   /** Worker ids in order (for mapping decisions across systems). */
   workerIds(): string[];
+  /** Dynamo only: its namespace and the NATS event plane (for a router that listens to the same KV events). */
+  dynamo?: { namespace: string; natsUrl: string };
   stats(): Promise<RoutedStats>;
   stop(): Promise<void>;
 }
@@ -170,6 +172,7 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
     url,
     daemons,
     workerIds,
+    dynamo: { namespace: ns, natsUrl: nats.url },
     async stats() {
       const ids = workerIds();
       const counts = new Map<string, number>();

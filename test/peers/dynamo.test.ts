@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { $ } from 'zx';
 import OpenAI from 'openai';
+import { cliArgv, getJson, startDaemon, stopDaemon, waitFor } from '../../scripts/peers/common.js';
 import { checkLoopback, describeOffenders } from '../../scripts/peers/loopback.js';
 import { buildModelDir, type ModelDir } from '../../scripts/peers/model.js';
 import { startDynamo, SYSTEMS, type Running } from '../../scripts/peers/systems.js';
@@ -99,5 +100,40 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
     const log = dyn.daemons.find((d) => d.name === 'dynamo-frontend')!.output().replace(/\x1b\[[0-9;]*m/g, '');
     const selected = [...log.matchAll(/Selected worker .*?worker_id=(\d+)/g)].map((m) => m[1]);
     assert.deepEqual(selected.slice(-3), workers, 'the frontend log names the same workers');
+  });
+
+  it("dynamo-lab's router indexes the real mocker workers' KV events from Dynamo's NATS event plane", async () => {
+    assert.ok(dyn?.dynamo, 'needs the Dynamo of the previous test');
+    const ids = dyn.workerIds();
+    const router = startDaemon(
+      'dynamo-lab-router',
+      [...cliArgv(), 'router', ...ids.flatMap((id, i) => ['--worker', `id=w${i},url=${dyn!.url},worker_id=${id}`]), '--events', dyn.dynamo.natsUrl, '--nats-namespace', dyn.dynamo.namespace, '--nats-component', 'backend', '--port', '0', '--json', '--health-interval', '0'],
+      { logDir: join(dir, 'run') },
+    );
+    try {
+      const url = await waitFor('dynamo-lab router', async () => {
+        const l = router.output().split('\n').find((x) => x.startsWith('{'));
+        return l ? (JSON.parse(l) as { url: string }).url : undefined;
+      }, { timeoutMs: 60_000, daemons: [router] });
+      await waitFor('the router subscribed to NATS', async () => ((await getJson(`${url}/debug/workers`)) as { nats?: { connected?: boolean } }).nats?.connected ? true : undefined, { timeoutMs: 20_000, daemons: [router] });
+      // A new prefix, sent to Dynamo's frontend: the mocker worker it lands on stores blocks and publishes them.
+      const text = await (
+        await fetch(`${dyn.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: model.name, prompt: 'An unrelated note about river boats and their engines. '.repeat(8), max_tokens: 2, nvext: { extra_fields: ['worker_id'] } }) })
+      ).text();
+      const chosen = /"decode_worker_id":(\d+)/.exec(text)?.[1];
+      assert.ok(chosen && ids.includes(chosen), `Dynamo chose ${chosen}`);
+      const view = await waitFor(
+        "the chosen worker's blocks in dynamo-lab's index",
+        async () => {
+          const v = (await getJson(`${url}/debug/workers`)) as { workers: Array<{ dynamo_worker_id?: string; cached_blocks: number }> };
+          const w = v.workers.find((x) => x.dynamo_worker_id === chosen);
+          return w && w.cached_blocks > 0 ? v : undefined;
+        },
+        { timeoutMs: 20_000, daemons: [router] },
+      );
+      for (const w of view.workers) if (w.dynamo_worker_id !== chosen) assert.ok(w.cached_blocks <= view.workers.find((x) => x.dynamo_worker_id === chosen)!.cached_blocks, 'the other worker holds no more of it');
+    } finally {
+      await stopDaemon(router);
+    }
   });
 });
