@@ -226,7 +226,9 @@ function promptTokenLine(runs: RunResult[]): string {
   for (const r of runs) if (r.metrics) (by.get(r.system) ?? by.set(r.system, new Set()).get(r.system)!).add(r.metrics.prompt_tokens);
   const all = new Set([...by.values()].flatMap((s) => [...s]));
   if (all.size === 1) return `prompt tokens as every system's usage reported them: ${fmt([...all][0]!)} in every run (identical tokenization)`;
-  return `prompt tokens differ between systems: ${[...by].map(([k, v]) => `${k} ${[...v].map((x) => fmt(x)).join('/')}`).join(', ')}`;
+  const errs = new Map<string, number>();
+  for (const r of runs) if (r.metrics) errs.set(r.system, (errs.get(r.system) ?? 0) + r.metrics.errors);
+  return `prompt tokens differ between systems (failed requests report none): ${[...by].map(([k, v]) => `${k} ${[...v].map((x) => fmt(x)).join('/')}${errs.get(k) ? ` (${errs.get(k)} failed)` : ''}`).join(', ')}`;
 }
 
 function csv(rows: Array<Record<string, unknown>>): string {
