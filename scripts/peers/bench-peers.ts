@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { $ } from 'zx';
 import { barChart } from '../../src/bench/svg.js';
 import { readAiperf, startAiperf, type AiperfMetrics } from './aiperf.js';
-import { cacheDir, cliArgv, machineLoad, parseFlags, repoRoot, round, say, sleep, stopDaemon, tail, type Load } from './common.js';
+import { cacheDir, cliArgv, interrupted, machineLoad, parseFlags, repoRoot, round, say, sleep, stopDaemon, tail, type Load } from './common.js';
 import { runDifferential } from './differential.js';
 import { runFidelity } from './fidelity.js';
 import { checkLoopback, describeOffenders, type LoopbackReport } from './loopback.js';
@@ -300,7 +300,7 @@ async function main(): Promise<number> {
   for (let rep = 1; rep <= reps; rep++) {
     const k = f.rotate ? (rep - 1) % specs.length : 0;
     const order = [...specs.slice(k), ...specs.slice(0, k)];
-    for (let i = 0; i < order.length; i++) runs.push(await runOne(order[i]!, rep, i, { venv, model, shape, slice, out }));
+    for (let i = 0; i < order.length && !interrupted(); i++) runs.push(await runOne(order[i]!, rep, i, { venv, model, shape, slice, out }));
   }
 
   const summary = specs.map((s) => summarize(s, runs.filter((r) => r.system === s.id)));
@@ -376,9 +376,9 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => process.exit(interrupted() ? 130 : code),
   (e: Error) => {
     say(`bench:peers: ${e.message}`);
-    process.exit(1);
+    process.exit(interrupted() ? 130 : 1);
   },
 );

@@ -73,6 +73,35 @@ export interface Daemon {
   exited: Promise<number | null>;
 }
 
+/** Every daemon still running: ended when this process exits or is interrupted (they run in their own process groups). */
+const live = new Set<Daemon>();
+let hooked = false;
+let interruptedBy: NodeJS.Signals | undefined;
+/** The signal that interrupted the run, if one did (exit with 130 then). */
+export const interrupted = (): NodeJS.Signals | undefined => interruptedBy;
+function killAllNow(signal: NodeJS.Signals): void {
+  for (const d of live) {
+    try {
+      if (d.proc.pid !== undefined) process.kill(-d.proc.pid, signal);
+    } catch {
+      /* gone */
+    }
+  }
+}
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', () => killAllNow('SIGKILL'));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      interruptedBy = sig;
+      say(`\n${sig}: stopping everything this benchmark started…`);
+      killAllNow('SIGTERM');
+      setTimeout(() => process.exit(130), 3000);
+    });
+  }
+}
+
 export function startDaemon(name: string, argv: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; logDir: string }): Daemon {
   mkdirSync(opts.logDir, { recursive: true });
   const logPath = join(opts.logDir, `${name}.log`);
@@ -91,8 +120,10 @@ export function startDaemon(name: string, argv: readonly string[], opts: { env?:
   };
   proc.stdout!.on('data', onData);
   proc.stderr!.on('data', onData);
+  hookExit();
   const exited = new Promise<number | null>((resolve) => {
     proc.once('exit', (code) => {
+      live.delete(daemon);
       log.end();
       resolve(code);
     });
@@ -101,7 +132,9 @@ export function startDaemon(name: string, argv: readonly string[], opts: { env?:
       resolve(-1);
     });
   });
-  return { name, proc, logPath, output: () => buf, exited };
+  const daemon: Daemon = { name, proc, logPath, output: () => buf, exited };
+  live.add(daemon);
+  return daemon;
 }
 
 /** SIGTERM the daemon's process group, SIGKILL after `graceMs`. */
