@@ -158,6 +158,7 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
         onFirstToken: (info) => {
           rec.ttftMs = info.timeMs - now;
           rec.cachedTokens = info.cachedTokens;
+          router.observeTtft(requestId, rec.ttftMs);
           router.markPrefillCompleted(requestId, info.timeMs);
         },
         onDone: (res) => {

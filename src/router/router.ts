@@ -22,10 +22,20 @@ import {
   type KvRouterConfig,
 } from './selector.js';
 import { ActiveSequences } from './sequences.js';
+import { DEFAULT_TTFT_MODEL_CONFIG, N_TTFT_FEATURES, TtftModel, ttftFeatures, type TtftModelConfig } from './ttft-model.js';
 import type { RouterEvent, WorkerId, WorkerKey } from './types.js';
 
-export type RoutingMode = 'kv' | 'round-robin' | 'random' | 'least-loaded' | 'power-of-two';
-export const ROUTING_MODES: readonly RoutingMode[] = ['kv', 'round-robin', 'random', 'least-loaded', 'power-of-two'];
+/**
+ * Routing modes. `kv` is Dynamo 1.6's cost function; `kv-ttft` (not in Dynamo) minimises a
+ * predicted time to first token from a per-worker model fitted online (ttft-model.ts).
+ */
+export type RoutingMode = 'kv' | 'kv-ttft' | 'round-robin' | 'random' | 'least-loaded' | 'power-of-two';
+export const ROUTING_MODES: readonly RoutingMode[] = ['kv', 'kv-ttft', 'round-robin', 'random', 'least-loaded', 'power-of-two'];
+
+/** Modes that read the indexer's overlaps to choose. */
+export function isKvMode(m: RoutingMode): boolean {
+  return m === 'kv' || m === 'kv-ttft';
+}
 
 export interface RouteRequest {
   requestId: string;
@@ -56,6 +66,14 @@ export interface WorkerScore {
   potential_prefill_blocks: number;
   potential_decode_blocks: number;
   cost: number;
+  /** kv-ttft only: predicted wait for the prefill queued ahead (ms). */
+  predicted_queue_ms?: number;
+  /** kv-ttft only: predicted TTFT minus the queue wait (the request's own prefill + first step, ms). */
+  predicted_prefill_ms?: number;
+  /** kv-ttft only: predicted TTFT (ms); equals `cost`. */
+  predicted_ttft_ms?: number;
+  /** kv-ttft only: the worker's fitted coefficients (ms, see TTFT_FEATURES). */
+  ttft_model?: ReturnType<TtftModel['describe']>;
 }
 
 export interface RoutingDecision {
@@ -95,6 +113,8 @@ export interface KvRouterOptions {
   clock?: () => number;
   /** Accept events from (worker, dp_rank) pairs never added (they get registered). Default false. */
   autoRegisterWorkers?: boolean;
+  /** kv-ttft: the per-worker TTFT model (engine batch size, KV capacity, prior, forgetting). */
+  ttftModel?: Partial<TtftModelConfig>;
 }
 
 export class NoEligibleWorkersError extends Error {
@@ -121,6 +141,11 @@ export class KvRouter {
   private rr = 0;
   private lastExpiryCheck = -Infinity;
   private readonly scoreOut: CostBreakdown = { potentialPrefillBlocks: 0, potentialDecodeBlocks: 0, overlapCreditBlocks: 0, cost: 0 };
+  readonly ttftConfig: Readonly<TtftModelConfig>;
+  /** kv-ttft: one fitted model per slot. */
+  private readonly ttftModels = new Map<number, TtftModel>();
+  /** kv-ttft: features recorded at routing time, until the caller reports the TTFT. */
+  private readonly pendingTtft = new Map<string, { slot: number; x: Float64Array }>();
 
   constructor(opts: KvRouterOptions) {
     if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
@@ -132,6 +157,11 @@ export class KvRouter {
     this.rng = new Rng(opts.seed ?? 0x5eed);
     this.clock = opts.clock;
     this.autoRegister = opts.autoRegisterWorkers ?? false;
+    const tc = { ...DEFAULT_TTFT_MODEL_CONFIG, ...stripUndefined(opts.ttftModel ?? {}) };
+    if (!Number.isInteger(tc.maxBatchedTokens) || tc.maxBatchedTokens < 1) throw new RangeError(`ttftModel.maxBatchedTokens must be an integer >= 1, got ${tc.maxBatchedTokens}`);
+    if (!(tc.kvBlocks >= 1)) throw new RangeError(`ttftModel.kvBlocks must be >= 1, got ${tc.kvBlocks}`);
+    if (!(tc.forgetting > 0 && tc.forgetting <= 1)) throw new RangeError(`ttftModel.forgetting must be in (0, 1], got ${tc.forgetting}`);
+    this.ttftConfig = Object.freeze(tc);
   }
 
   get mode(): RoutingMode {
@@ -187,6 +217,7 @@ export class KvRouter {
     if (existing >= 0) return existing;
     const s = this.indexer.ensureSlot(workerId, dpRank);
     this.sequences.ensureSlot(s);
+    this.ttftModels.set(s, new TtftModel(this.ttftConfig));
     this.order.push(s);
     return s;
   }
@@ -194,6 +225,8 @@ export class KvRouter {
   private dropSlot(s: number): void {
     this.indexer.removeSlot(s);
     this.sequences.removeSlot(s);
+    this.ttftModels.delete(s);
+    for (const [id, p] of this.pendingTtft) if (p.slot === s) this.pendingTtft.delete(id);
     this.order = this.order.filter((x) => x !== s);
   }
 
@@ -227,7 +260,7 @@ export class KvRouter {
     const now = req.nowMs;
     if (now - this.lastExpiryCheck >= EXPIRY_CHECK_INTERVAL_MS) {
       this.lastExpiryCheck = now;
-      this.sequences.expire(now, this.config.activeRequestExpiryMs);
+      for (const id of this.sequences.expire(now, this.config.activeRequestExpiryMs)) this.pendingTtft.delete(id);
     }
     const cands = this.candidates(req.allowedWorkers);
     if (cands.length === 0) throw new NoEligibleWorkersError(req.allowedWorkers ? 'no eligible workers among the allowed ones' : 'no workers registered');
@@ -295,9 +328,33 @@ export class KvRouter {
         cost: b.cost,
       };
     }
+    let ttftX: Float64Array[] | null = null;
+    if (this._mode === 'kv-ttft') {
+      ttftX = new Array(cands.length);
+      const q = new Float64Array(N_TTFT_FEATURES);
+      const tc = this.ttftConfig;
+      for (let i = 0; i < cands.length; i++) {
+        const inp = inputs[i]!;
+        const own = isl - Math.min(inp.overlapBlocks * bs, isl);
+        const usage = (inp.activeBlocks + inp.newBlocks) / tc.kvBlocks;
+        const model = this.ttftModels.get(cands[i]!)!;
+        const x = ttftFeatures(inp.activePrefillTokens, own, usage, tc);
+        const ttft = model.predict(x);
+        const queue = inp.activePrefillTokens > 0 ? model.predict(ttftFeatures(inp.activePrefillTokens, 0, usage, tc, q)) : 0;
+        ttftX[i] = x;
+        costs[i] = ttft;
+        const w = workers[i]!;
+        w.cost = ttft;
+        w.predicted_ttft_ms = ttft;
+        w.predicted_queue_ms = Math.min(queue, ttft);
+        w.predicted_prefill_ms = ttft - w.predicted_queue_ms;
+        w.ttft_model = model.describe();
+      }
+    }
     let pick: number;
     switch (this._mode) {
       case 'kv':
+      case 'kv-ttft':
         pick = selectByCost(costs, temperature, this.rng);
         break;
       case 'round-robin':
@@ -320,7 +377,8 @@ export class KvRouter {
     const cached = Math.min(overlap * bs, isl);
     const prefill = this.config.trackPrefillTokens ? isl - cached : 0;
     this.sequences.add(req.requestId, slot, this.config.assumeKvReuse ? seq : null, nBlocks, prefill, now, req.expectedOutputTokens);
-    if (!this.config.useKvEvents && this._mode === 'kv' && this.indexerEnabled && nBlocks > 0) {
+    if (ttftX) this.pendingTtft.set(req.requestId, { slot, x: ttftX[pick]! });
+    if (!this.config.useKvEvents && isKvMode(this._mode) && this.indexerEnabled && nBlocks > 0) {
       this.indexer.storeWithTtl(slot, seq!, local, nBlocks, now, this.config.ttlMs);
     }
     const t4 = clock ? clock() : 0;
@@ -363,9 +421,32 @@ export class KvRouter {
     this.sequences.markPrefillCompleted(requestId);
   }
 
+  /**
+   * kv-ttft: the TTFT the caller observed for a routed request (first token time minus the
+   * time it called route). Updates the chosen worker's fitted model with the features recorded
+   * at routing time. Returns false when nothing was recorded for the request (other modes,
+   * unknown id, already observed or freed).
+   */
+  observeTtft(requestId: string, ttftMs: number): boolean {
+    const p = this.pendingTtft.get(requestId);
+    if (!p) return false;
+    this.pendingTtft.delete(requestId);
+    const m = this.ttftModels.get(p.slot);
+    if (!m) return false;
+    m.observe(p.x, ttftMs);
+    return true;
+  }
+
+  /** kv-ttft: one worker's fitted model (coefficients, observations, error). */
+  ttftModel(workerId: WorkerId, dpRank = 0): ReturnType<TtftModel['describe']> | undefined {
+    const s = this.indexer.slotOf(workerId, dpRank);
+    return s >= 0 ? this.ttftModels.get(s)?.describe() : undefined;
+  }
+
   /** Stream end / error / cancel: drop the request's blocks and prefill tokens. */
   free(requestId: string, _nowMs: number): void {
     this.sequences.free(requestId);
+    this.pendingTtft.delete(requestId);
   }
 
   /** Approximate-mode TTL expiry and the force-free of requests older than the expiry. */
@@ -373,6 +454,7 @@ export class KvRouter {
     const expiredBlocks = this.indexer.expireTtl(nowMs);
     this.lastExpiryCheck = nowMs;
     const expiredRequests = this.sequences.expire(nowMs, this.config.activeRequestExpiryMs);
+    for (const id of expiredRequests) this.pendingTtft.delete(id);
     return { expiredBlocks, expiredRequests };
   }
 
