@@ -18,6 +18,8 @@ export interface RequestRecord {
   cachedTokens?: number;
   /** Cached prompt tokens the router predicted when it chose the worker. */
   predictedCachedTokens?: number;
+  /** kv-ttft: the router's predicted TTFT on the chosen worker (ms). */
+  predictedTtftMs?: number;
   /** The longest cached prefix the router saw on any worker at that moment (tokens). */
   bestOverlapTokens?: number;
   error?: string;

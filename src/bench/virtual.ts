@@ -13,7 +13,7 @@
  * the previous turn completed.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { KvRouter, type KvRouterConfig, type RoutingMode } from '../router/index.js';
+import { KvRouter, type KvRouterConfig, type RoutingMode, type TtftModelConfig } from '../router/index.js';
 import { SimEngine, SimRequestError, VirtualClock, seedFromString } from '../sim/index.js';
 import { PromptHasher, engineHashes } from './prompt-hashes.js';
 import type { RequestRecord } from './stats.js';
@@ -35,6 +35,8 @@ export interface VirtualOptions {
   /** Seeds the router's RNG (tie-breaks, random mode) and the engines' output tokens. */
   seed?: number;
   routerConfig?: Partial<KvRouterConfig>;
+  /** kv-ttft model options (default: the engines' batch size and KV capacity, mocker prior). */
+  ttftModel?: Partial<TtftModelConfig>;
   signal?: AbortSignal;
   /** Called now and then with (requests done, total). */
   onProgress?: (done: number, total: number) => void;
@@ -75,7 +77,17 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
   if (hasher.blockSize !== bs || hasher.seed !== w.seed) throw new RangeError('the hasher does not match the workload seed / block size');
 
   const clock = new VirtualClock(0);
-  const router = new KvRouter({ blockSize: bs, mode: opts.mode, seed, config: opts.routerConfig });
+  const router = new KvRouter({
+    blockSize: bs,
+    mode: opts.mode,
+    seed,
+    config: opts.routerConfig,
+    ttftModel: {
+      maxBatchedTokens: opts.maxNumBatchedTokens ?? MOCKER_DEFAULTS.maxNumBatchedTokens,
+      kvBlocks: opts.gpuBlocks ?? MOCKER_DEFAULTS.gpuBlocks,
+      ...opts.ttftModel,
+    },
+  });
   const engines: SimEngine[] = [];
   const byId = new Map<string, SimEngine>();
   let callbackError: unknown;
@@ -145,6 +157,8 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
     const d = router.route({ requestId, tokens, nowMs: now, blockHashPairs: blocks.localPairs, sequenceHashPairs: blocks.seqPairs });
     rec.worker = d.chosen;
     rec.predictedCachedTokens = d.cached_tokens;
+    const cw = d.workers.find((x) => x.id === d.chosen);
+    if (cw?.predicted_ttft_ms !== undefined) rec.predictedTtftMs = cw.predicted_ttft_ms;
     let bestOverlap = 0;
     for (const ws of d.workers) if (ws.overlap_blocks > bestOverlap) bestOverlap = ws.overlap_blocks;
     rec.bestOverlapTokens = Math.min(bestOverlap * bs, r.inputLength);

@@ -144,6 +144,8 @@ export class KvRouter {
   readonly ttftConfig: Readonly<TtftModelConfig>;
   /** kv-ttft: one fitted model per slot. */
   private readonly ttftModels = new Map<number, TtftModel>();
+  /** kv-ttft: the pooled model (every worker's observations), the prior of each worker's. */
+  private readonly ttftPooled: TtftModel;
   /** kv-ttft: features recorded at routing time, until the caller reports the TTFT. */
   private readonly pendingTtft = new Map<string, { slot: number; x: Float64Array }>();
 
@@ -162,6 +164,7 @@ export class KvRouter {
     if (!(tc.kvBlocks >= 1)) throw new RangeError(`ttftModel.kvBlocks must be >= 1, got ${tc.kvBlocks}`);
     if (!(tc.forgetting > 0 && tc.forgetting <= 1)) throw new RangeError(`ttftModel.forgetting must be in (0, 1], got ${tc.forgetting}`);
     this.ttftConfig = Object.freeze(tc);
+    this.ttftPooled = new TtftModel(this.ttftConfig);
   }
 
   get mode(): RoutingMode {
@@ -217,7 +220,7 @@ export class KvRouter {
     if (existing >= 0) return existing;
     const s = this.indexer.ensureSlot(workerId, dpRank);
     this.sequences.ensureSlot(s);
-    this.ttftModels.set(s, new TtftModel(this.ttftConfig));
+    this.ttftModels.set(s, new TtftModel(this.ttftConfig, this.ttftPooled, this.ttftConfig.workerPriorStrength));
     this.order.push(s);
     return s;
   }
@@ -333,6 +336,9 @@ export class KvRouter {
       ttftX = new Array(cands.length);
       const q = new Float64Array(N_TTFT_FEATURES);
       const tc = this.ttftConfig;
+      let queued = 0;
+      for (const inp of inputs) queued += inp.activePrefillTokens;
+      const penalty = Math.min(tc.prefillPenaltyMax, tc.prefillPenalty + (tc.prefillPenaltyPerQueuedPass * queued) / (cands.length * tc.maxBatchedTokens));
       for (let i = 0; i < cands.length; i++) {
         const inp = inputs[i]!;
         const own = isl - Math.min(inp.overlapBlocks * bs, isl);
@@ -342,12 +348,12 @@ export class KvRouter {
         const ttft = model.predict(x);
         const queue = inp.activePrefillTokens > 0 ? model.predict(ttftFeatures(inp.activePrefillTokens, 0, usage, tc, q)) : 0;
         ttftX[i] = x;
-        costs[i] = ttft;
         const w = workers[i]!;
-        w.cost = ttft;
-        w.predicted_ttft_ms = ttft;
         w.predicted_queue_ms = Math.min(queue, ttft);
         w.predicted_prefill_ms = ttft - w.predicted_queue_ms;
+        costs[i] = ttft + penalty * w.predicted_prefill_ms;
+        w.cost = costs[i]!;
+        w.predicted_ttft_ms = ttft;
         w.ttft_model = model.describe();
       }
     }
@@ -433,6 +439,7 @@ export class KvRouter {
     this.pendingTtft.delete(requestId);
     const m = this.ttftModels.get(p.slot);
     if (!m) return false;
+    this.ttftPooled.observe(p.x, ttftMs);
     m.observe(p.x, ttftMs);
     return true;
   }

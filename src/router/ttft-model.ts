@@ -13,7 +13,11 @@
  *
  * the mocker's polynomial gives TTFT = c0*k + c1*P + c2*S2 + c3*k*u + c4*k*u². Those five terms
  * are the features (scaled by B so every coefficient is "ms per pass"-sized); the prior is
- * the mocker's own constants at speedup 1. Each worker's coefficients are the ridge solution of
+ * the mocker's own constants at speedup 1. A sixth term covers overload, which the pass
+ * count misses: when the KV blocks booked on the worker (plus the request's) exceed its
+ * capacity, the request waits in the engine until running requests finish and free blocks,
+ * so c5 * max(0, (booked + own blocks) / capacity - 1) (prior: ~10 s per capacity's worth of
+ * excess, weakly held; the term is 0 below capacity, so it is learned only under overload). Each worker's coefficients are the ridge solution of
  *
  *   min  sum_j  g^(n-j) (x_j·θ - y_j)²  +  sum_i  s_i (θ_i - θ0_i)²
  *
@@ -24,7 +28,7 @@
  * Pure: the caller feeds observations (features recorded at routing time + the TTFT it saw).
  */
 
-export const TTFT_FEATURES = ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms'] as const;
+export const TTFT_FEATURES = ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms'] as const;
 export const N_TTFT_FEATURES = TTFT_FEATURES.length;
 
 export interface TtftModelConfig {
@@ -34,16 +38,32 @@ export interface TtftModelConfig {
   kvBlocks: number;
   /** Forgetting factor per observation (1 = never forget). */
   forgetting: number;
-  /** Prior strength, in observations' worth, per coefficient. */
+  /** Prior strength of the pooled model, in observations' worth, per coefficient. */
   priorStrength: readonly number[];
+  /** How strongly each worker's coefficients lean on the pooled model (observations' worth). */
+  workerPriorStrength: number;
   /** Prior coefficients (ms); default: the mocker's polynomial at speedup 1. */
   prior?: readonly number[];
+  /**
+   * Policy, not model: cost = predicted TTFT + prefillPenalty * predicted own prefill time.
+   * The own prefill time is work the chosen worker spends on uncached tokens, which delays
+   * every later request there; > 0 makes cache hits worth more than the greedy TTFT says.
+   */
+  prefillPenalty: number;
+  /**
+   * Added to prefillPenalty per queued pass of prefill, averaged over the candidates (mean
+   * active prefill tokens / maxBatchedTokens): the busier the workers, the more requests
+   * will queue behind the extra work, so the more a cache hit is worth.
+   */
+  prefillPenaltyPerQueuedPass: number;
+  /** Upper bound of the load-dependent penalty (keeps overload from starving a hot worker's queue). */
+  prefillPenaltyMax: number;
 }
 
 /** The mocker's polynomial (sim/timing.ts) expressed in the scaled features, for a batch size B. */
 export function mockerPrior(maxBatchedTokens: number): number[] {
   const B = maxBatchedTokens;
-  return [16.50142 + 5.74, 1.518344e-2 * B, 4.209989e-7 * B * B, 54.01, -25.74];
+  return [16.50142 + 5.74, 1.518344e-2 * B, 4.209989e-7 * B * B, 54.01, -25.74, 10_000];
 }
 
 export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freeze({
@@ -52,10 +72,17 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
   forgetting: 0.998,
   // The pass count and the linear term are well identified by any traffic; the quadratic and
   // the decode-usage terms are nearly collinear with them, so they lean on the prior.
-  priorStrength: Object.freeze([2, 2, 50, 50, 50]),
+  priorStrength: Object.freeze([2, 2, 50, 50, 50, 0.05]),
+  workerPriorStrength: 20,
+  prefillPenalty: 0,
+  prefillPenaltyPerQueuedPass: 1,
+  prefillPenaltyMax: Infinity,
 });
 
-/** Features of one prediction. `out` (length 5) is filled and returned. */
+/**
+ * Features of one prediction. `usage` = KV blocks booked on the worker including the
+ * request's own / capacity (may exceed 1). `out` is filled and returned.
+ */
 export function ttftFeatures(queuedTokens: number, ownTokens: number, usage: number, cfg: Pick<TtftModelConfig, 'maxBatchedTokens'>, out = new Float64Array(N_TTFT_FEATURES)): Float64Array {
   const B = cfg.maxBatchedTokens;
   const P = Math.max(0, queuedTokens) + Math.max(0, ownTokens);
@@ -68,31 +95,57 @@ export function ttftFeatures(queuedTokens: number, ownTokens: number, usage: num
   out[2] = full + (rest / B) * (rest / B);
   out[3] = k * u;
   out[4] = k * u * u;
+  out[5] = usage > 1 ? usage - 1 : 0;
   return out;
 }
 
-/** One worker's fitted model. */
+/** Coefficients that must not be negative (a TTFT cannot fall with more work or overload). */
+const NON_NEGATIVE = [true, true, true, false, false, true];
+
+/**
+ * A fitted model. The pooled model (all workers' observations) leans on the mocker prior;
+ * each worker's model leans on the pooled one (`parent`), so a worker with few or skewed
+ * observations (a policy sends fewer requests to a worker it predicts slow) stays close to
+ * what the fleet shows instead of drifting on its own, and a worker that really differs
+ * (another GPU, another speed) moves away from it with its own data.
+ */
 export class TtftModel {
-  /** Data part of the normal equations (forgotten over time), row-major 5x5 and 5. */
+  /** Data part of the normal equations (forgotten over time), row-major n x n and n. */
   private readonly xtx = new Float64Array(N_TTFT_FEATURES * N_TTFT_FEATURES);
   private readonly xty = new Float64Array(N_TTFT_FEATURES);
   private readonly theta: Float64Array;
   private readonly prior: Float64Array;
   private readonly strength: Float64Array;
   private dirty = false;
+  private parentVersion = -1;
+  /** Bumped whenever the coefficients may have changed. */
+  version = 0;
   observations = 0;
   /** Exponentially weighted mean absolute relative error of the predictions before each update. */
   meanAbsRelError = 0;
 
-  constructor(readonly cfg: TtftModelConfig) {
+  constructor(
+    readonly cfg: TtftModelConfig,
+    private readonly parent?: TtftModel,
+    parentStrength = 20,
+  ) {
     this.prior = Float64Array.from(cfg.prior ?? mockerPrior(cfg.maxBatchedTokens));
-    this.strength = Float64Array.from(cfg.priorStrength);
+    this.strength = parent ? new Float64Array(N_TTFT_FEATURES).fill(parentStrength) : Float64Array.from(cfg.priorStrength);
     if (this.prior.length !== N_TTFT_FEATURES || this.strength.length !== N_TTFT_FEATURES) throw new RangeError(`the TTFT model has ${N_TTFT_FEATURES} coefficients`);
     this.theta = Float64Array.from(this.prior);
+    if (parent) this.dirty = true;
   }
 
   /** Current coefficients (ms), in TTFT_FEATURES order. */
   coefficients(): Float64Array {
+    if (this.parent) {
+      const pc = this.parent.coefficients();
+      if (this.parent.version !== this.parentVersion) {
+        this.parentVersion = this.parent.version;
+        this.prior.set(pc);
+        this.dirty = true;
+      }
+    }
     if (this.dirty) this.solve();
     return this.theta;
   }
@@ -118,33 +171,34 @@ export class TtftModel {
     }
     this.observations++;
     this.dirty = true;
+    this.version++;
   }
 
-  /** Solve (XᵀX + diag(s)) θ = Xᵀy + s∘θ0 by Gaussian elimination with partial pivoting. */
+  /**
+   * Solve (XᵀX + diag(s)) θ = Xᵀy + s∘θ0 by Gaussian elimination with partial pivoting; a
+   * coefficient that must not be negative and comes out negative is fixed at 0 and the rest
+   * re-solved (a small active-set loop).
+   */
   private solve(): void {
     const n = N_TTFT_FEATURES;
-    const a = new Float64Array(n * (n + 1));
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) a[i * (n + 1) + j] = this.xtx[i * n + j]! + (i === j ? this.strength[i]! : 0);
-      a[i * (n + 1) + n] = this.xty[i]! + this.strength[i]! * this.prior[i]!;
-    }
-    const w = n + 1;
-    for (let c = 0; c < n; c++) {
-      let p = c;
-      for (let r = c + 1; r < n; r++) if (Math.abs(a[r * w + c]!) > Math.abs(a[p * w + c]!)) p = r;
-      if (Math.abs(a[p * w + c]!) < 1e-12) return; // singular: keep the previous coefficients
-      if (p !== c) for (let j = 0; j < w; j++) [a[c * w + j], a[p * w + j]] = [a[p * w + j]!, a[c * w + j]!];
-      for (let r = c + 1; r < n; r++) {
-        const f = a[r * w + c]! / a[c * w + c]!;
-        if (f !== 0) for (let j = c; j < w; j++) a[r * w + j] = a[r * w + j]! - f * a[c * w + j]!;
+    const fixed = new Array<boolean>(n).fill(false);
+    const out = new Float64Array(n);
+    for (let iter = 0; iter <= n; iter++) {
+      if (!solveRidge(this.xtx, this.xty, this.strength, this.prior, fixed, out)) break;
+      let changed = false;
+      for (let i = 0; i < n; i++) {
+        if (NON_NEGATIVE[i] && !fixed[i] && out[i]! < 0) {
+          fixed[i] = true;
+          changed = true;
+        }
+      }
+      if (!changed) {
+        this.theta.set(out);
+        break;
       }
     }
-    for (let r = n - 1; r >= 0; r--) {
-      let s = a[r * w + n]!;
-      for (let j = r + 1; j < n; j++) s -= a[r * w + j]! * this.theta[j]!;
-      this.theta[r] = s / a[r * w + r]!;
-    }
     this.dirty = false;
+    this.version++;
   }
 
   /** Coefficients by name (for /debug/decisions). */
@@ -153,6 +207,37 @@ export class TtftModel {
     const coefficients = Object.fromEntries(TTFT_FEATURES.map((k, i) => [k, round4(t[i]!)])) as Record<(typeof TTFT_FEATURES)[number], number>;
     return { coefficients, observations: this.observations, mean_abs_rel_error: round4(this.meanAbsRelError) };
   }
+}
+
+/** Ridge solve with some coefficients fixed at 0; false when singular. */
+function solveRidge(xtx: Float64Array, xty: Float64Array, strength: Float64Array, prior: Float64Array, fixed: boolean[], out: Float64Array): boolean {
+  const n = xty.length;
+  const w = n + 1;
+  const a = new Float64Array(n * w);
+  for (let i = 0; i < n; i++) {
+    if (fixed[i]) {
+      a[i * w + i] = 1;
+      continue;
+    }
+    for (let j = 0; j < n; j++) a[i * w + j] = fixed[j] ? 0 : xtx[i * n + j]! + (i === j ? strength[i]! : 0);
+    a[i * w + n] = xty[i]! + strength[i]! * prior[i]!;
+  }
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(a[r * w + c]!) > Math.abs(a[p * w + c]!)) p = r;
+    if (Math.abs(a[p * w + c]!) < 1e-12) return false;
+    if (p !== c) for (let j = 0; j < w; j++) [a[c * w + j], a[p * w + j]] = [a[p * w + j]!, a[c * w + j]!];
+    for (let r = c + 1; r < n; r++) {
+      const f = a[r * w + c]! / a[c * w + c]!;
+      if (f !== 0) for (let j = c; j < w; j++) a[r * w + j] = a[r * w + j]! - f * a[c * w + j]!;
+    }
+  }
+  for (let r = n - 1; r >= 0; r--) {
+    let s = a[r * w + n]!;
+    for (let j = r + 1; j < n; j++) s -= a[r * w + j]! * out[j]!;
+    out[r] = s / a[r * w + r]!;
+  }
+  return true;
 }
 
 function round4(x: number): number {
