@@ -72,7 +72,7 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
   forgetting: 0.998,
   // The pass count and the linear term are well identified by any traffic; the quadratic and
   // the decode-usage terms are nearly collinear with them, so they lean on the prior.
-  priorStrength: Object.freeze([2, 2, 50, 50, 50, 0.05]),
+  priorStrength: Object.freeze([2, 2, 10, 10, 10, 0.05]),
   workerPriorStrength: 20,
   prefillPenalty: 0,
   prefillPenaltyPerQueuedPass: 1,
