@@ -119,6 +119,9 @@ export class RadixIndexer {
   private fifoStamp: number[] = [];
   private fifoHead = 0;
   private ttlBuckets = new Map<number, number[]>();
+  /** Approximate mode, LRU policy: per slot, stores in order (lo, hi, stamp), oldest first. */
+  private lruQueues = new Map<number, { q: number[]; head: number }>();
+  private _lruEvictions = 0;
   /**
    * Duplicate check for long events: a small open-addressing set sized for the event (so it stays
    * in cache), holding block indices (n = the parent); an entry is live when its stamp equals the
@@ -473,6 +476,7 @@ export class RadixIndexer {
   clearSlot(slot: number): void {
     const lookup = this.lookups[slot];
     if (!lookup) return;
+    this.lruQueues.delete(slot);
     const word = slot >>> 5;
     const bit = 1 << (slot & 31);
     const touched: number[] = [];
@@ -505,6 +509,49 @@ export class RadixIndexer {
   /** Record a routing decision's blocks (local + sequence hashes, from the root) with a TTL. */
   storeWithTtl(slot: number, seqPairs: Uint32Array, localPairs: Uint32Array, n: number, nowMs: number, ttlMs: number): ApplyResult {
     return this.storePairs(slot, false, 0, 0, seqPairs, localPairs, n, RadixIndexer.ttlBucket(nowMs, ttlMs));
+  }
+
+  /**
+   * Record a routing decision's blocks under the LRU policy: the slot keeps at most
+   * `capacityBlocks` blocks; beyond that, the blocks stored or refreshed least recently are
+   * removed (as an engine's LRU would evict them). Returns the store result.
+   */
+  storeWithLru(slot: number, seqPairs: Uint32Array, localPairs: Uint32Array, n: number, capacityBlocks: number): ApplyResult {
+    if (!this.stamped) {
+      this.stamped = true;
+      for (const t of this.lookups) t?.enableAux();
+    }
+    const before = this.stampCounter;
+    const r = this.storePairs(slot, false, 0, 0, seqPairs, localPairs, n, -1);
+    if (r.status !== 'ok') return r;
+    let e = this.lruQueues.get(slot);
+    if (!e) this.lruQueues.set(slot, (e = { q: [], head: 0 }));
+    // storePairs stamped the n blocks before+1 .. before+n, in order. Queue them tail first, so
+    // that (like an engine freeing a sequence's blocks in reverse) a chain loses its tail before
+    // its prefix.
+    for (let i = n - 1; i >= 0; i--) e.q.push(seqPairs[2 * i]!, seqPairs[2 * i + 1]!, before + 1 + i);
+    const lookup = this.lookups[slot]!;
+    while (lookup.size > capacityBlocks && e.head < e.q.length) {
+      const lo = e.q[e.head]!;
+      const hi = e.q[e.head + 1]!;
+      const stamp = e.q[e.head + 2]!;
+      e.head += 3;
+      const i = lookup.find(0, lo, hi);
+      if (i >= 0 && lookup.aux![i] === stamp) {
+        this.removeEntryAt(slot, lookup, i);
+        this._lruEvictions++;
+      }
+    }
+    if (e.head > 3072 && e.head * 2 > e.q.length) {
+      e.q = e.q.slice(e.head);
+      e.head = 0;
+    }
+    return r;
+  }
+
+  /** Blocks removed by the approximate-mode LRU policy so far. */
+  get lruEvictions(): number {
+    return this._lruEvictions;
   }
 
   /** Remove TTL-expired blocks (bucket time <= nowMs). Returns how many were removed. */

@@ -148,6 +148,8 @@ export class KvRouter {
   private readonly ttftPooled: TtftModel;
   /** kv-ttft: features recorded at routing time, until the caller reports the TTFT. */
   private readonly pendingTtft = new Map<string, { slot: number; x: Float64Array }>();
+  /** Approximate `lru` policy: advertised KV capacity per slot (blocks), when known. */
+  private readonly capacityBlocks = new Map<number, number>();
 
   constructor(opts: KvRouterOptions) {
     if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
@@ -194,6 +196,15 @@ export class KvRouter {
     for (let r = 0; r < dpRanks; r++) this.registerSlot(workerId, r);
   }
 
+  /**
+   * A worker's advertised KV capacity in blocks (every dp rank), used by the approximate `lru`
+   * policy (default: config.approximateCapacityBlocks).
+   */
+  setWorkerCapacity(workerId: WorkerId, blocks: number): void {
+    if (!(blocks >= 1)) throw new RangeError(`capacity must be >= 1 block, got ${blocks}`);
+    for (const s of this.order) if (this.indexer.slotWorker(s)!.workerId === workerId) this.capacityBlocks.set(s, Math.floor(blocks));
+  }
+
   /** Drop a worker: all its blocks, dp ranks and active load. */
   removeWorker(workerId: WorkerId): void {
     for (const s of [...this.order]) if (this.indexer.slotWorker(s)!.workerId === workerId) this.dropSlot(s);
@@ -229,6 +240,7 @@ export class KvRouter {
     this.indexer.removeSlot(s);
     this.sequences.removeSlot(s);
     this.ttftModels.delete(s);
+    this.capacityBlocks.delete(s);
     for (const [id, p] of this.pendingTtft) if (p.slot === s) this.pendingTtft.delete(id);
     this.order = this.order.filter((x) => x !== s);
   }
@@ -265,6 +277,7 @@ export class KvRouter {
       this.lastExpiryCheck = now;
       for (const id of this.sequences.expire(now, this.config.activeRequestExpiryMs)) this.pendingTtft.delete(id);
     }
+    if (!this.config.useKvEvents && this.config.approximateCachePolicy === 'ttl') this.indexer.expireTtl(now);
     const cands = this.candidates(req.allowedWorkers);
     if (cands.length === 0) throw new NoEligibleWorkersError(req.allowedWorkers ? 'no eligible workers among the allowed ones' : 'no workers registered');
 
@@ -385,7 +398,11 @@ export class KvRouter {
     this.sequences.add(req.requestId, slot, this.config.assumeKvReuse ? seq : null, nBlocks, prefill, now, req.expectedOutputTokens);
     if (ttftX) this.pendingTtft.set(req.requestId, { slot, x: ttftX[pick]! });
     if (!this.config.useKvEvents && isKvMode(this._mode) && this.indexerEnabled && nBlocks > 0) {
-      this.indexer.storeWithTtl(slot, seq!, local, nBlocks, now, this.config.ttlMs);
+      if (this.config.approximateCachePolicy === 'lru') {
+        this.indexer.storeWithLru(slot, seq!, local, nBlocks, this.capacityBlocks.get(slot) ?? this.config.approximateCapacityBlocks);
+      } else {
+        this.indexer.storeWithTtl(slot, seq!, local, nBlocks, now, this.config.ttlMs);
+      }
     }
     const t4 = clock ? clock() : 0;
 

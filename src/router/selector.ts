@@ -21,8 +21,16 @@ export interface KvRouterConfig {
   assumeKvReuse: boolean;
   /** Consume KV events (default true); false = approximate mode (routing decisions + TTL). */
   useKvEvents: boolean;
-  /** Approximate-mode block TTL (default 120 000 ms). */
+  /** Approximate-mode block TTL (default 120 000 ms, Dynamo's --router-ttl-secs 120). */
   ttlMs: number;
+  /**
+   * Approximate-mode retention (`--router-approximate-cache-policy`): `ttl` (default) expires
+   * each recorded block ttlMs after it was last routed; `lru` keeps at most the worker's KV
+   * capacity in blocks and drops the least recently routed ones beyond it.
+   */
+  approximateCachePolicy: 'ttl' | 'lru';
+  /** KV capacity in blocks per (worker, dp_rank) for the `lru` policy (default 16384, mocker default). */
+  approximateCapacityBlocks: number;
   /** Force-free in-flight requests older than this (default 300 000 ms). */
   activeRequestExpiryMs: number;
 }
@@ -37,6 +45,8 @@ export const DEFAULT_KV_ROUTER_CONFIG: Readonly<KvRouterConfig> = Object.freeze(
   assumeKvReuse: true,
   useKvEvents: true,
   ttlMs: 120_000,
+  approximateCachePolicy: 'ttl',
+  approximateCapacityBlocks: 16_384,
   activeRequestExpiryMs: 300_000,
 });
 
@@ -57,6 +67,9 @@ export interface RouterFlags {
   ttlMs?: number;
   /** `--router-ttl-secs`. */
   ttlSecs?: number;
+  /** `--router-approximate-cache-policy ttl|lru`. */
+  approximateCachePolicy?: string;
+  approximateCapacityBlocks?: number;
   activeRequestExpiryMs?: number;
   /** `--load-aware` preset: credit 0, no KV events, no KV-reuse assumption. */
   loadAware?: boolean;
@@ -85,6 +98,12 @@ export function configFromFlags(flags: RouterFlags = {}): KvRouterConfig {
   const ttlSecs = num(flags.ttlSecs, 'ttlSecs');
   set('ttlMs', num(flags.ttlMs, 'ttlMs') ?? (ttlSecs !== undefined ? ttlSecs * 1000 : undefined));
   set('activeRequestExpiryMs', num(flags.activeRequestExpiryMs, 'activeRequestExpiryMs'));
+  if (flags.approximateCachePolicy !== undefined) {
+    if (flags.approximateCachePolicy !== 'ttl' && flags.approximateCachePolicy !== 'lru') throw new RangeError(`approximate cache policy must be ttl or lru, got ${flags.approximateCachePolicy}`);
+    c.approximateCachePolicy = flags.approximateCachePolicy;
+  }
+  const cap = num(flags.approximateCapacityBlocks, 'approximateCapacityBlocks', 1);
+  if (cap !== undefined) c.approximateCapacityBlocks = Math.floor(cap);
   if (flags.loadAware) {
     c.overlapScoreCredit = 0;
     c.useKvEvents = false;

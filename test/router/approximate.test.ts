@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KvRouter, configFromFlags } from '../../src/router/index.js';
+
+const BS = 4;
+const prompt = (n: number, start: number) => Array.from({ length: n * BS }, (_, i) => start + i);
+
+function overlapOn(r: KvRouter, toks: number[], worker: string): number {
+  return r.overlaps(toks).find((w) => w.workerId === worker)!.overlap_blocks;
+}
+
+test('approximate ttl: routed blocks expire ttl after the last routing (time passed in, no sleeps)', () => {
+  const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false }) });
+  assert.equal(r.config.ttlMs, 120_000, "Dynamo's --router-ttl-secs default");
+  assert.equal(r.config.approximateCachePolicy, 'ttl');
+  r.addWorker('a');
+  r.addWorker('b');
+  const p = prompt(6, 1);
+  const d0 = r.route({ requestId: 'r0', tokens: p, nowMs: 0 });
+  r.free('r0', 10);
+  const d1 = r.route({ requestId: 'r1', tokens: p, nowMs: 60_000 });
+  assert.equal(d1.chosen, d0.chosen);
+  assert.equal(d1.overlap_blocks, 6, 'the first routing was recorded');
+  r.free('r1', 60_010);
+  // r1 refreshed the TTL at 60 s: still there at 170 s, gone after 180 s (+ 100 ms bucket).
+  const probe = (t: number) => {
+    const d = r.route({ requestId: `p${t}`, tokens: prompt(1, 9_000_000 + t), nowMs: t });
+    r.free(`p${t}`, t);
+    return d;
+  };
+  probe(170_000);
+  assert.equal(overlapOn(r, p, d0.chosen), 6);
+  probe(180_100);
+  assert.equal(overlapOn(r, p, d0.chosen), 0, 'expired at the next routing decision');
+});
+
+test('--router-ttl-secs sets the TTL; expire() runs it without a route', () => {
+  const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false, ttlSecs: 5 }) });
+  r.addWorker('a');
+  const p = prompt(3, 1);
+  r.route({ requestId: 'x', tokens: p, nowMs: 1_000 });
+  assert.equal(r.expire(5_900).expiredBlocks, 0);
+  assert.equal(overlapOn(r, p, 'a'), 3);
+  assert.equal(r.expire(6_000).expiredBlocks, 3);
+  assert.equal(overlapOn(r, p, 'a'), 0);
+});
+
+test('approximate lru: each worker keeps at most its KV capacity, least recently routed tails go first', () => {
+  const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false, approximateCachePolicy: 'lru', approximateCapacityBlocks: 10 }) });
+  r.addWorker('a');
+  const A = prompt(8, 1);
+  const B = prompt(8, 1_000);
+  r.route({ requestId: 'a1', tokens: A, nowMs: 0 });
+  r.route({ requestId: 'b1', tokens: B, nowMs: 1 });
+  assert.equal(overlapOn(r, B, 'a'), 8);
+  assert.equal(overlapOn(r, A, 'a'), 2, "A's 6 tail blocks were dropped, its prefix kept");
+  assert.equal(r.snapshot().workers[0]!.cached_blocks, 10);
+  // No TTL under lru: nothing expires however late.
+  r.route({ requestId: 'b2', tokens: B, nowMs: 10_000_000 });
+  assert.equal(overlapOn(r, B, 'a'), 8);
+  // Routing A again refreshes it, so now B's tail goes.
+  r.route({ requestId: 'a2', tokens: A, nowMs: 10_000_001 });
+  assert.equal(overlapOn(r, A, 'a'), 8);
+  assert.equal(overlapOn(r, B, 'a'), 2);
+  // An advertised capacity per worker overrides the default.
+  r.setWorkerCapacity('a', 4);
+  r.route({ requestId: 'a3', tokens: A, nowMs: 10_000_002 });
+  assert.equal(overlapOn(r, A, 'a'), 4);
+  assert.throws(() => configFromFlags({ approximateCachePolicy: 'fifo' }), /ttl or lru/);
+});
