@@ -9,6 +9,7 @@ import type { ChatTokenizer } from '../tokenizer/index.js';
 import type { HealthChecker } from './eligibility.js';
 import type { Metrics } from './metrics.js';
 import type { DecisionLog } from './observability.js';
+import type { RouterQueue } from './queue.js';
 import type { SessionAffinity } from './sessions.js';
 import type { EventSourceKind, RouterServerOptions, Totals } from './types.js';
 import type { WorkerRegistry } from './workers.js';
@@ -27,6 +28,8 @@ export interface ServerContext {
   readonly agent: Agent;
   readonly tokenizer: ChatTokenizer;
   readonly totals: Totals;
+  /** Router queueing (--router-queue-threshold), when on. */
+  readonly queue?: RouterQueue;
   /** Upstream requests in flight, aborted on close. */
   readonly inflight: Set<AbortController>;
 }

@@ -149,4 +149,9 @@ export function publishGauges(ctx: ServerContext): void {
   metrics.set('dynamo_lab_router_indexed_blocks', 'Blocks in the router\'s radix index (all workers)', {}, stats.indexed_blocks);
   metrics.set('dynamo_lab_router_active_requests', 'Requests the router has booked on workers', {}, stats.active_requests);
   metrics.set('dynamo_lab_router_sessions', 'Live session-affinity entries', {}, ctx.sessions.size);
+  if (ctx.queue) {
+    metrics.set('dynamo_frontend_router_queue_pending_requests', 'Requests waiting in the router queue (--router-queue-threshold)', {}, ctx.queue.depth);
+    metrics.set('dynamo_lab_router_queue_requests_queued', 'Requests that had to wait in the router queue (total)', {}, ctx.queue.queuedTotal);
+    metrics.set('dynamo_lab_router_queue_rejected', 'Requests refused because the router queue was full (total)', {}, ctx.queue.rejectedTotal);
+  }
 }

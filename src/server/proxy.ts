@@ -70,6 +70,15 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   metrics.observe('dynamo_lab_router_overhead_tokenize_ms', 'Router time to read, parse and tokenise the request (ms)', MS_BUCKETS, tokenizedAt - started);
 
   try {
+    if (ctx.queue) {
+      try {
+        await ctx.queue.admit(client.signal);
+      } catch (err) {
+        totals.rejected++;
+        if (clientGone) return;
+        throw err;
+      }
+    }
     // Retry before the first byte: a worker that cannot be reached or answers 5xx is skipped.
     for (let attempt = 1; ; attempt++) {
       let eligible: Eligible;
@@ -114,6 +123,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
         });
       } catch (err) {
         router.free(requestId, Date.now());
+        ctx.queue?.notify();
         if (clientGone) {
           record.status = 'aborted';
           return;
@@ -125,6 +135,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       if (upstream.statusCode >= 500 && upstream.statusCode !== 529) {
         await upstream.body.dump().catch(() => {});
         router.free(requestId, Date.now());
+        ctx.queue?.notify();
         record.status = 'retried';
         noteFailure(ctx, st, `answered ${upstream.statusCode}`);
         continue;
@@ -139,6 +150,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   } finally {
     ctx.inflight.delete(client);
     if (clientGone) router.free(requestId, Date.now());
+    ctx.queue?.notify();
   }
 }
 
@@ -174,11 +186,17 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
   try {
     for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
       if (scan) {
-        if (scan.push(chunk, performance.now())) router.markPrefillCompleted(record.request_id, Date.now());
+        if (scan.push(chunk, performance.now())) {
+          // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
+          router.observeTtft(record.request_id, Date.now() - record.at_ms);
+          router.markPrefillCompleted(record.request_id, Date.now());
+          ctx.queue?.notify();
+        }
       } else if (first) {
         // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
         first = false;
         router.markPrefillCompleted(record.request_id, Date.now());
+        ctx.queue?.notify();
       }
       tail.push(chunk);
       tailBytes += chunk.length;
@@ -209,6 +227,7 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
     res.destroy(err as Error);
   } finally {
     router.free(record.request_id, Date.now());
+    ctx.queue?.notify();
   }
 }
 

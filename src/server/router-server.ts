@@ -27,6 +27,7 @@ import { HealthChecker } from './eligibility.js';
 import { Metrics } from './metrics.js';
 import type { NatsSourceStats } from './nats-events.js';
 import { DecisionLog, workersView } from './observability.js';
+import { RouterQueue } from './queue.js';
 import { SessionAffinity } from './sessions.js';
 import type { DashboardState, DecisionRecord, EventSourceKind, RouterServerOptions, WorkerEndpoint, WorkersView } from './types.js';
 import type { WorkerSpec } from './worker-spec.js';
@@ -39,6 +40,7 @@ export class RouterServer {
   private server?: Server;
   private readonly ctx: ServerContext;
   private closed = false;
+  private expiryTimer?: NodeJS.Timeout;
   url = '';
   port = 0;
 
@@ -51,6 +53,20 @@ export class RouterServer {
     const agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 0 });
     const sessions = new SessionAffinity(opts.sessionAffinityTtlMs ?? 600_000);
     const registry = new WorkerRegistry(opts, events, core, metrics, (id) => sessions.forgetWorker(id));
+    const q = opts.queue;
+    const queue = q
+      ? new RouterQueue(q.maxQueued, () => {
+          // Admissible when some healthy worker is at or under threshold * max_num_batched_tokens.
+          const snap = new Map(core.snapshot().workers.map((w) => [w.id, w]));
+          for (const st of registry.values()) {
+            if (!st.healthy) continue;
+            const w = snap.get(st.ep.id);
+            const cap = q.threshold * (st.ep.maxNumBatchedTokens ?? opts.busy?.defaultMaxNumBatchedTokens ?? 8192);
+            if (!w || w.active_prefill_tokens <= cap) return true;
+          }
+          return registry.size === 0;
+        })
+      : undefined;
     const totals = { requests: 0, errors: 0, rejected: 0, promptTokensWithUsage: 0, predictedCachedWithUsage: 0, achievedCached: 0 };
     this.ctx = {
       opts,
@@ -66,6 +82,7 @@ export class RouterServer {
       tokenizer,
       totals,
       inflight: new Set(),
+      queue,
     };
   }
 
@@ -85,6 +102,11 @@ export class RouterServer {
       throw err;
     }
     s.ctx.health.start();
+    if (s.ctx.events === 'none') {
+      // Approximate mode: expire routed blocks (TTL) and stale bookings even when no request comes.
+      s.expiryTimer = setInterval(() => s.ctx.core.expire(Date.now()), 1000);
+      s.expiryTimer.unref();
+    }
     return s;
   }
 
@@ -160,6 +182,8 @@ export class RouterServer {
     if (this.closed) return;
     this.closed = true;
     this.ctx.health.stop();
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    this.ctx.queue?.close();
     for (const c of this.ctx.inflight) c.abort();
     await this.ctx.registry.shutdownSources();
     await new Promise<void>((resolve) => {

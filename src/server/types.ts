@@ -86,6 +86,12 @@ export interface RouterServerOptions {
   readonly busy?: BusyThresholds;
   /** Session affinity TTL (X-Dynamo-Session-ID / x-dynamo-lab-session); 0 turns it off. Default 600 s. */
   readonly sessionAffinityTtlMs?: number;
+  /**
+   * Router queueing (Dynamo's --router-queue-threshold): while every eligible worker has more
+   * than threshold * max_num_batched_tokens of active prefill, requests wait in the router
+   * (FCFS, at most maxQueued; beyond that 529).
+   */
+  readonly queue?: { readonly threshold: number; readonly maxQueued: number };
   /** Status when every worker is busy (default 529, Dynamo's DYN_HTTP_OVERLOAD_STATUS_CODE). */
   readonly overloadStatus?: number;
   /** ZMQ replay reply timeout (default 3000 ms). */

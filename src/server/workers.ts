@@ -87,6 +87,7 @@ export class WorkerRegistry {
     this.states.set(w.id, st);
     if (w.dynamoWorkerId !== undefined) this.byDynamoId.set(w.dynamoWorkerId, w.id);
     this.core.addWorker(w.id);
+    if (w.totalKvBlocks !== undefined) this.core.setWorkerCapacity(w.id, w.totalKvBlocks);
     if (this.events === 'inproc' && w.onKvEvent) st.unsubscribe = w.onKvEvent((ev) => this.applyEvent(ev));
     if (this.events === 'zmq' && w.zmq) {
       st.zmq = new ZmqEventSource({

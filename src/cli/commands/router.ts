@@ -16,7 +16,8 @@ import { PortInUseError } from '../../base/net.js';
 import { RouterServer, type EventSourceKind, type WorkerEndpoint } from '../../server/router-server.js';
 import { NatsConnectError, NatsKvPublisher } from '../../server/nats-events.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError, type WorkerSpec } from '../../server/worker-spec.js';
-import { configFromFlags, ROUTING_MODES, type RoutingMode } from '../../router/index.js';
+import { readFile } from 'node:fs/promises';
+import { configFromFlags, parsePolicyConfig, PolicyConfigError, ROUTING_MODES, type RoutingMode } from '../../router/index.js';
 import { ThreadedSimWorker } from '../../sim/index.js';
 import { loadChatTokenizer, TokenizerError, type ChatTokenizer } from '../../tokenizer/index.js';
 import type { PortForwardHandle } from '../../cluster/index.js';
@@ -64,7 +65,7 @@ export const routerCommand: Command = {
   name: 'router',
   summary: 'Run the KV-aware router (OpenAI API) in front of simulated or real workers',
   usage:
-    'dynamo-lab router [--sim <n> | --worker <url|spec>... | --discover <k8s-label-selector>] [--mode kv|round-robin|random|least-loaded|power-of-two] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>]',
+    'dynamo-lab router [--sim <n> | --worker <url|spec>... | --discover <k8s-label-selector>] [--mode kv|round-robin|random|least-loaded|power-of-two] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>] [--router-policy-config <yaml>] [--router-ttl-secs <s>] [--router-approximate-cache-policy ttl|lru] [--router-queue-threshold <frac>]',
   examples: [
     'dynamo-lab router --sim 4',
     'dynamo-lab router --sim 4 --events zmq',
@@ -95,6 +96,19 @@ export const routerCommand: Command = {
     'block-size': { type: 'string', valueName: 'n', default: '16', description: 'KV block size in tokens; must match the workers' },
     'kv-overlap-score-weight': { type: 'string', valueName: 'w', description: 'Legacy Dynamo weight (maps to the prefill load scale; 0 disables cache credit)' },
     'router-temperature': { type: 'string', valueName: 't', description: 'Softmax temperature over worker costs (0 = always the cheapest)' },
+    'router-policy-config': {
+      type: 'string',
+      valueName: 'yaml',
+      description: "YAML file with Dynamo 1.6's default policy parameters: overlap_score_credit, overlap_score_credit_decay, prefill_load_scale, decode_active_request_weight, router_temperature (flags given on the command line win)",
+    },
+    'router-ttl-secs': { type: 'string', valueName: 's', description: 'With --events none: how long a routed prompt counts as cached (default 120, as Dynamo)' },
+    'router-approximate-cache-policy': { type: 'string', valueName: 'ttl|lru', description: "With --events none: ttl (default) forgets routed blocks after --router-ttl-secs; lru keeps each worker's KV capacity (kv_blocks=, default 16384) and drops the least recently routed" },
+    'router-queue-threshold': {
+      type: 'string',
+      valueName: 'frac',
+      description: 'Queue requests in the router (instead of sending them) while every worker has more than frac * max_num_batched_tokens of active prefill (Dynamo; unset = no queue)',
+    },
+    'router-queue-max': { type: 'string', valueName: 'n', default: '1024', description: 'With --router-queue-threshold: at most n requests wait; beyond that they get 529' },
     'active-decode-blocks-threshold': { type: 'string', valueName: 'frac', description: 'Busy when active KV blocks exceed this fraction (0-1) of the worker\'s blocks (kv_blocks=, default 16384)' },
     'active-prefill-tokens-threshold': { type: 'string', valueName: 'n', description: 'Busy when active prefill tokens exceed n' },
     'active-prefill-tokens-threshold-frac': { type: 'string', valueName: 'x', description: 'Busy when active prefill tokens exceed x * max_num_batched_tokens (default 8192)' },
@@ -140,10 +154,35 @@ export const routerCommand: Command = {
     if (events.kind === 'zmq' && sim === undefined && discover === undefined && !specs.some((s) => s.zmq)) throw new UsageError('--events zmq needs ZMQ endpoints.', 'Add zmq=tcp://host:port to each --worker, or use --events zmq://host:port,...');
     const blockSize = numberFlag(values, 'block-size', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1')!;
     const port = numberFlag(values, 'port', (n) => Number.isInteger(n) && n >= 0 && n < 65536, 'a port number')!;
+    let policy: ReturnType<typeof parsePolicyConfig> = {};
+    const policyPath = values['router-policy-config'] as string | undefined;
+    if (policyPath !== undefined) {
+      let text: string;
+      try {
+        text = await readFile(policyPath, 'utf8');
+      } catch (err) {
+        throw new UserError(`cannot read --router-policy-config ${policyPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'Give the path of a YAML file.');
+      }
+      try {
+        policy = parsePolicyConfig(text, policyPath);
+      } catch (err) {
+        if (err instanceof PolicyConfigError) throw new UserError(err.message, err.hint);
+        throw err;
+      }
+    }
+    const acp = values['router-approximate-cache-policy'] as string | undefined;
+    if (acp !== undefined && acp !== 'ttl' && acp !== 'lru') throw new UsageError(`--router-approximate-cache-policy must be ttl or lru, not "${acp}".`);
+    const ttlSecs = numberFlag(values, 'router-ttl-secs', (n) => n > 0, 'seconds > 0');
+    if ((acp !== undefined || ttlSecs !== undefined) && values.events !== 'none') throw new UsageError('--router-ttl-secs and --router-approximate-cache-policy apply to approximate mode.', 'Add --events none (the router then predicts the caches from its own decisions).');
     const config = configFromFlags({
+      ...policy,
       kvOverlapScoreWeight: numberFlag(values, 'kv-overlap-score-weight', (n) => n >= 0, 'a number >= 0'),
-      temperature: numberFlag(values, 'router-temperature', (n) => n >= 0, 'a number >= 0'),
+      temperature: numberFlag(values, 'router-temperature', (n) => n >= 0, 'a number >= 0') ?? policy.temperature,
+      ttlSecs,
+      approximateCachePolicy: acp,
     });
+    const queueThreshold = numberFlag(values, 'router-queue-threshold', (n) => n >= 0, 'a number >= 0');
+    const queueMax = numberFlag(values, 'router-queue-max', (n) => Number.isInteger(n) && n >= 0, 'a whole number >= 0')!;
     if (events.kind === 'none') config.useKvEvents = false;
     const busy = {
       activeDecodeBlocksThreshold: numberFlag(values, 'active-decode-blocks-threshold', (n) => n >= 0 && n <= 1, 'a fraction from 0 to 1'),
@@ -269,6 +308,7 @@ export const routerCommand: Command = {
           nats: events.nats ? { servers: events.nats, namespace: values['nats-namespace'] as string, component: values['nats-component'] as string } : undefined,
           busy: anyBusy ? busy : undefined,
           sessionAffinityTtlMs: ttl * 1000,
+          queue: queueThreshold !== undefined ? { threshold: queueThreshold, maxQueued: queueMax } : undefined,
           health: healthInterval > 0 ? { intervalMs: healthInterval * 1000 } : false,
           tokenizer: tokenizerSource,
           promptLimits,

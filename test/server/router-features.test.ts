@@ -1,0 +1,152 @@
+/**
+ * Dynamo 1.6 router features and kv-ttft over HTTP, against real simulated workers: router
+ * queueing instead of 529, the policy-config file and approximate-mode flags from the command
+ * line, and kv-ttft's predictions in /debug/decisions, fed by the TTFTs the router observes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SimWorker } from '../../src/sim/index.js';
+import { RouterServer } from '../../src/server/router-server.js';
+import { routerCommand } from '../../src/cli/commands/router.js';
+import type { ParsedValues } from '../../src/cli/command.js';
+import { UserError, UsageError } from '../../src/base/errors.js';
+import { ctxWith } from '../helpers/command-context.js';
+import { startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
+
+const inproc = (sims: SimWorker[]) => sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l: Parameters<SimWorker['onKvEvent']>[0]) => w.onKvEvent(l) }));
+
+async function metric(url: string, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^${name}(?:\\{\\})? (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+test('--router-queue-threshold: requests wait in the router while every worker is over it, bounded, depth in /metrics', async () => {
+  // Slow prefill (speedup 0.02): each long prompt keeps its worker in prefill for about a second.
+  const sims = await startSims(2, { speedup: 0.02 });
+  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, mode: 'round-robin', queue: { threshold: 0, maxQueued: 1 } });
+  const abort = new AbortController();
+  try {
+    const send = (q: string) =>
+      fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: `${q} ${SYSTEM_PROMPT}`, max_tokens: 2 }), signal: abort.signal });
+    const a = send('a');
+    const b = send('b');
+    await waitFor(() => router.workersView().workers.every((w) => w.active_prefill_tokens > 0), 'both workers in prefill');
+    assert.equal(await metric(router.url, 'dynamo_frontend_router_queue_pending_requests'), 0);
+    const c = send('c'); // waits instead of 529
+    await waitFor(async () => (await metric(router.url, 'dynamo_frontend_router_queue_pending_requests')) === 1, 'one request queued');
+    const d = await send('d'); // the queue (1) is full
+    assert.equal(d.status, 529);
+    const e = ((await d.json()) as { error: { code: string; message: string } }).error;
+    assert.equal(e.code, 'router_queue_full');
+    assert.match(e.message, /router queue is full \(1 waiting\)/);
+    const rc = await c;
+    assert.equal(rc.status, 200, 'the queued request ran once a worker finished its prefill');
+    await rc.arrayBuffer();
+    for (const r of await Promise.all([a, b])) {
+      assert.equal(r.status, 200);
+      await r.arrayBuffer();
+    }
+    assert.equal(await metric(router.url, 'dynamo_frontend_router_queue_pending_requests'), 0);
+    assert.equal(await metric(router.url, 'dynamo_lab_router_queue_requests_queued'), 1);
+    assert.equal(await metric(router.url, 'dynamo_lab_router_queue_rejected'), 1);
+  } finally {
+    abort.abort();
+    await router.close();
+    await Promise.all(sims.map((w) => w.close()));
+  }
+});
+
+test('kv-ttft over HTTP: /debug/decisions shows predicted queue / prefill time and coefficients, fitted from observed TTFTs', async () => {
+  const sims = await startSims(2, { speedup: 1 });
+  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, mode: 'kv-ttft' });
+  try {
+    for (let i = 0; i < 6; i++) {
+      const r = await fetch(`${router.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: `question ${i}` }], max_tokens: 3, stream: true }),
+      });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('x-dynamo-lab-mode'), 'kv-ttft');
+      await r.text();
+    }
+    const { decisions } = (await (await fetch(`${router.url}/debug/decisions?limit=10`)).json()) as { decisions: Array<Record<string, any>> };
+    assert.equal(decisions.length, 6);
+    const last = decisions[0]!;
+    assert.equal(last.mode, 'kv-ttft');
+    for (const w of last.workers) {
+      for (const k of ['overlap_blocks', 'active_prefill_tokens', 'active_blocks', 'potential_prefill_blocks', 'potential_decode_blocks', 'cost', 'predicted_queue_ms', 'predicted_prefill_ms', 'predicted_ttft_ms']) assert.equal(typeof w[k], 'number', k);
+      assert.ok(w.predicted_ttft_ms >= w.predicted_queue_ms);
+      assert.deepEqual(Object.keys(w.ttft_model.coefficients), ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms']);
+    }
+    // The later requests share the system prompt: kv-ttft stays on the worker holding it.
+    const chosen = decisions.slice(0, 5).map((d) => d.chosen);
+    assert.equal(new Set(chosen).size, 1, chosen.join(','));
+    const w = last.workers.find((x: any) => x.id === last.chosen);
+    assert.equal(w.ttft_model.observations, 5, 'the router fed back the TTFT of each earlier streamed request');
+  } finally {
+    await router.close();
+    await Promise.all(sims.map((w) => w.close()));
+  }
+});
+
+const defaults: ParsedValues = { mode: 'kv', host: '127.0.0.1', port: '0', 'block-size': '16', 'nats-namespace': 'dynamo', 'nats-component': 'backend', 'router-session-affinity-ttl-secs': '600', 'health-interval': '2', 'router-queue-max': '1024' };
+
+async function runJson(values: ParsedValues, body: (url: string) => Promise<void>): Promise<void> {
+  const ac = new AbortController();
+  const { ctx, out, err } = ctxWith(ac.signal, true);
+  const running = routerCommand.run({ ...defaults, ...values }, [], ctx);
+  let failed: unknown;
+  try {
+    await Promise.race([waitFor(() => out().includes('\n'), 'the start JSON', 15_000), running.then(() => Promise.reject(new Error(`router exited early: ${err()}`)))]);
+    await body(JSON.parse(out()).url);
+  } catch (e) {
+    failed = e;
+  }
+  ac.abort();
+  assert.equal(await running, 0);
+  if (failed) throw failed;
+}
+
+test('router --router-policy-config: Dynamo parameter names reach the cost; bad files are clear errors', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dynamo-lab-policy-'));
+  try {
+    const good = join(dir, 'policy.yaml');
+    writeFileSync(good, 'overlap_score_credit: 2\nprefill_load_scale: 0.5\nrouter_temperature: 0\n');
+    await runJson({ sim: '2', speedup: '0', 'router-policy-config': good }, async (url) => {
+      const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: SYSTEM_PROMPT, max_tokens: 2 }) });
+      assert.equal(r.status, 200);
+      await r.text();
+      const { decisions } = (await (await fetch(`${url}/debug/decisions`)).json()) as { decisions: Array<{ config: Record<string, number> }> };
+      assert.deepEqual(decisions[0]!.config, { overlap_score_credit: 2, prefill_load_scale: 0.5, temperature: 0 });
+    });
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'overlap_score_credit: 1\nkv_overlap_score_weight: 2\n');
+    const { ctx } = ctxWith(new AbortController().signal, true);
+    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', 'router-policy-config': bad }, [], ctx), (e: unknown) => e instanceof UserError && /unknown key "kv_overlap_score_weight"/.test(e.message));
+    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', 'router-policy-config': join(dir, 'missing.yaml') }, [], ctx), (e: unknown) => e instanceof UserError && /cannot read --router-policy-config .*ENOENT/.test(e.message));
+    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', 'router-approximate-cache-policy': 'lru' }, [], ctx), (e: unknown) => e instanceof UsageError && /apply to approximate mode/.test(e.message));
+    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', events: 'none', 'router-approximate-cache-policy': 'fifo' }, [], ctx), (e: unknown) => e instanceof UsageError && /ttl or lru/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('router --events none --router-ttl-secs: the router forgets routed prompts after the TTL', async () => {
+  await runJson({ sim: '2', speedup: '0', events: 'none', 'router-ttl-secs': '1' }, async (url) => {
+    const send = async () => {
+      const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: SYSTEM_PROMPT, max_tokens: 2 }) });
+      await r.text();
+      return Number(r.headers.get('x-dynamo-lab-overlap-blocks'));
+    };
+    assert.equal(await send(), 0);
+    assert.ok((await send()) > 0, 'the first routing decision was remembered');
+    // Expiry also runs without traffic (the server's periodic expire): poll the indexed blocks.
+    await waitFor(async () => (await metric(url, 'dynamo_lab_router_indexed_blocks')) === 0, 'TTL expiry of the routed blocks', 10_000);
+    assert.equal(await send(), 0);
+  });
+});
