@@ -148,6 +148,13 @@ export class KvRouter {
   private readonly ttftPooled: TtftModel;
   /** kv-ttft: features recorded at routing time, until the caller reports the TTFT. */
   private readonly pendingTtft = new Map<string, { slot: number; x: Float64Array }>();
+  /**
+   * kv-ttft: per slot, the requests still in prefill in booking order (an engine serves its
+   * waiting queue first come, first served) and since when the head has been the head. The
+   * head is partly computed already, so kv-ttft counts only what the model says is left of it
+   * (like Dynamo's `--router-prefill-load-model aic`, which decays the oldest prefill).
+   */
+  private readonly prefillQueues = new Map<number, { ids: string[]; tokens: number[]; headSince: number }>();
   /** Approximate `lru` policy: advertised KV capacity per slot (blocks), when known. */
   private readonly capacityBlocks = new Map<number, number>();
 
@@ -241,6 +248,7 @@ export class KvRouter {
     this.sequences.removeSlot(s);
     this.ttftModels.delete(s);
     this.capacityBlocks.delete(s);
+    this.prefillQueues.delete(s);
     for (const [id, p] of this.pendingTtft) if (p.slot === s) this.pendingTtft.delete(id);
     this.order = this.order.filter((x) => x !== s);
   }
@@ -275,7 +283,7 @@ export class KvRouter {
     const now = req.nowMs;
     if (now - this.lastExpiryCheck >= EXPIRY_CHECK_INTERVAL_MS) {
       this.lastExpiryCheck = now;
-      for (const id of this.sequences.expire(now, this.config.activeRequestExpiryMs)) this.pendingTtft.delete(id);
+      for (const id of this.sequences.expire(now, this.config.activeRequestExpiryMs)) this.forgetRequest(id, now);
     }
     if (!this.config.useKvEvents && this.config.approximateCachePolicy === 'ttl') this.indexer.expireTtl(now);
     const cands = this.candidates(req.allowedWorkers);
@@ -354,17 +362,21 @@ export class KvRouter {
       const penalty = Math.min(tc.prefillPenaltyMax, tc.prefillPenalty + (tc.prefillPenaltyPerQueuedPass * queued) / (cands.length * tc.maxBatchedTokens));
       for (let i = 0; i < cands.length; i++) {
         const inp = inputs[i]!;
-        const own = isl - Math.min(inp.overlapBlocks * bs, isl);
+        // Blocks another in-flight request on this worker is prefilling (booked sequence
+        // hashes) will be cached by the time this one is scheduled (FCFS behind it), so a
+        // sibling of a burst counts them as cached: co-locating it is what saves the work.
+        const own = isl - Math.min(this.ttftCachedBlocks(inp, nBlocks) * bs, isl);
         const usage = (inp.activeBlocks + inp.newBlocks) / tc.kvBlocks;
         const model = this.ttftModels.get(cands[i]!)!;
-        const x = ttftFeatures(inp.activePrefillTokens, own, usage, tc);
+        const queued = Math.max(0, inp.activePrefillTokens - this.headProgress(cands[i]!, model, usage, now));
+        const x = ttftFeatures(queued, own, usage, tc);
         const ttft = model.predict(x);
-        const queue = inp.activePrefillTokens > 0 ? model.predict(ttftFeatures(inp.activePrefillTokens, 0, usage, tc, q)) : 0;
+        const queue = queued > 0 ? model.predict(ttftFeatures(queued, 0, usage, tc, q)) : 0;
         ttftX[i] = x;
         const w = workers[i]!;
         w.predicted_queue_ms = Math.min(queue, ttft);
         w.predicted_prefill_ms = ttft - w.predicted_queue_ms;
-        costs[i] = ttft + penalty * w.predicted_prefill_ms;
+        costs[i] = ttft + penalty * w.predicted_prefill_ms + tc.decodeBlockMs * w.potential_decode_blocks;
         w.cost = costs[i]!;
         w.predicted_ttft_ms = ttft;
         w.ttft_model = model.describe();
@@ -394,8 +406,15 @@ export class KvRouter {
     const chosen = workers[pick]!;
     const overlap = inputs[pick]!.overlapBlocks;
     const cached = Math.min(overlap * bs, isl);
-    const prefill = this.config.trackPrefillTokens ? isl - cached : 0;
+    const prefill = this.config.trackPrefillTokens ? isl - (ttftX ? Math.min(this.ttftCachedBlocks(inputs[pick]!, nBlocks) * bs, isl) : cached) : 0;
     this.sequences.add(req.requestId, slot, this.config.assumeKvReuse ? seq : null, nBlocks, prefill, now, req.expectedOutputTokens);
+    if (this._mode === 'kv-ttft' && prefill > 0) {
+      let pq = this.prefillQueues.get(slot);
+      if (!pq) this.prefillQueues.set(slot, (pq = { ids: [], tokens: [], headSince: now }));
+      if (pq.ids.length === 0) pq.headSince = now;
+      pq.ids.push(req.requestId);
+      pq.tokens.push(prefill);
+    }
     if (ttftX) this.pendingTtft.set(req.requestId, { slot, x: ttftX[pick]! });
     if (!this.config.useKvEvents && isKvMode(this._mode) && this.indexerEnabled && nBlocks > 0) {
       if (this.config.approximateCachePolicy === 'lru') {
@@ -440,8 +459,42 @@ export class KvRouter {
   // ---------------------------------------------------------------------------------------
 
   /** First output token: the request's prefill tokens no longer count. */
-  markPrefillCompleted(requestId: string, _nowMs: number): void {
+  markPrefillCompleted(requestId: string, nowMs: number): void {
+    const r = this.sequences.get(requestId);
+    if (r) this.leavePrefillQueue(r.slot, requestId, nowMs);
     this.sequences.markPrefillCompleted(requestId);
+  }
+
+  /** kv-ttft: blocks of the prompt the worker has cached or is about to (active on it). */
+  private ttftCachedBlocks(inp: CandidateInput, nBlocks: number): number {
+    return this.config.assumeKvReuse ? Math.max(inp.overlapBlocks, nBlocks - inp.newBlocks) : inp.overlapBlocks;
+  }
+
+  /** A request force-freed by the expiry: drop what kv-ttft kept for it. */
+  private forgetRequest(requestId: string, nowMs: number): void {
+    this.pendingTtft.delete(requestId);
+    for (const slot of this.prefillQueues.keys()) this.leavePrefillQueue(slot, requestId, nowMs);
+  }
+
+  private leavePrefillQueue(slot: number, requestId: string, nowMs: number): void {
+    const pq = this.prefillQueues.get(slot);
+    if (!pq) return;
+    const i = pq.ids.indexOf(requestId);
+    if (i < 0) return;
+    pq.ids.splice(i, 1);
+    pq.tokens.splice(i, 1);
+    if (i === 0) pq.headSince = nowMs;
+  }
+
+  /** Tokens of the head-of-queue prefill on `slot` that the model says are computed by `nowMs`. */
+  private headProgress(slot: number, model: TtftModel, usage: number, nowMs: number): number {
+    const pq = this.prefillQueues.get(slot);
+    if (!pq || pq.ids.length === 0) return 0;
+    const head = pq.tokens[0]!;
+    const elapsed = nowMs - pq.headSince;
+    if (!(elapsed > 0)) return 0;
+    const duration = model.predict(ttftFeatures(0, head, usage, this.ttftConfig));
+    return duration > 0 ? head * Math.min(1, elapsed / duration) : head;
   }
 
   /**
@@ -468,7 +521,9 @@ export class KvRouter {
   }
 
   /** Stream end / error / cancel: drop the request's blocks and prefill tokens. */
-  free(requestId: string, _nowMs: number): void {
+  free(requestId: string, nowMs: number): void {
+    const r = this.sequences.get(requestId);
+    if (r) this.leavePrefillQueue(r.slot, requestId, nowMs);
     this.sequences.free(requestId);
     this.pendingTtft.delete(requestId);
   }
@@ -478,7 +533,7 @@ export class KvRouter {
     const expiredBlocks = this.indexer.expireTtl(nowMs);
     this.lastExpiryCheck = nowMs;
     const expiredRequests = this.sequences.expire(nowMs, this.config.activeRequestExpiryMs);
-    for (const id of expiredRequests) this.pendingTtft.delete(id);
+    for (const id of expiredRequests) this.forgetRequest(id, nowMs);
     return { expiredBlocks, expiredRequests };
   }
 

@@ -56,6 +56,11 @@ export interface TtftModelConfig {
    * will queue behind the extra work, so the more a cache hit is worth.
    */
   prefillPenaltyPerQueuedPass: number;
+  /**
+   * Policy: ms added per potential decode block (KV blocks booked on the worker plus the
+   * request's new ones), as kv's decode term balances KV footprint across workers.
+   */
+  decodeBlockMs: number;
   /** Upper bound of the load-dependent penalty (keeps overload from starving a hot worker's queue). */
   prefillPenaltyMax: number;
 }
@@ -77,6 +82,7 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
   prefillPenalty: 0,
   prefillPenaltyPerQueuedPass: 1,
   prefillPenaltyMax: Infinity,
+  decodeBlockMs: 0.2,
 });
 
 /**
