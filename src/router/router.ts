@@ -369,9 +369,10 @@ export class KvRouter {
         const usage = (inp.activeBlocks + inp.newBlocks) / tc.kvBlocks;
         const model = this.ttftModels.get(cands[i]!)!;
         const queued = Math.max(0, inp.activePrefillTokens - this.headProgress(cands[i]!, model, usage, now));
-        const x = ttftFeatures(queued, own, usage, tc);
+        const busy = inp.activeRequests > 0;
+        const x = ttftFeatures(queued, own, usage, tc, undefined, busy);
         const ttft = model.predict(x);
-        const queue = queued > 0 ? model.predict(ttftFeatures(queued, 0, usage, tc, q)) : 0;
+        const queue = queued > 0 ? model.predict(ttftFeatures(queued, 0, usage, tc, q, busy)) : busy ? model.coefficients()[6]! : 0;
         ttftX[i] = x;
         const w = workers[i]!;
         w.predicted_queue_ms = Math.min(queue, ttft);

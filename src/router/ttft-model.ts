@@ -17,7 +17,9 @@
  * count misses: when the KV blocks booked on the worker (plus the request's) exceed its
  * capacity, the request waits in the engine until running requests finish and free blocks,
  * so c5 * max(0, (booked + own blocks) / capacity - 1) (prior: ~10 s per capacity's worth of
- * excess, weakly held; the term is 0 below capacity, so it is learned only under overload). Each worker's coefficients are the ridge solution of
+ * excess, weakly held; the term is 0 below capacity, so it is learned only under overload).
+ * A seventh is the wait for the pass already running on a busy worker (one with requests in
+ * flight): a request arriving mid-pass starts with the next one (prior: half a decode step). Each worker's coefficients are the ridge solution of
  *
  *   min  sum_j  g^(n-j) (x_j·θ - y_j)²  +  sum_i  s_i (θ_i - θ0_i)²
  *
@@ -28,7 +30,7 @@
  * Pure: the caller feeds observations (features recorded at routing time + the TTFT it saw).
  */
 
-export const TTFT_FEATURES = ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms'] as const;
+export const TTFT_FEATURES = ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms', 'busy_wait_ms'] as const;
 export const N_TTFT_FEATURES = TTFT_FEATURES.length;
 
 export interface TtftModelConfig {
@@ -68,7 +70,7 @@ export interface TtftModelConfig {
 /** The mocker's polynomial (sim/timing.ts) expressed in the scaled features, for a batch size B. */
 export function mockerPrior(maxBatchedTokens: number): number[] {
   const B = maxBatchedTokens;
-  return [16.50142 + 5.74, 1.518344e-2 * B, 4.209989e-7 * B * B, 54.01, -25.74, 10_000];
+  return [16.50142 + 5.74, 1.518344e-2 * B, 4.209989e-7 * B * B, 54.01, -25.74, 10_000, 3];
 }
 
 export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freeze({
@@ -77,7 +79,7 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
   forgetting: 0.998,
   // The pass count and the linear term are well identified by any traffic; the quadratic and
   // the decode-usage terms are nearly collinear with them, so they lean on the prior.
-  priorStrength: Object.freeze([2, 2, 10, 10, 10, 0.05]),
+  priorStrength: Object.freeze([2, 2, 10, 10, 10, 0.05, 2]),
   workerPriorStrength: 20,
   prefillPenalty: 0,
   prefillPenaltyPerQueuedPass: 1,
@@ -89,7 +91,7 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
  * Features of one prediction. `usage` = KV blocks booked on the worker including the
  * request's own / capacity (may exceed 1). `out` is filled and returned.
  */
-export function ttftFeatures(queuedTokens: number, ownTokens: number, usage: number, cfg: Pick<TtftModelConfig, 'maxBatchedTokens'>, out = new Float64Array(N_TTFT_FEATURES)): Float64Array {
+export function ttftFeatures(queuedTokens: number, ownTokens: number, usage: number, cfg: Pick<TtftModelConfig, 'maxBatchedTokens'>, out = new Float64Array(N_TTFT_FEATURES), busy = false): Float64Array {
   const B = cfg.maxBatchedTokens;
   const P = Math.max(0, queuedTokens) + Math.max(0, ownTokens);
   const full = Math.floor(P / B);
@@ -102,11 +104,12 @@ export function ttftFeatures(queuedTokens: number, ownTokens: number, usage: num
   out[3] = k * u;
   out[4] = k * u * u;
   out[5] = usage > 1 ? usage - 1 : 0;
+  out[6] = busy ? 1 : 0;
   return out;
 }
 
 /** Coefficients that must not be negative (a TTFT cannot fall with more work or overload). */
-const NON_NEGATIVE = [true, true, true, false, false, true];
+const NON_NEGATIVE = [true, true, true, false, false, true, true];
 
 /**
  * A fitted model. The pooled model (all workers' observations) leans on the mocker prior;

@@ -25,7 +25,7 @@ function randomFeatures(rng: Rng): Float64Array {
   const queued = rng.next() < 0.3 ? 0 : rng.int(60_000);
   const own = rng.int(40_000);
   const usage = rng.next() * 1.6;
-  return ttftFeatures(queued, own, usage, { maxBatchedTokens: B });
+  return ttftFeatures(queued, own, usage, { maxBatchedTokens: B }, undefined, rng.next() < 0.5);
 }
 
 function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -36,7 +36,8 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 test('features follow the chunked-prefill pass structure', () => {
   const x = ttftFeatures(8192, 4096, 0.5, { maxBatchedTokens: B });
-  assert.deepEqual(Array.from(x), [2, 1.5, 1 + 0.25, 1, 0.5, 0]);
+  assert.deepEqual(Array.from(x), [2, 1.5, 1 + 0.25, 1, 0.5, 0, 0]);
+  assert.equal(ttftFeatures(0, 10, 0, { maxBatchedTokens: B }, undefined, true)[6], 1, 'a busy worker finishes its running pass first');
   const idle = ttftFeatures(0, 0, 0, { maxBatchedTokens: B });
   assert.equal(idle[0], 1, 'a fully cached prompt still takes one pass to emit the first token');
   assert.equal(ttftFeatures(0, 100, 1.25, { maxBatchedTokens: B })[5], 0.25);
@@ -50,8 +51,9 @@ test('features follow the chunked-prefill pass structure', () => {
 test('the fitted model recovers known coefficients from synthetic observations (an engine 10x faster than the prior)', () => {
   const truth = mockerPrior(B).map((c) => c / 10);
   truth[5] = 2500; // overload term: 2.5 s per capacity of excess
+  truth[6] = 7; // the running pass on a busy worker
   // Least squares proper (a negligible prior): every coefficient is recovered.
-  const weak = new TtftModel(cfg({ forgetting: 1, priorStrength: [1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6] }));
+  const weak = new TtftModel(cfg({ forgetting: 1, priorStrength: [1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6] }));
   // The default prior: the prefill quadratic is nearly collinear with the pass count and the
   // linear term (it only shows in the last, partial pass), so the prior holds that direction;
   // what the fit must get right is the predicted TTFT.
@@ -91,7 +93,7 @@ test('with no observations the model is the prior; a few observations move it pa
 });
 
 test('coefficients that must not be negative are clamped at 0', () => {
-  const m = new TtftModel(cfg({ forgetting: 1, priorStrength: [1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6] }));
+  const m = new TtftModel(cfg({ forgetting: 1, priorStrength: [1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6] }));
   const rng = new Rng(3);
   // TTFT falling with the prompt length is impossible for an engine: the fit must not say so.
   for (let i = 0; i < 500; i++) {
@@ -99,7 +101,7 @@ test('coefficients that must not be negative are clamped at 0', () => {
     m.observe(x, Math.max(0, 500 - 100 * x[1]!));
   }
   const c = m.coefficients();
-  for (const i of [0, 1, 2, 5]) assert.ok(c[i]! >= 0, `${TTFT_FEATURES[i]} = ${c[i]}`);
+  for (const i of [0, 1, 2, 5, 6]) assert.ok(c[i]! >= 0, `${TTFT_FEATURES[i]} = ${c[i]}`);
 });
 
 test('a worker model leans on the pooled model and moves with its own data', () => {

@@ -81,7 +81,7 @@ test('kv-ttft over HTTP: /debug/decisions shows predicted queue / prefill time a
     for (const w of last.workers) {
       for (const k of ['overlap_blocks', 'active_prefill_tokens', 'active_blocks', 'potential_prefill_blocks', 'potential_decode_blocks', 'cost', 'predicted_queue_ms', 'predicted_prefill_ms', 'predicted_ttft_ms']) assert.equal(typeof w[k], 'number', k);
       assert.ok(w.predicted_ttft_ms >= w.predicted_queue_ms);
-      assert.deepEqual(Object.keys(w.ttft_model.coefficients), ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms']);
+      assert.deepEqual(Object.keys(w.ttft_model.coefficients), ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms', 'busy_wait_ms']);
     }
     // The later requests share the system prompt: kv-ttft stays on the worker holding it.
     const chosen = decisions.slice(0, 5).map((d) => d.chosen);
