@@ -84,7 +84,7 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
   prefillPenalty: 0,
   prefillPenaltyPerQueuedPass: 1,
   prefillPenaltyMax: Infinity,
-  decodeBlockMs: 0.2,
+  decodeBlockMs: 0.1,
 });
 
 /**

@@ -162,7 +162,7 @@ test('kv-ttft takes the cached busy worker that Dynamo kv passes over (decode bl
   assert.equal(wb.predicted_queue_ms, 0);
   assert.ok(wa.predicted_ttft_ms! < wb.predicted_ttft_ms!);
   // No prefill queued anywhere: no prefill penalty; cost = predicted TTFT + the KV-footprint term.
-  assert.ok(Math.abs(wa.cost - (wa.predicted_ttft_ms! + 0.2 * wa.potential_decode_blocks)) < 1e-9);
+  assert.ok(Math.abs(wa.cost - (wa.predicted_ttft_ms! + DEFAULT_TTFT_MODEL_CONFIG.decodeBlockMs * wa.potential_decode_blocks)) < 1e-9);
   assert.ok(wa.ttft_model && wa.ttft_model.coefficients.pass_ms > 0);
   // ★ fields of kv are still there.
   for (const k of ['overlap_blocks', 'active_prefill_tokens', 'active_blocks', 'potential_prefill_blocks', 'potential_decode_blocks', 'cost'] as const) assert.equal(typeof wa[k], 'number');
