@@ -110,6 +110,8 @@ export function ttftFeatures(queuedTokens: number, ownTokens: number, usage: num
 
 /** Coefficients that must not be negative (a TTFT cannot fall with more work or overload). */
 const NON_NEGATIVE = [true, true, true, false, false, true, true];
+/** Coefficients a worker model takes from the pooled model (pass_ms, busy_wait_ms). */
+const FLEET_SHARED = [0, 6];
 
 /**
  * A fitted model. The pooled model (all workers' observations) leans on the mocker prior;
@@ -191,13 +193,25 @@ export class TtftModel {
   private solve(): void {
     const n = N_TTFT_FEATURES;
     const fixed = new Array<boolean>(n).fill(false);
+    const fixVal = new Float64Array(n);
+    if (this.parent) {
+      // The per-pass and busy-wait terms are the fleet's: a constant the router cannot tell
+      // apart per worker (HTTP and tokenisation overhead in real time) would otherwise make
+      // every worker with observations look slower than one without, by more than a short
+      // cached prefix saves. Per-worker speed shows in the per-token and usage terms.
+      for (const i of FLEET_SHARED) {
+        fixed[i] = true;
+        fixVal[i] = this.prior[i]!;
+      }
+    }
     const out = new Float64Array(n);
     for (let iter = 0; iter <= n; iter++) {
-      if (!solveRidge(this.xtx, this.xty, this.strength, this.prior, fixed, out)) break;
+      if (!solveRidge(this.xtx, this.xty, this.strength, this.prior, fixed, fixVal, out)) break;
       let changed = false;
       for (let i = 0; i < n; i++) {
         if (NON_NEGATIVE[i] && !fixed[i] && out[i]! < 0) {
           fixed[i] = true;
+          fixVal[i] = 0;
           changed = true;
         }
       }
@@ -218,18 +232,23 @@ export class TtftModel {
   }
 }
 
-/** Ridge solve with some coefficients fixed at 0; false when singular. */
-function solveRidge(xtx: Float64Array, xty: Float64Array, strength: Float64Array, prior: Float64Array, fixed: boolean[], out: Float64Array): boolean {
+/** Ridge solve with some coefficients fixed (at fixVal); false when singular. */
+function solveRidge(xtx: Float64Array, xty: Float64Array, strength: Float64Array, prior: Float64Array, fixed: boolean[], fixVal: Float64Array, out: Float64Array): boolean {
   const n = xty.length;
   const w = n + 1;
   const a = new Float64Array(n * w);
   for (let i = 0; i < n; i++) {
     if (fixed[i]) {
       a[i * w + i] = 1;
+      a[i * w + n] = fixVal[i]!;
       continue;
     }
-    for (let j = 0; j < n; j++) a[i * w + j] = fixed[j] ? 0 : xtx[i * n + j]! + (i === j ? strength[i]! : 0);
-    a[i * w + n] = xty[i]! + strength[i]! * prior[i]!;
+    let rhs = xty[i]! + strength[i]! * prior[i]!;
+    for (let j = 0; j < n; j++) {
+      if (fixed[j]) rhs -= xtx[i * n + j]! * fixVal[j]!;
+      else a[i * w + j] = xtx[i * n + j]! + (i === j ? strength[i]! : 0);
+    }
+    a[i * w + n] = rhs;
   }
   for (let c = 0; c < n; c++) {
     let p = c;

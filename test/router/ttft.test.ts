@@ -212,3 +212,27 @@ test('observeTtft feeds the chosen worker: a worker that turns out slow is avoid
   kv.route({ requestId: 'k', tokens: tokens(128), nowMs: 0 });
   assert.equal(kv.observeTtft('k', 10), false);
 });
+
+test('a constant overhead seen on one worker does not push a cached prefix elsewhere (fleet-shared per-pass term)', () => {
+  // Real time: the router's TTFT includes HTTP and tokenisation, ~80 ms here, which the
+  // mocker prior does not know. Only worker a has observations, and it holds the prompt's prefix.
+  const r = new KvRouter({ blockSize: 16, mode: 'kv-ttft', seed: 3 });
+  for (const w of ['a', 'b', 'c', 'd']) r.addWorker(w);
+  const prompt = tokens(37, 7);
+  const local = computeBlockHashes(prompt.slice(0, 16), 16);
+  r.applyEvent({ workerId: 'a', dpRank: 0, eventId: 0, data: { type: 'stored', parentHash: null, blocks: local.map((l, i) => ({ blockHash: computeSequenceHashes(local)[i]!, tokensHash: l })) } });
+  for (let i = 0; i < 3; i++) {
+    const id = `warm${i}`;
+    r.route({ requestId: id, tokens: [...prompt.slice(0, 16), ...tokens(21, 5000 + 100 * i)], nowMs: i * 1000, allowedWorkers: ['a'] });
+    assert.ok(r.observeTtft(id, 80));
+    r.markPrefillCompleted(id, i * 1000 + 80);
+    r.free(id, i * 1000 + 90);
+  }
+  const d = r.route({ requestId: 'q', tokens: prompt, nowMs: 10_000 });
+  assert.equal(d.overlap_blocks, 1);
+  assert.equal(d.chosen, 'a', JSON.stringify(d.workers.map((w) => [w.id, w.predicted_ttft_ms, w.cost])));
+  const a = d.workers.find((w) => w.id === 'a')!;
+  const b = d.workers.find((w) => w.id === 'b')!;
+  assert.equal(a.ttft_model!.coefficients.pass_ms, b.ttft_model!.coefficients.pass_ms);
+  assert.ok(a.ttft_model!.coefficients.pass_ms > 40, 'the fleet learned the overhead');
+});
