@@ -13,17 +13,19 @@
  * Without the trace file (e.g. a clean clone outside the workspace) a synthetic trace is used.
  *
  * hash_impl compares the XXH3-64 backends in the same run (routes interleaved per repeat so load on
- * a shared machine hits both alike): 'js' (src/router/xxh3.ts, the default used for route_*) and
- * 'native' (@node-rs/xxhash). For each: route p50/p99, the route's stage breakdown (medians of
- * timings_us) and hashing alone (8,192 tokens, block size 16: block hashes, sequence hashes).
- * --hash-impl js|native|both picks what runs (default both; route_* always reports js when run).
+ * a shared machine hits all alike): 'wasm' (src/router/wasm/xxh3.wat, batched: one call per
+ * request; the default, used for route_*), 'js' (src/router/xxh3.ts) and 'native'
+ * (@node-rs/xxhash, one N-API call per block). For each: route p50/p99, the route's stage
+ * breakdown (medians of timings_us) and hashing alone (8,192 tokens, block size 16: block
+ * hashes, sequence hashes; hash_8192_p50_us is both together).
+ * --hash-impl wasm|js|native|all picks what runs (default all; route_* reports the default backend when run).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KvRouter, RadixIndexer, toPairs, type RouterEvent } from '../src/router/index.js';
-import { computeBlockHashPairs, computeSequenceHashPairs, setHashBackend, type HashBackend } from '../src/router/hashing.js';
+import { computeBlockHashPairs, computeSequenceHashPairs, getHashBackend, setHashBackend, type HashBackend } from '../src/router/hashing.js';
 
 interface Args {
   json: boolean;
@@ -31,11 +33,11 @@ interface Args {
   workers: number;
   repeat: number;
   routeIters: number;
-  hashImpl: 'js' | 'native' | 'both';
+  hashImpl: HashBackend | 'all';
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, workers: 8, repeat: 3, routeIters: 3000, hashImpl: 'both' };
+  const a: Args = { json: false, workers: 8, repeat: 3, routeIters: 3000, hashImpl: 'all' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -50,11 +52,11 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--route-iters') a.routeIters = Number(v());
     else if (k === '--hash-impl') {
       const x = v();
-      if (x !== 'js' && x !== 'native' && x !== 'both') throw new Error(`--hash-impl must be js, native or both, got ${x}`);
+      if (x !== 'wasm' && x !== 'js' && x !== 'native' && x !== 'all') throw new Error(`--hash-impl must be wasm, js, native or all, got ${x}`);
       a.hashImpl = x;
     }
     else if (k === '--help' || k === '-h') {
-      process.stdout.write('usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n] [--hash-impl js|native|both]\n');
+      process.stdout.write('usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n] [--hash-impl wasm|js|native|all]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
   }
@@ -198,6 +200,8 @@ function benchIndexer(requests: number[][], workers: number) {
   };
 }
 
+const DEFAULT_BACKEND = getHashBackend();
+
 let timerCost = -1;
 function timerOverheadNs(): number {
   if (timerCost >= 0) return timerCost;
@@ -253,6 +257,7 @@ function benchHashing(iters: number) {
   const toks = Array.from({ length: 8192 }, () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % 150000);
   const blk = new Float64Array(iters);
   const seq = new Float64Array(iters);
+  const both = new Float64Array(iters);
   let sink = 0;
   for (let i = 0; i < iters; i++) {
     const t0 = process.hrtime.bigint();
@@ -262,15 +267,17 @@ function benchHashing(iters: number) {
     const t2 = process.hrtime.bigint();
     blk[i] = Number(t1 - t0) / 1000;
     seq[i] = Number(t2 - t1) / 1000;
+    both[i] = Number(t2 - t0) / 1000;
     sink += sq[sq.length - 1]!;
   }
   blk.sort();
   seq.sort();
-  return { block: pct(blk, 50), seq: pct(seq, 50), sink };
+  both.sort();
+  return { block: pct(blk, 50), seq: pct(seq, 50), both: pct(both, 50), sink };
 }
 
 function compareHashImpls(args: Args) {
-  const impls: HashBackend[] = args.hashImpl === 'both' ? ['native', 'js'] : [args.hashImpl];
+  const impls: HashBackend[] = args.hashImpl === 'all' ? ['native', 'js', 'wasm'] : [args.hashImpl];
   const acc = new Map<HashBackend, { routes: ReturnType<typeof benchRoute>[]; stages: ReturnType<typeof benchRoute>[]; hashing: ReturnType<typeof benchHashing>[] }>();
   for (const b of impls) acc.set(b, { routes: [], stages: [], hashing: [] });
   for (let i = 0; i < Math.max(1, args.repeat); i++) {
@@ -282,7 +289,7 @@ function compareHashImpls(args: Args) {
       a.hashing.push(benchHashing(Math.max(200, args.routeIters >> 2)));
     }
   }
-  setHashBackend('js');
+  setHashBackend(DEFAULT_BACKEND);
   const out: Record<string, unknown> = {};
   for (const [b, a] of acc) {
     const stage = (k: string) => round3(median(a.stages.map((r) => r.stageP50[k]!)));
@@ -292,10 +299,11 @@ function compareHashImpls(args: Args) {
       route_stage_p50_us: { block_hashing: stage('block_hashing'), find_matches: stage('find_matches'), seq_hashing: stage('seq_hashing'), scheduling: stage('scheduling') },
       block_hash_8192_p50_us: round3(median(a.hashing.map((h) => h.block))),
       seq_hash_512_p50_us: round3(median(a.hashing.map((h) => h.seq))),
+      hash_8192_p50_us: round3(median(a.hashing.map((h) => h.both))),
     };
   }
-  const js = acc.get('js');
-  return { hash_impl: out, routes: (js ?? acc.get(impls[0]!)!).routes, routeImpl: js ? 'js' : impls[0]! };
+  const def = acc.get(DEFAULT_BACKEND);
+  return { hash_impl: out, routes: (def ?? acc.get(impls[0]!)!).routes, routeImpl: def ? DEFAULT_BACKEND : impls[0]! };
 }
 
 function median(xs: number[]): number {

@@ -16,6 +16,7 @@
  */
 import { xxh3 } from '@node-rs/xxhash';
 import { xxh3View, xxh3Pair16, xxh3ChainPairs, xxh3Words17to128, xxh3_64 } from './xxh3.js';
+import { wasmBlockPairs, wasmBlockSizeSupported, wasmChainPairs, wasmHashAvailable } from './xxh3-wasm.js';
 
 export const XXH3_SEED = 1337n;
 const U64_MASK = (1n << 64n) - 1n;
@@ -28,15 +29,18 @@ export interface HashSalt {
 }
 
 /**
- * Which XXH3-64 implementation the hashing functions use. 'js' (default) is the pure-TypeScript
- * port in ./xxh3.ts (bit-exact, no N-API call or BigInt per block); 'native' is the
- * @node-rs/xxhash addon. Both give identical results; the switch exists for benchmarks and
- * cross-checks.
+ * Which XXH3-64 implementation the hashing functions use. 'wasm' (default where WebAssembly
+ * compiles) hashes all blocks of a request, and chains all its sequence hashes, in one call each
+ * into ./xxh3-wasm.ts (block sizes 5..32 tokens; other sizes and single hashes use 'js');
+ * 'js' is the pure-TypeScript port in ./xxh3.ts (no N-API call or BigInt per block); 'native' is
+ * the @node-rs/xxhash addon, one call per block. All give identical results; the switch exists
+ * for benchmarks and cross-checks.
  */
-export type HashBackend = 'js' | 'native';
-let backend: HashBackend = 'js';
+export type HashBackend = 'wasm' | 'js' | 'native';
+let backend: HashBackend = wasmHashAvailable() ? 'wasm' : 'js';
 export function setHashBackend(b: HashBackend): void {
-  if (b !== 'js' && b !== 'native') throw new RangeError(`unknown hash backend ${String(b)}`);
+  if (b !== 'js' && b !== 'native' && b !== 'wasm') throw new RangeError(`unknown hash backend ${String(b)}`);
+  if (b === 'wasm' && !wasmHashAvailable()) throw new RangeError('hash backend wasm: WebAssembly is not available here');
   backend = b;
 }
 export function getHashBackend(): HashBackend {
@@ -46,7 +50,7 @@ export function getHashBackend(): HashBackend {
 const encoder = new TextEncoder();
 
 function hashBytes(bytes: Uint8Array, seed: bigint): bigint {
-  return backend === 'js' ? xxh3_64(bytes, seed) : xxh3.xxh64(bytes, seed);
+  return backend === 'native' ? xxh3.xxh64(bytes, seed) : xxh3_64(bytes, seed);
 }
 
 /** The seed for local block hashes after LoRA-name and cache-salt mixing (wrapping u64 adds). */
@@ -122,7 +126,7 @@ export function computeBlockHashes(tokens: ArrayLike<number>, blockSize: number,
     for (let b = 0; b < n; b++) out[b] = hashTokenBlock(tokens, b * blockSize, blockSize, seed);
     return out;
   }
-  const pairs = blockPairsJs(tokens, blockSize, n, seed);
+  const pairs = backend === 'wasm' && wasmBlockSizeSupported(blockSize) ? wasmBlockPairs(tokens, blockSize, n, seed) : blockPairsJs(tokens, blockSize, n, seed);
   for (let b = 0; b < n; b++) {
     B64_U32[LO] = pairs[2 * b]!;
     B64_U32[HI] = pairs[2 * b + 1]!;
@@ -192,6 +196,10 @@ export function computeBlockHashPairs(tokens: ArrayLike<number>, blockSize: numb
   if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`block size must be an integer >= 1, got ${blockSize}`);
   const seed = saltedSeed(salt);
   const n = Math.floor(tokens.length / blockSize);
+  if (backend === 'wasm') {
+    if (n > 0 && wasmBlockSizeSupported(blockSize)) return wasmBlockPairs(tokens, blockSize, n, seed);
+    return blockPairsJs(tokens, blockSize, n, seed);
+  }
   if (backend === 'js') return blockPairsJs(tokens, blockSize, n, seed);
   const out = new Uint32Array(n * 2);
   for (let b = 0; b < n; b++) {
@@ -204,11 +212,12 @@ export function computeBlockHashPairs(tokens: ArrayLike<number>, blockSize: numb
 
 /** Sequence hashes from local hash pairs, as interleaved u32 pairs. */
 export function computeSequenceHashPairs(localPairs: Uint32Array, n = localPairs.length >>> 1): Uint32Array {
+  if (backend === 'wasm' && n > 1) return wasmChainPairs(localPairs, n, XXH3_SEED);
   const out = new Uint32Array(n * 2);
   if (n === 0) return out;
   out[0] = localPairs[0]!;
   out[1] = localPairs[1]!;
-  if (backend === 'js') {
+  if (backend !== 'native') {
     xxh3ChainPairs(localPairs, n, SEED_LO, SEED_HI, out);
     return out;
   }

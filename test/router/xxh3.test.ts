@@ -188,8 +188,11 @@ test('xxh3Words17to128 (block-size 5..32 fast path) equals the addon on u32 LE t
   }
 });
 
-test('dynamo-facts §2 test vectors with the JS implementation', () => {
-  assert.equal(getHashBackend(), 'js');
+for (const impl of ['wasm', 'js'] as const)
+test(`dynamo-facts §2 test vectors with the ${impl} implementation`, () => {
+  assert.equal(getHashBackend(), 'wasm', 'wasm is the default backend');
+  setHashBackend(impl);
+  try {
   const local = computeBlockHashes([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], 4);
   assert.deepEqual(local, [14643705804678351452n, 16777012769546811212n, 483935686894639516n]);
   assert.deepEqual(computeSequenceHashes(local), [14643705804678351452n, 4945711292740353085n, 12583592247330656132n]);
@@ -213,9 +216,31 @@ test('dynamo-facts §2 test vectors with the JS implementation', () => {
   assert.equal(xxh3_64(le([5, 6, 7, 8]), 1337n), 16777012769546811212n);
   assert.equal(xxh3_64(le([9, 10, 11, 12]), 1337n), 483935686894639516n);
   assert.equal(xxh3_64(new TextEncoder().encode('alpha-7b'), 0n) + 1337n, 723495307357893745n);
+  // Dynamo's block size 16 (64-byte blocks) and the 16-byte chain, against the addon.
+  const toks = Array.from({ length: 16 * 40 }, (_, i) => (i * 2654435761) % 151643);
+  const le16 = (start: number) => {
+    const b = new Uint8Array(64);
+    const dv = new DataView(b.buffer);
+    for (let i = 0; i < 16; i++) dv.setUint32(4 * i, toks[start + i]!, true);
+    return b;
+  };
+  const blocks = computeBlockHashes(toks, 16);
+  blocks.forEach((h, i) => assert.equal(h, xxh3.xxh64(le16(16 * i), 1337n), `block ${i}`));
+  const seq = computeSequenceHashes(blocks);
+  for (let i = 1; i < seq.length; i++) {
+    const pair = new Uint8Array(16);
+    const dv = new DataView(pair.buffer);
+    dv.setBigUint64(0, seq[i - 1]!, true);
+    dv.setBigUint64(8, blocks[i]!, true);
+    assert.equal(seq[i], xxh3.xxh64(pair, 1337n), `seq ${i}`);
+  }
+  assert.deepEqual(fromPairs(computeSequenceHashPairs(computeBlockHashPairs(toks, 16))), seq);
+  } finally {
+    setHashBackend('wasm');
+  }
 });
 
-test('hashing.ts: js and native backends give identical results (block sizes 1..1100, salts, sequences)', () => {
+test('hashing.ts: wasm, js and native backends give identical results (block sizes 1..1100, salts, sequences)', () => {
   const next = rng(7);
   const blockSizes = [1, 2, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 48, 60, 61, 64, 100, 128, 256, 512, 1000, 1024, 1100];
   const salts = [undefined, { loraName: 'alpha-7b' }, { cacheSalt: 's1' }, { loraName: 'x', cacheSalt: 'ü-salt' }];
@@ -233,10 +258,16 @@ test('hashing.ts: js and native backends give identical results (block sizes 1..
         assert.deepEqual(computeBlockHashPairs(tokens, bs, salt), nPairs, `bs ${bs}`);
         assert.deepEqual(computeSequenceHashPairs(nPairs), nSeq, `bs ${bs}`);
         assert.equal(hashTokenBlock(tokens, 1, bs, saltedSeed(salt)), nOne, `bs ${bs}`);
+        setHashBackend('wasm');
+        assert.deepEqual(computeBlockHashes(tokens, bs, salt), nLocal, `wasm bs ${bs}`);
+        assert.deepEqual(computeBlockHashPairs(tokens, bs, salt), nPairs, `wasm bs ${bs}`);
+        assert.deepEqual(computeBlockHashPairs(Uint32Array.from(tokens), bs, salt), nPairs, `wasm u32 bs ${bs}`);
+        assert.deepEqual(computeSequenceHashPairs(nPairs), nSeq, `wasm bs ${bs}`);
+        assert.equal(hashTokenBlock(tokens, 1, bs, saltedSeed(salt)), nOne, `wasm bs ${bs}`);
       }
     }
   } finally {
-    setHashBackend('js');
+    setHashBackend('wasm');
   }
 });
 
@@ -259,14 +290,16 @@ test('hashing.ts edge inputs behave as with the addon: odd token values, bigint 
       const wantPairs = computeBlockHashPairs(oddTokens, bs);
       setHashBackend('js');
       assert.deepEqual(computeBlockHashPairs(oddTokens, bs), wantPairs, `bs ${bs}`);
+      setHashBackend('wasm');
+      assert.deepEqual(computeBlockHashPairs(oddTokens, bs), wantPairs, `wasm bs ${bs}`);
     }
     setHashBackend('native');
     const wantSeq = nextSequenceHash(U64_MAX, -1n);
     setHashBackend('js');
     assert.equal(nextSequenceHash(U64_MAX, -1n), wantSeq);
-    assert.throws(() => setHashBackend('wasm' as never), RangeError);
+    assert.throws(() => setHashBackend('gpu' as never), RangeError);
   } finally {
-    setHashBackend('js');
+    setHashBackend('wasm');
   }
 });
 
