@@ -17,7 +17,9 @@
  * request; the default, used for route_*), 'js' (src/router/xxh3.ts) and 'native'
  * (@node-rs/xxhash, one N-API call per block). For each: route p50/p99, the route's stage
  * breakdown (medians of timings_us) and hashing alone (8,192 tokens, block size 16: block
- * hashes, sequence hashes; hash_8192_p50_us is both together).
+ * hashes, sequence hashes; hash_8192_p50_us is both together; token ids as number[] as the
+ * tokenizer hands them to the router, and block_hash_8192_u32_p50_us from a Uint32Array, which
+ * the wasm backend copies with one memcpy instead of an element loop).
  * --hash-impl wasm|js|native|all picks what runs (default all; route_* reports the default backend when run).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -258,6 +260,8 @@ function benchHashing(iters: number) {
   const blk = new Float64Array(iters);
   const seq = new Float64Array(iters);
   const both = new Float64Array(iters);
+  const blkU32 = new Float64Array(iters);
+  const toksU32 = Uint32Array.from(toks);
   let sink = 0;
   for (let i = 0; i < iters; i++) {
     const t0 = process.hrtime.bigint();
@@ -268,12 +272,17 @@ function benchHashing(iters: number) {
     blk[i] = Number(t1 - t0) / 1000;
     seq[i] = Number(t2 - t1) / 1000;
     both[i] = Number(t2 - t0) / 1000;
+    const t3 = process.hrtime.bigint();
+    const lu = computeBlockHashPairs(toksU32, 16);
+    blkU32[i] = Number(process.hrtime.bigint() - t3) / 1000;
+    sink += lu[0]!;
     sink += sq[sq.length - 1]!;
   }
   blk.sort();
   seq.sort();
   both.sort();
-  return { block: pct(blk, 50), seq: pct(seq, 50), both: pct(both, 50), sink };
+  blkU32.sort();
+  return { block: pct(blk, 50), seq: pct(seq, 50), both: pct(both, 50), blockU32: pct(blkU32, 50), sink };
 }
 
 function compareHashImpls(args: Args) {
@@ -298,6 +307,7 @@ function compareHashImpls(args: Args) {
       route_p99_us: round3(median(a.routes.map((r) => r.p99))),
       route_stage_p50_us: { block_hashing: stage('block_hashing'), find_matches: stage('find_matches'), seq_hashing: stage('seq_hashing'), scheduling: stage('scheduling') },
       block_hash_8192_p50_us: round3(median(a.hashing.map((h) => h.block))),
+      block_hash_8192_u32_p50_us: round3(median(a.hashing.map((h) => h.blockU32))),
       seq_hash_512_p50_us: round3(median(a.hashing.map((h) => h.seq))),
       hash_8192_p50_us: round3(median(a.hashing.map((h) => h.both))),
     };

@@ -55,7 +55,9 @@
 
   ;; XXH3-64 of n consecutive blocks of len bytes (17 <= len <= 128) at in; hashes (u64 LE) to out.
   (func (export "blocks") (param $in i32) (param $n i32) (param $len i32) (param $seed i64) (param $out i32)
-    (local $j i32) (local $b i32) (local $p i32) (local $acc i64) (local $acc0 i64)
+    (local $j i32) (local $b i32) (local $p i32) (local $acc i64) (local $acc0 i64) (local $b0 i32)
+    (local $a i64) (local $bb i64) (local $al i64) (local $ah i64) (local $bl i64) (local $bh i64)
+    (local $ll i64) (local $hl i64) (local $cross i64)
     ;; keys: key[j] = (secret64[16j] + seed, secret64[16j + 8] - seed), j = 0..7
     (loop $keys
       (i64.store offset=192 (local.get $j) (i64.add (i64.load (local.get $j)) (local.get $seed)))
@@ -64,6 +66,89 @@
       (br_if $keys (i32.lt_u (local.get $j) (i32.const 128))))
     (local.set $acc0 (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
     (local.set $p (local.get $in))
+    ;; 64-byte blocks (Dynamo's 16 tokens per block): the four mixes written out.
+    (if (i32.eq (local.get $len) (i32.const 64))
+      (then
+        (block $done64
+          (loop $next64
+            (br_if $done64 (i32.ge_u (local.get $b0) (local.get $n)))
+            (local.set $acc (local.get $acc0))
+        (local.set $a (i64.xor (i64.load offset=16 (local.get $p)) (i64.load offset=224 (i32.const 0))))
+        (local.set $bb (i64.xor (i64.load offset=24 (local.get $p)) (i64.load offset=232 (i32.const 0))))
+        (local.set $al (i64.and (local.get $a) (i64.const 0xffffffff)))
+        (local.set $ah (i64.shr_u (local.get $a) (i64.const 32)))
+        (local.set $bl (i64.and (local.get $bb) (i64.const 0xffffffff)))
+        (local.set $bh (i64.shr_u (local.get $bb) (i64.const 32)))
+        (local.set $ll (i64.mul (local.get $al) (local.get $bl)))
+        (local.set $hl (i64.mul (local.get $ah) (local.get $bl)))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $hl) (i64.const 0xffffffff)))
+            (i64.mul (local.get $al) (local.get $bh))))
+        (local.set $acc (i64.add (local.get $acc) (i64.xor
+          (i64.mul (local.get $a) (local.get $bb))
+          (i64.add
+            (i64.add (i64.shr_u (local.get $hl) (i64.const 32)) (i64.shr_u (local.get $cross) (i64.const 32)))
+            (i64.mul (local.get $ah) (local.get $bh))))))
+        (local.set $a (i64.xor (i64.load offset=32 (local.get $p)) (i64.load offset=240 (i32.const 0))))
+        (local.set $bb (i64.xor (i64.load offset=40 (local.get $p)) (i64.load offset=248 (i32.const 0))))
+        (local.set $al (i64.and (local.get $a) (i64.const 0xffffffff)))
+        (local.set $ah (i64.shr_u (local.get $a) (i64.const 32)))
+        (local.set $bl (i64.and (local.get $bb) (i64.const 0xffffffff)))
+        (local.set $bh (i64.shr_u (local.get $bb) (i64.const 32)))
+        (local.set $ll (i64.mul (local.get $al) (local.get $bl)))
+        (local.set $hl (i64.mul (local.get $ah) (local.get $bl)))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $hl) (i64.const 0xffffffff)))
+            (i64.mul (local.get $al) (local.get $bh))))
+        (local.set $acc (i64.add (local.get $acc) (i64.xor
+          (i64.mul (local.get $a) (local.get $bb))
+          (i64.add
+            (i64.add (i64.shr_u (local.get $hl) (i64.const 32)) (i64.shr_u (local.get $cross) (i64.const 32)))
+            (i64.mul (local.get $ah) (local.get $bh))))))
+        (local.set $a (i64.xor (i64.load offset=0 (local.get $p)) (i64.load offset=192 (i32.const 0))))
+        (local.set $bb (i64.xor (i64.load offset=8 (local.get $p)) (i64.load offset=200 (i32.const 0))))
+        (local.set $al (i64.and (local.get $a) (i64.const 0xffffffff)))
+        (local.set $ah (i64.shr_u (local.get $a) (i64.const 32)))
+        (local.set $bl (i64.and (local.get $bb) (i64.const 0xffffffff)))
+        (local.set $bh (i64.shr_u (local.get $bb) (i64.const 32)))
+        (local.set $ll (i64.mul (local.get $al) (local.get $bl)))
+        (local.set $hl (i64.mul (local.get $ah) (local.get $bl)))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $hl) (i64.const 0xffffffff)))
+            (i64.mul (local.get $al) (local.get $bh))))
+        (local.set $acc (i64.add (local.get $acc) (i64.xor
+          (i64.mul (local.get $a) (local.get $bb))
+          (i64.add
+            (i64.add (i64.shr_u (local.get $hl) (i64.const 32)) (i64.shr_u (local.get $cross) (i64.const 32)))
+            (i64.mul (local.get $ah) (local.get $bh))))))
+        (local.set $a (i64.xor (i64.load offset=48 (local.get $p)) (i64.load offset=208 (i32.const 0))))
+        (local.set $bb (i64.xor (i64.load offset=56 (local.get $p)) (i64.load offset=216 (i32.const 0))))
+        (local.set $al (i64.and (local.get $a) (i64.const 0xffffffff)))
+        (local.set $ah (i64.shr_u (local.get $a) (i64.const 32)))
+        (local.set $bl (i64.and (local.get $bb) (i64.const 0xffffffff)))
+        (local.set $bh (i64.shr_u (local.get $bb) (i64.const 32)))
+        (local.set $ll (i64.mul (local.get $al) (local.get $bl)))
+        (local.set $hl (i64.mul (local.get $ah) (local.get $bl)))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $hl) (i64.const 0xffffffff)))
+            (i64.mul (local.get $al) (local.get $bh))))
+        (local.set $acc (i64.add (local.get $acc) (i64.xor
+          (i64.mul (local.get $a) (local.get $bb))
+          (i64.add
+            (i64.add (i64.shr_u (local.get $hl) (i64.const 32)) (i64.shr_u (local.get $cross) (i64.const 32)))
+            (i64.mul (local.get $ah) (local.get $bh))))))
+            (local.set $acc (i64.xor (local.get $acc) (i64.shr_u (local.get $acc) (i64.const 37))))
+            (local.set $acc (i64.mul (local.get $acc) (i64.const 0x165667919E3779F9)))
+            (i64.store (i32.add (local.get $out) (i32.shl (local.get $b0) (i32.const 3)))
+              (i64.xor (local.get $acc) (i64.shr_u (local.get $acc) (i64.const 32))))
+            (local.set $p (i32.add (local.get $p) (i32.const 64)))
+            (local.set $b0 (i32.add (local.get $b0) (i32.const 1)))
+            (br $next64)))
+        (return)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $b) (local.get $n)))
