@@ -20,7 +20,8 @@
  * Run: npm run bench:proxy -- [--json] [--prompt chat,tokens] [--concurrency 256] [--requests 1024]
  *                             [--prompt-tokens 8192] [--max-tokens 16] [--events zmq|none]
  *                             [--distinct-prompts 64] [--unique-chat] [--no-sim | --only-sim] [--sim-speedup 1]
- *                             [--profile-router <dir>]   (node --cpu-prof of the router process)
+ *                             [--profile-router <dir>]   (node --cpu-prof of the router process; <dir>/sim8
+ *                                                         for the `router --sim 8` phase, all threads)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -341,7 +342,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
 /** `router --sim 8` under CONCURRENCY chat streams: does /health keep answering quickly? */
 async function simPhase(): Promise<Record<string, unknown>> {
   const docs = chatDocuments();
-  const router = startCli(['router', '--sim', '8', '--speedup', SIM_SPEEDUP, '--port', '0', '--json']);
+  const router = startCli(['router', '--sim', '8', '--speedup', SIM_SPEEDUP, '--port', '0', '--json'], PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', `${PROFILE_DIR}/sim8`] : []);
   try {
     const { url } = JSON.parse(await router.firstLine) as { url: string };
     say(`router --sim 8 (speedup ${SIM_SPEEDUP}) at ${url}: ${REQUESTS} chat requests, ${CONCURRENCY} streams, probing /health ...`);

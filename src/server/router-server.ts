@@ -50,7 +50,9 @@ export class RouterServer {
     const config = events === 'none' ? { ...opts.config, useKvEvents: false } : opts.config;
     const core = new KvRouter({ blockSize: opts.blockSize, mode, config, seed: opts.seed, clock: () => performance.now() });
     const metrics = new Metrics();
-    const agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 0 });
+    // pipelining 1 (undici's default): keep-alive connections to the workers; 0 would close every connection
+    // after one request (a TCP connect per proxied request on both sides).
+    const agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 1 });
     const sessions = new SessionAffinity(opts.sessionAffinityTtlMs ?? 600_000);
     const registry = new WorkerRegistry(opts, events, core, metrics, (id) => sessions.forgetWorker(id));
     const q = opts.queue;
