@@ -20,10 +20,16 @@
  * hashes, sequence hashes; hash_8192_p50_us is both together; token ids as number[] as the
  * tokenizer hands them to the router, and block_hash_8192_u32_p50_us from a Uint32Array, which
  * the wasm backend copies with one memcpy instead of an element loop).
+ * dynamo_radix_tree: the same indexer event stream (Stored events + find_matches of the next
+ * request, untimed loop) replayed through Dynamo's own Rust RadixTree, crate dynamo-kv-router
+ * 1.6.1 from crates.io, by the harness in scripts/dynamo-radix-bench (built here with
+ * `cargo build --release` on first use; needs cargo and crates.io; --no-rust skips it), and
+ * indexer_vs_dynamo_ratio = our indexer_block_ops_per_s / its block_ops_per_s.
  * --hash-impl wasm|js|native|all picks what runs (default all; route_* reports the default backend when run).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KvRouter, RadixIndexer, toPairs, type RouterEvent } from '../src/router/index.js';
@@ -36,10 +42,11 @@ interface Args {
   repeat: number;
   routeIters: number;
   hashImpl: HashBackend | 'all';
+  rust: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, workers: 8, repeat: 3, routeIters: 3000, hashImpl: 'all' };
+  const a: Args = { json: false, workers: 8, repeat: 3, routeIters: 3000, hashImpl: 'all', rust: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -52,13 +59,14 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--workers') a.workers = Number(v());
     else if (k === '--repeat') a.repeat = Number(v());
     else if (k === '--route-iters') a.routeIters = Number(v());
+    else if (k === '--no-rust') a.rust = false;
     else if (k === '--hash-impl') {
       const x = v();
       if (x !== 'wasm' && x !== 'js' && x !== 'native' && x !== 'all') throw new Error(`--hash-impl must be wasm, js, native or all, got ${x}`);
       a.hashImpl = x;
     }
     else if (k === '--help' || k === '-h') {
-      process.stdout.write('usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n] [--hash-impl wasm|js|native|all]\n');
+      process.stdout.write('usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n] [--hash-impl wasm|js|native|all] [--no-rust]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
   }
@@ -316,6 +324,44 @@ function compareHashImpls(args: Args) {
   return { hash_impl: out, routes: (def ?? acc.get(impls[0]!)!).routes, routeImpl: def ? DEFAULT_BACKEND : impls[0]! };
 }
 
+/** The indexer stream in the harness's format: per request u64 worker, event id, n, n x (block, tokens hash). */
+function writeRustEvents(requests: number[][], workers: number, path: string): void {
+  let words = 0;
+  for (const r of requests) words += 3 + 2 * r.length;
+  const buf = new BigUint64Array(words);
+  let k = 0;
+  requests.forEach((r, i) => {
+    buf[k++] = BigInt(i % workers);
+    buf[k++] = BigInt(Math.floor(i / workers));
+    buf[k++] = BigInt(r.length);
+    const chain = chainHashes(r);
+    for (let j = 0; j < r.length; j++) {
+      buf[k++] = chain[j]!;
+      buf[k++] = BigInt(r[j]!);
+    }
+  });
+  writeFileSync(path, new Uint8Array(buf.buffer));
+}
+
+/** Build (once) and run the Rust RadixTree harness; an error string when that is not possible here. */
+function runDynamoRadixTree(requests: number[][], workers: number, repeat: number): Record<string, unknown> {
+  const dir = join(repoRoot(), 'scripts', 'dynamo-radix-bench');
+  if (!existsSync(join(dir, 'Cargo.toml'))) return { error: `harness not found at ${dir}` };
+  const build = spawnSync('cargo', ['build', '--release', '--quiet', '--manifest-path', join(dir, 'Cargo.toml')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (build.error) return { error: `cargo: ${build.error.message} (install Rust, or pass --no-rust)` };
+  if (build.status !== 0) return { error: `cargo build failed: ${(build.stderr || build.stdout).trim().split('\n').slice(-8).join(' | ')}` };
+  const tmp = mkdtempSync(join(tmpdir(), 'dynamo-radix-'));
+  try {
+    const file = join(tmp, 'events.bin');
+    writeRustEvents(requests, workers, file);
+    const run = spawnSync(join(dir, 'target', 'release', 'dynamo-radix-bench'), [file, String(Math.max(1, repeat))], { encoding: 'utf8' });
+    if (run.status !== 0) return { error: `harness failed: ${(run.stderr || String(run.error)).trim().slice(-400)}` };
+    return JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -327,13 +373,15 @@ function main() {
   const runs = [];
   for (let i = 0; i < Math.max(1, args.repeat); i++) runs.push(benchIndexer(requests, args.workers));
   const { hash_impl, routes, routeImpl } = compareHashImpls(args);
+  const rust = args.rust ? runDynamoRadixTree(requests, args.workers, args.repeat) : undefined;
+  const ours = Math.round(median(runs.map((r) => r.opsPerS)));
   const out = {
     trace: source,
     requests: requests.length,
     workers: args.workers,
     repeat: args.repeat,
     block_ops: runs[0]!.blockOps,
-    indexer_block_ops_per_s: Math.round(median(runs.map((r) => r.opsPerS))),
+    indexer_block_ops_per_s: ours,
     indexer_block_ops_per_cpu_s: Math.round(median(runs.map((r) => r.opsPerCpuS))),
     store_block_ops_per_s: Math.round(median(runs.map((r) => r.storeOpsPerS))),
     find_matches_p50_us: round3(median(runs.map((r) => r.p50))),
@@ -342,6 +390,17 @@ function main() {
     timer_overhead_ns: round3(timerOverheadNs()),
     radix_nodes: runs[0]!.nodes,
     indexed_blocks: runs[0]!.indexed,
+    ...(rust
+      ? {
+          dynamo_radix_tree: rust,
+          ...(typeof rust.block_ops_per_s === 'number'
+            ? {
+                indexer_vs_dynamo_ratio: round3(ours / rust.block_ops_per_s),
+                indexer_vs_dynamo_cpu_ratio: round3(Math.round(median(runs.map((r) => r.opsPerCpuS))) / (rust.block_ops_per_cpu_s as number)),
+              }
+            : {}),
+        }
+      : {}),
     route_isl_tokens: 8192,
     route_block_size: 16,
     route_p50_us: round3(median(routes.map((r) => r.p50))),
