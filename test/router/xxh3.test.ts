@@ -311,3 +311,18 @@ test('typed-array token inputs (Uint32Array, Int32Array, Float64Array) hash like
   assert.deepEqual(computeBlockHashPairs(Int32Array.from(toks), 16), want);
   assert.deepEqual(computeBlockHashPairs(Float64Array.from(toks), 16), want);
 });
+
+test('the embedded wasm bytes are a fresh compile of src/router/wasm/xxh3.wat (scripts/build-xxh3-wasm.mjs --check)', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const { dirname, join } = await import('node:path');
+  const { existsSync } = await import('node:fs');
+  let root = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(root, 'scripts', 'build-xxh3-wasm.mjs'))) {
+    const up = dirname(root);
+    assert.notEqual(up, root, 'scripts/build-xxh3-wasm.mjs not found above the test');
+    root = up;
+  }
+  const r = spawnSync(process.execPath, [join(root, 'scripts', 'build-xxh3-wasm.mjs'), '--check'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+});
