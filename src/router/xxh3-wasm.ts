@@ -66,8 +66,16 @@ export function wasmBlockPairs(tokens: ArrayLike<number>, blockSize: number, n: 
     // Typed arrays: a memcpy (or a converting copy) by the engine.
     w.set(tokens.length === count ? tokens : (tokens as Uint32Array).subarray(0, count), base);
   } else {
-    // Plain arrays: this loop measures ~2x faster than TypedArray.set(array) on Node 20.
-    for (let i = 0; i < count; i++) w[base + i] = tokens[i]!;
+    // Plain arrays: an element loop (4 per iteration) measures ~2x faster than
+    // TypedArray.set(array) on Node 20.
+    let i = 0;
+    for (; i + 4 <= count; i += 4) {
+      w[base + i] = tokens[i]!;
+      w[base + i + 1] = tokens[i + 1]!;
+      w[base + i + 2] = tokens[i + 2]!;
+      w[base + i + 3] = tokens[i + 3]!;
+    }
+    for (; i < count; i++) w[base + i] = tokens[i]!;
   }
   e.blocks(DATA, n, blockSize * 4, BigInt.asUintN(64, seed), outOff);
   return w.slice(outOff >>> 2, (outOff >>> 2) + 2 * n);
