@@ -11,7 +11,7 @@
  * a segment that ends mid-block the rest of the prompt is hashed from its tokens.
  */
 import { xxh3 } from '@node-rs/xxhash';
-import { computeBlockHashPairs, hashTokenBlock, XXH3_SEED } from '../router/hashing.js';
+import { hashTokenBlock, XXH3_SEED } from '../router/hashing.js';
 import { joinU64 } from '../router/u64.js';
 import { fillSegment, promptTokens } from './synth.js';
 import type { BenchRequest } from './workload.js';

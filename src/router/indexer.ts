@@ -34,6 +34,10 @@
  * buckets; storing again refreshes the expiry; `expireTtl(nowMs)` removes expired blocks.
  *
  * Pure computation: no I/O, no clock (time is always passed in).
+ *
+ * Over 400 lines on purpose: the node records, the child table, the per-slot lookups and the
+ * eviction queue share one typed-array layout and its invariants; split into files they would
+ * have to export that layout. The naive-reference property tests cover it as one unit.
  */
 import type { KvCacheEventData, RouterEvent, WorkerId, WorkerKey } from './types.js';
 import { U64Table, splitU64 } from './u64.js';

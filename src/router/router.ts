@@ -6,6 +6,9 @@
  *
  * Pure: no I/O, no clock. Time is passed in as `nowMs`; an optional injected clock is only used
  * to fill `timings_us`.
+ *
+ * Over 400 lines on purpose: it is the core's one facade (route, book, free, apply events,
+ * views); the parts it composes already live in hashing, indexer, selector and sequences.
  */
 import { computeBlockHashPairs, computeSequenceHashPairs, type HashSalt } from './hashing.js';
 import { RadixIndexer, type ApplyResult } from './indexer.js';

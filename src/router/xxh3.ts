@@ -12,6 +12,9 @@
  * No BigInt, no allocation on the hot paths.
  *
  * Results are reported through `out[off] = lo`, `out[off + 1] = hi` (u32 halves of the u64).
+ *
+ * Over 400 lines on purpose: one algorithm from one spec; the length paths share the module-level
+ * scratch state (RES, ACC, KEYS, derived secret) that keeps them allocation-free.
  */
 
 /** The default 192-byte secret (xxHash spec, "Seed and Secret"). */

@@ -27,6 +27,9 @@
  * cached_tokens: like Dynamo's mocker, min(overlap_blocks * block_size, prompt_tokens); a
  * fully cached prompt computes no prompt token (prefill term 0). (vLLM itself caps the hit
  * at prompt_tokens - 1; we follow the mocker.)
+ *
+ * Over 400 lines on purpose: the scheduling pass (steps 1-5 above) is one state machine over
+ * the waiting/running queues; block allocation is already in kv-manager.ts, timing in timing.ts.
  */
 import { hashTokenBlock, nextSequenceHash } from '../router/hashing.js';
 import type { KvCacheEventData, RouterEvent } from '../router/types.js';
