@@ -1,21 +1,25 @@
 /**
- * Reading a server-sent-events stream (an OpenAI streaming response): yields the payload of
- * each `data:` line, skipping blank payloads and the final `[DONE]`. Bytes are decoded as a
- * stream, so a multi-byte UTF-8 character split across two chunks stays whole.
+ * Reading a server-sent-events stream (an OpenAI streaming response): yields the `data` of each
+ * event, skipping blank payloads and the final `[DONE]`. Bytes are decoded as a stream, so a
+ * multi-byte UTF-8 character split across two chunks stays whole; the event framing (CRLF,
+ * multi-line `data:`, comments) is eventsource-parser's.
  */
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+
 export async function* sseData(body: AsyncIterable<Uint8Array | string>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
-  let buf = '';
+  const ready: string[] = [];
+  const parser = createParser({
+    onEvent: (ev: EventSourceMessage) => {
+      if (ev.data !== '' && ev.data !== '[DONE]') ready.push(ev.data);
+    },
+  });
   for await (const chunk of body) {
-    buf += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (!line.startsWith('data:')) continue;
-      const data = line.slice(5).trim();
-      if (data === '[DONE]' || data === '') continue;
-      yield data;
-    }
+    parser.feed(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }));
+    while (ready.length > 0) yield ready.shift()!;
   }
+  // Flush the decoder; a stream that ends without the blank line after its last event still
+  // delivers that event (blank lines alone dispatch nothing).
+  parser.feed(decoder.decode() + '\n\n');
+  while (ready.length > 0) yield ready.shift()!;
 }
