@@ -42,8 +42,9 @@ async function handle(ctx: ServerContext, req: IncomingMessage, res: ServerRespo
   }
   if (req.method === 'GET' && path === '/metrics') {
     publishGauges(ctx);
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-    res.end(ctx.metrics.render());
+    const text = await ctx.metrics.render();
+    res.writeHead(200, { 'content-type': ctx.metrics.contentType });
+    res.end(text);
     return;
   }
   if (req.method === 'GET' && path === '/debug/decisions') {

@@ -1,77 +1,58 @@
 /**
- * A minimal Prometheus text-format registry (counters, gauges, histograms with labels).
- * Enough for the router's /metrics; no dependency needed.
+ * The router's Prometheus metrics, on prom-client: one Registry per server instance (two routers
+ * in one process do not share series). Call sites name the metric where they update it; its type
+ * is declared by the method (inc: counter, set: gauge, observe: histogram) and its label names by
+ * the first update. prom-client escapes HELP and label values and writes the exposition.
  */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 type Labels = Record<string, string>;
+type Metric = Counter | Gauge | Histogram;
 
-function labelKey(labels: Labels): string {
-  const keys = Object.keys(labels).sort();
-  return keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',');
-}
-
-interface Series {
-  help: string;
-  type: 'counter' | 'gauge' | 'histogram';
-  buckets?: number[];
-  values: Map<string, number>;
-  hist: Map<string, { counts: number[]; sum: number; count: number }>;
+/** Label names in a fixed (sorted) order, so series print the same way whatever the call site. */
+function sorted(labels: Labels): Labels {
+  const out: Labels = {};
+  for (const k of Object.keys(labels).sort()) out[k] = labels[k]!;
+  return out;
 }
 
 export class Metrics {
-  private readonly series = new Map<string, Series>();
+  readonly registry = new Registry();
+  private readonly metrics = new Map<string, Metric>();
 
-  private get(name: string, type: Series['type'], help: string, buckets?: number[]): Series {
-    let s = this.series.get(name);
-    if (!s) {
-      s = { help, type, buckets, values: new Map(), hist: new Map() };
-      this.series.set(name, s);
-    }
-    return s;
+  private get<M extends Metric>(name: string, kind: new (cfg: never) => M, make: () => M): M {
+    const m = this.metrics.get(name) ?? make();
+    if (!(m instanceof kind)) throw new TypeError(`metric ${name} is a ${m.constructor.name}, not a ${kind.name}`);
+    this.metrics.set(name, m);
+    return m;
   }
 
   inc(name: string, help: string, labels: Labels = {}, by = 1): void {
-    const s = this.get(name, 'counter', help);
-    const k = labelKey(labels);
-    s.values.set(k, (s.values.get(k) ?? 0) + by);
+    const l = sorted(labels);
+    this.get(name, Counter, () => new Counter({ name, help, labelNames: Object.keys(l), registers: [this.registry] })).inc(l, by);
   }
 
   set(name: string, help: string, labels: Labels, value: number): void {
-    this.get(name, 'gauge', help).values.set(labelKey(labels), value);
+    const l = sorted(labels);
+    this.get(name, Gauge, () => new Gauge({ name, help, labelNames: Object.keys(l), registers: [this.registry] })).set(l, value);
   }
 
-  /** Remove every gauge series of `name` (e.g. before re-publishing per-worker gauges). */
+  /** Remove every series of gauge `name` (e.g. before re-publishing per-worker gauges). */
   resetGauge(name: string): void {
-    this.series.get(name)?.values.clear();
+    const m = this.metrics.get(name);
+    if (m instanceof Gauge) m.reset();
   }
 
   observe(name: string, help: string, buckets: number[], value: number, labels: Labels = {}): void {
-    const s = this.get(name, 'histogram', help, buckets);
-    const k = labelKey(labels);
-    let h = s.hist.get(k);
-    if (!h) {
-      h = { counts: new Array(buckets.length).fill(0), sum: 0, count: 0 };
-      s.hist.set(k, h);
-    }
-    for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]!) h.counts[i]! += 1;
-    h.sum += value;
-    h.count += 1;
+    const l = sorted(labels);
+    this.get(name, Histogram, () => new Histogram({ name, help, buckets, labelNames: Object.keys(l), registers: [this.registry] })).observe(l, value);
   }
 
-  render(): string {
-    const out: string[] = [];
-    for (const [name, s] of this.series) {
-      out.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
-      if (s.type === 'histogram') {
-        for (const [k, h] of s.hist) {
-          const sep = k ? ',' : '';
-          s.buckets!.forEach((b, i) => out.push(`${name}_bucket{${k}${sep}le="${b}"} ${h.counts[i]}`));
-          out.push(`${name}_bucket{${k}${sep}le="+Inf"} ${h.count}`, `${name}_sum${k ? `{${k}}` : ''} ${h.sum}`, `${name}_count${k ? `{${k}}` : ''} ${h.count}`);
-        }
-      } else {
-        for (const [k, v] of s.values) out.push(`${name}${k ? `{${k}}` : ''} ${v}`);
-      }
-    }
-    return out.join('\n') + '\n';
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 }

@@ -18,7 +18,8 @@ import { DEFAULT_MODEL, loadChatTokenizer, PROMPT_IDS_HEADER, TokenizerError, ty
 import type { PromptTokenSource } from './prompt-inbox.js';
 import { RealClock, type Clock } from './clock.js';
 import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type SimEngineOptions } from './engine.js';
-import { PromText } from './metrics.js';
+import { simRegistry } from './prometheus.js';
+import type { Registry } from 'prom-client';
 import { ZmqKvPublisher } from './zmq.js';
 import { HttpError, parseJsonBody, readBody } from '../base/http.js';
 import { listenOn } from '../base/net.js';
@@ -102,6 +103,7 @@ export class SimWorker {
   private promptsHandedOver = 0;
   private promptsTokenized = 0;
   private readonly inflight = new Set<string>();
+  private readonly registry: Registry;
 
   private constructor(init: {
     opts: SimWorkerOptions;
@@ -132,6 +134,7 @@ export class SimWorker {
     this.log = opts.log ?? (() => {});
     this.defaultMaxTokens = opts.defaultMaxTokens ?? 16;
     this.maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+    this.registry = simRegistry(this.engine, { model_name: this.model, worker_id: this.id });
   }
 
   /** Start the engine, the HTTP server (and the ZMQ publisher when asked). */
@@ -300,27 +303,9 @@ export class SimWorker {
     });
   }
 
-  private metrics(res: http.ServerResponse): void {
-    const s = this.engine.stats();
-    const p = new PromText({ engine: '0', model_name: this.model, worker_id: this.id });
-    p.gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', s.running)
-      .gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', s.waiting)
-      .gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', s.usage)
-      .gauge('vllm:gpu_cache_usage_perc', 'GPU KV-cache usage. 1 means 100 percent usage (deprecated name).', s.usage)
-      .counter('vllm:num_preemptions_total', 'Cumulative number of preemptions from the engine.', s.preemptions)
-      .counter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.', s.prefixQueryTokens)
-      .counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.', s.prefixHitTokens)
-      .counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.', s.promptTokens)
-      .counter('vllm:generation_tokens_total', 'Number of generation tokens processed.', s.generationTokens)
-      .counter('vllm:request_success_total', 'Count of successfully processed requests.', s.requestsFinished)
-      .histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', this.engine.ttftHistogram)
-      .histogram('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', this.engine.itlHistogram)
-      .gauge('dynamo_lab_sim_kv_blocks_total', 'KV cache capacity in blocks.', s.totalBlocks)
-      .gauge('dynamo_lab_sim_kv_blocks_active', 'Full KV blocks referenced by running requests.', s.activeBlocks)
-      .gauge('dynamo_lab_sim_kv_blocks_cached', 'Full KV blocks in the prefix cache (active + inactive).', s.cachedBlocks)
-      .counter('dynamo_lab_sim_kv_evictions_total', 'Inactive KV blocks evicted (LRU).', s.evictions);
-    const text = p.toString();
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  private async metrics(res: http.ServerResponse): Promise<void> {
+    const text = await this.registry.metrics();
+    res.writeHead(200, { 'content-type': this.registry.contentType, 'content-length': Buffer.byteLength(text) });
     res.end(text);
   }
 
