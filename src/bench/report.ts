@@ -3,6 +3,7 @@
  * its ratio to the baseline), a small text bar chart of TTFT by mode, and with several
  * speedups a TTFT-vs-load table. Plain text (the caller may colour it).
  */
+import { bar } from '../base/bar.js';
 import type { BenchJson } from './run.js';
 import type { ModeResult } from './stats.js';
 
@@ -68,11 +69,8 @@ export function textBars(items: Array<{ label: string; value: number; note?: str
   const lw = Math.max(...items.map((i) => i.label.length));
   return items
     .map((i) => {
-      const v = Number.isFinite(i.value) ? i.value : 0;
-      const n = max > 0 ? (v / max) * width : 0;
-      const full = Math.floor(n);
-      const bar = '█'.repeat(full) + (n - full >= 0.5 ? '▌' : '');
-      return `${i.label.padEnd(lw)} │${bar.padEnd(width + 1)} ${i.note ?? ''}`.trimEnd();
+      const cells = bar(Number.isFinite(i.value) ? i.value : 0, max, width, { empty: ' ', halves: true });
+      return `${i.label.padEnd(lw)} │${cells.padEnd(width + 1)} ${i.note ?? ''}`.trimEnd();
     })
     .join('\n');
 }

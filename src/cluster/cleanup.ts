@@ -7,7 +7,8 @@
 import type { Cluster } from './kube.js';
 import { MANAGED_BY_LABEL } from './kube.js';
 import { isNotFound } from './errors.js';
-import { CHARTS, runHelm, shellQuote, helmBin, uninstallArgs, type HelmGlobals } from './helm.js';
+import { shellQuote } from '../base/shell.js';
+import { CHARTS, runHelm, helmBin, uninstallArgs, type HelmGlobals } from './helm.js';
 import { DEFAULT_DGD_NAME, DGD_GROUP, DGD_PLURAL, HF_SECRET_NAME, nodePortServiceName, type DgdVersion } from './manifests.js';
 
 export type CleanupAction =

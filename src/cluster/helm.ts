@@ -5,6 +5,7 @@
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { packagePath } from '../base/paths.js';
+import { shellQuote } from '../base/shell.js';
 import { ClusterError } from './errors.js';
 import { TOOLING, helmVersionOk } from './releases.js';
 import { existsSync } from 'node:fs';
@@ -66,11 +67,6 @@ export function helmBin(): string {
   return process.env.HELM_BIN || 'helm';
 }
 
-/** POSIX shell quoting for display (never executed). */
-export function shellQuote(argv: readonly string[]): string {
-  return argv.map((a) => (a !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
-
 export interface HelmGlobals {
   /** --context: passed as --kube-context. */
   readonly kubeContext?: string;
@@ -127,14 +123,14 @@ export interface HelmResult {
 /** Run helm; a missing binary or a non-zero exit becomes a ClusterError unless allowFailure. */
 export async function runHelm(args: string[], opts: { signal?: AbortSignal; allowFailure?: boolean; onLine?: (line: string) => void } = {}): Promise<HelmResult> {
   const bin = helmBin();
-  let res;
+  let res: Awaited<ReturnType<typeof execa>>;
   try {
-    const sub = execa(bin, args, { reject: false, cancelSignal: opts.signal, stdin: 'ignore'});
-    if (opts.onLine) {
-      sub.stdout?.on('data', (b: Buffer) => String(b).split('\n').filter(Boolean).forEach((l) => opts.onLine!(l)));
-      sub.stderr?.on('data', (b: Buffer) => String(b).split('\n').filter(Boolean).forEach((l) => opts.onLine!(l)));
-    }
-    res = await sub;
+    const sub = execa(bin, args, { reject: false, cancelSignal: opts.signal, stdin: 'ignore' });
+    // execa splits each stream into whole lines (a line cut across two chunks stays one line).
+    const each = async (from: 'stdout' | 'stderr', onLine: (line: string) => void) => {
+      for await (const line of sub.iterable({ from })) if (line) onLine(line);
+    };
+    [res] = await Promise.all([sub, ...(opts.onLine ? [each('stdout', opts.onLine), each('stderr', opts.onLine)] : [])]);
   } catch (err) {
     throw new ClusterError(`Could not run helm (${bin}): ${(err as Error).message}`, `Install Helm ${TOOLING.helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN to its path.`);
   }

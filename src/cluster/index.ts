@@ -20,7 +20,7 @@ export { ClusterError, explainApiError } from './errors.js';
 export { discoverWorkers, portForwardPods, forwardWorkers, nodePortUrl, type WorkerPod, type ForwardedWorker, type PortForwardHandle, type DiscoverOptions, type ForwardOptions } from './portforward.js';
 export { gpuReport, formatGpuReport, type GpuReport } from './gpu.js';
 export { discoverDgdApi, serverSideApply, ensureNamespace } from './apply.js';
-export { CHARTS, installPlan, runHelm, shellQuote, helmBin } from './helm.js';
+export { CHARTS, installPlan, runHelm, helmBin } from './helm.js';
 export { waitFor, type WaitTarget, type WaitResult } from './wait.js';
 export { runDoctor, type DoctorReport, type Check } from './doctor.js';
 export { planCleanup, runCleanup } from './cleanup.js';

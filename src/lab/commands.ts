@@ -2,6 +2,7 @@
  * Turning lab commands (argv arrays) into what a person sees: variables substituted,
  * secrets masked, shell-quoted for copy-paste. The argv itself is never re-split.
  */
+import { quoteArg } from '../base/shell.js';
 import type { CommandSpec } from './types.js';
 
 const VAR_RE = /\$\{([A-Z_][A-Z0-9_]*)\}/g;
@@ -19,12 +20,6 @@ export function resolveCommand(cmd: CommandSpec, vars: Readonly<Record<string, s
   };
 }
 
-/** POSIX shell quoting: safe characters bare, everything else in single quotes. */
-export function shellQuote(arg: string): string {
-  if (arg === '') return "''";
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
-  return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
 
 export const MASK = '****';
 
@@ -48,6 +43,6 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
 /** One copy-pasteable line: `NAME=value cmd args…`, secrets masked. */
 export function displayCommand(cmd: CommandSpec, env: NodeJS.ProcessEnv = process.env): string {
   const secrets = secretValues(cmd, env);
-  const envPart = Object.entries(cmd.env ?? {}).map(([k, v]) => `${k}=${(cmd.secretEnv ?? []).includes(k) ? MASK : shellQuote(v)}`);
-  return maskSecrets([...envPart, ...cmd.argv.map(shellQuote)].join(' '), secrets);
+  const envPart = Object.entries(cmd.env ?? {}).map(([k, v]) => `${k}=${(cmd.secretEnv ?? []).includes(k) ? MASK : quoteArg(v)}`);
+  return maskSecrets([...envPart, ...cmd.argv.map(quoteArg)].join(' '), secrets);
 }

@@ -2,16 +2,11 @@
  * Plain-text tables and bar charts for demo results. Plain lines so the same output works in
  * the TUI, in a log file and in CI.
  */
+import { bar } from '../base/bar.js';
 import type { DemoResult } from './demo.js';
 
 function truncate(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
-}
-
-function bar(value: number, max: number, width: number): string {
-  if (max <= 0) return '';
-  const cells = Math.max(0, Math.round((value / max) * width));
-  return '█'.repeat(cells) + '░'.repeat(Math.max(0, width - cells));
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import React from 'react';
 import { Box, Text } from 'ink';
+import { bar } from '../base/bar.js';
 
 export interface DashboardWorker {
   readonly id: string;
@@ -48,12 +49,6 @@ export interface RouterDashboardProps {
   readonly notices?: readonly string[];
   /** Bar width in cells (default 12). */
   readonly barWidth?: number;
-}
-
-export function bar(value: number, max: number, width: number): string {
-  const frac = max > 0 ? Math.min(1, Math.max(0, value / max)) : 0;
-  const full = Math.round(frac * width);
-  return '█'.repeat(full) + '░'.repeat(width - full);
 }
 
 const pct = (x: number | null) => (x === null ? '  –' : `${Math.round(x * 100)}%`.padStart(4));

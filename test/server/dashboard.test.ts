@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import React from 'react';
 import { render } from 'ink-testing-library';
-import { RouterDashboard, bar, type RouterDashboardProps } from '../../src/ui/RouterDashboard.js';
+import { bar } from '../../src/base/bar.js';
+import { RouterDashboard, type RouterDashboardProps } from '../../src/ui/RouterDashboard.js';
 
 const base: RouterDashboardProps = {
   url: 'http://127.0.0.1:8000',

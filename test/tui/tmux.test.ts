@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { CLI_ARGV, tempStateDir } from '../helpers/cli.js';
-import { shellQuote } from '../../src/lab/commands.js';
+import { shellQuote } from '../../src/base/shell.js';
 
 const hasTmux = spawnSync('tmux', ['-V']).status === 0;
 const requireTmux = process.env.DYNAMO_LAB_REQUIRE_TMUX === '1';
@@ -31,7 +31,7 @@ async function waitFor(session: string, re: RegExp, ms = 30_000): Promise<string
 
 function startLab(session: string, stateDir: string): void {
   // tmux runs a shell command line; every piece is quoted from a fixed argv.
-  const cmd = ['env', 'CI=false', 'FORCE_COLOR=0', `DYNAMO_LAB_STATE_DIR=${stateDir}`, process.execPath, ...CLI_ARGV, 'start', '--target', 'local'].map(shellQuote).join(' ');
+  const cmd = shellQuote(['env', 'CI=false', 'FORCE_COLOR=0', `DYNAMO_LAB_STATE_DIR=${stateDir}`, process.execPath, ...CLI_ARGV, 'start', '--target', 'local']);
   tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '50', `${cmd}; echo "EXIT=$?"; sleep 30`);
 }
 

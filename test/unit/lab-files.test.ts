@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { listLabIds, loadLab, validateLab, LabFormatError } from '../../src/lab/load.js';
 import { loadProgress, saveProgress, progressPath } from '../../src/lab/progress.js';
-import { displayCommand, shellQuote, substitute, MASK } from '../../src/lab/commands.js';
+import { displayCommand, substitute, MASK } from '../../src/lab/commands.js';
+import { quoteArg, shellQuote } from '../../src/base/shell.js';
 import { actionFor } from '../../src/lab/actions/index.js';
 import { flattenSteps } from '../../src/lab/types.js';
 import { loadScenarios } from '../../src/lab/scenarios.js';
@@ -65,10 +66,10 @@ test('progress round-trips, drops unknown steps, and heals a corrupt file', () =
 });
 
 test('commands are shown shell-quoted with variables substituted and secrets masked', () => {
-  assert.equal(shellQuote('plain-arg'), 'plain-arg');
-  assert.equal(shellQuote('two words'), "'two words'");
-  assert.equal(shellQuote("it's"), "'it'\\''s'");
-  assert.equal(shellQuote(''), "''");
+  assert.equal(quoteArg('plain-arg'), 'plain-arg');
+  assert.equal(quoteArg('two words'), "'two words'");
+  assert.equal(quoteArg("it's"), "'it'\\''s'");
+  assert.equal(quoteArg(''), "''");
   assert.equal(substitute('ns=${NAMESPACE} ${UNKNOWN}', { NAMESPACE: 'dynamo' }), 'ns=dynamo ${UNKNOWN}');
   const shown = displayCommand({ argv: ['kubectl', 'create', 'secret', 'generic', 'hf', '--from-literal=HF_TOKEN=hf_secret123'] }, { HF_TOKEN: 'hf_secret123' });
   assert.ok(!shown.includes('hf_secret123'), shown);

@@ -7,7 +7,8 @@ import type { Command } from '../command.js';
 import { UsageError } from '../../base/errors.js';
 import { connect, kubeOptionsFrom } from '../../cluster/kube.js';
 import { ClusterError } from '../../cluster/errors.js';
-import { CHARTS, helmBin, installPlan, runHelm, shellQuote, valuesPath, valuesText } from '../../cluster/helm.js';
+import { shellQuote } from '../../base/shell.js';
+import { CHARTS, helmBin, installPlan, runHelm, valuesPath, valuesText } from '../../cluster/helm.js';
 import { waitReady } from '../../cluster/deploy.js';
 import { str, parseDuration, json, say, ok } from './cluster-options.js';
 
