@@ -93,7 +93,7 @@ test('distributed (seed 001): both discovery paths, NATS/etcd chart values, labe
     // deployment, labels, Service
     'vllm-distributed-demo', 'vllm-distributed-demo-frontend-np', '--namespace dynamo',
     'nvidia.com/dynamo-graph-deployment-name=vllm-distributed-demo', 'nvidia.com/dynamo-component-type=worker',
-    '--timeout=300s', 'Explain distributed systems in 2 sentences. Request', 'ThreadPoolExecutor(3)', '--scenario distributed-hello',
+    '--timeout=300s', 'Explain distributed systems in 2 sentences. Request', 'dynamo-lab traffic --url', '--requests 30 --concurrency 3 --max-tokens 100', '--scenario distributed-hello',
     '--component VllmWorker --pattern nats',
     // monitoring and health
     'manifests/monitoring/podmonitor-nats.yaml', 'manifests/monitoring/podmonitor-etcd.yaml',
@@ -123,7 +123,7 @@ test('kv-demo (seed 002): four workers in dynamo-cloud, the tests, overlap weigh
     '--name kv-routing', '--namespace dynamo-cloud', '-n dynamo-cloud', '--workers 4', 'Qwen/Qwen3-0.6B',
     '--router kv', '--kv-overlap-score-weight 1.0',
     'svc/kv-routing-frontend 8000:8000',
-    '--scenario ml-system-prompt', '--scenario alice-conversation', '--scenario topics', 'Tell me about {topic}',
+    '--scenario ml-system-prompt', '--scenario alice-conversation', '--scenario topics', '--requests 5 --concurrency 5 --max-tokens 100',
     '--component Frontend --pattern decisions --release 0.8.0', '--component VllmWorker --pattern cache', '--pattern events',
     '--kv-overlap-score-weight 1.5 --router-temperature 0.1', '--kv-overlap-score-weight 1.0 --router-temperature 0.0',
     '--router round-robin', '--router random', '--api-version v1alpha1',

@@ -5,6 +5,7 @@ import { labsCommand } from './labs.js';
 import { routerCommand } from './router.js';
 import { simCommand } from './sim.js';
 import { demoCommand } from './demo.js';
+import { trafficCommand } from './traffic.js';
 import { benchCommand } from './bench.js';
 import { checkCommand } from './check.js';
 import { installCommand } from './install.js';
@@ -19,6 +20,7 @@ export const commands: readonly Command[] = [
   routerCommand,
   simCommand,
   demoCommand,
+  trafficCommand,
   benchCommand,
   checkCommand,
   installCommand,

@@ -4,6 +4,7 @@ import { DEFAULT_MODEL } from '../../tokenizer/index.js';
 import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
 import { formatDemoTable, formatTraffic, formatTtftComparison } from '../format.js';
 import { scenarioRequests } from '../scenarios.js';
+import { DEFAULT_TRAFFIC_PROMPT, sendTraffic } from '../traffic.js';
 import { num, str, type ActionDef } from './types.js';
 
 export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
@@ -66,26 +67,16 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
       const router = session.router!;
       if (typeof params.mode === 'string') router.setMode(params.mode as RoutingMode);
       const total = num(params.requests, 30);
-      const concurrency = Math.max(1, num(params.concurrency, 3));
-      const template = str(params.prompt, 'Request {i}: explain one idea from distributed systems in two sentences.');
-      const results: DemoResult[] = [];
-      const errors: string[] = [];
-      let next = 0;
-      const worker = async () => {
-        while (next < total && !signal.aborted) {
-          const i = next++;
-          try {
-            const r = await sendDemoRequest(router.url, { prompt: template.replaceAll('{i}', String(i + 1)), max_tokens: num(params.max_tokens, 20), group: 'traffic' }, { model: str(params.model, DEFAULT_MODEL), mode: router.mode, signal });
-            results.push(r);
-          } catch (err) {
-            errors.push((err as Error).message);
-          }
-        }
-      };
-      const started = performance.now();
-      await Promise.all(Array.from({ length: concurrency }, worker));
-      const wall = (performance.now() - started) / 1000;
-      for (const l of formatTraffic(results, session.workers.map((w) => w.id), wall)) out(l);
+      const { results, errors, wallSeconds } = await sendTraffic(router.url, {
+        total,
+        concurrency: num(params.concurrency, 3),
+        prompt: str(params.prompt, DEFAULT_TRAFFIC_PROMPT),
+        maxTokens: num(params.max_tokens, 20),
+        model: str(params.model, DEFAULT_MODEL),
+        mode: router.mode,
+        signal,
+      });
+      for (const l of formatTraffic(results, session.workers.map((w) => w.id), wallSeconds)) out(l);
       session.traffic.push(...results);
       if (errors.length) return { ok: false, error: `${errors.length} of ${total} requests failed; first: ${errors[0]}` };
       return { ok: true };
