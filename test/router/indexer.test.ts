@@ -102,9 +102,9 @@ test('cleared affects only the emitting (worker, dp_rank); removeSlot scrubs eve
 test('more than 32 slots use multi-word bitsets', () => {
   const ix = new RadixIndexer();
   const slots = Array.from({ length: 70 }, (_, i) => ix.ensureSlot(`w${i}`, 0));
-  slots.forEach((s, i) => ix.applyData(s, store([1, 2, 3].slice(0, 1 + (i % 3)))));
+  for (const [i, s] of slots.entries()) ix.applyData(s, store([1, 2, 3].slice(0, 1 + (i % 3))));
   const sc = scores(ix, [1, 2, 3]);
-  slots.forEach((s, i) => assert.equal(sc[s], 1 + (i % 3)));
+  for (const [i, s] of slots.entries()) assert.equal(sc[s], 1 + (i % 3));
   ix.checkInvariants();
 });
 

@@ -44,7 +44,7 @@ const realisticOp = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), w: fc.constantFrom(...WORKERS) }) },
 );
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- generated op records of several shapes
+// biome-ignore lint/suspicious/noExplicitAny: generated op records of several shapes
 function realisticData(op: any): KvCacheEventData {
   if (op.kind === 'store') {
     const p: number[] = op.path;

@@ -137,7 +137,7 @@ test('NATS events (Dynamo RouterEvent envelopes on a real nats-server): the seri
       events: 'nats',
       nats: { servers: [nats.url] },
     });
-    sims.forEach((w, i) => bridge!.attach(w, dynamoIds[i]!));
+    for (const [i, w] of sims.entries()) bridge!.attach(w, dynamoIds[i]!);
     const { holder } = await sharedPrefixSeries(router);
     await assertDecisionsExplain(router, holder);
 

@@ -163,7 +163,7 @@ test('replay: a subscriber that missed batches gets them from the ROUTER socket,
       got.push({ seq, payload: f[2]! });
     }
     assert.deepEqual(got.map((g) => g.seq), Array.from({ length: n - 1 }, (_, i) => BigInt(i + 1)));
-    got.forEach((g) => assert.ok(g.payload.equals(live[Number(g.seq)]![2]!), `replayed seq ${g.seq} is byte-identical`));
+    for (const g of got) assert.ok(g.payload.equals(live[Number(g.seq)]![2]!), `replayed seq ${g.seq} is byte-identical`);
   } finally {
     dealer.close();
     sub.close();

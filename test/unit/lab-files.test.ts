@@ -70,6 +70,7 @@ test('commands are shown shell-quoted with variables substituted and secrets mas
   assert.equal(quoteArg('two words'), "'two words'");
   assert.equal(quoteArg("it's"), "'it'\\''s'");
   assert.equal(quoteArg(''), "''");
+  assert.equal(shellQuote(['helm', 'a b', '']), "helm 'a b' ''");
   assert.equal(substitute('ns=${NAMESPACE} ${UNKNOWN}', { NAMESPACE: 'dynamo' }), 'ns=dynamo ${UNKNOWN}');
   const shown = displayCommand({ argv: ['kubectl', 'create', 'secret', 'generic', 'hf', '--from-literal=HF_TOKEN=hf_secret123'] }, { HF_TOKEN: 'hf_secret123' });
   assert.ok(!shown.includes('hf_secret123'), shown);

@@ -287,7 +287,9 @@ export const routerCommand: Command = {
           if (!ctx.globals.json) say(chalk.dim(`discovered ${f.namespace}/${f.pod}: ${f.httpUrl}${f.zmqUrl ? `, KV events ${f.zmqUrl}` : ''}`));
         }
       } else {
-        specs.forEach((s, i) => workers.push({ ...s, id: s.id ?? `worker-${i}` }));
+        specs.forEach((s, i) => {
+          workers.push({ ...s, id: s.id ?? `worker-${i}` });
+        });
         const ids = new Set<string>();
         for (const w of workers) {
           if (ids.has(w.id)) throw new UsageError(`two --worker entries have the id "${w.id}".`);
