@@ -36,9 +36,17 @@ async function stickySeries(url: string): Promise<string[]> {
   for (const q of ['one', 'two', 'three']) {
     const r = await chat(url, q, { system: SYSTEM_PROMPT });
     assert.equal(r.status, 200);
-    served.push(r.headers.get('x-dynamo-lab-worker')!);
+    const id = r.headers.get('x-dynamo-lab-worker')!;
+    served.push(id);
     await r.arrayBuffer();
-    await new Promise((res) => setTimeout(res, 100)); // events over sockets arrive asynchronously
+    // Events over sockets arrive asynchronously: wait until the router has indexed this prompt's
+    // full blocks on the worker that served it.
+    const { decisions } = (await (await fetch(`${url}/debug/decisions?limit=1`)).json()) as { decisions: Array<{ isl_tokens: number }> };
+    const blocks = Math.floor(decisions[0]!.isl_tokens / 16);
+    await waitFor(async () => {
+      const view = (await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; cached_blocks: number }> };
+      return (view.workers.find((w) => w.id === id)?.cached_blocks ?? 0) >= blocks;
+    }, `${blocks} indexed blocks on ${id}`, 15_000);
   }
   return served;
 }

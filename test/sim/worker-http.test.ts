@@ -262,7 +262,7 @@ test('close aborts in-flight requests', async () => {
     (r) => r.status,
     () => 'network error',
   );
-  await sleep(100);
+  for (let i = 0; i < 1500 && w.stats().running === 0; i++) await sleep(10);
   assert.equal(w.stats().running, 1);
   await w.close();
   await w.close();
