@@ -31,6 +31,12 @@ SHARED="${DYNAMO_LAB_SHARED:-../shared}"
 for f in data/charts/nats-2.14.2.tgz data/charts/etcd-12.0.20.tgz data/crds/dgd-v0.5.0.yaml.gz data/crds/dgd-main-2026-08.yaml.gz; do
   [[ -f "$SHARED/$f" ]] || { echo "cluster-env: $SHARED/$f is missing (the cluster tier installs the real charts and CRDs from there; set DYNAMO_LAB_SHARED)" >&2; exit 1; }
 done
-CONTROL_PLANE_EXIT_AFTER_START=1 node --import tsx scripts/cluster-env/control-plane.ts | sed 's/^/cluster-env: /'
-t2=$(date +%s)
-echo "cluster-env: control plane start+stop smoke test in $((t2 - t1))s"
+# The smoke test needs node_modules (tsx, the Kubernetes client). CI runs this script before its
+# only `npm ci` (the README's `npm ci && npm test`); there the cluster tier's own start is the check.
+if [[ -d node_modules/tsx ]]; then
+  CONTROL_PLANE_EXIT_AFTER_START=1 node --import tsx scripts/cluster-env/control-plane.ts | sed 's/^/cluster-env: /'
+  t2=$(date +%s)
+  echo "cluster-env: control plane start+stop smoke test in $((t2 - t1))s"
+else
+  echo "cluster-env: no node_modules yet: control plane smoke test left to the cluster tier"
+fi

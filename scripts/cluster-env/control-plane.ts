@@ -12,7 +12,7 @@
  * Or by hand: `node --import tsx scripts/cluster-env/control-plane.ts` (prints KUBECONFIG,
  * runs until Ctrl+C).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, closeSync, mkdirSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import * as https from 'node:https';
 import * as http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
+import { $ } from 'zx';
 import * as k8s from '@kubernetes/client-node';
 
 export const K8S_VERSION = process.env.K8S_VERSION ?? '1.36.3';
@@ -213,9 +214,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const [pEtcd, pPeer, pApi, pKwok] = [await freePort(), await freePort(), await freePort(), await freePort()];
     // Certificates: one self-signed serving cert for 127.0.0.1/localhost (the API server and
     // kwok's kubelet-like server), and the service-account key pair.
-    execFileSync('openssl', ['genrsa', '-out', join(dir, 'sa.key'), '2048'], { stdio: 'ignore' });
-    execFileSync('openssl', ['rsa', '-in', join(dir, 'sa.key'), '-pubout', '-out', join(dir, 'sa.pub')], { stdio: 'ignore' });
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=kube-apiserver', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'apiserver.key'), '-out', join(dir, 'apiserver.crt')], { stdio: 'ignore' });
+    // zx: fixed command lines, no input interpolated; a failure throws with openssl's stderr.
+    const openssl = $({ cwd: dir, quiet: true });
+    await openssl`openssl genrsa -out sa.key 2048`;
+    await openssl`openssl rsa -in sa.key -pubout -out sa.pub`;
+    await openssl`openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=kube-apiserver -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout apiserver.key -out apiserver.crt`;
     const adminToken = `admin-${Math.random().toString(36).slice(2)}`;
     const nobodyToken = `nobody-${Math.random().toString(36).slice(2)}`;
     writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n${nobodyToken},nobody,nobody-uid\n`);
