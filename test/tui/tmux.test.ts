@@ -29,6 +29,19 @@ async function waitFor(session: string, re: RegExp, ms = 30_000): Promise<string
   }
 }
 
+/**
+ * Wait until the app has put its terminal in raw mode (ink does so after the first render). A key
+ * sent before that goes through the line discipline (Enter arrives as a line feed) and is lost.
+ */
+async function waitForRawMode(session: string, ms = 30_000): Promise<void> {
+  const tty = tmux('display-message', '-p', '-t', session, '#{pane_tty}').trim();
+  const end = Date.now() + ms;
+  while (!/(^|\s)-icanon(\s|$)/.test(execFileSync('stty', ['-F', tty, '-a'], { encoding: 'utf8' }))) {
+    if (Date.now() > end) throw new Error(`the app never put ${tty} in raw mode`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function startLab(session: string, stateDir: string): void {
   // tmux runs a shell command line; every piece is quoted from a fixed argv.
   const cmd = shellQuote(['env', 'CI=false', 'FORCE_COLOR=0', `DYNAMO_LAB_STATE_DIR=${stateDir}`, process.execPath, ...CLI_ARGV, 'start', '--target', 'local']);
@@ -42,6 +55,7 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
   try {
     await waitFor(s1, /Why route by cache contents\?/);
     assert.match(screen(s1), /Enter run · s skip · h hint · q quit/);
+    await waitForRawMode(s1);
     tmux('send-keys', '-t', s1, 'Enter');
     await waitFor(s1, /How the router learns what is cached/);
     tmux('send-keys', '-t', s1, 's'); // skip the second explanation
@@ -67,6 +81,7 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
   startLab(s2, state);
   try {
     await waitFor(s2, /Start the router in kv mode/);
+    await waitForRawMode(s2);
     tmux('send-keys', '-t', s2, 'Enter');
     const resumed = await waitFor(s2, /Send prompts that share a prefix/);
     assert.match(resumed, /re-running "Start two workers" first/);
@@ -95,6 +110,7 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
   startLab(s3, state);
   try {
     await waitFor(s3, /Why route by cache contents\?/);
+    await waitForRawMode(s3);
     for (const next of [/How the router learns/, /Check that two GPUs/, /Provide the event bus/, /Start two workers/, /Start the router in kv mode/]) {
       tmux('send-keys', '-t', s3, 'Enter');
       await waitFor(s3, next);
