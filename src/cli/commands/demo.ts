@@ -5,7 +5,7 @@ import { UsageError, UserError } from '../../base/errors.js';
 import { DemoError, sendDemoRequest, type DemoResult } from '../../lab/demo.js';
 import { formatDemoTable } from '../../lab/format.js';
 import { loadScenarios, scenarioRequests } from '../../lab/scenarios.js';
-import { DEFAULT_MODEL } from '../../tokenizer/index.js';
+import { ENDPOINT_OPTIONS, endpointUrl } from './endpoint.js';
 
 export const demoCommand: Command = {
   name: 'demo',
@@ -13,18 +13,13 @@ export const demoCommand: Command = {
   usage: 'dynamo-lab demo [--url <base>] [--scenario shared-prefix|system-prompt] [--model <id>] [--json]',
   examples: ['dynamo-lab demo --url http://127.0.0.1:8000', 'dynamo-lab demo --url http://$NODE_IP:30200 --scenario system-prompt --json'],
   options: {
-    url: { type: 'string', valueName: 'base', default: 'http://127.0.0.1:8000', description: 'Base URL of the OpenAI-compatible endpoint' },
+    url: ENDPOINT_OPTIONS.url,
     scenario: { type: 'string', valueName: 'name', multiple: true, description: 'Scenario(s) from labs/scenarios.yaml (default: shared-prefix and system-prompt)' },
-    model: { type: 'string', valueName: 'id', default: DEFAULT_MODEL, description: 'Model name sent in each request' },
-    'api-key': { type: 'string', valueName: 'key', description: 'Bearer token, if the endpoint needs one' },
+    model: ENDPOINT_OPTIONS.model,
+    'api-key': ENDPOINT_OPTIONS['api-key'],
   },
   async run(values, _p, ctx) {
-    const url = values.url as string;
-    try {
-      new URL(url);
-    } catch {
-      throw new UsageError(`--url "${url}" is not a URL.`, 'Give a base URL such as http://127.0.0.1:8000');
-    }
+    const url = endpointUrl(values.url);
     const names = (values.scenario as string[] | undefined) ?? ['shared-prefix', 'system-prompt'];
     const known = Object.keys(loadScenarios());
     for (const n of names) if (!known.includes(n)) throw new UsageError(`unknown scenario "${n}".`, `Known scenarios: ${known.join(', ')}.`);

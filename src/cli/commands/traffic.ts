@@ -1,10 +1,10 @@
 /** `dynamo-lab traffic`: background chat traffic against any OpenAI endpoint, then requests per worker. */
-import { UsageError, UserError } from '../../base/errors.js';
+import { UserError } from '../../base/errors.js';
 import { formatTraffic } from '../../lab/format.js';
 import { DEFAULT_TRAFFIC_PROMPT, sendTraffic } from '../../lab/traffic.js';
-import { DEFAULT_MODEL } from '../../tokenizer/index.js';
 import type { Command } from '../command.js';
 import { intOpt } from './cluster-options.js';
+import { ENDPOINT_OPTIONS, endpointUrl } from './endpoint.js';
 
 export const trafficCommand: Command = {
   name: 'traffic',
@@ -12,21 +12,14 @@ export const trafficCommand: Command = {
   usage: 'dynamo-lab traffic [--url <base>] [--requests <n>] [--concurrency <c>] [--prompt <text with {i}>] [--max-tokens <n>] [--model <id>] [--json]',
   examples: ['dynamo-lab traffic --url http://127.0.0.1:8000', 'dynamo-lab traffic --url http://$NODE_IP:30200 --requests 30 --concurrency 3 --max-tokens 100'],
   options: {
-    url: { type: 'string', valueName: 'base', default: 'http://127.0.0.1:8000', description: 'Base URL of the OpenAI-compatible endpoint' },
+    ...ENDPOINT_OPTIONS,
     requests: { type: 'string', valueName: 'n', default: '30', description: 'How many requests to send' },
     concurrency: { type: 'string', valueName: 'c', default: '3', description: 'How many requests are in flight at once' },
     prompt: { type: 'string', valueName: 'text', default: DEFAULT_TRAFFIC_PROMPT, description: 'Prompt template; {i} becomes the request number' },
     'max-tokens': { type: 'string', valueName: 'n', default: '20', description: 'max_tokens of each request' },
-    model: { type: 'string', valueName: 'id', default: DEFAULT_MODEL, description: 'Model name sent in each request' },
-    'api-key': { type: 'string', valueName: 'key', description: 'Bearer token, if the endpoint needs one' },
   },
   async run(values, _p, ctx) {
-    const url = values.url as string;
-    try {
-      new URL(url);
-    } catch {
-      throw new UsageError(`--url "${url}" is not a URL.`, 'Give a base URL such as http://127.0.0.1:8000');
-    }
+    const url = endpointUrl(values.url);
     const total = intOpt(values.requests, 'requests', 30, 1, 100_000);
     const { results, errors, wallSeconds } = await sendTraffic(url, {
       total,
