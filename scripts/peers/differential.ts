@@ -21,6 +21,7 @@ import type { ModelDir } from './model.js';
 import { buildSlice } from './slice.js';
 import { startDynamo, startLab, SYSTEMS, type EngineShape, type Running } from './systems.js';
 import type { Venv } from './venv.js';
+import { stripVTControlCharacters } from 'node:util';
 
 interface Choice {
   worker: string;
@@ -79,7 +80,7 @@ async function burst<T>(n: number, send: (k: number) => Promise<{ done: Promise<
 async function dynamoLogFor(run: Running, requestId: string): Promise<{ overlap_blocks: number | null; worker_id: string; logit: number | null } | null> {
   const fe = run.daemons.find((d) => d.name === 'dynamo-frontend')!;
   for (let i = 0; i < 40; i++) {
-    const log = fe.output().replace(/\x1b\[[0-9;]*m/g, '');
+    const log = stripVTControlCharacters(fe.output());
     const sel = new RegExp(`Selected worker .*?request_id="${requestId}" worker_id=(\\d+) .*?logit=([\\d.eE+-]+)`).exec(log);
     const route = new RegExp(`route request completed .*?request_id=${requestId} .*?overlap_blocks=(\\d+)`).exec(log);
     if (sel && route) return { worker_id: sel[1]!, logit: Number(sel[2]), overlap_blocks: Number(route[1]) };

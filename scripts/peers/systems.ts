@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { cliArgv, freePort, getJson, getText, LOOPBACK, parseProm, promSum, startDaemon, stopDaemon, waitFor, type Daemon } from './common.js';
 import type { ModelDir } from './model.js';
 import type { Venv } from './venv.js';
+import { stripVTControlCharacters } from 'node:util';
 
 export type Family = 'dynamo' | 'dynamo-lab' | 'sglang';
 
@@ -77,7 +78,7 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
+const stripAnsi = (s: string) => stripVTControlCharacters(s);
 
 // ---------------------------------------------------------------- Dynamo
 

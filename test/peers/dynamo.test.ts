@@ -22,6 +22,7 @@ import { buildModelDir, type ModelDir } from '../../scripts/peers/model.js';
 import { startDynamo, SYSTEMS, type Running } from '../../scripts/peers/systems.js';
 import { ensureVenv, type Venv } from '../../scripts/peers/venv.js';
 import { loadChatTokenizer, tokenizeChat } from '../../src/tokenizer/index.js';
+import { stripVTControlCharacters } from 'node:util';
 
 let venv: Venv | undefined;
 let skip: string | false = false;
@@ -97,7 +98,7 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
     assert.ok(prefixBlocks >= 8, `prefix too short for the test (${prefixBlocks} blocks)`);
     for (const c of cached.slice(1)) assert.ok(c >= 16 * (prefixBlocks - 1), `later requests should reuse the ${prefixBlocks}-block prefix, cached ${cached.join(', ')}`);
     assert.ok(dyn.workerIds().includes(workers[0]!), `chosen ${workers[0]} not among the mocker's workers ${dyn.workerIds().join(', ')}`);
-    const log = dyn.daemons.find((d) => d.name === 'dynamo-frontend')!.output().replace(/\x1b\[[0-9;]*m/g, '');
+    const log = stripVTControlCharacters(dyn.daemons.find((d) => d.name === 'dynamo-frontend')!.output());
     const selected = [...log.matchAll(/Selected worker .*?worker_id=(\d+)/g)].map((m) => m[1]);
     assert.deepEqual(selected.slice(-3), workers, 'the frontend log names the same workers');
   });

@@ -225,7 +225,7 @@ test(`dynamo-facts §2 test vectors with the ${impl} implementation`, () => {
     return b;
   };
   const blocks = computeBlockHashes(toks, 16);
-  blocks.forEach((h, i) => assert.equal(h, xxh3.xxh64(le16(16 * i), 1337n), `block ${i}`));
+  for (const [i, h] of blocks.entries()) assert.equal(h, xxh3.xxh64(le16(16 * i), 1337n), `block ${i}`);
   const seq = computeSequenceHashes(blocks);
   for (let i = 1; i < seq.length; i++) {
     const pair = new Uint8Array(16);
