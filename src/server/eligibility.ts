@@ -10,6 +10,17 @@ import type { Metrics } from './metrics.js';
 import type { BusyThresholds, RouterServerOptions, WorkerState } from './types.js';
 import type { WorkerRegistry } from './workers.js';
 
+/**
+ * Active and passive health. Passive: any byte a worker sends for a request proves it alive
+ * (a worker marked down is put back at once). Active: GET /health every interval, every 500 ms
+ * for a worker that is down, so a worker that comes back is re-admitted within ~0.5 s. The check
+ * timeout adapts to the worker's answer times (4 x the smoothed round trip, at least the
+ * configured timeout, doubling after each timeout up to 30 s), and a timed-out check does not
+ * count against a worker that answered a request recently: a slow answer is not a dead worker.
+ * Refused or reset connections count at once. A worker that comes back after its process was
+ * gone (refused connections), or whose /health reports a new instance id, has restarted: its
+ * indexed blocks are dropped (and its ZMQ events replayed from the new process's start).
+ */
 export class HealthChecker {
   private timer?: NodeJS.Timeout;
   private closed = false;
@@ -19,15 +30,26 @@ export class HealthChecker {
     private readonly registry: WorkerRegistry,
     private readonly agent: Agent,
     private readonly metrics: Metrics,
+    /** The worker restarted: forget what the index believes it holds. */
+    private readonly onRestart: (st: WorkerState, why: string) => void = () => {},
   ) {}
+
+  private get interval(): number {
+    const h = this.opts.health;
+    return (h && h.intervalMs) || 2000;
+  }
 
   start(): void {
     const h = this.opts.health;
     if (h === false) return;
-    const interval = h?.intervalMs ?? 2000;
+    const tick = Math.min(this.interval, DOWN_RECHECK_MS);
     this.timer = setInterval(() => {
-      for (const st of this.registry.values()) void this.check(st);
-    }, interval);
+      const now = Date.now();
+      for (const st of this.registry.values()) {
+        const due = st.healthy ? this.interval : DOWN_RECHECK_MS;
+        if (now - (st.lastCheckMs ?? 0) >= due - tick / 2) void this.check(st);
+      }
+    }, tick);
     this.timer.unref();
   }
 
@@ -36,50 +58,105 @@ export class HealthChecker {
     if (this.timer) clearInterval(this.timer);
   }
 
+  /** Passive health: the worker answered a request (its first byte arrived). */
+  onRequestOk(st: WorkerState): void {
+    st.lastOkAt = Date.now();
+    if (!st.healthy && !st.hardDown) this.markUp(st, 'it answered a request');
+  }
+
+  private markUp(st: WorkerState, why: string): void {
+    st.healthy = true;
+    st.healthFailures = 0;
+    st.lastHealthError = undefined;
+    st.breaker.reset();
+    this.opts.log?.(`worker ${st.ep.id} is healthy again (${why}): back in routing`);
+    this.metrics.inc('dynamo_lab_router_worker_health_transitions_total', 'Workers taken out of / put back into routing by health checks', { worker_id: st.ep.id, to: 'up' });
+  }
+
   /** Run one health check of a worker now (also used after a failed proxy attempt). */
   async check(st: WorkerState): Promise<boolean> {
     if (st.checking || this.closed) return st.healthy;
     st.checking = true;
     const h = this.opts.health || {};
-    const timeout = h.timeoutMs ?? 1000;
+    const base = h.timeoutMs ?? 1000;
+    const timeout = Math.min(MAX_TIMEOUT_MS, Math.max(base, st.healthTimeoutMs ?? base, 4 * (st.healthRttMs ?? 0)));
     let ok = false;
+    let timedOut = false;
+    let hard = false;
     let error = '';
+    let instance: string | undefined;
+    const t0 = performance.now();
     try {
       const r = await request(`${st.ep.url}/health`, { dispatcher: this.agent, headersTimeout: timeout, bodyTimeout: timeout, signal: AbortSignal.timeout(timeout) });
-      await r.body.dump();
+      const text = await r.body.text();
       ok = r.statusCode === 200;
       if (!ok) error = `GET /health answered ${r.statusCode}`;
+      else instance = instanceOf(text);
     } catch (err) {
-      error = (err as Error).message || String(err);
+      const e = err as Error & { code?: string; cause?: { code?: string } };
+      const code = e.code ?? e.cause?.code ?? '';
+      timedOut = e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_ABORTED';
+      hard = !timedOut && /ECONNREFUSED|ECONNRESET|EPIPE|UND_ERR_SOCKET|EHOSTUNREACH/.test(code + ' ' + e.message);
+      error = timedOut ? `GET /health took longer than ${timeout} ms` : e.message || String(err);
     } finally {
       st.checking = false;
     }
-    st.lastCheckMs = Date.now();
+    const rtt = performance.now() - t0;
+    const now = Date.now();
+    st.lastCheckMs = now;
     if (!this.registry.has(st.ep.id)) return ok;
     if (ok) {
+      st.healthRttMs = st.healthRttMs === undefined ? rtt : 0.8 * st.healthRttMs + 0.2 * rtt;
+      st.healthTimeoutMs = Math.max(base, (st.healthTimeoutMs ?? base) / 2);
+      st.lastOkAt = now;
+      const restarted = st.hardDown ? 'its process was gone and it answers again' : instance && st.instanceId && instance !== st.instanceId ? `its instance id changed from ${st.instanceId} to ${instance}` : undefined;
+      if (instance) st.instanceId = instance;
+      st.hardDown = false;
+      if (restarted) this.onRestart(st, restarted);
       st.healthFailures = 0;
       st.lastHealthError = undefined;
-      if (!st.healthy) {
-        st.healthy = true;
-        st.breaker.reset();
-        this.opts.log?.(`worker ${st.ep.id} is healthy again: back in routing`);
-        this.metrics.inc('dynamo_lab_router_worker_health_transitions_total', 'Workers taken out of / put back into routing by health checks', { worker_id: st.ep.id, to: 'up' });
-      }
-    } else {
-      st.healthFailures++;
-      st.lastHealthError = error;
-      if (st.healthy && st.healthFailures >= (h.failuresToDown ?? 2)) {
-        st.healthy = false;
-        this.opts.log?.(`worker ${st.ep.id} failed ${st.healthFailures} health checks (${error}): taken out of routing`);
-        this.metrics.inc('dynamo_lab_router_worker_health_transitions_total', 'Workers taken out of / put back into routing by health checks', { worker_id: st.ep.id, to: 'down' });
+      if (!st.healthy) this.markUp(st, restarted ?? 'health check passed');
+      return true;
+    }
+    if (timedOut) {
+      st.healthTimeoutMs = Math.min(MAX_TIMEOUT_MS, timeout * 2);
+      // Busy, not dead: the worker answered something recently, so this timeout does not count.
+      if (now - st.lastOkAt < Math.max(3 * this.interval, 2 * timeout)) {
+        st.lastHealthError = `${error} (slow, but it answered ${now - st.lastOkAt} ms ago: kept in routing)`;
+        return false;
       }
     }
-    return ok;
+    if (hard) st.hardDown = true;
+    st.healthFailures++;
+    st.lastHealthError = error;
+    // A refused connection is a dead process: take it out at once; timeouts need the threshold.
+    const threshold = hard ? 1 : (h.failuresToDown ?? 2);
+    if (st.healthy && st.healthFailures >= threshold) {
+      st.healthy = false;
+      this.opts.log?.(`worker ${st.ep.id} failed ${st.healthFailures} health check(s) (${error}): taken out of routing`);
+      this.metrics.inc('dynamo_lab_router_worker_health_transitions_total', 'Workers taken out of / put back into routing by health checks', { worker_id: st.ep.id, to: 'down' });
+    }
+    return false;
   }
 
   /** Run a health check of every worker now and wait for the results. */
   async checkAll(): Promise<void> {
     await Promise.all([...this.registry.values()].map((st) => this.check(st)));
+  }
+}
+
+/** A worker that is down is checked this often, so it is back in routing soon after it is. */
+const DOWN_RECHECK_MS = 500;
+const MAX_TIMEOUT_MS = 30_000;
+
+/** The instance id in a /health body (`{"instance_id": ...}`), when the worker reports one. */
+function instanceOf(text: string): string | undefined {
+  if (!text.startsWith('{')) return undefined;
+  try {
+    const v = (JSON.parse(text) as { instance_id?: unknown }).instance_id;
+    return typeof v === 'string' && v.length <= 128 ? v : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -136,6 +213,13 @@ export function eligibleWorkers(opts: RouterServerOptions, registry: WorkerRegis
     }
   }
   if (ids.length > 0) return { ids, excluded };
+  // Nothing passes the checks, but workers that are only marked down (not tried for this request,
+  // not busy) may still answer: try them rather than answer 503 (a refused connection is quick).
+  const lastResort = excluded.filter((e) => !e.reason.startsWith('tried') && !e.reason.startsWith('busy')).map((e) => e.id);
+  if (lastResort.length > 0) {
+    metrics.inc('dynamo_lab_router_last_resort_total', 'Requests sent to workers marked down because no other worker could take them');
+    return { ids: lastResort, excluded: excluded.filter((e) => !lastResort.includes(e.id)) };
+  }
   const detail = excluded.map((e) => `${e.id}: ${e.reason}`).join('; ');
   if (busyCount > 0) {
     metrics.inc('dynamo_lab_router_rejected_total', 'Requests rejected because no worker could take them', { reason: 'busy' });

@@ -6,16 +6,16 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import { request } from 'undici';
 import type { KvRouter } from '../router/index.js';
 import { PROMPT_IDS_HEADER, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
-import { SseTokenScanner } from './sse-tokens.js';
-import { HttpError, parseJsonBody, readBody } from '../base/http.js';
+import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
-import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
+import { extractUsage, recordUsage, TOKEN_BUCKETS, type Usage } from './usage.js';
 
 /**
  * The prompt's token ids, tokenised the way the workers do (the model's chat template for chat
@@ -27,9 +27,12 @@ export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, bo
     if (path === '/v1/chat/completions') {
       const messages = body.messages;
       if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, '"messages" must be a non-empty array of {role, content}', 'invalid_request_error', 'invalid_messages');
-      for (const m of messages) {
-        if (!m || typeof m !== 'object' || typeof (m as ChatMessage).role !== 'string') throw new HttpError(400, 'each message needs a string "role" and a "content"', 'invalid_request_error', 'invalid_messages');
-      }
+      messages.forEach((m, i) => {
+        if (!m || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string') throw new HttpError(400, `messages[${i}] needs a string "role" and a "content"`, 'invalid_request_error', 'invalid_messages');
+        const c = (m as { content?: unknown }).content;
+        const ok = c === undefined || c === null || typeof c === 'string' || (Array.isArray(c) && c.every((p) => p !== null && typeof p === 'object' && !Array.isArray(p)));
+        if (!ok) throw new HttpError(400, `messages[${i}].content must be a string, an array of content parts ({"type":"text","text":...}) or null, not ${describe(c)}`, 'invalid_request_error', 'invalid_messages');
+      });
       return await tokenizer.encodeChat(messages as ChatMessage[]);
     }
     const prompt = body.prompt;
@@ -48,12 +51,20 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   metrics.inc('dynamo_component_router_requests_started_total', 'Requests received by the router');
   const raw = await readBody(req, ctx.opts.bodyLimitBytes ?? 8 * 1024 * 1024);
   const body = parseJsonBody(raw);
+  checkFields(body);
   const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
   const stream = body.stream === true;
   const router = ctx.core;
   if (router.mode !== ctx.mode) router.mode = ctx.mode;
-  const requestId = `${path.includes('chat') ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '').slice(0, 24)}`;
+  // Like vLLM: the worker builds its response id as `chatcmpl-<x-request-id>`, so the worker gets
+  // the bare uuid and the client, /debug/decisions and the response body all see chatcmpl-<uuid>.
+  const uuid = randomUUID().replace(/-/g, '');
+  const requestId = `${path.includes('chat') ? 'chatcmpl' : 'cmpl'}-${uuid}`;
+  // Streams always ask the worker for the usage chunk (the router books cached tokens and counts
+  // tokens from it); it is passed on only when the client asked for it.
+  const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+  const upstreamBody = stream && !clientWantsUsage ? JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }) : raw;
   const overrides = readOverrides(body);
   const session = ctx.sessions.sessionOf(req);
   const tried = new Set<string>();
@@ -104,15 +115,15 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       st.breaker.onAttempt(now);
       // Tokenize once: a co-located simulated worker takes the ids instead of the text's tokens.
       const handOver = st.ep.provideTokens !== undefined;
-      if (handOver) st.ep.provideTokens!(requestId, tokens);
+      if (handOver) st.ep.provideTokens!(uuid, tokens);
       let upstream;
       try {
         upstream = await request(`${st.ep.url}${path}`, {
           method: 'POST',
-          body: raw,
+          body: upstreamBody,
           headers: {
             'content-type': 'application/json',
-            'x-request-id': requestId,
+            'x-request-id': uuid,
             ...(handOver ? { [PROMPT_IDS_HEADER]: '1' } : {}),
             ...(stream ? { accept: 'text/event-stream' } : {}),
           },
@@ -141,7 +152,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
         continue;
       }
       st.breaker.onSuccess();
-      await relay(ctx, upstream, res, record, router, stream, st, started);
+      ctx.health.onRequestOk(st);
+      await relay(ctx, upstream, res, record, router, stream, clientWantsUsage, st, started);
       return;
     }
   } catch (err) {
@@ -162,8 +174,8 @@ function noteFailure(ctx: ServerContext, st: WorkerState, what: string): void {
   void ctx.health.check(st);
 }
 
-/** Pass the worker's answer through as it comes, timing it and keeping its tail for `usage`. */
-async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof request>>, res: ServerResponse, record: DecisionRecord, router: KvRouter, stream: boolean, st: WorkerState, started: number): Promise<void> {
+/** Pass the worker's answer through as it comes (SSE event by event), timing it and reading `usage`. */
+async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof request>>, res: ServerResponse, record: DecisionRecord, router: KvRouter, stream: boolean, clientWantsUsage: boolean, st: WorkerState, started: number): Promise<void> {
   const headers: Record<string, string> = {
     'content-type': String(upstream.headers['content-type'] ?? (stream ? 'text/event-stream' : 'application/json')),
     'x-dynamo-lab-worker': record.chosen,
@@ -171,64 +183,189 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
     'x-dynamo-lab-mode': record.mode,
     'x-request-id': record.request_id,
   };
-  if (stream) headers['cache-control'] = 'no-cache';
   const retryAfter = upstream.headers['retry-after'];
   if (typeof retryAfter === 'string') headers['retry-after'] = retryAfter;
-  res.writeHead(upstream.statusCode, headers);
-  res.flushHeaders();
-  // Prefill ends at the first generated token, not at the first chunk (a role chunk may come
-  // first): that is when the router releases the request's prefill load and times TTFT.
-  const scan = stream ? new SseTokenScanner() : undefined;
-  let first = true;
-  // The last chunks (<= 8 KiB) hold `usage` (the final SSE chunk or the end of the JSON body).
-  const tail: Buffer[] = [];
-  let tailBytes = 0;
+  const sse = stream && upstream.statusCode < 400 ? new SseRelay(clientWantsUsage) : undefined;
+  if (sse) {
+    headers['cache-control'] = 'no-cache';
+    res.writeHead(upstream.statusCode, headers);
+    res.flushHeaders();
+  }
+  let firstAt = 0;
+  const body: Buffer[] = [];
+  let bodyBytes = 0;
+  const decoder = new StringDecoder('utf8');
   try {
     for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
-      if (scan) {
-        if (scan.push(chunk, performance.now())) {
+      if (firstAt === 0) {
+        firstAt = performance.now();
+        // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
+        if (!sse) {
+          router.markPrefillCompleted(record.request_id, Date.now());
+          ctx.queue?.notify();
+        }
+      }
+      st.lastOkAt = Date.now();
+      if (sse) {
+        const hadToken = sse.firstTokenAt > 0;
+        const out = sse.push(decoder.write(chunk), performance.now());
+        // Prefill ends at the first generated token (a role chunk may come first).
+        if (!hadToken && sse.firstTokenAt > 0) {
           // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
           router.observeTtft(record.request_id, Date.now() - record.at_ms);
           router.markPrefillCompleted(record.request_id, Date.now());
           ctx.queue?.notify();
         }
-      } else if (first) {
-        // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
-        first = false;
-        router.markPrefillCompleted(record.request_id, Date.now());
-        ctx.queue?.notify();
+        if (out && !res.write(out)) await new Promise((r) => res.once('drain', r));
+      } else {
+        // Non-streamed answers are held until complete, so a worker failing mid-body becomes a 502.
+        bodyBytes += chunk.length;
+        if (bodyBytes <= 64 * 1024 * 1024) body.push(chunk);
       }
-      tail.push(chunk);
-      tailBytes += chunk.length;
-      while (tail.length > 1 && tailBytes - tail[0]!.length >= 8192) tailBytes -= tail.shift()!.length;
-      if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
     }
-    res.end();
-    record.status = upstream.statusCode < 400 ? 'ok' : 'error';
-    if (record.status === 'error') {
-      st.errors++;
-      ctx.totals.errors++;
+    if (sse) {
+      const rest = sse.finish(decoder.end());
+      if (!sse.sawDone) {
+        // The worker closed the stream without [DONE]: say so instead of a silent cut.
+        res.end(rest + sseError('the worker ended the stream before it was complete', 'upstream_incomplete'));
+        record.status = 'error';
+        st.errors++;
+        ctx.totals.errors++;
+        ctx.metrics.inc('dynamo_lab_router_streams_failed_total', 'Streams the router ended with an SSE error because the worker failed mid-stream', { worker_id: st.ep.id });
+      } else {
+        res.end(rest);
+        record.status = 'ok';
+      }
+    } else {
+      const text = Buffer.concat(body);
+      res.writeHead(upstream.statusCode, { ...headers, 'content-length': String(text.length) });
+      res.end(text);
+      record.status = upstream.statusCode < 400 ? 'ok' : upstream.statusCode < 500 || upstream.statusCode === 529 ? 'client_error' : 'error';
+      if (record.status === 'error') {
+        st.errors++;
+        ctx.totals.errors++;
+      }
     }
-    if (scan && scan.firstAt > 0) {
-      record.ttft_ms = round(scan.firstAt - started);
-      st.lastTtftS = (scan.firstAt - started) / 1000;
+    if (sse && firstAt > 0) {
+      const ttft = (sse.firstTokenAt || firstAt) - started; // time to the first generated token
+      record.ttft_ms = round(ttft);
+      st.lastTtftS = ttft / 1000;
       ctx.metrics.observe('dynamo_component_router_time_to_first_token_seconds', 'Time to first generated token as the router sees it (s)', SECONDS_BUCKETS, st.lastTtftS);
-      // Token events after the first one; several may share a chunk, so this is a mean.
-      const gaps = scan.tokenEvents - 1;
-      if (gaps > 0) {
-        st.lastItlS = (scan.lastAt - scan.firstAt) / gaps / 1000;
+      if (sse.tokenEvents > 1) {
+        st.lastItlS = (sse.lastTokenAt - sse.firstTokenAt) / (sse.tokenEvents - 1) / 1000;
         ctx.metrics.observe('dynamo_component_router_inter_token_latency_seconds', 'Mean inter-token latency per request as the router sees it (s)', SECONDS_BUCKETS, st.lastItlS);
       }
     }
-    recordUsage(extractUsage(Buffer.concat(tail).toString('utf8')), record, st, ctx.totals, ctx.metrics);
+    if (record.status === 'ok') recordUsage(sse ? sse.usage : extractUsage(Buffer.concat(body).toString('utf8')), record, st, ctx.totals, ctx.metrics);
   } catch (err) {
-    record.status = 'aborted';
-    st.errors++;
-    res.destroy(err as Error);
+    if (res.destroyed || (res.writableEnded && !res.writableFinished)) {
+      record.status = 'aborted';
+    } else {
+      // The worker failed mid-answer (connection reset, killed process): end the client's answer
+      // properly, an SSE error event and [DONE] for streams, an OpenAI-shaped 502 otherwise.
+      record.status = 'error';
+      st.errors++;
+      ctx.totals.errors++;
+      const why = `the worker ${st.ep.id} failed mid-${sse ? 'stream' : 'answer'} (${(err as Error).message})`;
+      ctx.opts.log?.(`request ${record.request_id}: ${why}`);
+      void ctx.health.check(st);
+      if (sse) {
+        ctx.metrics.inc('dynamo_lab_router_streams_failed_total', 'Streams the router ended with an SSE error because the worker failed mid-stream', { worker_id: st.ep.id });
+        res.end(sse.finish(decoder.end(), true) + sseError(`${why}; retry the request`, 'upstream_failed'));
+      } else {
+        sendError(res, new HttpError(502, `${why}; retry the request`, 'server_error', 'upstream_failed'));
+      }
+    }
   } finally {
     router.free(record.request_id, Date.now());
     ctx.queue?.notify();
   }
+}
+
+function sseError(message: string, code: string): string {
+  return `data: ${JSON.stringify({ error: { message, type: 'server_error', code } })}\n\ndata: [DONE]\n\n`;
+}
+
+/**
+ * Splits the worker's SSE byte stream into whole events (an event may arrive split across
+ * chunks, or several in one), counts token events, reads the usage chunk and leaves it out
+ * when the client did not ask for it.
+ */
+export class SseRelay {
+  private pending = '';
+  sawDone = false;
+  tokenEvents = 0;
+  firstTokenAt = 0;
+  lastTokenAt = 0;
+  usage: Usage = {};
+
+  constructor(private readonly passUsage: boolean) {}
+
+  /** Feed decoded text; returns what to send on now (whole events only). */
+  push(text: string, now: number): string {
+    this.pending += text;
+    let out = '';
+    for (;;) {
+      const m = /\r?\n\r?\n/.exec(this.pending);
+      if (!m) break;
+      const ev = this.pending.slice(0, m.index + m[0].length);
+      this.pending = this.pending.slice(m.index + m[0].length);
+      out += this.event(ev, now);
+    }
+    return out;
+  }
+
+  /** The end of the stream: whatever is left (dropped when the stream failed mid-event). */
+  finish(text: string, failed = false): string {
+    this.pending += text;
+    const rest = this.pending;
+    this.pending = '';
+    if (failed || rest.trim() === '') return '';
+    return this.event(rest + '\n\n', performance.now());
+  }
+
+  private event(ev: string, now: number): string {
+    let data = '';
+    for (const line of ev.split(/\r?\n/)) if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(line[5] === ' ' ? 6 : 5);
+    if (data === '') return ev;
+    if (data === '[DONE]') {
+      this.sawDone = true;
+      return ev;
+    }
+    if (data.includes('"usage"')) {
+      try {
+        const obj = JSON.parse(data) as { choices?: unknown[]; usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | null };
+        if (obj.usage) this.usage = { prompt: obj.usage.prompt_tokens, completion: obj.usage.completion_tokens, cached: obj.usage.prompt_tokens_details?.cached_tokens };
+        if (Array.isArray(obj.choices) && obj.choices.length === 0) return this.passUsage ? ev : '';
+      } catch {
+        // not JSON: pass it on untouched
+      }
+    }
+    if (TOKEN_EVENT.test(data)) {
+      if (this.firstTokenAt === 0) this.firstTokenAt = now;
+      this.tokenEvents++;
+      this.lastTokenAt = now;
+    } else if (this.firstTokenAt === 0 && FINISH_EVENT.test(data)) this.firstTokenAt = now; // nothing generated: prefill still ended
+    return ev;
+  }
+}
+
+/** An event that carries generated output (content, text, reasoning or tool calls), not the empty role chunk. */
+const TOKEN_EVENT = /"(?:content|text|reasoning_content|reasoning)":"[^"]|"tool_calls":\[\{/;
+const FINISH_EVENT = /"finish_reason":"/;
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return 'an array with a non-object part';
+  return v === null ? 'null' : `a ${typeof v}`;
+}
+
+/** The fields the router itself reads must have the right types (the worker checks the rest). */
+function checkFields(body: Record<string, unknown>): void {
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new HttpError(400, `"stream" must be true or false, not ${describe(body.stream)}`, 'invalid_request_error', 'invalid_stream');
+  const so = body.stream_options;
+  if (so !== undefined && so !== null && (typeof so !== 'object' || Array.isArray(so))) throw new HttpError(400, '"stream_options" must be an object such as {"include_usage": true}', 'invalid_request_error', 'invalid_stream_options');
+  if (so && body.stream !== true) throw new HttpError(400, '"stream_options" is only allowed when "stream" is true', 'invalid_request_error', 'invalid_stream_options');
+  if (body.model !== undefined && typeof body.model !== 'string') throw new HttpError(400, `"model" must be a string, not ${describe(body.model)}`, 'invalid_request_error', 'invalid_model');
 }
 
 function isTokenIds(a: unknown[]): a is number[] {

@@ -53,7 +53,7 @@ export class RouterServer {
     // pipelining 1 (undici's default): keep-alive connections to the workers; 0 would close every connection
     // after one request (a TCP connect per proxied request on both sides).
     const agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 1 });
-    const sessions = new SessionAffinity(opts.sessionAffinityTtlMs ?? 600_000);
+    const sessions = new SessionAffinity(opts.sessionAffinityTtlMs ?? 600_000, opts.maxSessions);
     const registry = new WorkerRegistry(opts, events, core, metrics, (id) => sessions.forgetWorker(id));
     const q = opts.queue;
     const queue = q
@@ -76,7 +76,9 @@ export class RouterServer {
       events,
       mode,
       registry,
-      health: new HealthChecker(opts, registry, agent, metrics),
+      health: new HealthChecker(opts, registry, agent, metrics, (st, why) => {
+        registry.workerRestarted(st.ep.id, why);
+      }),
       sessions,
       decisions: new DecisionLog(opts, metrics, () => totals.requests++),
       metrics,

@@ -8,7 +8,11 @@ export class SessionAffinity {
   private readonly sessions = new Map<string, { worker: string; expiresAt: number }>();
 
   /** @param ttlMs entry lifetime after its last use; 0 turns affinity off. */
-  constructor(private readonly ttlMs: number) {}
+  /** @param maxEntries most entries kept; the least recently used go first (default 100000). */
+  constructor(
+    private readonly ttlMs: number,
+    private readonly maxEntries = 100_000,
+  ) {}
 
   get size(): number {
     return this.sessions.size;
@@ -37,9 +41,10 @@ export class SessionAffinity {
   remember(session: string, worker: string, now: number): void {
     this.sessions.delete(session); // re-insert: the Map stays ordered by last use
     this.sessions.set(session, { worker, expiresAt: now + this.ttlMs });
-    if (this.sessions.size > 100_000) {
+    if (this.sessions.size > this.maxEntries) {
+      const keep = Math.floor(this.maxEntries * 0.9);
       for (const [k, v] of this.sessions) {
-        if (this.sessions.size <= 90_000 && v.expiresAt > now) break;
+        if (this.sessions.size <= keep && v.expiresAt > now) break;
         this.sessions.delete(k);
       }
     }

@@ -5,6 +5,7 @@
 import type { KvRouterConfig, RoutingDecision, RoutingMode } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
 import type { PromptLimits } from '../tokenizer/index.js';
+import type { HttpGuardOptions } from '../base/http.js';
 import type { BreakerOptions, BreakerState, CircuitBreaker } from './breaker.js';
 import type { NatsSourceStats } from './nats-events.js';
 import type { ZmqEventSource, ZmqSourceStats } from './zmq-events.js';
@@ -66,13 +67,17 @@ export interface RouterServerOptions {
   readonly config?: Partial<KvRouterConfig>;
   /** Seed for the router's RNG (tie-breaks, temperature, random mode). */
   readonly seed?: number;
-  /** When set, /v1/* and /admin/* need `Authorization: Bearer <apiKey>`. */
+  /** When set, every endpoint but /health and /metrics needs `Authorization: Bearer <apiKey>`. */
   readonly apiKey?: string;
   readonly bodyLimitBytes?: number;
   /** HF tokenizer directory or tokenizer.json for chat templates and hashing (default: the shipped Qwen one). */
   readonly tokenizer?: string;
   /** Prompt limits applied when tokenizing (too many characters: 413; too many tokens: 400). */
   readonly promptLimits?: PromptLimits;
+  /** Slow-client bounds (header, whole-request, keep-alive and idle timeouts). */
+  readonly timeouts?: HttpGuardOptions;
+  /** Most session-affinity entries kept (default 100000; the least recently used go first). */
+  readonly maxSessions?: number;
   /** One line per routing decision and per worker state change (non-interactive logging). */
   readonly log?: (line: string) => void;
   readonly decisionHistory?: number;
@@ -113,7 +118,7 @@ export interface DecisionRecord extends RoutingDecision {
   /** Filled in when the worker reports usage: the cached tokens it actually reused. */
   achieved_cached_tokens?: number;
   ttft_ms?: number;
-  status?: 'ok' | 'error' | 'aborted' | 'retried';
+  status?: 'ok' | 'error' | 'client_error' | 'aborted' | 'retried';
 }
 
 /** What the server knows about one worker, beyond the router core's view. */
@@ -125,6 +130,16 @@ export interface WorkerState {
   lastHealthError?: string;
   lastCheckMs?: number;
   checking: boolean;
+  /** Last time the worker answered anything (a request byte or a health check). */
+  lastOkAt: number;
+  /** Smoothed health-check round trip (ms), for the adaptive check timeout. */
+  healthRttMs?: number;
+  /** The check timeout now (grows after timeouts, shrinks after quick answers). */
+  healthTimeoutMs?: number;
+  /** The last health failure was a refused/reset connection (the process was gone). */
+  hardDown?: boolean;
+  /** The instance id the worker's /health reported last (restart detection). */
+  instanceId?: string;
   readonly breaker: CircuitBreaker;
   zmq?: ZmqEventSource;
   unsubscribe?: () => void;

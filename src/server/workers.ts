@@ -77,6 +77,7 @@ export class WorkerRegistry {
       healthy: true,
       healthFailures: 0,
       checking: false,
+      lastOkAt: Date.now(),
       breaker: new CircuitBreaker(this.opts.breaker),
       requests: 0,
       errors: 0,
@@ -107,6 +108,16 @@ export class WorkerRegistry {
         log: this.opts.log,
       }).start();
     }
+  }
+
+  /** The worker's process restarted: its old cache is gone (and its ZMQ events start over). */
+  workerRestarted(id: string, why: string): void {
+    const st = this.states.get(id);
+    if (!st) return;
+    this.core.resetWorkerCache(id);
+    this.metrics.inc('dynamo_lab_router_worker_cache_resets_total', 'Times a worker\'s indexed blocks were dropped (restart, lost event history)', { worker_id: id, reason: 'restart detected by health check' });
+    this.opts.log?.(`worker ${id} restarted (${why}): its indexed blocks were dropped`);
+    st.zmq?.resync();
   }
 
   /** Add a worker from a spec (admin API): the id defaults to the next free worker-N. */

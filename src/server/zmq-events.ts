@@ -50,6 +50,10 @@ export interface ZmqSourceStats {
 }
 
 const END_MARKER = -1n;
+/** Sequences this far behind the expected one are duplicates; further back is a restart. */
+const DUPLICATE_WINDOW = 1_000_000n;
+/** A forward jump larger than this is not lost batches but a bogus sequence. */
+const MAX_PLAUSIBLE_JUMP = 1_000_000_000n;
 
 function seqBytes(seq: bigint): Buffer {
   const b = Buffer.alloc(8);
@@ -139,18 +143,29 @@ export class ZmqEventSource {
       return;
     }
     if (seq < next) {
-      if (seq === 0n) {
-        // The publisher restarted (a new process numbers from 0 again): forget its old blocks.
-        this.stats.restarts++;
-        this.opts.log?.(`[zmq ${this.opts.workerId}] sequence restarted at 0 (worker restarted?): resetting its cached blocks`);
-        this.opts.onReset('publisher restarted');
-        this.nextSeq = undefined;
-        this.apply(seq, payload);
-      }
-      return; // a duplicate
+      if (seq >= next - DUPLICATE_WINDOW && seq !== 0n) return; // a duplicate (replay and live overlap)
+      // The sequence went back to 0 (a new publisher process) or far back (an earlier frame
+      // carried a bogus, far-ahead sequence): never drop what follows; start this worker over.
+      this.stats.restarts++;
+      this.opts.log?.(`[zmq ${this.opts.workerId}] sequence went back from ${next} to ${seq} (${seq === 0n ? 'worker restarted?' : 'an earlier sequence was bogus'}): resetting its cached blocks`);
+      this.opts.onReset(seq === 0n ? 'publisher restarted' : 'sequence went back');
+      this.nextSeq = undefined;
+      if (seq !== 0n && this.dealer) {
+        this.held.push({ seq, payload });
+        this.startReplay(0n, 'gap');
+      } else this.apply(seq, payload);
+      return;
     }
     // seq > next: batches were lost.
     this.stats.gaps++;
+    if (seq - next > MAX_PLAUSIBLE_JUMP) {
+      // No publisher skips this many batches: the frame's sequence is bogus. Its events are
+      // applied, but the sequence we expect stays where it was.
+      this.stats.unrecovered_gaps++;
+      this.opts.log?.(`[zmq ${this.opts.workerId}] implausible sequence ${seq} (expected ${next}): applying its events, keeping the expected sequence`);
+      this.decode(seq, payload);
+      return;
+    }
     if (this.dealer) {
       this.opts.log?.(`[zmq ${this.opts.workerId}] sequence gap: expected ${next}, got ${seq}; requesting replay from ${next}`);
       this.held.push({ seq, payload });
@@ -165,6 +180,10 @@ export class ZmqEventSource {
   private apply(seq: bigint, payload: Uint8Array): void {
     this.nextSeq = seq + 1n;
     this.stats.next_seq = this.nextSeq.toString();
+    this.decode(seq, payload);
+  }
+
+  private decode(seq: bigint, payload: Uint8Array): void {
     this.stats.batches++;
     const res = decodeVllmZmqBatch(payload, { workerId: this.opts.workerId, blockSize: this.opts.blockSize, eventIdStart: this.nextEventId });
     if (!res.ok) {
@@ -236,6 +255,16 @@ export class ZmqEventSource {
       }
       this.apply(seq, payload);
     }
+  }
+
+  /** The worker restarted (seen by a health check): replay its events from the start. */
+  resync(): void {
+    if (this.closed || !this.dealer) {
+      this.nextSeq = undefined;
+      return;
+    }
+    this.nextSeq = undefined;
+    if (!this.replaying) this.startReplay(0n, 'connect');
   }
 
   async close(): Promise<void> {

@@ -21,9 +21,9 @@ import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type S
 import { simRegistry } from './prometheus.js';
 import type { Registry } from 'prom-client';
 import { ZmqKvPublisher } from './zmq.js';
-import { HttpError, parseJsonBody, readBody } from '../base/http.js';
+import { checkJsonContentType, guardServer, HttpError, parseJsonBody, readBody, splitTarget } from '../base/http.js';
 import { listenOn } from '../base/net.js';
-import { completionPrompt, isObject, parseMaxTokens, parseMessages } from './requests.js';
+import { completionPrompt, isObject, parseMaxTokens, parseMessages, parseStop } from './requests.js';
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
@@ -41,8 +41,10 @@ export interface SimWorkerOptions
   zmq?: { pubPort: number; replayPort?: number; host?: string };
   /** One line per request (and a few lifecycle lines). Default: silent. */
   log?: (line: string) => void;
-  /** max_tokens when a request gives none (default 16, like OpenAI completions). */
+  /** max_tokens when a request gives none (default: the rest of the context, like vLLM). */
   defaultMaxTokens?: number;
+  /** The served model's context length (default 32768, Qwen2.5-1.5B-Instruct's; capped by the KV cache). */
+  maxModelLen?: number;
   /** Largest accepted request body (default 8 MiB); larger -> 413. */
   maxBodyBytes?: number;
   /** Clock of the engine (default real time). */
@@ -72,6 +74,8 @@ export interface SimWorkerStats extends EngineStats {
 }
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
+/** Qwen2.5-1.5B-Instruct's max_position_embeddings (config.json), vLLM's default max_model_len for it. */
+export const DEFAULT_MAX_MODEL_LEN = 32768;
 
 function errorBody(status: number, message: string, type: string, code: string | null): string {
   return JSON.stringify({ error: { message, type, code: code ?? (status === 404 ? 'not_found' : status >= 500 ? 'internal_error' : 'bad_request'), param: null } });
@@ -95,7 +99,11 @@ export class SimWorker {
   private readonly promptTokens?: PromptTokenSource;
   private readonly zmq?: ZmqKvPublisher;
   private readonly log: (line: string) => void;
-  private readonly defaultMaxTokens: number;
+  private readonly defaultMaxTokens?: number;
+  /** prompt + max_tokens may not exceed this (reported as max_model_len in /v1/models). */
+  readonly maxModelLen: number;
+  /** A new id per process: the router's health check notices a restart by it. */
+  readonly instanceId = randomUUID();
   private readonly maxBody: number;
   private readonly tokenText: Map<number, string>;
   private closing?: Promise<void>;
@@ -132,7 +140,8 @@ export class SimWorker {
     this.zmqEndpoint = init.zmq?.endpoint;
     this.zmqReplayEndpoint = init.zmq?.replayEndpoint;
     this.log = opts.log ?? (() => {});
-    this.defaultMaxTokens = opts.defaultMaxTokens ?? 16;
+    this.defaultMaxTokens = opts.defaultMaxTokens;
+    this.maxModelLen = Math.min(opts.maxModelLen ?? DEFAULT_MAX_MODEL_LEN, init.engine.maxSequenceTokens());
     this.maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
     this.registry = simRegistry(this.engine, { model_name: this.model, worker_id: this.id });
   }
@@ -173,8 +182,8 @@ export class SimWorker {
         const pub = zmq;
         engine.onKvEvent((ev, tokenIds) => pub.publish(ev, tokenIds));
       }
-      const server = http.createServer();
-      server.keepAliveTimeout = 5000;
+      const server = http.createServer({ maxHeaderSize: 16 * 1024 });
+      guardServer(server);
       const { port } = await listenOn(server, opts.port ?? 0, host);
       const worker = new SimWorker({ opts, server, port, host, engine, tokenizer, zmq });
       engine.onCallbackError = (err) => worker.log(`[${worker.id}] internal error: ${(err as Error)?.stack ?? err}`);
@@ -240,7 +249,10 @@ export class SimWorker {
     this.httpRequests++;
     res.setHeader('x-dynamo-lab-worker', this.id);
     this.route(req, res).catch((err: unknown) => {
-      if (err instanceof HttpError) this.sendError(res, err.status, err.message, err.type, err.code);
+      if (err instanceof HttpError) {
+        for (const [k, v] of Object.entries(err.headers)) if (!res.headersSent) res.setHeader(k, v);
+        this.sendError(res, err.status, err.message, err.type, err.code);
+      }
       else {
         this.log(`[${this.id}] internal error: ${(err as Error)?.stack ?? err}`);
         this.sendError(res, 500, `internal error: ${(err as Error)?.message ?? err}`, 'internal_error', 'internal_error');
@@ -269,13 +281,13 @@ export class SimWorker {
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '') || '/';
+    const path = splitTarget(req.url).path.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
     const routes: Record<string, Record<string, () => Promise<void> | void>> = {
       '/v1/chat/completions': { POST: () => this.generate(req, res, 'chat') },
       '/v1/completions': { POST: () => this.generate(req, res, 'completion') },
       '/v1/models': { GET: () => this.models(res) },
-      '/health': { GET: () => this.sendJson(res, 200, { status: 'ok', worker: this.id }) },
+      '/health': { GET: () => this.sendJson(res, 200, { status: 'ok', worker: this.id, instance_id: this.instanceId }) },
       '/metrics': { GET: () => this.metrics(res) },
       '/tokenize': { POST: () => this.tokenize(req, res) },
       '/detokenize': { POST: () => this.detokenize(req, res) },
@@ -285,21 +297,21 @@ export class SimWorker {
     const r = routes[path];
     if (!r) {
       req.resume();
-      throw new HttpError(404, `no route ${method} ${path}`, 'not_found_error', 'not_found');
+      throw new HttpError(404, `no route ${method} ${path.slice(0, 200)}`, 'not_found_error', 'not_found');
     }
     const h = r[method] ?? (method === 'HEAD' ? r.GET : undefined);
     if (!h) {
       req.resume();
-      res.setHeader('allow', Object.keys(r).join(', '));
-      throw new HttpError(405, `method ${method} not allowed on ${path}`, 'invalid_request_error', 'method_not_allowed');
+      throw new HttpError(405, `method ${method} not allowed on ${path}; use ${Object.keys(r).join(' or ')}`, 'invalid_request_error', 'method_not_allowed', { allow: Object.keys(r).join(', ') });
     }
+    if (method === 'POST') checkJsonContentType(req);
     await h();
   }
 
   private models(res: http.ServerResponse): void {
     this.sendJson(res, 200, {
       object: 'list',
-      data: [{ id: this.model, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'dynamo-lab', root: this.model, parent: null, max_model_len: this.engine.maxSequenceTokens() }],
+      data: [{ id: this.model, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'dynamo-lab', root: this.model, parent: null, max_model_len: this.maxModelLen }],
     });
   }
 
@@ -321,7 +333,7 @@ export class SimWorker {
     } else {
       throw new HttpError(400, 'give "prompt" (a string) or "messages"', 'invalid_request_error', 'invalid_prompt');
     }
-    this.sendJson(res, 200, { tokens, count: tokens.length, max_model_len: this.engine.maxSequenceTokens() });
+    this.sendJson(res, 200, { tokens, count: tokens.length, max_model_len: this.maxModelLen });
   }
 
   private async detokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -353,6 +365,9 @@ export class SimWorker {
 
   private async generate(req: http.IncomingMessage, res: http.ServerResponse, kind: 'chat' | 'completion'): Promise<void> {
     const body = parseJsonBody(await readBody(req, this.maxBody));
+    if (body.model !== undefined && body.model !== null && body.model !== this.model) {
+      throw new HttpError(404, `The model \`${String(body.model).slice(0, 200)}\` does not exist. This worker serves \`${this.model}\` (see GET /v1/models).`, 'invalid_request_error', 'model_not_found');
+    }
     let tokens: number[] | undefined;
     const given = req.headers['x-request-id'];
     // Tokenize once: a co-located router already tokenized this prompt and handed the ids over.
@@ -375,10 +390,22 @@ export class SimWorker {
       }
     }
     if (this.tokenText.size === 0 && !this.tokenizer) await this.tok();
-    const maxTokens = parseMaxTokens(body, this.defaultMaxTokens);
-    if (body.n !== undefined && body.n !== null && body.n !== 1) {
-      throw new HttpError(400, 'only n = 1 is supported by the simulated worker', 'invalid_request_error', 'invalid_n');
+    const given_max = parseMaxTokens(body, undefined);
+    // Like vLLM: no max_tokens means the rest of the context.
+    const maxTokens = given_max ?? this.defaultMaxTokens ?? Math.max(1, this.maxModelLen - tokens!.length);
+    if (tokens!.length + maxTokens > this.maxModelLen) {
+      throw new HttpError(
+        400,
+        `This model's maximum context length is ${this.maxModelLen} tokens. However, you requested ${tokens!.length + maxTokens} tokens (${tokens!.length} in the ${kind === 'chat' ? 'messages' : 'prompt'}, ${maxTokens} in the completion). Please reduce the length of the ${kind === 'chat' ? 'messages' : 'prompt'} or completion.`,
+        'invalid_request_error',
+        'context_length_exceeded',
+      );
     }
+    if (body.n !== undefined && body.n !== null && body.n !== 1) {
+      throw new HttpError(400, `n = ${JSON.stringify(body.n).slice(0, 40)} is not supported by the simulated worker: it returns one choice per request (n = 1); send n separate requests`, 'invalid_request_error', 'invalid_n');
+    }
+    if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new HttpError(400, '"stream" must be true or false', 'invalid_request_error', 'invalid_stream');
+    const stop = parseStop(body);
     const stream = body.stream === true;
     const streamOptions = isObject(body.stream_options) ? body.stream_options : undefined;
     const includeUsage = streamOptions?.include_usage === true;
@@ -406,8 +433,18 @@ export class SimWorker {
       prompt_tokens_details: { cached_tokens: r.cachedTokens },
     });
     let text = '';
+    let sent = 0; // chars of `text` already streamed (text that may begin a stop string is held back)
+    let stopped: string | number | undefined;
+    // Like vLLM, the chat role chunk goes out with the first token (not before prefill), in one write.
+    let rolePending = stream && kind === 'chat';
     const writeChunk = (obj: unknown) => {
-      if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`);
+      if (res.writableEnded || res.destroyed) return;
+      let out = `data: ${JSON.stringify(obj)}\n\n`;
+      if (rolePending) {
+        rolePending = false;
+        out = `data: ${JSON.stringify(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))}\n\n` + out;
+      }
+      res.write(out);
     };
     const chunk = (choice: Record<string, unknown> | null, usage?: unknown) => ({
       id: requestId,
@@ -422,9 +459,6 @@ export class SimWorker {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': requestId });
       res.flushHeaders();
     }
-    // Like vLLM, the chat role chunk goes out with the first token (not before prefill), in one write.
-    let rolePending = stream && kind === 'chat';
-
     this.inflight.add(requestId);
     res.on('close', () => {
       // Client went away before we finished: abort and free the blocks.
@@ -436,26 +470,33 @@ export class SimWorker {
       tokens,
       maxTokens,
       onToken: (tok) => {
-        const t = this.textOf(tok);
-        if (!stream) {
-          text += t;
+        if (stopped !== undefined) return;
+        if (stop.tokenIds.has(tok)) {
+          stopped = tok;
+          this.engine.abort(requestId);
           return;
         }
-        if (rolePending) {
-          rolePending = false;
-          if (!res.writableEnded && !res.destroyed) {
-            res.write(
-              `data: ${JSON.stringify(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))}\n\n` +
-                `data: ${JSON.stringify(chunk({ index: 0, delta: { content: t }, logprobs: null, finish_reason: null }))}\n\n`,
-            );
+        text += this.textOf(tok);
+        let upTo = text.length;
+        for (const s of stop.strings) {
+          const at = text.indexOf(s, Math.max(0, sent - s.length + 1));
+          if (at >= 0 && at < upTo) {
+            upTo = at;
+            stopped = s;
           }
-          return;
         }
-        writeChunk(
-          kind === 'chat'
-            ? chunk({ index: 0, delta: { content: t }, logprobs: null, finish_reason: null })
-            : chunk({ index: 0, text: t, logprobs: null, finish_reason: null }),
-        );
+        if (stopped !== undefined) text = text.slice(0, upTo);
+        else upTo = text.length - stop.holdBack(text);
+        if (stream && upTo > sent) {
+          const t = text.slice(sent, upTo);
+          sent = upTo;
+          writeChunk(
+            kind === 'chat'
+              ? chunk({ index: 0, delta: { content: t }, logprobs: null, finish_reason: null })
+              : chunk({ index: 0, text: t, logprobs: null, finish_reason: null }),
+          );
+        }
+        if (stopped !== undefined) this.engine.abort(requestId);
       },
       onDone: (r) => {
         this.inflight.delete(requestId);
@@ -463,23 +504,27 @@ export class SimWorker {
         this.log(
           `[${this.id}] request ${requestId} prefix cache hit: ${r.cachedBlocks}/${r.promptBlocks} blocks (${r.cachedTokens}/${r.promptTokens} tokens) ttft=${ttft} output=${r.completionTokens} tokens${r.preemptions ? ` preemptions=${r.preemptions}` : ''}${r.status === 'aborted' ? ' ABORTED' : ''}`,
         );
-        if (r.status === 'aborted') {
+        if (r.status === 'aborted' && stopped === undefined) {
           if (res.writableEnded || res.destroyed) return;
           if (stream) {
             writeChunk({ error: { message: 'request aborted (worker shutting down)', type: 'server_error', code: 'aborted' } });
-            res.end();
+            res.end('data: [DONE]\n\n');
           } else {
             this.sendError(res, 503, 'request aborted (worker shutting down)', 'server_error', 'aborted');
           }
           return;
         }
         const usage = usageOf(r);
+        const finish = stopped !== undefined ? 'stop' : 'length';
+        const stopReason = stopped ?? null;
         if (stream) {
+          const tail = text.slice(sent); // held back for a stop string that did not come
           writeChunk(
             kind === 'chat'
-              ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: 'length' }, usage)
-              : chunk({ index: 0, text: '', logprobs: null, finish_reason: 'length' }, usage),
+              ? chunk({ index: 0, delta: tail ? { content: tail } : {}, logprobs: null, finish_reason: finish, stop_reason: stopReason })
+              : chunk({ index: 0, text: tail, logprobs: null, finish_reason: finish, stop_reason: stopReason }),
           );
+          // vLLM: one usage chunk (empty choices) only when stream_options.include_usage is set.
           if (includeUsage) writeChunk(chunk(null, usage));
           if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
           return;
@@ -491,8 +536,8 @@ export class SimWorker {
           model,
           choices: [
             kind === 'chat'
-              ? { index: 0, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: 'length' }
-              : { index: 0, text, logprobs: null, finish_reason: 'length' },
+              ? { index: 0, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: finish, stop_reason: stopReason }
+              : { index: 0, text, logprobs: null, finish_reason: finish, stop_reason: stopReason },
           ],
           usage,
         });
