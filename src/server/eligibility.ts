@@ -195,13 +195,16 @@ export function eligibleWorkers(opts: RouterServerOptions, registry: WorkerRegis
   const snap = opts.busy ? new Map(router.snapshot().workers.map((w) => [w.id, w])) : undefined;
   let busyCount = 0;
   let downCount = 0;
+  let triedCount = 0;
   for (const st of registry.values()) {
     const id = st.ep.id;
-    if (tried.has(id)) excluded.push({ id, reason: 'tried' });
-    else if (!st.healthy) {
+    const isTried = tried.has(id);
+    if (isTried) triedCount++;
+    if (!st.healthy) {
       downCount++;
-      excluded.push({ id, reason: `down (${st.lastHealthError ?? 'health check failed'})` });
-    } else if (!st.breaker.allows(now)) {
+      excluded.push({ id, reason: `down (${st.lastHealthError ?? 'health check failed'})${isTried ? ', tried' : ''}` });
+    } else if (isTried) excluded.push({ id, reason: 'tried' });
+    else if (!st.breaker.allows(now)) {
       downCount++;
       excluded.push({ id, reason: `circuit open after ${st.breaker.consecutiveFailures} failures (retry in ${Math.ceil(st.breaker.retryInMs(now) / 1000)} s)` });
     } else {
@@ -215,7 +218,7 @@ export function eligibleWorkers(opts: RouterServerOptions, registry: WorkerRegis
   if (ids.length > 0) return { ids, excluded };
   // Nothing passes the checks, but workers that are only marked down (not tried for this request,
   // not busy) may still answer: try them rather than answer 503 (a refused connection is quick).
-  const lastResort = excluded.filter((e) => !e.reason.startsWith('tried') && !e.reason.startsWith('busy')).map((e) => e.id);
+  const lastResort = excluded.filter((e) => !tried.has(e.id) && !e.reason.startsWith('busy')).map((e) => e.id);
   if (lastResort.length > 0) {
     metrics.inc('dynamo_lab_router_last_resort_total', 'Requests sent to workers marked down because no other worker could take them');
     return { ids: lastResort, excluded: excluded.filter((e) => !lastResort.includes(e.id)) };
@@ -225,7 +228,7 @@ export function eligibleWorkers(opts: RouterServerOptions, registry: WorkerRegis
     metrics.inc('dynamo_lab_router_rejected_total', 'Requests rejected because no worker could take them', { reason: 'busy' });
     throw new HttpError(opts.overloadStatus ?? 529, `all workers are busy; retry later (${detail})`, 'server_error', 'all_workers_busy');
   }
-  if (tried.size > 0 && downCount === 0) {
+  if (triedCount > 0 && downCount === 0) {
     throw new HttpError(503, `every worker failed for this request (tried ${[...tried].join(', ')})`, 'server_error', 'all_workers_failed');
   }
   metrics.inc('dynamo_lab_router_rejected_total', 'Requests rejected because no worker could take them', { reason: 'down' });

@@ -60,19 +60,67 @@ test('the official openai client streams a chat completion from a sim worker', a
   assert.equal(usage.total_tokens, usage.prompt_tokens + 8);
 });
 
-test('streaming always carries usage (with cached_tokens) in the final chunk, even without include_usage', async () => {
-  const res = await fetch(`${worker.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ messages, max_tokens: 3, stream: true }),
-  });
-  assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
-  const body = await res.text();
-  const datas = body.split('\n\n').filter(Boolean).map((b) => b.replace(/^data: /, ''));
-  assert.equal(datas.at(-1), '[DONE]');
-  const last = JSON.parse(datas.at(-2)!);
-  assert.equal(last.choices[0].finish_reason, 'length');
-  assert.ok(last.usage.prompt_tokens_details.cached_tokens > 0, 'the prompt was seen by the previous test');
+test('streaming: one usage chunk (empty choices) exactly when stream_options.include_usage is set', async () => {
+  const sse = async (extra: Record<string, unknown>) => {
+    const res = await fetch(`${worker.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages, max_tokens: 3, stream: true, ...extra }),
+    });
+    assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
+    const datas = (await res.text()).split('\n\n').filter(Boolean).map((b) => b.replace(/^data: /, ''));
+    assert.equal(datas.at(-1), '[DONE]');
+    return datas.slice(0, -1).map((d) => JSON.parse(d) as { id: string; choices: Array<{ finish_reason: string | null }>; usage?: { prompt_tokens_details: { cached_tokens: number } } });
+  };
+  const without = await sse({});
+  assert.equal(without.filter((c) => c.usage !== undefined).length, 0, 'no usage without include_usage');
+  assert.equal(without.at(-1)!.choices[0]!.finish_reason, 'length');
+  const withUsage = await sse({ stream_options: { include_usage: true } });
+  const usageChunks = withUsage.filter((c) => c.usage !== undefined);
+  assert.equal(usageChunks.length, 1, 'exactly one usage chunk');
+  assert.deepEqual(usageChunks[0]!.choices, []);
+  assert.equal(withUsage.at(-1), usageChunks[0], 'the usage chunk comes last, before [DONE]');
+  assert.ok(usageChunks[0]!.usage!.prompt_tokens_details.cached_tokens > 0, 'the prompt was seen by the previous test');
+});
+
+test('stop strings, stop_token_ids, unknown model, default max_tokens and max_model_len follow vLLM', async () => {
+  const post = async (body: Record<string, unknown>) => {
+    const r = await fetch(`${worker.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Tell me a story.', ...body }) });
+    return { status: r.status, body: (await r.json()) as any };
+  };
+  // The sim samples tokens at random, so stop on any vowel: a few of 60 tokens surely hold one.
+  const vowels = ['a', 'e', 'i', 'o', 'u'];
+  const free = await post({ max_tokens: 60 });
+  assert.equal(free.status, 200);
+  const text: string = free.body.choices[0].text;
+  const stopped = await post({ max_tokens: 60, stop: vowels });
+  assert.equal(stopped.status, 200);
+  assert.equal(stopped.body.choices[0].finish_reason, 'stop', JSON.stringify(stopped.body));
+  assert.ok(vowels.includes(stopped.body.choices[0].stop_reason));
+  assert.ok(!vowels.some((v) => stopped.body.choices[0].text.includes(v)), `"${stopped.body.choices[0].text}" must end before the stop string`);
+  assert.ok(stopped.body.usage.completion_tokens < 60);
+  // Streaming: the text before the stop string arrives, the stop string never does.
+  const r = await fetch(`${worker.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Tell me a story.', max_tokens: 60, stop: vowels, stream: true }) });
+  const chunks = (await r.text()).split('\n\n').filter((d) => d.startsWith('data: {')).map((d) => JSON.parse(d.slice(6)) as { choices: Array<{ text: string; finish_reason: string | null }> });
+  const streamed = chunks.map((c) => c.choices[0]?.text ?? '').join('');
+  assert.ok(!vowels.some((v) => streamed.includes(v)), streamed);
+  assert.equal(chunks.at(-1)!.choices[0]!.finish_reason, 'stop');
+  // stop_token_ids: stop at the first generated token.
+  const tok = (await (await fetch(`${worker.url}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: text }) })).json()) as { tokens: number[] };
+  const byId = await post({ max_tokens: 50, stop_token_ids: tok.tokens });
+  assert.equal(byId.body.choices[0].finish_reason, 'stop');
+  assert.ok(byId.body.usage.completion_tokens < 50);
+  // Unknown model: 404 model_not_found.
+  const unknown = await post({ model: 'gpt-4o', max_tokens: 1 });
+  assert.equal(unknown.status, 404);
+  assert.equal(unknown.body.error.code, 'model_not_found');
+  // max_model_len is the model's (32768), and no max_tokens means the rest of the context.
+  const models = (await (await fetch(`${worker.url}/v1/models`)).json()) as { data: Array<{ max_model_len: number }> };
+  assert.equal(models.data[0]!.max_model_len, 32768);
+  const tooLong = await post({ max_tokens: 32768 });
+  assert.equal(tooLong.status, 400);
+  assert.match(tooLong.body.error.message, /maximum context length is 32768 tokens/);
+  assert.equal((await post({ n: 2, max_tokens: 1 })).status, 400);
 });
 
 test('non-stream chat returns usage.prompt_tokens_details.cached_tokens > 0 on a repeated prompt', async () => {
@@ -118,7 +166,11 @@ test('errors are OpenAI-shaped with the right status, and every response names t
   const post = (path: string, body: string) => fetch(`${worker.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   const cases: [Promise<Response>, number][] = [
     [post('/v1/chat/completions', '{not json'), 400],
-    [post('/v1/chat/completions', JSON.stringify({ model: 'm' })), 400],
+    [post('/v1/chat/completions', JSON.stringify({ model: 'm', messages })), 404],
+    [post('/v1/chat/completions', JSON.stringify({ max_tokens: 1 })), 400],
+    [post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: { text: 'x' } }] })), 400],
+    [post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 42 }] })), 400],
+    [fetch(`${worker.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x' }, body: '--x--' }), 415],
     [post('/v1/chat/completions', JSON.stringify({ messages: [] })), 400],
     [post('/v1/chat/completions', JSON.stringify({ messages, max_tokens: 0 })), 400],
     [post('/v1/chat/completions', JSON.stringify({ messages, max_tokens: 'ten' })), 400],
@@ -182,7 +234,7 @@ test('a client disconnect aborts the request and frees its blocks', async () => 
   const ac = new AbortController();
   const res = await fetch(`${worker.url}/v1/chat/completions`, {
     method: 'POST',
-    body: JSON.stringify({ messages: [{ role: 'user', content: 'a long answer please ' + 'word '.repeat(300) }], max_tokens: 100_000, stream: true }),
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'a long answer please ' + 'word '.repeat(300) }], stream: true }), // no max_tokens: the rest of the context
     signal: ac.signal,
   });
   const reader = res.body!.getReader();
@@ -238,29 +290,10 @@ test('startSimWorkers: ids worker-0.., distinct ports, close is idempotent', asy
 });
 
 test('startSimWorkers stops the workers it started when one fails', async () => {
-  // Hold a port, then ask for workers on [port-1, port]: the second cannot listen. Other
-  // programs on the machine take ports too: pick a held port whose lower neighbour is free.
-  const listen = (srv: net.Server, p: number) =>
-    new Promise<boolean>((resolve) => {
-      srv.once('error', () => resolve(false));
-      srv.listen(p, '127.0.0.1', () => resolve(true));
-    });
-  const close = (srv: net.Server) => new Promise<void>((r) => srv.close(() => r()));
-  let blocker = net.createServer();
-  let port = 0;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    await listen(blocker, 0);
-    port = (blocker.address() as net.AddressInfo).port;
-    const neighbour = net.createServer();
-    if (port > 1024 && (await listen(neighbour, port - 1))) {
-      await close(neighbour);
-      break;
-    }
-    await close(blocker);
-    blocker = net.createServer();
-    port = 0;
-  }
-  assert.ok(port > 0, 'no free pair of adjacent ports found');
+  // Hold a port, then ask for workers on [port-1, port]: the second cannot listen.
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  const port = (blocker.address() as net.AddressInfo).port;
   try {
     await assert.rejects(startSimWorkers(2, { basePort: port - 1, speedup: 0 }), (e: unknown) => e instanceof PortInUseError && e.port === port);
     // worker-0's port is free again.
@@ -277,11 +310,11 @@ test('startSimWorkers stops the workers it started when one fails', async () => 
 
 test('close aborts in-flight requests', async () => {
   const w = await SimWorker.start({ id: 'worker-x', speedup: 1 });
-  const p = fetch(`${w.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages, max_tokens: 100_000 }) }).then(
+  const p = fetch(`${w.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages }) }).then(
     (r) => r.status,
     () => 'network error',
   );
-  for (let i = 0; i < 1500 && w.stats().running === 0; i++) await sleep(10);
+  for (let i = 0; i < 3000 && w.stats().running < 1; i++) await sleep(10); // wait on the condition, not a fixed time
   assert.equal(w.stats().running, 1);
   await w.close();
   await w.close();
@@ -328,7 +361,10 @@ test('real-time pacing over HTTP: time to first streamed token follows the polyn
     while (!(await reader.read()).done);
     const total = performance.now() - t0;
     assert.ok(ttft >= model * 0.95, `ttft ${ttft.toFixed(1)} ms >= model ${model.toFixed(1)} ms`);
-    assert.ok(ttft < model + 150, `ttft ${ttft.toFixed(1)} ms close to model ${model.toFixed(1)} ms`);
+    // No wall-clock upper bound (it fails on a loaded machine); the pacing is checked from below
+    // and through the engine's own histogram: its one TTFT sample is at least the model's.
+    assert.equal(w.engine.ttftHistogram.count, 1);
+    assert.ok(w.engine.ttftHistogram.sum * 1000 >= model * 0.95, `engine ttft ${w.engine.ttftHistogram.sum * 1000} ms >= model ${model.toFixed(1)} ms`);
     assert.ok(total >= model + 4 * 5.9, `4 more decode steps of ~6 ms (total ${total.toFixed(1)} ms)`);
   } finally {
     await w.close();
