@@ -249,6 +249,11 @@ export class ZmqEventSource {
     this.held = [];
     for (const { seq, payload } of held) {
       if (this.nextSeq !== undefined && seq < this.nextSeq) continue;
+      if (this.nextSeq !== undefined && seq - this.nextSeq > MAX_PLAUSIBLE_JUMP) {
+        this.stats.unrecovered_gaps++;
+        this.decode(seq, payload); // a bogus sequence: its events count, the expected sequence stays
+        continue;
+      }
       if (this.nextSeq !== undefined && seq > this.nextSeq) {
         this.stats.unrecovered_gaps++;
         this.opts.log?.(`[zmq ${this.opts.workerId}] batches ${this.nextSeq}..${seq - 1n} were not replayed; continuing`);

@@ -76,7 +76,7 @@ test('round-robin alternates; /v1/models, /health and /metrics answer', async ()
   try {
     const seen: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const r = await fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }) });
+      const r = await fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'Qwen/Qwen2.5-1.5B-Instruct', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }) });
       assert.equal(r.status, 200);
       seen.push(r.headers.get('x-dynamo-lab-worker')!);
       await r.arrayBuffer();

@@ -146,3 +146,27 @@ test('through the router server: after a lost batch the worker\'s whole prefix i
     await sim!.close();
   }
 });
+
+test('sequence poisoning: one frame with sequence 2^62 does not make the source drop the real batches after it', async () => {
+  for (const withReplay of [false, true]) {
+    const pub = await FakeVllmPublisher.start();
+    const applied: RouterEvent[] = [];
+    const src = new ZmqEventSource({ workerId: 'w', endpoint: pub.endpoint, replayEndpoint: withReplay ? pub.replayEndpoint : undefined, blockSize: BS, onEvents: (e) => applied.push(...e), onReset: () => {}, resyncIdleMs: 0 }).start();
+    try {
+      await pub.waitSubscribed();
+      await src.idle();
+      await pub.publish(0n, [stored(0, null)]);
+      await waitFor(() => applied.length === 1, 'batch 0');
+      // A bogus frame far ahead (not put in the replay ring: a real publisher never sent it).
+      await pub.pub.send([Buffer.alloc(0), seqFrame(2n ** 62n), Buffer.from(encodeVllmBatch([{ type: 'AllBlocksCleared' }], 0))]);
+      await pub.publish(1n, [stored(1, 100n)]);
+      await pub.publish(2n, [stored(2, 101n)]);
+      await waitFor(() => applied.filter((e) => e.data.type === 'stored').length === 3, `batches 1 and 2 after the bogus frame (replay ${withReplay})`);
+      await src.idle();
+      assert.equal(src.stats.next_seq, '3', 'the expected sequence follows the real batches');
+    } finally {
+      await src.close();
+      await pub.close();
+    }
+  }
+});

@@ -8,6 +8,7 @@
  * `--worker id=NAME,url=URL,worker_id=N`, or by a worker whose id is that number), or none
  * (approximate mode). Interactive runs show a live dashboard; otherwise one log line per decision.
  */
+import { readFileSync } from 'node:fs';
 import chalk from 'chalk';
 import React from 'react';
 import type { Command } from '../command.js';
@@ -114,7 +115,11 @@ export const routerCommand: Command = {
     'active-prefill-tokens-threshold-frac': { type: 'string', valueName: 'x', description: 'Busy when active prefill tokens exceed x * max_num_batched_tokens (default 8192)' },
     'router-session-affinity-ttl-secs': { type: 'string', valueName: 's', default: '600', description: 'How long X-Dynamo-Session-ID / x-dynamo-lab-session pins a session to its worker (0 = off)' },
     'health-interval': { type: 'string', valueName: 's', default: '2', description: 'Seconds between GET /health checks of each worker (0 = no active checks)' },
-    'api-key': { type: 'string', valueName: 'key', description: 'Require `Authorization: Bearer <key>` on /v1/* and /admin/*' },
+    'api-key': { type: 'string', valueName: 'key', description: 'Require `Authorization: Bearer <key>` on every endpoint but /health and /metrics (prefer DYNAMO_LAB_API_KEY or --api-key-file: a flag shows in the process list)' },
+    'api-key-file': { type: 'string', valueName: 'path', description: 'Read the API key from this file (first line)' },
+    'decision-history': { type: 'string', valueName: 'n', default: '256', description: 'Routing decisions kept for /debug/decisions and the dashboard' },
+    'max-sessions': { type: 'string', valueName: 'n', default: '100000', description: 'Session-affinity entries kept (least recently used dropped first)' },
+    'max-body-bytes': { type: 'string', valueName: 'n', default: '8388608', description: 'Largest request body (and so prompt) accepted; larger ones get 413' },
     seed: { type: 'string', valueName: 'n', description: 'Seed for tie-breaks and sampling (reproducible choices)' },
     speedup: { type: 'string', valueName: 'x', description: 'With --sim: divide simulated pass times by x (0 = no delays)' },
     discover: { type: 'string', valueName: 'selector', description: 'Route to the Ready pods matching this label selector (current kube context and --namespace): port-forwards their OpenAI port and ZMQ KV-event port; KV events default to zmq' },
@@ -192,6 +197,10 @@ export const routerCommand: Command = {
     const anyBusy = Object.values(busy).some((v) => v !== undefined);
     const ttl = numberFlag(values, 'router-session-affinity-ttl-secs', (n) => n >= 0 && n <= 31_536_000, 'seconds from 0 to 31536000')!;
     const healthInterval = numberFlag(values, 'health-interval', (n) => n >= 0, 'seconds >= 0')!;
+    const decisionHistory = numberFlag(values, 'decision-history', (n) => Number.isInteger(n) && n >= 1 && n <= 100_000, 'a whole number from 1 to 100000')!;
+    const maxSessions = numberFlag(values, 'max-sessions', (n) => Number.isInteger(n) && n >= 1 && n <= 10_000_000, 'a whole number from 1 to 10000000')!;
+    const maxBody = numberFlag(values, 'max-body-bytes', (n) => Number.isInteger(n) && n >= 1024, 'a whole number of bytes >= 1024')!;
+    const apiKey = readApiKey(values['api-key'] as string | undefined, values['api-key-file'] as string | undefined, process.env);
     const speedup = numberFlag(values, 'speedup', (n) => n >= 0, 'a number >= 0');
     if (speedup !== undefined && sim === undefined) throw new UsageError('--speedup applies to simulated workers (--sim).');
     if (events.kind === 'nats') {
@@ -305,7 +314,10 @@ export const routerCommand: Command = {
           port,
           config,
           seed: values.seed !== undefined ? Number(values.seed) : undefined,
-          apiKey: values['api-key'] as string | undefined,
+          apiKey,
+          decisionHistory,
+          maxSessions,
+          bodyLimitBytes: maxBody,
           events: events.kind,
           nats: events.nats ? { servers: events.nats, namespace: values['nats-namespace'] as string, component: values['nats-component'] as string } : undefined,
           busy: anyBusy ? busy : undefined,
@@ -338,7 +350,7 @@ export const routerCommand: Command = {
         ink = render(view(), { exitOnCtrlC: false });
         timer = setInterval(() => ink!.rerender(view()), 500);
       } else {
-        say(chalk.green(`router listening on ${s.url}  (mode ${mode}, block size ${blockSize}, events ${events.kind}${events.nats ? ` ${events.nats.join(',')}` : ''})`));
+        say(chalk.green(`router listening on ${s.url}  (mode ${mode}, block size ${blockSize}, events ${events.kind}${events.nats ? ` ${events.nats.join(',')}` : ''}${apiKey ? ', API key required' : ''})`));
         for (const w of workers) {
           say(`  ${w.id}  ${w.url}${w.zmq ? `  kv-events ${w.zmq}` : ''}${w.replay ? ` replay ${w.replay}` : ''}${w.dynamoWorkerId ? `  worker_id ${w.dynamoWorkerId}` : ''}`);
         }
@@ -365,3 +377,20 @@ export const routerCommand: Command = {
     return 0;
   },
 };
+
+/** The API key from --api-key, --api-key-file or DYNAMO_LAB_API_KEY (never printed). */
+function readApiKey(flag: string | undefined, file: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (flag !== undefined && file !== undefined) throw new UsageError('give the API key once: --api-key or --api-key-file, not both.');
+  let key = flag;
+  if (file !== undefined) {
+    try {
+      key = readFileSync(file, 'utf8').split(/\r?\n/)[0]!.trim();
+    } catch (err) {
+      throw new UserError(`cannot read --api-key-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'Give a readable file whose first line is the key.');
+    }
+    if (!key) throw new UsageError(`--api-key-file ${file} is empty: its first line must be the key.`);
+  }
+  key ??= env.DYNAMO_LAB_API_KEY || undefined;
+  if (key !== undefined && key.length === 0) throw new UsageError('--api-key is empty.');
+  return key;
+}
