@@ -2,7 +2,7 @@
  * HTTP JSON helpers shared by the router server and the simulated worker: body reading with a
  * size limit, JSON body parsing and OpenAI-shaped errors (`{"error":{"message","type","code"}}`).
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 export class HttpError extends Error {
@@ -105,6 +105,14 @@ export interface HttpGuardOptions {
 }
 
 /**
+ * Options for http.createServer: the header/request timeouts only take effect through the
+ * constructor (its connection check runs every second instead of Node's default 30 s).
+ */
+export function guardedServerOptions(o: HttpGuardOptions = {}): ServerOptions {
+  return { maxHeaderSize: 16 * 1024, headersTimeout: o.headersTimeoutMs ?? 10_000, requestTimeout: o.requestTimeoutMs ?? 60_000, connectionsCheckingInterval: 1000, keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000 };
+}
+
+/**
  * Timeouts that bound slow clients, and OpenAI-shaped JSON for what Node's HTTP parser rejects
  * (bad request line, oversized headers -> 431, header/request timeouts -> 408) instead of an
  * empty non-JSON answer.
@@ -114,8 +122,6 @@ export function guardServer(server: Server, o: HttpGuardOptions = {}): void {
   server.requestTimeout = o.requestTimeoutMs ?? 60_000;
   server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 5_000;
   server.setTimeout(o.idleTimeoutMs ?? 120_000, (socket) => socket.destroy());
-  // The check that enforces headersTimeout/requestTimeout runs this often (Node's default is 30 s).
-  (server as Server & { connectionsCheckingInterval?: number }).connectionsCheckingInterval = 1000;
   server.on('clientError', (err: NodeJS.ErrnoException & { bytesParsed?: number; rawPacket?: Buffer }, socket: Socket) => {
     if (!socket.writable || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
       socket.destroy();

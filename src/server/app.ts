@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request } from 'undici';
-import { checkJsonContentType, decodePathSegment, guardServer, HttpError, methodNotAllowed, parseJsonBody, readBody, sendError, sendJson, splitTarget } from '../base/http.js';
+import { checkJsonContentType, guardedServerOptions, decodePathSegment, guardServer, HttpError, methodNotAllowed, parseJsonBody, readBody, sendError, sendJson, splitTarget } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { publishGauges, workersView } from './observability.js';
 import { proxyCompletion } from './proxy.js';
@@ -13,7 +13,7 @@ import { workerSpecFromObject, WorkerSpecError, type WorkerSpec } from './worker
 
 /** An http.Server answering with the app; errors become OpenAI-shaped JSON (503/529 with retry-after). */
 export function createApp(ctx: ServerContext): Server {
-  const server = createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+  const server = createServer(guardedServerOptions(ctx.opts.timeouts), (req, res) => {
     handle(ctx, req, res).catch((err) => {
       const headers: Record<string, string> = {};
       if (err instanceof HttpError && (err.status === 529 || err.status === 503)) headers['retry-after'] = '1';

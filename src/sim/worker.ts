@@ -21,7 +21,7 @@ import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type S
 import { simRegistry } from './prometheus.js';
 import type { Registry } from 'prom-client';
 import { ZmqKvPublisher } from './zmq.js';
-import { checkJsonContentType, guardServer, HttpError, parseJsonBody, readBody, splitTarget } from '../base/http.js';
+import { checkJsonContentType, guardedServerOptions, guardServer, HttpError, parseJsonBody, readBody, splitTarget } from '../base/http.js';
 import { listenOn } from '../base/net.js';
 import { completionPrompt, isObject, parseMaxTokens, parseMessages, parseStop } from './requests.js';
 
@@ -182,7 +182,7 @@ export class SimWorker {
         const pub = zmq;
         engine.onKvEvent((ev, tokenIds) => pub.publish(ev, tokenIds));
       }
-      const server = http.createServer({ maxHeaderSize: 16 * 1024 });
+      const server = http.createServer(guardedServerOptions());
       guardServer(server);
       const { port } = await listenOn(server, opts.port ?? 0, host);
       const worker = new SimWorker({ opts, server, port, host, engine, tokenizer, zmq });

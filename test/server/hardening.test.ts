@@ -247,16 +247,18 @@ test('slow clients are cut off: unfinished headers and a stalled body', async ()
   try {
     const closed = (bytes: string) =>
       new Promise<string>((resolve) => {
-        const s = net.connect(router.port, '127.0.0.1', () => s.write(bytes));
+        const s = net.connect(router.port, '127.0.0.1', () => bytes && s.write(bytes));
         let out = '';
         s.on('data', (d) => (out += d.toString()));
         s.on('close', () => resolve(out));
         s.on('error', () => {});
       });
-    const [headers, body] = await Promise.all([
+    const [nothing, headers, body] = await Promise.all([
+      closed(''),
       closed('GET /health HTTP/1.1\r\nHost: x\r\n'),
       closed('POST /v1/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"prompt":'),
     ]);
+    assert.match(nothing, /^(HTTP\/1\.1 408|)/, 'a connection that sends nothing is closed');
     assert.match(headers, /^HTTP\/1\.1 408 [\s\S]*"code":"request_timeout"/);
     assert.match(body, /^HTTP\/1\.1 408/);
   } finally {

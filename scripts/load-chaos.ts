@@ -1,0 +1,429 @@
+/**
+ * Load and fault runs against the router, on loopback only, bounded in count and time. Workers
+ * and the router run as separate processes (the CLI), so a worker can be SIGKILLed and the
+ * router's memory read from /proc.
+ *
+ *   npm run bench:load    streams (2,000 concurrent, the router's added p99) and memory
+ *                         (RSS after 1,000 vs 10,000 requests)
+ *   npm run test:chaos    all of the above plus: worker SIGKILL mid-run, concurrency 300 on a
+ *                         loaded machine (no 503), 20,000 fuzzed requests (no 5xx), slow
+ *                         clients (closed), restart re-admission time
+ *
+ * Options: --json (figures as one JSON line on stdout), --only <phase,...>, --scale <x> (counts
+ * times x, e.g. 0.1 for a quick look). Each phase prints its figures and whether it met its line
+ * of the issue; the exit code is 1 when a chaos check failed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { Agent, request } from 'undici';
+
+const argv = process.argv.slice(2);
+const arg = (name: string, def: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
+};
+const SUITE = arg('suite', 'chaos');
+const JSON_OUT = argv.includes('--json');
+const SCALE = Number(arg('scale', '1'));
+const ALL = SUITE === 'load' ? ['streams', 'memory'] : ['streams', 'kill', 'c300', 'fuzz', 'slow', 'memory'];
+const ONLY = arg('only', '') ? arg('only', '').split(',') : ALL;
+const n = (x: number) => Math.max(1, Math.round(x * SCALE));
+
+const fromTs = import.meta.url.endsWith('.ts');
+const CLI = fileURLToPath(new URL(fromTs ? '../src/cli/main.ts' : '../src/cli/main.js', import.meta.url));
+const NODE_ARGS = fromTs ? ['--import', 'tsx', CLI] : [CLI];
+const MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
+const say = (s: string) => process.stderr.write(s + '\n');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Child {
+  proc: ChildProcess;
+  firstLine: Promise<string>;
+}
+const children = new Set<ChildProcess>();
+
+function startCli(args: string[]): Child {
+  const proc = spawn(process.execPath, [...NODE_ARGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true', FORCE_COLOR: '0' } });
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  let out = '';
+  let err = '';
+  const firstLine = new Promise<string>((resolve, reject) => {
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve(out.slice(0, nl));
+    });
+    proc.stderr!.on('data', (d) => {
+      err += d;
+      if (err.length > 20_000) err = err.slice(-10_000);
+    });
+    proc.once('exit', (code) => reject(new Error(`dynamo-lab ${args.join(' ')} exited with ${code}:\n${err.slice(-2000)}`)));
+  });
+  firstLine.catch(() => {});
+  return { proc, firstLine };
+}
+
+async function stop(c: Child | undefined): Promise<void> {
+  if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+  const exited = new Promise((r) => c.proc.once('exit', r));
+  c.proc.kill('SIGTERM');
+  await Promise.race([exited, sleep(5000)]);
+  if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+}
+
+interface SimInfo {
+  id: string;
+  url: string;
+  zmq: string | null;
+  zmq_replay: string | null;
+}
+
+async function startSim(args: string[]): Promise<{ child: Child; workers: SimInfo[] }> {
+  const child = startCli(['sim', '--json', '--quiet', ...args]);
+  return { child, workers: JSON.parse(await child.firstLine) as SimInfo[] };
+}
+
+async function startRouter(workers: SimInfo[], extra: string[] = []): Promise<{ child: Child; url: string }> {
+  const specs = workers.flatMap((w, i) => ['--worker', `id=worker-${i},url=${w.url}${w.zmq ? `,zmq=${w.zmq}` : ''}${w.zmq_replay ? `,replay=${w.zmq_replay}` : ''}`]);
+  const events = workers[0]?.zmq ? ['--events', 'zmq'] : ['--events', 'none'];
+  const child = startCli(['router', '--json', '--port', '0', ...events, ...specs, ...extra]);
+  return { child, url: (JSON.parse(await child.firstLine) as { url: string }).url };
+}
+
+function pct(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+const r1 = (x: number) => Math.round(x * 10) / 10;
+
+function procMem(pid: number): { rss_mib: number; hwm_mib: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+  return { rss_mib: r1(kb('VmRSS') / 1024), hwm_mib: r1(kb('VmHWM') / 1024) };
+}
+
+interface StreamOutcome {
+  status: number;
+  firstByteMs: number;
+  totalMs: number;
+  done: boolean;
+  sseError: boolean;
+  events: number;
+  worker: string | null;
+}
+
+/** One streaming request; classifies how it ended. */
+async function streamOnce(agent: Agent, url: string, body: string): Promise<StreamOutcome> {
+  const t0 = performance.now();
+  try {
+    const r = await request(`${url}/v1/completions`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent, headersTimeout: 300_000, bodyTimeout: 300_000 });
+    let text = '';
+    let first = 0;
+    for await (const c of r.body) {
+      if (first === 0) first = performance.now();
+      text += c.toString();
+    }
+    const events = text.split('\n\n').filter(Boolean);
+    return {
+      status: r.statusCode,
+      firstByteMs: (first || performance.now()) - t0,
+      totalMs: performance.now() - t0,
+      done: events.at(-1) === 'data: [DONE]',
+      sseError: events.some((e) => e.startsWith('data: {"error"')),
+      events: events.length,
+      worker: (r.headers['x-dynamo-lab-worker'] as string | undefined) ?? null,
+    };
+  } catch {
+    return { status: 0, firstByteMs: NaN, totalMs: performance.now() - t0, done: false, sseError: false, events: 0, worker: null };
+  }
+}
+
+function promptBody(i: number, maxTokens: number, stream: boolean, distinct = 64): string {
+  return JSON.stringify({ model: MODEL, prompt: `Request family ${i % distinct}: ${'the quick brown fox jumps over the lazy dog '.repeat(20)} #${i}`, max_tokens: maxTokens, stream });
+}
+
+async function pool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= count) return;
+        out[i] = await fn(i);
+      }
+    }),
+  );
+  return out;
+}
+
+const figures: Record<string, unknown> = { load_before: os.loadavg().map(r1) };
+let failed = false;
+function report(phase: string, fig: Record<string, unknown>, ok: boolean, line: string): void {
+  figures[phase] = { ...fig, ok };
+  if (!ok) failed = true;
+  say(`${ok ? 'PASS' : 'FAIL'} ${phase}: ${line}  ${JSON.stringify(fig)}  (load ${os.loadavg().map(r1).join(' ')})`);
+}
+
+// ------------------------------------------------------------------------------------ phases
+
+/** 2,000 concurrent streams through the router: none lost, cut or duplicated; the router's added p99. */
+async function streams(): Promise<void> {
+  const N = n(2000);
+  const sim = await startSim(['--workers', '8', '--port', '0', '--speedup', '1']);
+  const router = await startRouter(sim.workers);
+  const agent = new Agent({ connections: N + 16, pipelining: 0 });
+  try {
+    const run = async (target: (i: number) => string) => {
+      const t0 = performance.now();
+      const out = await pool(N, N, (i) => streamOnce(agent, target(i), promptBody(i, 16, true)));
+      return { out, wall: performance.now() - t0 };
+    };
+    const via = await run(() => router.url);
+    const direct = await run((i) => sim.workers[i % sim.workers.length]!.url);
+    const lost = via.out.filter((o) => o.status !== 200 || !o.done || o.sseError).length;
+    const p99Via = pct(via.out.map((o) => o.totalMs), 99);
+    const p99Direct = pct(direct.out.map((o) => o.totalMs), 99);
+    const ttftVia = pct(via.out.map((o) => o.firstByteMs), 99);
+    const ttftDirect = pct(direct.out.map((o) => o.firstByteMs), 99);
+    report(
+      'streams',
+      {
+        streams: N,
+        lost,
+        p50_ms_router: r1(pct(via.out.map((o) => o.totalMs), 50)),
+        p50_ms_direct: r1(pct(direct.out.map((o) => o.totalMs), 50)),
+        p99_ms_router: r1(p99Via),
+        p99_ms_direct: r1(p99Direct),
+        router_added_p99_ms: r1(p99Via - p99Direct),
+        router_added_p99_first_byte_ms: r1(ttftVia - ttftDirect),
+        router_rss_mib: procMem(router.child.proc.pid!).rss_mib,
+      },
+      lost === 0,
+      `${N} concurrent streams, ${lost} lost`,
+    );
+  } finally {
+    await agent.close();
+    await stop(router.child);
+    await stop(sim.child);
+  }
+}
+
+/** SIGKILL a worker mid-run: 0 errors before the first byte; every in-flight stream on it ends with an SSE error and [DONE]. */
+async function kill(): Promise<void> {
+  const sims = await Promise.all([0, 1, 2, 3].map(() => startSim(['--workers', '1', '--port', '0', '--zmq-port', '0', '--replay-port', '0', '--speedup', '1'])));
+  const infos = sims.map((s) => s.workers[0]!);
+  const router = await startRouter(infos, ['--mode', 'round-robin']);
+  const agent = new Agent({ connections: 256, pipelining: 0 });
+  let revived: Child | undefined;
+  try {
+    const N = n(600);
+    // Long streams (~64 tokens at real-time pacing) so the kill lands while many are in flight.
+    const running = pool(N, 120, (i) => streamOnce(agent, router.url, promptBody(i, 64, true)));
+    const t0 = Date.now();
+    for (;;) {
+      const v = (await (await fetch(`${router.url}/debug/workers`)).json()) as { workers: Array<{ id: string; active_requests: number }> };
+      if ((v.workers.find((w) => w.id === 'worker-1')?.active_requests ?? 0) >= 10 || Date.now() - t0 > 60_000) break;
+      await sleep(50);
+    }
+    sims[1]!.child.proc.kill('SIGKILL');
+    const killedAt = Date.now();
+    // Restart the worker on the same ports once it is gone, and time its re-admission.
+    await new Promise((r) => sims[1]!.child.proc.once('exit', r));
+    const port = (u: string | null) => (u ? String(new URL(u.replace('tcp://', 'http://')).port) : '0');
+    const restart = startCli(['sim', '--json', '--quiet', '--workers', '1', '--port', port(infos[1]!.url), '--zmq-port', port(infos[1]!.zmq), '--replay-port', port(infos[1]!.zmq_replay), '--speedup', '1']);
+    revived = restart;
+    await restart.firstLine;
+    const upAt = Date.now();
+    let readmitMs = NaN;
+    let cachedAfter = NaN;
+    for (;;) {
+      const v = (await (await fetch(`${router.url}/debug/workers`)).json()) as { workers: Array<{ id: string; healthy: boolean; cached_blocks: number }> };
+      const w1 = v.workers.find((w) => w.id === 'worker-1')!;
+      if (w1.healthy) {
+        readmitMs = Date.now() - upAt;
+        cachedAfter = w1.cached_blocks;
+        break;
+      }
+      if (Date.now() - upAt > 30_000) break;
+      await sleep(25);
+    }
+    const out = await running;
+    const beforeFirstByte = out.filter((o) => o.status !== 200).length;
+    const onKilled = out.filter((o) => o.worker === 'worker-1' && o.status === 200);
+    const cut = out.filter((o) => o.status === 200 && !o.done).length;
+    const endedBySseError = out.filter((o) => o.status === 200 && o.sseError && o.done).length;
+    report(
+      'kill',
+      { requests: N, errors_before_first_byte: beforeFirstByte, streams_on_killed_worker: onKilled.length, ended_by_sse_error: endedBySseError, bare_cuts: cut, kill_after_ms: killedAt - t0, readmitted_ms_after_restart: readmitMs, cached_blocks_at_readmission: cachedAfter },
+      beforeFirstByte === 0 && cut === 0 && endedBySseError > 0 && readmitMs <= 2000,
+      `SIGKILL mid-run: ${beforeFirstByte} errors before the first byte, ${endedBySseError} in-flight streams ended by an SSE error, ${cut} bare cuts, re-admitted ${readmitMs} ms after restart`,
+    );
+  } finally {
+    await agent.close();
+    await stop(router.child);
+    await stop(revived);
+    await Promise.all(sims.map((s) => stop(s.child)));
+  }
+}
+
+/** 3,000 requests at concurrency 300 with default health checks: no 503. */
+async function c300(): Promise<void> {
+  const sim = await startSim(['--workers', '8', '--port', '0', '--speedup', '1']);
+  const router = await startRouter(sim.workers);
+  const agent = new Agent({ connections: 320, pipelining: 0 });
+  // Keep the machine loaded: one busy-loop process per core for the phase.
+  const burners = os.cpus().map(() => spawn(process.execPath, ['-e', 'const end=Date.now()+600000;while(Date.now()<end){}'], { stdio: 'ignore' }));
+  try {
+    const N = n(3000);
+    const out = await pool(N, 300, (i) => streamOnce(agent, router.url, promptBody(i, 8, i % 2 === 0)));
+    const by = new Map<number, number>();
+    for (const o of out) by.set(o.status, (by.get(o.status) ?? 0) + 1);
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    const downs = [...metrics.matchAll(/dynamo_lab_router_worker_health_transitions_total\{to="down"[^}]*\} (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+    report('c300', { requests: N, concurrency: 300, statuses: Object.fromEntries(by), status_503: by.get(503) ?? 0, health_downs: downs, burners: burners.length }, (by.get(503) ?? 0) === 0 && (by.get(200) ?? 0) === N, `${by.get(503) ?? 0} x 503 at concurrency 300`);
+  } finally {
+    for (const b of burners) b.kill('SIGKILL');
+    await agent.close();
+    await stop(router.child);
+    await stop(sim.child);
+  }
+}
+
+/** 20,000 fuzzed requests: no 5xx. */
+async function fuzz(): Promise<void> {
+  const sim = await startSim(['--workers', '2', '--port', '0', '--speedup', '0']);
+  const router = await startRouter(sim.workers);
+  const agent = new Agent({ connections: 64, pipelining: 0 });
+  try {
+    const any = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.integer()), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 2 }));
+    const valid = fc.record({ model: fc.constant(MODEL), messages: fc.constant([{ role: 'user', content: 'hello there' }]), prompt: fc.string({ minLength: 1, maxLength: 30 }), max_tokens: fc.integer({ min: 1, max: 4 }), stream: fc.boolean() });
+    const fields = ['none', 'model', 'messages', 'prompt', 'max_tokens', 'stream', 'stream_options', 'stop', 'stop_token_ids', 'n', 'nvext', 'content', 'logprobs', 'temperature'];
+    const gen = fc.oneof(
+      { weight: 8, arbitrary: fc.tuple(valid, fc.constantFrom(...fields), any).map(([b, k, v]) => JSON.stringify(k === 'none' ? b : k === 'content' ? { ...b, messages: [{ role: 'user', content: v }] } : { ...b, [k]: v })) },
+      { weight: 1, arbitrary: fc.string({ maxLength: 60 }) },
+      { weight: 1, arbitrary: any.map((v) => JSON.stringify(v)) },
+    );
+    const N = n(20_000);
+    const bodies = fc.sample(fc.tuple(fc.constantFrom('/v1/chat/completions', '/v1/completions', '/v1/models', '/admin/workers', '/debug/decisions', '//', '/v1/chat/completions/'), gen), { numRuns: N, seed: 2026 });
+    const by = new Map<number, number>();
+    const examples: string[] = [];
+    await pool(N, 48, async (i) => {
+      const [path, body] = bodies[i]!;
+      const method = i % 17 === 0 ? 'PUT' : i % 13 === 0 ? 'GET' : 'POST';
+      try {
+        const r = await request(`${router.url}${path}`, { method, body: method === 'GET' ? undefined : body, headers: { 'content-type': i % 29 === 0 ? 'text/csv' : 'application/json' }, dispatcher: agent, headersTimeout: 60_000, bodyTimeout: 60_000 });
+        const text = await r.body.text();
+        by.set(r.statusCode, (by.get(r.statusCode) ?? 0) + 1);
+        if (r.statusCode >= 500 && examples.length < 5) examples.push(`${r.statusCode} ${method} ${path} ${body.slice(0, 120)} -> ${text.slice(0, 160)}`);
+      } catch (err) {
+        by.set(0, (by.get(0) ?? 0) + 1);
+        if (examples.length < 5) examples.push(`network error ${(err as Error).message}`);
+      }
+    });
+    const fivexx = [...by].filter(([s]) => s >= 500 || s === 0).reduce((a, [, c]) => a + c, 0);
+    report('fuzz', { requests: N, statuses: Object.fromEntries(by), status_5xx: fivexx, examples }, fivexx === 0, `${N} fuzzed requests, ${fivexx} x 5xx`);
+  } finally {
+    await agent.close();
+    await stop(router.child);
+    await stop(sim.child);
+  }
+}
+
+/** 200 half-open connections (nothing sent, or headers never finished, or a stalled body): all closed by the router. */
+async function slow(): Promise<void> {
+  const sim = await startSim(['--workers', '1', '--port', '0', '--speedup', '0']);
+  const router = await startRouter(sim.workers);
+  const port = Number(new URL(router.url).port);
+  try {
+    const N = n(200);
+    const t0 = Date.now();
+    const closedAt = await Promise.all(
+      Array.from({ length: N }, (_, i) =>
+        new Promise<number>((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => {
+            if (i % 3 === 1) s.write('GET /health HTTP/1.1\r\nHost: x\r\n');
+            if (i % 3 === 2) s.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"prompt":');
+          });
+          s.on('error', () => {});
+          s.on('close', () => resolve(Date.now() - t0));
+          setTimeout(() => {
+            s.destroy();
+            resolve(NaN);
+          }, 75_000).unref();
+        }),
+      ),
+    );
+    const closed = closedAt.filter((x) => Number.isFinite(x));
+    report('slow', { connections: N, closed_by_router: closed.length, max_close_s: r1(Math.max(...closed) / 1000), median_close_s: r1(pct(closed, 50) / 1000) }, closed.length === N, `${closed.length}/${N} slow connections closed within 75 s`);
+  } finally {
+    await stop(router.child);
+    await stop(sim.child);
+  }
+}
+
+/** Router RSS after 1,000 and after 10,000 requests (distinct prompts and sessions). */
+async function memory(): Promise<void> {
+  const sim = await startSim(['--workers', '4', '--port', '0', '--speedup', '0']);
+  const router = await startRouter(sim.workers);
+  const agent = new Agent({ connections: 64, pipelining: 0 });
+  const pid = router.child.proc.pid!;
+  try {
+    const idle = procMem(pid);
+    const send = (from: number, to: number) =>
+      pool(to - from, 32, async (k) => {
+        const i = from + k;
+        const r = await request(`${router.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: MODEL, prompt: `session ${i} ${'lorem ipsum dolor sit amet '.repeat(30)} ${i}`, max_tokens: 4, stream: i % 2 === 0 }), headers: { 'content-type': 'application/json', 'x-dynamo-session-id': `s-${i}` }, dispatcher: agent });
+        await r.body.dump();
+      });
+    await send(0, n(1000));
+    await sleep(500);
+    const at1k = procMem(pid);
+    await send(n(1000), n(10_000));
+    await sleep(500);
+    const at10k = procMem(pid);
+    const ratio = Math.round((at10k.rss_mib / at1k.rss_mib) * 100) / 100;
+    report('memory', { idle_rss_mib: idle.rss_mib, rss_after_1k_mib: at1k.rss_mib, rss_after_10k_mib: at10k.rss_mib, hwm_after_10k_mib: at10k.hwm_mib, ratio_10k_over_1k: ratio }, ratio <= 1.3, `RSS after 10,000 requests is ${ratio}x RSS after 1,000`);
+  } finally {
+    await agent.close();
+    await stop(router.child);
+    await stop(sim.child);
+  }
+}
+
+const PHASES: Record<string, () => Promise<void>> = { streams, kill, c300, fuzz, slow, memory };
+
+async function main(): Promise<void> {
+  const cleanup = () => {
+    for (const c of children) c.kill('SIGKILL');
+  };
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  say(`${SUITE === 'load' ? 'bench:load' : 'test:chaos'}: phases ${ONLY.join(', ')} (scale ${SCALE}); loopback only; load average ${os.loadavg().map(r1).join(' ')}`);
+  try {
+    for (const p of ONLY) {
+      const fn = PHASES[p];
+      if (!fn) throw new Error(`unknown phase ${p} (known: ${Object.keys(PHASES).join(', ')})`);
+      try {
+        await fn();
+      } catch (err) {
+        report(p, { error: (err as Error).message.slice(0, 500) }, false, 'the phase did not run to the end');
+      }
+    }
+  } finally {
+    cleanup();
+  }
+  figures.load_after = os.loadavg().map(r1);
+  if (JSON_OUT) process.stdout.write(JSON.stringify(figures) + '\n');
+  process.exit(failed && SUITE !== 'load' ? 1 : 0);
+}
+
+void main();
