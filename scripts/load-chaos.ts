@@ -10,7 +10,7 @@
  *                         clients (closed), restart re-admission time
  *
  * Options: --json (figures as one JSON line on stdout), --only <phase,...>, --scale <x> (counts
- * times x, e.g. 0.1 for a quick look). Each phase prints its figures and whether it met its line
+ * times x, e.g. 0.1 for a quick look), --burn (c300: one busy-loop process per core on top). Each phase prints its figures and whether it met its line
  * of the issue; the exit code is 1 when a chaos check failed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -118,6 +118,9 @@ interface StreamOutcome {
   worker: string | null;
 }
 
+/** Streams that have received a token and not ended, per worker. */
+const streamingOn = new Map<string, number>();
+
 /** One streaming request; classifies how it ended. */
 async function streamOnce(agent: Agent, url: string, body: string): Promise<StreamOutcome> {
   const t0 = performance.now();
@@ -125,9 +128,19 @@ async function streamOnce(agent: Agent, url: string, body: string): Promise<Stre
     const r = await request(`${url}/v1/completions`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent, headersTimeout: 300_000, bodyTimeout: 300_000 });
     let text = '';
     let first = 0;
-    for await (const c of r.body) {
-      if (first === 0) first = performance.now();
-      text += c.toString();
+    const w = (r.headers['x-dynamo-lab-worker'] as string | undefined) ?? '';
+    let counted = false;
+    try {
+      for await (const c of r.body) {
+        if (first === 0) first = performance.now();
+        text += c.toString();
+        if (!counted && text.includes('"text":"')) {
+          counted = true; // a token has arrived: the stream is in flight
+          streamingOn.set(w, (streamingOn.get(w) ?? 0) + 1);
+        }
+      }
+    } finally {
+      if (counted) streamingOn.set(w, streamingOn.get(w)! - 1);
     }
     const events = text.split('\n\n').filter(Boolean);
     return {
@@ -224,14 +237,12 @@ async function kill(): Promise<void> {
   let revived: Child | undefined;
   try {
     const N = n(600);
-    // Long streams (~64 tokens at real-time pacing) so the kill lands while many are in flight.
-    const running = pool(N, 120, (i) => streamOnce(agent, router.url, promptBody(i, 64, true)));
+    // Long streams (~256 tokens at real-time pacing) so the kill lands while many are in flight.
+    const running = pool(N, 120, (i) => streamOnce(agent, router.url, promptBody(i, 256, true)));
     const t0 = Date.now();
-    for (;;) {
-      const v = (await (await fetch(`${router.url}/debug/workers`)).json()) as { workers: Array<{ id: string; active_requests: number }> };
-      if ((v.workers.find((w) => w.id === 'worker-1')?.active_requests ?? 0) >= 10 || Date.now() - t0 > 60_000) break;
-      await sleep(50);
-    }
+    // Kill worker-1 while streams on it are past their first token.
+    while ((streamingOn.get('worker-1') ?? 0) < Math.min(10, Math.ceil(N / 8)) && Date.now() - t0 < 60_000) await sleep(20);
+    const inFlightAtKill = streamingOn.get('worker-1') ?? 0;
     sims[1]!.child.proc.kill('SIGKILL');
     const killedAt = Date.now();
     // Restart the worker on the same ports once it is gone, and time its re-admission.
@@ -243,15 +254,20 @@ async function kill(): Promise<void> {
     const upAt = Date.now();
     let readmitMs = NaN;
     let cachedAfter = NaN;
+    let lastView = '';
     for (;;) {
       const v = (await (await fetch(`${router.url}/debug/workers`)).json()) as { workers: Array<{ id: string; healthy: boolean; cached_blocks: number }> };
       const w1 = v.workers.find((w) => w.id === 'worker-1')!;
+      lastView = JSON.stringify(w1);
       if (w1.healthy) {
         readmitMs = Date.now() - upAt;
         cachedAfter = w1.cached_blocks;
         break;
       }
-      if (Date.now() - upAt > 30_000) break;
+      if (Date.now() - upAt > 30_000) {
+        say(`worker-1 not re-admitted: ${lastView}`);
+        break;
+      }
       await sleep(25);
     }
     const out = await running;
@@ -261,7 +277,7 @@ async function kill(): Promise<void> {
     const endedBySseError = out.filter((o) => o.status === 200 && o.sseError && o.done).length;
     report(
       'kill',
-      { requests: N, errors_before_first_byte: beforeFirstByte, streams_on_killed_worker: onKilled.length, ended_by_sse_error: endedBySseError, bare_cuts: cut, kill_after_ms: killedAt - t0, readmitted_ms_after_restart: readmitMs, cached_blocks_at_readmission: cachedAfter },
+      { requests: N, errors_before_first_byte: beforeFirstByte, streaming_on_killed_worker_at_kill: inFlightAtKill, streams_on_killed_worker: onKilled.length, ended_by_sse_error: endedBySseError, bare_cuts: cut, kill_after_ms: killedAt - t0, readmitted_ms_after_restart: readmitMs, cached_blocks_at_readmission: cachedAfter },
       beforeFirstByte === 0 && cut === 0 && endedBySseError > 0 && readmitMs <= 2000,
       `SIGKILL mid-run: ${beforeFirstByte} errors before the first byte, ${endedBySseError} in-flight streams ended by an SSE error, ${cut} bare cuts, re-admitted ${readmitMs} ms after restart`,
     );
@@ -278,8 +294,8 @@ async function c300(): Promise<void> {
   const sim = await startSim(['--workers', '8', '--port', '0', '--speedup', '1']);
   const router = await startRouter(sim.workers);
   const agent = new Agent({ connections: 320, pipelining: 0 });
-  // Keep the machine loaded: one busy-loop process per core for the phase.
-  const burners = os.cpus().map(() => spawn(process.execPath, ['-e', 'const end=Date.now()+600000;while(Date.now()<end){}'], { stdio: 'ignore' }));
+  // With --burn, load the machine further: one busy-loop process per core for the phase.
+  const burners = (argv.includes('--burn') ? os.cpus() : []).map(() => spawn(process.execPath, ['-e', 'const end=Date.now()+600000;while(Date.now()<end){}'], { stdio: 'ignore' }));
   try {
     const N = n(3000);
     const out = await pool(N, 300, (i) => streamOnce(agent, router.url, promptBody(i, 8, i % 2 === 0)));
@@ -352,6 +368,7 @@ async function slow(): Promise<void> {
             if (i % 3 === 2) s.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"prompt":');
           });
           s.on('error', () => {});
+          s.on('data', () => {}); // read, so the router's FIN is seen
           s.on('close', () => resolve(Date.now() - t0));
           setTimeout(() => {
             s.destroy();

@@ -79,7 +79,7 @@ export class HealthChecker {
     st.checking = true;
     const h = this.opts.health || {};
     const base = h.timeoutMs ?? 1000;
-    const timeout = Math.min(MAX_TIMEOUT_MS, Math.max(base, st.healthTimeoutMs ?? base, 4 * (st.healthRttMs ?? 0)));
+    const timeout = Math.round(Math.min(MAX_TIMEOUT_MS, Math.max(base, st.healthTimeoutMs ?? base, 4 * (st.healthRttMs ?? 0))));
     let ok = false;
     let timedOut = false;
     let hard = false;
