@@ -32,6 +32,18 @@ const lab: LabDefinition = {
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 
+/** Poll until `cond` holds (no fixed sleeps: the tests must pass on a loaded machine). */
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await tick(10);
+  }
+}
+
+/** ink reads keys once useInput has put stdin in raw mode and listens for 'readable'. */
+const inputReady = (app: { stdin: { listenerCount(e: string): number } }) => until(() => app.stdin.listenerCount('readable') > 0, 'the app to listen for keys');
+
 /** Poll the last frame until it contains `text` (ink renders asynchronously). */
 async function waitForFrame(lastFrame: () => string | undefined, text: string | RegExp, ms = 3000): Promise<string> {
   const end = Date.now() + ms;
@@ -83,7 +95,7 @@ test('LabApp: Enter runs a step, s skips one, the lab finishes, progress is kept
   let interrupted = false;
   const app = render(<LabApp controller={controller} title={lab.title} target="local" onInterrupt={() => (interrupted = true)} />);
   await waitForFrame(app.lastFrame, 'Read this first');
-  await tick(100); // let useInput subscribe before typing (ink-testing-library input timing)
+  await inputReady(app);
   app.stdin.write('\r');
   await waitForFrame(app.lastFrame, 'A step with a note');
   assert.equal(controller.state.steps[0]!.status, 'done');
@@ -102,12 +114,10 @@ test('LabApp: q quits and Ctrl+C calls the interrupt handler', async () => {
   let interrupted = false;
   const app = render(<LabApp controller={controller} title={lab.title} target="local" onInterrupt={() => (interrupted = true)} />);
   await waitForFrame(app.lastFrame, 'Read this first');
-  await tick(100);
+  await inputReady(app);
   app.stdin.write('\u0003');
-  await tick(50);
-  assert.equal(interrupted, true);
+  await until(() => interrupted, 'Ctrl+C to reach the interrupt handler');
   app.stdin.write('q');
-  await tick(100);
-  assert.equal(controller.state.phase, 'quit');
+  await until(() => controller.state.phase === 'quit', 'q to quit the lab');
   app.unmount();
 });
