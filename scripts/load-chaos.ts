@@ -116,6 +116,8 @@ interface StreamOutcome {
   sseError: boolean;
   events: number;
   worker: string | null;
+  /** The end of the answer when it did not end well (for the report). */
+  sample?: string;
 }
 
 /** Streams that have received a token and not ended, per worker. */
@@ -143,17 +145,20 @@ async function streamOnce(agent: Agent, url: string, body: string): Promise<Stre
       if (counted) streamingOn.set(w, streamingOn.get(w)! - 1);
     }
     const events = text.split('\n\n').filter(Boolean);
+    const done = events.at(-1) === 'data: [DONE]';
+    const sseError = events.some((e) => e.startsWith('data: {"error"'));
     return {
+      sample: r.statusCode !== 200 || !done || sseError ? text.slice(-300) : undefined,
       status: r.statusCode,
       firstByteMs: (first || performance.now()) - t0,
       totalMs: performance.now() - t0,
-      done: events.at(-1) === 'data: [DONE]',
-      sseError: events.some((e) => e.startsWith('data: {"error"')),
+      done,
+      sseError,
       events: events.length,
       worker: (r.headers['x-dynamo-lab-worker'] as string | undefined) ?? null,
     };
-  } catch {
-    return { status: 0, firstByteMs: NaN, totalMs: performance.now() - t0, done: false, sseError: false, events: 0, worker: null };
+  } catch (err) {
+    return { status: 0, firstByteMs: NaN, totalMs: performance.now() - t0, done: false, sseError: false, events: 0, worker: null, sample: `network error: ${(err as Error).message}` };
   }
 }
 
@@ -200,7 +205,13 @@ async function streams(): Promise<void> {
     };
     const via = await run(() => router.url);
     const direct = await run((i) => sim.workers[i % sim.workers.length]!.url);
-    const lost = via.out.filter((o) => o.status !== 200 || !o.done || o.sseError).length;
+    const lostList = via.out.filter((o) => o.status !== 200 || !o.done || o.sseError);
+    const lost = lostList.length;
+    const kinds: Record<string, number> = {};
+    for (const o of lostList) {
+      const k = o.status !== 200 ? `status_${o.status}` : o.sseError ? 'sse_error' : 'cut';
+      kinds[k] = (kinds[k] ?? 0) + 1;
+    }
     const p99Via = pct(via.out.map((o) => o.totalMs), 99);
     const p99Direct = pct(direct.out.map((o) => o.totalMs), 99);
     const ttftVia = pct(via.out.map((o) => o.firstByteMs), 99);
@@ -210,6 +221,8 @@ async function streams(): Promise<void> {
       {
         streams: N,
         lost,
+        lost_kinds: kinds,
+        lost_example: lostList[0]?.sample,
         p50_ms_router: r1(pct(via.out.map((o) => o.totalMs), 50)),
         p50_ms_direct: r1(pct(direct.out.map((o) => o.totalMs), 50)),
         p99_ms_router: r1(p99Via),
@@ -271,14 +284,16 @@ async function kill(): Promise<void> {
       await sleep(25);
     }
     const out = await running;
+    const metricsText = await (await fetch(`${router.url}/metrics`)).text();
+    const resets = [...metricsText.matchAll(/dynamo_lab_router_worker_cache_resets_total\{([^}]*worker_id="worker-1"[^}]*)\} (\d+)/g)].map((m) => `${m[1]!.replace(/worker_id="worker-1",?/, '')}: ${m[2]}`);
     const beforeFirstByte = out.filter((o) => o.status !== 200).length;
     const onKilled = out.filter((o) => o.worker === 'worker-1' && o.status === 200);
     const cut = out.filter((o) => o.status === 200 && !o.done).length;
     const endedBySseError = out.filter((o) => o.status === 200 && o.sseError && o.done).length;
     report(
       'kill',
-      { requests: N, errors_before_first_byte: beforeFirstByte, streaming_on_killed_worker_at_kill: inFlightAtKill, streams_on_killed_worker: onKilled.length, ended_by_sse_error: endedBySseError, bare_cuts: cut, kill_after_ms: killedAt - t0, readmitted_ms_after_restart: readmitMs, cached_blocks_at_readmission: cachedAfter },
-      beforeFirstByte === 0 && cut === 0 && endedBySseError > 0 && readmitMs <= 2000,
+      { requests: N, errors_before_first_byte: beforeFirstByte, streaming_on_killed_worker_at_kill: inFlightAtKill, streams_on_killed_worker: onKilled.length, ended_by_sse_error: endedBySseError, bare_cuts: cut, kill_after_ms: killedAt - t0, readmitted_ms_after_restart: readmitMs, cached_blocks_at_readmission: cachedAfter, index_resets_of_killed_worker: resets },
+      beforeFirstByte === 0 && cut === 0 && endedBySseError > 0 && readmitMs <= 2000 && resets.length > 0,
       `SIGKILL mid-run: ${beforeFirstByte} errors before the first byte, ${endedBySseError} in-flight streams ended by an SSE error, ${cut} bare cuts, re-admitted ${readmitMs} ms after restart`,
     );
   } finally {

@@ -49,14 +49,24 @@ export function readBody(req: IncomingMessage, limitBytes: number, deadlineMs = 
     let size = 0;
     let failed = false;
     // A client that trickles its body (or stops sending it) is cut off after the deadline.
-    const timer = setTimeout(() => {
-      if (failed) return;
+    let ended = false;
+    const timer = setTimeout(function expire() {
+      if (failed || ended) return;
+      // After a long event-loop stall timers run before pending reads: data already waiting in
+      // the socket is not a slow client, so give it another period.
+      if (req.readableLength > 0 || (req.socket?.readableLength ?? 0) > 0) {
+        setTimeout(expire, deadlineMs).unref();
+        return;
+      }
       failed = true;
       reject(new HttpError(408, `the request body did not arrive within ${deadlineMs / 1000} s (${size} bytes received)`, 'invalid_request_error', 'body_timeout'));
       req.socket.destroySoon?.();
     }, deadlineMs);
     timer.unref();
-    req.on('close', () => clearTimeout(timer));
+    req.on('close', () => {
+      ended = true;
+      clearTimeout(timer);
+    });
     req.on('data', (c: Buffer) => {
       if (failed) return;
       size += c.length;
@@ -69,6 +79,7 @@ export function readBody(req: IncomingMessage, limitBytes: number, deadlineMs = 
       chunks.push(c);
     });
     req.on('end', () => {
+      ended = true;
       clearTimeout(timer);
       if (!failed) resolve(Buffer.concat(chunks));
     });
@@ -94,7 +105,7 @@ export function parseJsonBody(buf: Buffer): Record<string, unknown> {
 export const BODY_DEADLINE_MS = 30_000;
 
 export interface HttpGuardOptions {
-  /** Time to receive the request headers (default 10 s). */
+  /** Time to receive the request headers (default 20 s). */
   readonly headersTimeoutMs?: number;
   /** Time to receive the whole request, body included (default 60 s). */
   readonly requestTimeoutMs?: number;
@@ -109,7 +120,7 @@ export interface HttpGuardOptions {
  * constructor (its connection check runs every second instead of Node's default 30 s).
  */
 export function guardedServerOptions(o: HttpGuardOptions = {}): ServerOptions {
-  return { maxHeaderSize: 16 * 1024, headersTimeout: o.headersTimeoutMs ?? 10_000, requestTimeout: o.requestTimeoutMs ?? 60_000, connectionsCheckingInterval: 1000, keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000 };
+  return { maxHeaderSize: 16 * 1024, headersTimeout: o.headersTimeoutMs ?? 20_000, requestTimeout: o.requestTimeoutMs ?? 60_000, connectionsCheckingInterval: 1000, keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000 };
 }
 
 /**
@@ -118,7 +129,7 @@ export function guardedServerOptions(o: HttpGuardOptions = {}): ServerOptions {
  * empty non-JSON answer.
  */
 export function guardServer(server: Server, o: HttpGuardOptions = {}): void {
-  server.headersTimeout = o.headersTimeoutMs ?? 10_000;
+  server.headersTimeout = o.headersTimeoutMs ?? 20_000;
   server.requestTimeout = o.requestTimeoutMs ?? 60_000;
   server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 5_000;
   server.setTimeout(o.idleTimeoutMs ?? 120_000, (socket) => socket.destroy());
