@@ -346,7 +346,15 @@ async function fuzz(): Promise<void> {
     const by = new Map<number, number>();
     const examples: string[] = [];
     await pool(N, 48, async (i) => {
-      const [path, body] = bodies[i]!;
+      const [path, fuzzed] = bodies[i]!;
+      // No max_tokens means the rest of the context (32k tokens, like vLLM): keep requests short.
+      let body = fuzzed;
+      try {
+        const o = JSON.parse(fuzzed) as Record<string, unknown>;
+        if (o && typeof o === 'object' && !Array.isArray(o) && (o.max_tokens === undefined || o.max_tokens === null)) body = JSON.stringify({ ...o, max_tokens: 2 });
+      } catch {
+        // not JSON: sent as is
+      }
       const method = i % 17 === 0 ? 'PUT' : i % 13 === 0 ? 'GET' : 'POST';
       try {
         const r = await request(`${router.url}${path}`, { method, body: method === 'GET' ? undefined : body, headers: { 'content-type': i % 29 === 0 ? 'text/csv' : 'application/json' }, dispatcher: agent, headersTimeout: 60_000, bodyTimeout: 60_000 });
