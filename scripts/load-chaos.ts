@@ -410,7 +410,10 @@ async function slow(): Promise<void> {
 
 /** Router RSS after 1,000 and after 10,000 requests (distinct prompts and sessions). */
 async function memory(): Promise<void> {
-  const sim = await startSim(['--workers', '4', '--port', '0', '--speedup', '0']);
+  // KV events over ZMQ: the router's index mirrors the workers' caches, which are bounded by
+  // their KV blocks, so any growth left is the router's own. (In approximate mode, --events none,
+  // the index holds every decision until its TTL expiry runs.)
+  const sim = await startSim(['--workers', '4', '--port', '0', '--speedup', '0', '--gpu-blocks', '4096', '--zmq-port', '0', '--replay-port', '0']);
   const router = await startRouter(sim.workers);
   const agent = new Agent({ connections: 64, pipelining: 0 });
   const pid = router.child.proc.pid!;
