@@ -285,7 +285,7 @@ async function kill(): Promise<void> {
     }
     const out = await running;
     const metricsText = await (await fetch(`${router.url}/metrics`)).text();
-    const resets = [...metricsText.matchAll(/dynamo_lab_router_worker_cache_resets_total\{([^}]*worker_id="worker-1"[^}]*)\} (\d+)/g)].map((m) => `${m[1]!.replace(/worker_id="worker-1",?/, '')}: ${m[2]}`);
+    const resets = [...metricsText.matchAll(/dynamo_lab_router_worker_cache_resets_total\{([^}]*worker_id="worker-1"[^}]*)\} (\d+)/g)].map((m) => `${m[1]!.replace(/,?worker_id="worker-1",?/, '')} ${m[2]}`);
     const beforeFirstByte = out.filter((o) => o.status !== 200).length;
     const onKilled = out.filter((o) => o.worker === 'worker-1' && o.status === 200);
     const cut = out.filter((o) => o.status === 200 && !o.done).length;
