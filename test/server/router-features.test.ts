@@ -68,7 +68,7 @@ test('kv-ttft over HTTP: /debug/decisions shows predicted queue / prefill time a
       const r = await fetch(`${router.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'm', messages: [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: `question ${i}` }], max_tokens: 3, stream: true }),
+        body: JSON.stringify({ model: 'Qwen/Qwen2.5-1.5B-Instruct', messages: [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: `question ${i}` }], max_tokens: 3, stream: true }),
       });
       assert.equal(r.status, 200);
       assert.equal(r.headers.get('x-dynamo-lab-mode'), 'kv-ttft');
