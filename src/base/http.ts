@@ -105,9 +105,9 @@ export function parseJsonBody(buf: Buffer): Record<string, unknown> {
 export const BODY_DEADLINE_MS = 30_000;
 
 export interface HttpGuardOptions {
-  /** Time to receive the request headers (default 20 s). */
+  /** Time to receive the request headers (default 60 s, Node's; shorter ones cut off healthy clients of a saturated router). */
   readonly headersTimeoutMs?: number;
-  /** Time to receive the whole request, body included (default 60 s). */
+  /** Time to receive the whole request, body included (default 70 s). */
   readonly requestTimeoutMs?: number;
   /** Idle keep-alive connections are closed after this (default 5 s). */
   readonly keepAliveTimeoutMs?: number;
@@ -120,7 +120,7 @@ export interface HttpGuardOptions {
  * constructor (its connection check runs every second instead of Node's default 30 s).
  */
 export function guardedServerOptions(o: HttpGuardOptions = {}): ServerOptions {
-  return { maxHeaderSize: 16 * 1024, headersTimeout: o.headersTimeoutMs ?? 20_000, requestTimeout: o.requestTimeoutMs ?? 60_000, connectionsCheckingInterval: 1000, keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000 };
+  return { maxHeaderSize: 16 * 1024, headersTimeout: o.headersTimeoutMs ?? 60_000, requestTimeout: o.requestTimeoutMs ?? 70_000, connectionsCheckingInterval: 1000, keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000 };
 }
 
 /**
@@ -129,8 +129,8 @@ export function guardedServerOptions(o: HttpGuardOptions = {}): ServerOptions {
  * empty non-JSON answer.
  */
 export function guardServer(server: Server, o: HttpGuardOptions = {}): void {
-  server.headersTimeout = o.headersTimeoutMs ?? 20_000;
-  server.requestTimeout = o.requestTimeoutMs ?? 60_000;
+  server.headersTimeout = o.headersTimeoutMs ?? 60_000;
+  server.requestTimeout = o.requestTimeoutMs ?? 70_000;
   server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 5_000;
   server.setTimeout(o.idleTimeoutMs ?? 120_000, (socket) => socket.destroy());
   server.on('clientError', (err: NodeJS.ErrnoException & { bytesParsed?: number; rawPacket?: Buffer }, socket: Socket) => {
