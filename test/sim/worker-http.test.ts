@@ -290,10 +290,29 @@ test('startSimWorkers: ids worker-0.., distinct ports, close is idempotent', asy
 });
 
 test('startSimWorkers stops the workers it started when one fails', async () => {
-  // Hold a port, then ask for workers on [port-1, port]: the second cannot listen.
-  const blocker = net.createServer();
-  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
-  const port = (blocker.address() as net.AddressInfo).port;
+  // Hold a port, then ask for workers on [port-1, port]: the second cannot listen. Other
+  // programs on the machine take ports too: pick a held port whose lower neighbour is free.
+  const listen = (srv: net.Server, p: number) =>
+    new Promise<boolean>((resolve) => {
+      srv.once('error', () => resolve(false));
+      srv.listen(p, '127.0.0.1', () => resolve(true));
+    });
+  const close = (srv: net.Server) => new Promise<void>((r) => srv.close(() => r()));
+  let blocker = net.createServer();
+  let port = 0;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    await listen(blocker, 0);
+    port = (blocker.address() as net.AddressInfo).port;
+    const neighbour = net.createServer();
+    if (port > 1024 && (await listen(neighbour, port - 1))) {
+      await close(neighbour);
+      break;
+    }
+    await close(blocker);
+    blocker = net.createServer();
+    port = 0;
+  }
+  assert.ok(port > 0, 'no free pair of adjacent ports found');
   try {
     await assert.rejects(startSimWorkers(2, { basePort: port - 1, speedup: 0 }), (e: unknown) => e instanceof PortInUseError && e.port === port);
     // worker-0's port is free again.
