@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { initialState, reduce, sectionStatus, type LabAction, type LabState, type StepStatus } from './state.js';
 import { saveProgress } from './progress.js';
 import type { StepRunner } from './runner.js';
+import { resultLines, type StepResult } from './results.js';
 import { flattenSteps, type FlatStep, type LabDefinition, type Target } from './types.js';
 
 export interface ControllerOptions {
@@ -96,9 +97,13 @@ export class LabController {
       this.log(line);
       this.dispatch({ type: 'output', lines: [line] });
     };
+    const emit = (result: StepResult) => {
+      for (const l of resultLines(result)) this.log(l);
+      this.dispatch({ type: 'result', result });
+    };
     let ok = false;
     try {
-      const r = await this.opts.runner.run(cur.step, { signal: this.opts.signal, out });
+      const r = await this.opts.runner.run(cur.step, { signal: this.opts.signal, out, emit });
       if (this.opts.signal.aborted) return false;
       if (r.ok) {
         this.dispatch({ type: 'succeed', at: new Date().toISOString() });
@@ -126,6 +131,10 @@ export class LabController {
 
   cancelConfirm(): void {
     this.dispatch({ type: 'cancel-confirm' });
+  }
+
+  toggleExpand(): void {
+    this.dispatch({ type: 'toggle-expand' });
   }
 
   toggleHint(): void {

@@ -13,6 +13,10 @@ export interface DemoRequest {
   readonly max_tokens?: number;
   /** Continue the previous request's conversation: its messages and answer come first. */
   readonly follow_up?: boolean;
+  /** A prefix this request shares was sent earlier in its scenario. */
+  readonly reuses_prefix?: boolean;
+  /** What tables show instead of a long prompt. */
+  readonly label?: string;
 }
 
 export type ChatTurn = { role: string; content: string };
@@ -21,6 +25,10 @@ export interface DemoResult {
   readonly mode: string;
   readonly group: string;
   readonly prompt: string;
+  /** A prefix this request shares was sent earlier in its scenario (so a cache could serve it). */
+  readonly reuses_prefix: boolean;
+  /** Which demo run (one per demo.run step) produced it. */
+  readonly run?: number;
   readonly worker: string | null;
   readonly cached_tokens: number | null;
   readonly prompt_tokens: number | null;
@@ -104,7 +112,8 @@ export async function sendDemoRequest(
   return {
     mode: opts.mode ?? header('x-dynamo-lab-mode') ?? 'unknown',
     group: r.group ?? 'default',
-    prompt: r.prompt,
+    prompt: r.label ?? r.prompt,
+    reuses_prefix: r.reuses_prefix ?? false,
     worker: header('x-dynamo-lab-worker'),
     cached_tokens: usage?.prompt_tokens_details?.cached_tokens ?? null,
     prompt_tokens: usage?.prompt_tokens ?? null,

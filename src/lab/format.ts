@@ -4,6 +4,7 @@
  */
 import { bar } from '../base/bar.js';
 import type { DemoResult } from './demo.js';
+import { resultLines, type TableResult } from './results.js';
 
 function truncate(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
@@ -11,42 +12,28 @@ function truncate(s: string, n: number): string {
 
 /**
  * One row per request: worker, cached/prompt tokens with a bar of the cached share, TTFT.
- *
- *   #  prompt                               worker     cached/prompt        ttft ms
- *   1  Explain quantum computing            worker-0    0/33  ░░░░░░░░░░   17.1
+ * A table result: the TUI renders it as aligned columns with its header, logs as text.
  */
-export function formatDemoTable(results: readonly DemoResult[], workerIds: readonly string[] = []): string[] {
-  const lines = [`${'#'.padStart(2)}  ${'prompt'.padEnd(40)} ${'worker'.padEnd(10)} ${'cached/prompt'.padStart(13)} ${''.padEnd(10)} ${'ttft ms'.padStart(8)}`];
-  results.forEach((r, i) => {
-    const cached = r.cached_tokens ?? 0;
-    const prompt = r.prompt_tokens ?? 0;
-    const cells = `${cached}/${prompt}`.padStart(13);
-    lines.push(`${String(i + 1).padStart(2)}  ${truncate(r.prompt, 40).padEnd(40)} ${(r.worker ?? '?').padEnd(10)} ${cells} ${bar(cached, prompt, 10)} ${r.ttft_ms.toFixed(1).padStart(8)}`);
-  });
+export function demoTable(results: readonly DemoResult[], workerIds: readonly string[] = [], title?: string): TableResult {
   const counts = new Map<string, number>();
   for (const r of results) counts.set(r.worker ?? '?', (counts.get(r.worker ?? '?') ?? 0) + 1);
   const ids = workerIds.length ? workerIds : [...counts.keys()];
-  lines.push(`requests per worker: ${ids.map((id) => `${id} ${'■'.repeat(counts.get(id) ?? 0)} ${counts.get(id) ?? 0}`).join('   ')}`);
-  return lines;
+  return {
+    kind: 'table',
+    title,
+    columns: [{ header: '#', align: 'right' }, { header: 'prompt' }, { header: 'worker' }, { header: 'cached/prompt', align: 'right' }, { header: 'cached share' }, { header: 'TTFT ms', align: 'right' }],
+    rows: results.map((r, i) => {
+      const cached = r.cached_tokens ?? 0;
+      const prompt = r.prompt_tokens ?? 0;
+      return [String(i + 1), truncate(r.prompt, 48), r.worker ?? '?', `${cached}/${prompt}`, bar(cached, prompt, 10), r.ttft_ms.toFixed(1)];
+    }),
+    notes: [`requests per worker: ${ids.map((id) => `${id} ${'■'.repeat(counts.get(id) ?? 0)} ${counts.get(id) ?? 0}`).join('   ')}`],
+  };
 }
 
-/** TTFT and cache reuse per mode, side by side, as bars. Empty when fewer than one mode ran. */
-export function formatTtftComparison(results: readonly DemoResult[]): string[] {
-  const modes = [...new Set(results.map((r) => r.mode))];
-  if (!modes.length) return [];
-  const stats = modes.map((mode) => {
-    const rs = results.filter((r) => r.mode === mode);
-    const ttft = rs.reduce((a, r) => a + r.ttft_ms, 0) / rs.length;
-    const cached = rs.reduce((a, r) => a + (r.cached_tokens ?? 0), 0);
-    const prompt = rs.reduce((a, r) => a + (r.prompt_tokens ?? 0), 0);
-    return { mode, ttft, cached, prompt, n: rs.length };
-  });
-  const maxTtft = Math.max(...stats.map((s) => s.ttft));
-  const lines = ['average TTFT per request (shorter is better)'];
-  for (const s of stats) lines.push(`  ${s.mode.padEnd(12)} ${bar(s.ttft, maxTtft, 30)} ${s.ttft.toFixed(1)} ms  (${s.n} requests)`);
-  lines.push('prompt tokens served from cache');
-  for (const s of stats) lines.push(`  ${s.mode.padEnd(12)} ${bar(s.cached, s.prompt, 30)} ${s.cached}/${s.prompt} (${s.prompt ? ((100 * s.cached) / s.prompt).toFixed(0) : 0} %)`);
-  return lines;
+/** The same as text lines (the `demo` command, logs). */
+export function formatDemoTable(results: readonly DemoResult[], workerIds: readonly string[] = []): string[] {
+  return resultLines(demoTable(results, workerIds));
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -80,12 +67,11 @@ export interface WorkerBar {
 }
 
 /** Per-worker cached blocks and booked load, as the router sees them. */
-export function formatWorkerBars(workers: readonly WorkerBar[]): string[] {
+export function workerTable(workers: readonly WorkerBar[]): TableResult {
   const maxCached = Math.max(1, ...workers.map((w) => w.cached_blocks));
-  const maxActive = Math.max(1, ...workers.map((w) => w.active_blocks));
-  const lines = [`${'worker'.padEnd(10)} ${'cached blocks'.padEnd(32)} ${'active blocks'.padEnd(24)} prefill tokens  requests`];
-  for (const w of workers) {
-    lines.push(`${w.id.padEnd(10)} ${bar(w.cached_blocks, maxCached, 20)} ${String(w.cached_blocks).padStart(6)}     ${bar(w.active_blocks, maxActive, 12)} ${String(w.active_blocks).padStart(6)}     ${String(w.active_prefill_tokens).padStart(8)}  ${String(w.active_requests).padStart(8)}`);
-  }
-  return lines;
+  return {
+    kind: 'table',
+    columns: [{ header: 'worker' }, { header: 'cached blocks', align: 'right' }, { header: '' }, { header: 'active blocks', align: 'right' }, { header: 'prefill tokens', align: 'right' }, { header: 'requests', align: 'right' }],
+    rows: workers.map((w) => [w.id, String(w.cached_blocks), bar(w.cached_blocks, maxCached, 20), String(w.active_blocks), String(w.active_prefill_tokens), String(w.active_requests)]),
+  };
 }

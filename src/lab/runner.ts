@@ -10,11 +10,13 @@ import { packagePath } from '../base/paths.js';
 import { actionFor, type ActionResult } from './actions/index.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
 import type { LocalSession } from './session.js';
+import type { StepResult } from './results.js';
 import type { CommandSpec, FlatStep, LocalAction, Step, TargetWork } from './types.js';
 
 export interface RunContext {
   readonly signal: AbortSignal;
   readonly out: (line: string) => void;
+  readonly emit: (result: StepResult) => void;
 }
 
 export interface StepRunner {
@@ -62,7 +64,7 @@ export class LocalRunner implements StepRunner {
       const r = await this.runAction(provider.step.local!.run!, ctx, depth + 1);
       if (!r.ok) return r;
     }
-    return def.run(a.with ?? {}, { session: this.session, signal: ctx.signal, out: ctx.out });
+    return def.run(a.with ?? {}, { session: this.session, signal: ctx.signal, out: ctx.out, emit: ctx.emit });
   }
 
   async run(step: Step, ctx: RunContext): Promise<ActionResult> {

@@ -4,9 +4,12 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { labsDir } from './load.js';
 import type { DemoRequest } from './demo.js';
+import { expandFiller } from './filler.js';
 
 export interface Scenario {
   readonly description: string;
+  /** Long shared prefixes (thousands of tokens): the kv vs round-robin TTFT check applies. */
+  readonly long?: boolean;
   readonly requests: readonly DemoRequest[];
 }
 
@@ -20,6 +23,9 @@ export function loadScenarios(): Record<string, Scenario> {
   for (const [name, sc] of Object.entries(data.scenarios)) {
     if (!Array.isArray(sc.requests) || !sc.requests.every((r) => typeof r?.prompt === 'string')) throw new Error(`${file}: scenario ${name} needs a list of requests with a "prompt"`);
   }
+  for (const sc of Object.values(data.scenarios)) {
+    (sc as unknown as { requests: DemoRequest[] }).requests = sc.requests.map((r) => ({ ...r, prompt: expandFiller(r.prompt), ...(r.system ? { system: expandFiller(r.system) } : {}) }));
+  }
   cache = data.scenarios;
   return cache;
 }
@@ -30,6 +36,7 @@ export function scenarioRequests(names: readonly string[]): DemoRequest[] {
   return names.flatMap((n) => {
     const sc = all[n];
     if (!sc) throw new Error(`unknown scenario "${n}" (known: ${Object.keys(all).join(', ')})`);
-    return sc.requests.map((r) => ({ ...r, group: n }));
+    // Every request after the first of its scenario can reuse a prefix the scenario already sent.
+    return sc.requests.map((r, i) => ({ ...r, group: n, reuses_prefix: i > 0 }));
   });
 }

@@ -15,6 +15,8 @@ export class LocalSession {
   /** Block size the workers were started with (the router must use the same). */
   blockSize = 16;
   readonly demo: DemoResult[] = [];
+  /** demo.run steps so far (numbers each run's results). */
+  demoRuns = 0;
   readonly traffic: DemoResult[] = [];
   /** JSON of the router's scoring config, to know when a step asks for a different one. */
   routerConfigKey?: string;

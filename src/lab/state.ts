@@ -7,6 +7,7 @@
  *      └──skip──▶ skipped
  */
 import type { FlatStep } from './types.js';
+import type { StepResult } from './results.js';
 
 export type StepStatus = 'pending' | 'running' | 'done' | 'failed' | 'skipped';
 
@@ -15,6 +16,10 @@ export interface StepState {
   readonly status: StepStatus;
   /** Last lines of output (bounded); the full log is in a file. */
   readonly output: readonly string[];
+  /** Lines dropped from the front of `output` (the full text is in the log file). */
+  readonly dropped?: number;
+  /** Tables and checks, kept whole. */
+  readonly results?: readonly StepResult[];
   readonly error?: string;
   readonly finishedAt?: string;
 }
@@ -28,11 +33,15 @@ export interface LabState {
   readonly phase: Phase;
   /** Shown in the live area (e.g. the failed step's hint). */
   readonly showHint: boolean;
+  /** Finished steps show all their kept output lines instead of a summary. */
+  readonly expanded?: boolean;
 }
 
 export type LabAction =
   | { readonly type: 'start' }
   | { readonly type: 'output'; readonly lines: readonly string[] }
+  | { readonly type: 'result'; readonly result: StepResult }
+  | { readonly type: 'toggle-expand' }
   | { readonly type: 'succeed'; readonly at: string }
   | { readonly type: 'fail'; readonly error: string; readonly at: string }
   | { readonly type: 'skip'; readonly at: string }
@@ -42,7 +51,7 @@ export type LabAction =
   | { readonly type: 'quit' }
   | { readonly type: 'interrupt' };
 
-export const OUTPUT_LINES_KEPT = 200;
+export const OUTPUT_LINES_KEPT = 2000;
 
 export function initialState(steps: readonly FlatStep[], saved: Readonly<Record<string, StepStatus>> = {}, from?: number): LabState {
   const states: StepState[] = steps.map((s) => {
@@ -75,12 +84,18 @@ export function reduce(state: LabState, action: LabAction): LabState {
   switch (action.type) {
     case 'start':
       if (!cur || state.phase === 'running' || state.phase === 'finished') return state;
-      return { ...state, steps: replaceCurrent(state, { status: 'running', output: [], error: undefined }), phase: 'running', showHint: false };
+      return { ...state, steps: replaceCurrent(state, { status: 'running', output: [], dropped: 0, results: [], error: undefined }), phase: 'running', showHint: false };
     case 'output': {
       if (!cur || state.phase !== 'running') return state;
-      const output = [...cur.output, ...action.lines].slice(-OUTPUT_LINES_KEPT);
-      return { ...state, steps: replaceCurrent(state, { output }) };
+      const all = [...cur.output, ...action.lines];
+      const drop = Math.max(0, all.length - OUTPUT_LINES_KEPT);
+      return { ...state, steps: replaceCurrent(state, { output: drop ? all.slice(drop) : all, dropped: (cur.dropped ?? 0) + drop }) };
     }
+    case 'result':
+      if (!cur || state.phase !== 'running') return state;
+      return { ...state, steps: replaceCurrent(state, { results: [...(cur.results ?? []), action.result] }) };
+    case 'toggle-expand':
+      return { ...state, expanded: !state.expanded };
     case 'succeed':
       if (!cur || state.phase !== 'running') return state;
       return advance(state, replaceCurrent(state, { status: 'done', finishedAt: action.at }));

@@ -2,8 +2,10 @@
 import type { RoutingMode } from '../../router/index.js';
 import { DEFAULT_MODEL } from '../../tokenizer/index.js';
 import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
-import { formatDemoTable, formatTraffic, formatTtftComparison } from '../format.js';
-import { scenarioRequests } from '../scenarios.js';
+import { demoTable, formatTraffic } from '../format.js';
+import { loadScenarios, scenarioRequests } from '../scenarios.js';
+import { compareModes, latestRun, percentile } from '../compare.js';
+import type { TableResult } from '../results.js';
 import { DEFAULT_TRAFFIC_PROMPT, sendTraffic } from '../traffic.js';
 import { num, str, type ActionDef } from './types.js';
 
@@ -11,9 +13,10 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'demo.run': {
     describe: (p) => `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through the router in ${str(p.mode, 'kv')} mode${p.reset_cache ? ', after emptying the workers\' prefix caches' : ''}`,
     requires: ['workers', 'router'],
-    async run(params, { session, out, signal }) {
+    async run(params, { session, out, emit, signal }) {
       const router = session.router!;
       const mode = str(params.mode, 'kv') as RoutingMode;
+      const run = ++session.demoRuns;
       let requests: DemoRequest[];
       try {
         requests = scenarioRequests(Array.isArray(params.scenarios) ? (params.scenarios as string[]) : []);
@@ -36,26 +39,72 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         if (signal.aborted) break;
         const prev = results.at(-1);
         const history = r.follow_up && prev ? [...prev.messages, { role: 'assistant', content: prev.output_text }] : [];
-        const res = await sendDemoRequest(router.url, r, { model: str(params.model, DEFAULT_MODEL), mode, signal, history });
+        const res = { ...(await sendDemoRequest(router.url, r, { model: str(params.model, DEFAULT_MODEL), mode, signal, history })), run };
         results.push(res);
         session.demo.push(res);
+        out(`${results.length}/${requests.length}  ${res.worker ?? '?'}  ${res.cached_tokens ?? 0}/${res.prompt_tokens ?? 0} cached  ${res.ttft_ms.toFixed(1)} ms`);
       }
-      for (const line of formatDemoTable(results, session.workers.map((w) => w.id))) out(line);
-      const problem = checkExpectation(results, typeof params.expect === 'string' ? params.expect : undefined);
+      emit(demoTable(results, session.workers.map((w) => w.id), `${mode} routing: one row per request`));
+      const expect = typeof params.expect === 'string' ? params.expect : undefined;
+      const problem = checkExpectation(results, expect);
+      if (expect) emit({ kind: 'check', ok: !problem, text: problem ?? (expect === 'same-worker' ? 'every request after the first of its scenario went to the same worker as the first and reported cached tokens' : 'consecutive requests went to different workers') });
       if (problem) return { ok: false, error: problem };
       return { ok: true };
     },
   },
 
   'demo.compare': {
-    describe: () => 'compare TTFT and cached tokens of the kv and round-robin runs',
-    async run(_p, { session, out }) {
-      const lines = formatTtftComparison(session.demo);
-      if (!lines.length) {
+    describe: (p) => `compare TTFT and cached tokens of the latest kv run with the latest ${str(p.other, 'round-robin')} run${p.min_ratio !== undefined ? `; on long-prefix scenarios kv must be at least ${num(p.min_ratio, 3)}x faster to first token` : ''}`,
+    async run(params, { session, out, emit }) {
+      const other = str(params.other, 'round-robin');
+      const modes = [...new Set(session.demo.map((r) => r.mode))];
+      if (!modes.length) {
         out('No demo results in this session yet: run the two demo steps first (or `dynamo-lab start --from demo`).');
         return { ok: true };
       }
-      for (const l of lines) out(l);
+      // All requests of the latest run of each mode.
+      const overall: TableResult = {
+        kind: 'table',
+        title: 'latest run per mode, all requests',
+        columns: [{ header: 'mode' }, { header: 'requests', align: 'right' }, { header: 'TTFT avg ms', align: 'right' }, { header: 'p50', align: 'right' }, { header: 'p99', align: 'right' }, { header: 'cached/prompt tokens', align: 'right' }, { header: 'hit %', align: 'right' }],
+        rows: modes.map((m) => {
+          const rs = latestRun(session.demo, m);
+          const t = rs.map((r) => r.ttft_ms);
+          const cached = rs.reduce((a, r) => a + (r.cached_tokens ?? 0), 0);
+          const prompt = rs.reduce((a, r) => a + (r.prompt_tokens ?? 0), 0);
+          return [m, String(rs.length), (t.reduce((a, b) => a + b, 0) / Math.max(1, t.length)).toFixed(1), percentile(t, 50).toFixed(1), percentile(t, 99).toFixed(1), `${cached}/${prompt}`, prompt ? ((100 * cached) / prompt).toFixed(0) : '0'];
+        }),
+      };
+      emit(overall);
+      const scenarios = loadScenarios();
+      const cmp = compareModes(session.demo, other);
+      if (!cmp.some((c) => c.kv && c.other)) {
+        out(`Run both a kv and a ${other} demo step to compare them per scenario.`);
+        return { ok: true };
+      }
+      emit({
+        kind: 'table',
+        title: 'per scenario, requests that can reuse a prefix (2nd onwards)',
+        columns: [{ header: 'scenario' }, { header: 'mode' }, { header: 'requests', align: 'right' }, { header: 'TTFT avg ms', align: 'right' }, { header: 'p50', align: 'right' }, { header: 'cached/prompt tokens', align: 'right' }, { header: `${other} / kv`, align: 'right' }],
+        rows: cmp.flatMap((c) =>
+          [c.kv, c.other].filter((x) => x !== undefined).map((m, i) => [i === 0 ? c.group : '', m.mode, String(m.n), m.ttft_avg_ms.toFixed(1), m.ttft_p50_ms.toFixed(1), `${m.cached_tokens}/${m.prompt_tokens}`, i === 0 && c.ratio !== undefined ? `${c.ratio.toFixed(2)}x` : '']),
+        ),
+      });
+      const minRatio = params.min_ratio === undefined ? undefined : num(params.min_ratio, 3);
+      const failed: string[] = [];
+      for (const c of cmp) {
+        if (!c.kv || !c.other) continue;
+        if (scenarios[c.group]?.long && minRatio !== undefined) {
+          const ok = c.ratio !== undefined && c.ratio >= minRatio;
+          if (!ok) failed.push(c.group);
+          emit({ kind: 'check', ok, text: `${c.group}: kv ${c.kv.ttft_avg_ms.toFixed(1)} ms vs ${other} ${c.other.ttft_avg_ms.toFixed(1)} ms on the same ${c.kv.n} requests = ${c.ratio?.toFixed(2) ?? '?'}x lower TTFT (expected at least ${minRatio}x)` });
+        } else {
+          const ok = c.kv.cached_tokens > c.other.cached_tokens;
+          emit({ kind: 'check', ok, text: `${c.group}: kv served ${c.kv.cached_tokens} prompt tokens from cache, ${other} ${c.other.cached_tokens}${ok ? '' : ' (expected kv to reuse more)'}` });
+          if (!ok) failed.push(c.group);
+        }
+      }
+      if (failed.length) return { ok: false, error: `the comparison did not show what the step says for ${failed.join(', ')} (see the check lines above)` };
       return { ok: true };
     },
   },

@@ -5,12 +5,15 @@
  * earlier process had started.
  */
 import type { LocalSession } from '../session.js';
+import type { StepResult } from '../results.js';
 
 export interface ActionContext {
   readonly session: LocalSession;
   readonly signal: AbortSignal;
   /** Progress lines for the person (bounded view + log). */
   readonly out: (line: string) => void;
+  /** A structured result (table, pass/fail check) shown in full when the step is done. */
+  readonly emit: (result: StepResult) => void;
 }
 
 export type ActionResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
