@@ -8,6 +8,7 @@ import { commands, findCommand } from './commands/index.js';
 import type { Command, CommandContext, GlobalOptions, OptionSpec } from './command.js';
 import { UsageError, UserError, exitCodeOf, InterruptedError } from '../base/errors.js';
 import { packageRoot } from '../base/paths.js';
+import { closest } from './suggest.js';
 
 export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   help: { type: 'boolean', short: 'h', description: 'Show help for the command' },
@@ -71,9 +72,29 @@ function stripSpecs(options: Readonly<Record<string, OptionSpec>>): NonNullable<
   return out;
 }
 
-function reportError(err: unknown, verbose: boolean, stderr: NodeJS.WriteStream): number {
+/** With --json: one error document on stdout (the human message still goes to stderr). */
+function jsonError(err: unknown, code: number): string {
+  const e = err as Error | undefined;
+  const hint =
+    err instanceof UserError
+      ? err.tryMessage
+      : err instanceof InterruptedError
+        ? 'Run the same command again; a lab resumes at the step it stopped at.'
+        : 'Run again with --verbose for the stack trace, and please report it.';
+  const kind = err instanceof InterruptedError ? 'interrupted' : err instanceof UsageError ? 'usage' : err instanceof UserError ? 'user' : 'unexpected';
+  return JSON.stringify({ error: { kind, message: err instanceof InterruptedError ? 'Interrupted.' : (e?.message ?? String(err)), ...(hint ? { hint } : {}), exit_code: code } }, null, 2) + '\n';
+}
+
+/** Set while a --json command runs: true once the command wrote anything to stdout. */
+let stdoutWritten = false;
+
+function reportError(err: unknown, verbose: boolean, stderr: NodeJS.WriteStream, json = false): number {
   const code = exitCodeOf(err);
   const e = err as Error | undefined;
+  if (json && !stdoutWritten) {
+    process.stdout.write(jsonError(err, code));
+    stdoutWritten = true;
+  }
   if (err instanceof InterruptedError) {
     stderr.write(chalk.yellow('\nInterrupted.') + '\n');
     return 130;
@@ -93,6 +114,16 @@ function reportError(err: unknown, verbose: boolean, stderr: NodeJS.WriteStream)
 export async function run(argv: string[]): Promise<number> {
   const stderr = process.stderr;
   const verbose = argv.includes('--verbose') || argv.includes('-v');
+  const json = argv.includes('--json');
+  stdoutWritten = false;
+  if (json) {
+    // Every exit path writes exactly one JSON document: remember whether the command wrote one.
+    const write = process.stdout.write.bind(process.stdout) as (...a: unknown[]) => boolean;
+    process.stdout.write = ((...a: unknown[]) => {
+      stdoutWritten = true;
+      return write(...a);
+    }) as typeof process.stdout.write;
+  }
   const [first, ...rest] = argv;
   if (!first || first === '--help' || first === '-h' || first === 'help') {
     process.stdout.write(globalHelp() + '\n');
@@ -104,7 +135,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const cmd = findCommand(first);
   if (!cmd) {
-    return reportError(new UsageError(`Unknown command "${first}".`, `Run \`dynamo-lab --help\` to see the commands (${commands.map((c) => c.name).join(', ')}).`), verbose, stderr);
+    const near = closest(first, commands.map((c) => c.name));
+    return reportError(new UsageError(`Unknown command "${first}".`, `${near ? `Did you mean \`dynamo-lab ${near}\`? ` : ''}Run \`dynamo-lab --help\` to see the commands (${commands.map((c) => c.name).join(', ')}).`), verbose, stderr, json);
   }
 
   const controller = new AbortController();
@@ -161,11 +193,15 @@ export async function run(argv: string[]): Promise<number> {
       interactive: isInteractive(yes),
     };
     const code = await cmd.run(values as Record<string, string | boolean | undefined>, positionals, ctx);
-    if (controller.signal.aborted) return 130;
+    if (controller.signal.aborted) return reportError(new InterruptedError(), verbose, stderr, json);
+    if (json && !stdoutWritten && (code ?? 0) !== 0) {
+      reportError(new UserError(`dynamo-lab ${cmd.name} failed (exit code ${code}).`, 'Run it again without --json to see its messages.'), verbose, stderr, json);
+      return code ?? 1;
+    }
     return code ?? 0;
   } catch (err) {
-    if (controller.signal.aborted) return reportError(new InterruptedError(), verbose, stderr);
-    return reportError(err, verbose, stderr);
+    if (controller.signal.aborted) return reportError(new InterruptedError(), verbose, stderr, json);
+    return reportError(err, verbose, stderr, json);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

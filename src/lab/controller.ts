@@ -133,10 +133,6 @@ export class LabController {
     this.dispatch({ type: 'cancel-confirm' });
   }
 
-  toggleExpand(): void {
-    this.dispatch({ type: 'toggle-expand' });
-  }
-
   toggleHint(): void {
     this.dispatch({ type: 'toggle-hint' });
   }

@@ -82,6 +82,26 @@ export class LocalRunner implements StepRunner {
   }
 }
 
+/**
+ * The reason a command failed, from the end of its output: its "Error:" line (and "Try:"),
+ * else the last line that reads like an error, else the last line.
+ */
+export function failureReason(tail: readonly string[]): string {
+  if (!tail.length) return '';
+  const strip = (l: string) => l.replace(/\x1b\[[0-9;]*m/g, '');
+  const lines = tail.map(strip);
+  let errIdx = -1;
+  lines.forEach((l, i) => {
+    if (/^(Error|error):/.test(l)) errIdx = i;
+  });
+  if (errIdx >= 0) {
+    const tryLine = lines.slice(errIdx + 1).find((l) => /^Try:/.test(l));
+    return `: ${lines[errIdx]!.replace(/^(Error|error):\s*/, '')}${tryLine ? ` (${tryLine})` : ''}`;
+  }
+  const bad = [...lines].reverse().find((l) => /error|fail|unable|cannot|refused|not found|forbidden|denied|timed? ?out/i.test(l));
+  return `: ${bad ?? lines.at(-1)!}`;
+}
+
 /** Resolve `dynamo-lab` in lab commands to this very installation (works without a global install). */
 function selfArgv(argv: readonly string[]): { file: string; args: string[] } {
   if (argv[0] === 'dynamo-lab') return { file: process.execPath, args: [...process.execArgv, process.argv[1]!, ...argv.slice(1)] };
@@ -118,10 +138,16 @@ export class ClusterRunner implements StepRunner {
     const { file, args } = selfArgv(cmd.argv);
     try {
       const proc = execa(file, args, { env: { ...cmd.env }, cancelSignal: ctx.signal, forceKillAfterDelay: 3000, reject: false, all: true, stdin: 'ignore' });
-      for await (const line of proc.iterable({ from: 'all' })) ctx.out(maskSecrets(String(line), secrets));
+      const tail: string[] = [];
+      for await (const line of proc.iterable({ from: 'all' })) {
+        const l = maskSecrets(String(line), secrets);
+        ctx.out(l);
+        if (l.trim()) tail.push(l.trim());
+        if (tail.length > 20) tail.shift();
+      }
       const r = await proc;
       if (r.isCanceled) return { ok: false, error: 'interrupted' };
-      if (r.exitCode !== 0) return { ok: false, error: `${cmd.argv[0]} exited with code ${r.exitCode ?? r.signal}` };
+      if (r.exitCode !== 0) return { ok: false, error: `${cmd.argv[0]} exited with code ${r.exitCode ?? r.signal}${failureReason(tail)}` };
       return { ok: true };
     } catch (err) {
       const e = err as NodeJS.ErrnoException;

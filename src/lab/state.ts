@@ -33,15 +33,12 @@ export interface LabState {
   readonly phase: Phase;
   /** Shown in the live area (e.g. the failed step's hint). */
   readonly showHint: boolean;
-  /** Finished steps show all their kept output lines instead of a summary. */
-  readonly expanded?: boolean;
 }
 
 export type LabAction =
   | { readonly type: 'start' }
   | { readonly type: 'output'; readonly lines: readonly string[] }
   | { readonly type: 'result'; readonly result: StepResult }
-  | { readonly type: 'toggle-expand' }
   | { readonly type: 'succeed'; readonly at: string }
   | { readonly type: 'fail'; readonly error: string; readonly at: string }
   | { readonly type: 'skip'; readonly at: string }
@@ -94,8 +91,6 @@ export function reduce(state: LabState, action: LabAction): LabState {
     case 'result':
       if (!cur || state.phase !== 'running') return state;
       return { ...state, steps: replaceCurrent(state, { results: [...(cur.results ?? []), action.result] }) };
-    case 'toggle-expand':
-      return { ...state, expanded: !state.expanded };
     case 'succeed':
       if (!cur || state.phase !== 'running') return state;
       return advance(state, replaceCurrent(state, { status: 'done', finishedAt: action.at }));

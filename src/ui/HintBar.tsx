@@ -8,7 +8,7 @@ type Properties = { readonly bindings: readonly KeyBinding[]; readonly extra?: s
 export function HintBar({ bindings, extra }: Properties): React.ReactElement {
   return (
     <Box>
-      {bindings.map((b, i) => (
+      {bindings.filter((b) => b.label).map((b, i) => (
         <Text key={b.key}>
           {i > 0 ? <Text dimColor> · </Text> : null}
           <Text bold color={b.dangerous ? 'red' : 'cyan'}>

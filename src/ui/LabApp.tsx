@@ -1,14 +1,17 @@
-import React, { useEffect, useSyncExternalStore } from 'react';
+import React, { useEffect, useState, useSyncExternalStore } from 'react';
 import { useApp, useInput, useStdin } from 'ink';
 import type { LabController } from '../lab/controller.js';
-import { LabScreen } from './LabScreen.js';
+import { LabScreen, screenModel } from './LabScreen.js';
 import { commandFor } from './keys.js';
+import { useTerminalSize } from './useTerminalSize.js';
 
 type Properties = {
   readonly controller: LabController;
   readonly title: string;
+  readonly labId?: string;
   readonly target: string;
   readonly footer?: string;
+  readonly logFile?: string;
   /** Called on Ctrl+C (raw mode turns it into a key press, not a SIGINT). */
   readonly onInterrupt: () => void;
 };
@@ -17,13 +20,24 @@ type Properties = {
  * The interactive lab: the single input owner of the screen. It maps keys (from the
  * KEY_BINDINGS table) to controller calls and exits when the lab is finished or quit.
  */
-export function LabApp({ controller, title, target, footer, onInterrupt }: Properties): React.ReactElement {
+export function LabApp({ controller, title, labId, target, footer, logFile, onInterrupt }: Properties): React.ReactElement {
   const { exit } = useApp();
   const { isRawModeSupported } = useStdin();
+  const { columns, rows } = useTerminalSize();
+  const [scroll, setScroll] = useState<number | 'follow'>('follow');
+  const [expanded, setExpanded] = useState(false);
   const state = useSyncExternalStore(
     (fn) => controller.subscribe(fn),
     () => controller.state,
   );
+  // A new step (or a new run of it) starts at its top / follows its output.
+  useEffect(() => {
+    setScroll('follow');
+    setExpanded(false);
+  }, [state.current]);
+  useEffect(() => {
+    if (state.phase === 'running') setScroll('follow');
+  }, [state.phase]);
 
   useEffect(() => {
     if (state.phase === 'finished' || state.phase === 'quit' || state.phase === 'interrupted') {
@@ -34,14 +48,35 @@ export function LabApp({ controller, title, target, footer, onInterrupt }: Prope
     return undefined;
   }, [state.phase, exit]);
 
+  const props = {
+    title,
+    labId,
+    target,
+    runnerKind: controller.runner.kind,
+    steps: controller.steps,
+    state,
+    preview: controller.preview(),
+    sections: controller.sectionSummary(),
+    footer,
+    logFile,
+    columns,
+    rows,
+    scroll,
+    expanded,
+  };
+  const model = screenModel(props);
+
   useInput(
     (input, key) => {
       if (key.ctrl && input === 'c') {
         onInterrupt();
         return;
       }
-      const cmd = commandFor(state.phase, input, key);
+      const cmd = commandFor(state.phase, input, key, model.keyCtx);
       const cur = controller.currentStep();
+      const page = Math.max(1, model.room - 2);
+      const max = Math.max(0, model.lines.length - (model.room - 1));
+      const move = (d: number) => setScroll(Math.min(max, Math.max(0, model.offset + d)));
       switch (cmd) {
         case 'run':
           if (cur?.step.dangerous) controller.askConfirm();
@@ -60,6 +95,22 @@ export function LabApp({ controller, title, target, footer, onInterrupt }: Prope
         case 'hint':
           controller.toggleHint();
           break;
+        case 'expand':
+          setExpanded((e) => !e);
+          setScroll(0);
+          break;
+        case 'scroll-up':
+          move(-1);
+          break;
+        case 'scroll-down':
+          move(1);
+          break;
+        case 'page-up':
+          move(-page);
+          break;
+        case 'page-down':
+          move(page);
+          break;
         case 'quit':
           controller.quit();
           break;
@@ -70,16 +121,5 @@ export function LabApp({ controller, title, target, footer, onInterrupt }: Prope
     { isActive: isRawModeSupported === true },
   );
 
-  return (
-    <LabScreen
-      title={title}
-      target={target}
-      runnerKind={controller.runner.kind}
-      steps={controller.steps}
-      state={state}
-      preview={controller.preview()}
-      sections={controller.sectionSummary()}
-      footer={footer}
-    />
-  );
+  return <LabScreen {...props} />;
 }

@@ -1,7 +1,10 @@
 import React from 'react';
 import { Box, Text } from 'ink';
+import wrapAnsi from 'wrap-ansi';
 import type { StepState } from '../lab/state.js';
 import type { FlatStep } from '../lab/types.js';
+import type { StepResult } from '../lab/results.js';
+import { ResultView, fitWidths, tableRow } from './ResultView.js';
 
 const ICONS: Record<StepState['status'], { icon: string; color: string }> = {
   pending: { icon: '○', color: 'gray' },
@@ -11,82 +14,151 @@ const ICONS: Record<StepState['status'], { icon: string; color: string }> = {
   skipped: { icon: '↷', color: 'gray' },
 };
 
-type DoneProps = { readonly step: FlatStep; readonly state: StepState; readonly showOutput: number };
+/** Output lines a finished step does not print: its progress lines when it has structured results. */
+export function hiddenLines(state: StepState): number {
+  return state.results?.length ? state.output.length + (state.dropped ?? 0) : (state.dropped ?? 0);
+}
 
-/** A finished step as it stays in the scrollback: status icon, title, last lines of output. */
-export function FinishedStep({ step, state, showOutput }: DoneProps): React.ReactElement {
+type DoneProps = { readonly step: FlatStep; readonly state: StepState; readonly width: number; readonly logFile?: string };
+
+/**
+ * A finished step as it stays in the scrollback: its results in full (tables with their header,
+ * check lines), else its whole output. What is left out is said, with the key and the log path.
+ */
+export function FinishedStep({ step, state, width, logFile }: DoneProps): React.ReactElement {
   const { icon, color } = ICONS[state.status];
-  const lines = state.output.slice(-showOutput);
+  const results = state.results ?? [];
+  const hidden = hiddenLines(state);
   return (
     <Box flexDirection="column">
       <Text>
         <Text color={color}>{icon}</Text> <Text dimColor>{step.sectionTitle} ›</Text> {step.step.title}
         {state.status === 'skipped' ? <Text dimColor> (skipped)</Text> : null}
       </Text>
-      {lines.map((l, i) => (
-        <Text key={i} dimColor>
-          {'  '}
-          {l}
-        </Text>
-      ))}
+      <Box flexDirection="column" paddingLeft={2}>
+        {results.map((r, i) => (
+          <ResultView key={i} result={r} width={width - 2} />
+        ))}
+        {results.length ? null : state.output.map((l, i) => (
+          <Text key={i} dimColor>
+            {l}
+          </Text>
+        ))}
+        {hidden ? (
+          <Text dimColor>
+            ({results.length ? `${hidden} progress line${hidden === 1 ? '' : 's'} not shown` : `${hidden} earlier line${hidden === 1 ? '' : 's'} not kept`}: press e to show them{logFile ? `; all of it is in ${logFile}` : ''})
+          </Text>
+        ) : null}
+      </Box>
     </Box>
   );
 }
 
+/** One terminal row of the step box. */
+export interface Line {
+  readonly text: string;
+  readonly color?: string;
+  readonly bold?: boolean;
+  readonly dim?: boolean;
+}
+
+function wrapped(text: string, width: number, style: Omit<Line, 'text'> = {}): Line[] {
+  return wrapAnsi(text, Math.max(10, width), { hard: true, trim: false })
+    .split('\n')
+    .map((t) => ({ text: t, ...style }));
+}
+
+/** Diagrams are kept verbatim: cut at the width, never re-wrapped. */
+function verbatim(text: string, width: number, style: Omit<Line, 'text'> = {}): Line[] {
+  return text.split('\n').map((t) => ({ text: t.length > width ? `${t.slice(0, Math.max(0, width - 1))}…` : t, ...style }));
+}
+
+export function resultRows(r: StepResult, width: number): Line[] {
+  if (r.kind === 'check') return wrapped(`${r.ok ? '✓ PASS' : '✗ FAIL'} ${r.text}`, width, { color: r.ok ? 'green' : 'red' });
+  const w = fitWidths(r, width);
+  return [
+    { text: '' },
+    ...(r.title ? [{ text: r.title, bold: true }] : []),
+    { text: tableRow(r, w, r.columns.map((c) => c.header)), bold: true, color: 'cyan' },
+    ...r.rows.map((row) => ({ text: tableRow(r, w, row) })),
+    ...(r.notes ?? []).flatMap((n) => wrapped(n, width, { dim: true })),
+  ];
+}
+
+/**
+ * Everything under the step title, as rows of the given width: body, diagram, what will run,
+ * output, results, error, hint; and the previous step's hidden lines when expanded.
+ */
+export function stepLines(opts: {
+  step: FlatStep;
+  state: StepState;
+  preview: readonly string[];
+  showHint: boolean;
+  width: number;
+  expandedFrom?: { title: string; output: readonly string[] };
+}): Line[] {
+  const { step, state, preview, showHint, width } = opts;
+  const s = step.step;
+  const lines: Line[] = [];
+  if (opts.expandedFrom) {
+    lines.push({ text: `Output of “${opts.expandedFrom.title}” (e hides it):`, dim: true });
+    for (const l of opts.expandedFrom.output) lines.push(...wrapped(l, width, { dim: true }));
+    lines.push({ text: '' });
+  }
+  const running = state.status === 'running';
+  if (s.body && !running) lines.push(...wrapped(s.body.trim(), width));
+  if (s.diagram && !running) lines.push({ text: '' }, ...verbatim(s.diagram.replace(/\n+$/, ''), width, { color: 'cyan' }));
+  if (preview.length) {
+    lines.push({ text: '' }, { text: running ? 'Running:' : 'Will run:', dim: true });
+    for (const p of preview) lines.push(...wrapped(`  ${p}`, width, { color: 'magenta' }));
+  }
+  if (state.output.length || state.results?.length) {
+    lines.push({ text: '' });
+    if (state.dropped) lines.push({ text: `(${state.dropped} earlier lines are only in the log file)`, dim: true });
+    for (const l of state.output) lines.push(...wrapped(l, width));
+    for (const r of state.results ?? []) lines.push(...resultRows(r, width));
+  }
+  if (state.status === 'failed' && state.error) lines.push(...wrapped(`Failed: ${state.error}`, width, { color: 'red' }));
+  if (showHint && s.hint) lines.push(...wrapped(`Hint: ${s.hint}`, width, { color: 'yellow' }));
+  return lines;
+}
+
 type CurrentProps = {
   readonly step: FlatStep;
+  readonly lines: readonly Line[];
   readonly state: StepState;
-  readonly preview: readonly string[];
-  readonly outputLines: number;
-  readonly showHint: boolean;
   readonly position: string;
+  /** Rows available for the lines (the box adds 2 borders and 2 title rows). */
+  readonly height: number;
+  /** First line shown. */
+  readonly offset: number;
 };
 
-/** The step the user is on: explanation, diagram, what will run, live output, hint. */
-export function CurrentStep({ step, state, preview, outputLines, showHint, position }: CurrentProps): React.ReactElement {
-  const s = step.step;
+/** The step the user is on: title always on top, then a window of its lines that scrolls. */
+export function CurrentStep({ step, lines, state, position, height, offset }: CurrentProps): React.ReactElement {
   const { icon, color } = ICONS[state.status];
-  const output = state.output.slice(-outputLines);
+  const room = Math.max(1, height);
+  const fits = lines.length <= room;
+  const view = fits ? lines : lines.slice(offset, offset + room - 1);
+  const below = fits ? 0 : Math.max(0, lines.length - offset - view.length);
   return (
     <Box flexDirection="column" borderStyle="round" borderColor={state.status === 'failed' ? 'red' : 'cyan'} paddingX={1}>
-      <Text>
-        <Text dimColor>
-          {step.sectionTitle} · step {position}
-        </Text>
+      <Text dimColor wrap="truncate-end">
+        {step.sectionTitle} · step {position}
       </Text>
-      <Text bold>
-        <Text color={color}>{icon}</Text> {s.title}
+      <Text bold wrap="truncate-end">
+        <Text color={color}>{icon}</Text> {step.step.title}
       </Text>
-      {s.body && state.status !== 'running' ? <Text>{s.body.trimEnd()}</Text> : null}
-      {s.diagram && state.status !== 'running' ? (
-        <Box marginTop={1}>
-          <Text color="cyan">{s.diagram.trimEnd()}</Text>
-        </Box>
-      ) : null}
-      {preview.length ? (
-        <Box flexDirection="column" marginTop={1}>
-          <Text dimColor>{state.status === 'running' ? 'Running:' : 'Will run:'}</Text>
-          {preview.map((p, i) => (
-            <Text key={i} color="magenta">
-              {'  '}
-              {p}
-            </Text>
-          ))}
-        </Box>
-      ) : null}
-      {output.length ? (
-        <Box flexDirection="column" marginTop={1}>
-          {output.map((l, i) => (
-            <Text key={i}>{l}</Text>
-          ))}
-        </Box>
-      ) : null}
-      {state.status === 'failed' && state.error ? (
-        <Text color="red">
-          Failed: {state.error}
+      {view.map((l, i) => (
+        <Text key={i} color={l.color} bold={l.bold} dimColor={l.dim} wrap="truncate-end">
+          {l.text === '' ? ' ' : l.text}
         </Text>
-      ) : null}
-      {showHint && s.hint ? <Text color="yellow">Hint: {s.hint}</Text> : null}
+      ))}
+      {fits ? null : (
+        <Text dimColor wrap="truncate-end">
+          {`── lines ${offset + 1}-${offset + view.length} of ${lines.length}${offset > 0 ? ' · ↑ earlier' : ''}${below ? ` · ↓ ${below} more` : ''} (↑/↓ PgUp/PgDn scroll) ──`}
+        </Text>
+      )}
     </Box>
   );
 }

@@ -17,6 +17,10 @@ import { LabController } from '../../lab/controller.js';
 import { chooseTarget } from '../../lab/target.js';
 import { MASK, maskSecrets, secretValues } from '../../lab/commands.js';
 import type { DemoResult } from '../../lab/demo.js';
+import type { StepResult } from '../../lab/results.js';
+import { resultLines } from '../../lab/results.js';
+import { compareModes } from '../../lab/compare.js';
+import { closest } from '../suggest.js';
 
 export const DEFAULT_LAB = 'kv-routing';
 
@@ -72,7 +76,12 @@ export interface StartJson {
   target: Target;
   status: 'finished' | 'failed' | 'quit' | 'interrupted';
   sections: Array<{ id: string; status: string }>;
-  steps: Array<{ id: string; status: string; error?: string }>;
+  steps: Array<{ id: string; status: string; error?: string; results?: readonly StepResult[] }>;
+  /** Per scenario, kv vs round-robin on the requests that can reuse a prefix (local runs with both modes). */
+  comparison?: ReturnType<typeof compareModes>;
+  error?: { message: string; hint?: string };
+  /** The exact command that resumes this run. */
+  resume?: string;
   demo: Array<Pick<DemoResult, 'mode' | 'prompt' | 'worker' | 'cached_tokens' | 'prompt_tokens' | 'ttft_ms'> & { group: string }>;
   /** Every endpoint the run listened on (all closed by the time this is printed). */
   endpoints: Array<{ id: string; url: string }>;
@@ -96,10 +105,15 @@ export const startCommand: Command = {
   async run(values, _pos, ctx) {
     const labId = (values.lab as string | undefined) ?? DEFAULT_LAB;
     let lab: LabDefinition;
+    const known = listLabIds();
+    if (!known.includes(labId)) {
+      const near = closest(labId, known);
+      throw new UsageError(`There is no lab "${labId}".`, `${near ? `Did you mean --lab ${near}? ` : ''}Labs: ${known.join(', ')} (\`dynamo-lab labs\` describes them).`);
+    }
     try {
       lab = loadLab(labId);
     } catch (err) {
-      if (err instanceof LabFormatError) throw new UserError(err.message, `Available labs: ${listLabIds().join(', ')}. Run \`dynamo-lab labs\`.`);
+      if (err instanceof LabFormatError) throw new UserError(err.message, 'The lab file does not match the lab format; if you did not edit it, please report this.');
       throw err;
     }
     const targetFlag = values.target as string | undefined;
@@ -136,6 +150,7 @@ export const startCommand: Command = {
     }
 
     const ppath = progressPath(lab.id, target);
+    const resumeCommand = `dynamo-lab start --lab ${lab.id} --target ${target}`;
     if (values.reset) resetProgress(ppath);
     const loaded = loadProgress(ppath, lab.id, steps.map((s) => s.step.id));
     if (loaded.notice) ctx.stderr.write(chalk.yellow(loaded.notice) + '\n');
@@ -152,32 +167,36 @@ export const startCommand: Command = {
         const { render } = await import('ink');
         const { LabApp } = await import('../../ui/LabApp.js');
         const interrupt = () => process.kill(process.pid, 'SIGINT');
-        const app = render(React.createElement(LabApp, { controller, title: lab.title, target, footer: `progress: ${ppath} · log: ${logFile}`, onInterrupt: interrupt }), { exitOnCtrlC: false });
+        const app = render(React.createElement(LabApp, { controller, title: lab.title, labId: lab.id, target, footer: `progress: ${ppath} · log: ${logFile}`, logFile, onInterrupt: interrupt }), { exitOnCtrlC: false });
         await app.waitUntilExit();
       } else {
         const say = (s: string) => {
           if (!ctx.globals.json || ctx.globals.verbose) ctx.stderr.write(s + '\n');
         };
         let printed = 0;
+        let shownResults = 0;
         const printNew = () => {
           const st = controller.state.steps[controller.state.current];
           if (!st) return;
           for (; printed < st.output.length; printed++) say(`    ${st.output[printed]}`);
+          for (; shownResults < (st.results?.length ?? 0); shownResults++) for (const l of resultLines(st.results![shownResults]!)) say(`    ${l}`);
         };
         const off = controller.subscribe(printNew);
         say(chalk.bold(`dynamo-lab · ${lab.title} · target ${target}`));
         await controller.runAll((s) => {
           printed = 0;
+          shownResults = 0;
           say(chalk.cyan(`\n▶ ${s.sectionTitle} › ${s.step.title}`));
           for (const p of runner.preview(s.step)) say(chalk.magenta(`  ${p}`));
         });
         off();
         const cur = controller.state.steps[controller.state.current];
         if (cur?.status === 'failed') {
-          say(chalk.red(`✗ ${cur.error}`));
+          // The reason goes to stderr even with --json (the JSON document carries it too).
+          ctx.stderr.write(`${chalk.red('✗')} ${controller.currentStep()?.step.title}: ${cur.error}\n`);
           const hint = controller.currentStep()?.step.hint;
-          if (hint) say(chalk.yellow(`Hint: ${hint}`));
-          say(chalk.dim(`Full log: ${logFile}. Fix the problem and run \`dynamo-lab start --lab ${lab.id}\` to resume at this step.`));
+          if (hint) ctx.stderr.write(chalk.yellow(`Hint: ${hint}`) + '\n');
+          ctx.stderr.write(chalk.dim(`Full log: ${logFile}. Fix the problem and run \`${resumeCommand}\` to resume at this step.`) + '\n');
         }
       }
     } finally {
@@ -187,13 +206,28 @@ export const startCommand: Command = {
 
     const st = controller.state;
     const status: StartJson['status'] = ctx.signal.aborted || st.phase === 'interrupted' ? 'interrupted' : st.phase === 'finished' ? 'finished' : st.phase === 'quit' ? 'quit' : 'failed';
+    const curState = st.steps[st.current];
+    const failedHere = curState?.status === 'failed';
+    const done = st.steps.filter((s) => s.status === 'done' || s.status === 'skipped').length;
+    if (status === 'quit' || status === 'interrupted') {
+      ctx.stderr.write(
+        `${status === 'quit' ? 'Quit' : 'Stopped'} at step ${st.current + 1}/${st.steps.length} (“${controller.currentStep()?.step.title ?? ''}”). Progress saved: ${done} of ${st.steps.length} steps done, in ${ppath}.\nResume with: ${resumeCommand}\n`,
+      );
+    } else if (status === 'finished' && !ctx.globals.json && !(ctx.interactive && !ctx.globals.json)) {
+      ctx.stderr.write(chalk.green(`Lab ${lab.id} complete. Run \`dynamo-lab start --lab ${lab.id}\` to go through it once more.`) + '\n');
+    }
     if (ctx.globals.json) {
+      const failedStep = failedHere ? controller.currentStep() : undefined;
       const doc: StartJson = {
         lab: lab.id,
         target,
         status,
         sections: controller.sectionSummary().map(({ id, status: s }) => ({ id, status: s })),
-        steps: st.steps.map((s) => ({ id: s.id, status: s.status, ...(s.error ? { error: s.error } : {}) })),
+        steps: st.steps.map((s) => ({ id: s.id, status: s.status, ...(s.error ? { error: s.error } : {}), ...(s.results?.length ? { results: s.results } : {}) })),
+        ...(session.demo.length ? { comparison: compareModes(session.demo) } : {}),
+        ...(failedStep ? { error: { message: `${failedStep.step.title}: ${curState!.error}`, hint: failedStep.step.hint ?? `See the log file ${logFile}.` } } : {}),
+        ...(status === 'interrupted' ? { error: { message: 'Interrupted.', hint: `Resume with: ${resumeCommand}` } } : {}),
+        ...(status !== 'finished' ? { resume: resumeCommand } : {}),
         demo: session.demo.map((d) => ({ mode: d.mode, group: d.group, prompt: d.prompt, worker: d.worker, cached_tokens: d.cached_tokens, prompt_tokens: d.prompt_tokens, ttft_ms: d.ttft_ms })),
         endpoints: session.endpoints,
         progress_file: ppath,
@@ -202,6 +236,7 @@ export const startCommand: Command = {
       ctx.stdout.write(JSON.stringify(doc, null, 2) + '\n');
     }
     if (status === 'interrupted') return 130;
-    return status === 'failed' ? 1 : 0;
+    // Quitting on a failed step is still a failure.
+    return status === 'failed' || failedHere ? 1 : 0;
   },
 };
