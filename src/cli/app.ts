@@ -133,12 +133,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(packageVersion() + '\n');
     return 0;
   }
-  const cmd = findCommand(first);
-  if (!cmd) {
+  const entry = findCommand(first);
+  if (!entry) {
     const near = closest(first, commands.map((c) => c.name));
     return reportError(new UsageError(`Unknown command "${first}".`, `${near ? `Did you mean \`dynamo-lab ${near}\`? ` : ''}Run \`dynamo-lab --help\` to see the commands (${commands.map((c) => c.name).join(', ')}).`), verbose, stderr, json);
   }
 
+  const cmd = await entry.load();
   const controller = new AbortController();
   let interrupts = 0;
   const onSignal = (sig: NodeJS.Signals) => {

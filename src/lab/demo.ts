@@ -3,7 +3,7 @@
  * a cluster NodePort), streaming, and measures per request what the lab shows: which worker
  * served it, cached / prompt tokens as the worker reported them, and TTFT measured here.
  */
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { sseData } from '../base/sse.js';
 
 export interface DemoRequest {
@@ -54,6 +54,7 @@ export async function sendDemoRequest(
   r: DemoRequest,
   opts: { model: string; mode?: string; signal?: AbortSignal; dispatcher?: Dispatcher; apiKey?: string; history?: readonly ChatTurn[] },
 ): Promise<DemoResult> {
+  const { request } = await import('undici');
   const started = performance.now();
   let res;
   // A pooled keep-alive socket can be stale (e.g. the router was just restarted on the same

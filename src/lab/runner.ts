@@ -5,7 +5,6 @@
  * - ClusterRunner: the step's cluster commands, argv arrays through execa
  * - DryRunner: prints what either of the above would do, runs nothing
  */
-import { execa } from 'execa';
 import { packagePath } from '../base/paths.js';
 import { actionFor, type ActionResult } from './actions/index.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
@@ -137,6 +136,7 @@ export class ClusterRunner implements StepRunner {
     const secrets = secretValues(cmd);
     const { file, args } = selfArgv(cmd.argv);
     try {
+      const { execa } = await import('execa');
       const proc = execa(file, args, { env: { ...cmd.env }, cancelSignal: ctx.signal, forceKillAfterDelay: 3000, reject: false, all: true, stdin: 'ignore' });
       const tail: string[] = [];
       for await (const line of proc.iterable({ from: 'all' })) {

@@ -4,7 +4,7 @@ import type { Command } from '../command.js';
 import { listLabIds, loadLab } from '../../lab/load.js';
 import { loadProgress, progressPath } from '../../lab/progress.js';
 import { flattenSteps } from '../../lab/types.js';
-import { DEFAULT_LAB } from './start.js';
+import { DEFAULT_LAB } from '../defaults.js';
 
 export const labsCommand: Command = {
   name: 'labs',

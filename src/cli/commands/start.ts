@@ -2,7 +2,6 @@
  * `dynamo-lab start`: open a lab in the terminal UI, or run it without prompts (--yes,
  * CI, no TTY), or print it as a script (--dry-run).
  */
-import React from 'react';
 import { join } from 'node:path';
 import chalk from 'chalk';
 import type { Command } from '../command.js';
@@ -14,7 +13,6 @@ import { loadProgress, progressPath, resetProgress } from '../../lab/progress.js
 import { LocalSession } from '../../lab/session.js';
 import { ClusterRunner, DryRunner, LocalRunner, type StepRunner } from '../../lab/runner.js';
 import { LabController } from '../../lab/controller.js';
-import { chooseTarget } from '../../lab/target.js';
 import { MASK, maskSecrets, secretValues } from '../../lab/commands.js';
 import type { DemoResult } from '../../lab/demo.js';
 import type { StepResult } from '../../lab/results.js';
@@ -22,7 +20,9 @@ import { resultLines } from '../../lab/results.js';
 import { compareModes } from '../../lab/compare.js';
 import { closest } from '../suggest.js';
 
-export const DEFAULT_LAB = 'kv-routing';
+import { DEFAULT_LAB } from '../defaults.js';
+
+export { DEFAULT_LAB };
 
 function labVars(lab: LabDefinition, namespace?: string): Record<string, string> {
   const vars: Record<string, string> = { ...(lab.vars ?? {}) };
@@ -123,6 +123,7 @@ export const startCommand: Command = {
     if (targetFlag) target = targetFlag as Target;
     else if (dryRun) target = 'cluster';
     else {
+      const { chooseTarget } = await import('../../lab/target.js');
       const choice = await chooseTarget({ context: ctx.globals.context, namespace: ctx.globals.namespace, signal: ctx.signal });
       target = choice.target;
       if (!ctx.globals.json) ctx.stderr.write(chalk.dim(`target: ${target} — ${choice.reason}\n`));
@@ -164,6 +165,7 @@ export const startCommand: Command = {
 
     try {
       if (ctx.interactive && !ctx.globals.json) {
+        const { default: React } = await import('react');
         const { render } = await import('ink');
         const { LabApp } = await import('../../ui/LabApp.js');
         const interrupt = () => process.kill(process.pid, 'SIGINT');

@@ -1,5 +1,4 @@
 /** A local NATS server (JetStream) for the event-plane steps. */
-import { execa } from 'execa';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +13,7 @@ export const NATS_ACTIONS: Readonly<Record<string, ActionDef>> = {
         out(`nats-server already running at ${session.nats.url}`);
         return { ok: true };
       }
+      const { execa } = await import('execa');
       const found = await execa('nats-server', ['--version'], { reject: false, cancelSignal: signal }).catch(() => undefined);
       if (!found || found.exitCode !== 0) {
         out('nats-server is not installed: the simulated workers hand their KV events to the router in-process instead.');

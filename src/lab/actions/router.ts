@@ -1,6 +1,5 @@
 /** The embedded router in front of the workers. */
 import { envPort } from '../../base/net.js';
-import { RouterServer } from '../../server/router-server.js';
 import { configFromFlags, type RoutingMode } from '../../router/index.js';
 import { num, str, type ActionDef } from './types.js';
 
@@ -32,6 +31,8 @@ export const ROUTER_ACTIONS: Readonly<Record<string, ActionDef>> = {
         out('restarting the router with the new scoring parameters');
       }
       const log = session.logger('router');
+      // Loaded when a lab starts the router, not when the CLI starts.
+      const { RouterServer } = await import('../../server/router-server.js');
       session.router = await RouterServer.start({
         workers: session.workers.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })),
         blockSize: session.blockSize,

@@ -1,5 +1,4 @@
 /** Checks of the machine and of what the lab started: GPUs, health of every part, free ports. */
-import { execa } from 'execa';
 import { portIsFree } from '../../base/net.js';
 import { num, type ActionDef } from './types.js';
 
@@ -8,6 +7,7 @@ export const SYSTEM_ACTIONS: Readonly<Record<string, ActionDef>> = {
     describe: () => 'look for NVIDIA GPUs with nvidia-smi (the local target runs on the CPU, so none are required)',
     async run(params, { out, signal }) {
       const need = num(params.need, 0);
+      const { execa } = await import('execa');
       try {
         const r = await execa('nvidia-smi', ['--query-gpu=index,name,memory.used,memory.total', '--format=csv,noheader'], { cancelSignal: signal, timeout: 10_000, reject: false });
         if (r.exitCode === 0) {

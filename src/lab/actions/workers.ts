@@ -1,6 +1,6 @@
 /** The simulated vLLM-style workers: start them, check them, show what the router knows of them. */
 import { envPort } from '../../base/net.js';
-import { SimWorker } from '../../sim/index.js';
+import type { SimWorker } from '../../sim/index.js';
 import { DEFAULT_MODEL } from '../../tokenizer/index.js';
 import { workerTable, type WorkerBar } from '../format.js';
 import { num, str, type ActionDef } from './types.js';
@@ -32,7 +32,7 @@ export const WORKERS_ACTIONS: Readonly<Record<string, ActionDef>> = {
         for (let i = 0; i < count; i++) {
           const id = `worker-${i}`;
           workers.push(
-            await SimWorker.start({ id, blockSize, speedup: num(params.speedup, 1), decodeSpeedup: num(params.decode_speedup, 1), model: str(params.model, DEFAULT_MODEL), port: basePort ? basePort + i : 0, log: session.logger(id) }),
+            await (await import('../../sim/index.js')).SimWorker.start({ id, blockSize, speedup: num(params.speedup, 1), decodeSpeedup: num(params.decode_speedup, 1), model: str(params.model, DEFAULT_MODEL), port: basePort ? basePort + i : 0, log: session.logger(id) }),
           );
         }
       } catch (err) {
@@ -61,7 +61,7 @@ export const WORKERS_ACTIONS: Readonly<Record<string, ActionDef>> = {
         const id = `worker-${i}`;
         let w: SimWorker;
         try {
-          w = await SimWorker.start({ id, blockSize: session.blockSize, speedup: num(params.speedup, 1), model: first?.model ?? DEFAULT_MODEL, port: basePort ? basePort + i : 0, log: session.logger(id) });
+          w = await (await import('../../sim/index.js')).SimWorker.start({ id, blockSize: session.blockSize, speedup: num(params.speedup, 1), model: first?.model ?? DEFAULT_MODEL, port: basePort ? basePort + i : 0, log: session.logger(id) });
         } catch (err) {
           return { ok: false, error: `could not start ${id}: ${(err as Error).message}` };
         }
