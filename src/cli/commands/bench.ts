@@ -13,13 +13,37 @@ import { generateWorkload, SpecError } from '../../bench/generators.js';
 import { BenchConfigError, HealthCheckError, runBench, type BenchConfig } from '../../bench/run.js';
 import { renderReport } from '../../bench/report.js';
 import { writeOutputs } from '../../bench/export.js';
-import { loadMooncakeTrace, TraceError } from '../../bench/trace.js';
+import { loadMooncakeTrace, parseMooncakeTrace, TraceError } from '../../bench/trace.js';
 import { MOCKER_DEFAULTS } from '../../bench/virtual.js';
 import { takeRequests, type Workload } from '../../bench/workload.js';
 
-/** The conversation trace shipped next to the repository (../shared/data/traces/). */
+/** The traces shipped in the package (src/bench/data/, gzip), by name. */
+export const BUNDLED_TRACES = ['conversation', 'synthetic'] as const;
+
+export function bundledTracePath(name: string): string {
+  return packagePath('src', 'bench', 'data', `${name}_trace.jsonl.gz`);
+}
+
+/** The default trace: the Mooncake conversation trace shipped with the package. */
 export function defaultTracePath(): string {
-  return packagePath('..', 'shared', 'data', 'traces', 'conversation_trace.jsonl');
+  return bundledTracePath('conversation');
+}
+
+/** Load a trace by bundled name or path; `.gz` files are decompressed. */
+async function loadTrace(spec: string, seed: number): Promise<Workload> {
+  const bundled = (BUNDLED_TRACES as readonly string[]).includes(spec);
+  const path = bundled ? bundledTracePath(spec) : spec;
+  if (!path.endsWith('.gz')) return loadMooncakeTrace(path, { seed });
+  const { readFile } = await import('node:fs/promises');
+  const { gunzipSync } = await import('node:zlib');
+  let text: string;
+  try {
+    text = gunzipSync(await readFile(path)).toString('utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new TraceError(e.code === 'ENOENT' ? `trace file ${path} does not exist` : `cannot read trace file ${path}: ${e.message}`);
+  }
+  return parseMooncakeTrace(text, { seed, name: bundled ? `${spec}_trace.jsonl` : path });
 }
 
 function int(values: Record<string, unknown>, name: string, min: number): number | undefined {
@@ -96,7 +120,7 @@ export const benchCommand: Command = {
     'dynamo-lab bench --url kv=http://127.0.0.1:8000 --url round-robin=http://127.0.0.1:8001 --requests 500 --speedup 4',
   ],
   options: {
-    trace: { type: 'string', valueName: 'jsonl', description: 'Mooncake JSONL trace (default: ../shared/data/traces/conversation_trace.jsonl next to the repository)' },
+    trace: { type: 'string', valueName: 'jsonl', description: 'Mooncake JSONL trace: conversation or synthetic (bundled), or a .jsonl / .jsonl.gz file (default: conversation)' },
     synthetic: {
       type: 'string',
       valueName: 'spec',
@@ -155,11 +179,11 @@ export const benchCommand: Command = {
       if (values.synthetic !== undefined) {
         w = generateWorkload(values.synthetic as string, seed);
       } else {
-        const path = (values.trace as string | undefined) ?? defaultTracePath();
-        if (values.trace === undefined && !existsSync(path)) {
-          throw new UserError(`the default trace ${path} is not there.`, 'Pass --trace <file.jsonl> (Mooncake format) or --synthetic <spec>.');
+        const spec = (values.trace as string | undefined) ?? 'conversation';
+        if (values.trace === undefined && !existsSync(defaultTracePath())) {
+          throw new UserError(`the bundled trace ${defaultTracePath()} is missing from this installation.`, 'Pass --trace <file.jsonl> (Mooncake format) or --synthetic <spec>, or reinstall dynamo-lab.');
         }
-        w = await loadMooncakeTrace(path, { seed });
+        w = await loadTrace(spec, seed);
       }
     } catch (err) {
       if (err instanceof TraceError) throw new UserError(err.message, 'Each line must be a JSON object with timestamp (ms), input_length, output_length and hash_ids of 512-token blocks.');
