@@ -112,6 +112,11 @@ export class ClusterRunner implements StepRunner {
 
   constructor(private readonly vars: Readonly<Record<string, string>>) {}
 
+  /** The step's commands (then its verify commands), resolved: what `run` executes, in order. */
+  commands(step: Step): CommandSpec[] {
+    return [...this.commandsOf(step.cluster), ...this.commandsOf(step.verify?.cluster)];
+  }
+
   private commandsOf(work: TargetWork | undefined): CommandSpec[] {
     return (work?.commands ?? []).map((c) => {
       const r = resolveCommand(c, this.vars);

@@ -13,7 +13,8 @@ import { loadProgress, progressPath, resetProgress } from '../../lab/progress.js
 import { LocalSession } from '../../lab/session.js';
 import { ClusterRunner, DryRunner, LocalRunner, type StepRunner } from '../../lab/runner.js';
 import { LabController } from '../../lab/controller.js';
-import { MASK, maskSecrets, secretValues } from '../../lab/commands.js';
+import { MASK, displayCommand, maskSecrets, secretValues } from '../../lab/commands.js';
+import { scriptLines } from '../dry-script.js';
 import type { DemoResult } from '../../lab/demo.js';
 import type { StepResult } from '../../lab/results.js';
 import { resultLines } from '../../lab/results.js';
@@ -47,8 +48,8 @@ function fromIndex(lab: LabDefinition, from: string | undefined): number | undef
 /** The dry-run script: every command of the lab, copy-pasteable, secrets masked. */
 const SECRET_NAME = /TOKEN|SECRET|PASSWORD|API_KEY/i;
 
-function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner, vars: Readonly<Record<string, string>>): string {
-  const out = ['#!/usr/bin/env bash', `# dynamo-lab dry run of lab "${lab.id}" (${lab.title}) for the ${target} target.`, '# Nothing was executed. Secrets are masked as ****.'];
+function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner, vars: Readonly<Record<string, string>>, cluster?: ClusterRunner): string {
+  const out = ['#!/usr/bin/env bash', `# dynamo-lab dry run of lab "${lab.id}" (${lab.title}) for the ${target} target.`, '# Nothing was executed. Secrets are never written here: they are read from the environment when the script runs.'];
   const names = Object.keys(vars);
   if (names.length) {
     out.push('# Values used below (export any of them and run the dry run again to change it):');
@@ -59,6 +60,13 @@ function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner, va
     out.push(`# ===== ${s.title} =====`);
     for (const st of s.steps) {
       out.push(`# --- ${st.title} [${st.id}]`);
+      if (cluster) {
+        // The real script: every command, with the lab's own dynamo-lab deploy/install spelled out.
+        if (st.cluster?.note) out.push(...st.cluster.note.split('\n').map((l) => `# ${l}`));
+        for (const c of cluster.commands(st)) out.push(...scriptLines(c, displayCommand(c)));
+        out.push('');
+        continue;
+      }
       for (const line of runner.preview(st)) {
         if (line.startsWith('$ ')) out.push(line.slice(2));
         else if (line.startsWith('then check: $ ')) out.push(line.slice('then check: $ '.length));
@@ -145,7 +153,7 @@ export const startCommand: Command = {
         );
       } else {
         // Belt and braces: whatever path a secret took into the text, it leaves masked.
-        ctx.stdout.write(maskSecrets(dryRunScript(lab, target, runner, vars), secretValues({ argv: [] })) + '\n');
+        ctx.stdout.write(maskSecrets(dryRunScript(lab, target, runner, vars, inner instanceof ClusterRunner ? inner : undefined), secretValues({ argv: [] })) + '\n');
       }
       return 0;
     }
