@@ -202,3 +202,26 @@ test('every seed has rows in COVERAGE.md', () => {
   const seeds = new Set(coverageRows().map((r) => r.id.slice(0, 3)));
   assert.deepEqual([...seeds].sort(), ['000', '001', '002', '003', '004']);
 });
+
+// ---- the dry run is a script that runs without dynamo-lab ------------------------------------
+
+for (const lab of SEED_LABS) {
+  test(`${lab}: the dry-run script passes bash -n`, { timeout: 120_000 }, async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script = await dryRun(lab);
+    const r = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8' });
+    assert.equal(r.status, 0, `${lab}: bash -n failed: ${r.stderr}`);
+  });
+}
+
+test('kv-routing: `dynamo-lab deploy` is spelled out as kubectl apply heredocs, the token read from the environment', { timeout: 120_000 }, async () => {
+  const s = await dryRun('kv-routing');
+  const runnable = runnableLines(s).join('\n');
+  assert.doesNotMatch(runnable, /^dynamo-lab deploy/m, 'deploy is still a dynamo-lab call');
+  assert.match(s, /kubectl apply --server-side --field-manager=dynamo-lab --force-conflicts -f - <<'EOF'\napiVersion: nvidia\.com\/v1alpha\d\nkind: DynamoGraphDeployment\n/);
+  assert.match(s, /kind: Service\n/);
+  assert.match(s, /--from-literal=HF_TOKEN="\$\{HF_TOKEN:\?export HF_TOKEN first\}"/);
+  assert.match(s, /kubectl wait --for=condition=Ready dynamographdeployment\/vllm-kv-demo/);
+  // Helpers that only exist in dynamo-lab run only when it is installed.
+  for (const l of runnableLines(s).filter((x) => /^\s*dynamo-lab /.test(x))) assert.fail(`bare dynamo-lab call: ${l}`);
+});
