@@ -79,6 +79,11 @@ function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner, va
   return out.join('\n');
 }
 
+/** The benchmark's A/B tables among the steps' results. */
+function abTables(steps: ReadonlyArray<{ results?: readonly StepResult[] }>): StepResult[] {
+  return steps.flatMap((s) => s.results ?? []).filter((r) => r.kind === 'table' && (r.title ?? '').startsWith('A/B'));
+}
+
 export interface StartJson {
   lab: string;
   target: Target;
@@ -87,6 +92,8 @@ export interface StartJson {
   steps: Array<{ id: string; status: string; error?: string; results?: readonly StepResult[] }>;
   /** Per scenario, kv vs round-robin on the requests that can reuse a prefix (local runs with both modes). */
   comparison?: ReturnType<typeof compareModes>;
+  /** router-ab: the benchmark's A/B table (per mode TTFT avg/p50/p99, hit rate, oracle). */
+  ab?: StepResult[];
   error?: { message: string; hint?: string };
   /** The exact command that resumes this run. */
   resume?: string;
@@ -235,6 +242,7 @@ export const startCommand: Command = {
         sections: controller.sectionSummary().map(({ id, status: s }) => ({ id, status: s })),
         steps: st.steps.map((s) => ({ id: s.id, status: s.status, ...(s.error ? { error: s.error } : {}), ...(s.results?.length ? { results: s.results } : {}) })),
         ...(session.demo.length ? { comparison: compareModes(session.demo) } : {}),
+        ...(abTables(st.steps).length ? { ab: abTables(st.steps) } : {}),
         ...(failedStep ? { error: { message: `${failedStep.step.title}: ${curState!.error}`, hint: failedStep.step.hint ?? `See the log file ${logFile}.` } } : {}),
         ...(status === 'interrupted' ? { error: { message: 'Interrupted.', hint: `Resume with: ${resumeCommand}` } } : {}),
         ...(status !== 'finished' ? { resume: resumeCommand } : {}),
