@@ -76,7 +76,8 @@ export function LabApp({ controller, title, labId, target, footer, logFile, onIn
       const cur = controller.currentStep();
       const page = Math.max(1, model.room - 2);
       const max = Math.max(0, model.lines.length - (model.room - 1));
-      const move = (d: number) => setScroll(Math.min(max, Math.max(0, model.offset + d)));
+      // Functional update: several key presses can arrive before the next render.
+      const move = (d: number) => setScroll((prev) => Math.min(max, Math.max(0, (prev === 'follow' ? model.offset : prev) + d)));
       switch (cmd) {
         case 'run':
           if (cur?.step.dangerous) controller.askConfirm();

@@ -48,13 +48,14 @@ function startLab(session: string, stateDir: string): void {
   tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '50', `${cmd}; echo "EXIT=$?"; sleep 30`);
 }
 
-test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes, y confirms cleanup, Ctrl+C exits 130', { skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false, timeout: 120_000 }, async () => {
+test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes, y confirms cleanup, Ctrl+C exits 130', { skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false, timeout: 900_000 }, async () => {
   const state = tempStateDir();
   const s1 = `dl-tui-${process.pid}-a`;
   startLab(s1, state);
   try {
     await waitFor(s1, /Why route by cache contents\?/);
-    assert.match(screen(s1), /Enter run · s skip · h hint · q quit/);
+    assert.match(screen(s1), /Enter run · s skip · q quit \(progress is saved\)/);
+    assert.doesNotMatch(screen(s1), /h hint/, 'the first step has no hint, so no hint key');
     await waitForRawMode(s1);
     tmux('send-keys', '-t', s1, 'Enter');
     await waitFor(s1, /How the router learns what is cached/);
@@ -72,6 +73,8 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
     const quit = await waitFor(s1, /EXIT=\d+/);
     assert.match(quit, /EXIT=0/);
     assert.match(quit, /worker-0 stopped/);
+    assert.match(quit, /Progress saved: 5 of \d+ steps done/);
+    assert.match(quit, /Resume with: dynamo-lab start --lab kv-routing --target local/);
   } finally {
     spawnSync('tmux', ['kill-session', '-t', s1]);
   }
@@ -90,15 +93,16 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
     const demo = await waitFor(s2, /What the router believes is cached/);
     assert.match(demo, /Explain quantum computing in simple ter/);
     assert.match(demo, /requests per worker/);
-    for (const next of [/The same prompts with round-robin/, /Compare kv and round-robin/, /Find the prefix-cache lines/, /Stop the router and workers/]) {
+    for (const next of [/The same prompts with round-robin/, /Compare kv and round-robin/, /Find the prefix-cache lines/, /Four workers with a larger model/, /Long prefixes with kv routing/, /The same long prefixes with round-robin/, /Long prefixes: kv against round-robin/, /Stop the router and workers/]) {
       tmux('send-keys', '-t', s2, 'Enter');
-      await waitFor(s2, next);
+      await waitFor(s2, next, 180_000);
     }
     tmux('send-keys', '-t', s2, 'Enter'); // a dangerous step asks first
     await waitFor(s2, /removes what the lab started\. Run it\? \(y\/n\)/);
     tmux('send-keys', '-t', s2, 'y');
     const end = await waitFor(s2, /EXIT=\d+/);
-    assert.match(end, /Lab complete/);
+    assert.match(end, /Lab kv-routing complete/);
+    assert.match(end, /PASS\s+long-document: kv/);
     assert.match(end, /ports \d+, \d+, \d+ are free/);
     assert.match(end, /EXIT=0/);
   } finally {
