@@ -56,8 +56,13 @@ async function waitForFrame(lastFrame: () => string | undefined, text: string | 
 }
 
 test('the hint bar is generated from the key table and hides keys that do not apply', () => {
-  const { lastFrame } = render(<HintBar bindings={bindingsFor('ready')} />);
+  const { lastFrame } = render(<HintBar bindings={bindingsFor('ready', { hasHint: true })} />);
   assert.match(lastFrame() ?? '', /Enter run · s skip · h hint · q quit/);
+  const noHint = render(<HintBar bindings={bindingsFor('ready', { hasHint: false, canScroll: true })} />);
+  assert.match(noHint.lastFrame() ?? '', /Enter run · s skip · ↑↓ scroll · q quit/);
+  assert.ok(!(noHint.lastFrame() ?? '').includes('hint'), 'no hint key where the step has no hint');
+  assert.equal(commandFor('ready', 'h', {}, { hasHint: false }), undefined, 'h does nothing without a hint');
+  assert.equal(commandFor('ready', '', { downArrow: true }, { canScroll: true }), 'scroll-down');
   const confirm = render(<HintBar bindings={bindingsFor('confirm')} />);
   assert.match(confirm.lastFrame() ?? '', /y yes, run it · n no · q quit/);
   assert.ok(!(confirm.lastFrame() ?? '').includes('skip'));

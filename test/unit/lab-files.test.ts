@@ -26,13 +26,30 @@ test('every lab in labs/ loads, and every local action it names exists', () => {
 
 test('the kv-routing lab has the skeleton sections in order', () => {
   const lab = loadLab('kv-routing');
-  assert.deepEqual(lab.sections.map((s) => s.id), ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'cleanup']);
+  assert.deepEqual(lab.sections.map((s) => s.id), ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'long-prefix', 'cleanup']);
 });
 
 test('scenarios hold the seed prompts', () => {
   const sc = loadScenarios();
   assert.deepEqual(sc['shared-prefix']!.requests.map((r) => r.prompt), ['Explain quantum computing', 'Explain quantum computing in simple terms', 'Explain quantum computing briefly']);
   assert.equal(sc['system-prompt']!.requests.length, 2);
+});
+
+test('long-prefix scenarios: deterministic, thousands of tokens, four requests sharing the prefix', async () => {
+  const { fillerText } = await import('../../src/lab/filler.js');
+  assert.equal(fillerText('x', 500), fillerText('x', 500), 'the same name and size give the same text');
+  assert.notEqual(fillerText('x', 500), fillerText('y', 500));
+  const sc = loadScenarios();
+  for (const name of ['long-system-prompt', 'long-document', 'long-chat']) {
+    const s = sc[name]!;
+    assert.equal(s.long, true, name);
+    assert.equal(s.requests.length, 4, name);
+    const first = s.requests[0]!;
+    const text = (first.system ?? '') + first.prompt;
+    assert.ok(text.split(/\s+/).length > 5000, `${name}: the shared part is thousands of words`);
+    assert.doesNotMatch(text, /\{\{filler/, `${name}: placeholder left`);
+    assert.ok(s.requests.every((r) => (r.label ?? '').length > 0 && (r.label ?? '').length < 80), `${name}: every request has a short label for the tables`);
+  }
 });
 
 test('bad lab definitions fail with the file and the field named', () => {
