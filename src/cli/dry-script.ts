@@ -79,7 +79,7 @@ export function scriptLines(cmd: CommandSpec, display: string): string[] {
   const [bin, sub, ...rest] = cmd.argv;
   if (bin === 'dynamo-lab') {
     const expanded = sub === 'deploy' ? expandDeploy(['deploy', ...rest]) : sub === 'install' ? expandInstall(['install', ...rest]) : undefined;
-    if (expanded) return [`# dynamo-lab ${sub} ${rest.join(' ')}, spelled out:`, ...expanded];
+    if (expanded) return [`# ${display}, spelled out:`, ...expanded];
     return [`if command -v dynamo-lab >/dev/null; then ${display}; else echo ${shellQuote(`skipped (needs dynamo-lab): ${display}`)} >&2; fi`];
   }
   return [display];
