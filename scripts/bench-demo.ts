@@ -20,7 +20,7 @@ function arg(name: string, def: number): number {
 const runs = arg('runs', 10);
 const workers = arg('workers', 4);
 const minRatio = arg('min-ratio', 3);
-const speedup = arg('speedup', 0.05);
+const speedup = arg('speedup', 0.025);
 const scenarios = Object.entries(loadScenarios()).filter(([, s]) => s.long).map(([n]) => n);
 const signal = new AbortController().signal;
 const quiet = { out: () => {}, emit: (_r: StepResult) => {}, signal };
