@@ -62,10 +62,15 @@ export interface Line {
   readonly dim?: boolean;
 }
 
+/** Wrap each paragraph to the width; a paragraph's leading indent becomes a hanging indent. */
 function wrapped(text: string, width: number, style: Omit<Line, 'text'> = {}): Line[] {
-  return wrapAnsi(text, Math.max(10, width), { hard: true, trim: false })
-    .split('\n')
-    .map((t) => ({ text: t, ...style }));
+  return text.split('\n').flatMap((para) => {
+    const indent = /^\s*/.exec(para)![0];
+    if (!para.trim()) return [{ text: '', ...style }];
+    return wrapAnsi(para.slice(indent.length), Math.max(10, width - indent.length), { hard: true, trim: true })
+      .split('\n')
+      .map((t) => ({ text: indent + t, ...style }));
+  });
 }
 
 /** Diagrams are kept verbatim: cut at the width, never re-wrapped. */
