@@ -2,6 +2,7 @@
  * Every built-in local action, run through the real LocalRunner against real simulated
  * workers and the real router, the way a lab runs them.
  */
+import { resultLines } from '../../src/lab/results.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LabController } from '../../src/lab/controller.js';
@@ -64,7 +65,11 @@ test('every local action works end to end and cleanup frees every port', { timeo
   const failed = controller.state.steps.find((s) => s.status === 'failed');
   assert.ok(ok, `failed at ${failed?.id}: ${failed?.error}\n${failed?.output.join('\n')}`);
 
-  const out = (id: string) => controller.state.steps.find((s) => s.id === id)!.output.join('\n');
+  // Progress lines and the structured results (tables, checks) as text.
+  const out = (id: string) => {
+    const st = controller.state.steps.find((s) => s.id === id)!;
+    return [...st.output, ...(st.results ?? []).flatMap((r) => resultLines(r))].join('\n');
+  };
   // multi-turn: the follow-ups resend the conversation, so they reuse its blocks on the same worker.
   const mt = session.demo.filter((d) => d.group === 'multi-turn');
   assert.equal(mt.length, 3);
@@ -80,7 +85,7 @@ test('every local action works end to end and cleanup frees every port', { timeo
   assert.match(out('metrics'), /dynamo_component_router_requests_total/);
   assert.match(out('metrics'), /vllm:num_requests_running/);
   assert.match(out('health'), /✓ router/);
-  assert.match(out('compare'), /average TTFT per request/);
+  assert.match(out('compare'), /latest run per mode, all requests/);
   assert.match(out('logs'), /prefix cache hit/);
   assert.match(out('nats'), /nats-server|in-process/);
   assert.equal(session.workers.length, 0);

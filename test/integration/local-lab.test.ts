@@ -13,15 +13,15 @@ interface LabJson {
   progress_file: string;
 }
 
-test('start --target local --yes --json runs the whole kv-routing lab without a TTY', { timeout: 120_000 }, async () => {
+test('start --target local --yes --json runs the whole kv-routing lab without a TTY', { timeout: 600_000 }, async () => {
   const state = tempStateDir();
-  const r = await runCli(['start', '--target', 'local', '--yes', '--json'], { env: { DYNAMO_LAB_STATE_DIR: state } });
+  const r = await runCli(['start', '--target', 'local', '--yes', '--json'], { env: { DYNAMO_LAB_STATE_DIR: state }, timeoutMs: 580_000 });
   assert.equal(r.code, 0, `exit ${r.code}\nstderr:\n${r.stderr}`);
   const doc = JSON.parse(r.stdout) as LabJson; // exactly one JSON document on stdout
   assert.equal(doc.lab, 'kv-routing');
   assert.equal(doc.target, 'local');
   assert.equal(doc.status, 'finished');
-  assert.deepEqual(doc.sections.map((s) => s.id), ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'cleanup']);
+  assert.deepEqual(doc.sections.map((s) => s.id), ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'long-prefix', 'cleanup']);
   for (const s of doc.sections) assert.equal(s.status, 'done', `section ${s.id}`);
 
   const kv = doc.demo.filter((d) => d.mode === 'kv' && d.group === 'shared-prefix');
@@ -76,9 +76,9 @@ test('--version prints the package version; --help lists the commands', async ()
   assert.match(sh.stdout, /--dry-run/);
 });
 
-test('an unknown lab is a clear error listing the labs', async () => {
+test('an unknown lab is a usage error listing the labs', async () => {
   const r = await runCli(['start', '--lab', 'nope', '--target', 'local', '--yes'], { env: { DYNAMO_LAB_STATE_DIR: tempStateDir() } });
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2);
   assert.match(r.stderr, /no lab "nope"/);
   assert.match(r.stderr, /kv-routing/);
 });
