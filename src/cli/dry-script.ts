@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { stringify } from 'yaml';
-import { shellQuote } from '../lab/commands.js';
+import { quoteArg as shellQuote } from '../base/shell.js';
 import type { CommandSpec } from '../lab/types.js';
 
 interface PlanRequest {

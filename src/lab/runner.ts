@@ -5,6 +5,7 @@
  * - ClusterRunner: the step's cluster commands, argv arrays through execa
  * - DryRunner: prints what either of the above would do, runs nothing
  */
+import { stripVTControlCharacters } from 'node:util';
 import { packagePath } from '../base/paths.js';
 import { actionFor, type ActionResult } from './actions/index.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
@@ -87,8 +88,7 @@ export class LocalRunner implements StepRunner {
  */
 export function failureReason(tail: readonly string[]): string {
   if (!tail.length) return '';
-  const strip = (l: string) => l.replace(/\x1b\[[0-9;]*m/g, '');
-  const lines = tail.map(strip);
+  const lines = tail.map((l) => stripVTControlCharacters(l));
   let errIdx = -1;
   lines.forEach((l, i) => {
     if (/^(Error|error):/.test(l)) errIdx = i;

@@ -31,6 +31,7 @@ export function LabApp({ controller, title, labId, target, footer, logFile, onIn
     () => controller.state,
   );
   // A new step (or a new run of it) starts at its top / follows its output.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: runs on purpose whenever the current step changes
   useEffect(() => {
     setScroll('follow');
     setExpanded(false);

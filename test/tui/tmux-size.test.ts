@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { CLI_ARGV, tempStateDir } from '../helpers/cli.js';
-import { shellQuote } from '../../src/lab/commands.js';
+import { quoteArg as shellQuote } from '../../src/base/shell.js';
 
 const hasTmux = spawnSync('tmux', ['-V']).status === 0;
 const requireTmux = process.env.DYNAMO_LAB_REQUIRE_TMUX === '1';
