@@ -52,7 +52,16 @@ export function messagesOf(r: DemoRequest, history: readonly ChatTurn[] = []): C
 export async function sendDemoRequest(
   baseUrl: string,
   r: DemoRequest,
-  opts: { model: string; mode?: string; signal?: AbortSignal; dispatcher?: Dispatcher; apiKey?: string; history?: readonly ChatTurn[] },
+  opts: {
+    model: string;
+    mode?: string;
+    signal?: AbortSignal;
+    dispatcher?: Dispatcher;
+    apiKey?: string;
+    history?: readonly ChatTurn[];
+    /** Dynamo's frontend: ask for nvext worker_id and name the worker with this map (decode_worker_id -> name). */
+    dynamoWorkerName?: (dynamoWorkerId: string) => string;
+  },
 ): Promise<DemoResult> {
   const { request } = await import('undici');
   const started = performance.now();
@@ -64,7 +73,7 @@ export async function sendDemoRequest(
       res = await request(`${baseUrl.replace(/\/$/, '')}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}) },
-        body: JSON.stringify({ model: opts.model, messages: messagesOf(r, opts.history), max_tokens: r.max_tokens ?? 50, stream: true, stream_options: { include_usage: true } }),
+        body: JSON.stringify({ model: opts.model, messages: messagesOf(r, opts.history), max_tokens: r.max_tokens ?? 50, stream: true, stream_options: { include_usage: true }, ...(opts.dynamoWorkerName ? { nvext: { extra_fields: ['worker_id'] } } : {}) }),
         signal: opts.signal,
         dispatcher: opts.dispatcher,
         headersTimeout: 120_000,
@@ -90,7 +99,10 @@ export async function sendDemoRequest(
   let ttft = -1;
   let text = '';
   let usage: { prompt_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined;
+  let dynamoWorker: string | null = null;
   for await (const data of sseData(res.body)) {
+    // Dynamo instance ids are u64 (beyond 2^53): read them from the text, not the parsed number.
+    if (opts.dynamoWorkerName && dynamoWorker === null) dynamoWorker = /"decode_worker_id":(\d+)/.exec(data)?.[1] ?? null;
     let obj: { choices?: Array<{ delta?: { content?: string } }>; usage?: typeof usage };
     try {
       obj = JSON.parse(data);
@@ -115,7 +127,7 @@ export async function sendDemoRequest(
     group: r.group ?? 'default',
     prompt: r.label ?? r.prompt,
     reuses_prefix: r.reuses_prefix ?? false,
-    worker: header('x-dynamo-lab-worker'),
+    worker: header('x-dynamo-lab-worker') ?? (dynamoWorker !== null && opts.dynamoWorkerName ? opts.dynamoWorkerName(dynamoWorker) : null),
     cached_tokens: usage?.prompt_tokens_details?.cached_tokens ?? null,
     prompt_tokens: usage?.prompt_tokens ?? null,
     ttft_ms: Math.round((ttft < 0 ? latency : ttft) * 100) / 100,

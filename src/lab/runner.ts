@@ -9,7 +9,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { packagePath } from '../base/paths.js';
 import { actionFor, type ActionResult } from './actions/index.js';
 import { displayCommand, maskSecrets, resolveCommand, secretValues } from './commands.js';
-import type { LocalSession } from './session.js';
+import type { LabEngine, LocalSession } from './session.js';
 import type { StepResult } from './results.js';
 import type { CommandSpec, FlatStep, LocalAction, Step, TargetWork } from './types.js';
 
@@ -28,8 +28,8 @@ export interface StepRunner {
   close(): Promise<string[]>;
 }
 
-function describeAction(a: LocalAction): string {
-  const def = actionFor(a.action);
+function describeAction(a: LocalAction, engine: LabEngine): string {
+  const def = actionFor(a.action, engine);
   return def ? def.describe(a.with ?? {}) : `(unknown action ${a.action})`;
 }
 
@@ -45,20 +45,20 @@ export class LocalRunner implements StepRunner {
   preview(step: Step): string[] {
     const w = step.local;
     const lines: string[] = [];
-    if (w?.run) lines.push(`local: ${describeAction(w.run)}`);
+    if (w?.run) lines.push(`local: ${describeAction(w.run, this.session.engine)}`);
     if (w?.note) lines.push(w.note);
-    if (step.verify?.local) lines.push(`then check: ${describeAction(step.verify.local)}`);
+    if (step.verify?.local) lines.push(`then check: ${describeAction(step.verify.local, this.session.engine)}`);
     if (!lines.length && step.cluster?.commands?.length) lines.push('(cluster-only step: nothing to run locally)');
     return lines;
   }
 
   private async runAction(a: LocalAction, ctx: RunContext, depth = 0): Promise<ActionResult> {
-    const def = actionFor(a.action);
+    const def = actionFor(a.action, this.session.engine);
     if (!def) return { ok: false, error: `unknown local action "${a.action}" in the lab definition` };
     for (const need of def.requires ?? []) {
       if (this.session.has(need)) continue;
       // Resuming in a new process: re-run the step that provides this resource first.
-      const provider = this.steps.find((s) => s.step.local?.run && actionFor(s.step.local.run.action)?.provides?.includes(need));
+      const provider = this.steps.find((s) => s.step.local?.run && actionFor(s.step.local.run.action, this.session.engine)?.provides?.includes(need));
       if (!provider || depth > 3) return { ok: false, error: `this step needs ${need}, and no earlier step of the lab starts them` };
       ctx.out(`(${need} are not running in this session: re-running "${provider.step.title}" first)`);
       const r = await this.runAction(provider.step.local!.run!, ctx, depth + 1);

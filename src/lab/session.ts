@@ -7,7 +7,12 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { SimWorker } from '../sim/index.js';
 import type { RouterServer } from '../server/router-server.js';
+import type { DynamoStack } from '../engine/dynamo.js';
 import type { DemoResult } from './demo.js';
+
+/** What backs the local actions: the embedded router + sim workers, or the real Dynamo from the peers venv. */
+export type LabEngine = 'embedded' | 'dynamo';
+export const LAB_ENGINES: readonly LabEngine[] = ['embedded', 'dynamo'];
 
 export class LocalSession {
   workers: SimWorker[] = [];
@@ -27,9 +32,13 @@ export class LocalSession {
   private readonly logLines = new Map<string, string[]>();
   static readonly LOG_LINES_KEPT = 2000;
 
+  /** The real Dynamo (frontend + mocker + nats-server) when engine is dynamo. */
+  dynamo: DynamoStack | undefined;
+
   constructor(
     /** Full worker/router log file (bounded views show only the tail). */
     readonly logFile?: string,
+    readonly engine: LabEngine = 'embedded',
   ) {
     if (logFile) mkdirSync(dirname(logFile), { recursive: true });
   }
@@ -60,8 +69,8 @@ export class LocalSession {
   }
 
   has(resource: string): boolean {
-    if (resource === 'workers') return this.workers.length > 0;
-    if (resource === 'router') return this.router !== undefined;
+    if (resource === 'workers') return this.workers.length > 0 || !!this.dynamo?.workersRunning;
+    if (resource === 'router') return this.router !== undefined || !!this.dynamo?.frontendRunning;
     if (resource === 'nats') return this.nats !== undefined;
     return false;
   }
@@ -73,6 +82,13 @@ export class LocalSession {
       await this.router.close();
       this.router = undefined;
       lines.push(`router stopped (${url})`);
+    }
+    if (this.dynamo) {
+      const d = this.dynamo;
+      this.dynamo = undefined;
+      const url = d.frontendUrl;
+      await d.close();
+      lines.push(`Dynamo frontend${url ? ` (${url})` : ''}, ${d.shape.workers} mocker workers and their nats-server stopped`);
     }
     if (this.nats) {
       const url = this.nats.url;

@@ -20,6 +20,7 @@ import type { StepResult } from '../../lab/results.js';
 import { resultLines } from '../../lab/results.js';
 import { compareModes } from '../../lab/compare.js';
 import { closest } from '../suggest.js';
+import { ENGINE_OPTION, parseEngine, prepareDynamoEngine } from '../engine.js';
 
 import { DEFAULT_LAB } from '../defaults.js';
 
@@ -116,6 +117,7 @@ export const startCommand: Command = {
     'dry-run': { type: 'boolean', description: 'Print every command of the lab as a script; run nothing' },
     from: { type: 'string', valueName: 'section', description: 'Start at this section or step (re-runs it and what follows)' },
     reset: { type: 'boolean', description: 'Forget saved progress and start at the beginning' },
+    engine: ENGINE_OPTION,
   },
   async run(values, _pos, ctx) {
     const labId = (values.lab as string | undefined) ?? DEFAULT_LAB;
@@ -144,6 +146,7 @@ export const startCommand: Command = {
       if (!ctx.globals.json) ctx.stderr.write(chalk.dim(`target: ${target} — ${choice.reason}\n`));
     }
 
+    const engine = parseEngine(values.engine, target);
     const vars = labVars(lab, ctx.globals.namespace);
     lab = withVars(lab, vars);
     const steps = flattenSteps(lab);
@@ -152,7 +155,7 @@ export const startCommand: Command = {
     const logFile = join(stateDir(), 'logs', `${lab.id}-${target}-${runId}.log`);
 
     if (dryRun) {
-      const inner: StepRunner = target === 'local' ? new LocalRunner(new LocalSession(), steps) : new ClusterRunner(vars);
+      const inner: StepRunner = target === 'local' ? new LocalRunner(new LocalSession(undefined, engine), steps) : new ClusterRunner(vars);
       const runner = new DryRunner(inner);
       if (ctx.globals.json) {
         ctx.stdout.write(
@@ -174,7 +177,8 @@ export const startCommand: Command = {
     // A finished lab starts over rather than opening on "complete".
     if (from === undefined && steps.every((s) => saved[s.step.id] === 'done' || saved[s.step.id] === 'skipped')) saved = {};
 
-    const session = new LocalSession(join(stateDir(), 'logs', `${lab.id}-${target}-${runId}-components.log`));
+    if (engine === 'dynamo') await prepareDynamoEngine({ yes: Boolean(values.yes) || !ctx.interactive, stderr: ctx.stderr, interactive: ctx.interactive && !ctx.globals.json });
+    const session = new LocalSession(join(stateDir(), 'logs', `${lab.id}-${target}-${runId}-components.log`), engine);
     const runner: StepRunner = target === 'local' ? new LocalRunner(session, steps) : new ClusterRunner(vars);
     const controller = new LabController({ lab, target, runner, progressPath: ppath, saved, from, signal: ctx.signal, logFile });
 

@@ -3,6 +3,7 @@
  * Nothing in them knows about a particular lab or step.
  */
 import { BENCH_ACTIONS } from './bench.js';
+import { DYNAMO_ACTIONS } from './dynamo.js';
 import { NATS_ACTIONS } from './nats.js';
 import { OBSERVE_ACTIONS } from './observe.js';
 import { ROUTER_ACTIONS } from './router.js';
@@ -11,6 +12,7 @@ import { SYSTEM_ACTIONS } from './system.js';
 import { TRAFFIC_ACTIONS } from './traffic.js';
 import type { ActionDef } from './types.js';
 import { WORKERS_ACTIONS } from './workers.js';
+import type { LabEngine } from '../session.js';
 
 export type { ActionContext, ActionDef, ActionResult } from './types.js';
 
@@ -25,6 +27,11 @@ export const ACTIONS: Readonly<Record<string, ActionDef>> = {
   ...SESSION_ACTIONS,
 };
 
-export function actionFor(name: string): ActionDef | undefined {
+/**
+ * The action `name` as the session's engine implements it: with the dynamo engine, the real
+ * Dynamo frontend + mocker back the actions that start, query or stop workers and router.
+ */
+export function actionFor(name: string, engine: LabEngine = 'embedded'): ActionDef | undefined {
+  if (engine === 'dynamo' && Object.hasOwn(DYNAMO_ACTIONS, name)) return DYNAMO_ACTIONS[name];
   return Object.hasOwn(ACTIONS, name) ? ACTIONS[name] : undefined;
 }

@@ -1,0 +1,298 @@
+/**
+ * The dynamo engine (`dynamo-lab start --target local --engine dynamo`): the same action names
+ * as the embedded engine, backed by the real NVIDIA Dynamo 1.6.1 from the peers venv —
+ * `dynamo.mocker` workers, `dynamo.frontend` with its Rust KV router, a private nats-server as
+ * the event plane, all on 127.0.0.1. Lab data does not change: which implementation runs is
+ * chosen by the session's engine (actionFor).
+ *
+ * The embedded router also runs, beside the frontend, in front of the same mocker workers: it
+ * builds its index from the mocker's KV events on NATS (what "in place of the frontend" means on
+ * a laptop) and forwards to the frontend, since mocker workers speak Dynamo's TCP request plane,
+ * not HTTP.
+ */
+import { DynamoStack } from '../../engine/dynamo.js';
+import { ensureVenv, installCommands } from '../../engine/venv.js';
+import { RouterServer } from '../../server/router-server.js';
+import { DEFAULT_MODEL } from '../../tokenizer/index.js';
+import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
+import { formatDemoTable, formatWorkerBars, type WorkerBar } from '../format.js';
+import { scenarioRequests } from '../scenarios.js';
+import type { LocalSession } from '../session.js';
+import { num, str, type ActionDef } from './types.js';
+
+/** Dynamo's --router-mode for a lab mode. */
+function dynamoMode(mode: string): string {
+  if (mode === 'kv' || mode === 'round-robin' || mode === 'random') return mode;
+  throw new Error(`routing mode "${mode}" has no Dynamo 1.6 equivalent (use kv, round-robin or random)`);
+}
+
+/** Real frontend flags from the step's parameters. */
+function frontendArgs(p: Readonly<Record<string, unknown>>): string[] {
+  const args: string[] = [];
+  if (p.kv_overlap_score_weight !== undefined) args.push('--router-kv-overlap-score-credit', String(num(p.kv_overlap_score_weight, 1)));
+  if (p.router_temperature !== undefined) args.push('--router-temperature', String(num(p.router_temperature, 0)));
+  if (Array.isArray(p.frontend_args)) args.push(...p.frontend_args.map(String));
+  return args;
+}
+
+/** worker-0, worker-1, … in the mocker's creation order. */
+function workerName(stack: DynamoStack): (id: string) => string {
+  return (id) => {
+    const i = stack.workerIds().indexOf(id);
+    return i < 0 ? `dynamo-${id}` : `worker-${i}`;
+  };
+}
+
+/**
+ * dynamo-lab's embedded router on the mocker's NATS KV events (restarted whenever the mocker is,
+ * since restarted workers have new ids and empty caches).
+ */
+async function startShadowRouter(session: LocalSession, out: (l: string) => void): Promise<void> {
+  const stack = session.dynamo!;
+  if (session.router) {
+    await session.router.close();
+    session.router = undefined;
+  }
+  const ids = stack.workerIds();
+  session.router = await RouterServer.start({
+    workers: ids.map((id, i) => ({ id: `worker-${i}`, url: stack.frontendUrl, dynamoWorkerId: id, totalKvBlocks: stack.shape.gpuBlocks })),
+    blockSize: stack.shape.blockSize,
+    mode: 'kv',
+    port: 0,
+    events: 'nats',
+    nats: { servers: [stack.natsUrl], namespace: stack.namespace, component: 'backend' },
+    health: false,
+    log: session.logger('router'),
+  });
+  session.endpoints.push({ id: 'router', url: session.router.url });
+  out(`dynamo-lab router ${session.router.url}: indexes the ${ids.length} mocker workers' KV events from ${stack.natsUrl} (namespace ${stack.namespace}) and forwards to the frontend`);
+}
+
+export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
+  'sim.start': {
+    describe: (p) =>
+      `start ${num(p.workers, 2)} real Dynamo 1.6.1 mocker workers (python -m dynamo.mocker, block size ${num(p.block_size, 16)}) and a nats-server event plane on 127.0.0.1`,
+    provides: ['workers'],
+    async run(params, { session, out, signal }) {
+      if (session.dynamo?.workersRunning) {
+        out(`${session.dynamo.shape.workers} mocker workers already running: ${session.dynamo.workerIds().join(', ')}`);
+        return { ok: true };
+      }
+      let venv;
+      try {
+        venv = await ensureVenv({ create: false });
+      } catch (err) {
+        return { ok: false, error: `${(err as Error).message}\n(or run dynamo-lab start --engine dynamo without --json to be asked to create it)` };
+      }
+      const stack = new DynamoStack(
+        venv,
+        { workers: num(params.workers, 2), blockSize: num(params.block_size, 16), speedup: num(params.speedup, 1), gpuBlocks: num(params.gpu_blocks, 16384) },
+        (c) => session.logger(c),
+      );
+      session.dynamo = stack;
+      session.blockSize = stack.shape.blockSize;
+      try {
+        out(`starting nats-server and python -m dynamo.mocker from ${venv.dir} (ai-dynamo ${venv.versions['ai-dynamo'] ?? '?'}); the first start takes a few seconds`);
+        await stack.startWorkers(signal);
+      } catch (err) {
+        await stack.close();
+        session.dynamo = undefined;
+        return { ok: false, error: `the Dynamo mocker did not start: ${(err as Error).message}` };
+      }
+      session.endpoints.push({ id: 'nats', url: stack.natsUrl.replace('nats:', 'http:') });
+      stack.workerIds().forEach((id, i) => out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${stack.natsUrl})`));
+      return { ok: true };
+    },
+  },
+
+  'workers.healthy': {
+    describe: () => 'check every mocker worker has registered (Dynamo file discovery)',
+    requires: ['workers'],
+    async run(_p, { session, out }) {
+      const stack = session.dynamo!;
+      const ids = stack.workerIds();
+      if (ids.length < stack.shape.workers) return { ok: false, error: `${ids.length} of ${stack.shape.workers} mocker workers registered` };
+      ids.forEach((id, i) => out(`worker-${i} (Dynamo instance ${id}) registered`));
+      return { ok: true };
+    },
+  },
+
+  'router.start': {
+    describe: (p) => `start Dynamo's frontend (python -m dynamo.frontend --router-mode ${str(p.mode, 'kv')}${frontendArgs(p).length ? ' ' + frontendArgs(p).join(' ') : ''}) on 127.0.0.1, and dynamo-lab's router beside it on the same workers' NATS KV events`,
+    requires: ['workers'],
+    provides: ['router'],
+    async run(params, { session, out, signal }) {
+      const stack = session.dynamo!;
+      let mode: string;
+      try {
+        mode = dynamoMode(str(params.mode, 'kv'));
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
+      const args = frontendArgs(params);
+      if (stack.frontendRunning && stack.frontendOptions.mode === mode && JSON.stringify(stack.frontendOptions.args) === JSON.stringify(args)) {
+        out(`Dynamo frontend already running at ${stack.frontendUrl} (--router-mode ${mode})`);
+        return { ok: true };
+      }
+      try {
+        await stack.startFrontend({ mode, args }, signal);
+      } catch (err) {
+        return { ok: false, error: `Dynamo's frontend did not start: ${(err as Error).message}` };
+      }
+      session.endpoints.push({ id: 'frontend', url: stack.frontendUrl });
+      out(`Dynamo frontend  ${stack.frontendUrl}  --router-mode ${mode}${args.length ? ' ' + args.join(' ') : ''}`);
+      out(`        try: curl -s ${stack.frontendUrl}/v1/models   ·   ${stack.frontendUrl}/metrics`);
+      await startShadowRouter(session, out);
+      return { ok: true };
+    },
+  },
+
+  'router.healthy': {
+    describe: () => "check Dynamo's frontend answers GET /health and lists the model",
+    requires: ['router'],
+    async run(_p, { session, out, signal }) {
+      const url = session.dynamo!.frontendUrl;
+      const h = await fetch(`${url}/health`, { signal });
+      if (!h.ok) return { ok: false, error: `frontend /health answered ${h.status}` };
+      const models = (await (await fetch(`${url}/v1/models`, { signal })).json()) as { data?: Array<{ id: string }> };
+      const ids = (models.data ?? []).map((m) => m.id);
+      if (!ids.length) return { ok: false, error: 'the frontend lists no models: are the mocker workers up?' };
+      out(`Dynamo frontend healthy; serving ${ids.join(', ')}`);
+      return { ok: true };
+    },
+  },
+
+  'demo.run': {
+    describe: (p) => `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through Dynamo's frontend with --router-mode ${str(p.mode, 'kv')}${p.reset_cache ? ', after restarting the mocker workers with empty caches' : ''}`,
+    requires: ['workers', 'router'],
+    async run(params, { session, out, signal }) {
+      const stack = session.dynamo!;
+      const model = str(params.model, DEFAULT_MODEL);
+      let requests: DemoRequest[];
+      let mode: string;
+      try {
+        requests = scenarioRequests(Array.isArray(params.scenarios) ? (params.scenarios as string[]) : []);
+        mode = dynamoMode(str(params.mode, 'kv'));
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
+      if (!requests.length) return { ok: false, error: 'demo.run needs "scenarios": a list of scenario names from labs/scenarios.yaml' };
+      try {
+        if (params.reset_cache) {
+          out('restarting the mocker workers (empty prefix caches) and the frontend…');
+          stack.frontendOptions = { mode, args: stack.frontendOptions.args };
+          await stack.resetCaches(signal);
+          await startShadowRouter(session, out);
+        } else if (stack.frontendOptions.mode !== mode) {
+          await stack.startFrontend({ mode, args: stack.frontendOptions.args }, signal);
+        }
+      } catch (err) {
+        return { ok: false, error: `could not restart Dynamo: ${(err as Error).message}` };
+      }
+      out(`Dynamo frontend ${stack.frontendUrl} --router-mode ${mode}`);
+      const name = workerName(stack);
+      const results: DemoResult[] = [];
+      for (const r of requests) {
+        if (signal.aborted) break;
+        const prev = results.at(-1);
+        const history = r.follow_up && prev ? [...prev.messages, { role: 'assistant', content: prev.output_text }] : [];
+        const res = await sendDemoRequest(stack.frontendUrl, r, { model, mode: str(params.mode, 'kv'), signal, history, dynamoWorkerName: name });
+        results.push(res);
+        session.demo.push(res);
+      }
+      for (const line of formatDemoTable(results, stack.workerIds().map((_, i) => `worker-${i}`))) out(line);
+      const problem = checkExpectation(results, typeof params.expect === 'string' ? params.expect : undefined);
+      if (problem) return { ok: false, error: problem };
+      return { ok: true };
+    },
+  },
+
+  'workers.status': {
+    describe: () => "show, per mocker worker, the blocks dynamo-lab's router indexed from the real KV events on NATS",
+    requires: ['router'],
+    async run(_p, { session, out }) {
+      if (!session.router) return { ok: false, error: "dynamo-lab's router is not running beside the frontend" };
+      await session.router.eventsIdle();
+      for (const l of formatWorkerBars(session.router.workersView().workers as unknown as WorkerBar[])) out(l);
+      out(`(built from the mocker's KV events on ${session.dynamo!.natsUrl}; Dynamo's frontend keeps its own index from the same events)`);
+      return { ok: true };
+    },
+  },
+
+  'metrics.show': {
+    describe: (p) => `read Dynamo's frontend /metrics (dynamo_component_router_* and dynamo_frontend_*) and show lines matching /${str(p.pattern, '.')}/`,
+    requires: ['router'],
+    async run(params, { session, out, signal }) {
+      let re: RegExp;
+      try {
+        re = new RegExp(str(params.pattern, '.'));
+      } catch (err) {
+        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
+      }
+      const targets = [{ id: 'Dynamo frontend', url: session.dynamo!.frontendUrl }, ...(session.router ? [{ id: 'dynamo-lab router', url: session.router.url }] : [])];
+      for (const t of targets) {
+        const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
+        const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
+        out(`=== ${t.id} ${t.url}/metrics (${lines.length} matching)`);
+        for (const l of lines.slice(0, num(params.max_lines, 20))) out(`  ${l}`);
+      }
+      return { ok: true };
+    },
+  },
+
+  'logs.grep': {
+    describe: (p) => `show Dynamo's frontend "Selected worker" lines and the log lines of the ${str(p.component, 'workers')} matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
+    requires: ['workers'],
+    async run(params, { session, out }) {
+      let re: RegExp;
+      try {
+        re = new RegExp(str(params.pattern, '.'), 'i');
+      } catch (err) {
+        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
+      }
+      const tail = num(params.tail, 30);
+      const component = str(params.component, 'workers');
+      // The real frontend logs each KV routing decision: "Selected worker: worker_id=… dp_rank=…, logit: …, cached blocks: …".
+      const sources: Array<[string, RegExp]> =
+        component === 'workers' || component === 'router' || component === 'frontend'
+          ? [
+              ['frontend', new RegExp(`Selected worker|${re.source}`, 'i')],
+              ['mocker', re],
+            ]
+          : [[component, re]];
+      for (const [id, r] of sources) {
+        const lines = session.logsOf(id).filter((l) => r.test(l)).slice(-tail);
+        out(`=== ${id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
+        for (const l of lines) out(`  ${l.replace(/^\S+Z\s+/, '')}`);
+        if (!lines.length) out('  (no matching lines yet)');
+      }
+      if (session.logFile) out(`Full logs: ${session.logFile}`);
+      return { ok: true };
+    },
+  },
+
+  'health.check': {
+    describe: () => "check the mocker workers, Dynamo's frontend and the nats-server are up",
+    async run(_p, { session, out, signal }) {
+      const stack = session.dynamo;
+      if (!stack) {
+        out('nothing is running in this session yet');
+        return { ok: true };
+      }
+      const problems: string[] = [];
+      out(`${stack.workersRunning ? '✓' : '✗'} dynamo.mocker (${stack.workerIds().length} workers)`);
+      if (!stack.workersRunning) problems.push('mocker');
+      if (stack.frontendUrl) {
+        const r = await fetch(`${stack.frontendUrl}/health`, { signal }).catch(() => undefined);
+        out(`${r?.ok ? '✓' : '✗'} frontend ${stack.frontendUrl}/health`);
+        if (!r?.ok) problems.push('frontend');
+      }
+      return problems.length ? { ok: false, error: `not healthy: ${problems.join(', ')}` } : { ok: true };
+    },
+  },
+};
+
+/** The exact commands that create the venv the dynamo engine needs. */
+export function dynamoInstallHint(): string {
+  return installCommands().join('\n  ');
+}
