@@ -241,7 +241,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   },
 
   'logs.grep': {
-    describe: (p) => `show Dynamo's frontend "Selected worker" lines and the log lines of the ${str(p.component, 'workers')} matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
+    describe: (p) => `show Dynamo's frontend "Selected worker" lines and the mocker's log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
     requires: ['workers'],
     async run(params, { session, out }) {
       let re: RegExp;
@@ -252,18 +252,19 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       }
       const tail = num(params.tail, 30);
       const component = str(params.component, 'workers');
-      // The real frontend logs each KV routing decision: "Selected worker: worker_id=… dp_rank=…, logit: …, cached blocks: …".
-      const sources: Array<[string, RegExp]> =
+      // The real frontend logs each routing decision: "Selected worker router_mode=… worker_id=… logit=…".
+      // The mocker logs no per-request cache line (its one-off config dump is left out).
+      const sources: Array<[string, (l: string) => boolean]> =
         component === 'workers' || component === 'router' || component === 'frontend'
           ? [
-              ['frontend', new RegExp(`Selected worker|${re.source}`, 'i')],
-              ['mocker', re],
+              ['frontend', (l) => /Selected worker/.test(l)],
+              ['mocker', (l) => re.test(l) && !/Creating mocker engine with config/.test(l)],
             ]
-          : [[component, re]];
-      for (const [id, r] of sources) {
-        const lines = session.logsOf(id).filter((l) => r.test(l)).slice(-tail);
+          : [[component, (l) => re.test(l)]];
+      for (const [id, keep] of sources) {
+        const lines = session.logsOf(id).filter(keep).slice(-tail);
         out(`=== ${id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
-        for (const l of lines) out(`  ${l.replace(/^\S+Z\s+/, '')}`);
+        for (const l of lines) out(`  ${l.replace(/^\S+Z\s+/, '').replace(/ request_id="[^"]*"/, '')}`);
         if (!lines.length) out('  (no matching lines yet)');
       }
       if (session.logFile) out(`Full logs: ${session.logFile}`);
