@@ -153,6 +153,8 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The terminal closed (tmux kill-session, ssh drop): stop what this command started too.
+  process.on('SIGHUP', onSignal);
 
   try {
     let parsed;
@@ -206,6 +208,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
   }
 }
 

@@ -227,6 +227,14 @@ export class DynamoStack {
     await waitUntil(`${workers} mocker workers`, async () => (this.workerIds().length >= workers ? true : undefined), [this.nats, this.mocker], 180_000, signal);
   }
 
+  /** Worker ids of earlier mocker processes (resetCaches restarts it with new ids), oldest first. */
+  private readonly pastIds: string[][] = [];
+
+  /** Every mocker process's worker ids, oldest first; the last one is the running mocker's. */
+  workerIdGenerations(): string[][] {
+    return [...this.pastIds, this.workerIds()];
+  }
+
   /** The mocker's worker ids (Dynamo instance ids, u64 as decimal text) in creation order. */
   workerIds(): string[] {
     return [...(this.mocker?.output() ?? '').matchAll(/FPM direct publisher started worker_id=(\d+)/g)].map((m) => m[1]!);
@@ -265,6 +273,7 @@ export class DynamoStack {
   async resetCaches(signal?: AbortSignal): Promise<void> {
     await this.frontend?.stop();
     this.frontend = undefined;
+    if (this.mocker) this.pastIds.push(this.workerIds());
     await this.mocker?.stop();
     this.mocker = undefined;
     await this.startWorkers(signal);

@@ -35,11 +35,28 @@ function frontendArgs(p: Readonly<Record<string, unknown>>): string[] {
   return args;
 }
 
+/** A frontend `Selected worker` line without the fields that do not explain the choice, with the lab's worker name. */
+function condenseSelected(line: string, stack: DynamoStack): string {
+  const name = workerName(stack);
+  return line
+    .replace(/^\S+Z\s+/, '')
+    .replace(/^INFO\s+(?:http-request:\s+)?\S*?(\w+)::?\s+(?=Selected)/, '$1: ')
+    .replace(/ (?:request_id|model)=(?:"[^"]*"|\S+)/g, '')
+    .replace(/ (?:method|uri|version)=\S+/g, '')
+    .replace(/ host_pinned_blocks=0 disk_blocks=0/, '')
+    .replace(/ worker_type=decode dp_rank=0/, '')
+    .replace(/worker_id=(\d+)/, (_m, id: string) => `worker_id=${id} (${name(id)})`);
+}
+
 /** worker-0, worker-1, … in the mocker's creation order. */
 function workerName(stack: DynamoStack): (id: string) => string {
   return (id) => {
-    const i = stack.workerIds().indexOf(id);
-    return i < 0 ? `dynamo-${id}` : `worker-${i}`;
+    const gens = stack.workerIdGenerations();
+    for (let g = gens.length - 1; g >= 0; g--) {
+      const i = gens[g]!.indexOf(id);
+      if (i >= 0) return g === gens.length - 1 ? `worker-${i}` : `worker-${i} before restart ${gens.length - 1 - g}`;
+    }
+    return `dynamo-${id}`;
   };
 }
 
@@ -252,6 +269,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       }
       const tail = num(params.tail, 30);
       const component = str(params.component, 'workers');
+      const stack = session.dynamo!;
       // The real frontend logs each routing decision: "Selected worker router_mode=… worker_id=… logit=…".
       // The mocker logs no per-request cache line (its one-off config dump is left out).
       const sources: Array<[string, (l: string) => boolean]> =
@@ -261,13 +279,15 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
               ['mocker', (l) => re.test(l) && !/Creating mocker engine with config/.test(l)],
             ]
           : [[component, (l) => re.test(l)]];
-      for (const [id, keep] of sources) {
+      // Frontend last, so the bounded step view ends on its decisions.
+      if (session.logFile) out(`Full logs: ${session.logFile}`);
+      out('(frontend lines condensed: request ids, HTTP fields and module paths left out; lab worker names added)');
+      for (const [id, keep] of [...sources].reverse()) {
         const lines = session.logsOf(id).filter(keep).slice(-tail);
         out(`=== ${id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
-        for (const l of lines) out(`  ${l.replace(/^\S+Z\s+/, '').replace(/ request_id="[^"]*"/, '')}`);
-        if (!lines.length) out('  (no matching lines yet)');
+        for (const l of lines) out(`  ${id === 'frontend' ? condenseSelected(l, stack) : l.replace(/^\S+Z\s+/, '')}`);
+        if (!lines.length) out(id === 'mocker' ? '  (none: the mocker logs no per-request cache line)' : '  (no matching lines yet)');
       }
-      if (session.logFile) out(`Full logs: ${session.logFile}`);
       return { ok: true };
     },
   },
