@@ -86,6 +86,14 @@ async function startShadowRouter(session: LocalSession, out: (l: string) => void
 }
 
 export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
+  'nats.start': {
+    describe: () => "nothing yet: the Dynamo engine starts its own nats-server on 127.0.0.1 with the mocker workers (Dynamo's NATS event plane)",
+    async run(_p, { session, out }) {
+      out(session.dynamo?.natsUrl ? `Dynamo's event plane: nats-server at ${session.dynamo.natsUrl}` : "Dynamo's nats-server starts with the mocker workers (next step), bound to 127.0.0.1.");
+      return { ok: true };
+    },
+  },
+
   'sim.start': {
     describe: (p) =>
       `start ${num(p.workers, 2)} real Dynamo 1.6.1 mocker workers (python -m dynamo.mocker, block size ${num(p.block_size, 16)}) and a nats-server event plane on 127.0.0.1`,
