@@ -16,6 +16,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliArgv, freePort, getJson, getText, LOOPBACK, parseProm, promSum, startDaemon, stopDaemon, waitFor, type Daemon } from './common.js';
+import { dynamoEnv } from '../../src/engine/dynamo.js';
 import type { ModelDir } from './model.js';
 import type { Venv } from './venv.js';
 import { stripVTControlCharacters } from 'node:util';
@@ -82,24 +83,8 @@ const stripAnsi = (s: string) => stripVTControlCharacters(s);
 
 // ---------------------------------------------------------------- Dynamo
 
-/** The environment that keeps every Dynamo socket on loopback, with no etcd. */
-export function dynamoEnv(fileKv: string, namespace: string, natsUrl: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['ETCD_ENDPOINTS', 'NATS_SERVER', 'DYN_DISCOVERY_BACKEND', 'DYN_REQUEST_PLANE', 'DYN_EVENT_PLANE']) delete env[k];
-  return {
-    ...env,
-    DYN_FILE_KV: fileKv,
-    DYN_NAMESPACE: namespace,
-    NATS_SERVER: natsUrl,
-    DYN_TCP_RPC_HOST: LOOPBACK,
-    DYN_EVENT_PLANE_HOST: LOOPBACK,
-    DYN_TCP_RESPONSE_STREAM_HOST: LOOPBACK,
-    DYN_SYSTEM_HOST: LOOPBACK,
-    NO_COLOR: '1',
-    HF_HUB_OFFLINE: '1',
-    PYTHONUNBUFFERED: '1',
-  };
-}
+/** The environment that keeps every Dynamo socket on loopback (shared with the lab's dynamo engine). */
+export { dynamoEnv };
 
 export async function startNats(dir: string): Promise<{ daemon: Daemon; url: string }> {
   const port = await freePort();
