@@ -2,7 +2,7 @@
  * The import-direction rule of src/, as data and a checker (run by test/unit/layering.test.ts,
  * or by hand: `node dist/scripts/layers.js`).
  *
- *   cli -> ui -> lab -> cluster, server, sim, bench -> router, tokenizer -> base
+ *   cli -> ui -> lab -> cluster, server, sim, bench, engine -> router, tokenizer -> base
  *
  * A module may import its own folder and any folder of a lower rank; folders of the same rank
  * may not import each other except for the edges in PEER_EDGES. src/router is the pure core:
@@ -21,6 +21,8 @@ export const LAYER_RANK: Readonly<Record<string, number>> = {
   server: 2,
   sim: 2,
   bench: 2,
+  /** The real Dynamo (frontend + mocker from the peers venv) behind the lab's --engine dynamo. */
+  engine: 2,
   lab: 3,
   ui: 4,
   cli: 5,

@@ -12,13 +12,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import { freePort } from '../base/net.js';
 import { buildModelDir, type ModelDir } from './model.js';
 import type { Venv } from './venv.js';
 
 export const LOOPBACK = '127.0.0.1';
 
-const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
+const stripAnsi = (s: string) => stripVTControlCharacters(s);
 
 /** The environment that keeps every Dynamo socket on loopback, with no etcd. */
 export function dynamoEnv(fileKv: string, namespace: string, natsUrl: string): NodeJS.ProcessEnv {

@@ -125,7 +125,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
         return { ok: false, error: `the Dynamo mocker did not start: ${(err as Error).message}` };
       }
       session.endpoints.push({ id: 'nats', url: stack.natsUrl.replace('nats:', 'http:') });
-      stack.workerIds().forEach((id, i) => out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${stack.natsUrl})`));
+      for (const [i, id] of stack.workerIds().entries()) out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${stack.natsUrl})`);
       return { ok: true };
     },
   },
@@ -137,7 +137,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       const stack = session.dynamo!;
       const ids = stack.workerIds();
       if (ids.length < stack.shape.workers) return { ok: false, error: `${ids.length} of ${stack.shape.workers} mocker workers registered` };
-      ids.forEach((id, i) => out(`worker-${i} (Dynamo instance ${id}) registered`));
+      for (const [i, id] of ids.entries()) out(`worker-${i} (Dynamo instance ${id}) registered`);
       return { ok: true };
     },
   },
