@@ -15,7 +15,7 @@ import { ensureVenv, installCommands } from '../../engine/venv.js';
 import { RouterServer } from '../../server/router-server.js';
 import { DEFAULT_MODEL } from '../../tokenizer/index.js';
 import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
-import { formatDemoTable, formatWorkerBars, type WorkerBar } from '../format.js';
+import { demoTable, workerTable, type WorkerBar } from '../format.js';
 import { scenarioRequests } from '../scenarios.js';
 import type { LocalSession } from '../session.js';
 import { num, str, type ActionDef } from './types.js';
@@ -190,7 +190,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'demo.run': {
     describe: (p) => `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through Dynamo's frontend with --router-mode ${str(p.mode, 'kv')}${p.reset_cache ? ', after restarting the mocker workers with empty caches' : ''}`,
     requires: ['workers', 'router'],
-    async run(params, { session, out, signal }) {
+    async run(params, { session, out, emit, signal }) {
       const stack = session.dynamo!;
       const model = str(params.model, DEFAULT_MODEL);
       let requests: DemoRequest[];
@@ -225,7 +225,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
         results.push(res);
         session.demo.push(res);
       }
-      for (const line of formatDemoTable(results, stack.workerIds().map((_, i) => `worker-${i}`))) out(line);
+      emit(demoTable(results, stack.workerIds().map((_, i) => `worker-${i}`), `${str(params.mode, 'kv')} routing (Dynamo frontend): one row per request`));
       const problem = checkExpectation(results, typeof params.expect === 'string' ? params.expect : undefined);
       if (problem) return { ok: false, error: problem };
       return { ok: true };
@@ -235,10 +235,10 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'workers.status': {
     describe: () => "show, per mocker worker, the blocks dynamo-lab's router indexed from the real KV events on NATS",
     requires: ['router'],
-    async run(_p, { session, out }) {
+    async run(_p, { session, out, emit }) {
       if (!session.router) return { ok: false, error: "dynamo-lab's router is not running beside the frontend" };
       await session.router.eventsIdle();
-      for (const l of formatWorkerBars(session.router.workersView().workers as unknown as WorkerBar[])) out(l);
+      emit(workerTable(session.router.workersView().workers as unknown as WorkerBar[]));
       out(`(built from the mocker's KV events on ${session.dynamo!.natsUrl}; Dynamo's frontend keeps its own index from the same events)`);
       return { ok: true };
     },
