@@ -164,6 +164,8 @@ export interface DynamoShape {
   workers: number;
   blockSize: number;
   speedup: number;
+  /** Extra speed-up of decode steps only (the mocker's --decode-speedup-ratio); 1 when absent. */
+  decodeSpeedup?: number;
   gpuBlocks: number;
 }
 
@@ -195,7 +197,7 @@ export class DynamoStack {
 
   constructor(
     readonly venv: Venv,
-    readonly shape: DynamoShape,
+    public shape: DynamoShape,
     private readonly log: ComponentLog,
     readonly dir = mkdtempSync(join(tmpdir(), 'dynamo-lab-engine-')),
   ) {
@@ -218,10 +220,10 @@ export class DynamoStack {
     }
     rmSync(this.fileKv, { recursive: true, force: true });
     mkdirSync(this.fileKv, { recursive: true });
-    const { workers, blockSize, speedup, gpuBlocks } = this.shape;
+    const { workers, blockSize, speedup, gpuBlocks, decodeSpeedup = 1 } = this.shape;
     this.mocker = new Proc(
       'dynamo.mocker',
-      [this.venv.python, '-m', 'dynamo.mocker', '--model-path', this.model.path, '--model-name', this.model.name, ...this.planes(), '--num-workers', String(workers), '--block-size', String(blockSize), '--speedup-ratio', String(speedup), '--num-gpu-blocks-override', String(gpuBlocks)],
+      [this.venv.python, '-m', 'dynamo.mocker', '--model-path', this.model.path, '--model-name', this.model.name, ...this.planes(), '--num-workers', String(workers), '--block-size', String(blockSize), '--speedup-ratio', String(speedup), '--decode-speedup-ratio', String(decodeSpeedup), '--num-gpu-blocks-override', String(gpuBlocks)],
       this.env,
       this.log('mocker'),
     );
@@ -272,13 +274,23 @@ export class DynamoStack {
 
   /** Empty every worker's prefix cache: restart the mocker (new worker ids) and then the frontend. */
   async resetCaches(signal?: AbortSignal): Promise<void> {
+    await this.restartWorkers(this.shape, signal);
+  }
+
+  /**
+   * Restart the mocker with another shape (worker count, speed): new worker ids, empty caches.
+   * The frontend, if it was running, is restarted with the same flags.
+   */
+  async restartWorkers(shape: DynamoShape, signal?: AbortSignal): Promise<void> {
+    const hadFrontend = !!this.frontend;
     await this.frontend?.stop();
     this.frontend = undefined;
     if (this.mocker) this.pastIds.push(this.workerIds());
     await this.mocker?.stop();
     this.mocker = undefined;
+    this.shape = shape;
     await this.startWorkers(signal);
-    await this.startFrontend(this.frontendOptions, signal);
+    if (hadFrontend) await this.startFrontend(this.frontendOptions, signal);
   }
 
   get frontendRunning(): boolean {

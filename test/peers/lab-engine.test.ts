@@ -65,7 +65,7 @@ describe('lab engine: --engine dynamo (real Dynamo 1.6.1 frontend + mocker)', { 
 
       // dynamo-lab's router indexed the mocker's real KV events (NATS): blocks exactly on the workers that served kv requests.
       const view = text.slice(text.indexOf('(router-view)'), text.indexOf('(demo-round-robin)'));
-      const cached = new Map([...view.matchAll(/^(worker-\d)\s+\S+\s+(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]));
+      const cached = new Map([...view.matchAll(/^\s*(worker-\d+)\s+(\d+)\s/gm)].map((m) => [m[1]!, Number(m[2])]));
       assert.equal(cached.size, 2, view);
       const served = new Set(out.demo.filter((d) => d.mode === 'kv').map((d) => d.worker));
       for (const [w, blocks] of cached) {

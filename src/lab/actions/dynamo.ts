@@ -99,8 +99,27 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       `start ${num(p.workers, 2)} real Dynamo 1.6.1 mocker workers (python -m dynamo.mocker, block size ${num(p.block_size, 16)}) and a nats-server event plane on 127.0.0.1`,
     provides: ['workers'],
     async run(params, { session, out, signal }) {
+      const shape = {
+        workers: num(params.workers, 2),
+        blockSize: num(params.block_size, 16),
+        speedup: num(params.speedup, 1),
+        decodeSpeedup: num(params.decode_speedup, 1),
+        gpuBlocks: num(params.gpu_blocks, 16384),
+      };
       if (session.dynamo?.workersRunning) {
-        out(`${session.dynamo.shape.workers} mocker workers already running: ${session.dynamo.workerIds().join(', ')}`);
+        if (params.replace !== true) {
+          out(`${session.dynamo.shape.workers} mocker workers already running: ${session.dynamo.workerIds().join(', ')}`);
+          return { ok: true };
+        }
+        // A new set of workers (other count or speed): the mocker restarts, the frontend follows.
+        try {
+          out(`restarting the mocker: ${shape.workers} workers, --speedup-ratio ${shape.speedup} --decode-speedup-ratio ${shape.decodeSpeedup}`);
+          await session.dynamo.restartWorkers(shape, signal);
+        } catch (err) {
+          return { ok: false, error: `the Dynamo mocker did not restart: ${(err as Error).message}` };
+        }
+        session.blockSize = shape.blockSize;
+        for (const [i, id] of session.dynamo.workerIds().entries()) out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${session.dynamo.natsUrl})`);
         return { ok: true };
       }
       let venv;
@@ -111,7 +130,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       }
       const stack = new DynamoStack(
         venv,
-        { workers: num(params.workers, 2), blockSize: num(params.block_size, 16), speedup: num(params.speedup, 1), gpuBlocks: num(params.gpu_blocks, 16384) },
+        shape,
         (c) => session.logger(c),
       );
       session.dynamo = stack;
