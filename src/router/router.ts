@@ -120,6 +120,28 @@ export interface KvRouterOptions {
   ttftModel?: Partial<TtftModelConfig>;
 }
 
+/**
+ * A change to this router's own active-sequence bookings (replica sync publishes these;
+ * Dynamo's ActiveSequenceEvent AddRequest / MarkPrefillCompleted / Free). Remote bookings
+ * applied with bookRemote / freeRemote / markPrefillCompletedRemote are not reported.
+ */
+export type BookingChange =
+  | { type: 'add'; requestId: string; workerId: WorkerId; dpRank: number; seqPairs: Uint32Array | null; blocks: number; prefillTokens: number; expectedOutputTokens?: number }
+  | { type: 'prefill_done'; requestId: string; workerId: WorkerId; dpRank: number }
+  | { type: 'free'; requestId: string; workerId: WorkerId; dpRank: number };
+
+/** A booking as it stands (replica snapshots). */
+export interface BookingView {
+  requestId: string;
+  workerId: WorkerId;
+  dpRank: number;
+  seqPairs: Uint32Array | null;
+  blocks: number;
+  prefillTokens: number;
+  startMs: number;
+  expectedOutputTokens?: number;
+}
+
 export class NoEligibleWorkersError extends Error {
   constructor(message = 'no eligible workers') {
     super(message);
@@ -160,6 +182,10 @@ export class KvRouter {
   private readonly prefillQueues = new Map<number, { ids: string[]; tokens: number[]; headSince: number }>();
   /** Approximate `lru` policy: advertised KV capacity per slot (blocks), when known. */
   private readonly capacityBlocks = new Map<number, number>();
+  /** Replica sync: told of every change to this router's own bookings. */
+  onBookingChange?: (change: BookingChange) => void;
+  /** Request ids booked by another replica (bookRemote): their changes are not reported. */
+  private readonly remote = new Set<string>();
 
   constructor(opts: KvRouterOptions) {
     if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
@@ -420,6 +446,11 @@ export class KvRouter {
       pq.tokens.push(prefill);
     }
     if (ttftX) this.pendingTtft.set(req.requestId, { slot, x: ttftX[pick]! });
+    this.remote.delete(req.requestId);
+    if (this.onBookingChange) {
+      const b = this.sequences.get(req.requestId)!;
+      this.onBookingChange({ type: 'add', requestId: req.requestId, workerId: chosen.id, dpRank: chosen.dpRank, seqPairs: b.seqPairs, blocks: b.blocks, prefillTokens: b.prefillTokens, expectedOutputTokens: req.expectedOutputTokens });
+    }
     if (!this.config.useKvEvents && isKvMode(this._mode) && this.indexerEnabled && nBlocks > 0) {
       if (this.config.approximateCachePolicy === 'lru') {
         this.indexer.storeWithLru(slot, seq!, local, nBlocks, this.capacityBlocks.get(slot) ?? this.config.approximateCapacityBlocks);
@@ -466,7 +497,69 @@ export class KvRouter {
   markPrefillCompleted(requestId: string, nowMs: number): void {
     const r = this.sequences.get(requestId);
     if (r) this.leavePrefillQueue(r.slot, requestId, nowMs);
-    this.sequences.markPrefillCompleted(requestId);
+    if (this.sequences.markPrefillCompleted(requestId) && this.onBookingChange && !this.remote.has(requestId)) {
+      const k = this.indexer.slotWorker(r!.slot)!;
+      this.onBookingChange({ type: 'prefill_done', requestId, workerId: k.workerId, dpRank: k.dpRank });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Bookings of other router replicas (replica sync)
+  // ---------------------------------------------------------------------------------------
+
+  /**
+   * Book a request another replica routed (its AddRequest). Returns false when the worker is
+   * unknown here. The booking counts in the load like a local one and is not reported back.
+   */
+  bookRemote(b: { requestId: string; workerId: WorkerId; dpRank: number; seqPairs: Uint32Array | null; blocks: number; prefillTokens: number; nowMs: number; expectedOutputTokens?: number }): boolean {
+    const slot = this.indexer.slotOf(b.workerId, b.dpRank);
+    if (slot < 0 || !this.order.includes(slot)) return false;
+    if (b.seqPairs && b.seqPairs.length < 2 * b.blocks) return false;
+    const existing = this.sequences.get(b.requestId);
+    if (existing) this.leavePrefillQueue(existing.slot, b.requestId, b.nowMs);
+    this.remote.add(b.requestId);
+    this.sequences.add(b.requestId, slot, this.config.assumeKvReuse ? b.seqPairs : null, b.blocks, this.config.trackPrefillTokens ? b.prefillTokens : 0, b.nowMs, b.expectedOutputTokens);
+    if (this._mode === 'kv-ttft' && b.prefillTokens > 0 && this.config.trackPrefillTokens) {
+      let pq = this.prefillQueues.get(slot);
+      if (!pq) this.prefillQueues.set(slot, (pq = { ids: [], tokens: [], headSince: b.nowMs }));
+      if (pq.ids.length === 0) pq.headSince = b.nowMs;
+      pq.ids.push(b.requestId);
+      pq.tokens.push(b.prefillTokens);
+    }
+    return true;
+  }
+
+  /** Another replica's MarkPrefillCompleted. */
+  markPrefillCompletedRemote(requestId: string, nowMs: number): boolean {
+    if (!this.remote.has(requestId)) return false;
+    const r = this.sequences.get(requestId);
+    if (r) this.leavePrefillQueue(r.slot, requestId, nowMs);
+    return this.sequences.markPrefillCompleted(requestId);
+  }
+
+  /** Another replica's Free (or its booking expired / the replica died). */
+  freeRemote(requestId: string, nowMs: number): boolean {
+    if (!this.remote.delete(requestId)) return false;
+    const r = this.sequences.get(requestId);
+    if (r) this.leavePrefillQueue(r.slot, requestId, nowMs);
+    return this.sequences.free(requestId);
+  }
+
+  /** This router's own bookings as they stand (a late replica's catch-up snapshot). */
+  localBookings(): BookingView[] {
+    const out: BookingView[] = [];
+    for (const id of this.sequences.ids()) {
+      if (this.remote.has(id)) continue;
+      const r = this.sequences.get(id)!;
+      const k = this.indexer.slotWorker(r.slot)!;
+      out.push({ requestId: id, workerId: k.workerId, dpRank: k.dpRank, seqPairs: r.seqPairs, blocks: r.blocks, prefillTokens: r.prefillTokens, startMs: r.startMs, expectedOutputTokens: r.expectedOutputTokens });
+    }
+    return out;
+  }
+
+  /** Number of bookings that came from other replicas. */
+  get remoteBookings(): number {
+    return this.remote.size;
   }
 
   /** kv-ttft: blocks of the prompt the worker has cached or is about to (active on it). */
@@ -477,6 +570,7 @@ export class KvRouter {
   /** A request force-freed by the expiry: drop what kv-ttft kept for it. */
   private forgetRequest(requestId: string, nowMs: number): void {
     this.pendingTtft.delete(requestId);
+    this.remote.delete(requestId);
     for (const slot of this.prefillQueues.keys()) this.leavePrefillQueue(slot, requestId, nowMs);
   }
 
@@ -528,8 +622,12 @@ export class KvRouter {
   free(requestId: string, nowMs: number): void {
     const r = this.sequences.get(requestId);
     if (r) this.leavePrefillQueue(r.slot, requestId, nowMs);
-    this.sequences.free(requestId);
+    const freed = this.sequences.free(requestId);
     this.pendingTtft.delete(requestId);
+    if (freed && !this.remote.delete(requestId) && this.onBookingChange) {
+      const k = this.indexer.slotWorker(r!.slot)!;
+      this.onBookingChange({ type: 'free', requestId, workerId: k.workerId, dpRank: k.dpRank });
+    }
   }
 
   /** Approximate-mode TTL expiry and the force-free of requests older than the expiry. */

@@ -60,6 +60,9 @@ export class ActiveSequences {
   get size(): number {
     return this.byId.size;
   }
+  ids(): IterableIterator<string> {
+    return this.byId.keys();
+  }
 
   activeBlocks(slot: number): number {
     return this.uniqueBlocks[slot] ?? 0;

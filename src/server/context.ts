@@ -10,6 +10,7 @@ import type { HealthChecker } from './eligibility.js';
 import type { Metrics } from './metrics.js';
 import type { DecisionLog } from './observability.js';
 import type { RouterQueue } from './queue.js';
+import type { ReplicaSync } from './replica-sync.js';
 import type { SessionAffinity } from './sessions.js';
 import type { EventSourceKind, RouterServerOptions, Totals } from './types.js';
 import type { WorkerRegistry } from './workers.js';
@@ -30,6 +31,8 @@ export interface ServerContext {
   readonly totals: Totals;
   /** Router queueing (--router-queue-threshold), when on. */
   readonly queue?: RouterQueue;
+  /** Router replica sync, when on (set once at start). */
+  replicas?: ReplicaSync;
   /** Upstream requests in flight, aborted on close. */
   readonly inflight: Set<AbortController>;
 }

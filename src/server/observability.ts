@@ -108,6 +108,7 @@ export function workersView(ctx: ServerContext): WorkersView {
   };
   const nats = ctx.registry.natsStats();
   if (nats) view.nats = nats;
+  if (ctx.replicas) view.replica_sync = ctx.replicas.view();
   return view;
 }
 

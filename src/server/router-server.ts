@@ -28,6 +28,7 @@ import { Metrics } from './metrics.js';
 import type { NatsSourceStats } from './nats-events.js';
 import { DecisionLog, workersView } from './observability.js';
 import { RouterQueue } from './queue.js';
+import { ReplicaSync, replicaWorkerU64, type ReplicaSyncStats } from './replica-sync.js';
 import { SessionAffinity } from './sessions.js';
 import type { DashboardState, DecisionRecord, EventSourceKind, RouterServerOptions, WorkerEndpoint, WorkersView } from './types.js';
 import type { WorkerSpec } from './worker-spec.js';
@@ -95,12 +96,25 @@ export class RouterServer {
     try {
       await s.ctx.registry.startNats();
       for (const w of opts.workers) s.addWorker(w);
+      if (opts.replicaSync) {
+        const reg = s.ctx.registry;
+        const wire = (id: string) => {
+          const st = reg.get(id);
+          return st ? replicaWorkerU64(id, st.ep.dynamoWorkerId) : undefined;
+        };
+        const workerOf = (u: bigint) => {
+          for (const st of reg.values()) if (replicaWorkerU64(st.ep.id, st.ep.dynamoWorkerId) === u) return st.ep.id;
+          return undefined;
+        };
+        s.ctx.replicas = await ReplicaSync.start({ ...opts.replicaSync, log: opts.log }, s.ctx.core, s.ctx.sessions, opts.sessionAffinityTtlMs ?? 600_000, wire, workerOf);
+      }
       const host = opts.host ?? '127.0.0.1';
       s.server = createApp(s.ctx);
       const addr = await listenOn(s.server, opts.port ?? 8000, host);
       s.port = addr.port;
       s.url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
     } catch (err) {
+      await s.ctx.replicas?.close();
       await s.ctx.registry.shutdownSources();
       await s.ctx.agent.close();
       throw err;
@@ -167,6 +181,17 @@ export class RouterServer {
     return this.ctx.registry.natsStats();
   }
 
+  /** Replica sync state (peers, counts), when --router-replica-sync is on. */
+  replicaSyncStats(): ReplicaSyncStats | undefined {
+    return this.ctx.replicas?.view();
+  }
+
+  /** Tests: stop as a crashed replica would (no goodbye, no frees published), then close. */
+  async crashForTest(): Promise<void> {
+    await this.ctx.replicas?.crash();
+    await this.close();
+  }
+
   /** Run a health check of every worker now and wait for the results. */
   checkAll(): Promise<void> {
     return this.ctx.health.checkAll();
@@ -188,6 +213,8 @@ export class RouterServer {
     this.ctx.health.stop();
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.ctx.queue?.close();
+    // Peers free our bookings on the goodbye; the aborts below then publish nothing more.
+    await this.ctx.replicas?.close();
     for (const c of this.ctx.inflight) c.abort();
     await this.ctx.registry.shutdownSources();
     await new Promise<void>((resolve) => {

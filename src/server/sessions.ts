@@ -6,6 +6,8 @@ import type { IncomingMessage } from 'node:http';
 
 export class SessionAffinity {
   private readonly sessions = new Map<string, { worker: string; expiresAt: number }>();
+  /** Replica sync: told of every binding this router makes. */
+  onRemember?: (session: string, worker: string) => void;
 
   /** @param ttlMs entry lifetime after its last use; 0 turns affinity off. */
   /** @param maxEntries most entries kept; the least recently used go first (default 100000). */
@@ -39,8 +41,28 @@ export class SessionAffinity {
   }
 
   remember(session: string, worker: string, now: number): void {
+    const prev = this.sessions.get(session);
+    this.set(session, worker, now + this.ttlMs, now);
+    // Peers learn new or changed bindings, and refreshes once half the TTL has gone by.
+    if (this.onRemember && (!prev || prev.worker !== worker || prev.expiresAt - now < this.ttlMs / 2)) this.onRemember(session, worker);
+  }
+
+  /** A binding another router replica made (replica sync). */
+  rememberRemote(session: string, worker: string, now: number, ttlMs: number): void {
+    if (this.ttlMs <= 0) return;
+    this.set(session, worker, now + Math.min(ttlMs, this.ttlMs), now);
+  }
+
+  /** Live bindings as [session, worker, ttl left in ms] (replica snapshots). */
+  entries(now: number): Array<[string, string, number]> {
+    const out: Array<[string, string, number]> = [];
+    for (const [k, v] of this.sessions) if (v.expiresAt > now) out.push([k, v.worker, v.expiresAt - now]);
+    return out;
+  }
+
+  private set(session: string, worker: string, expiresAt: number, now: number): void {
     this.sessions.delete(session); // re-insert: the Map stays ordered by last use
-    this.sessions.set(session, { worker, expiresAt: now + this.ttlMs });
+    this.sessions.set(session, { worker, expiresAt });
     if (this.sessions.size > this.maxEntries) {
       const keep = Math.floor(this.maxEntries * 0.9);
       for (const [k, v] of this.sessions) {

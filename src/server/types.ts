@@ -8,6 +8,7 @@ import type { PromptLimits } from '../tokenizer/index.js';
 import type { HttpGuardOptions } from '../base/http.js';
 import type { BreakerOptions, BreakerState, CircuitBreaker } from './breaker.js';
 import type { NatsSourceStats } from './nats-events.js';
+import type { ReplicaSyncStats } from './replica-sync.js';
 import type { ZmqEventSource, ZmqSourceStats } from './zmq-events.js';
 
 export type EventSourceKind = 'inproc' | 'zmq' | 'nats' | 'none';
@@ -85,6 +86,11 @@ export interface RouterServerOptions {
   readonly events?: EventSourceKind;
   /** NATS event plane (events: nats). */
   readonly nats?: { readonly servers: readonly string[]; readonly namespace?: string; readonly component?: string };
+  /**
+   * Router replica sync (Dynamo's --router-replica-sync): share active-sequence bookings and
+   * session bindings with the other router replicas over this NATS server.
+   */
+  readonly replicaSync?: { readonly servers: readonly string[]; readonly namespace?: string; readonly component?: string; readonly heartbeatMs?: number; readonly deadAfterMs?: number };
   /** Active health checks; false turns them off. */
   readonly health?: HealthCheckOptions | false;
   readonly breaker?: BreakerOptions;
@@ -196,6 +202,8 @@ export interface WorkersView {
   events: EventSourceKind;
   workers: WorkerView[];
   nats?: NatsSourceStats;
+  /** Router replica sync (--router-replica-sync): peers and message counts. */
+  replica_sync?: ReplicaSyncStats;
   totals: TotalsView;
 }
 
