@@ -120,3 +120,37 @@ test('router --sim 2 --tokenizer <llama3 dir>: engines on threads, the router an
   });
   await assert.rejects(routerCommand.run({ ...defaults, sim: '1', tokenizer: '/nonexistent/model' }, [], ctxWith(new AbortController().signal, true).ctx), /no such file or directory/);
 });
+
+test('router --router-replica-sync --nats URL: two router commands in front of the same workers see each other\'s bookings', async (t) => {
+  const skip = natsSkipReason();
+  if (skip) return t.skip(skip);
+  const nats = await startNatsServer();
+  const sims = await startSims(2, { zmq: { pubPort: 0, replayPort: 0 }, speedup: 1 });
+  try {
+    const ep = (s: (typeof sims)[number]) => `${s.zmqEndpoint!.replace('tcp://', '')}+${s.zmqReplayEndpoint!.split(':').pop()}`;
+    const values: ParsedValues = { worker: sims.map((s) => s.url), events: `zmq://${sims.map(ep).join(',')}`, 'router-replica-sync': true, nats: nats.url };
+    type Start = { url: string; replica_sync?: { servers: string[]; router_id: string } };
+    await runRouter(values, true, async (a) => {
+      await runRouter(values, true, async (b) => {
+        const [sa, sb] = [a as unknown as Start, b as unknown as Start];
+        assert.deepEqual(sa.replica_sync!.servers, [nats.url]);
+        assert.notEqual(sa.replica_sync!.router_id, sb.replica_sync!.router_id);
+        // A long stream routed by A is counted by B.
+        const res = await chat(sa.url, 'count this on both replicas', { stream: true, maxTokens: 300 });
+        const worker = res.headers.get('x-dynamo-lab-worker')!;
+        const active = async (url: string) => ((await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; active_requests: number }> }).workers.find((w) => w.id === worker)!.active_requests;
+        await waitFor(async () => (await active(sb.url)) === 1, 'B to count the request A routed');
+        await res.arrayBuffer();
+        await waitFor(async () => (await active(sb.url)) === 0 && (await active(sa.url)) === 0, 'both to free it');
+      });
+    });
+  } finally {
+    await Promise.allSettled(sims.map((s) => s.close()));
+    await nats.close();
+  }
+});
+
+test('router --nats without --router-replica-sync is a usage error', async () => {
+  const { ctx } = ctxWith(new AbortController().signal, true);
+  await assert.rejects(routerCommand.run({ ...defaults, sim: '1', nats: 'nats://127.0.0.1:4222' }, [], ctx), (e: unknown) => e instanceof UsageError && /--router-replica-sync/.test((e as Error).message));
+});

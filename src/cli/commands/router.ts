@@ -66,7 +66,7 @@ export const routerCommand: Command = {
   name: 'router',
   summary: 'Run the KV-aware router (OpenAI API) in front of simulated or real workers',
   usage:
-    'dynamo-lab router [--sim <n> | --worker <url|spec>... | --discover <k8s-label-selector>] [--mode kv|round-robin|random|least-loaded|power-of-two] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>] [--router-policy-config <yaml>] [--router-ttl-secs <s>] [--router-approximate-cache-policy ttl|lru] [--router-queue-threshold <frac>]',
+    'dynamo-lab router [--sim <n> | --worker <url|spec>... | --discover <k8s-label-selector>] [--mode kv|round-robin|random|least-loaded|power-of-two] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>] [--router-policy-config <yaml>] [--router-ttl-secs <s>] [--router-approximate-cache-policy ttl|lru] [--router-queue-threshold <frac>] [--router-replica-sync [--nats nats://host:port]]',
   examples: [
     'dynamo-lab router --sim 4',
     'dynamo-lab router --sim 4 --events zmq',
@@ -113,6 +113,11 @@ export const routerCommand: Command = {
     'active-decode-blocks-threshold': { type: 'string', valueName: 'frac', description: 'Busy when active KV blocks exceed this fraction (0-1) of the worker\'s blocks (kv_blocks=, default 16384)' },
     'active-prefill-tokens-threshold': { type: 'string', valueName: 'n', description: 'Busy when active prefill tokens exceed n' },
     'active-prefill-tokens-threshold-frac': { type: 'string', valueName: 'x', description: 'Busy when active prefill tokens exceed x * max_num_batched_tokens (default 8192)' },
+    'router-replica-sync': {
+      type: 'boolean',
+      description: "Share active-sequence bookings and session bindings with the other router replicas in front of the same workers over NATS (Dynamo's ActiveSequenceEvent on namespace.{ns}.component.{comp}.active_sequences_events); a late replica catches up from its peers, a dead one's bookings expire",
+    },
+    nats: { type: 'string', valueName: 'nats://host:port', description: 'NATS server(s) for --router-replica-sync (default: the --events nats:// server, else nats://127.0.0.1:4222)' },
     'router-session-affinity-ttl-secs': { type: 'string', valueName: 's', default: '600', description: 'How long X-Dynamo-Session-ID / x-dynamo-lab-session pins a session to its worker (0 = off)' },
     'health-interval': { type: 'string', valueName: 's', default: '2', description: 'Seconds between GET /health checks of each worker (0 = no active checks)' },
     'api-key': { type: 'string', valueName: 'key', description: 'Require `Authorization: Bearer <key>` on every endpoint but /health and /metrics (prefer DYNAMO_LAB_API_KEY or --api-key-file: a flag shows in the process list)' },
@@ -201,6 +206,13 @@ export const routerCommand: Command = {
     const maxSessions = numberFlag(values, 'max-sessions', (n) => Number.isInteger(n) && n >= 1 && n <= 10_000_000, 'a whole number from 1 to 10000000')!;
     const maxBody = numberFlag(values, 'max-body-bytes', (n) => Number.isInteger(n) && n >= 1024, 'a whole number of bytes >= 1024')!;
     const apiKey = readApiKey(values['api-key'] as string | undefined, values['api-key-file'] as string | undefined, process.env);
+    let replicaSync: string[] | undefined;
+    if (values.nats !== undefined && values['router-replica-sync'] !== true) throw new UsageError('--nats is the server for --router-replica-sync.', 'Add --router-replica-sync, or give KV events with --events nats://host:port.');
+    if (values['router-replica-sync'] === true) {
+      const raw = (values.nats as string | undefined) ?? events.nats?.join(',') ?? 'nats://127.0.0.1:4222';
+      replicaSync = raw.split(',').map((x) => (x.startsWith('nats://') ? x : `nats://${x}`));
+      for (const x of replicaSync) if (!/^nats:\/\/[^/:]+:\d{1,5}$/.test(x)) throw new UsageError(`--nats: "${x}" is not nats://host:port.`);
+    }
     const speedup = numberFlag(values, 'speedup', (n) => n >= 0, 'a number >= 0');
     if (speedup !== undefined && sim === undefined) throw new UsageError('--speedup applies to simulated workers (--sim).');
     if (events.kind === 'nats') {
@@ -323,13 +335,14 @@ export const routerCommand: Command = {
           busy: anyBusy ? busy : undefined,
           sessionAffinityTtlMs: ttl * 1000,
           queue: queueThreshold !== undefined ? { threshold: queueThreshold, maxQueued: queueMax } : undefined,
+          replicaSync: replicaSync ? { servers: replicaSync, namespace: values['nats-namespace'] as string, component: values['nats-component'] as string } : undefined,
           health: healthInterval > 0 ? { intervalMs: healthInterval * 1000 } : false,
           tokenizer: tokenizerSource,
           promptLimits,
           log,
         });
       } catch (err) {
-        if (err instanceof NatsConnectError) throw new UserError((err as Error).message, 'Start a NATS server (nats-server -js) or fix the nats://host:port in --events.');
+        if (err instanceof NatsConnectError) throw new UserError((err as Error).message, 'Start a NATS server (nats-server -js) or fix the nats://host:port in --events / --nats.');
         throw err;
       }
       const s = server;
@@ -340,6 +353,7 @@ export const routerCommand: Command = {
             mode,
             block_size: blockSize,
             events: events.kind,
+            ...(replicaSync ? { replica_sync: { servers: replicaSync, router_id: s.replicaSyncStats()?.router_id } } : {}),
             workers: workers.map((w) => ({ id: w.id, url: w.url, ...(w.zmq ? { zmq: w.zmq } : {}), ...(w.replay ? { replay: w.replay } : {}), ...(w.dynamoWorkerId ? { worker_id: w.dynamoWorkerId } : {}) })),
           }) + '\n',
         );
@@ -350,7 +364,7 @@ export const routerCommand: Command = {
         ink = render(view(), { exitOnCtrlC: false });
         timer = setInterval(() => ink!.rerender(view()), 500);
       } else {
-        say(chalk.green(`router listening on ${s.url}  (mode ${mode}, block size ${blockSize}, events ${events.kind}${events.nats ? ` ${events.nats.join(',')}` : ''}${apiKey ? ', API key required' : ''})`));
+        say(chalk.green(`router listening on ${s.url}  (mode ${mode}, block size ${blockSize}, events ${events.kind}${events.nats ? ` ${events.nats.join(',')}` : ''}${replicaSync ? `, replica sync ${replicaSync.join(',')} as router ${s.replicaSyncStats()?.router_id}` : ''}${apiKey ? ', API key required' : ''})`));
         for (const w of workers) {
           say(`  ${w.id}  ${w.url}${w.zmq ? `  kv-events ${w.zmq}` : ''}${w.replay ? ` replay ${w.replay}` : ''}${w.dynamoWorkerId ? `  worker_id ${w.dynamoWorkerId}` : ''}`);
         }
