@@ -17,7 +17,7 @@
  */
 export { loadKubeContext, probeCluster, connect, Cluster, DEFAULT_NAMESPACE, FIELD_MANAGER, type KubeOptions, type KubeContext, type ProbeResult } from './kube.js';
 export { ClusterError, explainApiError } from './errors.js';
-export { discoverWorkers, portForwardPods, forwardWorkers, nodePortUrl, type WorkerPod, type ForwardedWorker, type PortForwardHandle, type DiscoverOptions, type ForwardOptions } from './portforward.js';
+export { discoverWorkers, podWorkerEndpoints, type PodWorker, portForwardPods, forwardWorkers, nodePortUrl, type WorkerPod, type ForwardedWorker, type PortForwardHandle, type DiscoverOptions, type ForwardOptions } from './portforward.js';
 export { gpuReport, formatGpuReport, type GpuReport } from './gpu.js';
 export { discoverDgdApi, serverSideApply, ensureNamespace } from './apply.js';
 export { CHARTS, installPlan, runHelm, helmBin } from './helm.js';

@@ -18,6 +18,8 @@ export interface WorkerPod {
   node?: string;
   ready: boolean;
   labels: Record<string, string>;
+  /** Named container ports (every container), e.g. {http: 8000, "kv-events": 5557}. */
+  ports: Record<string, number>;
 }
 
 export interface DiscoverOptions extends KubeOptions {
@@ -42,9 +44,35 @@ export async function discoverWorkers(selector: string, opts: DiscoverOptions = 
       node: p.spec?.nodeName,
       ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
       labels: p.metadata?.labels ?? {},
+      ports: Object.fromEntries((p.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).filter((cp) => cp.name).map((cp) => [cp.name!, cp.containerPort] as const))),
     }))
     .filter((w) => opts.includeNotReady || w.ready)
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** A worker pod reached directly at its pod IP (`router --discover … --in-cluster`). */
+export interface PodWorker {
+  pod: string;
+  namespace: string;
+  httpUrl: string;
+  zmqUrl: string;
+}
+
+/**
+ * Where to reach Ready worker pods from inside the cluster: the pod IP, the container port named
+ * `http` (else defaults[0]) and the one named `kv-events` or `zmq` (else defaults[1]). Pods
+ * without an IP yet are left out.
+ */
+export function podWorkerEndpoints(pods: readonly WorkerPod[], defaults: readonly [number, number]): PodWorker[] {
+  const out: PodWorker[] = [];
+  for (const p of pods) {
+    if (!p.ip || !p.ready) continue;
+    const host = p.ip.includes(':') ? `[${p.ip}]` : p.ip;
+    const http = p.ports.http ?? defaults[0];
+    const zmq = p.ports['kv-events'] ?? p.ports.zmq ?? defaults[1];
+    out.push({ pod: p.name, namespace: p.namespace, httpUrl: `http://${host}:${http}`, zmqUrl: `tcp://${host}:${zmq}` });
+  }
+  return out;
 }
 
 export interface ForwardedWorker {

@@ -128,6 +128,11 @@ export const routerCommand: Command = {
     seed: { type: 'string', valueName: 'n', description: 'Seed for tie-breaks and sampling (reproducible choices)' },
     speedup: { type: 'string', valueName: 'x', description: 'With --sim: divide simulated pass times by x (0 = no delays)' },
     discover: { type: 'string', valueName: 'selector', description: 'Route to the Ready pods matching this label selector (current kube context and --namespace): port-forwards their OpenAI port and ZMQ KV-event port; KV events default to zmq' },
+    'in-cluster': {
+      type: 'boolean',
+      description: 'With --discover, when the router runs inside the cluster: reach the pods at their pod IPs (container ports named http and kv-events, else --discover-ports), no port-forwards; re-list the pods every --discover-interval seconds and add / remove workers',
+    },
+    'discover-interval': { type: 'string', valueName: 's', default: '5', description: 'With --in-cluster: seconds between pod listings' },
     'discover-ports': { type: 'string', valueName: 'http,zmq', default: '8000,5557', description: 'Pod ports --discover forwards: the OpenAI server, then the ZMQ KV-event publisher' },
     tokenizer: { type: 'string', valueName: 'dir|tokenizer.json', description: "The model's HF tokenizer (a directory with tokenizer.json + tokenizer_config.json chat template, or the tokenizer.json); default: the bundled Qwen tokenizer and ChatML template. Must match the workers'" },
     'max-prompt-tokens': { type: 'string', valueName: 'n', description: 'Reject longer prompts with 400 context_length_exceeded (default: no limit here; workers check their own)' },
@@ -206,6 +211,9 @@ export const routerCommand: Command = {
     const maxSessions = numberFlag(values, 'max-sessions', (n) => Number.isInteger(n) && n >= 1 && n <= 10_000_000, 'a whole number from 1 to 10000000')!;
     const maxBody = numberFlag(values, 'max-body-bytes', (n) => Number.isInteger(n) && n >= 1024, 'a whole number of bytes >= 1024')!;
     const apiKey = readApiKey(values['api-key'] as string | undefined, values['api-key-file'] as string | undefined, process.env);
+    const inCluster = values['in-cluster'] === true;
+    if (inCluster && discover === undefined) throw new UsageError('--in-cluster goes with --discover <label-selector>.');
+    const discoverInterval = numberFlag(values, 'discover-interval', (n) => n >= 0.1 && n <= 3600, 'seconds from 0.1 to 3600') ?? 5;
     let replicaSync: string[] | undefined;
     if (values.nats !== undefined && values['router-replica-sync'] !== true) throw new UsageError('--nats is the server for --router-replica-sync.', 'Add --router-replica-sync, or give KV events with --events nats://host:port.');
     if (values['router-replica-sync'] === true) {
@@ -249,6 +257,7 @@ export const routerCommand: Command = {
     let bridge: NatsKvPublisher | undefined;
     let server: RouterServer | undefined;
     let forwarded: PortForwardHandle | undefined;
+    let rediscover: NodeJS.Timeout | undefined;
     let ink: { rerender(el: React.ReactElement): void; unmount(): void } | undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -294,6 +303,41 @@ export const routerCommand: Command = {
             provideTokens: (id, ids) => w.provideTokens(id, ids),
           });
         }
+      } else if (discover !== undefined && inCluster) {
+        const { connect, discoverWorkers, podWorkerEndpoints } = await import('../../cluster/index.js');
+        const cluster = await connect({ context: ctx.globals.context, namespace: ctx.globals.namespace }, ctx.signal);
+        const list = async () => podWorkerEndpoints(await discoverWorkers(discover, { cluster, signal: ctx.signal }), [discoverPorts[0]!, discoverPorts[1]!]);
+        for (const p of await list()) {
+          workers.push({ id: p.pod, url: p.httpUrl, zmq: events.kind === 'zmq' ? p.zmqUrl : undefined });
+          if (!ctx.globals.json) say(chalk.dim(`discovered ${p.namespace}/${p.pod}: ${p.httpUrl}${events.kind === 'zmq' ? `, KV events ${p.zmqUrl}` : ''}`));
+        }
+        // Pods come and go: re-list and add / remove workers (by pod name; a changed IP is a new worker).
+        let busy = false;
+        rediscover = setInterval(() => {
+          if (busy || !server) return;
+          busy = true;
+          void list()
+            .then((pods) => {
+              const srv = server!;
+              const want = new Map(pods.map((p) => [p.pod, p]));
+              const have = new Map(srv.workersView().workers.map((w) => [w.id, w.url]));
+              for (const [id, url] of have) {
+                const p = want.get(id);
+                if (!p || p.httpUrl !== url) {
+                  srv.removeWorker(id);
+                  log?.(`worker pod ${id} gone or moved: removed`);
+                }
+              }
+              for (const p of pods) {
+                if (have.get(p.pod) === p.httpUrl) continue;
+                srv.addWorker({ id: p.pod, url: p.httpUrl, zmq: events.kind === 'zmq' ? p.zmqUrl : undefined });
+                log?.(`discovered ${p.namespace}/${p.pod}: ${p.httpUrl}`);
+              }
+            })
+            .catch((e: Error) => log?.(`pod listing failed: ${e.message}`))
+            .finally(() => (busy = false));
+        }, discoverInterval * 1000);
+        rediscover.unref();
       } else if (discover !== undefined) {
         const { forwardWorkers } = await import('../../cluster/index.js');
         forwarded = await forwardWorkers(discover, {
@@ -381,6 +425,7 @@ export const routerCommand: Command = {
       throw err;
     } finally {
       if (timer) clearInterval(timer);
+      if (rediscover) clearInterval(rediscover);
       ink?.unmount();
       await server?.close();
       await bridge?.close();
