@@ -35,15 +35,16 @@ function drift(a: WorkersView, b: WorkersView): number {
 const total = (v: WorkersView) => v.workers.reduce((s, w) => s + w.active_requests, 0);
 
 /** Start a streamed request and resolve once its headers came (it is routed and booked). */
+const stopAll = new AbortController();
 async function startStream(url: string, i: number, headers: Record<string, string> = {}): Promise<{ worker: string; done: Promise<void> }> {
-  const ctl = new AbortController();
+  const ctl = stopAll;
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({
       model: 'Qwen/Qwen2.5-1.5B-Instruct',
       messages: [{ role: 'user', content: `request ${i}: ${'tell me a long story about routers and caches. '.repeat(8 + (i % 5))}` }],
-      max_tokens: 400,
+      max_tokens: 3000, // ~18 s at speedup 1: the streams outlive the test's checks; aborted at the end
       stream: true,
     }),
     signal: ctl.signal,
@@ -161,7 +162,8 @@ test('router replicas share bookings over NATS: loads agree, a late replica catc
     }, "A to drop dead B's bookings", 10_000);
     await waitFor(async () => drift(await view(a.url), await view(c.url)) <= 1, 'A and C to agree after B died');
 
-    // When every stream ends, every replica is back to zero.
+    // When every client goes away, every replica is back to zero.
+    stopAll.abort();
     await Promise.all(streams);
     await waitFor(async () => total(await view(a.url)) === 0 && total(await view(c.url)) === 0, 'the loads to return to zero', 20_000);
   } finally {
