@@ -21,7 +21,9 @@ const runs = arg('runs', 10);
 const workers = arg('workers', 4);
 const minRatio = arg('min-ratio', 3);
 const speedup = arg('speedup', 0.025);
-const scenarios = Object.entries(loadScenarios()).filter(([, s]) => s.long).map(([n]) => n);
+const scenarios = Object.entries(loadScenarios())
+  .filter(([, s]) => s.long)
+  .map(([n]) => n);
 const signal = new AbortController().signal;
 const quiet = { out: () => {}, emit: (_r: StepResult) => {}, signal };
 
@@ -55,7 +57,16 @@ for (let run = 0; run < runs; run++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f = (x: number) => x.toFixed(1);
 console.log(`${runs} local runs, ${workers} workers, TTFT of the requests that can reuse a prefix (ms, per-run averages)`);
-console.log(['scenario'.padEnd(20), 'reqs/mode', 'kv median (min-max)'.padStart(22), 'round-robin median (min-max)'.padStart(30), 'ratio median (min)'.padStart(20), `runs >= ${minRatio}x`.padStart(10)].join('  '));
+console.log(
+  [
+    'scenario'.padEnd(20),
+    'reqs/mode',
+    'kv median (min-max)'.padStart(22),
+    'round-robin median (min-max)'.padStart(30),
+    'ratio median (min)'.padStart(20),
+    `runs >= ${minRatio}x`.padStart(10),
+  ].join('  '),
+);
 for (const [g, e] of perScenario) {
   console.log(
     [

@@ -64,7 +64,10 @@ interface Child {
 const PROFILE_DIR = arg('profile-router', '');
 
 function startCli(args: string[], nodeFlags: string[] = []): Child {
-  const proc = spawn(process.execPath, [...nodeFlags, ...NODE_ARGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true', FORCE_COLOR: '0' } });
+  const proc = spawn(process.execPath, [...nodeFlags, ...NODE_ARGS, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CI: 'true', FORCE_COLOR: '0' },
+  });
   let out = '';
   let err = '';
   const firstLine = new Promise<string>((resolve, reject) => {
@@ -95,7 +98,7 @@ function pct(sorted: number[], p: number): number {
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 function rng(seed: number): () => number {
-  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8);
+  return () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 8;
 }
 
 function tokenBodies(): Buffer[] {
@@ -149,7 +152,14 @@ function makeBodies(format: Format, total: number, docs: string[], tokenPayloads
     const doc = docs[i % docs.length]!;
     const content = UNIQUE_CHAT ? `${doc}\nRequest ${phase}-${i}: summarise the document.` : `${doc}\nSummarise the document.`;
     return Buffer.from(
-      JSON.stringify({ model: MODEL, messages: [{ role: 'user', content }], max_tokens: MAX_TOKENS, stream: true, ignore_eos: true, stream_options: { include_usage: true } }),
+      JSON.stringify({
+        model: MODEL,
+        messages: [{ role: 'user', content }],
+        max_tokens: MAX_TOKENS,
+        stream: true,
+        ignore_eos: true,
+        stream_options: { include_usage: true },
+      }),
     );
   });
 }
@@ -188,7 +198,10 @@ process.stdin.on('data', () => { running = false; }); process.stdin.resume();
   process.exit(0);
 })();`;
 
-function healthProbe(baseUrl: string, everyMs = 20): { stop: () => Promise<{ probes: number; failures: number; p50_ms: number; p99_ms: number; max_ms: number }> } {
+function healthProbe(
+  baseUrl: string,
+  everyMs = 20,
+): { stop: () => Promise<{ probes: number; failures: number; p50_ms: number; p99_ms: number; max_ms: number }> } {
   const proc = spawn(process.execPath, ['-e', PROBE_SRC, baseUrl, String(everyMs)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
@@ -219,7 +232,14 @@ async function load(baseUrl: string, payloads: Buffer[], total: number, concurre
       if (i >= total) return;
       const s = performance.now();
       try {
-        const r = await request(`${baseUrl}${path}`, { method: 'POST', body: payloads[i % payloads.length]!, headers: { 'content-type': 'application/json' }, dispatcher: agent, headersTimeout: 120_000, bodyTimeout: 120_000 });
+        const r = await request(`${baseUrl}${path}`, {
+          method: 'POST',
+          body: payloads[i % payloads.length]!,
+          headers: { 'content-type': 'application/json' },
+          dispatcher: agent,
+          headersTimeout: 120_000,
+          bodyTimeout: 120_000,
+        });
         // TTFT = the first chunk carrying generated text (an empty role chunk does not count).
         let first = 0;
         let head = '';
@@ -250,12 +270,24 @@ async function load(baseUrl: string, payloads: Buffer[], total: number, concurre
   ttft.sort((a, b) => a - b);
   lat.sort((a, b) => a - b);
   const q = (a: number[]) => ({ p50: r3(pct(a, 50)), p90: r3(pct(a, 90)), p99: r3(pct(a, 99)) });
-  return { requests: total, errors, concurrency, wall_s: r3(wall), requests_per_s: r3((total - errors) / wall), ttft_ms: q(ttft), latency_ms: q(lat), prompt_tokens: promptTokens };
+  return {
+    requests: total,
+    errors,
+    concurrency,
+    wall_s: r3(wall),
+    requests_per_s: r3((total - errors) / wall),
+    ttft_ms: q(ttft),
+    latency_ms: q(lat),
+    prompt_tokens: promptTokens,
+  };
 }
 
 /** p50 of a Prometheus histogram from its cumulative buckets (upper bound of the bucket). */
 function histP50(metrics: string, name: string): number | undefined {
-  const rows = [...metrics.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`, 'gm'))].map((m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]), n: Number(m[2]) }));
+  const rows = [...metrics.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`, 'gm'))].map((m) => ({
+    le: m[1] === '+Inf' ? Infinity : Number(m[1]),
+    n: Number(m[2]),
+  }));
   const count = Number(new RegExp(`^${name}_count (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
   if (!count) return undefined;
   return rows.find((r) => r.n >= count / 2)?.le;
@@ -270,27 +302,67 @@ interface FormatResult {
   format: Format;
   prompt_tokens: number | undefined;
   serial: { direct: PhaseResult; router: PhaseResult; added_ttft_p50_ms: number; added_latency_p50_ms: number };
-  loaded: { direct: PhaseResult; router: PhaseResult; throughput_ratio: number; added_ttft_p50_ms: number; router_health: Awaited<ReturnType<ReturnType<typeof healthProbe>['stop']>> };
+  loaded: {
+    direct: PhaseResult;
+    router: PhaseResult;
+    throughput_ratio: number;
+    added_ttft_p50_ms: number;
+    router_health: Awaited<ReturnType<ReturnType<typeof healthProbe>['stop']>>;
+  };
 }
 
 async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Record<string, unknown> }> {
   const tokenPayloads = FORMATS.includes('tokens') ? tokenBodies() : [];
   const docs = FORMATS.includes('chat') ? chatDocuments() : [];
   const blocks = Math.ceil(((PROMPT_TOKENS + 64 + MAX_TOKENS) / 16) * (CONCURRENCY + 2 * DISTINCT)) + 1024;
-  const sim = startCli(['sim', '--workers', '1', '--port', '0', '--speedup', '0', '--gpu-blocks', String(blocks), '--max-num-seqs', String(Math.max(256, CONCURRENCY)), '--max-num-batched-tokens', String(Math.max(8192, PROMPT_TOKENS + 64)), '--quiet', '--json', ...(EVENTS === 'zmq' ? ['--zmq-port', '0', '--replay-port', '0'] : [])]);
+  const sim = startCli([
+    'sim',
+    '--workers',
+    '1',
+    '--port',
+    '0',
+    '--speedup',
+    '0',
+    '--gpu-blocks',
+    String(blocks),
+    '--max-num-seqs',
+    String(Math.max(256, CONCURRENCY)),
+    '--max-num-batched-tokens',
+    String(Math.max(8192, PROMPT_TOKENS + 64)),
+    '--quiet',
+    '--json',
+    ...(EVENTS === 'zmq' ? ['--zmq-port', '0', '--replay-port', '0'] : []),
+  ]);
   let router: Child | undefined;
   try {
     const [w] = JSON.parse(await sim.firstLine) as Array<{ id: string; url: string; zmq: string | null; zmq_replay: string | null }>;
     const spec = EVENTS === 'zmq' ? `id=${w!.id},url=${w!.url},zmq=${w!.zmq},replay=${w!.zmq_replay}` : w!.url;
-    router = startCli(['router', '--worker', spec, '--events', EVENTS === 'zmq' ? 'zmq' : 'none', '--port', '0', '--health-interval', '0', '--json'], PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []);
+    router = startCli(
+      ['router', '--worker', spec, '--events', EVENTS === 'zmq' ? 'zmq' : 'none', '--port', '0', '--health-interval', '0', '--json'],
+      PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [],
+    );
     const { url: routerUrl } = JSON.parse(await router.firstLine) as { url: string };
-    say(`worker ${w!.url}, router ${routerUrl} (events ${EVENTS}); ${REQUESTS} requests x ~${PROMPT_TOKENS} prompt tokens, ${MAX_TOKENS} output tokens, ${CONCURRENCY} concurrent streams; formats ${FORMATS.join(', ')}${UNIQUE_CHAT ? ' (unique chat prompts)' : ''}`);
+    say(
+      `worker ${w!.url}, router ${routerUrl} (events ${EVENTS}); ${REQUESTS} requests x ~${PROMPT_TOKENS} prompt tokens, ${MAX_TOKENS} output tokens, ${CONCURRENCY} concurrent streams; formats ${FORMATS.join(', ')}${UNIQUE_CHAT ? ' (unique chat prompts)' : ''}`,
+    );
     const results: FormatResult[] = [];
     for (const format of FORMATS) {
       const bodies = (phase: string, n: number) => makeBodies(format, n, docs, tokenPayloads, phase);
       // Warm both paths (connections, JIT, the worker's prefix cache for the cycled prompts).
-      await load(w!.url, bodies('warm-d', Math.min(REQUESTS, 2 * DISTINCT)), Math.min(REQUESTS, 2 * DISTINCT), Math.min(CONCURRENCY, 64), format);
-      await load(routerUrl, bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)), Math.min(REQUESTS, 2 * DISTINCT), Math.min(CONCURRENCY, 64), format);
+      await load(
+        w!.url,
+        bodies('warm-d', Math.min(REQUESTS, 2 * DISTINCT)),
+        Math.min(REQUESTS, 2 * DISTINCT),
+        Math.min(CONCURRENCY, 64),
+        format,
+      );
+      await load(
+        routerUrl,
+        bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)),
+        Math.min(REQUESTS, 2 * DISTINCT),
+        Math.min(CONCURRENCY, 64),
+        format,
+      );
       // Alternate the order so neither path always runs on a warmer machine.
       say(`${format}: 1 stream: direct, router ...`);
       const serialDirect = await load(w!.url, bodies('sd', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
@@ -318,8 +390,10 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         },
       };
       results.push(r);
-      say(`${format} (${r.prompt_tokens} prompt tokens): 1 stream added TTFT p50 ${r.serial.added_ttft_p50_ms} ms (direct ${serialDirect.ttft_ms.p50}, router ${serialRouter.ttft_ms.p50}); ` +
-        `${CONCURRENCY} streams throughput ${loadRouter.requests_per_s} vs direct ${loadDirect.requests_per_s} req/s = ${r.loaded.throughput_ratio}x; router /health p99 ${routerHealth.p99_ms} ms, max ${routerHealth.max_ms} ms`);
+      say(
+        `${format} (${r.prompt_tokens} prompt tokens): 1 stream added TTFT p50 ${r.serial.added_ttft_p50_ms} ms (direct ${serialDirect.ttft_ms.p50}, router ${serialRouter.ttft_ms.p50}); ` +
+          `${CONCURRENCY} streams throughput ${loadRouter.requests_per_s} vs direct ${loadDirect.requests_per_s} req/s = ${r.loaded.throughput_ratio}x; router /health p99 ${routerHealth.p99_ms} ms, max ${routerHealth.max_ms} ms`,
+      );
     }
     const metrics = await (await fetch(`${routerUrl}/metrics`)).text();
     const overhead = {
@@ -342,7 +416,10 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
 /** `router --sim 8` under CONCURRENCY chat streams: does /health keep answering quickly? */
 async function simPhase(): Promise<Record<string, unknown>> {
   const docs = chatDocuments();
-  const router = startCli(['router', '--sim', '8', '--speedup', SIM_SPEEDUP, '--port', '0', '--json'], PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', `${PROFILE_DIR}/sim8`] : []);
+  const router = startCli(
+    ['router', '--sim', '8', '--speedup', SIM_SPEEDUP, '--port', '0', '--json'],
+    PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', `${PROFILE_DIR}/sim8`] : [],
+  );
   try {
     const { url } = JSON.parse(await router.firstLine) as { url: string };
     say(`router --sim 8 (speedup ${SIM_SPEEDUP}) at ${url}: ${REQUESTS} chat requests, ${CONCURRENCY} streams, probing /health ...`);
@@ -350,7 +427,9 @@ async function simPhase(): Promise<Record<string, unknown>> {
     const probe = healthProbe(url);
     const r = await load(url, makeBodies('chat', REQUESTS, docs, [], 'sim'), REQUESTS, CONCURRENCY, 'chat');
     const health = await probe.stop();
-    say(`router --sim 8: ${r.requests_per_s} req/s, TTFT p50 ${r.ttft_ms.p50} ms; /health p50 ${health.p50_ms} ms, p99 ${health.p99_ms} ms, max ${health.max_ms} ms over ${health.probes} probes (${health.failures} failed)`);
+    say(
+      `router --sim 8: ${r.requests_per_s} req/s, TTFT p50 ${r.ttft_ms.p50} ms; /health p50 ${health.p50_ms} ms, p99 ${health.p99_ms} ms, max ${health.max_ms} ms over ${health.probes} probes (${health.failures} failed)`,
+    );
     return { speedup: Number(SIM_SPEEDUP), load: r, health, health_max_within_50ms: health.max_ms <= 50 && health.failures === 0 };
   } finally {
     await stop(router);
@@ -363,18 +442,39 @@ async function main(): Promise<void> {
   const { results, overhead } = ONLY_SIM ? { results: [], overhead: {} } : await proxyPhases();
   const simResult = RUN_SIM ? await simPhase() : undefined;
   const doc = {
-    workload: { prompt_tokens: PROMPT_TOKENS, formats: FORMATS, unique_chat: UNIQUE_CHAT, max_tokens: MAX_TOKENS, stream: true, distinct_prompts: DISTINCT, requests: REQUESTS, serial_requests: SERIAL_REQUESTS, concurrency: CONCURRENCY, events: EVENTS, worker_speedup: 0 },
-    machine: { cpus: os.cpus().length, node: process.versions.node, loadavg_start: started.loadavg, loadavg_end: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    workload: {
+      prompt_tokens: PROMPT_TOKENS,
+      formats: FORMATS,
+      unique_chat: UNIQUE_CHAT,
+      max_tokens: MAX_TOKENS,
+      stream: true,
+      distinct_prompts: DISTINCT,
+      requests: REQUESTS,
+      serial_requests: SERIAL_REQUESTS,
+      concurrency: CONCURRENCY,
+      events: EVENTS,
+      worker_speedup: 0,
+    },
+    machine: {
+      cpus: os.cpus().length,
+      node: process.versions.node,
+      loadavg_start: started.loadavg,
+      loadavg_end: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    },
     formats: results,
     router_overhead_ms: overhead,
     router_sim8: simResult,
     targets: { added_ttft_p50_ms_max_1_stream: 5, throughput_ratio_min: 0.9, health_max_ms: 50 },
-    meets_targets: Object.fromEntries(results.map((r) => [r.format, { added_ttft_p50: r.serial.added_ttft_p50_ms <= 5, throughput: r.loaded.throughput_ratio >= 0.9 }])),
+    meets_targets: Object.fromEntries(
+      results.map((r) => [r.format, { added_ttft_p50: r.serial.added_ttft_p50_ms <= 5, throughput: r.loaded.throughput_ratio >= 0.9 }]),
+    ),
   };
   if (JSON_OUT) process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   else {
     for (const r of results) {
-      say(`${r.format.padEnd(6)} ~${r.prompt_tokens} tok | 1 stream: router added TTFT p50 ${r.serial.added_ttft_p50_ms} ms | ${CONCURRENCY} streams: throughput ${r.loaded.throughput_ratio}x direct, added TTFT p50 ${r.loaded.added_ttft_p50_ms} ms, router /health max ${r.loaded.router_health.max_ms} ms`);
+      say(
+        `${r.format.padEnd(6)} ~${r.prompt_tokens} tok | 1 stream: router added TTFT p50 ${r.serial.added_ttft_p50_ms} ms | ${CONCURRENCY} streams: throughput ${r.loaded.throughput_ratio}x direct, added TTFT p50 ${r.loaded.added_ttft_p50_ms} ms, router /health max ${r.loaded.router_health.max_ms} ms`,
+      );
     }
     say(`load average ${doc.machine.loadavg_start.join(' ')} -> ${doc.machine.loadavg_end.join(' ')}`);
   }

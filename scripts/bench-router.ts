@@ -33,7 +33,13 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KvRouter, RadixIndexer, toPairs, type RouterEvent } from '../src/router/index.js';
-import { computeBlockHashPairs, computeSequenceHashPairs, getHashBackend, setHashBackend, type HashBackend } from '../src/router/hashing.js';
+import {
+  computeBlockHashPairs,
+  computeSequenceHashPairs,
+  getHashBackend,
+  setHashBackend,
+  type HashBackend,
+} from '../src/router/hashing.js';
 
 interface Args {
   json: boolean;
@@ -62,11 +68,13 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--no-rust') a.rust = false;
     else if (k === '--hash-impl') {
       const x = v();
-      if (x !== 'wasm' && x !== 'js' && x !== 'native' && x !== 'all') throw new Error(`--hash-impl must be wasm, js, native or all, got ${x}`);
+      if (x !== 'wasm' && x !== 'js' && x !== 'native' && x !== 'all')
+        throw new Error(`--hash-impl must be wasm, js, native or all, got ${x}`);
       a.hashImpl = x;
-    }
-    else if (k === '--help' || k === '-h') {
-      process.stdout.write('usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n] [--hash-impl wasm|js|native|all] [--no-rust]\n');
+    } else if (k === '--help' || k === '-h') {
+      process.stdout.write(
+        'usage: bench-router [--json] [--trace <jsonl>] [--workers n] [--repeat n] [--route-iters n] [--hash-impl wasm|js|native|all] [--no-rust]\n',
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
   }
@@ -103,7 +111,7 @@ function loadTrace(path: string | undefined): { source: string; requests: number
   if (path) throw new Error(`trace not found: ${p}`);
   // Synthetic fallback: sessions that grow turn by turn over a shared system prompt.
   let s = 12345;
-  const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+  const rnd = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
   const requests: number[][] = [];
   let next = 1000;
   const sessions: number[][] = [];
@@ -158,7 +166,7 @@ function benchIndexer(requests: number[][], workers: number) {
   for (let i = 0; i < events.length; i++) {
     const ev = events[i]!;
     ix.applyEvent(ev);
-    const blocks = ev.data.type === "stored" ? ev.data.blocks.length : 0;
+    const blocks = ev.data.type === 'stored' ? ev.data.blocks.length : 0;
     ops += blocks;
     storeOps += blocks;
     const q = queries[i + LOOKAHEAD];
@@ -175,7 +183,10 @@ function benchIndexer(requests: number[][], workers: number) {
   const elapsedNs = Number(process.hrtime.bigint() - t0);
   // Timer reads inside the loop are included in elapsed; subtract their measured cost.
   const timerNs = timerOverheadNs() * 2 * (events.length - LOOKAHEAD);
-  const found = lat.subarray(0, events.length - LOOKAHEAD).slice().sort();
+  const found = lat
+    .subarray(0, events.length - LOOKAHEAD)
+    .slice()
+    .sort();
   // Pure throughput pass without per-call timers.
   const ix2 = new RadixIndexer();
   for (const id of ids) ix2.ensureSlot(id, 0);
@@ -243,7 +254,12 @@ function benchRoute(iters: number, breakdown = false) {
   // A few in-flight requests so the load projection has work to do.
   for (let i = 0; i < 16; i++) r.route({ requestId: `bg-${i}`, tokens: prompts[(i * 5) % 64]!, nowMs: 100 });
   const lat = new Float64Array(iters);
-  const stages = { block_hashing: new Float64Array(iters), find_matches: new Float64Array(iters), seq_hashing: new Float64Array(iters), scheduling: new Float64Array(iters) };
+  const stages = {
+    block_hashing: new Float64Array(iters),
+    find_matches: new Float64Array(iters),
+    seq_hashing: new Float64Array(iters),
+    scheduling: new Float64Array(iters),
+  };
   let sink = 0;
   for (let i = 0; i < iters; i++) {
     const toks = prompts[i % 64]!;
@@ -295,7 +311,10 @@ function benchHashing(iters: number) {
 
 function compareHashImpls(args: Args) {
   const impls: HashBackend[] = args.hashImpl === 'all' ? ['native', 'js', 'wasm'] : [args.hashImpl];
-  const acc = new Map<HashBackend, { routes: ReturnType<typeof benchRoute>[]; stages: ReturnType<typeof benchRoute>[]; hashing: ReturnType<typeof benchHashing>[] }>();
+  const acc = new Map<
+    HashBackend,
+    { routes: ReturnType<typeof benchRoute>[]; stages: ReturnType<typeof benchRoute>[]; hashing: ReturnType<typeof benchHashing>[] }
+  >();
   for (const b of impls) acc.set(b, { routes: [], stages: [], hashing: [] });
   for (let i = 0; i < Math.max(1, args.repeat); i++) {
     for (const b of impls) {
@@ -313,7 +332,12 @@ function compareHashImpls(args: Args) {
     out[b] = {
       route_p50_us: round3(median(a.routes.map((r) => r.p50))),
       route_p99_us: round3(median(a.routes.map((r) => r.p99))),
-      route_stage_p50_us: { block_hashing: stage('block_hashing'), find_matches: stage('find_matches'), seq_hashing: stage('seq_hashing'), scheduling: stage('scheduling') },
+      route_stage_p50_us: {
+        block_hashing: stage('block_hashing'),
+        find_matches: stage('find_matches'),
+        seq_hashing: stage('seq_hashing'),
+        scheduling: stage('scheduling'),
+      },
       block_hash_8192_p50_us: round3(median(a.hashing.map((h) => h.block))),
       block_hash_8192_u32_p50_us: round3(median(a.hashing.map((h) => h.blockU32))),
       seq_hash_512_p50_us: round3(median(a.hashing.map((h) => h.seq))),
@@ -347,9 +371,13 @@ function writeRustEvents(requests: number[][], workers: number, path: string): v
 function runDynamoRadixTree(requests: number[][], workers: number, repeat: number): Record<string, unknown> {
   const dir = join(repoRoot(), 'scripts', 'dynamo-radix-bench');
   if (!existsSync(join(dir, 'Cargo.toml'))) return { error: `harness not found at ${dir}` };
-  const build = spawnSync('cargo', ['build', '--release', '--quiet', '--manifest-path', join(dir, 'Cargo.toml')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const build = spawnSync('cargo', ['build', '--release', '--quiet', '--manifest-path', join(dir, 'Cargo.toml')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   if (build.error) return { error: `cargo: ${build.error.message} (install Rust, or pass --no-rust)` };
-  if (build.status !== 0) return { error: `cargo build failed: ${(build.stderr || build.stdout).trim().split('\n').slice(-8).join(' | ')}` };
+  if (build.status !== 0)
+    return { error: `cargo build failed: ${(build.stderr || build.stdout).trim().split('\n').slice(-8).join(' | ')}` };
   const tmp = mkdtempSync(join(tmpdir(), 'dynamo-radix-'));
   try {
     const file = join(tmp, 'events.bin');
@@ -396,7 +424,9 @@ function main() {
           ...(typeof rust.block_ops_per_s === 'number'
             ? {
                 indexer_vs_dynamo_ratio: round3(ours / rust.block_ops_per_s),
-                indexer_vs_dynamo_cpu_ratio: round3(Math.round(median(runs.map((r) => r.opsPerCpuS))) / (rust.block_ops_per_cpu_s as number)),
+                indexer_vs_dynamo_cpu_ratio: round3(
+                  Math.round(median(runs.map((r) => r.opsPerCpuS))) / (rust.block_ops_per_cpu_s as number),
+                ),
               }
             : {}),
         }

@@ -75,7 +75,8 @@ function throughputCase(opts: { engines: number; requests: number; ratePerEngine
   const wallMs = performance.now() - w0;
   const ttfts = results.map((r) => r.ttftMs!).sort((a, b) => a - b);
   const stats = engines.map((e) => e.stats());
-  const sum = (k: 'prefixHitTokens' | 'prefixQueryTokens' | 'passes' | 'generationTokens' | 'preemptions') => stats.reduce((s, x) => s + x[k], 0);
+  const sum = (k: 'prefixHitTokens' | 'prefixQueryTokens' | 'passes' | 'generationTokens' | 'preemptions') =>
+    stats.reduce((s, x) => s + x[k], 0);
   return {
     engines: opts.engines,
     requests: results.length,

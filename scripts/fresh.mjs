@@ -32,8 +32,13 @@ let reason = '';
 if (!existsSync(stamp) || !existsSync(main)) reason = 'no build yet';
 else {
   const built = statSync(stamp).mtimeMs;
-  const src = [newest(join(root, 'src'), /\.(ts|tsx)$/), newest(join(root, 'test'), /\.(ts|tsx)$/), newest(join(root, 'scripts'), /\.(ts|mjs)$/)];
-  for (const f of ['tsconfig.json', 'package.json', 'package-lock.json']) if (existsSync(join(root, f))) src.push({ mtime: statSync(join(root, f)).mtimeMs, file: join(root, f) });
+  const src = [
+    newest(join(root, 'src'), /\.(ts|tsx)$/),
+    newest(join(root, 'test'), /\.(ts|tsx)$/),
+    newest(join(root, 'scripts'), /\.(ts|mjs)$/),
+  ];
+  for (const f of ['tsconfig.json', 'package.json', 'package-lock.json'])
+    if (existsSync(join(root, f))) src.push({ mtime: statSync(join(root, f)).mtimeMs, file: join(root, f) });
   const n = src.reduce((a, b) => (b.mtime > a.mtime ? b : a));
   if (n.mtime > built) reason = `${n.file.slice(root.length)} changed since the last build`;
 }

@@ -32,7 +32,8 @@ export const LAYER_RANK: Readonly<Record<string, number>> = {
 export const PEER_EDGES: ReadonlySet<string> = new Set(['bench->sim']);
 
 /** Modules the pure router core must not import (network, files, processes, HTTP clients). */
-const IO_MODULES = /^(node:)?(fs|fs\/promises|net|http|https|http2|dgram|child_process|worker_threads|readline|tls)$|^(undici|zeromq|nats|execa|@kubernetes\/client-node)$/;
+const IO_MODULES =
+  /^(node:)?(fs|fs\/promises|net|http|https|http2|dgram|child_process|worker_threads|readline|tls)$|^(undici|zeromq|nats|execa|@kubernetes\/client-node)$/;
 
 export interface ImportEdge {
   /** Importing file, relative to src/ (e.g. `lab/runner.ts`). */
@@ -50,7 +51,8 @@ export function importSpecifiers(text: string): Array<{ spec: string; computed?:
   const out: Array<{ spec: string; computed?: boolean }> = [];
   // Strip comments so commented-out imports do not count (strings are kept: specifiers live there).
   const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`\\])\/\/.*$/gm, '$1');
-  for (const m of code.matchAll(/\b(?:import|export)\s+(?:type\s+)?(?:[\w*{}\s,$]+?\s+from\s+)?['"]([^'"]+)['"]/g)) out.push({ spec: m[1]! });
+  for (const m of code.matchAll(/\b(?:import|export)\s+(?:type\s+)?(?:[\w*{}\s,$]+?\s+from\s+)?['"]([^'"]+)['"]/g))
+    out.push({ spec: m[1]! });
   for (const m of code.matchAll(/\bimport\s*\(\s*([^)]*?)\s*\)/g)) {
     const arg = m[1]!;
     const lit = /^(['"])([^'"`]+)\1$/.exec(arg) ?? /^`([^`$]+)`$/.exec(arg);
@@ -72,7 +74,9 @@ export function scanSources(srcDir: string): ImportEdge[] {
         for (const { spec, computed } of importSpecifiers(readFileSync(p, 'utf8'))) {
           if (computed) edges.push({ from, spec, computed });
           else if (spec.startsWith('.')) {
-            const to = relative(srcDir, resolve(dirname(p), spec)).split(sep).join('/');
+            const to = relative(srcDir, resolve(dirname(p), spec))
+              .split(sep)
+              .join('/');
             edges.push({ from, spec, to });
           } else edges.push({ from, spec });
         }
@@ -86,7 +90,11 @@ export function scanSources(srcDir: string): ImportEdge[] {
 const layerOf = (path: string) => path.split('/')[0]!;
 
 /** The edges that break the rule, each with the reason. */
-export function violations(edges: readonly ImportEdge[], rank: Readonly<Record<string, number>> = LAYER_RANK, peers: ReadonlySet<string> = PEER_EDGES): string[] {
+export function violations(
+  edges: readonly ImportEdge[],
+  rank: Readonly<Record<string, number>> = LAYER_RANK,
+  peers: ReadonlySet<string> = PEER_EDGES,
+): string[] {
   const out: string[] = [];
   for (const e of edges) {
     const from = layerOf(e.from);
@@ -109,7 +117,8 @@ export function violations(edges: readonly ImportEdge[], rank: Readonly<Record<s
     const rTo = rank[to];
     if (rTo === undefined) out.push(`${e.from}: imports src/${to}, which is not in the layer table`);
     else if (rTo > rFrom) out.push(`${e.from}: imports ${e.spec}, but ${from} is below ${to} (imports go down only)`);
-    else if (rTo === rFrom && !peers.has(`${from}->${to}`)) out.push(`${e.from}: imports ${e.spec}, but ${from} and ${to} are peers (no sideways imports)`);
+    else if (rTo === rFrom && !peers.has(`${from}->${to}`))
+      out.push(`${e.from}: imports ${e.spec}, but ${from} and ${to} are peers (no sideways imports)`);
   }
   return out;
 }

@@ -47,7 +47,10 @@ interface Child {
 const children = new Set<ChildProcess>();
 
 function startCli(args: string[]): Child {
-  const proc = spawn(process.execPath, [...NODE_ARGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true', FORCE_COLOR: '0' } });
+  const proc = spawn(process.execPath, [...NODE_ARGS, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CI: 'true', FORCE_COLOR: '0' },
+  });
   children.add(proc);
   proc.once('exit', () => children.delete(proc));
   let out = '';
@@ -89,7 +92,10 @@ async function startSim(args: string[]): Promise<{ child: Child; workers: SimInf
 }
 
 async function startRouter(workers: SimInfo[], extra: string[] = []): Promise<{ child: Child; url: string }> {
-  const specs = workers.flatMap((w, i) => ['--worker', `id=worker-${i},url=${w.url}${w.zmq ? `,zmq=${w.zmq}` : ''}${w.zmq_replay ? `,replay=${w.zmq_replay}` : ''}`]);
+  const specs = workers.flatMap((w, i) => [
+    '--worker',
+    `id=worker-${i},url=${w.url}${w.zmq ? `,zmq=${w.zmq}` : ''}${w.zmq_replay ? `,replay=${w.zmq_replay}` : ''}`,
+  ]);
   const events = workers[0]?.zmq ? ['--events', 'zmq'] : ['--events', 'none'];
   const child = startCli(['router', '--json', '--port', '0', ...events, ...specs, ...extra]);
   return { child, url: (JSON.parse(await child.firstLine) as { url: string }).url };
@@ -127,7 +133,14 @@ const streamingOn = new Map<string, number>();
 async function streamOnce(agent: Agent, url: string, body: string): Promise<StreamOutcome> {
   const t0 = performance.now();
   try {
-    const r = await request(`${url}/v1/completions`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent, headersTimeout: 300_000, bodyTimeout: 300_000 });
+    const r = await request(`${url}/v1/completions`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+      dispatcher: agent,
+      headersTimeout: 300_000,
+      bodyTimeout: 300_000,
+    });
     let text = '';
     let first = 0;
     const w = (r.headers['x-dynamo-lab-worker'] as string | undefined) ?? '';
@@ -158,12 +171,26 @@ async function streamOnce(agent: Agent, url: string, body: string): Promise<Stre
       worker: (r.headers['x-dynamo-lab-worker'] as string | undefined) ?? null,
     };
   } catch (err) {
-    return { status: 0, firstByteMs: NaN, totalMs: performance.now() - t0, done: false, sseError: false, events: 0, worker: null, sample: `network error: ${(err as Error).message}` };
+    return {
+      status: 0,
+      firstByteMs: NaN,
+      totalMs: performance.now() - t0,
+      done: false,
+      sseError: false,
+      events: 0,
+      worker: null,
+      sample: `network error: ${(err as Error).message}`,
+    };
   }
 }
 
 function promptBody(i: number, maxTokens: number, stream: boolean, distinct = 64): string {
-  return JSON.stringify({ model: MODEL, prompt: `Request family ${i % distinct}: ${'the quick brown fox jumps over the lazy dog '.repeat(20)} #${i}`, max_tokens: maxTokens, stream });
+  return JSON.stringify({
+    model: MODEL,
+    prompt: `Request family ${i % distinct}: ${'the quick brown fox jumps over the lazy dog '.repeat(20)} #${i}`,
+    max_tokens: maxTokens,
+    stream,
+  });
 }
 
 async function pool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
@@ -212,10 +239,22 @@ async function streams(): Promise<void> {
       const k = o.status !== 200 ? `status_${o.status}` : o.sseError ? 'sse_error' : 'cut';
       kinds[k] = (kinds[k] ?? 0) + 1;
     }
-    const p99Via = pct(via.out.map((o) => o.totalMs), 99);
-    const p99Direct = pct(direct.out.map((o) => o.totalMs), 99);
-    const ttftVia = pct(via.out.map((o) => o.firstByteMs), 99);
-    const ttftDirect = pct(direct.out.map((o) => o.firstByteMs), 99);
+    const p99Via = pct(
+      via.out.map((o) => o.totalMs),
+      99,
+    );
+    const p99Direct = pct(
+      direct.out.map((o) => o.totalMs),
+      99,
+    );
+    const ttftVia = pct(
+      via.out.map((o) => o.firstByteMs),
+      99,
+    );
+    const ttftDirect = pct(
+      direct.out.map((o) => o.firstByteMs),
+      99,
+    );
     report(
       'streams',
       {
@@ -223,8 +262,18 @@ async function streams(): Promise<void> {
         lost,
         lost_kinds: kinds,
         lost_example: lostList[0]?.sample,
-        p50_ms_router: r1(pct(via.out.map((o) => o.totalMs), 50)),
-        p50_ms_direct: r1(pct(direct.out.map((o) => o.totalMs), 50)),
+        p50_ms_router: r1(
+          pct(
+            via.out.map((o) => o.totalMs),
+            50,
+          ),
+        ),
+        p50_ms_direct: r1(
+          pct(
+            direct.out.map((o) => o.totalMs),
+            50,
+          ),
+        ),
         p99_ms_router: r1(p99Via),
         p99_ms_direct: r1(p99Direct),
         router_added_p99_ms: r1(p99Via - p99Direct),
@@ -243,7 +292,9 @@ async function streams(): Promise<void> {
 
 /** SIGKILL a worker mid-run: 0 errors before the first byte; every in-flight stream on it ends with an SSE error and [DONE]. */
 async function kill(): Promise<void> {
-  const sims = await Promise.all([0, 1, 2, 3].map(() => startSim(['--workers', '1', '--port', '0', '--zmq-port', '0', '--replay-port', '0', '--speedup', '1'])));
+  const sims = await Promise.all(
+    [0, 1, 2, 3].map(() => startSim(['--workers', '1', '--port', '0', '--zmq-port', '0', '--replay-port', '0', '--speedup', '1'])),
+  );
   const infos = sims.map((s) => s.workers[0]!);
   const router = await startRouter(infos, ['--mode', 'round-robin']);
   const agent = new Agent({ connections: 256, pipelining: 0 });
@@ -261,7 +312,21 @@ async function kill(): Promise<void> {
     // Restart the worker on the same ports once it is gone, and time its re-admission.
     await new Promise((r) => sims[1]!.child.proc.once('exit', r));
     const port = (u: string | null) => (u ? String(new URL(u.replace('tcp://', 'http://')).port) : '0');
-    const restart = startCli(['sim', '--json', '--quiet', '--workers', '1', '--port', port(infos[1]!.url), '--zmq-port', port(infos[1]!.zmq), '--replay-port', port(infos[1]!.zmq_replay), '--speedup', '1']);
+    const restart = startCli([
+      'sim',
+      '--json',
+      '--quiet',
+      '--workers',
+      '1',
+      '--port',
+      port(infos[1]!.url),
+      '--zmq-port',
+      port(infos[1]!.zmq),
+      '--replay-port',
+      port(infos[1]!.zmq_replay),
+      '--speedup',
+      '1',
+    ]);
     revived = restart;
     await restart.firstLine;
     const upAt = Date.now();
@@ -269,7 +334,9 @@ async function kill(): Promise<void> {
     let cachedAfter = NaN;
     let lastView = '';
     for (;;) {
-      const v = (await (await fetch(`${router.url}/debug/workers`)).json()) as { workers: Array<{ id: string; healthy: boolean; cached_blocks: number }> };
+      const v = (await (await fetch(`${router.url}/debug/workers`)).json()) as {
+        workers: Array<{ id: string; healthy: boolean; cached_blocks: number }>;
+      };
       const w1 = v.workers.find((w) => w.id === 'worker-1')!;
       lastView = JSON.stringify(w1);
       if (w1.healthy) {
@@ -285,14 +352,27 @@ async function kill(): Promise<void> {
     }
     const out = await running;
     const metricsText = await (await fetch(`${router.url}/metrics`)).text();
-    const resets = [...metricsText.matchAll(/dynamo_lab_router_worker_cache_resets_total\{([^}]*worker_id="worker-1"[^}]*)\} (\d+)/g)].map((m) => `${m[1]!.replace(/,?worker_id="worker-1",?/, '')} ${m[2]}`);
+    const resets = [...metricsText.matchAll(/dynamo_lab_router_worker_cache_resets_total\{([^}]*worker_id="worker-1"[^}]*)\} (\d+)/g)].map(
+      (m) => `${m[1]!.replace(/,?worker_id="worker-1",?/, '')} ${m[2]}`,
+    );
     const beforeFirstByte = out.filter((o) => o.status !== 200).length;
     const onKilled = out.filter((o) => o.worker === 'worker-1' && o.status === 200);
     const cut = out.filter((o) => o.status === 200 && !o.done).length;
     const endedBySseError = out.filter((o) => o.status === 200 && o.sseError && o.done).length;
     report(
       'kill',
-      { requests: N, errors_before_first_byte: beforeFirstByte, streaming_on_killed_worker_at_kill: inFlightAtKill, streams_on_killed_worker: onKilled.length, ended_by_sse_error: endedBySseError, bare_cuts: cut, kill_after_ms: killedAt - t0, readmitted_ms_after_restart: readmitMs, cached_blocks_at_readmission: cachedAfter, index_resets_of_killed_worker: resets },
+      {
+        requests: N,
+        errors_before_first_byte: beforeFirstByte,
+        streaming_on_killed_worker_at_kill: inFlightAtKill,
+        streams_on_killed_worker: onKilled.length,
+        ended_by_sse_error: endedBySseError,
+        bare_cuts: cut,
+        kill_after_ms: killedAt - t0,
+        readmitted_ms_after_restart: readmitMs,
+        cached_blocks_at_readmission: cachedAfter,
+        index_resets_of_killed_worker: resets,
+      },
       beforeFirstByte === 0 && cut === 0 && endedBySseError > 0 && readmitMs <= 2000 && resets.length > 0,
       `SIGKILL mid-run: ${beforeFirstByte} errors before the first byte, ${endedBySseError} in-flight streams ended by an SSE error, ${cut} bare cuts, re-admitted ${readmitMs} ms after restart`,
     );
@@ -310,15 +390,32 @@ async function c300(): Promise<void> {
   const router = await startRouter(sim.workers);
   const agent = new Agent({ connections: 320, pipelining: 0 });
   // With --burn, load the machine further: one busy-loop process per core for the phase.
-  const burners = (argv.includes('--burn') ? os.cpus() : []).map(() => spawn(process.execPath, ['-e', 'const end=Date.now()+600000;while(Date.now()<end){}'], { stdio: 'ignore' }));
+  const burners = (argv.includes('--burn') ? os.cpus() : []).map(() =>
+    spawn(process.execPath, ['-e', 'const end=Date.now()+600000;while(Date.now()<end){}'], { stdio: 'ignore' }),
+  );
   try {
     const N = n(3000);
     const out = await pool(N, 300, (i) => streamOnce(agent, router.url, promptBody(i, 8, i % 2 === 0)));
     const by = new Map<number, number>();
     for (const o of out) by.set(o.status, (by.get(o.status) ?? 0) + 1);
     const metrics = await (await fetch(`${router.url}/metrics`)).text();
-    const downs = [...metrics.matchAll(/dynamo_lab_router_worker_health_transitions_total\{to="down"[^}]*\} (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
-    report('c300', { requests: N, concurrency: 300, statuses: Object.fromEntries(by), status_503: by.get(503) ?? 0, health_downs: downs, burners: burners.length }, (by.get(503) ?? 0) === 0 && (by.get(200) ?? 0) === N, `${by.get(503) ?? 0} x 503 at concurrency 300`);
+    const downs = [...metrics.matchAll(/dynamo_lab_router_worker_health_transitions_total\{to="down"[^}]*\} (\d+)/g)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
+    report(
+      'c300',
+      {
+        requests: N,
+        concurrency: 300,
+        statuses: Object.fromEntries(by),
+        status_503: by.get(503) ?? 0,
+        health_downs: downs,
+        burners: burners.length,
+      },
+      (by.get(503) ?? 0) === 0 && (by.get(200) ?? 0) === N,
+      `${by.get(503) ?? 0} x 503 at concurrency 300`,
+    );
   } finally {
     for (const b of burners) b.kill('SIGKILL');
     await agent.close();
@@ -333,16 +430,66 @@ async function fuzz(): Promise<void> {
   const router = await startRouter(sim.workers);
   const agent = new Agent({ connections: 64, pipelining: 0 });
   try {
-    const any = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.integer()), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 2 }));
-    const valid = fc.record({ model: fc.constant(MODEL), messages: fc.constant([{ role: 'user', content: 'hello there' }]), prompt: fc.string({ minLength: 1, maxLength: 30 }), max_tokens: fc.integer({ min: 1, max: 4 }), stream: fc.boolean() });
-    const fields = ['none', 'model', 'messages', 'prompt', 'max_tokens', 'stream', 'stream_options', 'stop', 'stop_token_ids', 'n', 'nvext', 'content', 'logprobs', 'temperature'];
+    const any = fc.oneof(
+      fc.string({ maxLength: 20 }),
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.integer()), { maxLength: 3 }),
+      fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 2 }),
+    );
+    const valid = fc.record({
+      model: fc.constant(MODEL),
+      messages: fc.constant([{ role: 'user', content: 'hello there' }]),
+      prompt: fc.string({ minLength: 1, maxLength: 30 }),
+      max_tokens: fc.integer({ min: 1, max: 4 }),
+      stream: fc.boolean(),
+    });
+    const fields = [
+      'none',
+      'model',
+      'messages',
+      'prompt',
+      'max_tokens',
+      'stream',
+      'stream_options',
+      'stop',
+      'stop_token_ids',
+      'n',
+      'nvext',
+      'content',
+      'logprobs',
+      'temperature',
+    ];
     const gen = fc.oneof(
-      { weight: 8, arbitrary: fc.tuple(valid, fc.constantFrom(...fields), any).map(([b, k, v]) => JSON.stringify(k === 'none' ? b : k === 'content' ? { ...b, messages: [{ role: 'user', content: v }] } : { ...b, [k]: v })) },
+      {
+        weight: 8,
+        arbitrary: fc
+          .tuple(valid, fc.constantFrom(...fields), any)
+          .map(([b, k, v]) =>
+            JSON.stringify(k === 'none' ? b : k === 'content' ? { ...b, messages: [{ role: 'user', content: v }] } : { ...b, [k]: v }),
+          ),
+      },
       { weight: 1, arbitrary: fc.string({ maxLength: 60 }) },
       { weight: 1, arbitrary: any.map((v) => JSON.stringify(v)) },
     );
     const N = n(20_000);
-    const bodies = fc.sample(fc.tuple(fc.constantFrom('/v1/chat/completions', '/v1/completions', '/v1/models', '/admin/workers', '/debug/decisions', '//', '/v1/chat/completions/'), gen), { numRuns: N, seed: 2026 });
+    const bodies = fc.sample(
+      fc.tuple(
+        fc.constantFrom(
+          '/v1/chat/completions',
+          '/v1/completions',
+          '/v1/models',
+          '/admin/workers',
+          '/debug/decisions',
+          '//',
+          '/v1/chat/completions/',
+        ),
+        gen,
+      ),
+      { numRuns: N, seed: 2026 },
+    );
     const by = new Map<number, number>();
     const examples: string[] = [];
     await pool(N, 48, async (i) => {
@@ -351,23 +498,37 @@ async function fuzz(): Promise<void> {
       let body = fuzzed;
       try {
         const o = JSON.parse(fuzzed) as Record<string, unknown>;
-        if (o && typeof o === 'object' && !Array.isArray(o) && (o.max_tokens === undefined || o.max_tokens === null)) body = JSON.stringify({ ...o, max_tokens: 2 });
+        if (o && typeof o === 'object' && !Array.isArray(o) && (o.max_tokens === undefined || o.max_tokens === null))
+          body = JSON.stringify({ ...o, max_tokens: 2 });
       } catch {
         // not JSON: sent as is
       }
       const method = i % 17 === 0 ? 'PUT' : i % 13 === 0 ? 'GET' : 'POST';
       try {
-        const r = await request(`${router.url}${path}`, { method, body: method === 'GET' ? undefined : body, headers: { 'content-type': i % 29 === 0 ? 'text/csv' : 'application/json' }, dispatcher: agent, headersTimeout: 60_000, bodyTimeout: 60_000 });
+        const r = await request(`${router.url}${path}`, {
+          method,
+          body: method === 'GET' ? undefined : body,
+          headers: { 'content-type': i % 29 === 0 ? 'text/csv' : 'application/json' },
+          dispatcher: agent,
+          headersTimeout: 60_000,
+          bodyTimeout: 60_000,
+        });
         const text = await r.body.text();
         by.set(r.statusCode, (by.get(r.statusCode) ?? 0) + 1);
-        if (r.statusCode >= 500 && examples.length < 5) examples.push(`${r.statusCode} ${method} ${path} ${body.slice(0, 120)} -> ${text.slice(0, 160)}`);
+        if (r.statusCode >= 500 && examples.length < 5)
+          examples.push(`${r.statusCode} ${method} ${path} ${body.slice(0, 120)} -> ${text.slice(0, 160)}`);
       } catch (err) {
         by.set(0, (by.get(0) ?? 0) + 1);
         if (examples.length < 5) examples.push(`network error ${(err as Error).message}`);
       }
     });
     const fivexx = [...by].filter(([s]) => s >= 500 || s === 0).reduce((a, [, c]) => a + c, 0);
-    report('fuzz', { requests: N, statuses: Object.fromEntries(by), status_5xx: fivexx, examples }, fivexx === 0, `${N} fuzzed requests, ${fivexx} x 5xx`);
+    report(
+      'fuzz',
+      { requests: N, statuses: Object.fromEntries(by), status_5xx: fivexx, examples },
+      fivexx === 0,
+      `${N} fuzzed requests, ${fivexx} x 5xx`,
+    );
   } finally {
     await agent.close();
     await stop(router.child);
@@ -384,24 +545,39 @@ async function slow(): Promise<void> {
     const N = n(200);
     const t0 = Date.now();
     const closedAt = await Promise.all(
-      Array.from({ length: N }, (_, i) =>
-        new Promise<number>((resolve) => {
-          const s = net.connect(port, '127.0.0.1', () => {
-            if (i % 3 === 1) s.write('GET /health HTTP/1.1\r\nHost: x\r\n');
-            if (i % 3 === 2) s.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"prompt":');
-          });
-          s.on('error', () => {});
-          s.on('data', () => {}); // read, so the router's FIN is seen
-          s.on('close', () => resolve(Date.now() - t0));
-          setTimeout(() => {
-            s.destroy();
-            resolve(NaN);
-          }, 75_000).unref();
-        }),
+      Array.from(
+        { length: N },
+        (_, i) =>
+          new Promise<number>((resolve) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+              if (i % 3 === 1) s.write('GET /health HTTP/1.1\r\nHost: x\r\n');
+              if (i % 3 === 2)
+                s.write(
+                  'POST /v1/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"prompt":',
+                );
+            });
+            s.on('error', () => {});
+            s.on('data', () => {}); // read, so the router's FIN is seen
+            s.on('close', () => resolve(Date.now() - t0));
+            setTimeout(() => {
+              s.destroy();
+              resolve(NaN);
+            }, 75_000).unref();
+          }),
       ),
     );
     const closed = closedAt.filter((x) => Number.isFinite(x));
-    report('slow', { connections: N, closed_by_router: closed.length, max_close_s: r1(Math.max(...closed) / 1000), median_close_s: r1(pct(closed, 50) / 1000) }, closed.length === N, `${closed.length}/${N} slow connections closed within 75 s`);
+    report(
+      'slow',
+      {
+        connections: N,
+        closed_by_router: closed.length,
+        max_close_s: r1(Math.max(...closed) / 1000),
+        median_close_s: r1(pct(closed, 50) / 1000),
+      },
+      closed.length === N,
+      `${closed.length}/${N} slow connections closed within 75 s`,
+    );
   } finally {
     await stop(router.child);
     await stop(sim.child);
@@ -413,7 +589,20 @@ async function memory(): Promise<void> {
   // KV events over ZMQ: the router's index mirrors the workers' caches, which are bounded by
   // their KV blocks, so any growth left is the router's own. (In approximate mode, --events none,
   // the index holds every decision until its TTL expiry runs.)
-  const sim = await startSim(['--workers', '4', '--port', '0', '--speedup', '0', '--gpu-blocks', '4096', '--zmq-port', '0', '--replay-port', '0']);
+  const sim = await startSim([
+    '--workers',
+    '4',
+    '--port',
+    '0',
+    '--speedup',
+    '0',
+    '--gpu-blocks',
+    '4096',
+    '--zmq-port',
+    '0',
+    '--replay-port',
+    '0',
+  ]);
   const router = await startRouter(sim.workers);
   const agent = new Agent({ connections: 64, pipelining: 0 });
   const pid = router.child.proc.pid!;
@@ -422,7 +611,17 @@ async function memory(): Promise<void> {
     const send = (from: number, to: number) =>
       pool(to - from, 32, async (k) => {
         const i = from + k;
-        const r = await request(`${router.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: MODEL, prompt: `session ${i} ${'lorem ipsum dolor sit amet '.repeat(30)} ${i}`, max_tokens: 4, stream: i % 2 === 0 }), headers: { 'content-type': 'application/json', 'x-dynamo-session-id': `s-${i}` }, dispatcher: agent });
+        const r = await request(`${router.url}/v1/completions`, {
+          method: 'POST',
+          body: JSON.stringify({
+            model: MODEL,
+            prompt: `session ${i} ${'lorem ipsum dolor sit amet '.repeat(30)} ${i}`,
+            max_tokens: 4,
+            stream: i % 2 === 0,
+          }),
+          headers: { 'content-type': 'application/json', 'x-dynamo-session-id': `s-${i}` },
+          dispatcher: agent,
+        });
         await r.body.dump();
       });
     await send(0, n(1000));
@@ -432,7 +631,18 @@ async function memory(): Promise<void> {
     await sleep(500);
     const at10k = procMem(pid);
     const ratio = Math.round((at10k.rss_mib / at1k.rss_mib) * 100) / 100;
-    report('memory', { idle_rss_mib: idle.rss_mib, rss_after_1k_mib: at1k.rss_mib, rss_after_10k_mib: at10k.rss_mib, hwm_after_10k_mib: at10k.hwm_mib, ratio_10k_over_1k: ratio }, ratio <= 1.3, `RSS after 10,000 requests is ${ratio}x RSS after 1,000`);
+    report(
+      'memory',
+      {
+        idle_rss_mib: idle.rss_mib,
+        rss_after_1k_mib: at1k.rss_mib,
+        rss_after_10k_mib: at10k.rss_mib,
+        hwm_after_10k_mib: at10k.hwm_mib,
+        ratio_10k_over_1k: ratio,
+      },
+      ratio <= 1.3,
+      `RSS after 10,000 requests is ${ratio}x RSS after 1,000`,
+    );
   } finally {
     await agent.close();
     await stop(router.child);
@@ -450,7 +660,9 @@ async function main(): Promise<void> {
     cleanup();
     process.exit(130);
   });
-  say(`${SUITE === 'load' ? 'bench:load' : 'test:chaos'}: phases ${ONLY.join(', ')} (scale ${SCALE}); loopback only; load average ${os.loadavg().map(r1).join(' ')}`);
+  say(
+    `${SUITE === 'load' ? 'bench:load' : 'test:chaos'}: phases ${ONLY.join(', ')} (scale ${SCALE}); loopback only; load average ${os.loadavg().map(r1).join(' ')}`,
+  );
   try {
     for (const p of ONLY) {
       const fn = PHASES[p];

@@ -41,7 +41,10 @@ export function missingBinaries(dir = binDir()): string[] {
 }
 
 export class ControlPlaneNotBuilt extends Error {
-  constructor(readonly dir: string, readonly missing: string[]) {
+  constructor(
+    readonly dir: string,
+    readonly missing: string[],
+  ) {
     super(`control-plane binaries not built (${missing.join(', ')} missing in ${dir}); run ${BUILD_SCRIPT} (15-30 min the first time)`);
     this.name = 'ControlPlaneNotBuilt';
   }
@@ -94,11 +97,19 @@ export async function freePort(): Promise<number> {
 function request(server: string, token: string, method: string, path: string, body: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
-    const req = https.request(`${server}${path}`, { method, rejectUnauthorized: false, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } }, (res) => {
-      let out = '';
-      res.on('data', (c: Buffer) => (out += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: out }));
-    });
+    const req = https.request(
+      `${server}${path}`,
+      {
+        method,
+        rejectUnauthorized: false,
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) },
+      },
+      (res) => {
+        let out = '';
+        res.on('data', (c: Buffer) => (out += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: out }));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -119,7 +130,8 @@ function get(url: string, headers: Record<string, string> = {}): Promise<number>
 async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number, proc?: ChildProcess, logFile?: string): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    if (proc && proc.exitCode !== null) throw new Error(`${what}: process exited with ${proc.exitCode}${logFile ? `\n${tail(logFile)}` : ''}`);
+    if (proc && proc.exitCode !== null)
+      throw new Error(`${what}: process exited with ${proc.exitCode}${logFile ? `\n${tail(logFile)}` : ''}`);
     if (await fn()) return;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -134,7 +146,13 @@ function tail(file: string, n = 30): string {
   }
 }
 
-function startProc(name: string, bin: string, args: string[], dir: string, procs: Map<string, ChildProcess>): { proc: ChildProcess; log: string } {
+function startProc(
+  name: string,
+  bin: string,
+  args: string[],
+  dir: string,
+  procs: Map<string, ChildProcess>,
+): { proc: ChildProcess; log: string } {
   const log = join(dir, `${name}.log`);
   const fd = openSync(log, 'a');
   const proc = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: false });
@@ -224,58 +242,142 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n${nobodyToken},nobody,nobody-uid\n`);
 
     // etcd
-    const etcd = startProc('etcd', join(bins, 'etcd'), [
-      '--name=t', `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=http://127.0.0.1:${pEtcd}`, `--advertise-client-urls=http://127.0.0.1:${pEtcd}`,
-      `--listen-peer-urls=http://127.0.0.1:${pPeer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${pPeer}`,
-      `--initial-cluster=t=http://127.0.0.1:${pPeer}`, '--unsafe-no-fsync=true', '--log-level=warn',
-    ], dir, procs);
+    const etcd = startProc(
+      'etcd',
+      join(bins, 'etcd'),
+      [
+        '--name=t',
+        `--data-dir=${join(dir, 'etcd')}`,
+        `--listen-client-urls=http://127.0.0.1:${pEtcd}`,
+        `--advertise-client-urls=http://127.0.0.1:${pEtcd}`,
+        `--listen-peer-urls=http://127.0.0.1:${pPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${pPeer}`,
+        `--initial-cluster=t=http://127.0.0.1:${pPeer}`,
+        '--unsafe-no-fsync=true',
+        '--log-level=warn',
+      ],
+      dir,
+      procs,
+    );
     await until('etcd', async () => (await get(`http://127.0.0.1:${pEtcd}/health`)) === 200, 30_000, etcd.proc, etcd.log);
 
     // kube-apiserver (RBAC on, static tokens)
-    const api = startProc('kube-apiserver', join(bins, 'kube-apiserver'), [
-      `--etcd-servers=http://127.0.0.1:${pEtcd}`,
-      '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${pApi}`,
-      `--tls-cert-file=${join(dir, 'apiserver.crt')}`, `--tls-private-key-file=${join(dir, 'apiserver.key')}`, `--cert-dir=${join(dir, 'certs')}`,
-      `--token-auth-file=${join(dir, 'tokens.csv')}`, '--authorization-mode=RBAC', '--anonymous-auth=false',
-      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      `--service-account-key-file=${join(dir, 'sa.pub')}`, `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-      '--service-cluster-ip-range=10.0.0.0/24', '--allow-privileged=true',
-      '--disable-admission-plugins=ServiceAccount', '--endpoint-reconciler-type=none',
-      '--kubelet-preferred-address-types=InternalIP,Hostname',
-    ], dir, procs);
+    const api = startProc(
+      'kube-apiserver',
+      join(bins, 'kube-apiserver'),
+      [
+        `--etcd-servers=http://127.0.0.1:${pEtcd}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${pApi}`,
+        `--tls-cert-file=${join(dir, 'apiserver.crt')}`,
+        `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
+        `--cert-dir=${join(dir, 'certs')}`,
+        `--token-auth-file=${join(dir, 'tokens.csv')}`,
+        '--authorization-mode=RBAC',
+        '--anonymous-auth=false',
+        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+        `--service-account-key-file=${join(dir, 'sa.pub')}`,
+        `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+        '--service-cluster-ip-range=10.0.0.0/24',
+        '--allow-privileged=true',
+        '--disable-admission-plugins=ServiceAccount',
+        '--endpoint-reconciler-type=none',
+        '--kubelet-preferred-address-types=InternalIP,Hostname',
+      ],
+      dir,
+      procs,
+    );
     const server = `https://127.0.0.1:${pApi}`;
     const auth = { Authorization: `Bearer ${adminToken}` };
     await until('kube-apiserver', async () => (await get(`${server}/readyz`, auth)) === 200, 120_000, api.proc, api.log);
 
     const ca = join(dir, 'apiserver.crt');
     const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, kubeconfigYaml(server, ca, [{ name: 'admin', token: adminToken }, { name: 'nobody', token: nobodyToken }], 'admin'));
+    writeFileSync(
+      kubeconfig,
+      kubeconfigYaml(
+        server,
+        ca,
+        [
+          { name: 'admin', token: adminToken },
+          { name: 'nobody', token: nobodyToken },
+        ],
+        'admin',
+      ),
+    );
     const kubeconfigNobody = join(dir, 'kubeconfig-nobody');
-    writeFileSync(kubeconfigNobody, kubeconfigYaml(server, ca, [{ name: 'admin', token: adminToken }, { name: 'nobody', token: nobodyToken }], 'nobody'));
+    writeFileSync(
+      kubeconfigNobody,
+      kubeconfigYaml(
+        server,
+        ca,
+        [
+          { name: 'admin', token: adminToken },
+          { name: 'nobody', token: nobodyToken },
+        ],
+        'nobody',
+      ),
+    );
     const kubeconfigUnreachable = join(dir, 'kubeconfig-unreachable');
-    writeFileSync(kubeconfigUnreachable, kubeconfigYaml(`https://127.0.0.1:${await freePort()}`, ca, [{ name: 'admin', token: adminToken }], 'admin'));
+    writeFileSync(
+      kubeconfigUnreachable,
+      kubeconfigYaml(`https://127.0.0.1:${await freePort()}`, ca, [{ name: 'admin', token: adminToken }], 'admin'),
+    );
     // kwok talks to the API server with the admin token, skipping CA checks.
     const kwokKubeconfig = join(dir, 'kubeconfig-kwok');
-    writeFileSync(kwokKubeconfig, stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server, 'insecure-skip-tls-verify': true } }], users: [{ name: 'u', user: { token: adminToken } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }));
+    writeFileSync(
+      kwokKubeconfig,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'u', user: { token: adminToken } }],
+        contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'c',
+      }),
+    );
 
     // kwok: stages from the kwok module (assembled by build.sh), plus logs and port-forward for every pod.
     const logsFile = join(dir, 'pod.log');
     writeFileSync(logsFile, '');
     const forwards = (opts.forwards ?? []).map((f) => ({ ports: [f.port], target: { port: f.target, address: '127.0.0.1' } }));
     const extra = [
-      { apiVersion: 'kwok.x-k8s.io/v1alpha1', kind: 'ClusterLogs', metadata: { name: 'all-pods' }, spec: { logs: [{ logsFile, follow: true }] } },
-      ...(forwards.length ? [{ apiVersion: 'kwok.x-k8s.io/v1alpha1', kind: 'ClusterPortForward', metadata: { name: 'all-pods' }, spec: { forwards } }] : []),
+      {
+        apiVersion: 'kwok.x-k8s.io/v1alpha1',
+        kind: 'ClusterLogs',
+        metadata: { name: 'all-pods' },
+        spec: { logs: [{ logsFile, follow: true }] },
+      },
+      ...(forwards.length
+        ? [{ apiVersion: 'kwok.x-k8s.io/v1alpha1', kind: 'ClusterPortForward', metadata: { name: 'all-pods' }, spec: { forwards } }]
+        : []),
     ];
     const kwokConfig = join(dir, 'kwok.yaml');
-    writeFileSync(kwokConfig, `${readFileSync(join(bins, 'kwok-stages.yaml'), 'utf8')}\n---\n${extra.map((e) => stringify(e)).join('---\n')}`);
+    writeFileSync(
+      kwokConfig,
+      `${readFileSync(join(bins, 'kwok-stages.yaml'), 'utf8')}\n---\n${extra.map((e) => stringify(e)).join('---\n')}`,
+    );
     mkdirSync(join(dir, 'kwok-home'), { recursive: true });
-    const kwok = startProc('kwok', join(bins, 'kwok'), [
-      `--kubeconfig=${kwokKubeconfig}`, `--config=${kwokConfig}`, '--manage-all-nodes=true',
-      '--node-name=localhost', '--node-ip=127.0.0.1', `--node-port=${pKwok}`, `--server-address=127.0.0.1:${pKwok}`,
-      `--tls-cert-file=${join(dir, 'apiserver.crt')}`, `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
-      '--cidr=10.244.0.0/16', '--node-lease-duration-seconds=40',
-    ], dir, procs);
+    const kwok = startProc(
+      'kwok',
+      join(bins, 'kwok'),
+      [
+        `--kubeconfig=${kwokKubeconfig}`,
+        `--config=${kwokConfig}`,
+        '--manage-all-nodes=true',
+        '--node-name=localhost',
+        '--node-ip=127.0.0.1',
+        `--node-port=${pKwok}`,
+        `--server-address=127.0.0.1:${pKwok}`,
+        `--tls-cert-file=${join(dir, 'apiserver.crt')}`,
+        `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
+        '--cidr=10.244.0.0/16',
+        '--node-lease-duration-seconds=40',
+      ],
+      dir,
+      procs,
+    );
 
     // Objects: the DGD CRD and the fake GPU nodes, through the API (same as a user would).
     const kc = new k8s.KubeConfig();
@@ -283,29 +385,67 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
     if (opts.crd !== false) {
-      const crd = parse(readFileSync(join(repoRoot(), 'manifests', 'crd', 'dynamographdeployments.nvidia.com.yaml'), 'utf8')) as k8s.V1CustomResourceDefinition;
+      const crd = parse(
+        readFileSync(join(repoRoot(), 'manifests', 'crd', 'dynamographdeployments.nvidia.com.yaml'), 'utf8'),
+      ) as k8s.V1CustomResourceDefinition;
       // Sent as raw JSON: client-node's typed serializer drops `x-kubernetes-preserve-unknown-fields`
       // from plain objects (its model calls it xKubernetesPreserveUnknownFields).
       const res = await request(server, adminToken, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
       if (res.status !== 201) throw new Error(`creating the DGD CRD: HTTP ${res.status} ${res.body}`);
-      await until('DGD CRD Established', async () => {
-        const c = await ext.readCustomResourceDefinition({ name: crd.metadata!.name! });
-        return c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True') ?? false;
-      }, 30_000);
+      await until(
+        'DGD CRD Established',
+        async () => {
+          const c = await ext.readCustomResourceDefinition({ name: crd.metadata!.name! });
+          return c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True') ?? false;
+        },
+        30_000,
+      );
     }
-    const nodes = opts.nodes ?? [{ name: 'gpu-node-1', gpus: 1 }, { name: 'gpu-node-2', gpus: 1 }];
+    const nodes = opts.nodes ?? [
+      { name: 'gpu-node-1', gpus: 1 },
+      { name: 'gpu-node-2', gpus: 1 },
+    ];
     for (const n of nodes) {
       const res = { cpu: '32', memory: '256Gi', pods: '110', 'nvidia.com/gpu': String(n.gpus) };
-      await core.createNode({ body: { metadata: { name: n.name, labels: { type: 'kwok', 'kubernetes.io/hostname': n.name }, annotations: { 'kwok.x-k8s.io/node': 'fake' } }, status: { capacity: res, allocatable: res } } });
+      await core.createNode({
+        body: {
+          metadata: {
+            name: n.name,
+            labels: { type: 'kwok', 'kubernetes.io/hostname': n.name },
+            annotations: { 'kwok.x-k8s.io/node': 'fake' },
+          },
+          status: { capacity: res, allocatable: res },
+        },
+      });
     }
-    await until('kwok nodes Ready', async () => {
-      const list = await core.listNode();
-      return list.items.length === nodes.length && list.items.every((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
-    }, 60_000, kwok.proc, kwok.log);
+    await until(
+      'kwok nodes Ready',
+      async () => {
+        const list = await core.listNode();
+        return (
+          list.items.length === nodes.length &&
+          list.items.every((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+        );
+      },
+      60_000,
+      kwok.proc,
+      kwok.log,
+    );
 
     const pids: Record<string, number> = {};
     for (const [k, p] of procs) pids[k] = p.pid ?? 0;
-    return { dir, server, kubeconfig, kubeconfigNobody, kubeconfigUnreachable, adminToken, logsFile, pids, startedInMs: Date.now() - t0, stop };
+    return {
+      dir,
+      server,
+      kubeconfig,
+      kubeconfigNobody,
+      kubeconfigUnreachable,
+      adminToken,
+      logsFile,
+      pids,
+      startedInMs: Date.now() - t0,
+      stop,
+    };
   } catch (err) {
     if (opts.verbose !== false) {
       for (const name of procs.keys()) process.stderr.write(`--- ${name}.log (tail) ---\n${tail(join(dir, `${name}.log`))}\n`);
@@ -318,7 +458,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 // `node --import tsx scripts/cluster-env/control-plane.ts`: start, print, wait for Ctrl+C.
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const cp = await startControlPlane();
-  process.stdout.write(`control plane up in ${cp.startedInMs} ms\nexport KUBECONFIG=${cp.kubeconfig}\n# nobody (no rights): ${cp.kubeconfigNobody}\n# pod logs file: ${cp.logsFile}\n# pids: ${JSON.stringify(cp.pids)}\n`);
+  process.stdout.write(
+    `control plane up in ${cp.startedInMs} ms\nexport KUBECONFIG=${cp.kubeconfig}\n# nobody (no rights): ${cp.kubeconfigNobody}\n# pod logs file: ${cp.logsFile}\n# pids: ${JSON.stringify(cp.pids)}\n`,
+  );
   const done = async () => {
     await cp.stop();
     process.exit(0);

@@ -23,7 +23,14 @@ export interface AiperfMetrics {
   duration_s: number;
 }
 
-export function aiperfArgv(venv: Venv, model: ModelDir, url: string, slicePath: string, artifactDir: string, opts: { seed?: number; workersMax?: number } = {}): string[] {
+export function aiperfArgv(
+  venv: Venv,
+  model: ModelDir,
+  url: string,
+  slicePath: string,
+  artifactDir: string,
+  opts: { seed?: number; workersMax?: number } = {},
+): string[] {
   return [
     venv.bin('aiperf'),
     'profile',
@@ -56,7 +63,15 @@ export function aiperfArgv(venv: Venv, model: ModelDir, url: string, slicePath: 
   ];
 }
 
-export function startAiperf(venv: Venv, model: ModelDir, url: string, slicePath: string, artifactDir: string, logDir: string, name = 'aiperf'): Daemon {
+export function startAiperf(
+  venv: Venv,
+  model: ModelDir,
+  url: string,
+  slicePath: string,
+  artifactDir: string,
+  logDir: string,
+  name = 'aiperf',
+): Daemon {
   return startDaemon(name, aiperfArgv(venv, model, url, slicePath, artifactDir), {
     env: { ...process.env, HF_HOME: model.hfHome, HF_HUB_OFFLINE: '1', NO_COLOR: '1', TERM: 'dumb', COLUMNS: '160' },
     logDir,

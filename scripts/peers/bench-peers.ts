@@ -16,7 +16,20 @@ import { join, resolve } from 'node:path';
 import { $ } from 'zx';
 import { barChart } from '../../src/bench/svg.js';
 import { readAiperf, startAiperf, type AiperfMetrics } from './aiperf.js';
-import { cacheDir, cliArgv, interrupted, machineLoad, parseFlags, repoRoot, round, say, sleep, stopDaemon, tail, type Load } from './common.js';
+import {
+  cacheDir,
+  cliArgv,
+  interrupted,
+  machineLoad,
+  parseFlags,
+  repoRoot,
+  round,
+  say,
+  sleep,
+  stopDaemon,
+  tail,
+  type Load,
+} from './common.js';
 import { runDifferential } from './differential.js';
 import { runFidelity } from './fidelity.js';
 import { checkLoopback, describeOffenders, type LoopbackReport } from './loopback.js';
@@ -82,7 +95,18 @@ async function labHasPolicy(name: string): Promise<boolean> {
   return new RegExp(`\\b${name}\\b`).test(r.stdout + r.stderr);
 }
 
-async function runOne(spec: SystemSpec, rep: number, order: number, ctx: { venv: Awaited<ReturnType<typeof ensureVenv>>; model: Awaited<ReturnType<typeof buildModelDir>>; shape: EngineShape; slice: Slice; out: string }): Promise<RunResult> {
+async function runOne(
+  spec: SystemSpec,
+  rep: number,
+  order: number,
+  ctx: {
+    venv: Awaited<ReturnType<typeof ensureVenv>>;
+    model: Awaited<ReturnType<typeof buildModelDir>>;
+    shape: EngineShape;
+    slice: Slice;
+    out: string;
+  },
+): Promise<RunResult> {
   const dir = join(ctx.out, 'runs', `${spec.id}-r${rep}`);
   await mkdir(dir, { recursive: true });
   const loadBefore = await machineLoad();
@@ -93,7 +117,9 @@ async function runOne(spec: SystemSpec, rep: number, order: number, ctx: { venv:
   const base = { system: spec.id, label: spec.label, repetition: rep, order, artifacts: dir };
   try {
     running = await startSystem(spec, { venv: ctx.venv, model: ctx.model, shape: ctx.shape, dir, seed: 1 });
-    say(`[${spec.id} #${rep}] up at ${running.url} in ${((Date.now() - t0) / 1000).toFixed(1)} s; aiperf: ${ctx.slice.requests} requests over ${ctx.slice.durationS.toFixed(0)} s`);
+    say(
+      `[${spec.id} #${rep}] up at ${running.url} in ${((Date.now() - t0) / 1000).toFixed(1)} s; aiperf: ${ctx.slice.requests} requests over ${ctx.slice.durationS.toFixed(0)} s`,
+    );
     const pg = () => running!.daemons.map((d) => d.proc.pid!).filter(Boolean);
     checks.push(await checkLoopback(pg()));
     const aiperf = startAiperf(ctx.venv, ctx.model, running.url, ctx.slice.path, join(dir, 'aiperf'), dir);
@@ -123,9 +149,24 @@ async function runOne(spec: SystemSpec, rep: number, order: number, ctx: { venv:
     await running.stop();
     running = undefined;
     const bad = checks.filter((c) => !c.ok);
-    const loopback = { checks: checks.length, sockets_max: Math.max(0, ...checks.map((c) => c.sockets)), ok: bad.length === 0, offenders: bad.map(describeOffenders).join('\n') };
+    const loopback = {
+      checks: checks.length,
+      sockets_max: Math.max(0, ...checks.map((c) => c.sockets)),
+      ok: bad.length === 0,
+      offenders: bad.map(describeOffenders).join('\n'),
+    };
     const loadAfter = await machineLoad();
-    const r: RunResult = { ...base, ok: loopback.ok, metrics, predicted_hit_rate: stats.predictedHitRate, per_worker_requests: stats.perWorker, load_before: loadBefore, load_after: loadAfter, loopback, wall_s: round((Date.now() - t0) / 1000, 1) };
+    const r: RunResult = {
+      ...base,
+      ok: loopback.ok,
+      metrics,
+      predicted_hit_rate: stats.predictedHitRate,
+      per_worker_requests: stats.perWorker,
+      load_before: loadBefore,
+      load_after: loadAfter,
+      loopback,
+      wall_s: round((Date.now() - t0) / 1000, 1),
+    };
     if (!loopback.ok) r.error = `a socket left loopback:\n${loopback.offenders}`;
     say(
       `[${spec.id} #${rep}] ${r.ok ? 'done' : 'FAILED'}: TTFT avg ${metrics.ttft_ms.avg.toFixed(0)} ms, ITL ${metrics.itl_ms.avg.toFixed(1)} ms, hit ${(metrics.hit_rate * 100).toFixed(1)} %, errors ${metrics.errors}, workers [${stats.perWorker.join(' ')}], ${loopback.checks} loopback checks (max ${loopback.sockets_max} sockets)${r.error ? '\n' + r.error : ''}`,
@@ -135,7 +176,17 @@ async function runOne(spec: SystemSpec, rep: number, order: number, ctx: { venv:
     if (running) await running.stop();
     const loadAfter = await machineLoad();
     say(`[${spec.id} #${rep}] FAILED: ${(e as Error).message}`);
-    return { ...base, ok: false, error: (e as Error).message, predicted_hit_rate: null, per_worker_requests: [], load_before: loadBefore, load_after: loadAfter, loopback: { checks: checks.length, sockets_max: 0, ok: checks.every((c) => c.ok), offenders: '' }, wall_s: round((Date.now() - t0) / 1000, 1) };
+    return {
+      ...base,
+      ok: false,
+      error: (e as Error).message,
+      predicted_hit_rate: null,
+      per_worker_requests: [],
+      load_before: loadBefore,
+      load_after: loadAfter,
+      loopback: { checks: checks.length, sockets_max: 0, ok: checks.every((c) => c.ok), offenders: '' },
+      wall_s: round((Date.now() - t0) / 1000, 1),
+    };
   }
 }
 
@@ -184,7 +235,17 @@ function summarize(spec: SystemSpec, runs: RunResult[]): SystemSummary {
   };
 }
 
-function ratios(sum: SystemSummary[]): Array<{ pair: string; ttft_avg: number; ttft_p99: number; itl_avg: number; e2e_avg: number; output_tokens_per_s: number; hit_rate: number }> {
+function ratios(
+  sum: SystemSummary[],
+): Array<{
+  pair: string;
+  ttft_avg: number;
+  ttft_p99: number;
+  itl_avg: number;
+  e2e_avg: number;
+  output_tokens_per_s: number;
+  hit_rate: number;
+}> {
   const by = new Map(sum.map((s) => [s.system, s]));
   const pairs: Array<[string, string]> = [
     ['lab-kv', 'dynamo-kv'],
@@ -197,7 +258,15 @@ function ratios(sum: SystemSummary[]): Array<{ pair: string; ttft_avg: number; t
     const y = by.get(b);
     if (!x || !y || !x.ok_runs || !y.ok_runs) continue;
     const q = (p: number, r: number) => round(p / r, 3);
-    out.push({ pair: `${a} / ${b}`, ttft_avg: q(x.ttft_avg_ms, y.ttft_avg_ms), ttft_p99: q(x.ttft_p99_ms, y.ttft_p99_ms), itl_avg: q(x.itl_avg_ms, y.itl_avg_ms), e2e_avg: q(x.e2e_avg_ms, y.e2e_avg_ms), output_tokens_per_s: q(x.output_tokens_per_s, y.output_tokens_per_s), hit_rate: q(x.hit_rate, y.hit_rate) });
+    out.push({
+      pair: `${a} / ${b}`,
+      ttft_avg: q(x.ttft_avg_ms, y.ttft_avg_ms),
+      ttft_p99: q(x.ttft_p99_ms, y.ttft_p99_ms),
+      itl_avg: q(x.itl_avg_ms, y.itl_avg_ms),
+      e2e_avg: q(x.e2e_avg_ms, y.e2e_avg_ms),
+      output_tokens_per_s: q(x.output_tokens_per_s, y.output_tokens_per_s),
+      hit_rate: q(x.hit_rate, y.hit_rate),
+    });
   }
   return out;
 }
@@ -209,15 +278,52 @@ function fmt(n: number | null, d = 0): string {
 const pct = (x: number | null) => (x === null || !Number.isFinite(x) ? '-' : `${(x * 100).toFixed(1)} %`);
 
 function table(sum: SystemSummary[], runs: RunResult[]): string {
-  const head = ['system', 'TTFT avg', 'p50', 'p99', 'ITL avg', 'E2E avg', 'E2E p99', 'out tok/s', 'hit', 'predicted', 'requests per worker', 'errors', 'load before -> after'];
+  const head = [
+    'system',
+    'TTFT avg',
+    'p50',
+    'p99',
+    'ITL avg',
+    'E2E avg',
+    'E2E p99',
+    'out tok/s',
+    'hit',
+    'predicted',
+    'requests per worker',
+    'errors',
+    'load before -> after',
+  ];
   const rows = sum.map((s) => {
     const rs = runs.filter((r) => r.system === s.system);
     const load = rs.map((r) => `${r.load_before.loadavg1.toFixed(2)}->${r.load_after.loadavg1.toFixed(2)}`).join(', ');
-    return [s.label + (s.ok_runs < s.runs ? ` (${s.runs - s.ok_runs} failed)` : ''), fmt(s.ttft_avg_ms), fmt(s.ttft_p50_ms), fmt(s.ttft_p99_ms), fmt(s.itl_avg_ms, 1), fmt(s.e2e_avg_ms), fmt(s.e2e_p99_ms), fmt(s.output_tokens_per_s), pct(s.hit_rate), pct(s.predicted_hit_rate), s.per_worker_requests.join(' '), String(s.errors), load];
+    return [
+      s.label + (s.ok_runs < s.runs ? ` (${s.runs - s.ok_runs} failed)` : ''),
+      fmt(s.ttft_avg_ms),
+      fmt(s.ttft_p50_ms),
+      fmt(s.ttft_p99_ms),
+      fmt(s.itl_avg_ms, 1),
+      fmt(s.e2e_avg_ms),
+      fmt(s.e2e_p99_ms),
+      fmt(s.output_tokens_per_s),
+      pct(s.hit_rate),
+      pct(s.predicted_hit_rate),
+      s.per_worker_requests.join(' '),
+      String(s.errors),
+      load,
+    ];
   });
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => '| ' + cells.map((c, i) => (i === 0 || i === 10 || i === 12 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ') + ' |';
-  return [line(head), '|' + w.map((n, i) => (i === 0 || i === 10 || i === 12 ? ':' : '') + '-'.repeat(n + 1) + (i === 0 || i === 10 || i === 12 ? '' : ':')).join('|') + '|', ...rows.map(line)].join('\n');
+  const line = (cells: string[]) =>
+    '| ' + cells.map((c, i) => (i === 0 || i === 10 || i === 12 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ') + ' |';
+  return [
+    line(head),
+    '|' +
+      w
+        .map((n, i) => (i === 0 || i === 10 || i === 12 ? ':' : '') + '-'.repeat(n + 1) + (i === 0 || i === 10 || i === 12 ? '' : ':'))
+        .join('|') +
+      '|',
+    ...rows.map(line),
+  ].join('\n');
 }
 
 /** Both sides must count the same prompt tokens (same tokenizer and chat template): say whether they did. */
@@ -225,7 +331,8 @@ function promptTokenLine(runs: RunResult[]): string {
   const by = new Map<string, Set<number>>();
   for (const r of runs) if (r.metrics) (by.get(r.system) ?? by.set(r.system, new Set()).get(r.system)!).add(r.metrics.prompt_tokens);
   const all = new Set([...by.values()].flatMap((s) => [...s]));
-  if (all.size === 1) return `prompt tokens as every system's usage reported them: ${fmt([...all][0]!)} in every run (identical tokenization)`;
+  if (all.size === 1)
+    return `prompt tokens as every system's usage reported them: ${fmt([...all][0]!)} in every run (identical tokenization)`;
   const errs = new Map<string, number>();
   for (const r of runs) if (r.metrics) errs.set(r.system, (errs.get(r.system) ?? 0) + r.metrics.errors);
   return `prompt tokens differ between systems (failed requests report none): ${[...by].map(([k, v]) => `${k} ${[...v].map((x) => fmt(x)).join('/')}${errs.get(k) ? ` (${errs.get(k)} failed)` : ''}`).join(', ')}`;
@@ -270,7 +377,12 @@ async function main(): Promise<number> {
     if (!Number.isFinite(v) || v < min) throw new Error(`--${k} must be a number >= ${min} (got ${String(f[k])})`);
     return v;
   };
-  const shape: EngineShape = { workers: num('workers', 8, 1), gpuBlocks: num('gpu-blocks', 16384, 16), blockSize: num('block-size', 16, 1), speedup: num('speedup', 1, 0) };
+  const shape: EngineShape = {
+    workers: num('workers', 8, 1),
+    gpuBlocks: num('gpu-blocks', 16384, 16),
+    blockSize: num('block-size', 16, 1),
+    speedup: num('speedup', 1, 0),
+  };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = resolve(typeof f.out === 'string' ? f.out : join('bench-peers-out', stamp));
   await mkdir(out, { recursive: true });
@@ -279,20 +391,53 @@ async function main(): Promise<number> {
   const venv = await ensureVenv();
   const model = await buildModelDir(join(cacheDir(), 'peers'));
 
-  if (f.differential) return runDifferential({ venv, model, shape, out, requests: num('requests', 120, 1), concurrency: num('concurrency', 4, 1), trace: f.trace as string | undefined, maxInput: num('max-input', 16384, 1), json: !!f.json });
-  if (f.fidelity) return runFidelity({ venv, model, shape: { ...shape, workers: 1 }, out, requests: num('requests', 40, 1), trace: f.trace as string | undefined, maxInput: num('max-input', 16384, 1), json: !!f.json });
+  if (f.differential)
+    return runDifferential({
+      venv,
+      model,
+      shape,
+      out,
+      requests: num('requests', 120, 1),
+      concurrency: num('concurrency', 4, 1),
+      trace: f.trace as string | undefined,
+      maxInput: num('max-input', 16384, 1),
+      json: !!f.json,
+    });
+  if (f.fidelity)
+    return runFidelity({
+      venv,
+      model,
+      shape: { ...shape, workers: 1 },
+      out,
+      requests: num('requests', 40, 1),
+      trace: f.trace as string | undefined,
+      maxInput: num('max-input', 16384, 1),
+      json: !!f.json,
+    });
 
-  const slice = await buildSlice({ trace: f.trace as string | undefined, requests: num('requests', 200, 1), maxInput: num('max-input', 16384, 1), timeScale: num('time-scale', 0.5, 0), out: join(out, 'slice.jsonl') });
-  say(`slice: ${slice.requests} requests from ${slice.source}, ${slice.durationS.toFixed(0)} s, mean input ${slice.meanInput.toFixed(0)} / output ${slice.meanOutput.toFixed(0)} tokens, ${(slice.inherentReuse * 100).toFixed(1)} % of its 512-token blocks repeat`);
+  const slice = await buildSlice({
+    trace: f.trace as string | undefined,
+    requests: num('requests', 200, 1),
+    maxInput: num('max-input', 16384, 1),
+    timeScale: num('time-scale', 0.5, 0),
+    out: join(out, 'slice.jsonl'),
+  });
+  say(
+    `slice: ${slice.requests} requests from ${slice.source}, ${slice.durationS.toFixed(0)} s, mean input ${slice.meanInput.toFixed(0)} / output ${slice.meanOutput.toFixed(0)} tokens, ${(slice.inherentReuse * 100).toFixed(1)} % of its 512-token blocks repeat`,
+  );
 
   let specs = SYSTEMS;
   const ttft = await labHasPolicy('kv-ttft');
   if (typeof f.systems === 'string') {
-    const want = f.systems.split(',').map((s) => s.trim()).filter(Boolean);
+    const want = f.systems
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const unknown = want.filter((w) => !SYSTEMS.some((s) => s.id === w));
     if (unknown.length) throw new Error(`unknown system(s) ${unknown.join(', ')}; known: ${SYSTEMS.map((s) => s.id).join(', ')}`);
     specs = SYSTEMS.filter((s) => want.includes(s.id));
-    if (specs.some((s) => s.policy === 'kv-ttft') && !ttft) throw new Error('lab-kv-ttft: this dynamo-lab has no kv-ttft router mode yet (dynamo-lab router --help does not list it)');
+    if (specs.some((s) => s.policy === 'kv-ttft') && !ttft)
+      throw new Error('lab-kv-ttft: this dynamo-lab has no kv-ttft router mode yet (dynamo-lab router --help does not list it)');
   } else if (!ttft) specs = specs.filter((s) => s.policy !== 'kv-ttft');
 
   const reps = num('repetitions', 1, 1);
@@ -303,13 +448,30 @@ async function main(): Promise<number> {
     for (let i = 0; i < order.length && !interrupted(); i++) runs.push(await runOne(order[i]!, rep, i, { venv, model, shape, slice, out }));
   }
 
-  const summary = specs.map((s) => summarize(s, runs.filter((r) => r.system === s.id)));
+  const summary = specs.map((s) =>
+    summarize(
+      s,
+      runs.filter((r) => r.system === s.id),
+    ),
+  );
   const rat = ratios(summary);
   const doc = {
     tool: 'dynamo-lab bench:peers',
-    versions: { ...venv.versions, 'dynamo-lab': (JSON.parse(await readFile(join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version },
+    versions: {
+      ...venv.versions,
+      'dynamo-lab': (JSON.parse(await readFile(join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version,
+    },
     shape,
-    slice: { source: slice.source, requests: slice.requests, duration_s: slice.durationS, mean_input_tokens: round(slice.meanInput, 1), mean_output_tokens: round(slice.meanOutput, 1), inherent_block_reuse: round(slice.inherentReuse, 4), time_scale: num('time-scale', 0.5, 0), max_input: num('max-input', 16384, 1) },
+    slice: {
+      source: slice.source,
+      requests: slice.requests,
+      duration_s: slice.durationS,
+      mean_input_tokens: round(slice.meanInput, 1),
+      mean_output_tokens: round(slice.meanOutput, 1),
+      inherent_block_reuse: round(slice.inherentReuse, 4),
+      time_scale: num('time-scale', 0.5, 0),
+      max_input: num('max-input', 16384, 1),
+    },
     repetitions: reps,
     rotate: !!f.rotate,
     systems: summary,
@@ -347,11 +509,32 @@ async function main(): Promise<number> {
   const okSum = summary.filter((s) => s.ok_runs > 0);
   await writeFile(
     join(out, 'ttft_by_system.svg'),
-    barChart({ title: `TTFT by system (${slice.requests} trace requests, ${shape.workers} workers, medians of ${reps})`, yLabel: 'ms', groups: okSum.map((s) => ({ label: s.system, bars: [{ series: 'avg', value: s.ttft_avg_ms }, { series: 'p50', value: s.ttft_p50_ms }, { series: 'p99', value: s.ttft_p99_ms }] })) }),
+    barChart({
+      title: `TTFT by system (${slice.requests} trace requests, ${shape.workers} workers, medians of ${reps})`,
+      yLabel: 'ms',
+      groups: okSum.map((s) => ({
+        label: s.system,
+        bars: [
+          { series: 'avg', value: s.ttft_avg_ms },
+          { series: 'p50', value: s.ttft_p50_ms },
+          { series: 'p99', value: s.ttft_p99_ms },
+        ],
+      })),
+    }),
   );
   await writeFile(
     join(out, 'hit_rate_by_system.svg'),
-    barChart({ title: 'Prefix hit rate by system', yLabel: '% of prompt tokens', groups: okSum.map((s) => ({ label: s.system, bars: [{ series: 'achieved', value: s.hit_rate * 100 }, { series: 'predicted', value: (s.predicted_hit_rate ?? NaN) * 100 }] })) }),
+    barChart({
+      title: 'Prefix hit rate by system',
+      yLabel: '% of prompt tokens',
+      groups: okSum.map((s) => ({
+        label: s.system,
+        bars: [
+          { series: 'achieved', value: s.hit_rate * 100 },
+          { series: 'predicted', value: (s.predicted_hit_rate ?? NaN) * 100 },
+        ],
+      })),
+    }),
   );
 
   if (f.json) process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
@@ -364,14 +547,20 @@ async function main(): Promise<number> {
       '',
       promptTokenLine(runs),
       'dynamo-lab / Dynamo (same run): ' + (rat.length ? '' : 'n/a'),
-      ...rat.map((r) => `  ${r.pair}: TTFT avg ${r.ttft_avg}x, TTFT p99 ${r.ttft_p99}x, ITL ${r.itl_avg}x, E2E avg ${r.e2e_avg}x, output tok/s ${r.output_tokens_per_s}x, hit ${r.hit_rate}x`),
+      ...rat.map(
+        (r) =>
+          `  ${r.pair}: TTFT avg ${r.ttft_avg}x, TTFT p99 ${r.ttft_p99}x, ITL ${r.itl_avg}x, E2E avg ${r.e2e_avg}x, output tok/s ${r.output_tokens_per_s}x, hit ${r.hit_rate}x`,
+      ),
       '',
       `written: ${join(out, 'peers.json')}, summary.csv, runs.csv, ttft_by_system.svg, hit_rate_by_system.svg (per-run logs and aiperf artifacts under runs/)`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
   }
   const failed = runs.filter((r) => !r.ok);
-  if (failed.length) say(`\n${failed.length} run(s) failed: ${failed.map((r) => `${r.system}#${r.repetition}: ${(r.error ?? '').split('\n')[0]}`).join('; ')}`);
+  if (failed.length)
+    say(
+      `\n${failed.length} run(s) failed: ${failed.map((r) => `${r.system}#${r.repetition}: ${(r.error ?? '').split('\n')[0]}`).join('; ')}`,
+    );
   return failed.length ? 1 : 0;
 }
 

@@ -102,7 +102,11 @@ function hookExit(): void {
   }
 }
 
-export function startDaemon(name: string, argv: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; logDir: string }): Daemon {
+export function startDaemon(
+  name: string,
+  argv: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; logDir: string },
+): Daemon {
   mkdirSync(opts.logDir, { recursive: true });
   const logPath = join(opts.logDir, `${name}.log`);
   const log: WriteStream = createWriteStream(logPath);
@@ -160,12 +164,17 @@ export async function stopDaemon(d: Daemon, graceMs = 8000): Promise<void> {
 }
 
 /** Wait until `check` returns a value (not undefined), polling; fail with `what` and the daemons' log tails. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, opts: { timeoutMs: number; daemons?: Daemon[]; intervalMs?: number }): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  opts: { timeoutMs: number; daemons?: Daemon[]; intervalMs?: number },
+): Promise<T> {
   const end = Date.now() + opts.timeoutMs;
   let last: unknown;
   for (;;) {
     for (const d of opts.daemons ?? []) {
-      if (d.proc.exitCode !== null) throw new Error(`${d.name} exited (${d.proc.exitCode}) while waiting for ${what}; log ${d.logPath}:\n${tail(d.output(), 30)}`);
+      if (d.proc.exitCode !== null)
+        throw new Error(`${d.name} exited (${d.proc.exitCode}) while waiting for ${what}; log ${d.logPath}:\n${tail(d.output(), 30)}`);
     }
     try {
       const v = await check();
@@ -175,7 +184,9 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     if (Date.now() > end) {
       const logs = (opts.daemons ?? []).map((d) => `--- ${d.name} (${d.logPath})\n${tail(d.output(), 20)}`).join('\n');
-      throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}\n${logs}`);
+      throw new Error(
+        `timed out after ${opts.timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}\n${logs}`,
+      );
     }
     await sleep(opts.intervalMs ?? 250);
   }
@@ -247,14 +258,22 @@ export function promSum(samples: ReturnType<typeof parseProm>, name: string, fil
 }
 
 /** Minimal flag parsing: --name value, --flag (boolean), repeated values joined by ','. */
-export function parseFlags(argv: readonly string[], spec: Record<string, 'string' | 'boolean'>): Record<string, string | boolean | undefined> {
+export function parseFlags(
+  argv: readonly string[],
+  spec: Record<string, 'string' | 'boolean'>,
+): Record<string, string | boolean | undefined> {
   const out: Record<string, string | boolean | undefined> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith('--')) throw new Error(`unexpected argument '${a}' (flags start with --; see --help)`);
     const [name, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
     const kind = spec[name];
-    if (!kind) throw new Error(`unknown flag --${name} (known: ${Object.keys(spec).map((k) => '--' + k).join(' ')})`);
+    if (!kind)
+      throw new Error(
+        `unknown flag --${name} (known: ${Object.keys(spec)
+          .map((k) => '--' + k)
+          .join(' ')})`,
+      );
     if (kind === 'boolean') out[name] = inline === undefined ? true : inline !== 'false';
     else {
       const v = inline ?? argv[++i];

@@ -48,26 +48,47 @@ const MAX_TOKENS = 16;
  * in the same order by both systems.
  */
 async function open(url: string, body: unknown): Promise<{ headers: Headers; body: Promise<string> }> {
-  const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const r = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   const text = r.text();
   if (!r.ok) throw new Error(`${url} ${r.status}: ${(await text).slice(0, 300)}`);
   return { headers: r.headers, body: text };
 }
 
 async function sendDynamo(run: Running, model: string, prompt: number[]): Promise<{ done: Promise<Choice & { requestId: string }> }> {
-  const r = await open(run.url, { model, prompt, max_tokens: MAX_TOKENS, temperature: 0, ignore_eos: true, stream: true, nvext: { extra_fields: ['worker_id'] } });
-  return { done: r.body.then((text) => {
-    // Instance ids exceed 2^53: read them as text.
-    const w = /"decode_worker_id":(\d+)/.exec(text)?.[1];
-    if (!w) throw new Error(`Dynamo response without nvext.worker_id: ${text.slice(0, 300)}`);
-    const id = /"id":"(?:cmpl-)?([0-9a-f-]{36})"/.exec(text)?.[1] ?? '';
-    return { worker: w, overlapBlocks: null, detail: null, requestId: id };
-  }) };
+  const r = await open(run.url, {
+    model,
+    prompt,
+    max_tokens: MAX_TOKENS,
+    temperature: 0,
+    ignore_eos: true,
+    stream: true,
+    nvext: { extra_fields: ['worker_id'] },
+  });
+  return {
+    done: r.body.then((text) => {
+      // Instance ids exceed 2^53: read them as text.
+      const w = /"decode_worker_id":(\d+)/.exec(text)?.[1];
+      if (!w) throw new Error(`Dynamo response without nvext.worker_id: ${text.slice(0, 300)}`);
+      const id = /"id":"(?:cmpl-)?([0-9a-f-]{36})"/.exec(text)?.[1] ?? '';
+      return { worker: w, overlapBlocks: null, detail: null, requestId: id };
+    }),
+  };
 }
 
 async function sendLab(run: Running, model: string, prompt: number[]): Promise<{ done: Promise<Choice & { requestId: string }> }> {
   const r = await open(run.url, { model, prompt, max_tokens: MAX_TOKENS, temperature: 0, ignore_eos: true, stream: true });
-  return { done: r.body.then(() => ({ worker: r.headers.get('x-dynamo-lab-worker') ?? '?', overlapBlocks: Number(r.headers.get('x-dynamo-lab-overlap-blocks') ?? NaN), detail: null, requestId: r.headers.get('x-request-id') ?? '' })) };
+  return {
+    done: r.body.then(() => ({
+      worker: r.headers.get('x-dynamo-lab-worker') ?? '?',
+      overlapBlocks: Number(r.headers.get('x-dynamo-lab-overlap-blocks') ?? NaN),
+      detail: null,
+      requestId: r.headers.get('x-request-id') ?? '',
+    })),
+  };
 }
 
 async function burst<T>(n: number, send: (k: number) => Promise<{ done: Promise<T> }>): Promise<T[]> {
@@ -77,7 +98,10 @@ async function burst<T>(n: number, send: (k: number) => Promise<{ done: Promise<
 }
 
 /** Dynamo's own record of a decision: its `Selected worker … logit=` (the chosen worker's cost) and `route request completed … overlap_blocks=` lines. */
-async function dynamoLogFor(run: Running, requestId: string): Promise<{ overlap_blocks: number | null; worker_id: string; logit: number | null } | null> {
+async function dynamoLogFor(
+  run: Running,
+  requestId: string,
+): Promise<{ overlap_blocks: number | null; worker_id: string; logit: number | null } | null> {
   const fe = run.daemons.find((d) => d.name === 'dynamo-frontend')!;
   for (let i = 0; i < 40; i++) {
     const log = stripVTControlCharacters(fe.output());
@@ -89,24 +113,67 @@ async function dynamoLogFor(run: Running, requestId: string): Promise<{ overlap_
   return null;
 }
 
-export async function runDifferential(o: { venv: Venv; model: ModelDir; shape: EngineShape; out: string; requests: number; concurrency: number; trace?: string; maxInput: number; json: boolean }): Promise<number> {
-  const slice = await buildSlice({ trace: o.trace, requests: o.requests, maxInput: o.maxInput, timeScale: 1, out: join(o.out, 'differential-slice.jsonl') });
+export async function runDifferential(o: {
+  venv: Venv;
+  model: ModelDir;
+  shape: EngineShape;
+  out: string;
+  requests: number;
+  concurrency: number;
+  trace?: string;
+  maxInput: number;
+  json: boolean;
+}): Promise<number> {
+  const slice = await buildSlice({
+    trace: o.trace,
+    requests: o.requests,
+    maxInput: o.maxInput,
+    timeScale: 1,
+    out: join(o.out, 'differential-slice.jsonl'),
+  });
   const { readFile } = await import('node:fs/promises');
   const w = parseMooncakeTrace(await readFile(slice.path, 'utf8'), { name: slice.path });
   const prompts = w.requests.map((r) => Array.from(promptTokens(w.seed, r)));
   const loadBefore: Load = await machineLoad();
-  say(`differential: ${prompts.length} requests (mean ${Math.round(slice.meanInput)} tokens), bursts of ${o.concurrency}, max_tokens ${MAX_TOKENS}, temperature 0, ${o.shape.workers} workers each`);
-  const dyn = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-kv')!, { venv: o.venv, model: o.model, shape: o.shape, dir: join(o.out, 'differential', 'dynamo') });
+  say(
+    `differential: ${prompts.length} requests (mean ${Math.round(slice.meanInput)} tokens), bursts of ${o.concurrency}, max_tokens ${MAX_TOKENS}, temperature 0, ${o.shape.workers} workers each`,
+  );
+  const dyn = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-kv')!, {
+    venv: o.venv,
+    model: o.model,
+    shape: o.shape,
+    dir: join(o.out, 'differential', 'dynamo'),
+  });
   let lab: Running | undefined;
   try {
-    lab = await startLab(SYSTEMS.find((s) => s.id === 'lab-kv')!, { venv: o.venv, model: o.model, shape: o.shape, dir: join(o.out, 'differential', 'lab'), seed: 1 });
+    lab = await startLab(SYSTEMS.find((s) => s.id === 'lab-kv')!, {
+      venv: o.venv,
+      model: o.model,
+      shape: o.shape,
+      dir: join(o.out, 'differential', 'lab'),
+      seed: 1,
+    });
     // Histories: worker -> request indexes it served (in order) — the state signature.
     const histD = new Map<string, number[]>();
     const histL = new Map<string, number[]>();
     const sig = (h: Map<string, number[]>, wk: string) => (h.get(wk) ?? []).join(',');
     const firstUse = new Map<string, string>(); // Dynamo id -> lab id, by order of first use
     const order = dyn.workerIds();
-    const rows: Array<{ i: number; isl: number; hash_ids: number[]; dynamo: string; dynamo_index: number; lab: string; same: boolean; same_cost: boolean; same_by_first_use: boolean; dynamo_overlap: number | null; lab_overlap: number | null; dynamo_cost: number | null; lab_cost: number | null }> = [];
+    const rows: Array<{
+      i: number;
+      isl: number;
+      hash_ids: number[];
+      dynamo: string;
+      dynamo_index: number;
+      lab: string;
+      same: boolean;
+      same_cost: boolean;
+      same_by_first_use: boolean;
+      dynamo_overlap: number | null;
+      lab_overlap: number | null;
+      dynamo_cost: number | null;
+      lab_cost: number | null;
+    }> = [];
     let firstDiv: Record<string, unknown> | null = null;
     let tieBreaks = 0;
     let inSync = true;
@@ -114,8 +181,13 @@ export async function runDifferential(o: { venv: Venv; model: ModelDir; shape: E
       const idx = [...Array(Math.min(o.concurrency, prompts.length - b)).keys()].map((k) => b + k);
       const beforeD = new Map([...histD].map(([k, v]) => [k, [...v]]));
       const beforeL = new Map([...histL].map(([k, v]) => [k, [...v]]));
-      const [ds, ls] = await Promise.all([burst(idx.length, (k) => sendDynamo(dyn, o.model.name, prompts[idx[k]!]!)), burst(idx.length, (k) => sendLab(lab!, o.model.name, prompts[idx[k]!]!))]);
-      const decisions = (await getJson(`${lab.url}/debug/decisions?limit=${idx.length}`)) as { decisions: Array<{ request_id: string; chosen: string; workers: unknown[] }> };
+      const [ds, ls] = await Promise.all([
+        burst(idx.length, (k) => sendDynamo(dyn, o.model.name, prompts[idx[k]!]!)),
+        burst(idx.length, (k) => sendLab(lab!, o.model.name, prompts[idx[k]!]!)),
+      ]);
+      const decisions = (await getJson(`${lab.url}/debug/decisions?limit=${idx.length}`)) as {
+        decisions: Array<{ request_id: string; chosen: string; workers: unknown[] }>;
+      };
       for (let k = 0; k < idx.length; k++) {
         const i = idx[k]!;
         const d = ds[k]!;
@@ -126,9 +198,24 @@ export async function runDifferential(o: { venv: Venv; model: ModelDir; shape: E
         const labCost = (dec?.workers as Array<{ id: string; cost: number }> | undefined)?.find((x) => x.id === l.worker)?.cost ?? null;
         const same = sig(beforeD, d.worker) === sig(beforeL, l.worker);
         // The same decision up to ties: the chosen worker's cost (Dynamo's logit) and overlap are equal.
-        const sameCost = dlog?.logit != null && labCost !== null && Math.abs(dlog.logit - labCost) < 1e-6 && dlog.overlap_blocks === l.overlapBlocks;
+        const sameCost =
+          dlog?.logit != null && labCost !== null && Math.abs(dlog.logit - labCost) < 1e-6 && dlog.overlap_blocks === l.overlapBlocks;
         if (sameCost && !same) tieBreaks++;
-        rows.push({ i, isl: w.requests[i]!.inputLength, hash_ids: slice.lines[i]!.hash_ids, dynamo: d.worker, dynamo_index: order.indexOf(d.worker), lab: l.worker, same, same_cost: sameCost, same_by_first_use: firstUse.get(d.worker) === l.worker, dynamo_overlap: dlog?.overlap_blocks ?? null, lab_overlap: Number.isFinite(l.overlapBlocks) ? l.overlapBlocks : null, dynamo_cost: dlog?.logit ?? null, lab_cost: labCost });
+        rows.push({
+          i,
+          isl: w.requests[i]!.inputLength,
+          hash_ids: slice.lines[i]!.hash_ids,
+          dynamo: d.worker,
+          dynamo_index: order.indexOf(d.worker),
+          lab: l.worker,
+          same,
+          same_cost: sameCost,
+          same_by_first_use: firstUse.get(d.worker) === l.worker,
+          dynamo_overlap: dlog?.overlap_blocks ?? null,
+          lab_overlap: Number.isFinite(l.overlapBlocks) ? l.overlapBlocks : null,
+          dynamo_cost: dlog?.logit ?? null,
+          lab_cost: labCost,
+        });
         if (!sameCost && !firstDiv) {
           firstDiv = {
             request: i,
@@ -136,8 +223,19 @@ export async function runDifferential(o: { venv: Venv; model: ModelDir; shape: E
             tie_breaks_before: tieBreaks,
             input_tokens: w.requests[i]!.inputLength,
             hash_ids: slice.lines[i]!.hash_ids,
-            dynamo: { worker_id: d.worker, worker_index: order.indexOf(d.worker), served_before: beforeD.get(d.worker) ?? [], log: dlog, all_workers_served_before: Object.fromEntries(order.map((id, n) => [`${n}:${id}`, beforeD.get(id) ?? []])) },
-            dynamo_lab: { worker: l.worker, served_before: beforeL.get(l.worker) ?? [], decision: dec, all_workers_served_before: Object.fromEntries(lab.workerIds().map((id) => [id, beforeL.get(id) ?? []])) },
+            dynamo: {
+              worker_id: d.worker,
+              worker_index: order.indexOf(d.worker),
+              served_before: beforeD.get(d.worker) ?? [],
+              log: dlog,
+              all_workers_served_before: Object.fromEntries(order.map((id, n) => [`${n}:${id}`, beforeD.get(id) ?? []])),
+            },
+            dynamo_lab: {
+              worker: l.worker,
+              served_before: beforeL.get(l.worker) ?? [],
+              decision: dec,
+              all_workers_served_before: Object.fromEntries(lab.workerIds().map((id) => [id, beforeL.get(id) ?? []])),
+            },
           };
         }
         if (!same) inSync = false;
@@ -172,7 +270,14 @@ export async function runDifferential(o: { venv: Venv; model: ModelDir; shape: E
     await writeFile(join(o.out, 'differential.json'), JSON.stringify(doc, null, 2) + '\n');
     if (o.json) process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
     else {
-      const fd = firstDiv as { request: number; histories_in_sync_before: boolean; input_tokens: number; hash_ids: number[]; dynamo: { worker_index: number; served_before: number[]; log: unknown }; dynamo_lab: { worker: string; served_before: number[]; decision: unknown } } | null;
+      const fd = firstDiv as {
+        request: number;
+        histories_in_sync_before: boolean;
+        input_tokens: number;
+        hash_ids: number[];
+        dynamo: { worker_index: number; served_before: number[]; log: unknown };
+        dynamo_lab: { worker: string; served_before: number[]; decision: unknown };
+      } | null;
       process.stdout.write(
         [
           '',

@@ -35,7 +35,16 @@ async function timed(url: string, model: string, prompt: number[], maxTokens: nu
   const r = await fetch(`${url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-    body: JSON.stringify({ model, prompt, max_tokens: maxTokens, min_tokens: maxTokens, ignore_eos: true, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({
+      model,
+      prompt,
+      max_tokens: maxTokens,
+      min_tokens: maxTokens,
+      ignore_eos: true,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
   });
   if (!r.ok || !r.body) throw new Error(`${url}: ${r.status} ${await r.text()}`);
   let ttft = NaN;
@@ -62,7 +71,14 @@ async function timed(url: string, model: string, prompt: number[], maxTokens: nu
   }
   const e2e = performance.now() - t0;
   const out = chunks; // one token per chunk on both servers
-  return { ttftMs: ttft, e2eMs: e2e, itlMs: out > 1 ? (e2e - ttft) / (out - 1) : NaN, outputTokens: out, cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? null, promptTokens: usage?.prompt_tokens ?? null };
+  return {
+    ttftMs: ttft,
+    e2eMs: e2e,
+    itlMs: out > 1 ? (e2e - ttft) / (out - 1) : NaN,
+    outputTokens: out,
+    cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? null,
+    promptTokens: usage?.prompt_tokens ?? null,
+  };
 }
 
 const median = (xs: number[]) => {
@@ -70,15 +86,38 @@ const median = (xs: number[]) => {
   return v.length ? (v.length % 2 ? v[v.length >> 1]! : (v[(v.length >> 1) - 1]! + v[v.length >> 1]!) / 2) : NaN;
 };
 
-export async function runFidelity(o: { venv: Venv; model: ModelDir; shape: EngineShape; out: string; requests: number; trace?: string; maxInput: number; json: boolean; maxTokens?: number }): Promise<number> {
-  const slice = await buildSlice({ trace: o.trace, requests: o.requests, maxInput: o.maxInput, timeScale: 1, out: join(o.out, 'fidelity-slice.jsonl') });
+export async function runFidelity(o: {
+  venv: Venv;
+  model: ModelDir;
+  shape: EngineShape;
+  out: string;
+  requests: number;
+  trace?: string;
+  maxInput: number;
+  json: boolean;
+  maxTokens?: number;
+}): Promise<number> {
+  const slice = await buildSlice({
+    trace: o.trace,
+    requests: o.requests,
+    maxInput: o.maxInput,
+    timeScale: 1,
+    out: join(o.out, 'fidelity-slice.jsonl'),
+  });
   const w = parseMooncakeTrace(await readFile(slice.path, 'utf8'), { name: slice.path });
   const prompts = w.requests.map((r) => Array.from(promptTokens(w.seed, r)));
   const maxTokens = (i: number) => Math.max(2, Math.min(o.maxTokens ?? 64, w.requests[i]!.outputLength));
   const shape = { ...o.shape, workers: 1 };
   const loadBefore = await machineLoad();
-  say(`fidelity: ${prompts.length} requests one at a time (mean ${Math.round(slice.meanInput)} tokens, up to ${o.maxTokens ?? 64} output tokens), 1 mocker worker vs 1 sim worker, ${shape.gpuBlocks} blocks of ${shape.blockSize}, speedup ${shape.speedup}`);
-  const dyn = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-rr')!, { venv: o.venv, model: o.model, shape, dir: join(o.out, 'fidelity', 'dynamo') });
+  say(
+    `fidelity: ${prompts.length} requests one at a time (mean ${Math.round(slice.meanInput)} tokens, up to ${o.maxTokens ?? 64} output tokens), 1 mocker worker vs 1 sim worker, ${shape.gpuBlocks} blocks of ${shape.blockSize}, speedup ${shape.speedup}`,
+  );
+  const dyn = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-rr')!, {
+    venv: o.venv,
+    model: o.model,
+    shape,
+    dir: join(o.out, 'fidelity', 'dynamo'),
+  });
   let sims: Awaited<ReturnType<typeof startSims>> | undefined;
   try {
     sims = await startSims({ model: o.model, shape, dir: join(o.out, 'fidelity', 'sim') }, { zmq: false });
@@ -87,21 +126,48 @@ export async function runFidelity(o: { venv: Venv; model: ModelDir; shape: Engin
     for (let i = 0; i < prompts.length; i++) {
       const m = await timed(dyn.url, o.model.name, prompts[i]!, maxTokens(i));
       const s = await timed(simUrl, o.model.name, prompts[i]!, maxTokens(i));
-      const model = singleRequestTtftMs({ promptTokens: prompts[i]!.length, cachedTokens: s.cachedTokens ?? 0, maxNumBatchedTokens: 8192, blockSize: shape.blockSize, numGpuBlocks: shape.gpuBlocks }) / (shape.speedup || Infinity);
+      const model =
+        singleRequestTtftMs({
+          promptTokens: prompts[i]!.length,
+          cachedTokens: s.cachedTokens ?? 0,
+          maxNumBatchedTokens: 8192,
+          blockSize: shape.blockSize,
+          numGpuBlocks: shape.gpuBlocks,
+        }) / (shape.speedup || Infinity);
       // The model's TTFT without the decode pass that src/sim counts before the first token.
       const firstDecode = decodeMs(Math.ceil(prompts[i]!.length / shape.blockSize) / shape.gpuBlocks) / (shape.speedup || Infinity);
-      rows.push({ i, isl: prompts[i]!.length, osl: maxTokens(i), mocker: m, sim: s, model_ttft_ms: round(model, 2), model_prefill_only_ms: round(model - firstDecode, 2), ttft_ratio: round(s.ttftMs / m.ttftMs, 3), itl_ratio: round(s.itlMs / m.itlMs, 3) });
+      rows.push({
+        i,
+        isl: prompts[i]!.length,
+        osl: maxTokens(i),
+        mocker: m,
+        sim: s,
+        model_ttft_ms: round(model, 2),
+        model_prefill_only_ms: round(model - firstDecode, 2),
+        ttft_ratio: round(s.ttftMs / m.ttftMs, 3),
+        itl_ratio: round(s.itlMs / m.itlMs, 3),
+      });
     }
     const loadAfter = await machineLoad();
     const cachedEqual = rows.filter((r) => r.mocker.cachedTokens === r.sim.cachedTokens).length;
     const promptEqual = rows.filter((r) => r.mocker.promptTokens === r.sim.promptTokens).length;
-    const medT = { mocker: median(rows.map((r) => r.mocker.ttftMs)), sim: median(rows.map((r) => r.sim.ttftMs)), model: median(rows.map((r) => r.model_ttft_ms)) };
+    const medT = {
+      mocker: median(rows.map((r) => r.mocker.ttftMs)),
+      sim: median(rows.map((r) => r.sim.ttftMs)),
+      model: median(rows.map((r) => r.model_ttft_ms)),
+    };
     const medI = { mocker: median(rows.map((r) => r.mocker.itlMs)), sim: median(rows.map((r) => r.sim.itlMs)) };
     const ttftRatio = median(rows.map((r) => r.ttft_ratio));
     const itlRatio = median(rows.map((r) => r.itl_ratio));
     // Where the clock time goes beyond the model: TTFT minus the model's TTFT, per side.
-    const overT = { mocker: median(rows.map((r) => r.mocker.ttftMs - r.model_ttft_ms)), sim: median(rows.map((r) => r.sim.ttftMs - r.model_ttft_ms)) };
-    const overP = { mocker: median(rows.map((r) => r.mocker.ttftMs - r.model_prefill_only_ms)), sim: median(rows.map((r) => r.sim.ttftMs - r.model_prefill_only_ms)) };
+    const overT = {
+      mocker: median(rows.map((r) => r.mocker.ttftMs - r.model_ttft_ms)),
+      sim: median(rows.map((r) => r.sim.ttftMs - r.model_ttft_ms)),
+    };
+    const overP = {
+      mocker: median(rows.map((r) => r.mocker.ttftMs - r.model_prefill_only_ms)),
+      sim: median(rows.map((r) => r.sim.ttftMs - r.model_prefill_only_ms)),
+    };
     const firstDecodeMed = median(rows.map((r) => r.model_ttft_ms - r.model_prefill_only_ms));
     const within = (x: number) => Math.abs(x - 1) <= 0.05;
     const pass = cachedEqual === rows.length && within(ttftRatio) && within(itlRatio);
@@ -132,13 +198,23 @@ export async function runFidelity(o: { venv: Venv; model: ModelDir; shape: Engin
         '',
         '|   # |    isl | cached mocker | cached sim | TTFT model | TTFT mocker | TTFT sim | sim/mocker | ITL mocker | ITL sim | sim/mocker |',
         '|----:|-------:|--------------:|-----------:|-----------:|------------:|---------:|-----------:|-----------:|--------:|-----------:|',
-        ...rows.map((r) => `| ${String(r.i).padStart(3)} | ${String(r.isl).padStart(6)} | ${String(r.mocker.cachedTokens).padStart(13)} | ${String(r.sim.cachedTokens).padStart(10)} | ${f(r.model_ttft_ms).padStart(10)} | ${f(r.mocker.ttftMs).padStart(11)} | ${f(r.sim.ttftMs).padStart(8)} | ${f(r.ttft_ratio, 2).padStart(10)} | ${f(r.mocker.itlMs, 2).padStart(10)} | ${f(r.sim.itlMs, 2).padStart(7)} | ${f(r.itl_ratio, 2).padStart(10)} |`),
+        ...rows.map(
+          (r) =>
+            `| ${String(r.i).padStart(3)} | ${String(r.isl).padStart(6)} | ${String(r.mocker.cachedTokens).padStart(13)} | ${String(r.sim.cachedTokens).padStart(10)} | ${f(r.model_ttft_ms).padStart(10)} | ${f(r.mocker.ttftMs).padStart(11)} | ${f(r.sim.ttftMs).padStart(8)} | ${f(r.ttft_ratio, 2).padStart(10)} | ${f(r.mocker.itlMs, 2).padStart(10)} | ${f(r.sim.itlMs, 2).padStart(7)} | ${f(r.itl_ratio, 2).padStart(10)} |`,
+        ),
         '',
         `cached tokens equal: ${cachedEqual}/${rows.length}; prompt tokens equal: ${promptEqual}/${rows.length}`,
         `TTFT median: model ${f(medT.model)} ms, mocker ${f(medT.mocker)} ms, sim ${f(medT.sim)} ms; median sim/mocker ${f(ttftRatio, 3)} (clock time above the model: mocker +${f(overT.mocker)} ms, sim +${f(overT.sim)} ms)`,
         `TTFT above the model's prefill passes alone (no first decode pass): mocker +${f(overP.mocker)} ms, sim +${f(overP.sim)} ms`,
         `ITL median: mocker ${f(medI.mocker, 2)} ms, sim ${f(medI.sim, 2)} ms; median sim/mocker ${f(itlRatio, 3)}`,
-        `verdict: ${pass ? 'medians within 5 %' : 'medians NOT within 5 %'} (TTFT ${f(ttftRatio, 3)}, ITL ${f(itlRatio, 3)}), cached tokens equal ${cachedEqual}/${rows.length}; per request, ${off.length} of ${rows.length} are outside 5 % or differ in cached tokens${off.length ? ` (${off.map((r) => r.i).slice(0, 20).join(', ')}${off.length > 20 ? ', …' : ''})` : ''}`,
+        `verdict: ${pass ? 'medians within 5 %' : 'medians NOT within 5 %'} (TTFT ${f(ttftRatio, 3)}, ITL ${f(itlRatio, 3)}), cached tokens equal ${cachedEqual}/${rows.length}; per request, ${off.length} of ${rows.length} are outside 5 % or differ in cached tokens${
+          off.length
+            ? ` (${off
+                .map((r) => r.i)
+                .slice(0, 20)
+                .join(', ')}${off.length > 20 ? ', …' : ''})`
+            : ''
+        }`,
         Math.abs(overP.sim - overP.mocker - firstDecodeMed) < 3
           ? `why: the sim's TTFT includes one decode pass after the last prefill chunk (as Dynamo v1.1's engine did: the pass that completes a prompt also decodes its first token), ${f(firstDecodeMed, 1)} ms here; the 1.6.1 mocker's TTFT is the prefill passes alone plus ${f(overP.mocker, 1)} ms of frontend/HTTP time, the sim's ${f(overP.sim, 1)} ms (difference ${f(overP.sim - overP.mocker, 1)} ms). A few % on long prompts, 15-25 % on prompts with under ~1,000 new tokens.`
           : `TTFT offset sim - mocker beyond the prefill passes: ${f(overP.sim - overP.mocker, 1)} ms (a first decode pass would be ${f(firstDecodeMed, 1)} ms), not explained by the model.`,

@@ -83,7 +83,13 @@ export async function checkLoopback(pgids: readonly number[]): Promise<LoopbackR
   const pids = groupPids(pgids);
   const rows = await socketsOf(pids);
   const offenders = rows.filter((r) => !isLoopback(r.local, false) || !isLoopback(r.peer, true));
-  return { ok: offenders.length === 0 && pids.length > 0, pids, sockets: rows.length, listening: rows.filter((r) => r.state === 'LISTEN').length, offenders };
+  return {
+    ok: offenders.length === 0 && pids.length > 0,
+    pids,
+    sockets: rows.length,
+    listening: rows.filter((r) => r.state === 'LISTEN').length,
+    offenders,
+  };
 }
 
 export function describeOffenders(r: LoopbackReport): string {

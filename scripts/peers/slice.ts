@@ -32,9 +32,18 @@ export function defaultTracePath(): string {
   return join(repoRoot(), '..', 'shared', 'data', 'traces', 'conversation_trace.jsonl');
 }
 
-export async function buildSlice(opts: { trace?: string; requests: number; maxInput: number; timeScale: number; out: string }): Promise<Slice> {
+export async function buildSlice(opts: {
+  trace?: string;
+  requests: number;
+  maxInput: number;
+  timeScale: number;
+  out: string;
+}): Promise<Slice> {
   const source = resolve(opts.trace ?? defaultTracePath());
-  if (!existsSync(source)) throw new Error(`trace not found: ${source} (pass --trace <mooncake.jsonl>; the default is ../shared/data/traces/conversation_trace.jsonl next to the repository)`);
+  if (!existsSync(source))
+    throw new Error(
+      `trace not found: ${source} (pass --trace <mooncake.jsonl>; the default is ../shared/data/traces/conversation_trace.jsonl next to the repository)`,
+    );
   const text = await readFile(source, 'utf8');
   const lines: TraceLine[] = [];
   let n = 0;
@@ -47,7 +56,12 @@ export async function buildSlice(opts: { trace?: string; requests: number; maxIn
     } catch (e) {
       throw new Error(`${source} line ${n}: not JSON (${(e as Error).message})`);
     }
-    if (typeof o.timestamp !== 'number' || typeof o.input_length !== 'number' || typeof o.output_length !== 'number' || !Array.isArray(o.hash_ids)) {
+    if (
+      typeof o.timestamp !== 'number' ||
+      typeof o.input_length !== 'number' ||
+      typeof o.output_length !== 'number' ||
+      !Array.isArray(o.hash_ids)
+    ) {
       throw new Error(`${source} line ${n}: needs timestamp, input_length, output_length and hash_ids (fixed-schedule Mooncake lines)`);
     }
     if (o.input_length > opts.maxInput) continue;

@@ -15,7 +15,19 @@
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliArgv, freePort, getJson, getText, LOOPBACK, parseProm, promSum, startDaemon, stopDaemon, waitFor, type Daemon } from './common.js';
+import {
+  cliArgv,
+  freePort,
+  getJson,
+  getText,
+  LOOPBACK,
+  parseProm,
+  promSum,
+  startDaemon,
+  stopDaemon,
+  waitFor,
+  type Daemon,
+} from './common.js';
 import { dynamoEnv } from '../../src/engine/dynamo.js';
 import type { ModelDir } from './model.js';
 import type { Venv } from './venv.js';
@@ -124,13 +136,44 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
   const { workers, gpuBlocks, blockSize, speedup } = ctx.shape;
   const mocker = startDaemon(
     'dynamo-mocker',
-    [py, '-m', 'dynamo.mocker', '--model-path', ctx.model.path, '--model-name', ctx.model.name, ...planes, '--num-workers', String(workers), '--block-size', String(blockSize), '--speedup-ratio', String(speedup), '--num-gpu-blocks-override', String(gpuBlocks)],
+    [
+      py,
+      '-m',
+      'dynamo.mocker',
+      '--model-path',
+      ctx.model.path,
+      '--model-name',
+      ctx.model.name,
+      ...planes,
+      '--num-workers',
+      String(workers),
+      '--block-size',
+      String(blockSize),
+      '--speedup-ratio',
+      String(speedup),
+      '--num-gpu-blocks-override',
+      String(gpuBlocks),
+    ],
     { env, logDir: ctx.dir },
   );
   const port = await freePort();
   const frontend = startDaemon(
     'dynamo-frontend',
-    [py, '-m', 'dynamo.frontend', '--http-host', LOOPBACK, '--http-port', String(port), '--router-mode', spec.policy, ...planes, '--kv-cache-block-size', String(blockSize), ...extraFrontendArgs],
+    [
+      py,
+      '-m',
+      'dynamo.frontend',
+      '--http-host',
+      LOOPBACK,
+      '--http-port',
+      String(port),
+      '--router-mode',
+      spec.policy,
+      ...planes,
+      '--kv-cache-block-size',
+      String(blockSize),
+      ...extraFrontendArgs,
+    ],
     { env, logDir: ctx.dir },
   );
   const daemons = [nats.daemon, mocker, frontend];
@@ -162,7 +205,10 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
     async stats() {
       const ids = workerIds();
       const counts = new Map<string, number>();
-      for (const m of stripAnsi(frontend.output()).matchAll(/request completed request_id=\S+ model=\S+ endpoint=\S+ request_type=\S+ status=success.*?decode_worker_id=(\d+)/g)) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+      for (const m of stripAnsi(frontend.output()).matchAll(
+        /request completed request_id=\S+ model=\S+ endpoint=\S+ request_type=\S+ status=success.*?decode_worker_id=(\d+)/g,
+      ))
+        counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
       const samples = parseProm(await getText(`${url}/metrics`));
       const isl = promSum(samples, 'dynamo_component_router_input_sequence_tokens_sum');
       const sel = promSum(samples, 'dynamo_component_router_kv_selected_cached_prefix_tokens_total');
@@ -181,16 +227,44 @@ export interface SimWorker {
   zmq_replay?: string;
 }
 
-export async function startSims(ctx: StartContext, opts: { zmq: boolean; name?: string; seed?: number }): Promise<{ daemon: Daemon; workers: SimWorker[] }> {
+export async function startSims(
+  ctx: StartContext,
+  opts: { zmq: boolean; name?: string; seed?: number },
+): Promise<{ daemon: Daemon; workers: SimWorker[] }> {
   const { workers, gpuBlocks, blockSize, speedup } = ctx.shape;
-  const args = [...cliArgv(), 'sim', '--workers', String(workers), '--port', '0', '--host', LOOPBACK, '--gpu-blocks', String(gpuBlocks), '--block-size', String(blockSize), '--speedup', String(speedup), '--model', ctx.model.name, '--json', '--quiet'];
+  const args = [
+    ...cliArgv(),
+    'sim',
+    '--workers',
+    String(workers),
+    '--port',
+    '0',
+    '--host',
+    LOOPBACK,
+    '--gpu-blocks',
+    String(gpuBlocks),
+    '--block-size',
+    String(blockSize),
+    '--speedup',
+    String(speedup),
+    '--model',
+    ctx.model.name,
+    '--json',
+    '--quiet',
+  ];
   if (opts.zmq) args.push('--zmq-port', '0', '--replay-port', '0');
   if (opts.seed !== undefined) args.push('--seed', String(opts.seed));
-  const daemon = startDaemon(opts.name ?? 'dynamo-lab-sim', args, { env: { ...process.env, CI: 'true', FORCE_COLOR: '0' }, logDir: ctx.dir });
+  const daemon = startDaemon(opts.name ?? 'dynamo-lab-sim', args, {
+    env: { ...process.env, CI: 'true', FORCE_COLOR: '0' },
+    logDir: ctx.dir,
+  });
   const list = await waitFor(
     `${workers} dynamo-lab sim workers`,
     async () => {
-      const first = daemon.output().split('\n').find((l) => l.startsWith('['));
+      const first = daemon
+        .output()
+        .split('\n')
+        .find((l) => l.startsWith('['));
       if (!first) return undefined;
       return JSON.parse(first) as SimWorker[];
     },
@@ -205,10 +279,30 @@ async function simStats(workers: SimWorker[]): Promise<number[]> {
 
 export async function startLab(spec: SystemSpec, ctx: StartContext): Promise<Running> {
   const sims = await startSims(ctx, { zmq: true });
-  const specs = sims.workers.flatMap((w) => ['--worker', `id=${w.id},url=${w.url},zmq=${w.zmq},replay=${w.zmq_replay},kv_blocks=${ctx.shape.gpuBlocks}`]);
+  const specs = sims.workers.flatMap((w) => [
+    '--worker',
+    `id=${w.id},url=${w.url},zmq=${w.zmq},replay=${w.zmq_replay},kv_blocks=${ctx.shape.gpuBlocks}`,
+  ]);
   const router = startDaemon(
     'dynamo-lab-router',
-    [...cliArgv(), 'router', ...specs, '--events', 'zmq', '--mode', spec.policy, '--host', LOOPBACK, '--port', '0', '--block-size', String(ctx.shape.blockSize), '--seed', String(ctx.seed ?? 1), '--json'],
+    [
+      ...cliArgv(),
+      'router',
+      ...specs,
+      '--events',
+      'zmq',
+      '--mode',
+      spec.policy,
+      '--host',
+      LOOPBACK,
+      '--port',
+      '0',
+      '--block-size',
+      String(ctx.shape.blockSize),
+      '--seed',
+      String(ctx.seed ?? 1),
+      '--json',
+    ],
     { env: { ...process.env, CI: 'true', FORCE_COLOR: '0' }, logDir: ctx.dir },
   );
   const daemons = [sims.daemon, router];
@@ -220,7 +314,10 @@ export async function startLab(spec: SystemSpec, ctx: StartContext): Promise<Run
     url = await waitFor(
       'dynamo-lab router',
       async () => {
-        const first = router.output().split('\n').find((l) => l.startsWith('{'));
+        const first = router
+          .output()
+          .split('\n')
+          .find((l) => l.startsWith('{'));
         if (!first) return undefined;
         const u = (JSON.parse(first) as { url: string }).url;
         const h = await fetch(`${u}/health`, { signal: AbortSignal.timeout(2000) });

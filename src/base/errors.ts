@@ -4,7 +4,10 @@
  */
 export class UserError extends Error {
   readonly exitCode: number = 1;
-  constructor(message: string, readonly tryMessage?: string) {
+  constructor(
+    message: string,
+    readonly tryMessage?: string,
+  ) {
     super(message);
     this.name = 'UserError';
   }

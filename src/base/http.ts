@@ -41,7 +41,14 @@ export function readBody(req: IncomingMessage, limitBytes: number, deadlineMs = 
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > limitBytes) {
-      reject(new HttpError(413, `request body is ${declared} bytes; the limit is ${limitBytes} bytes`, 'invalid_request_error', 'body_too_large'));
+      reject(
+        new HttpError(
+          413,
+          `request body is ${declared} bytes; the limit is ${limitBytes} bytes`,
+          'invalid_request_error',
+          'body_too_large',
+        ),
+      );
       req.resume();
       return;
     }
@@ -59,7 +66,14 @@ export function readBody(req: IncomingMessage, limitBytes: number, deadlineMs = 
         return;
       }
       failed = true;
-      reject(new HttpError(408, `the request body did not arrive within ${deadlineMs / 1000} s (${size} bytes received)`, 'invalid_request_error', 'body_timeout'));
+      reject(
+        new HttpError(
+          408,
+          `the request body did not arrive within ${deadlineMs / 1000} s (${size} bytes received)`,
+          'invalid_request_error',
+          'body_timeout',
+        ),
+      );
       req.socket.destroySoon?.();
     }, deadlineMs);
     timer.unref();
@@ -85,7 +99,8 @@ export function readBody(req: IncomingMessage, limitBytes: number, deadlineMs = 
     });
     req.on('error', (err) => {
       clearTimeout(timer);
-      if (!failed) reject(new HttpError(400, `reading the request body failed: ${err.message}`, 'invalid_request_error', 'body_read_error'));
+      if (!failed)
+        reject(new HttpError(400, `reading the request body failed: ${err.message}`, 'invalid_request_error', 'body_read_error'));
     });
   });
 }
@@ -97,7 +112,8 @@ export function parseJsonBody(buf: Buffer): Record<string, unknown> {
   } catch (err) {
     throw new HttpError(400, `request body is not valid JSON: ${(err as Error).message}`, 'invalid_request_error', 'invalid_json');
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new HttpError(400, 'request body must be a JSON object', 'invalid_request_error', 'invalid_json');
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new HttpError(400, 'request body must be a JSON object', 'invalid_request_error', 'invalid_json');
   return parsed as Record<string, unknown>;
 }
 
@@ -120,7 +136,13 @@ export interface HttpGuardOptions {
  * constructor (its connection check runs every second instead of Node's default 30 s).
  */
 export function guardedServerOptions(o: HttpGuardOptions = {}): ServerOptions {
-  return { maxHeaderSize: 16 * 1024, headersTimeout: o.headersTimeoutMs ?? 60_000, requestTimeout: o.requestTimeoutMs ?? 70_000, connectionsCheckingInterval: 1000, keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000 };
+  return {
+    maxHeaderSize: 16 * 1024,
+    headersTimeout: o.headersTimeoutMs ?? 60_000,
+    requestTimeout: o.requestTimeoutMs ?? 70_000,
+    connectionsCheckingInterval: 1000,
+    keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000,
+  };
 }
 
 /**
@@ -140,11 +162,18 @@ export function guardServer(server: Server, o: HttpGuardOptions = {}): void {
     }
     const [status, code, message] = clientErrorShape(err);
     const text = JSON.stringify({ error: { message, type: 'invalid_request_error', code } });
-    socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+    );
   });
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
+};
 
 function clientErrorShape(err: NodeJS.ErrnoException): [number, string, string] {
   switch (err.code) {
@@ -204,12 +233,30 @@ export function checkJsonContentType(req: IncomingMessage): void {
   const ct = req.headers['content-type'];
   if (ct === undefined || ct === '') return;
   const media = ct.split(';')[0]!.trim().toLowerCase();
-  if (media === 'application/json' || media.endsWith('+json') || media === 'application/x-www-form-urlencoded' || media === 'text/plain' || media === '*/*') return;
+  if (
+    media === 'application/json' ||
+    media.endsWith('+json') ||
+    media === 'application/x-www-form-urlencoded' ||
+    media === 'text/plain' ||
+    media === '*/*'
+  )
+    return;
   req.resume();
-  throw new HttpError(415, `Content-Type ${media} is not supported: send the body as application/json`, 'invalid_request_error', 'unsupported_media_type');
+  throw new HttpError(
+    415,
+    `Content-Type ${media} is not supported: send the body as application/json`,
+    'invalid_request_error',
+    'unsupported_media_type',
+  );
 }
 
 /** A routing table lookup: the handler, or 404 (unknown path) / 405 with Allow (known path, other method). */
 export function methodNotAllowed(path: string, method: string, allowed: readonly string[]): HttpError {
-  return new HttpError(405, `method ${method} is not allowed on ${path}; use ${allowed.join(' or ')}`, 'invalid_request_error', 'method_not_allowed', { allow: allowed.join(', ') });
+  return new HttpError(
+    405,
+    `method ${method} is not allowed on ${path}; use ${allowed.join(' or ')}`,
+    'invalid_request_error',
+    'method_not_allowed',
+    { allow: allowed.join(', ') },
+  );
 }

@@ -35,7 +35,11 @@ export function aiperfCsv(o: RunOutcome): string {
   const lines = [`Metric,avg,min,max,${PERCENTILES.map((p) => `p${p}`).join(',')},std`];
   for (const [, name, dist] of rowsByTag) {
     if (dist.count === 0) continue;
-    lines.push([name, dist.avg, dist.min, dist.max, ...PERCENTILES.map((p) => dist[`p${p}` as keyof Dist] as number), dist.std].map((v) => (typeof v === 'string' ? v : f2(v))).join(','));
+    lines.push(
+      [name, dist.avg, dist.min, dist.max, ...PERCENTILES.map((p) => dist[`p${p}` as keyof Dist] as number), dist.std]
+        .map((v) => (typeof v === 'string' ? v : f2(v)))
+        .join(','),
+    );
   }
   lines.push('');
   lines.push('Metric,Value');
@@ -61,12 +65,18 @@ function perRequestJsonl(o: RunOutcome): string {
     if (r.latencyMs !== undefined) {
       metrics.request_latency = { value: r.latencyMs, unit: 'ms' };
       metrics.output_sequence_length = { value: r.outputTokens, unit: 'tokens' };
-      if (r.ttftMs !== undefined && r.outputTokens >= 2) metrics.inter_token_latency = { value: (r.latencyMs - r.ttftMs) / (r.outputTokens - 1), unit: 'ms' };
+      if (r.ttftMs !== undefined && r.outputTokens >= 2)
+        metrics.inter_token_latency = { value: (r.latencyMs - r.ttftMs) / (r.outputTokens - 1), unit: 'ms' };
     }
     if (r.cachedTokens !== undefined) metrics.cached_tokens = { value: r.cachedTokens, unit: 'tokens' };
     out.push(
       JSON.stringify({
-        metadata: { request_index: r.index, request_start_ms: r.startMs, worker_id: r.worker ?? null, predicted_cached_tokens: r.predictedCachedTokens ?? null },
+        metadata: {
+          request_index: r.index,
+          request_start_ms: r.startMs,
+          worker_id: r.worker ?? null,
+          predicted_cached_tokens: r.predictedCachedTokens ?? null,
+        },
         metrics,
         error: r.error ? { message: r.error } : null,
       }),
@@ -76,11 +86,27 @@ function perRequestJsonl(o: RunOutcome): string {
 }
 
 export function summaryCsv(json: BenchJson): string {
-  const lines = ['speedup,mode,requests,errors,ttft_avg_ms,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,itl_avg_ms,latency_avg_ms,latency_p99_ms,output_tokens_per_s,requests_per_s,prefix_hit_rate,predicted_hit_rate,oracle_prefix_hit_rate'];
+  const lines = [
+    'speedup,mode,requests,errors,ttft_avg_ms,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,itl_avg_ms,latency_avg_ms,latency_p99_ms,output_tokens_per_s,requests_per_s,prefix_hit_rate,predicted_hit_rate,oracle_prefix_hit_rate',
+  ];
   for (const s of json.sweep) {
     for (const [m, r] of Object.entries(s.modes)) {
       lines.push(
-        [s.speedup, m, r.requests, r.errors, r.ttft_ms.avg, r.ttft_ms.p50, r.ttft_ms.p90, r.ttft_ms.p99, r.itl_ms.avg, r.latency_ms.avg, r.latency_ms.p99, r.output_tokens_per_s, r.requests_per_s]
+        [
+          s.speedup,
+          m,
+          r.requests,
+          r.errors,
+          r.ttft_ms.avg,
+          r.ttft_ms.p50,
+          r.ttft_ms.p90,
+          r.ttft_ms.p99,
+          r.itl_ms.avg,
+          r.latency_ms.avg,
+          r.latency_ms.p99,
+          r.output_tokens_per_s,
+          r.requests_per_s,
+        ]
           .map((v) => (typeof v === 'number' && !Number.isInteger(v) ? f2(v) : String(v)))
           .concat([r.prefix_hit_rate.toFixed(4), r.predicted_hit_rate.toFixed(4), json.oracle_prefix_hit_rate.toFixed(4)])
           .join(','),
@@ -119,7 +145,14 @@ export async function writeOutputs(dir: string, json: BenchJson, outcomes: RunOu
       yLabel: 'TTFT (ms)',
       groups: json.sweep.map((s) => ({
         label: several ? `${s.speedup}x` : `speedup ${s.speedup}x`,
-        bars: modes.flatMap((m) => (s.modes[m] ? [{ series: `${m} avg`, value: s.modes[m]!.ttft_ms.avg }, { series: `${m} p99`, value: s.modes[m]!.ttft_ms.p99 }] : [])),
+        bars: modes.flatMap((m) =>
+          s.modes[m]
+            ? [
+                { series: `${m} avg`, value: s.modes[m]!.ttft_ms.avg },
+                { series: `${m} p99`, value: s.modes[m]!.ttft_ms.p99 },
+              ]
+            : [],
+        ),
       })),
     }),
   );
@@ -130,7 +163,10 @@ export async function writeOutputs(dir: string, json: BenchJson, outcomes: RunOu
       yLabel: 'hit rate (%)',
       groups: json.sweep.map((s) => ({
         label: `${s.speedup}x`,
-        bars: [...modes.filter((m) => s.modes[m]).map((m) => ({ series: m, value: s.modes[m]!.prefix_hit_rate * 100 })), { series: 'oracle', value: json.oracle_prefix_hit_rate * 100 }],
+        bars: [
+          ...modes.filter((m) => s.modes[m]).map((m) => ({ series: m, value: s.modes[m]!.prefix_hit_rate * 100 })),
+          { series: 'oracle', value: json.oracle_prefix_hit_rate * 100 },
+        ],
       })),
     }),
   );

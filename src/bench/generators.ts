@@ -42,7 +42,10 @@ export function parseSpec(spec: string): { kind: GeneratorKind; params: Record<s
   const defaults = GENERATOR_DEFAULTS[kind];
   if (!defaults) throw new SpecError(`unknown synthetic workload "${kindRaw}" (expected ${Object.keys(GENERATOR_DEFAULTS).join(', ')})`);
   const params = { ...defaults };
-  for (const part of rest.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of rest
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const eq = part.indexOf('=');
     if (eq < 0) throw new SpecError(`"${part}" in --synthetic ${spec} is not key=value`);
     const k = part.slice(0, eq).trim();
@@ -53,9 +56,11 @@ export function parseSpec(spec: string): { kind: GeneratorKind; params: Record<s
   }
   const intKeys = Object.keys(params).filter((k) => k !== 'ratio' && k !== 'rate' && k !== 'delay');
   for (const k of intKeys) {
-    if (!Number.isInteger(params[k]!) || params[k]! < 1) throw new SpecError(`${kind} parameter ${k} must be a whole number >= 1, got ${params[k]}`);
+    if (!Number.isInteger(params[k]!) || params[k]! < 1)
+      throw new SpecError(`${kind} parameter ${k} must be a whole number >= 1, got ${params[k]}`);
   }
-  if (kind === 'prefix-ratio' && !(params.ratio! >= 0 && params.ratio! < 1)) throw new SpecError(`prefix-ratio ratio must be in [0, 1), got ${params.ratio}`);
+  if (kind === 'prefix-ratio' && !(params.ratio! >= 0 && params.ratio! < 1))
+    throw new SpecError(`prefix-ratio ratio must be in [0, 1), got ${params.ratio}`);
   if (!(params.rate! > 0)) throw new SpecError(`${kind} rate must be > 0 requests/s`);
   return { kind, params };
 }

@@ -68,7 +68,9 @@ export async function checkTarget(url: string, timeoutMs = 5000): Promise<Target
     if (typeof hb.mode === 'string') h.mode = hb.mode;
     try {
       const r = await getJson(`${base}/debug/workers`, timeoutMs);
-      const ws = ((r.body as { workers?: Array<{ id?: string; url?: string; dpRank?: number }> })?.workers ?? []).filter((w) => (w.dpRank ?? 0) === 0);
+      const ws = ((r.body as { workers?: Array<{ id?: string; url?: string; dpRank?: number }> })?.workers ?? []).filter(
+        (w) => (w.dpRank ?? 0) === 0,
+      );
       h.totalWorkers = ws.length;
       let healthy = 0;
       await Promise.all(
@@ -122,10 +124,12 @@ export async function checkEqualHealth(urls: readonly string[], expectedWorkers?
   const counts = targets.map((t) => t.healthyWorkers);
   if (expectedWorkers !== undefined) {
     for (const t of targets) {
-      if (t.healthyWorkers !== undefined && t.healthyWorkers !== expectedWorkers) problems.push(`${t.url}: ${t.healthyWorkers}/${expectedWorkers} workers healthy`);
+      if (t.healthyWorkers !== undefined && t.healthyWorkers !== expectedWorkers)
+        problems.push(`${t.url}: ${t.healthyWorkers}/${expectedWorkers} workers healthy`);
     }
   }
   const known = counts.filter((c): c is number => c !== undefined);
-  if (new Set(known).size > 1) problems.push(`unequal healthy workers: ${targets.map((t) => `${t.url} ${t.healthyWorkers ?? '?'}`).join(', ')}`);
+  if (new Set(known).size > 1)
+    problems.push(`unequal healthy workers: ${targets.map((t) => `${t.url} ${t.healthyWorkers ?? '?'}`).join(', ')}`);
   return { ok: problems.length === 0, problems, targets };
 }

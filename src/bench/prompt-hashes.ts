@@ -169,7 +169,14 @@ export class PromptHasher {
         this.ids[off + i] = sib && i < sib.n ? this.ids[sib.off + i]! : off + i;
       }
     }
-    c = { off, n, end: parent.end + len, alignedAfter: parent.alignedAfter && len % bs === 0, segId: id, last: n > 0 ? off + n - 1 : parent.last };
+    c = {
+      off,
+      n,
+      end: parent.end + len,
+      alignedAfter: parent.alignedAfter && len % bs === 0,
+      segId: id,
+      last: n > 0 ? off + n - 1 : parent.last,
+    };
     (parent.children ??= new Map()).set(key, c);
     const prevSib = parent.bySeg?.get(id);
     if (n > 0 && (!prevSib || n > prevSib.n)) (parent.bySeg ??= new Map()).set(id, c);

@@ -133,7 +133,11 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
       const res = await request(`${base}/v1/completions`, {
         method: 'POST',
         body,
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/event-stream',
+          ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}),
+        },
         dispatcher: agent,
         signal: reqAc.signal,
         headersTimeout: opts.timeoutMs ?? 600_000,
@@ -168,7 +172,11 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
         }
         const choices = obj.choices as Array<Record<string, unknown>> | undefined;
         const c0 = choices?.[0];
-        const hasToken = c0 !== undefined && ((typeof c0.text === 'string' && c0.text.length > 0) || (Array.isArray(c0.token_ids) && c0.token_ids.length > 0) || (c0.finish_reason == null && typeof c0.text === 'string'));
+        const hasToken =
+          c0 !== undefined &&
+          ((typeof c0.text === 'string' && c0.text.length > 0) ||
+            (Array.isArray(c0.token_ids) && c0.token_ids.length > 0) ||
+            (c0.finish_reason == null && typeof c0.text === 'string'));
         if (hasToken) {
           chunks++;
           firstAt ??= now;
@@ -193,7 +201,11 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
       rec.latencyMs = lastAt - sent;
       rec.outputTokens = usageOut ?? chunks;
     } catch (err) {
-      rec.error = ac.signal.aborted ? 'interrupted' : (err as Error).message === 'timeout' || (err as Error).name === 'AbortError' ? 'timeout' : (err as Error).message;
+      rec.error = ac.signal.aborted
+        ? 'interrupted'
+        : (err as Error).message === 'timeout' || (err as Error).name === 'AbortError'
+          ? 'timeout'
+          : (err as Error).message;
     } finally {
       clearTimeout(timer);
       ac.signal.removeEventListener('abort', relay);

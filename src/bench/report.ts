@@ -7,7 +7,8 @@ import { bar } from '../base/bar.js';
 import type { BenchJson } from './run.js';
 import type { ModeResult } from './stats.js';
 
-const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
+const fmt = (x: number, d = 0) =>
+  Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a';
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : 'n/a');
 
 /** The mode other modes are compared with: round-robin if measured, else the first. */
@@ -26,7 +27,14 @@ function ratio(base: number, x: number, lowerIsBetter: boolean): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('   ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)))
+        .join('   ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function abTable(modes: Record<string, ModeResult>, oracle: number): string {
@@ -78,8 +86,15 @@ export function textBars(items: Array<{ label: string; value: number; note?: str
 export function renderReport(json: BenchJson): string {
   const w = json.workload;
   const out: string[] = [];
-  const time = w.time === 'virtual' ? 'virtual time (simulated workers + router core in-process)' : `real time against ${Object.entries((w.urls as Record<string, string>) ?? {}).map(([m, u]) => `${m}=${u}`).join(', ')}`;
-  out.push(`Workload: ${w.name} — ${fmt(w.requests as number)} requests, ISL avg ${fmt(w.input_tokens_avg as number)} / OSL avg ${fmt(w.output_tokens_avg as number)} tokens, span ${fmt(w.span_s as number)} s`);
+  const time =
+    w.time === 'virtual'
+      ? 'virtual time (simulated workers + router core in-process)'
+      : `real time against ${Object.entries((w.urls as Record<string, string>) ?? {})
+          .map(([m, u]) => `${m}=${u}`)
+          .join(', ')}`;
+  out.push(
+    `Workload: ${w.name} — ${fmt(w.requests as number)} requests, ISL avg ${fmt(w.input_tokens_avg as number)} / OSL avg ${fmt(w.output_tokens_avg as number)} tokens, span ${fmt(w.span_s as number)} s`,
+  );
   out.push(
     w.time === 'virtual'
       ? `Workers: ${json.workers} simulated × ${fmt(w.gpu_blocks as number)} KV blocks of ${w.block_size} tokens; ${time}`
@@ -96,7 +111,15 @@ export function renderReport(json: BenchJson): string {
     out.push(abTable(s.modes, json.oracle_prefix_hit_rate));
     out.push('');
     out.push('TTFT avg by mode (ms)');
-    out.push(textBars(Object.entries(s.modes).map(([m, r]) => ({ label: m, value: r.ttft_ms.avg, note: `${fmt(r.ttft_ms.avg)} ms (p99 ${fmt(r.ttft_ms.p99)})` }))));
+    out.push(
+      textBars(
+        Object.entries(s.modes).map(([m, r]) => ({
+          label: m,
+          value: r.ttft_ms.avg,
+          note: `${fmt(r.ttft_ms.avg)} ms (p99 ${fmt(r.ttft_ms.p99)})`,
+        })),
+      ),
+    );
     out.push('Prefix hit rate by mode');
     out.push(
       textBars([
@@ -111,11 +134,22 @@ export function renderReport(json: BenchJson): string {
     const modes = [...new Set(json.sweep.flatMap((s) => Object.keys(s.modes)))];
     const rows = [['speedup', ...modes.flatMap((m) => [`${m} avg`, `${m} p99`, `${m} hit`])]];
     for (const s of json.sweep) {
-      rows.push([`${s.speedup}x`, ...modes.flatMap((m) => (s.modes[m] ? [fmt(s.modes[m]!.ttft_ms.avg), fmt(s.modes[m]!.ttft_ms.p99), pct(s.modes[m]!.prefix_hit_rate)] : ['', '', '']))]);
+      rows.push([
+        `${s.speedup}x`,
+        ...modes.flatMap((m) =>
+          s.modes[m] ? [fmt(s.modes[m]!.ttft_ms.avg), fmt(s.modes[m]!.ttft_ms.p99), pct(s.modes[m]!.prefix_hit_rate)] : ['', '', ''],
+        ),
+      ]);
     }
     out.push(table(rows));
   }
-  const errs = json.sweep.flatMap((s) => Object.entries(s.modes).filter(([, r]) => r.errors > 0).map(([m, r]) => `${m} ${s.speedup}x: ${r.errors} errors (${(r.error_summary ?? []).map((e) => `${e.count}× ${e.message}`).join('; ')})`));
+  const errs = json.sweep.flatMap((s) =>
+    Object.entries(s.modes)
+      .filter(([, r]) => r.errors > 0)
+      .map(
+        ([m, r]) => `${m} ${s.speedup}x: ${r.errors} errors (${(r.error_summary ?? []).map((e) => `${e.count}× ${e.message}`).join('; ')})`,
+      ),
+  );
   if (errs.length) {
     out.push('');
     out.push('Errors (compare latencies with care: failed requests are not in the latency figures):');

@@ -24,7 +24,17 @@ export interface BenchConfig {
   speedups: number[];
   seed: number;
   /** Virtual time (sim engines + router core) or real time against targets. */
-  target: { kind: 'virtual' } | { kind: 'http'; urls: Record<string, string>; model?: string; prompt: PromptFormat; apiKey?: string; skipHealthCheck?: boolean; timeoutMs?: number };
+  target:
+    | { kind: 'virtual' }
+    | {
+        kind: 'http';
+        urls: Record<string, string>;
+        model?: string;
+        prompt: PromptFormat;
+        apiKey?: string;
+        skipHealthCheck?: boolean;
+        timeoutMs?: number;
+      };
   signal?: AbortSignal;
   log?: (line: string) => void;
 }
@@ -48,7 +58,16 @@ export interface BenchJson {
   oracle_prefix_hit_rate: number;
   oracle: Record<string, unknown>;
   sweep: Array<{ speedup: number; modes: Record<string, ModeResult> }>;
-  runs: Array<{ speedup: number; mode: string; wall_ms: number; virtual_ms?: number; url?: string; health?: unknown; engines?: unknown; router_events?: Record<string, number> }>;
+  runs: Array<{
+    speedup: number;
+    mode: string;
+    wall_ms: number;
+    virtual_ms?: number;
+    url?: string;
+    health?: unknown;
+    engines?: unknown;
+    router_events?: Record<string, number>;
+  }>;
 }
 
 /** A benchmark setting out of range (speedup, block size, KV blocks, workers): the caller's input, not a bug. */
@@ -61,8 +80,10 @@ export class BenchConfigError extends Error {
 
 function checkConfig(cfg: BenchConfig): void {
   for (const s of cfg.speedups) if (!(s > 0) || !Number.isFinite(s)) throw new BenchConfigError(`speedup must be a number > 0, got ${s}`);
-  if (!Number.isInteger(cfg.blockSize) || cfg.blockSize < 1) throw new BenchConfigError(`block size must be an integer >= 1, got ${cfg.blockSize}`);
-  if (!Number.isInteger(cfg.gpuBlocks) || cfg.gpuBlocks < 1) throw new BenchConfigError(`KV blocks per worker must be an integer >= 1, got ${cfg.gpuBlocks}`);
+  if (!Number.isInteger(cfg.blockSize) || cfg.blockSize < 1)
+    throw new BenchConfigError(`block size must be an integer >= 1, got ${cfg.blockSize}`);
+  if (!Number.isInteger(cfg.gpuBlocks) || cfg.gpuBlocks < 1)
+    throw new BenchConfigError(`KV blocks per worker must be an integer >= 1, got ${cfg.gpuBlocks}`);
   if (!Number.isInteger(cfg.workers) || cfg.workers < 0) throw new BenchConfigError(`workers must be an integer >= 0, got ${cfg.workers}`);
 }
 
@@ -101,7 +122,16 @@ export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: B
         });
         const summary = summarize(r.records);
         log(`  ${mode} ${speedup}x done: ${(r.wallMs / 1000).toFixed(1)} s wall for ${(r.virtualMs / 1000).toFixed(0)} s simulated`);
-        outcomes.push({ speedup, mode, summary, records: r.records, wallMs: r.wallMs, virtualMs: r.virtualMs, engines: r.engines, routerEvents: r.routerEvents });
+        outcomes.push({
+          speedup,
+          mode,
+          summary,
+          records: r.records,
+          wallMs: r.wallMs,
+          virtualMs: r.virtualMs,
+          engines: r.engines,
+          routerEvents: r.routerEvents,
+        });
       } else {
         const t = cfg.target;
         const url = t.urls[mode]!;
@@ -113,12 +143,21 @@ export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: B
           health = v.targets;
           if (!v.ok) throw new HealthCheckError(`the equal-health checkpoint failed before measuring ${mode}`, v.problems);
           const mine = v.targets.find((x) => x.url === url.replace(/\/+$/, '').replace(/\/v1$/, ''));
-          if (mine?.mode && mine.mode !== mode) throw new HealthCheckError(`${url} routes with mode ${mine.mode}, but it is measured as ${mode}`, [`${url} reports mode ${mine.mode}`]);
-          for (const x of v.targets) log(`  ${x.url}: ${x.kind}${x.mode ? ` (${x.mode})` : ''}, ${x.healthyWorkers ?? '?'}/${x.totalWorkers ?? '?'} workers healthy, model ${x.models[0] ?? '?'}`);
+          if (mine?.mode && mine.mode !== mode)
+            throw new HealthCheckError(`${url} routes with mode ${mine.mode}, but it is measured as ${mode}`, [
+              `${url} reports mode ${mine.mode}`,
+            ]);
+          for (const x of v.targets)
+            log(
+              `  ${x.url}: ${x.kind}${x.mode ? ` (${x.mode})` : ''}, ${x.healthyWorkers ?? '?'}/${x.totalWorkers ?? '?'} workers healthy, model ${x.models[0] ?? '?'}`,
+            );
           if (workers <= 0 && mine?.healthyWorkers !== undefined) workers = mine.healthyWorkers;
         }
         const model = t.model ?? health?.find((x) => x.models.length > 0)?.models[0];
-        if (!model) throw new HealthCheckError(`no model name for ${url}`, ['give --model <name> (the health check was skipped or /v1/models listed none)']);
+        if (!model)
+          throw new HealthCheckError(`no model name for ${url}`, [
+            'give --model <name> (the health check was skipped or /v1/models listed none)',
+          ]);
         let decode: ((ids: readonly number[]) => Promise<string>) | undefined;
         if (t.prompt === 'text') {
           const { loadChatTokenizer } = await import('../tokenizer/index.js');
@@ -175,7 +214,9 @@ export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: B
       block_size: cfg.blockSize,
       gpu_blocks: cfg.gpuBlocks,
       time: cfg.target.kind === 'virtual' ? 'virtual' : 'real',
-      ...(cfg.target.kind === 'http' ? { urls: cfg.target.urls, prompt: cfg.target.prompt } : { engine: { ...MOCKER_DEFAULTS, blockSize: cfg.blockSize, gpuBlocks: cfg.gpuBlocks } }),
+      ...(cfg.target.kind === 'http'
+        ? { urls: cfg.target.urls, prompt: cfg.target.prompt }
+        : { engine: { ...MOCKER_DEFAULTS, blockSize: cfg.blockSize, gpuBlocks: cfg.gpuBlocks } }),
     },
     workers,
     modes: sweep[0]?.modes ?? {},
@@ -195,7 +236,17 @@ export async function runBench(w: Workload, cfg: BenchConfig): Promise<{ json: B
       wall_ms: Math.round(o.wallMs),
       ...(o.virtualMs !== undefined ? { virtual_ms: Math.round(o.virtualMs) } : {}),
       ...(cfg.target.kind === 'http' ? { url: cfg.target.urls[o.mode] } : {}),
-      ...(o.health ? { health: o.health.map((h) => ({ url: h.url, kind: h.kind, mode: h.mode, healthy_workers: h.healthyWorkers, total_workers: h.totalWorkers })) } : {}),
+      ...(o.health
+        ? {
+            health: o.health.map((h) => ({
+              url: h.url,
+              kind: h.kind,
+              mode: h.mode,
+              healthy_workers: h.healthyWorkers,
+              total_workers: h.totalWorkers,
+            })),
+          }
+        : {}),
       ...(o.engines ? { engines: o.engines } : {}),
       ...(o.routerEvents ? { router_events: o.routerEvents } : {}),
     })),

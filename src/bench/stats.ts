@@ -46,7 +46,23 @@ export const PERCENTILES = [1, 5, 10, 25, 50, 75, 90, 95, 99] as const;
 
 export function distribution(values: readonly number[]): Dist {
   const n = values.length;
-  if (n === 0) return { avg: NaN, min: NaN, max: NaN, p1: NaN, p5: NaN, p10: NaN, p25: NaN, p50: NaN, p75: NaN, p90: NaN, p95: NaN, p99: NaN, std: NaN, count: 0 };
+  if (n === 0)
+    return {
+      avg: NaN,
+      min: NaN,
+      max: NaN,
+      p1: NaN,
+      p5: NaN,
+      p10: NaN,
+      p25: NaN,
+      p50: NaN,
+      p75: NaN,
+      p90: NaN,
+      p95: NaN,
+      p99: NaN,
+      std: NaN,
+      count: 0,
+    };
   const a = Float64Array.from(values).sort();
   let sum = 0;
   for (const v of a) sum += v;
@@ -111,7 +127,9 @@ const short = (d: Dist) => ({ avg: d.avg, p50: d.p50, p90: d.p90, p99: d.p99 });
 export function summarize(records: readonly RequestRecord[]): Summary {
   const ok = records.filter((r) => r.error === undefined && r.latencyMs !== undefined);
   const ttft = distribution(ok.filter((r) => r.ttftMs !== undefined).map((r) => r.ttftMs!));
-  const itl = distribution(ok.filter((r) => r.outputTokens >= 2 && r.ttftMs !== undefined).map((r) => (r.latencyMs! - r.ttftMs!) / (r.outputTokens - 1)));
+  const itl = distribution(
+    ok.filter((r) => r.outputTokens >= 2 && r.ttftMs !== undefined).map((r) => (r.latencyMs! - r.ttftMs!) / (r.outputTokens - 1)),
+  );
   const latency = distribution(ok.map((r) => r.latencyMs!));
   let first = Infinity;
   let last = -Infinity;

@@ -26,7 +26,10 @@ function label(v: number): string {
 }
 
 function frame(title: string, body: string[], legend: Array<{ name: string; color: string }>, xLabel: string, yLabel: string): string {
-  const lg = legend.map((l, i) => `<rect x="${W - M.right + 20}" y="${M.top + i * 20}" width="12" height="12" fill="${l.color}"/><text x="${W - M.right + 38}" y="${M.top + i * 20 + 10}" font-size="12">${esc(l.name)}</text>`);
+  const lg = legend.map(
+    (l, i) =>
+      `<rect x="${W - M.right + 20}" y="${M.top + i * 20}" width="12" height="12" fill="${l.color}"/><text x="${W - M.right + 38}" y="${M.top + i * 20 + 10}" font-size="12">${esc(l.name)}</text>`,
+  );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif">`,
     `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
@@ -67,14 +70,22 @@ export function barChart(spec: BarChartSpec): string {
     const x0 = M.left + gi * gw + (gw - bw * n) / 2;
     g.bars.forEach((b, bi) => {
       const v = Number.isFinite(b.value) ? b.value : 0;
-      body.push(`<rect x="${x0 + bi * bw}" y="${y(v)}" width="${bw - 2}" height="${M.top + ph - y(v)}" fill="${color(b.series)}"><title>${esc(`${g.label} ${b.series}: ${label(v)}`)}</title></rect>`);
+      body.push(
+        `<rect x="${x0 + bi * bw}" y="${y(v)}" width="${bw - 2}" height="${M.top + ph - y(v)}" fill="${color(b.series)}"><title>${esc(`${g.label} ${b.series}: ${label(v)}`)}</title></rect>`,
+      );
       body.push(`<text x="${x0 + bi * bw + (bw - 2) / 2}" y="${y(v) - 4}" text-anchor="middle" font-size="10">${label(v)}</text>`);
     });
     body.push(`<text x="${M.left + gi * gw + gw / 2}" y="${M.top + ph + 18}" text-anchor="middle" font-size="12">${esc(g.label)}</text>`);
   });
   body.push(`<line x1="${M.left}" y1="${M.top + ph}" x2="${M.left + pw}" y2="${M.top + ph}" stroke="#333"/>`);
   body.push(`<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${M.top + ph}" stroke="#333"/>`);
-  return frame(spec.title, body, series.map((s) => ({ name: s, color: color(s) })), '', spec.yLabel);
+  return frame(
+    spec.title,
+    body,
+    series.map((s) => ({ name: s, color: color(s) })),
+    '',
+    spec.yLabel,
+  );
 }
 
 export interface LineChartSpec {
@@ -120,10 +131,22 @@ export function lineChart(spec: LineChartSpec): string {
   spec.series.forEach((s, i) => {
     const c = PALETTE[i % PALETTE.length]!;
     const ps = s.points.filter((p) => Number.isFinite(p.y) && (!spec.logY || p.y > 0)).sort((a, b) => a.x - b.x);
-    if (ps.length > 1) body.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${ps.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ')}"/>`);
-    for (const p of ps) body.push(`<circle cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="4" fill="${c}"><title>${esc(`${s.name} ${p.x}: ${label(p.y)}`)}</title></circle>`);
+    if (ps.length > 1)
+      body.push(
+        `<polyline fill="none" stroke="${c}" stroke-width="2" points="${ps.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ')}"/>`,
+      );
+    for (const p of ps)
+      body.push(
+        `<circle cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="4" fill="${c}"><title>${esc(`${s.name} ${p.x}: ${label(p.y)}`)}</title></circle>`,
+      );
   });
   body.push(`<line x1="${M.left}" y1="${M.top + ph}" x2="${M.left + pw}" y2="${M.top + ph}" stroke="#333"/>`);
   body.push(`<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${M.top + ph}" stroke="#333"/>`);
-  return frame(spec.title, body, spec.series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length]! })), spec.xLabel, spec.yLabel);
+  return frame(
+    spec.title,
+    body,
+    spec.series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length]! })),
+    spec.xLabel,
+    spec.yLabel,
+  );
 }

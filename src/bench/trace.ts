@@ -63,23 +63,31 @@ export function parseMooncakeTrace(text: string, opts: TraceOptions = {}): Workl
     } catch (err) {
       throw new TraceError(`${where(ln)}: not valid JSON (${(err as Error).message})`, ln);
     }
-    if (!o || typeof o !== 'object' || Array.isArray(o)) throw new TraceError(`${where(ln)}: expected a JSON object, got ${Array.isArray(o) ? 'an array' : typeof o}`, ln);
+    if (!o || typeof o !== 'object' || Array.isArray(o))
+      throw new TraceError(`${where(ln)}: expected a JSON object, got ${Array.isArray(o) ? 'an array' : typeof o}`, ln);
     const r = o as Record<string, unknown>;
     if ('text_input' in r) throw new TraceError(`${where(ln)}: "text_input" lines are not supported; give input_length and hash_ids`, ln);
-    for (const k of Object.keys(r)) if (!KNOWN.has(k)) throw new TraceError(`${where(ln)}: unknown field "${k}" (expected ${[...KNOWN].join(', ')})`, ln);
+    for (const k of Object.keys(r))
+      if (!KNOWN.has(k)) throw new TraceError(`${where(ln)}: unknown field "${k}" (expected ${[...KNOWN].join(', ')})`, ln);
     const input = r.input_length;
     const output = r.output_length;
-    if (!isInt(input) || input < 1) throw new TraceError(`${where(ln)}: "input_length" must be an integer >= 1, got ${JSON.stringify(input)}`, ln);
-    if (!isInt(output) || output < 1) throw new TraceError(`${where(ln)}: "output_length" must be an integer >= 1, got ${JSON.stringify(output)}`, ln);
+    if (!isInt(input) || input < 1)
+      throw new TraceError(`${where(ln)}: "input_length" must be an integer >= 1, got ${JSON.stringify(input)}`, ln);
+    if (!isInt(output) || output < 1)
+      throw new TraceError(`${where(ln)}: "output_length" must be an integer >= 1, got ${JSON.stringify(output)}`, ln);
     const session = r.session_id;
-    if (session !== undefined && typeof session !== 'string' && !isInt(session)) throw new TraceError(`${where(ln)}: "session_id" must be a string, got ${JSON.stringify(session)}`, ln);
+    if (session !== undefined && typeof session !== 'string' && !isInt(session))
+      throw new TraceError(`${where(ln)}: "session_id" must be a string, got ${JSON.stringify(session)}`, ln);
     const sessionId = session === undefined ? undefined : String(session);
     const ts = r.timestamp;
     const delay = r.delay;
-    if (ts !== undefined && (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0)) throw new TraceError(`${where(ln)}: "timestamp" must be a number of ms >= 0, got ${JSON.stringify(ts)}`, ln);
-    if (delay !== undefined && (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0)) throw new TraceError(`${where(ln)}: "delay" must be a number of ms >= 0, got ${JSON.stringify(delay)}`, ln);
+    if (ts !== undefined && (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0))
+      throw new TraceError(`${where(ln)}: "timestamp" must be a number of ms >= 0, got ${JSON.stringify(ts)}`, ln);
+    if (delay !== undefined && (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0))
+      throw new TraceError(`${where(ln)}: "delay" must be a number of ms >= 0, got ${JSON.stringify(delay)}`, ln);
     const laterTurn = sessionId !== undefined && seenSessions.has(sessionId);
-    if (ts === undefined && !laterTurn && sessionId === undefined) throw new TraceError(`${where(ln)}: needs a "timestamp" (ms) or a "session_id"`, ln);
+    if (ts === undefined && !laterTurn && sessionId === undefined)
+      throw new TraceError(`${where(ln)}: needs a "timestamp" (ms) or a "session_id"`, ln);
     if (sessionId !== undefined) seenSessions.add(sessionId);
     const base = {
       index: requests.length,
@@ -100,7 +108,8 @@ export function parseMooncakeTrace(text: string, opts: TraceOptions = {}): Workl
     const segs: Segment[] = new Array(ids.length);
     for (let k = 0; k < ids.length; k++) {
       const h = ids[k];
-      if (!isInt(h) || h < 0 || h > Number.MAX_SAFE_INTEGER) throw new TraceError(`${where(ln)}: hash_ids[${k}] must be a non-negative integer, got ${JSON.stringify(h)}`, ln);
+      if (!isInt(h) || h < 0 || h > Number.MAX_SAFE_INTEGER)
+        throw new TraceError(`${where(ln)}: hash_ids[${k}] must be a non-negative integer, got ${JSON.stringify(h)}`, ln);
       if (h > maxId) maxId = h;
       segs[k] = { id: h, len: bt };
     }

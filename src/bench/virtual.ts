@@ -55,7 +55,15 @@ export interface VirtualResult {
   /** Virtual ms from the first arrival to the last completion. */
   virtualMs: number;
   wallMs: number;
-  engines: Array<{ id: string; preemptions: number; evictions: number; prefixHitTokens: number; prefixQueryTokens: number; kvEvents: number; passes: number }>;
+  engines: Array<{
+    id: string;
+    preemptions: number;
+    evictions: number;
+    prefixHitTokens: number;
+    prefixQueryTokens: number;
+    kvEvents: number;
+    passes: number;
+  }>;
   /**
    * How the router's indexer took the engines' KV events, by `<type>:<status>` (e.g.
    * `stored:ok`, `stored:parent_block_not_found`, `removed:block_not_found`). In-process events
@@ -226,7 +234,15 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
   const virtualMs = clock.now();
   const stats = engines.map((e) => {
     const s = e.stats();
-    return { id: e.id, preemptions: s.preemptions, evictions: s.evictions, prefixHitTokens: s.prefixHitTokens, prefixQueryTokens: s.prefixQueryTokens, kvEvents: s.kvEvents, passes: s.passes };
+    return {
+      id: e.id,
+      preemptions: s.preemptions,
+      evictions: s.evictions,
+      prefixHitTokens: s.prefixHitTokens,
+      prefixQueryTokens: s.prefixQueryTokens,
+      kvEvents: s.kvEvents,
+      passes: s.passes,
+    };
   });
   for (const e of engines) e.close();
   return { records, virtualMs, wallMs: performance.now() - wall0, engines: stats, routerEvents };

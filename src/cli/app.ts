@@ -51,7 +51,7 @@ export function globalHelp(): string {
     'Global options:',
     ...optionLines(GLOBAL_OPTIONS),
     '',
-    'Run `dynamo-lab <command> --help` for a command\'s options.',
+    "Run `dynamo-lab <command> --help` for a command's options.",
   ].join('\n');
 }
 
@@ -65,9 +65,17 @@ export function commandHelp(cmd: Command): string {
 }
 
 function stripSpecs(options: Readonly<Record<string, OptionSpec>>): NonNullable<Parameters<typeof parseArgs>[0]>['options'] {
-  const out: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean | string[] | boolean[] }> = {};
+  const out: Record<
+    string,
+    { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean | string[] | boolean[] }
+  > = {};
   for (const [k, v] of Object.entries(options)) {
-    out[k] = { type: v.type, ...(v.short ? { short: v.short } : {}), ...(v.multiple ? { multiple: true } : {}), ...(v.default !== undefined ? { default: v.default } : {}) };
+    out[k] = {
+      type: v.type,
+      ...(v.short ? { short: v.short } : {}),
+      ...(v.multiple ? { multiple: true } : {}),
+      ...(v.default !== undefined ? { default: v.default } : {}),
+    };
   }
   return out;
 }
@@ -81,8 +89,28 @@ function jsonError(err: unknown, code: number): string {
       : err instanceof InterruptedError
         ? 'Run the same command again; a lab resumes at the step it stopped at.'
         : 'Run again with --verbose for the stack trace, and please report it.';
-  const kind = err instanceof InterruptedError ? 'interrupted' : err instanceof UsageError ? 'usage' : err instanceof UserError ? 'user' : 'unexpected';
-  return JSON.stringify({ error: { kind, message: err instanceof InterruptedError ? 'Interrupted.' : (e?.message ?? String(err)), ...(hint ? { hint } : {}), exit_code: code } }, null, 2) + '\n';
+  const kind =
+    err instanceof InterruptedError
+      ? 'interrupted'
+      : err instanceof UsageError
+        ? 'usage'
+        : err instanceof UserError
+          ? 'user'
+          : 'unexpected';
+  return (
+    JSON.stringify(
+      {
+        error: {
+          kind,
+          message: err instanceof InterruptedError ? 'Interrupted.' : (e?.message ?? String(err)),
+          ...(hint ? { hint } : {}),
+          exit_code: code,
+        },
+      },
+      null,
+      2,
+    ) + '\n'
+  );
 }
 
 /** Set while a --json command runs: true once the command wrote anything to stdout. */
@@ -135,8 +163,19 @@ export async function run(argv: string[]): Promise<number> {
   }
   const entry = findCommand(first);
   if (!entry) {
-    const near = closest(first, commands.map((c) => c.name));
-    return reportError(new UsageError(`Unknown command "${first}".`, `${near ? `Did you mean \`dynamo-lab ${near}\`? ` : ''}Run \`dynamo-lab --help\` to see the commands (${commands.map((c) => c.name).join(', ')}).`), verbose, stderr, json);
+    const near = closest(
+      first,
+      commands.map((c) => c.name),
+    );
+    return reportError(
+      new UsageError(
+        `Unknown command "${first}".`,
+        `${near ? `Did you mean \`dynamo-lab ${near}\`? ` : ''}Run \`dynamo-lab --help\` to see the commands (${commands.map((c) => c.name).join(', ')}).`,
+      ),
+      verbose,
+      stderr,
+      json,
+    );
   }
 
   const cmd = await entry.load();
@@ -145,7 +184,9 @@ export async function run(argv: string[]): Promise<number> {
   const onSignal = (sig: NodeJS.Signals) => {
     interrupts += 1;
     if (interrupts === 1) {
-      stderr.write(chalk.yellow(`\n${sig === 'SIGINT' ? 'Ctrl+C' : sig}: stopping everything started by this command… (Ctrl+C again to force)\n`));
+      stderr.write(
+        chalk.yellow(`\n${sig === 'SIGINT' ? 'Ctrl+C' : sig}: stopping everything started by this command… (Ctrl+C again to force)\n`),
+      );
       controller.abort(new InterruptedError());
     } else {
       process.exit(130);
@@ -161,7 +202,10 @@ export async function run(argv: string[]): Promise<number> {
     try {
       parsed = parseArgs({ args: rest, options: stripSpecs({ ...GLOBAL_OPTIONS, ...cmd.options }), allowPositionals: true, strict: true });
     } catch (err) {
-      throw new UsageError(`${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '.')}`, `Run \`dynamo-lab ${cmd.name} --help\` to see its options.`);
+      throw new UsageError(
+        `${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '.')}`,
+        `Run \`dynamo-lab ${cmd.name} --help\` to see its options.`,
+      );
     }
     const positionals = parsed.positionals;
     const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
@@ -177,7 +221,9 @@ export async function run(argv: string[]): Promise<number> {
     const pmax = cmd.positionals?.max ?? 0;
     if (positionals.length < pmin || positionals.length > pmax) {
       throw new UsageError(
-        pmax === 0 ? `"${cmd.name}" takes no arguments, got "${positionals.join(' ')}".` : `"${cmd.name}" expects ${pmin === pmax ? pmin : `${pmin}-${pmax}`} argument(s) <${cmd.positionals?.name}>, got ${positionals.length}.`,
+        pmax === 0
+          ? `"${cmd.name}" takes no arguments, got "${positionals.join(' ')}".`
+          : `"${cmd.name}" expects ${pmin === pmax ? pmin : `${pmin}-${pmax}`} argument(s) <${cmd.positionals?.name}>, got ${positionals.length}.`,
         `Run \`dynamo-lab ${cmd.name} --help\`.`,
       );
     }
@@ -198,7 +244,12 @@ export async function run(argv: string[]): Promise<number> {
     const code = await cmd.run(values as Record<string, string | boolean | undefined>, positionals, ctx);
     if (controller.signal.aborted) return reportError(new InterruptedError(), verbose, stderr, json);
     if (json && !stdoutWritten && (code ?? 0) !== 0) {
-      reportError(new UserError(`dynamo-lab ${cmd.name} failed (exit code ${code}).`, 'Run it again without --json to see its messages.'), verbose, stderr, json);
+      reportError(
+        new UserError(`dynamo-lab ${cmd.name} failed (exit code ${code}).`, 'Run it again without --json to see its messages.'),
+        verbose,
+        stderr,
+        json,
+      );
       return code ?? 1;
     }
     return code ?? 0;

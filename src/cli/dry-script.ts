@@ -13,13 +13,22 @@ import type { CommandSpec } from '../lab/types.js';
 interface PlanRequest {
   method: string;
   path: string;
-  body?: { kind?: string; metadata?: { name?: string; namespace?: string }; data?: Record<string, string>; stringData?: Record<string, string> };
+  body?: {
+    kind?: string;
+    metadata?: { name?: string; namespace?: string };
+    data?: Record<string, string>;
+    stringData?: Record<string, string>;
+  };
 }
 
 /** Run this CLI's own dry run of a sub-command and parse its JSON (argv array, no shell). */
 function selfDryRun(args: readonly string[]): Record<string, unknown> | undefined {
   try {
-    const out = execFileSync(process.execPath, [process.argv[1]!, ...args, '--dry-run', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60_000 });
+    const out = execFileSync(process.execPath, [process.argv[1]!, ...args, '--dry-run', '--json'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 60_000,
+    });
     return JSON.parse(out) as Record<string, unknown>;
   } catch {
     return undefined;
@@ -53,7 +62,9 @@ function expandDeploy(args: readonly string[]): string[] | undefined {
     const [first, ...rest] = heredoc(stringify(b));
     out.push(`kubectl apply --server-side --field-manager=dynamo-lab --force-conflicts -f - ${first}`, ...rest);
     if (b.kind === 'DynamoGraphDeployment') {
-      out.push(`kubectl wait --for=condition=Ready dynamographdeployment/${shellQuote(b.metadata?.name ?? '')} --namespace ${shellQuote(ns)} --timeout=30m`);
+      out.push(
+        `kubectl wait --for=condition=Ready dynamographdeployment/${shellQuote(b.metadata?.name ?? '')} --namespace ${shellQuote(ns)} --timeout=30m`,
+      );
     }
   }
   return out;
@@ -78,9 +89,12 @@ export function scriptLines(cmd: CommandSpec, display: string): string[] {
   if (cmd.manual) return [`# run by hand: ${display}`];
   const [bin, sub, ...rest] = cmd.argv;
   if (bin === 'dynamo-lab') {
-    const expanded = sub === 'deploy' ? expandDeploy(['deploy', ...rest]) : sub === 'install' ? expandInstall(['install', ...rest]) : undefined;
+    const expanded =
+      sub === 'deploy' ? expandDeploy(['deploy', ...rest]) : sub === 'install' ? expandInstall(['install', ...rest]) : undefined;
     if (expanded) return [`# ${display}, spelled out:`, ...expanded];
-    return [`if command -v dynamo-lab >/dev/null; then ${display}; else echo ${shellQuote(`skipped (needs dynamo-lab): ${display}`)} >&2; fi`];
+    return [
+      `if command -v dynamo-lab >/dev/null; then ${display}; else echo ${shellQuote(`skipped (needs dynamo-lab): ${display}`)} >&2; fi`,
+    ];
   }
   return [display];
 }

@@ -6,7 +6,9 @@
  */
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 19)) {
-  process.stderr.write(`dynamo-lab needs Node.js 20.19 or newer; this is ${process.versions.node}.\nInstall a current Node.js (https://nodejs.org) and run the command again.\n`);
+  process.stderr.write(
+    `dynamo-lab needs Node.js 20.19 or newer; this is ${process.versions.node}.\nInstall a current Node.js (https://nodejs.org) and run the command again.\n`,
+  );
   process.exit(1);
 }
 

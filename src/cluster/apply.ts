@@ -18,7 +18,8 @@ export interface DgdApi {
 
 const KNOWN: readonly DgdVersion[] = ['v1beta1', 'v1alpha1'];
 
-export const CRD_MISSING_TRY = 'Install the Dynamo platform (it installs the CRDs): `helm install dynamo-platform dynamo-platform-<version>.tgz -n dynamo-system --create-namespace` (see the Dynamo installation guide), then run `dynamo-lab doctor`. No cluster at hand? `dynamo-lab start --target local`.';
+export const CRD_MISSING_TRY =
+  'Install the Dynamo platform (it installs the CRDs): `helm install dynamo-platform dynamo-platform-<version>.tgz -n dynamo-system --create-namespace` (see the Dynamo installation guide), then run `dynamo-lab doctor`. No cluster at hand? `dynamo-lab start --target local`.';
 
 /**
  * Which DGD versions does the cluster serve? Uses API discovery (allowed to every authenticated
@@ -33,15 +34,26 @@ export async function discoverDgdApi(cluster: Cluster, prefer?: DgdVersion): Pro
     for (const v of KNOWN) {
       if (!group.versions.some((gv) => gv.version === v)) continue;
       const custom = cluster.ctx.kc.makeApiClient(k8s.CustomObjectsApi);
-      const res = (await cluster.call({ verb: 'get', resource: `API discovery (/apis/${DGD_GROUP}/${v})` }, () => custom.getAPIResources({ group: DGD_GROUP, version: v }))) as k8s.V1APIResourceList;
+      const res = (await cluster.call({ verb: 'get', resource: `API discovery (/apis/${DGD_GROUP}/${v})` }, () =>
+        custom.getAPIResources({ group: DGD_GROUP, version: v }),
+      )) as k8s.V1APIResourceList;
       if (res.resources.some((r) => r.name === DGD_PLURAL)) served.push(v);
     }
   }
   if (served.length === 0) {
-    throw new ClusterError(`The DynamoGraphDeployment CRD (${DGD_PLURAL}.${DGD_GROUP}) is not installed on this cluster (context "${cluster.ctx.contextName}").`, CRD_MISSING_TRY, 404, 'CRDMissing');
+    throw new ClusterError(
+      `The DynamoGraphDeployment CRD (${DGD_PLURAL}.${DGD_GROUP}) is not installed on this cluster (context "${cluster.ctx.contextName}").`,
+      CRD_MISSING_TRY,
+      404,
+      'CRDMissing',
+    );
   }
   if (prefer) {
-    if (!served.includes(prefer)) throw new ClusterError(`The cluster does not serve ${DGD_GROUP}/${prefer} for DynamoGraphDeployments (it serves ${served.join(', ')}).`, `Use --api-version ${served[0]}.`);
+    if (!served.includes(prefer))
+      throw new ClusterError(
+        `The cluster does not serve ${DGD_GROUP}/${prefer} for DynamoGraphDeployments (it serves ${served.join(', ')}).`,
+        `Use --api-version ${served[0]}.`,
+      );
     return { served, version: prefer };
   }
   return { served, version: served.includes('v1beta1') ? 'v1beta1' : 'v1alpha1' };
@@ -50,9 +62,20 @@ export async function discoverDgdApi(cluster: Cluster, prefer?: DgdVersion): Pro
 /** Server-side apply one object (creates or updates; our field manager owns what we set). */
 export async function serverSideApply<T extends KubeObject>(cluster: Cluster, obj: T, resource: string): Promise<T> {
   try {
-    return (await cluster.objects.patch(obj as unknown as k8s.KubernetesObject, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply)) as unknown as T;
+    return (await cluster.objects.patch(
+      obj as unknown as k8s.KubernetesObject,
+      undefined,
+      undefined,
+      FIELD_MANAGER,
+      true,
+      k8s.PatchStrategy.ServerSideApply,
+    )) as unknown as T;
   } catch (err) {
-    const e = explainApiError(err, { verb: 'apply (patch)', resource, name: obj.metadata.name, namespace: obj.metadata.namespace }, cluster.ctx.server);
+    const e = explainApiError(
+      err,
+      { verb: 'apply (patch)', resource, name: obj.metadata.name, namespace: obj.metadata.namespace },
+      cluster.ctx.server,
+    );
     // KubernetesObjectApi wraps discovery failures in plain Errors.
     if (/Failed to fetch resource metadata/.test((err as Error).message ?? '')) {
       throw new ClusterError(`The cluster does not know ${obj.apiVersion} ${obj.kind}: ${(err as Error).message}`, CRD_MISSING_TRY, 404);

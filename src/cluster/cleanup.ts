@@ -36,7 +36,9 @@ export async function planCleanup(cluster: Cluster, o: CleanupOptions): Promise<
       actions.push(a);
     }
   };
-  const nsExists = await cluster.getOrUndefined({ verb: 'get', resource: 'namespaces', name: ns }, () => cluster.core.readNamespace({ name: ns }));
+  const nsExists = await cluster.getOrUndefined({ verb: 'get', resource: 'namespaces', name: ns }, () =>
+    cluster.core.readNamespace({ name: ns }),
+  );
   if (nsExists) {
     // DGDs: ours by label, plus the lab's default name (the notebooks created it with kubectl).
     if (o.dgdVersion) {
@@ -47,26 +49,60 @@ export async function planCleanup(cluster: Cluster, o: CleanupOptions): Promise<
       for (const d of list.items ?? []) {
         const name = d.metadata?.name ?? '';
         const ours = d.metadata?.labels?.[MANAGED_BY_LABEL] === 'dynamo-lab';
-        if (ours || name === wanted) add({ kind: 'delete', resource: DGD_PLURAL, name, namespace: ns, apiVersion: `${DGD_GROUP}/${o.dgdVersion}`, why: ours ? 'created by dynamo-lab' : 'the lab\'s deployment' });
+        if (ours || name === wanted)
+          add({
+            kind: 'delete',
+            resource: DGD_PLURAL,
+            name,
+            namespace: ns,
+            apiVersion: `${DGD_GROUP}/${o.dgdVersion}`,
+            why: ours ? 'created by dynamo-lab' : "the lab's deployment",
+          });
       }
     }
-    const svcs = await cluster.call({ verb: 'list', resource: 'services', namespace: ns }, () => cluster.core.listNamespacedService({ namespace: ns }));
+    const svcs = await cluster.call({ verb: 'list', resource: 'services', namespace: ns }, () =>
+      cluster.core.listNamespacedService({ namespace: ns }),
+    );
     const npName = nodePortServiceName(o.dgdName ?? DEFAULT_DGD_NAME);
     for (const s of svcs.items) {
       const name = s.metadata?.name ?? '';
-      if (s.metadata?.labels?.[MANAGED_BY_LABEL] === 'dynamo-lab' || name === npName) add({ kind: 'delete', resource: 'services', name, namespace: ns, apiVersion: 'v1', why: 'lab NodePort Service' });
+      if (s.metadata?.labels?.[MANAGED_BY_LABEL] === 'dynamo-lab' || name === npName)
+        add({ kind: 'delete', resource: 'services', name, namespace: ns, apiVersion: 'v1', why: 'lab NodePort Service' });
     }
-    const deps = await cluster.call({ verb: 'list', resource: 'deployments', namespace: ns }, () => cluster.apps.listNamespacedDeployment({ namespace: ns, labelSelector: LAB_SELECTOR }));
-    for (const d of deps.items) add({ kind: 'delete', resource: 'deployments', name: d.metadata!.name!, namespace: ns, apiVersion: 'apps/v1', why: 'lab worker Deployment' });
-    const secret = await cluster.getOrUndefined({ verb: 'get', resource: 'secrets', name: HF_SECRET_NAME, namespace: ns }, () => cluster.core.readNamespacedSecret({ name: HF_SECRET_NAME, namespace: ns }));
-    if (secret?.metadata?.labels?.[MANAGED_BY_LABEL] === 'dynamo-lab') add({ kind: 'delete', resource: 'secrets', name: HF_SECRET_NAME, namespace: ns, apiVersion: 'v1', why: 'HF token Secret created by dynamo-lab' });
+    const deps = await cluster.call({ verb: 'list', resource: 'deployments', namespace: ns }, () =>
+      cluster.apps.listNamespacedDeployment({ namespace: ns, labelSelector: LAB_SELECTOR }),
+    );
+    for (const d of deps.items)
+      add({
+        kind: 'delete',
+        resource: 'deployments',
+        name: d.metadata!.name!,
+        namespace: ns,
+        apiVersion: 'apps/v1',
+        why: 'lab worker Deployment',
+      });
+    const secret = await cluster.getOrUndefined({ verb: 'get', resource: 'secrets', name: HF_SECRET_NAME, namespace: ns }, () =>
+      cluster.core.readNamespacedSecret({ name: HF_SECRET_NAME, namespace: ns }),
+    );
+    if (secret?.metadata?.labels?.[MANAGED_BY_LABEL] === 'dynamo-lab')
+      add({
+        kind: 'delete',
+        resource: 'secrets',
+        name: HF_SECRET_NAME,
+        namespace: ns,
+        apiVersion: 'v1',
+        why: 'HF token Secret created by dynamo-lab',
+      });
   }
   if (o.all) {
     for (const c of [CHARTS.nats, CHARTS.etcd]) {
-      const exists = await cluster.getOrUndefined({ verb: 'get', resource: 'namespaces', name: c.namespace }, () => cluster.core.readNamespace({ name: c.namespace }));
+      const exists = await cluster.getOrUndefined({ verb: 'get', resource: 'namespaces', name: c.namespace }, () =>
+        cluster.core.readNamespace({ name: c.namespace }),
+      );
       if (!exists) continue;
       add({ kind: 'helm', argv: uninstallArgs(c, o.helm), release: c.release, namespace: c.namespace });
-      if (!exists.metadata?.deletionTimestamp) add({ kind: 'delete', resource: 'namespaces', name: c.namespace, apiVersion: 'v1', why: `namespace of the ${c.release} release` });
+      if (!exists.metadata?.deletionTimestamp)
+        add({ kind: 'delete', resource: 'namespaces', name: c.namespace, apiVersion: 'v1', why: `namespace of the ${c.release} release` });
     }
     if (nsExists && nsExists.metadata?.labels?.[MANAGED_BY_LABEL] === 'dynamo-lab' && !nsExists.metadata?.deletionTimestamp) {
       add({ kind: 'delete', resource: 'namespaces', name: ns, apiVersion: 'v1', why: 'lab namespace created by dynamo-lab' });
@@ -85,7 +121,11 @@ export interface ActionResult {
   result: 'deleted' | 'already gone' | 'uninstalled' | 'not installed';
 }
 
-export async function runCleanup(cluster: Cluster, actions: readonly CleanupAction[], o: { signal?: AbortSignal; onStep?: (msg: string) => void }): Promise<ActionResult[]> {
+export async function runCleanup(
+  cluster: Cluster,
+  actions: readonly CleanupAction[],
+  o: { signal?: AbortSignal; onStep?: (msg: string) => void },
+): Promise<ActionResult[]> {
   const out: ActionResult[] = [];
   for (const a of actions) {
     if (o.signal?.aborted) throw o.signal.reason;
@@ -99,13 +139,25 @@ export async function runCleanup(cluster: Cluster, actions: readonly CleanupActi
       o.onStep?.(`helm release ${a.namespace}/${a.release}: ${result}`);
       continue;
     }
-    const d = { verb: 'delete', resource: a.resource === DGD_PLURAL ? `${DGD_PLURAL}.${DGD_GROUP}` : a.resource, name: a.name, namespace: a.namespace };
+    const d = {
+      verb: 'delete',
+      resource: a.resource === DGD_PLURAL ? `${DGD_PLURAL}.${DGD_GROUP}` : a.resource,
+      name: a.name,
+      namespace: a.namespace,
+    };
     try {
       await cluster.call(d, async () => {
         switch (a.resource) {
           case DGD_PLURAL: {
             const version = a.apiVersion.split('/')[1]!;
-            return cluster.custom.deleteNamespacedCustomObject({ group: DGD_GROUP, version, namespace: a.namespace!, plural: DGD_PLURAL, name: a.name, propagationPolicy: 'Background' });
+            return cluster.custom.deleteNamespacedCustomObject({
+              group: DGD_GROUP,
+              version,
+              namespace: a.namespace!,
+              plural: DGD_PLURAL,
+              name: a.name,
+              propagationPolicy: 'Background',
+            });
           }
           case 'services':
             return cluster.core.deleteNamespacedService({ name: a.name, namespace: a.namespace! });
@@ -120,7 +172,9 @@ export async function runCleanup(cluster: Cluster, actions: readonly CleanupActi
         }
       });
       out.push({ action: a, result: 'deleted' });
-      o.onStep?.(`deleted ${a.resource} ${a.namespace ? `${a.namespace}/` : ''}${a.name}${a.resource === 'namespaces' ? ' (its contents are removed in the background)' : ''}`);
+      o.onStep?.(
+        `deleted ${a.resource} ${a.namespace ? `${a.namespace}/` : ''}${a.name}${a.resource === 'namespaces' ? ' (its contents are removed in the background)' : ''}`,
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
       out.push({ action: a, result: 'already gone' });

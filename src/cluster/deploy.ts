@@ -7,9 +7,24 @@ import type { Cluster } from './kube.js';
 import { ClusterError } from './errors.js';
 import { ensureNamespace, serverSideApply } from './apply.js';
 import {
-  DGD_GROUP, DGD_PLURAL, HF_SECRET_NAME, LABEL_COMPONENT, LABEL_DGD, WORKERS_SELECTOR,
-  maskSecrets, objectPath, renderDgd, renderPolicyConfigMap, renderHfSecret, renderNodePortService, renderWorkersDeployment,
-  type DeploySpec, type DgdVersion, type KubeObject, type WorkersSpec, WORKERS_DEPLOYMENT_NAME,
+  DGD_GROUP,
+  DGD_PLURAL,
+  HF_SECRET_NAME,
+  LABEL_COMPONENT,
+  LABEL_DGD,
+  WORKERS_SELECTOR,
+  maskSecrets,
+  objectPath,
+  renderDgd,
+  renderPolicyConfigMap,
+  renderHfSecret,
+  renderNodePortService,
+  renderWorkersDeployment,
+  type DeploySpec,
+  type DgdVersion,
+  type KubeObject,
+  type WorkersSpec,
+  WORKERS_DEPLOYMENT_NAME,
 } from './manifests.js';
 import { explainNotReady, waitFor, type WaitResult, type WaitTarget } from './wait.js';
 import { FIELD_MANAGER } from './kube.js';
@@ -25,7 +40,14 @@ export interface PlannedRequest {
 }
 
 export function applyRequest(obj: KubeObject, plural: string): PlannedRequest {
-  return { method: 'PATCH', path: objectPath(obj, plural), query: `fieldManager=${FIELD_MANAGER}&force=true`, contentType: 'application/apply-patch+yaml', body: obj, plural };
+  return {
+    method: 'PATCH',
+    path: objectPath(obj, plural),
+    query: `fieldManager=${FIELD_MANAGER}&force=true`,
+    contentType: 'application/apply-patch+yaml',
+    body: obj,
+    plural,
+  };
 }
 
 /** What the dry-run prints: requests with Secret values masked. */
@@ -52,7 +74,9 @@ export function buildWorkersPlan(spec: WorkersSpec, hfToken: string | undefined)
 
 /** Does the HF secret already exist (so the workers may reference it without $HF_TOKEN)? */
 export async function hfSecretExists(cluster: Cluster, namespace: string): Promise<boolean> {
-  const s = await cluster.getOrUndefined({ verb: 'get', resource: 'secrets', name: HF_SECRET_NAME, namespace }, () => cluster.core.readNamespacedSecret({ name: HF_SECRET_NAME, namespace }));
+  const s = await cluster.getOrUndefined({ verb: 'get', resource: 'secrets', name: HF_SECRET_NAME, namespace }, () =>
+    cluster.core.readNamespacedSecret({ name: HF_SECRET_NAME, namespace }),
+  );
   return Boolean(s);
 }
 
@@ -72,7 +96,12 @@ export interface ApplyOutcome {
   namespace: 'created' | 'exists';
 }
 
-export async function applyPlan(cluster: Cluster, namespace: string, plan: readonly PlannedRequest[], onStep?: (msg: string) => void): Promise<ApplyOutcome> {
+export async function applyPlan(
+  cluster: Cluster,
+  namespace: string,
+  plan: readonly PlannedRequest[],
+  onStep?: (msg: string) => void,
+): Promise<ApplyOutcome> {
   const ns = await ensureNamespace(cluster, namespace);
   if (ns === 'created') onStep?.(`created namespace ${namespace}`);
   const applied: ApplyOutcome['applied'] = [];
@@ -85,12 +114,18 @@ export async function applyPlan(cluster: Cluster, namespace: string, plan: reado
       if (o.kind === 'Service' && e.code === 422 && /already allocated|provided port/i.test(e.message)) {
         const port = (o as { spec?: { ports?: Array<{ nodePort?: number }> } }).spec?.ports?.[0]?.nodePort ?? 0;
         const owner = await nodePortOwner(cluster, port);
-        throw new ClusterError(`NodePort ${port} is already used${owner ? ` by Service ${owner}` : ' by another Service'}.`, `Pick another port with --node-port <30000-32767>, or remove the other Service${owner ? ` (kubectl delete svc ${owner.split('/')[1]} -n ${owner.split('/')[0]})` : ''}.`, 422);
+        throw new ClusterError(
+          `NodePort ${port} is already used${owner ? ` by Service ${owner}` : ' by another Service'}.`,
+          `Pick another port with --node-port <30000-32767>, or remove the other Service${owner ? ` (kubectl delete svc ${owner.split('/')[1]} -n ${owner.split('/')[0]})` : ''}.`,
+          422,
+        );
       }
       throw err;
     }
     applied.push({ kind: o.kind, name: o.metadata.name, namespace: o.metadata.namespace, apiVersion: o.apiVersion });
-    onStep?.(`applied ${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name} (${o.apiVersion}, server-side, field manager ${FIELD_MANAGER})`);
+    onStep?.(
+      `applied ${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name} (${o.apiVersion}, server-side, field manager ${FIELD_MANAGER})`,
+    );
   }
   return { applied, namespace: ns };
 }
@@ -99,12 +134,24 @@ export async function applyPlan(cluster: Cluster, namespace: string, plan: reado
 export function frontendSettings(dgd: unknown): string | undefined {
   const spec = (dgd as { spec?: Record<string, unknown> } | undefined)?.spec;
   if (!spec) return undefined;
-  const services = spec.services as Record<string, { envs?: unknown; extraPodSpec?: { volumes?: unknown; mainContainer?: { args?: unknown; volumeMounts?: unknown } } }> | undefined;
+  const services = spec.services as
+    | Record<string, { envs?: unknown; extraPodSpec?: { volumes?: unknown; mainContainer?: { args?: unknown; volumeMounts?: unknown } } }>
+    | undefined;
   if (services?.Frontend) {
     const f = services.Frontend;
-    return JSON.stringify([f.envs ?? null, f.extraPodSpec?.mainContainer?.args ?? null, f.extraPodSpec?.volumes ?? null, f.extraPodSpec?.mainContainer?.volumeMounts ?? null]);
+    return JSON.stringify([
+      f.envs ?? null,
+      f.extraPodSpec?.mainContainer?.args ?? null,
+      f.extraPodSpec?.volumes ?? null,
+      f.extraPodSpec?.mainContainer?.volumeMounts ?? null,
+    ]);
   }
-  const comps = spec.components as Array<{ name?: string; podTemplate?: { spec?: { volumes?: unknown; containers?: Array<{ args?: unknown; env?: unknown; volumeMounts?: unknown }> } } }> | undefined;
+  const comps = spec.components as
+    | Array<{
+        name?: string;
+        podTemplate?: { spec?: { volumes?: unknown; containers?: Array<{ args?: unknown; env?: unknown; volumeMounts?: unknown }> } };
+      }>
+    | undefined;
   const f = comps?.find((c) => c.name === 'Frontend');
   if (!f) return undefined;
   const c = f.podTemplate?.spec?.containers?.[0];
@@ -117,8 +164,10 @@ export function frontendSettings(dgd: unknown): string | undefined {
  */
 export async function frontendWillChange(cluster: Cluster, next: KubeObject, version: DgdVersion): Promise<boolean> {
   const ns = next.metadata.namespace!;
-  const cur = await cluster.getOrUndefined({ verb: 'get', resource: `${DGD_PLURAL}.${DGD_GROUP}`, name: next.metadata.name, namespace: ns }, () =>
-    cluster.custom.getNamespacedCustomObject({ group: DGD_GROUP, version, namespace: ns, plural: DGD_PLURAL, name: next.metadata.name }),
+  const cur = await cluster.getOrUndefined(
+    { verb: 'get', resource: `${DGD_PLURAL}.${DGD_GROUP}`, name: next.metadata.name, namespace: ns },
+    () =>
+      cluster.custom.getNamespacedCustomObject({ group: DGD_GROUP, version, namespace: ns, plural: DGD_PLURAL, name: next.metadata.name }),
   );
   if (!cur) return false;
   return frontendSettings(cur) !== frontendSettings(next);

@@ -82,7 +82,21 @@ export function isNotFound(err: unknown): boolean {
   return statusCode(err) === 404 || (err instanceof ClusterError && err.code === 404);
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 /** The errno-like code of a transport error (node-fetch wraps the socket error). */
 export function networkCode(err: unknown): string | undefined {
@@ -99,7 +113,8 @@ export function networkCode(err: unknown): string | undefined {
   return undefined;
 }
 
-export const LOCAL_HINT = 'Check `kubectl cluster-info` and your VPN/kubeconfig, pick another context with --context, or run the lab without a cluster: `dynamo-lab start --target local`.';
+export const LOCAL_HINT =
+  'Check `kubectl cluster-info` and your VPN/kubeconfig, pick another context with --context, or run the lab without a cluster: `dynamo-lab start --target local`.';
 
 /**
  * Convert any error thrown by a client-node call into a ClusterError with a message that says
@@ -114,11 +129,27 @@ export function explainApiError(err: unknown, d: CallDesc, server?: string): Err
     const net = networkCode(err);
     if (net) {
       const where = server ? ` at ${server}` : '';
-      if (net === 'ETIMEDOUT') return new ClusterError(`Timed out talking to the Kubernetes API server${where} (while trying to ${what}).`, LOCAL_HINT, undefined, net);
+      if (net === 'ETIMEDOUT')
+        return new ClusterError(
+          `Timed out talking to the Kubernetes API server${where} (while trying to ${what}).`,
+          LOCAL_HINT,
+          undefined,
+          net,
+        );
       if (net.includes('CERT') || net.includes('SIGNED') || net.includes('LEAF')) {
-        return new ClusterError(`TLS error from the Kubernetes API server${where}: ${net} (while trying to ${what}).`, 'Check certificate-authority in your kubeconfig (or the cluster\'s insecure-skip-tls-verify setting).', undefined, net);
+        return new ClusterError(
+          `TLS error from the Kubernetes API server${where}: ${net} (while trying to ${what}).`,
+          "Check certificate-authority in your kubeconfig (or the cluster's insecure-skip-tls-verify setting).",
+          undefined,
+          net,
+        );
       }
-      return new ClusterError(`Cannot reach the Kubernetes API server${where}: ${net} (while trying to ${what}).`, LOCAL_HINT, undefined, net);
+      return new ClusterError(
+        `Cannot reach the Kubernetes API server${where}: ${net} (while trying to ${what}).`,
+        LOCAL_HINT,
+        undefined,
+        net,
+      );
     }
     const m = (err as Error)?.message ?? String(err);
     return new ClusterError(`Failed to ${what}: ${m}`, undefined);
@@ -127,7 +158,12 @@ export function explainApiError(err: unknown, d: CallDesc, server?: string): Err
   const serverMsg = st?.message ? ` Server said: ${st.message}` : '';
   switch (code) {
     case 401:
-      return new ClusterError(`The Kubernetes API server rejected your credentials (401 Unauthorized) when trying to ${what}.`, 'Your token or client certificate is missing or expired: log in again (e.g. refresh the kubeconfig for this context) or pick another context with --context.', 401, 'Unauthorized');
+      return new ClusterError(
+        `The Kubernetes API server rejected your credentials (401 Unauthorized) when trying to ${what}.`,
+        'Your token or client certificate is missing or expired: log in again (e.g. refresh the kubeconfig for this context) or pick another context with --context.',
+        401,
+        'Unauthorized',
+      );
     case 403:
       return new ClusterError(
         `Permission denied (403 Forbidden): you may not ${what}.${serverMsg}`,
@@ -136,19 +172,46 @@ export function explainApiError(err: unknown, d: CallDesc, server?: string): Err
         'Forbidden',
       );
     case 404:
-      return new ClusterError(`Not found (404) while trying to ${what}.${serverMsg}`, d.resource.includes('nvidia.com') ? 'The Dynamo CRDs may not be installed: run `dynamo-lab doctor`.' : `Check the name and the namespace (--namespace${d.namespace ? `, now "${d.namespace}"` : ''}).`, 404, 'NotFound');
+      return new ClusterError(
+        `Not found (404) while trying to ${what}.${serverMsg}`,
+        d.resource.includes('nvidia.com')
+          ? 'The Dynamo CRDs may not be installed: run `dynamo-lab doctor`.'
+          : `Check the name and the namespace (--namespace${d.namespace ? `, now "${d.namespace}"` : ''}).`,
+        404,
+        'NotFound',
+      );
     case 409:
-      return new ClusterError(`Conflict (409) while trying to ${what}.${serverMsg}`, 'Another client changed or owns this object; run the command again, or remove the object first (`dynamo-lab cleanup`).', 409, st?.reason ?? 'Conflict');
+      return new ClusterError(
+        `Conflict (409) while trying to ${what}.${serverMsg}`,
+        'Another client changed or owns this object; run the command again, or remove the object first (`dynamo-lab cleanup`).',
+        409,
+        st?.reason ?? 'Conflict',
+      );
     case 410:
-      return new ClusterError(`The API server expired the watch (410 Gone) while trying to ${what}.`, 'Run the command again.', 410, 'Expired');
+      return new ClusterError(
+        `The API server expired the watch (410 Gone) while trying to ${what}.`,
+        'Run the command again.',
+        410,
+        'Expired',
+      );
     case 422: {
       const causes = st?.details?.causes?.map((c) => `${c.field ? `${c.field}: ` : ''}${c.message ?? ''}`).join('; ');
-      return new ClusterError(`The API server refused the object (422 Invalid) when trying to ${what}: ${causes || st?.message || 'invalid'}.`, undefined, 422, 'Invalid');
+      return new ClusterError(
+        `The API server refused the object (422 Invalid) when trying to ${what}: ${causes || st?.message || 'invalid'}.`,
+        undefined,
+        422,
+        'Invalid',
+      );
     }
     case 429:
     case 503:
     case 504:
-      return new ClusterError(`The API server is overloaded or unavailable (${code}) while trying to ${what}.${serverMsg}`, 'Wait a little and run the command again.', code, 'Unavailable');
+      return new ClusterError(
+        `The API server is overloaded or unavailable (${code}) while trying to ${what}.${serverMsg}`,
+        'Wait a little and run the command again.',
+        code,
+        'Unavailable',
+      );
     default:
       return new ClusterError(`The API server answered ${code} when trying to ${what}.${serverMsg}`, undefined, code, st?.reason);
   }

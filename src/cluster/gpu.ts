@@ -89,7 +89,14 @@ export async function gpuReport(cluster: Cluster, need: number, labName = DEFAUL
     if (isTerminated(p)) continue;
     const gpus = podGpus(p);
     if (gpus <= 0) continue;
-    const row: PodGpu = { namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', gpus, node: p.spec?.nodeName, phase: p.status?.phase, dgd: p.metadata?.labels?.[LABEL_DGD] };
+    const row: PodGpu = {
+      namespace: p.metadata?.namespace ?? '',
+      name: p.metadata?.name ?? '',
+      gpus,
+      node: p.spec?.nodeName,
+      phase: p.status?.phase,
+      dgd: p.metadata?.labels?.[LABEL_DGD],
+    };
     podRows.push(row);
     namespaces[row.namespace] = (namespaces[row.namespace] ?? 0) + gpus;
     if (row.node) usedByNode.set(row.node, (usedByNode.get(row.node) ?? 0) + gpus);
@@ -107,7 +114,12 @@ export async function gpuReport(cluster: Cluster, need: number, labName = DEFAUL
     return { name, capacity, allocatable, used, free: usable ? Math.max(0, allocatable - used) : 0, ready, unschedulable };
   });
   const total = nodeRows.reduce(
-    (t, n) => ({ capacity: t.capacity + n.capacity, allocatable: t.allocatable + n.allocatable, used: t.used + n.used, free: t.free + n.free }),
+    (t, n) => ({
+      capacity: t.capacity + n.capacity,
+      allocatable: t.allocatable + n.allocatable,
+      used: t.used + n.used,
+      free: t.free + n.free,
+    }),
     { capacity: 0, allocatable: 0, used: 0, free: 0 },
   );
 
@@ -117,28 +129,52 @@ export async function gpuReport(cluster: Cluster, need: number, labName = DEFAUL
     if (!r.dgd) continue;
     const key = `${r.namespace}/${r.dgd}`;
     const ours = r.dgd === labName;
-    const h = byDgd.get(key) ?? { kind: 'DynamoGraphDeployment' as const, namespace: r.namespace, name: r.dgd, gpus: 0, pods: 0, ours, cleanup: [] };
+    const h = byDgd.get(key) ?? {
+      kind: 'DynamoGraphDeployment' as const,
+      namespace: r.namespace,
+      name: r.dgd,
+      gpus: 0,
+      pods: 0,
+      ours,
+      cleanup: [],
+    };
     h.gpus += r.gpus;
     h.pods += 1;
     byDgd.set(key, h);
   }
   try {
-    const list = (await cluster.custom.listClusterCustomObject({ group: DGD_GROUP, version: 'v1alpha1', plural: DGD_PLURAL })) as { items?: Array<{ metadata?: { name?: string; namespace?: string } }> };
+    const list = (await cluster.custom.listClusterCustomObject({ group: DGD_GROUP, version: 'v1alpha1', plural: DGD_PLURAL })) as {
+      items?: Array<{ metadata?: { name?: string; namespace?: string } }>;
+    };
     for (const d of list.items ?? []) {
       const key = `${d.metadata?.namespace}/${d.metadata?.name}`;
       if (!byDgd.has(key) && d.metadata?.name) {
-        byDgd.set(key, { kind: 'DynamoGraphDeployment', namespace: d.metadata.namespace ?? '', name: d.metadata.name, gpus: 0, pods: 0, ours: d.metadata.name === labName, cleanup: [] });
+        byDgd.set(key, {
+          kind: 'DynamoGraphDeployment',
+          namespace: d.metadata.namespace ?? '',
+          name: d.metadata.name,
+          gpus: 0,
+          pods: 0,
+          ours: d.metadata.name === labName,
+          cleanup: [],
+        });
       }
     }
   } catch (err) {
     const code = (err as { code?: number }).code;
-    if (code === 403) notes.push(`not allowed to list dynamographdeployments cluster-wide (${parseStatus((err as { body?: unknown }).body)?.message ?? '403'}); GPU holders found from pod labels only`);
+    if (code === 403)
+      notes.push(
+        `not allowed to list dynamographdeployments cluster-wide (${parseStatus((err as { body?: unknown }).body)?.message ?? '403'}); GPU holders found from pod labels only`,
+      );
     // 404: the CRD (or v1alpha1) is not served: nothing to add.
   }
   for (const h of byDgd.values()) {
     h.cleanup = h.ours
       ? [`dynamo-lab cleanup -n ${h.namespace} --yes`]
-      : [`kubectl delete dynamographdeployment ${h.name} -n ${h.namespace}`, ...(h.name === 'vllm-disagg-router' ? [`kubectl delete svc vllm-frontend-nodeport -n ${h.namespace}`] : [])];
+      : [
+          `kubectl delete dynamographdeployment ${h.name} -n ${h.namespace}`,
+          ...(h.name === 'vllm-disagg-router' ? [`kubectl delete svc vllm-frontend-nodeport -n ${h.namespace}`] : []),
+        ];
   }
   const holders = [...byDgd.values()].sort((a, b) => b.gpus - a.gpus || a.name.localeCompare(b.name));
   // Our own lab deployment's GPUs count as available to us when redeploying it.
@@ -152,12 +188,19 @@ export function formatGpuReport(r: GpuReport): string {
   lines.push(`${'NODE'.padEnd(w)}${'CAPACITY'.padEnd(10)}${'ALLOCATABLE'.padEnd(13)}${'IN USE'.padEnd(8)}FREE`);
   for (const n of r.nodes) {
     const flag = !n.ready ? '  (NotReady)' : n.unschedulable ? '  (cordoned)' : '';
-    lines.push(`${n.name.padEnd(w)}${String(n.capacity).padEnd(10)}${String(n.allocatable).padEnd(13)}${String(n.used).padEnd(8)}${n.free}${flag}`);
+    lines.push(
+      `${n.name.padEnd(w)}${String(n.capacity).padEnd(10)}${String(n.allocatable).padEnd(13)}${String(n.used).padEnd(8)}${n.free}${flag}`,
+    );
   }
-  lines.push(`${'total'.padEnd(w)}${String(r.total.capacity).padEnd(10)}${String(r.total.allocatable).padEnd(13)}${String(r.total.used).padEnd(8)}${r.total.free}`);
+  lines.push(
+    `${'total'.padEnd(w)}${String(r.total.capacity).padEnd(10)}${String(r.total.allocatable).padEnd(13)}${String(r.total.used).padEnd(8)}${r.total.free}`,
+  );
   if (r.pods.length) {
     lines.push('', 'GPU limits per pod:');
-    for (const p of r.pods) lines.push(`  ${p.namespace}/${p.name}: ${p.gpus} GPU(s)${p.node ? ` on ${p.node}` : ' (not scheduled)'}${p.phase ? `, ${p.phase}` : ''}`);
+    for (const p of r.pods)
+      lines.push(
+        `  ${p.namespace}/${p.name}: ${p.gpus} GPU(s)${p.node ? ` on ${p.node}` : ' (not scheduled)'}${p.phase ? `, ${p.phase}` : ''}`,
+      );
     lines.push('', 'GPU limits per namespace:');
     for (const [ns, g] of Object.entries(r.namespaces).sort()) lines.push(`  ${ns}: ${g} GPU(s)`);
   } else {

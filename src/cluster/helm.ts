@@ -104,7 +104,20 @@ export interface InstallOptions {
 export function installPlan(c: ChartSpec, g: HelmGlobals, o: InstallOptions = {}): string[][] {
   const local = localChart(c);
   const wait = o.wait === false ? [] : ['--wait', '--timeout', c.timeout];
-  const upgrade = ['upgrade', '--install', c.release, local ?? c.chart, ...(local ? [] : ['--version', c.version]), '--namespace', c.namespace, '--create-namespace', '--values', valuesPath(c), ...wait, ...kubeArgs(g)];
+  const upgrade = [
+    'upgrade',
+    '--install',
+    c.release,
+    local ?? c.chart,
+    ...(local ? [] : ['--version', c.version]),
+    '--namespace',
+    c.namespace,
+    '--create-namespace',
+    '--values',
+    valuesPath(c),
+    ...wait,
+    ...kubeArgs(g),
+  ];
   if (local) return [upgrade];
   return [['repo', 'add', c.repoName, c.repoUrl, '--force-update'], ['repo', 'update', c.repoName], upgrade];
 }
@@ -121,7 +134,10 @@ export interface HelmResult {
 }
 
 /** Run helm; a missing binary or a non-zero exit becomes a ClusterError unless allowFailure. */
-export async function runHelm(args: string[], opts: { signal?: AbortSignal; allowFailure?: boolean; onLine?: (line: string) => void } = {}): Promise<HelmResult> {
+export async function runHelm(
+  args: string[],
+  opts: { signal?: AbortSignal; allowFailure?: boolean; onLine?: (line: string) => void } = {},
+): Promise<HelmResult> {
   const bin = helmBin();
   let res: Awaited<ReturnType<typeof execa>>;
   try {
@@ -132,31 +148,51 @@ export async function runHelm(args: string[], opts: { signal?: AbortSignal; allo
     };
     [res] = await Promise.all([sub, ...(opts.onLine ? [each('stdout', opts.onLine), each('stderr', opts.onLine)] : [])]);
   } catch (err) {
-    throw new ClusterError(`Could not run helm (${bin}): ${(err as Error).message}`, `Install Helm ${TOOLING.helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN to its path.`);
+    throw new ClusterError(
+      `Could not run helm (${bin}): ${(err as Error).message}`,
+      `Install Helm ${TOOLING.helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN to its path.`,
+    );
   }
   if (res.isCanceled) throw opts.signal?.reason ?? new Error('aborted');
   const code = (res as { code?: string }).code;
   if (res.failed && (code === 'ENOENT' || /ENOENT/.test(String(res.message)))) {
-    throw new ClusterError(`helm was not found (${bin === 'helm' ? 'not on PATH' : `HELM_BIN=${bin}`}).`, `Install Helm ${TOOLING.helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN to the helm binary.`);
+    throw new ClusterError(
+      `helm was not found (${bin === 'helm' ? 'not on PATH' : `HELM_BIN=${bin}`}).`,
+      `Install Helm ${TOOLING.helm.min} or newer (https://helm.sh/docs/intro/install/) or set HELM_BIN to the helm binary.`,
+    );
   }
-  const out: HelmResult = { argv: [bin, ...args], exitCode: res.exitCode ?? 1, stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? '') };
+  const out: HelmResult = {
+    argv: [bin, ...args],
+    exitCode: res.exitCode ?? 1,
+    stdout: String(res.stdout ?? ''),
+    stderr: String(res.stderr ?? ''),
+  };
   if (out.exitCode !== 0 && !opts.allowFailure) {
     const tail = out.stderr.trim().split('\n').slice(-6).join('\n  ');
-    throw new ClusterError(`helm failed (exit ${out.exitCode}): ${shellQuote(out.argv)}\n  ${tail || out.stdout.trim().split('\n').slice(-3).join('\n  ')}`, helmAdvice(out.stderr));
+    throw new ClusterError(
+      `helm failed (exit ${out.exitCode}): ${shellQuote(out.argv)}\n  ${tail || out.stdout.trim().split('\n').slice(-3).join('\n  ')}`,
+      helmAdvice(out.stderr),
+    );
   }
   return out;
 }
 
 function helmAdvice(stderr: string): string | undefined {
-  if (/forbidden/i.test(stderr)) return 'Your Kubernetes user lacks the rights this chart needs (see the "forbidden" line); ask a cluster admin, or use a namespace you own.';
-  if (/timed out waiting|context deadline exceeded/i.test(stderr)) return 'The release did not become ready in time: check its pods (`kubectl get pods -n <namespace>`) — often a PersistentVolumeClaim without a default StorageClass, or an image pull problem.';
-  if (/no such host|dial tcp|connection refused|i\/o timeout/i.test(stderr)) return 'Helm could not reach the chart repository or the cluster: check network access and your kubeconfig.';
-  if (/another operation .* is in progress/i.test(stderr)) return 'A previous helm operation did not finish: `helm history <release> -n <namespace>` and `helm rollback` it, then retry.';
+  if (/forbidden/i.test(stderr))
+    return 'Your Kubernetes user lacks the rights this chart needs (see the "forbidden" line); ask a cluster admin, or use a namespace you own.';
+  if (/timed out waiting|context deadline exceeded/i.test(stderr))
+    return 'The release did not become ready in time: check its pods (`kubectl get pods -n <namespace>`) — often a PersistentVolumeClaim without a default StorageClass, or an image pull problem.';
+  if (/no such host|dial tcp|connection refused|i\/o timeout/i.test(stderr))
+    return 'Helm could not reach the chart repository or the cluster: check network access and your kubeconfig.';
+  if (/another operation .* is in progress/i.test(stderr))
+    return 'A previous helm operation did not finish: `helm history <release> -n <namespace>` and `helm rollback` it, then retry.';
   return undefined;
 }
 
 /** helm's version and whether it meets the release table's minimum (TOOLING.helm.min). */
-export async function helmVersionCheck(signal?: AbortSignal): Promise<{ found: boolean; raw?: string; version?: string; ok: boolean; min: string; why: string }> {
+export async function helmVersionCheck(
+  signal?: AbortSignal,
+): Promise<{ found: boolean; raw?: string; version?: string; ok: boolean; min: string; why: string }> {
   const raw = await helmVersion(signal);
   const base = { min: TOOLING.helm.min, why: TOOLING.helm.why };
   if (!raw) return { found: false, ok: false, ...base };
@@ -171,4 +207,3 @@ export async function helmVersion(signal?: AbortSignal): Promise<string | undefi
     return undefined;
   }
 }
-

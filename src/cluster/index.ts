@@ -15,9 +15,31 @@
  *
  * The lab frontend's URL: await nodePortUrl({ context, namespace })  // http://<node IP>:30200
  */
-export { loadKubeContext, probeCluster, connect, Cluster, DEFAULT_NAMESPACE, FIELD_MANAGER, type KubeOptions, type KubeContext, type ProbeResult } from './kube.js';
+export {
+  loadKubeContext,
+  probeCluster,
+  connect,
+  Cluster,
+  DEFAULT_NAMESPACE,
+  FIELD_MANAGER,
+  type KubeOptions,
+  type KubeContext,
+  type ProbeResult,
+} from './kube.js';
 export { ClusterError, explainApiError } from './errors.js';
-export { discoverWorkers, podWorkerEndpoints, type PodWorker, portForwardPods, forwardWorkers, nodePortUrl, type WorkerPod, type ForwardedWorker, type PortForwardHandle, type DiscoverOptions, type ForwardOptions } from './portforward.js';
+export {
+  discoverWorkers,
+  podWorkerEndpoints,
+  type PodWorker,
+  portForwardPods,
+  forwardWorkers,
+  nodePortUrl,
+  type WorkerPod,
+  type ForwardedWorker,
+  type PortForwardHandle,
+  type DiscoverOptions,
+  type ForwardOptions,
+} from './portforward.js';
 export { gpuReport, formatGpuReport, type GpuReport } from './gpu.js';
 export { discoverDgdApi, serverSideApply, ensureNamespace } from './apply.js';
 export { CHARTS, installPlan, runHelm, helmBin } from './helm.js';
@@ -26,7 +48,18 @@ export { runDoctor, type DoctorReport, type Check } from './doctor.js';
 export { planCleanup, runCleanup } from './cleanup.js';
 export { selectPods, readLogs, followLogs, compileGrep, LOG_PATTERNS } from './logs.js';
 export {
-  frontendArgs, renderDgd, renderNodePortService, renderWorkersDeployment, nodePortServiceName,
-  DEFAULT_DGD_NAME, DEFAULT_MODEL, DEFAULT_WORKERS, DEFAULT_NODE_PORT, DEFAULT_RELEASE, WORKERS_SELECTOR,
-  LABEL_DGD, LABEL_COMPONENT, LABEL_COMPONENT_TYPE,
+  frontendArgs,
+  renderDgd,
+  renderNodePortService,
+  renderWorkersDeployment,
+  nodePortServiceName,
+  DEFAULT_DGD_NAME,
+  DEFAULT_MODEL,
+  DEFAULT_WORKERS,
+  DEFAULT_NODE_PORT,
+  DEFAULT_RELEASE,
+  WORKERS_SELECTOR,
+  LABEL_DGD,
+  LABEL_COMPONENT,
+  LABEL_COMPONENT_TYPE,
 } from './manifests.js';

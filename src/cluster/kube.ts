@@ -40,7 +40,10 @@ export function loadKubeContext(opts: KubeOptions = {}): KubeContext {
   const source = kubeconfigSource(opts);
   const kc = new k8s.KubeConfig();
   if (!source) {
-    throw new ClusterError('No Kubernetes configuration found (no KUBECONFIG, no ~/.kube/config, not running in a pod).', 'Point KUBECONFIG at your cluster\'s kubeconfig, or run the lab without a cluster: `dynamo-lab start --target local`.');
+    throw new ClusterError(
+      'No Kubernetes configuration found (no KUBECONFIG, no ~/.kube/config, not running in a pod).',
+      "Point KUBECONFIG at your cluster's kubeconfig, or run the lab without a cluster: `dynamo-lab start --target local`.",
+    );
   }
   try {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
@@ -49,19 +52,28 @@ export function loadKubeContext(opts: KubeOptions = {}): KubeContext {
       kc.loadFromDefault();
     } else kc.loadFromDefault();
   } catch (err) {
-    throw new ClusterError(`Could not read the Kubernetes configuration (${source}): ${(err as Error).message}`, 'Fix the kubeconfig (try `kubectl config view`), or run the lab without a cluster: `dynamo-lab start --target local`.');
+    throw new ClusterError(
+      `Could not read the Kubernetes configuration (${source}): ${(err as Error).message}`,
+      'Fix the kubeconfig (try `kubectl config view`), or run the lab without a cluster: `dynamo-lab start --target local`.',
+    );
   }
   if (opts.context) {
     const names = kc.getContexts().map((c) => c.name);
     if (!names.includes(opts.context)) {
-      throw new ClusterError(`Context "${opts.context}" is not in your kubeconfig (${source}).`, names.length ? `Use one of: ${names.join(', ')}.` : 'Your kubeconfig has no contexts.');
+      throw new ClusterError(
+        `Context "${opts.context}" is not in your kubeconfig (${source}).`,
+        names.length ? `Use one of: ${names.join(', ')}.` : 'Your kubeconfig has no contexts.',
+      );
     }
     kc.setCurrentContext(opts.context);
   }
   const contextName = kc.getCurrentContext();
   const cluster = kc.getCurrentCluster();
   if (!contextName || !cluster) {
-    throw new ClusterError(`The kubeconfig (${source}) has no current context or cluster.`, 'Choose one with --context <name> or `kubectl config use-context <name>`.');
+    throw new ClusterError(
+      `The kubeconfig (${source}) has no current context or cluster.`,
+      'Choose one with --context <name> or `kubectl config use-context <name>`.',
+    );
   }
   const namespace = opts.namespace || DEFAULT_NAMESPACE;
   return { kc, contextName, namespace, server: cluster.server, user: kc.getCurrentUser()?.name ?? '', source };
@@ -82,7 +94,12 @@ export interface ProbeResult {
  * fast reachability probe and for discovery, where client-node's generated calls have no
  * timeout of their own.
  */
-export async function rawGet(ctx: KubeContext, path: string, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number; body: string }> {
+export async function rawGet(
+  ctx: KubeContext,
+  path: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<{ status: number; body: string }> {
   const url = new URL(path, ctx.server.endsWith('/') ? ctx.server : ctx.server + '/');
   const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
   await ctx.kc.applyToHTTPSOptions(opts);
@@ -125,7 +142,12 @@ export async function probeCluster(opts: KubeOptions = {}, signal?: AbortSignal,
       }
       return { reachable: true, ...base, version };
     }
-    if (res.status === 401) return { reachable: false, ...base, reason: `the API server at ${ctx.server} rejected the credentials of context "${ctx.contextName}" (401 Unauthorized)` };
+    if (res.status === 401)
+      return {
+        reachable: false,
+        ...base,
+        reason: `the API server at ${ctx.server} rejected the credentials of context "${ctx.contextName}" (401 Unauthorized)`,
+      };
     // 403 on /version still proves a working connection and credentials that authenticate.
     if (res.status === 403) return { reachable: true, ...base };
     return { reachable: false, ...base, reason: `the API server at ${ctx.server} answered ${res.status} to GET /version` };
@@ -184,9 +206,15 @@ export async function connect(opts: KubeOptions, signal?: AbortSignal): Promise<
   if (signal?.aborted) throw signal.reason ?? new Error('aborted');
   if (!probe.reachable) {
     if (probe.reason?.includes('401')) {
-      throw new ClusterError(`The Kubernetes API server rejected your credentials (401 Unauthorized): context "${ctx.contextName}", server ${ctx.server}.`, 'Refresh your credentials for this context, or pick another one with --context.');
+      throw new ClusterError(
+        `The Kubernetes API server rejected your credentials (401 Unauthorized): context "${ctx.contextName}", server ${ctx.server}.`,
+        'Refresh your credentials for this context, or pick another one with --context.',
+      );
     }
-    throw new ClusterError(`No Kubernetes cluster is reachable: ${probe.reason} (context "${ctx.contextName}", from ${ctx.source}).`, LOCAL_HINT);
+    throw new ClusterError(
+      `No Kubernetes cluster is reachable: ${probe.reason} (context "${ctx.contextName}", from ${ctx.source}).`,
+      LOCAL_HINT,
+    );
   }
   return new Cluster(ctx);
 }

@@ -20,11 +20,20 @@ import { decisionPattern } from './releases.js';
  * lines of Dynamo's publisher/indexer (trace level) and NATS/NIXL start-up lines.
  */
 export const LOG_PATTERNS: Readonly<Record<string, { regex: string | ((release?: string) => string); about: string }>> = {
-  decisions: { regex: (release?: string) => decisionPattern(release), about: 'routing decisions: chosen worker, logit, cached blocks (per Dynamo release)' },
+  decisions: {
+    regex: (release?: string) => decisionPattern(release),
+    about: 'routing decisions: chosen worker, logit, cached blocks (per Dynamo release)',
+  },
   routing: { regex: (release?: string) => decisionPattern(release), about: 'same as decisions' },
-  cache: { regex: 'Prefix cache hit rate|KV cache usage|prefix.?cach|cache hit|cache miss', about: "vLLM's periodic prefix-cache hit rate and KV cache usage" },
+  cache: {
+    regex: 'Prefix cache hit rate|KV cache usage|prefix.?cach|cache hit|cache miss',
+    about: "vLLM's periodic prefix-cache hit rate and KV cache usage",
+  },
   nats: { regex: 'nats|nixl', about: 'NATS/NIXL connections' },
-  events: { regex: 'processing event: (?:Stored|Removed|Cleared)|received batch with \\d+ events|kv.?events?|KV.*(?:stored|removed)', about: 'KV events published/applied (Dynamo logs them at trace level)' },
+  events: {
+    regex: 'processing event: (?:Stored|Removed|Cleared)|received batch with \\d+ events|kv.?events?|KV.*(?:stored|removed)',
+    about: 'KV events published/applied (Dynamo logs them at trace level)',
+  },
 };
 
 /** The regex source of a preset for a release. */
@@ -37,9 +46,17 @@ export function presetRegex(name: string, release?: string): string | undefined 
 export function compileGrep(grep: string | undefined, pattern: string | undefined, release?: string): RegExp | undefined {
   const parts: string[] = [];
   if (pattern) {
-    for (const name of pattern.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const name of pattern
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const p = presetRegex(name, release);
-      if (p === undefined) throw new ClusterInputError(`unknown log pattern "${name}"`, 'pattern', `Use one of: ${Object.keys(LOG_PATTERNS).join(', ')} (or a regular expression).`);
+      if (p === undefined)
+        throw new ClusterInputError(
+          `unknown log pattern "${name}"`,
+          'pattern',
+          `Use one of: ${Object.keys(LOG_PATTERNS).join(', ')} (or a regular expression).`,
+        );
       parts.push(p);
     }
   }
@@ -70,7 +87,9 @@ export interface SelectOptions {
 
 export async function selectPods(cluster: Cluster, o: SelectOptions): Promise<LogTarget[]> {
   const labelSelector = o.selector ?? (o.dgd ? `${LABEL_DGD}=${o.dgd}` : undefined);
-  const list = await cluster.call({ verb: 'list', resource: 'pods', namespace: o.namespace }, () => cluster.core.listNamespacedPod({ namespace: o.namespace, labelSelector }));
+  const list = await cluster.call({ verb: 'list', resource: 'pods', namespace: o.namespace }, () =>
+    cluster.core.listNamespacedPod({ namespace: o.namespace, labelSelector }),
+  );
   let pods = list.items.filter((p) => !p.metadata?.deletionTimestamp);
   if (o.component) {
     const want = o.component.toLowerCase();
@@ -80,17 +99,25 @@ export async function selectPods(cluster: Cluster, o: SelectOptions): Promise<Lo
     pods = byName.length ? byName : byType.length ? byType : byPodName;
     if (!pods.length) {
       const names = [...new Set(list.items.map((p) => p.metadata?.labels?.[LABEL_COMPONENT]).filter(Boolean))];
-      throw new ClusterError(`No pod of component "${o.component}"${labelSelector ? ` with ${labelSelector}` : ''} in namespace "${o.namespace}".`, names.length ? `Components found: ${names.join(', ')} (types: frontend, worker).` : 'Is the lab deployed? `dynamo-lab deploy`, then `dynamo-lab logs`.');
+      throw new ClusterError(
+        `No pod of component "${o.component}"${labelSelector ? ` with ${labelSelector}` : ''} in namespace "${o.namespace}".`,
+        names.length
+          ? `Components found: ${names.join(', ')} (types: frontend, worker).`
+          : 'Is the lab deployed? `dynamo-lab deploy`, then `dynamo-lab logs`.',
+      );
     }
   }
   if (!pods.length) {
-    throw new ClusterError(`No pods${labelSelector ? ` with ${labelSelector}` : ''} in namespace "${o.namespace}".`, 'Is the lab deployed (`dynamo-lab deploy`) and is --namespace right?');
+    throw new ClusterError(
+      `No pods${labelSelector ? ` with ${labelSelector}` : ''} in namespace "${o.namespace}".`,
+      'Is the lab deployed (`dynamo-lab deploy`) and is --namespace right?',
+    );
   }
   return pods
     .sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''))
     .map((p) => {
       const containers = (p.spec?.containers ?? []).map((c) => c.name);
-      return { namespace: o.namespace, pod: p.metadata!.name!, container: containers.includes('main') ? 'main' : containers[0] ?? '' };
+      return { namespace: o.namespace, pod: p.metadata!.name!, container: containers.includes('main') ? 'main' : (containers[0] ?? '') };
     });
 }
 
@@ -109,7 +136,17 @@ const TS = /^(\d{4}-\d{2}-\d{2}T\S+)\s(.*)$/;
  * Follow logs of several pods until the signal aborts. Each line goes to onLine (already
  * filtered). A stream that ends is re-opened from the last timestamp seen.
  */
-export async function followLogs(cluster: Cluster, targets: LogTarget[], o: { tailLines: number; grep?: RegExp; signal: AbortSignal; onLine: (t: LogTarget, line: string) => void; onNote?: (msg: string) => void }): Promise<void> {
+export async function followLogs(
+  cluster: Cluster,
+  targets: LogTarget[],
+  o: {
+    tailLines: number;
+    grep?: RegExp;
+    signal: AbortSignal;
+    onLine: (t: LogTarget, line: string) => void;
+    onNote?: (msg: string) => void;
+  },
+): Promise<void> {
   const log = new k8s.Log(cluster.ctx.kc);
   await Promise.all(
     targets.map(async (t) => {
@@ -146,7 +183,11 @@ export async function followLogs(cluster: Cluster, targets: LogTarget[], o: { ta
           const onAbort = () => resolve();
           o.signal.addEventListener('abort', onAbort, { once: true });
           log
-            .log(t.namespace, t.pod, t.container, sink, { follow: true, timestamps: true, ...(first ? { tailLines: o.tailLines } : since ? { sinceTime: since } : {}) })
+            .log(t.namespace, t.pod, t.container, sink, {
+              follow: true,
+              timestamps: true,
+              ...(first ? { tailLines: o.tailLines } : since ? { sinceTime: since } : {}),
+            })
             .then((ctrl) => {
               failures = 0;
               o.signal.addEventListener('abort', () => ctrl.abort(), { once: true });
@@ -154,7 +195,8 @@ export async function followLogs(cluster: Cluster, targets: LogTarget[], o: { ta
             })
             .catch((err: unknown) => {
               failures += 1;
-              if (failures === 1 || failures % 10 === 0) o.onNote?.(`${t.pod}: log stream failed (${(err as Error).message?.split('\n')[0]}); retrying`);
+              if (failures === 1 || failures % 10 === 0)
+                o.onNote?.(`${t.pod}: log stream failed (${(err as Error).message?.split('\n')[0]}); retrying`);
               setTimeout(resolve, Math.min(5000, 500 * failures));
             });
         });

@@ -10,7 +10,15 @@ import { packagePath } from '../base/paths.js';
 import { DEFAULT_MODEL } from '../tokenizer/index.js';
 import { MANAGED_BY_LABEL } from './kube.js';
 import { ClusterInputError } from './errors.js';
-import { POLICY_CONFIG_FILE, POLICY_CONFIG_MOUNT, parseVersion, releaseInfo, routerArgs, routerPolicyConfig, type RouterKnobs } from './releases.js';
+import {
+  POLICY_CONFIG_FILE,
+  POLICY_CONFIG_MOUNT,
+  parseVersion,
+  releaseInfo,
+  routerArgs,
+  routerPolicyConfig,
+  type RouterKnobs,
+} from './releases.js';
 
 export type DgdVersion = 'v1alpha1' | 'v1beta1';
 export type RouterMode = 'kv' | 'round-robin' | 'random';
@@ -162,8 +170,15 @@ export function renderPolicyConfigMap(s: DeploySpec): KubeObject | undefined {
 
 export function renderDgd(s: DeploySpec): KubeObject {
   const rel = releaseInfo(s.release);
-  const frontendEnv = env([['DYN_ROUTER_MODE', s.router], ['NATS_SERVER', s.natsUrl], ['DYN_LOG', 'info']]);
-  const workerEnv = env([['NATS_SERVER', s.natsUrl], ['DYN_LOG', 'info']]);
+  const frontendEnv = env([
+    ['DYN_ROUTER_MODE', s.router],
+    ['NATS_SERVER', s.natsUrl],
+    ['DYN_LOG', 'info'],
+  ]);
+  const workerEnv = env([
+    ['NATS_SERVER', s.natsUrl],
+    ['DYN_LOG', 'info'],
+  ]);
   const policy = usesPolicyConfig(s);
   const annotations: Record<string, string> = {};
   if (s.discoveryBackend && rel.discovery.annotation) annotations[rel.discovery.annotation] = s.discoveryBackend;
@@ -176,7 +191,13 @@ export function renderDgd(s: DeploySpec): KubeObject {
     DYNAMO_NAMESPACE: rel.dynamoNamespace === 'honoured' ? s.name : undefined,
     IMAGE: s.image ?? dynamoImage(s.release),
     WORKERS: s.workers,
-    FRONTEND_ARGS: frontendArgs({ mode: s.router, release: s.release, overlapWeight: s.overlapWeight, overlapCredit: s.overlapCredit, temperature: s.temperature }),
+    FRONTEND_ARGS: frontendArgs({
+      mode: s.router,
+      release: s.release,
+      overlapWeight: s.overlapWeight,
+      overlapCredit: s.overlapCredit,
+      temperature: s.temperature,
+    }),
     FRONTEND_ENV: frontendEnv,
     FRONTEND_VOLUMES: policy ? [{ name: 'router-policy', configMap: { name: policyConfigMapName(s.name) } }] : undefined,
     FRONTEND_VOLUME_MOUNTS: policy ? [{ name: 'router-policy', mountPath: POLICY_CONFIG_MOUNT, readOnly: true }] : undefined,
@@ -227,7 +248,13 @@ export function renderWorkersDeployment(s: WorkersSpec): KubeObject {
 
 /** The HF token Secret. The token is only ever in this object's stringData. */
 export function renderHfSecret(namespace: string, token: string): KubeObject {
-  return { apiVersion: 'v1', kind: 'Secret', metadata: { name: HF_SECRET_NAME, namespace, labels: labLabels() }, type: 'Opaque', stringData: { HF_TOKEN: token } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: HF_SECRET_NAME, namespace, labels: labLabels() },
+    type: 'Opaque',
+    stringData: { HF_TOKEN: token },
+  };
 }
 
 /** A copy safe to print: Secret values replaced by a mask. */

@@ -34,7 +34,9 @@ export interface DiscoverOptions extends KubeOptions {
 export async function discoverWorkers(selector: string, opts: DiscoverOptions = {}): Promise<WorkerPod[]> {
   const cluster = opts.cluster ?? (await connect(opts, opts.signal));
   const ns = cluster.namespace;
-  const list = await cluster.call({ verb: 'list', resource: 'pods', namespace: ns }, () => cluster.core.listNamespacedPod({ namespace: ns, labelSelector: selector }));
+  const list = await cluster.call({ verb: 'list', resource: 'pods', namespace: ns }, () =>
+    cluster.core.listNamespacedPod({ namespace: ns, labelSelector: selector }),
+  );
   return list.items
     .filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
     .map((p) => ({
@@ -44,7 +46,11 @@ export async function discoverWorkers(selector: string, opts: DiscoverOptions = 
       node: p.spec?.nodeName,
       ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
       labels: p.metadata?.labels ?? {},
-      ports: Object.fromEntries((p.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).filter((cp) => cp.name).map((cp) => [cp.name!, cp.containerPort] as const))),
+      ports: Object.fromEntries(
+        (p.spec?.containers ?? []).flatMap((c) =>
+          (c.ports ?? []).filter((cp) => cp.name).map((cp) => [cp.name!, cp.containerPort] as const),
+        ),
+      ),
     }))
     .filter((w) => opts.includeNotReady || w.ready)
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -112,7 +118,11 @@ function listen(server: net.Server): Promise<number> {
  * Forward the given pods' ports to 127.0.0.1. Each local listener accepts any number of
  * connections; each becomes its own port-forward stream. close() stops everything.
  */
-export async function portForwardPods(cluster: Cluster, pods: readonly Pick<WorkerPod, 'name' | 'namespace'>[], opts: ForwardOptions = {}): Promise<PortForwardHandle> {
+export async function portForwardPods(
+  cluster: Cluster,
+  pods: readonly Pick<WorkerPod, 'name' | 'namespace'>[],
+  opts: ForwardOptions = {},
+): Promise<PortForwardHandle> {
   const ports = opts.ports ?? [8000, 5557];
   const pf = new k8s.PortForward(cluster.ctx.kc, true);
   const servers: net.Server[] = [];
@@ -153,7 +163,13 @@ export async function portForwardPods(cluster: Cluster, pods: readonly Pick<Work
         map[remote] = await listen(server);
       }
       const http = ports[0]!;
-      workers.push({ pod: pod.name, namespace: pod.namespace, httpUrl: `http://127.0.0.1:${map[http]}`, zmqUrl: map[5557] ? `tcp://127.0.0.1:${map[5557]}` : undefined, ports: map });
+      workers.push({
+        pod: pod.name,
+        namespace: pod.namespace,
+        httpUrl: `http://127.0.0.1:${map[http]}`,
+        zmqUrl: map[5557] ? `tcp://127.0.0.1:${map[5557]}` : undefined,
+        ports: map,
+      });
     }
   } catch (err) {
     for (const s of servers) s.close();
@@ -177,7 +193,10 @@ export async function forwardWorkers(selector: string, opts: ForwardOptions = {}
   const cluster = opts.cluster ?? (await connect(opts, opts.signal));
   const pods = await discoverWorkers(selector, { ...opts, cluster });
   if (!pods.length) {
-    throw new ClusterError(`No Ready pods match "${selector}" in namespace "${cluster.namespace}".`, 'Deploy workers first (`dynamo-lab deploy --workers-only`) and check `kubectl get pods -l <selector>`.');
+    throw new ClusterError(
+      `No Ready pods match "${selector}" in namespace "${cluster.namespace}".`,
+      'Deploy workers first (`dynamo-lab deploy --workers-only`) and check `kubectl get pods -l <selector>`.',
+    );
   }
   return portForwardPods(cluster, pods, opts);
 }
@@ -194,15 +213,31 @@ export async function nodePortUrl(opts: NodePortOptions = {}): Promise<string> {
   const cluster = opts.cluster ?? (await connect(opts, opts.signal));
   const ns = cluster.namespace;
   const svcName = opts.service ?? nodePortServiceName(opts.name ?? DEFAULT_DGD_NAME);
-  const svc = await cluster.getOrUndefined({ verb: 'get', resource: 'services', name: svcName, namespace: ns }, () => cluster.core.readNamespacedService({ name: svcName, namespace: ns }));
-  if (!svc) throw new ClusterError(`The NodePort Service "${svcName}" does not exist in namespace "${ns}".`, 'Run `dynamo-lab deploy` (it creates the Service), or pass the frontend URL with --url.');
+  const svc = await cluster.getOrUndefined({ verb: 'get', resource: 'services', name: svcName, namespace: ns }, () =>
+    cluster.core.readNamespacedService({ name: svcName, namespace: ns }),
+  );
+  if (!svc)
+    throw new ClusterError(
+      `The NodePort Service "${svcName}" does not exist in namespace "${ns}".`,
+      'Run `dynamo-lab deploy` (it creates the Service), or pass the frontend URL with --url.',
+    );
   const port = svc.spec?.ports?.find((p) => p.nodePort)?.nodePort;
-  if (!port) throw new ClusterError(`Service "${svcName}" has no nodePort (type ${svc.spec?.type}).`, 'Re-run `dynamo-lab deploy` to restore the NodePort Service.');
+  if (!port)
+    throw new ClusterError(
+      `Service "${svcName}" has no nodePort (type ${svc.spec?.type}).`,
+      'Re-run `dynamo-lab deploy` to restore the NodePort Service.',
+    );
   const nodes = await cluster.call({ verb: 'list', resource: 'nodes' }, () => cluster.core.listNode());
   const ready = nodes.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
   const node = (ready.length ? ready : nodes.items)[0];
   // Lab 000 uses the first node's InternalIP.
-  const addr = node?.status?.addresses?.find((a) => a.type === 'InternalIP')?.address ?? node?.status?.addresses?.find((a) => a.type === 'ExternalIP')?.address;
-  if (!addr) throw new ClusterError('No node address found for the NodePort URL.', `Use \`kubectl port-forward svc/${svcName} 8000:8000 -n ${ns}\` and --url http://127.0.0.1:8000.`);
+  const addr =
+    node?.status?.addresses?.find((a) => a.type === 'InternalIP')?.address ??
+    node?.status?.addresses?.find((a) => a.type === 'ExternalIP')?.address;
+  if (!addr)
+    throw new ClusterError(
+      'No node address found for the NodePort URL.',
+      `Use \`kubectl port-forward svc/${svcName} 8000:8000 -n ${ns}\` and --url http://127.0.0.1:8000.`,
+    );
   return `http://${addr.includes(':') ? `[${addr}]` : addr}:${port}`;
 }

@@ -74,7 +74,8 @@ export interface DynamoRelease {
 
 const SELECTED_V0 = 'Selected worker: worker_id=\\d+ dp_rank=\\S+, logit: -?[\\d.]+, cached blocks: \\d+, tree size: \\d+';
 const FORMULA_V0 = 'Formula for worker_id=\\d+(?: dp_rank=\\S+)? with \\d+ cached blocks: -?[\\d.]+ = ';
-const SELECTED_V16 = 'Selected worker: worker_type=[\\w-]+, worker_id=\\d+ dp_rank=\\S+, logit: -?[\\d.]+, effective cached blocks: [\\d.]+';
+const SELECTED_V16 =
+  'Selected worker: worker_type=[\\w-]+, worker_id=\\d+ dp_rank=\\S+, logit: -?[\\d.]+, effective cached blocks: [\\d.]+';
 
 const ROUTER_METRICS = [
   'dynamo_component_router_requests_total',
@@ -171,10 +172,20 @@ export const RELEASES: readonly DynamoRelease[] = [
     pvcShape: 'spec.pvcs+volumeMounts',
     router: {
       knobs: 'policy-config',
-      deprecatedFlags: ['--router-kv-overlap-score-credit', '--router-prefill-load-scale', '--router-temperature', '--router-kv-overlap-score-credit-decay', '--router-queue-threshold', '--router-queue-policy', '--load-aware'],
+      deprecatedFlags: [
+        '--router-kv-overlap-score-credit',
+        '--router-prefill-load-scale',
+        '--router-temperature',
+        '--router-kv-overlap-score-credit-decay',
+        '--router-queue-threshold',
+        '--router-queue-policy',
+        '--load-aware',
+      ],
       tieBreak: 'random',
     },
-    decisionLines: [{ id: 'selected', regex: SELECTED_V16, level: 'info', about: 'the chosen worker, its type, logit and effective cached blocks' }],
+    decisionLines: [
+      { id: 'selected', regex: SELECTED_V16, level: 'info', about: 'the chosen worker, its type, logit and effective cached blocks' },
+    ],
     routerMetrics: ROUTER_METRICS,
     discovery: K8S_DISCOVERY,
   },
@@ -185,14 +196,28 @@ export const TOOLING = {
   helm: {
     /** `helm uninstall --ignore-not-found` (used by the labs' cleanup) exists from Helm 3.13. */
     min: '3.13.0',
-    why: '`helm uninstall --ignore-not-found` (the labs\' cleanup) needs Helm 3.13 or newer',
+    why: "`helm uninstall --ignore-not-found` (the labs' cleanup) needs Helm 3.13 or newer",
     /** The version the test tier builds and runs. */
     tested: '3.22.0',
   },
   charts: {
     /** The values in manifests/helm/nats-values.yaml use the 1.x/2.x `config.jetstream.*` keys (written for chart 1.x); checked against 2.14.2. */
-    nats: { chart: 'nats', version: '2.14.2', repoName: 'nats', repoUrl: 'https://nats-io.github.io/k8s/helm/charts/', file: 'nats-2.14.2.tgz', valuesWrittenFor: '1.x (config.jetstream.* keys), unchanged in 2.x' },
-    etcd: { chart: 'etcd', version: '12.0.20', repoName: 'bitnami', repoUrl: 'https://charts.bitnami.com/bitnami', file: 'etcd-12.0.20.tgz', valuesWrittenFor: '12.x' },
+    nats: {
+      chart: 'nats',
+      version: '2.14.2',
+      repoName: 'nats',
+      repoUrl: 'https://nats-io.github.io/k8s/helm/charts/',
+      file: 'nats-2.14.2.tgz',
+      valuesWrittenFor: '1.x (config.jetstream.* keys), unchanged in 2.x',
+    },
+    etcd: {
+      chart: 'etcd',
+      version: '12.0.20',
+      repoName: 'bitnami',
+      repoUrl: 'https://charts.bitnami.com/bitnami',
+      file: 'etcd-12.0.20.tgz',
+      valuesWrittenFor: '12.x',
+    },
   },
 } as const;
 

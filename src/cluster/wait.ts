@@ -62,7 +62,15 @@ export interface WaitResult {
   readonly watches: number;
 }
 
-const BAD_WAITING = new Set(['ImagePullBackOff', 'ErrImagePull', 'CrashLoopBackOff', 'CreateContainerConfigError', 'CreateContainerError', 'InvalidImageName', 'RunContainerError']);
+const BAD_WAITING = new Set([
+  'ImagePullBackOff',
+  'ErrImagePull',
+  'CrashLoopBackOff',
+  'CreateContainerConfigError',
+  'CreateContainerError',
+  'InvalidImageName',
+  'RunContainerError',
+]);
 
 export function podState(p: k8s.V1Pod, componentLabel?: string): PodState {
   const conds = p.status?.conditions ?? [];
@@ -72,7 +80,9 @@ export function podState(p: k8s.V1Pod, componentLabel?: string): PodState {
   if (!ready) {
     const sched = conds.find((c) => c.type === 'PodScheduled' && c.status === 'False');
     const statuses = [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])];
-    const waiting = statuses.map((c) => c.state?.waiting).find((w) => w?.reason && w.reason !== 'ContainerCreating' && w.reason !== 'PodInitializing');
+    const waiting = statuses
+      .map((c) => c.state?.waiting)
+      .find((w) => w?.reason && w.reason !== 'ContainerCreating' && w.reason !== 'PodInitializing');
     const terminated = statuses.map((c) => c.lastState?.terminated ?? c.state?.terminated).find((t) => t && t.exitCode !== 0);
     if (sched) problem = `${sched.reason ?? 'Unschedulable'}: ${sched.message ?? ''}`.trim();
     else if (waiting) problem = `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
@@ -83,7 +93,15 @@ export function podState(p: k8s.V1Pod, componentLabel?: string): PodState {
     } else if (p.metadata?.deletionTimestamp) problem = 'Terminating';
   }
   const created = p.metadata?.creationTimestamp ? new Date(p.metadata.creationTimestamp as unknown as string).getTime() : undefined;
-  return { name: p.metadata?.name ?? '', phase: p.metadata?.deletionTimestamp ? 'Terminating' : p.status?.phase ?? 'Unknown', ready, problem, restarts, component: componentLabel ? p.metadata?.labels?.[componentLabel] : undefined, created };
+  return {
+    name: p.metadata?.name ?? '',
+    phase: p.metadata?.deletionTimestamp ? 'Terminating' : (p.status?.phase ?? 'Unknown'),
+    ready,
+    problem,
+    restarts,
+    component: componentLabel ? p.metadata?.labels?.[componentLabel] : undefined,
+    created,
+  };
 }
 
 export function isSeriousProblem(s: PodState): boolean {
@@ -92,12 +110,23 @@ export function isSeriousProblem(s: PodState): boolean {
 }
 
 function readyCondition(obj: unknown): Condition | undefined {
-  const o = obj as { metadata?: { generation?: number }; status?: { observedGeneration?: number; conditions?: Array<Condition & { observedGeneration?: number }> } } | undefined;
+  const o = obj as
+    | {
+        metadata?: { generation?: number };
+        status?: { observedGeneration?: number; conditions?: Array<Condition & { observedGeneration?: number }> };
+      }
+    | undefined;
   const c = (o?.status?.conditions ?? []).find((x) => x.type === 'Ready');
   if (!c) return undefined;
   const gen = o?.metadata?.generation;
   const seen = c.observedGeneration ?? o?.status?.observedGeneration;
-  return { type: c.type, status: c.status, reason: c.reason, message: c.message, stale: gen !== undefined && seen !== undefined && seen < gen };
+  return {
+    type: c.type,
+    status: c.status,
+    reason: c.reason,
+    message: c.message,
+    stale: gen !== undefined && seen !== undefined && seen < gen,
+  };
 }
 
 /** Pods of the replaced component that predate the change (still to be replaced). */
@@ -112,19 +141,30 @@ function summary(t: WaitTarget, pods: Map<string, PodState>, cond: Condition | u
   const list = [...pods.values()].sort((a, b) => a.name.localeCompare(b.name));
   const ready = list.filter((p) => p.ready).length;
   const parts: string[] = [];
-  if (t.object) parts.push(hasObject ? `${t.object.name} Ready=${cond?.status ?? 'Unknown'}${cond?.reason ? ` (${cond.reason})` : ''}` : `${t.object.name}: not created yet`);
+  if (t.object)
+    parts.push(
+      hasObject
+        ? `${t.object.name} Ready=${cond?.status ?? 'Unknown'}${cond?.reason ? ` (${cond.reason})` : ''}`
+        : `${t.object.name}: not created yet`,
+    );
   parts.push(`pods ready ${ready}/${t.expectedPods}${list.length !== t.expectedPods ? ` (${list.length} exist)` : ''}`);
   if (cond?.stale) parts.push('Ready condition is from an older generation');
   const old = oldPods(t, pods);
-  if (old.length) parts.push(`waiting for ${t.replaced!.component} to be replaced (${old.map((p) => p.name).join(', ')} predates the change)`);
+  if (old.length)
+    parts.push(`waiting for ${t.replaced!.component} to be replaced (${old.map((p) => p.name).join(', ')} predates the change)`);
   const lines = [parts.join(' · ')];
-  for (const p of list) if (!p.ready) lines.push(`    ${p.name}${p.component ? ` [${p.component}]` : ''}: ${p.phase}${p.problem ? ` — ${p.problem}` : ''}${p.restarts ? ` (restarts: ${p.restarts})` : ''}`);
+  for (const p of list)
+    if (!p.ready)
+      lines.push(
+        `    ${p.name}${p.component ? ` [${p.component}]` : ''}: ${p.phase}${p.problem ? ` — ${p.problem}` : ''}${p.restarts ? ` (restarts: ${p.restarts})` : ''}`,
+      );
   return lines.join('\n');
 }
 
 function done(t: WaitTarget, pods: Map<string, PodState>, cond: Condition | undefined): boolean {
   const ready = [...pods.values()].filter((p) => p.ready).length;
-  if (t.replaced && (oldPods(t, pods).length || ![...pods.values()].some((p) => p.component === t.replaced!.component && p.ready))) return false;
+  if (t.replaced && (oldPods(t, pods).length || ![...pods.values()].some((p) => p.component === t.replaced!.component && p.ready)))
+    return false;
   return ready >= t.expectedPods && (!t.object || (cond?.status === 'True' && !cond.stale));
 }
 
@@ -153,14 +193,24 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
   try {
     while (!t.signal?.aborted) {
       // 1. Fresh list (also after every watch ends).
-      const list = await cluster.call({ verb: 'list', resource: 'pods', namespace: t.namespace }, () => cluster.core.listNamespacedPod({ namespace: t.namespace, labelSelector: t.labelSelector }));
+      const list = await cluster.call({ verb: 'list', resource: 'pods', namespace: t.namespace }, () =>
+        cluster.core.listNamespacedPod({ namespace: t.namespace, labelSelector: t.labelSelector }),
+      );
       pods.clear();
       for (const p of list.items) pods.set(p.metadata!.name!, podState(p, t.componentLabel));
       let objRv: string | undefined;
       if (t.object) {
         const o = t.object;
-        const obj = await cluster.getOrUndefined({ verb: 'get', resource: `${o.plural}.${o.group}`, name: o.name, namespace: t.namespace }, () =>
-          cluster.custom.getNamespacedCustomObject({ group: o.group, version: o.version, namespace: t.namespace, plural: o.plural, name: o.name }),
+        const obj = await cluster.getOrUndefined(
+          { verb: 'get', resource: `${o.plural}.${o.group}`, name: o.name, namespace: t.namespace },
+          () =>
+            cluster.custom.getNamespacedCustomObject({
+              group: o.group,
+              version: o.version,
+              namespace: t.namespace,
+              plural: o.plural,
+              name: o.name,
+            }),
         );
         hasObject = Boolean(obj);
         cond = readyCondition(obj);
@@ -195,31 +245,48 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
           report();
           if (done(t, pods, cond)) settle(true);
         };
-        const startWatch = (path: string, query: Record<string, string | number | boolean | undefined>, handle: (type: string, obj: unknown) => void) => {
+        const startWatch = (
+          path: string,
+          query: Record<string, string | number | boolean | undefined>,
+          handle: (type: string, obj: unknown) => void,
+        ) => {
           watch
-            .watch(path, { ...query, allowWatchBookmarks: true, timeoutSeconds: seconds }, (type, obj) => {
-              if (type === 'BOOKMARK') return;
-              if (type === 'ERROR') return settle(false); // e.g. 410 Expired: relist
-              handle(type, obj);
-              onEvent();
-            }, () => settle(false))
+            .watch(
+              path,
+              { ...query, allowWatchBookmarks: true, timeoutSeconds: seconds },
+              (type, obj) => {
+                if (type === 'BOOKMARK') return;
+                if (type === 'ERROR') return settle(false); // e.g. 410 Expired: relist
+                handle(type, obj);
+                onEvent();
+              },
+              () => settle(false),
+            )
             .then((c) => {
               controllers.push(c);
               if (settled) c.abort();
             })
             .catch(() => settle(false));
         };
-        startWatch(`/api/v1/namespaces/${t.namespace}/pods`, { labelSelector: t.labelSelector, resourceVersion: list.metadata?.resourceVersion }, (type, obj) => {
-          const p = obj as k8s.V1Pod;
-          if (type === 'DELETED') pods.delete(p.metadata!.name!);
-          else pods.set(p.metadata!.name!, podState(p, t.componentLabel));
-        });
+        startWatch(
+          `/api/v1/namespaces/${t.namespace}/pods`,
+          { labelSelector: t.labelSelector, resourceVersion: list.metadata?.resourceVersion },
+          (type, obj) => {
+            const p = obj as k8s.V1Pod;
+            if (type === 'DELETED') pods.delete(p.metadata!.name!);
+            else pods.set(p.metadata!.name!, podState(p, t.componentLabel));
+          },
+        );
         if (t.object) {
           const o = t.object;
-          startWatch(`/apis/${o.group}/${o.version}/namespaces/${t.namespace}/${o.plural}`, { fieldSelector: `metadata.name=${o.name}`, ...(objRv ? { resourceVersion: objRv } : {}) }, (type, obj) => {
-            hasObject = type !== 'DELETED';
-            cond = type === 'DELETED' ? undefined : readyCondition(obj);
-          });
+          startWatch(
+            `/apis/${o.group}/${o.version}/namespaces/${t.namespace}/${o.plural}`,
+            { fieldSelector: `metadata.name=${o.name}`, ...(objRv ? { resourceVersion: objRv } : {}) },
+            (type, obj) => {
+              hasObject = type !== 'DELETED';
+              cond = type === 'DELETED' ? undefined : readyCondition(obj);
+            },
+          );
         }
       });
       if (finished) return { ready: true, pods: [...pods.values()], condition: cond, elapsedMs: Date.now() - start, watches };
@@ -246,9 +313,18 @@ export interface EventLine {
 export async function recentEvents(cluster: Cluster, namespace: string, names: string[], limit = 5): Promise<EventLine[]> {
   const out: EventLine[] = [];
   for (const name of names) {
-    const ev = await cluster.getOrUndefined({ verb: 'list', resource: 'events', namespace }, () => cluster.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` }));
+    const ev = await cluster.getOrUndefined({ verb: 'list', resource: 'events', namespace }, () =>
+      cluster.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` }),
+    );
     const items = (ev?.items ?? [])
-      .map((e) => ({ object: `${e.involvedObject.kind ?? ''}/${name}`, type: e.type ?? '', reason: e.reason ?? '', message: (e.message ?? '').trim(), count: e.count ?? 1, last: String(e.lastTimestamp ?? e.eventTime ?? e.metadata?.creationTimestamp ?? '') }))
+      .map((e) => ({
+        object: `${e.involvedObject.kind ?? ''}/${name}`,
+        type: e.type ?? '',
+        reason: e.reason ?? '',
+        message: (e.message ?? '').trim(),
+        count: e.count ?? 1,
+        last: String(e.lastTimestamp ?? e.eventTime ?? e.metadata?.creationTimestamp ?? ''),
+      }))
       .sort((a, b) => a.last.localeCompare(b.last));
     out.push(...items.slice(-limit));
   }
@@ -257,12 +333,18 @@ export async function recentEvents(cluster: Cluster, namespace: string, names: s
 
 /** Explain pod problems for people: likely cause and what to do, from the labs' troubleshooting notes. */
 export function adviceFor(problem: string): string | undefined {
-  if (/Insufficient nvidia\.com\/gpu|nvidia\.com\/gpu/i.test(problem)) return 'not enough free GPUs: run `dynamo-lab check gpu` to see who holds them, delete other lab deployments, or deploy fewer workers (--workers).';
-  if (/Unschedulable/i.test(problem)) return 'no node can take the pod: see the scheduler message above (taints, node selectors, resources).';
-  if (/ImagePullBackOff|ErrImagePull|InvalidImageName/.test(problem)) return 'the image cannot be pulled: check the release tag (--release must match your Dynamo platform version) and registry credentials (nvcr.io needs an NGC pull secret on some clusters).';
-  if (/CrashLoopBackOff|exited with code/.test(problem)) return 'the container keeps crashing: read its logs (`dynamo-lab logs --component <name>`); common causes are an invalid HF token, a model that does not fit the GPU, or no route to NATS/etcd.';
-  if (/CreateContainerConfigError/.test(problem)) return 'a referenced Secret or ConfigMap is missing (e.g. hf-token-secret): set HF_TOKEN and deploy again.';
-  if (/readiness|probe|Unhealthy/i.test(problem)) return 'the container runs but its probes fail: the model may still be downloading (first start can take minutes); a startup probe that is too short restarts it (lab 004 troubleshooting).';
+  if (/Insufficient nvidia\.com\/gpu|nvidia\.com\/gpu/i.test(problem))
+    return 'not enough free GPUs: run `dynamo-lab check gpu` to see who holds them, delete other lab deployments, or deploy fewer workers (--workers).';
+  if (/Unschedulable/i.test(problem))
+    return 'no node can take the pod: see the scheduler message above (taints, node selectors, resources).';
+  if (/ImagePullBackOff|ErrImagePull|InvalidImageName/.test(problem))
+    return 'the image cannot be pulled: check the release tag (--release must match your Dynamo platform version) and registry credentials (nvcr.io needs an NGC pull secret on some clusters).';
+  if (/CrashLoopBackOff|exited with code/.test(problem))
+    return 'the container keeps crashing: read its logs (`dynamo-lab logs --component <name>`); common causes are an invalid HF token, a model that does not fit the GPU, or no route to NATS/etcd.';
+  if (/CreateContainerConfigError/.test(problem))
+    return 'a referenced Secret or ConfigMap is missing (e.g. hf-token-secret): set HF_TOKEN and deploy again.';
+  if (/readiness|probe|Unhealthy/i.test(problem))
+    return 'the container runs but its probes fail: the model may still be downloading (first start can take minutes); a startup probe that is too short restarts it (lab 004 troubleshooting).';
   return undefined;
 }
 
@@ -272,11 +354,17 @@ export async function explainNotReady(cluster: Cluster, t: WaitTarget, r: WaitRe
   const what = t.object ? `DynamoGraphDeployment "${t.object.name}"` : `pods "${t.labelSelector}"`;
   lines.push(`${what} in namespace "${t.namespace}" is not ready after ${Math.round(r.elapsedMs / 1000)}s.`);
   if (t.object) {
-    if (!r.condition) lines.push('  The DGD has no Ready condition: is the Dynamo operator running and watching this namespace? (`dynamo-lab doctor`)');
-    else lines.push(`  Ready=${r.condition.status}${r.condition.reason ? ` (${r.condition.reason})` : ''}${r.condition.message ? `: ${r.condition.message}` : ''}`);
+    if (!r.condition)
+      lines.push('  The DGD has no Ready condition: is the Dynamo operator running and watching this namespace? (`dynamo-lab doctor`)');
+    else
+      lines.push(
+        `  Ready=${r.condition.status}${r.condition.reason ? ` (${r.condition.reason})` : ''}${r.condition.message ? `: ${r.condition.message}` : ''}`,
+      );
   }
   const ready = r.pods.filter((p) => p.ready).length;
-  lines.push(`  Pods ready: ${ready}/${t.expectedPods}${r.pods.length === 0 ? ' (no pods exist yet: the operator has not created them)' : ''}`);
+  lines.push(
+    `  Pods ready: ${ready}/${t.expectedPods}${r.pods.length === 0 ? ' (no pods exist yet: the operator has not created them)' : ''}`,
+  );
   const bad = r.pods.filter((p) => !p.ready);
   for (const p of bad) {
     lines.push(`  - ${p.name}: ${p.phase}${p.problem ? ` — ${p.problem}` : ''}${p.restarts ? ` (restarts: ${p.restarts})` : ''}`);
@@ -295,5 +383,8 @@ export async function explainNotReady(cluster: Cluster, t: WaitTarget, r: WaitRe
   } catch {
     /* events are a bonus; never hide the main message */
   }
-  return new ClusterError(lines.join('\n'), `Fix the cause above and run the command again (it is idempotent), or wait longer with --timeout. Inspect with \`kubectl get pods -n ${t.namespace} -l ${t.labelSelector}\`.`);
+  return new ClusterError(
+    lines.join('\n'),
+    `Fix the cause above and run the command again (it is idempotent), or wait longer with --timeout. Inspect with \`kubectl get pods -n ${t.namespace} -l ${t.labelSelector}\`.`,
+  );
 }

@@ -127,12 +127,21 @@ export class Proc {
   }
 }
 
-async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, procs: Proc[], timeoutMs: number, signal?: AbortSignal): Promise<T> {
+async function waitUntil<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  procs: Proc[],
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (signal?.aborted) throw new Error(`interrupted while waiting for ${what}`);
     const dead = procs.find((p) => !p.running);
-    if (dead) throw new Error(`${dead.name} exited (code ${String(dead.exitCode)}) before ${what}; its last lines:\n${dead.output().split('\n').slice(-12).join('\n')}`);
+    if (dead)
+      throw new Error(
+        `${dead.name} exited (code ${String(dead.exitCode)}) before ${what}; its last lines:\n${dead.output().split('\n').slice(-12).join('\n')}`,
+      );
     try {
       const v = await check();
       if (v !== undefined) return v;
@@ -223,11 +232,36 @@ export class DynamoStack {
     const { workers, blockSize, speedup, gpuBlocks, decodeSpeedup = 1 } = this.shape;
     this.mocker = new Proc(
       'dynamo.mocker',
-      [this.venv.python, '-m', 'dynamo.mocker', '--model-path', this.model.path, '--model-name', this.model.name, ...this.planes(), '--num-workers', String(workers), '--block-size', String(blockSize), '--speedup-ratio', String(speedup), '--decode-speedup-ratio', String(decodeSpeedup), '--num-gpu-blocks-override', String(gpuBlocks)],
+      [
+        this.venv.python,
+        '-m',
+        'dynamo.mocker',
+        '--model-path',
+        this.model.path,
+        '--model-name',
+        this.model.name,
+        ...this.planes(),
+        '--num-workers',
+        String(workers),
+        '--block-size',
+        String(blockSize),
+        '--speedup-ratio',
+        String(speedup),
+        '--decode-speedup-ratio',
+        String(decodeSpeedup),
+        '--num-gpu-blocks-override',
+        String(gpuBlocks),
+      ],
       this.env,
       this.log('mocker'),
     );
-    await waitUntil(`${workers} mocker workers`, async () => (this.workerIds().length >= workers ? true : undefined), [this.nats, this.mocker], 180_000, signal);
+    await waitUntil(
+      `${workers} mocker workers`,
+      async () => (this.workerIds().length >= workers ? true : undefined),
+      [this.nats, this.mocker],
+      180_000,
+      signal,
+    );
   }
 
   /** Worker ids of earlier mocker processes (resetCaches restarts it with new ids), oldest first. */
@@ -251,7 +285,21 @@ export class DynamoStack {
     this.frontendOptions = opts;
     this.frontend = new Proc(
       'dynamo.frontend',
-      [this.venv.python, '-m', 'dynamo.frontend', '--http-host', LOOPBACK, '--http-port', String(port), '--router-mode', opts.mode, ...this.planes(), '--kv-cache-block-size', String(this.shape.blockSize), ...opts.args],
+      [
+        this.venv.python,
+        '-m',
+        'dynamo.frontend',
+        '--http-host',
+        LOOPBACK,
+        '--http-port',
+        String(port),
+        '--router-mode',
+        opts.mode,
+        ...this.planes(),
+        '--kv-cache-block-size',
+        String(this.shape.blockSize),
+        ...opts.args,
+      ],
       this.env,
       this.log('frontend'),
     );
@@ -260,7 +308,9 @@ export class DynamoStack {
     await waitUntil(
       `Dynamo frontend ${url} listing ${model} with ${this.shape.workers} workers`,
       async () => {
-        const models = (await (await fetch(`${url}/v1/models`, { signal: AbortSignal.timeout(3000) })).json()) as { data?: Array<{ id: string }> };
+        const models = (await (await fetch(`${url}/v1/models`, { signal: AbortSignal.timeout(3000) })).json()) as {
+          data?: Array<{ id: string }>;
+        };
         if (!models.data?.some((m) => m.id === model)) return undefined;
         const health = await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(3000) })).text();
         return dynamoInstances(health).length >= this.shape.workers ? true : undefined;
@@ -303,7 +353,9 @@ export class DynamoStack {
 
   /** The process-group ids of everything running (for the loopback check). */
   pgids(): number[] {
-    return [this.nats, this.mocker, this.frontend].filter((p): p is Proc => !!p?.running && p.proc.pid !== undefined).map((p) => p.proc.pid!);
+    return [this.nats, this.mocker, this.frontend]
+      .filter((p): p is Proc => !!p?.running && p.proc.pid !== undefined)
+      .map((p) => p.proc.pid!);
   }
 
   async stopFrontend(): Promise<void> {

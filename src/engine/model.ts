@@ -67,7 +67,11 @@ export async function buildModelDir(root: string): Promise<ModelDir> {
     'generation_config.json': JSON.stringify({ bos_token_id: 151643, eos_token_id: [151645, 151643], do_sample: false }, null, 2),
   };
   const rev = createHash('sha1')
-    .update(Object.entries(files).map(([k, v]) => k + '\0' + v).join('\0'))
+    .update(
+      Object.entries(files)
+        .map(([k, v]) => k + '\0' + v)
+        .join('\0'),
+    )
     .digest('hex');
   const path = join(root, 'model');
   const hfHome = join(root, 'hf');

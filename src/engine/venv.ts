@@ -77,7 +77,9 @@ async function pythonVersion(py: string): Promise<[number, number] | undefined> 
 
 /** A Python >= 3.10 on PATH (or $DYNAMO_LAB_PYTHON). */
 export async function findPython(): Promise<string> {
-  const candidates = [process.env.DYNAMO_LAB_PYTHON, 'python3.12', 'python3.11', 'python3.10', 'python3.13', 'python3'].filter((x): x is string => !!x);
+  const candidates = [process.env.DYNAMO_LAB_PYTHON, 'python3.12', 'python3.11', 'python3.10', 'python3.13', 'python3'].filter(
+    (x): x is string => !!x,
+  );
   const seen: string[] = [];
   for (const c of candidates) {
     const v = await pythonVersion(c);
@@ -115,12 +117,16 @@ async function pip(python: string, args: string[], progress: (line: string) => v
   const p = $({ quiet: true, nothrow: true })`${python} -m pip install --progress-bar off ${args}`;
   let err = '';
   p.stdout.on('data', (d: Buffer) => {
-    for (const line of d.toString('utf8').split('\n')) if (/^(Collecting|Downloading|Installing|Successfully|Requirement already)/.test(line.trim())) progress(line.trim());
+    for (const line of d.toString('utf8').split('\n'))
+      if (/^(Collecting|Downloading|Installing|Successfully|Requirement already)/.test(line.trim())) progress(line.trim());
   });
   p.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
   const out = await p;
   if (out.exitCode !== 0) {
-    const offline = /Could not find a version|No matching distribution|NewConnectionError|Failed to establish|Temporary failure in name resolution|ProxyError|ConnectTimeout/i.test(err);
+    const offline =
+      /Could not find a version|No matching distribution|NewConnectionError|Failed to establish|Temporary failure in name resolution|ProxyError|ConnectTimeout/i.test(
+        err,
+      );
     throw new Error(
       `pip install failed (exit ${out.exitCode})${offline ? ': PyPI is not reachable from this machine (or the pinned version is missing)' : ''}.\n` +
         `${err.split('\n').slice(-12).join('\n')}\nThe commands that create the peers venv:\n  ${installCommands(python).join('\n  ')}`,
@@ -132,7 +138,9 @@ async function pip(python: string, args: string[], progress: (line: string) => v
  * Create or reuse the venv. Reuse when every pinned version is installed; otherwise create it and
  * install (about 4 minutes on a fresh machine; pip's cache makes later installs fast).
  */
-export async function ensureVenv(opts: { progress?: (line: string) => void; create?: boolean; say?: (line: string) => void } = {}): Promise<Venv> {
+export async function ensureVenv(
+  opts: { progress?: (line: string) => void; create?: boolean; say?: (line: string) => void } = {},
+): Promise<Venv> {
   const say = opts.say ?? sayDefault;
   const dir = venvDir();
   const python = join(dir, 'bin', 'python');
@@ -142,14 +150,18 @@ export async function ensureVenv(opts: { progress?: (line: string) => void; crea
     const v = await installedVersions(python);
     if (pinned(v)) return { dir, python, bin, versions: v };
   }
-  if (opts.create === false) throw new Error(`The peers venv ${dir} is missing or incomplete. Create it with:\n  ${installCommands().join('\n  ')}`);
+  if (opts.create === false)
+    throw new Error(`The peers venv ${dir} is missing or incomplete. Create it with:\n  ${installCommands().join('\n  ')}`);
   const base = await findPython();
   if (!existsSync(python)) {
     say(`creating the peers venv ${dir} with ${base}`);
     const r = await $({ nothrow: true })`${base} -m venv ${dir}`;
-    if (r.exitCode !== 0) throw new Error(`${base} -m venv ${dir} failed: ${r.stderr.trim()}\n(Debian/Ubuntu: apt-get install python3-venv)`);
+    if (r.exitCode !== 0)
+      throw new Error(`${base} -m venv ${dir} failed: ${r.stderr.trim()}\n(Debian/Ubuntu: apt-get install python3-venv)`);
   }
-  say(`installing ai-dynamo ${PINS['ai-dynamo']} (without the aisimulate placeholder), aiperf ${PINS.aiperf}, sglang-router ${PINS['sglang-router']} into ${dir}`);
+  say(
+    `installing ai-dynamo ${PINS['ai-dynamo']} (without the aisimulate placeholder), aiperf ${PINS.aiperf}, sglang-router ${PINS['sglang-router']} into ${dir}`,
+  );
   await pip(python, [...DYNAMO_REQUIREMENTS, `aiperf==${PINS.aiperf}`, `sglang-router==${PINS['sglang-router']}`], progress);
   await pip(python, ['--no-deps', `ai-dynamo==${PINS['ai-dynamo']}`], progress);
   const v = await installedVersions(python);

@@ -20,7 +20,6 @@ export function resolveCommand(cmd: CommandSpec, vars: Readonly<Record<string, s
   };
 }
 
-
 export const MASK = '****';
 
 /** Values that must never be shown: secret env values and known token variables. */

@@ -61,7 +61,8 @@ export class LabController {
   private persist(): void {
     if (!this.opts.progressPath) return;
     const steps: Record<string, { status: StepStatus; finishedAt?: string }> = {};
-    for (const s of this.stateNow.steps) if (s.status !== 'pending' && s.status !== 'running') steps[s.id] = { status: s.status, finishedAt: s.finishedAt };
+    for (const s of this.stateNow.steps)
+      if (s.status !== 'pending' && s.status !== 'running') steps[s.id] = { status: s.status, finishedAt: s.finishedAt };
     try {
       saveProgress(this.opts.progressPath, { lab: this.opts.lab.id, labVersion: this.opts.lab.version, target: this.opts.target, steps });
     } catch {

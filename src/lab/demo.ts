@@ -45,7 +45,12 @@ export class DemoError extends Error {}
 /** The messages of a request; `history` is the earlier conversation for follow-ups. */
 export function messagesOf(r: DemoRequest, history: readonly ChatTurn[] = []): ChatTurn[] {
   if (history.length) return [...history, { role: 'user', content: r.prompt }];
-  return r.system ? [{ role: 'system', content: r.system }, { role: 'user', content: r.prompt }] : [{ role: 'user', content: r.prompt }];
+  return r.system
+    ? [
+        { role: 'system', content: r.system },
+        { role: 'user', content: r.prompt },
+      ]
+    : [{ role: 'user', content: r.prompt }];
 }
 
 /** Send one streaming chat completion and measure it. */
@@ -72,8 +77,19 @@ export async function sendDemoRequest(
     try {
       res = await request(`${baseUrl.replace(/\/$/, '')}/v1/chat/completions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}) },
-        body: JSON.stringify({ model: opts.model, messages: messagesOf(r, opts.history), max_tokens: r.max_tokens ?? 50, stream: true, stream_options: { include_usage: true }, ...(opts.dynamoWorkerName ? { nvext: { extra_fields: ['worker_id'] } } : {}) }),
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/event-stream',
+          ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}),
+        },
+        body: JSON.stringify({
+          model: opts.model,
+          messages: messagesOf(r, opts.history),
+          max_tokens: r.max_tokens ?? 50,
+          stream: true,
+          stream_options: { include_usage: true },
+          ...(opts.dynamoWorkerName ? { nvext: { extra_fields: ['worker_id'] } } : {}),
+        }),
         signal: opts.signal,
         dispatcher: opts.dispatcher,
         headersTimeout: 120_000,
@@ -147,7 +163,8 @@ export function checkExpectation(results: readonly DemoResult[], expect: string 
     for (const [g, rs] of groups) {
       const first = rs[0]!.worker;
       const strays = rs.slice(1).filter((r) => r.worker !== first);
-      if (strays.length) return `in group "${g}" request 1 went to ${first} but ${strays.map((r) => `"${r.prompt}" went to ${r.worker}`).join(', ')}`;
+      if (strays.length)
+        return `in group "${g}" request 1 went to ${first} but ${strays.map((r) => `"${r.prompt}" went to ${r.worker}`).join(', ')}`;
       const uncached = rs.slice(1).filter((r) => !r.cached_tokens);
       if (uncached.length) return `in group "${g}" ${uncached.map((r) => `"${r.prompt}"`).join(', ')} reported no cached tokens`;
     }
@@ -155,7 +172,8 @@ export function checkExpectation(results: readonly DemoResult[], expect: string 
   }
   if (expect === 'alternate') {
     for (let i = 1; i < results.length; i++) {
-      if (results[i]!.worker === results[i - 1]!.worker) return `requests ${i} and ${i + 1} both went to ${results[i]!.worker}; round-robin should alternate`;
+      if (results[i]!.worker === results[i - 1]!.worker)
+        return `requests ${i} and ${i + 1} both went to ${results[i]!.worker}; round-robin should alternate`;
     }
     return null;
   }

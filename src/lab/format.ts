@@ -21,7 +21,14 @@ export function demoTable(results: readonly DemoResult[], workerIds: readonly st
   return {
     kind: 'table',
     title,
-    columns: [{ header: '#', align: 'right' }, { header: 'prompt' }, { header: 'worker' }, { header: 'cached/prompt', align: 'right' }, { header: 'cached share' }, { header: 'TTFT ms', align: 'right' }],
+    columns: [
+      { header: '#', align: 'right' },
+      { header: 'prompt' },
+      { header: 'worker' },
+      { header: 'cached/prompt', align: 'right' },
+      { header: 'cached share' },
+      { header: 'TTFT ms', align: 'right' },
+    ],
     rows: results.map((r, i) => {
       const cached = r.cached_tokens ?? 0;
       const prompt = r.prompt_tokens ?? 0;
@@ -46,14 +53,22 @@ export function formatTraffic(results: readonly DemoResult[], workerIds: readonl
   const counts = new Map<string, number>();
   for (const r of results) counts.set(r.worker ?? '?', (counts.get(r.worker ?? '?') ?? 0) + 1);
   const max = Math.max(1, ...counts.values());
-  const lines = [`${results.length} requests in ${wallSeconds.toFixed(1)} s (${(results.length / Math.max(wallSeconds, 1e-9)).toFixed(1)} req/s)`, 'requests per worker'];
-  for (const id of workerIds.length ? workerIds : [...counts.keys()]) lines.push(`  ${id.padEnd(10)} ${bar(counts.get(id) ?? 0, max, 30)} ${counts.get(id) ?? 0}`);
+  const lines = [
+    `${results.length} requests in ${wallSeconds.toFixed(1)} s (${(results.length / Math.max(wallSeconds, 1e-9)).toFixed(1)} req/s)`,
+    'requests per worker',
+  ];
+  for (const id of workerIds.length ? workerIds : [...counts.keys()])
+    lines.push(`  ${id.padEnd(10)} ${bar(counts.get(id) ?? 0, max, 30)} ${counts.get(id) ?? 0}`);
   const ttft = results.map((r) => r.ttft_ms).sort((a, b) => a - b);
   const lat = results.map((r) => r.latency_ms).sort((a, b) => a - b);
   const cached = results.reduce((a, r) => a + (r.cached_tokens ?? 0), 0);
   const prompt = results.reduce((a, r) => a + (r.prompt_tokens ?? 0), 0);
-  lines.push(`TTFT ms     p50 ${percentile(ttft, 50).toFixed(1)}  p90 ${percentile(ttft, 90).toFixed(1)}  p99 ${percentile(ttft, 99).toFixed(1)}`);
-  lines.push(`latency ms  p50 ${percentile(lat, 50).toFixed(1)}  p90 ${percentile(lat, 90).toFixed(1)}  p99 ${percentile(lat, 99).toFixed(1)}`);
+  lines.push(
+    `TTFT ms     p50 ${percentile(ttft, 50).toFixed(1)}  p90 ${percentile(ttft, 90).toFixed(1)}  p99 ${percentile(ttft, 99).toFixed(1)}`,
+  );
+  lines.push(
+    `latency ms  p50 ${percentile(lat, 50).toFixed(1)}  p90 ${percentile(lat, 90).toFixed(1)}  p99 ${percentile(lat, 99).toFixed(1)}`,
+  );
   lines.push(`prompt tokens from cache: ${cached}/${prompt} (${prompt ? ((100 * cached) / prompt).toFixed(0) : 0} %)`);
   return lines;
 }
@@ -71,7 +86,21 @@ export function workerTable(workers: readonly WorkerBar[]): TableResult {
   const maxCached = Math.max(1, ...workers.map((w) => w.cached_blocks));
   return {
     kind: 'table',
-    columns: [{ header: 'worker' }, { header: 'cached blocks', align: 'right' }, { header: '' }, { header: 'active blocks', align: 'right' }, { header: 'prefill tokens', align: 'right' }, { header: 'requests', align: 'right' }],
-    rows: workers.map((w) => [w.id, String(w.cached_blocks), bar(w.cached_blocks, maxCached, 20), String(w.active_blocks), String(w.active_prefill_tokens), String(w.active_requests)]),
+    columns: [
+      { header: 'worker' },
+      { header: 'cached blocks', align: 'right' },
+      { header: '' },
+      { header: 'active blocks', align: 'right' },
+      { header: 'prefill tokens', align: 'right' },
+      { header: 'requests', align: 'right' },
+    ],
+    rows: workers.map((w) => [
+      w.id,
+      String(w.cached_blocks),
+      bar(w.cached_blocks, maxCached, 20),
+      String(w.active_blocks),
+      String(w.active_prefill_tokens),
+      String(w.active_requests),
+    ]),
   };
 }

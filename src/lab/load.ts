@@ -39,32 +39,42 @@ function checkWork(file: string, where: string, work: unknown): void {
     w.commands.forEach((c, i) => {
       const argv = (c as { argv?: unknown })?.argv;
       if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) {
-        throw new LabFormatError(file, `${where}.commands[${i}].argv must be a non-empty list of strings (commands are argv arrays, not shell strings)`);
+        throw new LabFormatError(
+          file,
+          `${where}.commands[${i}].argv must be a non-empty list of strings (commands are argv arrays, not shell strings)`,
+        );
       }
     });
   }
-  if (w.run !== undefined && typeof (w.run as { action?: unknown })?.action !== 'string') throw new LabFormatError(file, `${where}.run.action must be a string`);
+  if (w.run !== undefined && typeof (w.run as { action?: unknown })?.action !== 'string')
+    throw new LabFormatError(file, `${where}.run.action must be a string`);
 }
 
 export function validateLab(data: unknown, file: string): LabDefinition {
   if (!data || typeof data !== 'object') throw new LabFormatError(file, 'the file must hold a mapping');
   const lab = data as Record<string, unknown>;
-  if (lab.format_version !== LAB_FORMAT_VERSION) throw new LabFormatError(file, `format_version must be ${LAB_FORMAT_VERSION}, found ${String(lab.format_version)}`);
-  for (const k of ['id', 'title', 'summary']) if (typeof lab[k] !== 'string' || !lab[k]) throw new LabFormatError(file, `"${k}" must be a non-empty string`);
+  if (lab.format_version !== LAB_FORMAT_VERSION)
+    throw new LabFormatError(file, `format_version must be ${LAB_FORMAT_VERSION}, found ${String(lab.format_version)}`);
+  for (const k of ['id', 'title', 'summary'])
+    if (typeof lab[k] !== 'string' || !lab[k]) throw new LabFormatError(file, `"${k}" must be a non-empty string`);
   if (!ID_RE.test(lab.id as string)) throw new LabFormatError(file, `id "${String(lab.id)}" must be lowercase letters, digits and dashes`);
   if (typeof lab.version !== 'number') throw new LabFormatError(file, '"version" must be a number (bump it when steps change)');
   if (!Array.isArray(lab.sections) || lab.sections.length === 0) throw new LabFormatError(file, '"sections" must be a non-empty list');
   const seen = new Set<string>();
   for (const [si, s] of (lab.sections as Array<Record<string, unknown>>).entries()) {
-    if (typeof s?.id !== 'string' || !ID_RE.test(s.id)) throw new LabFormatError(file, `sections[${si}].id must be lowercase letters, digits and dashes`);
+    if (typeof s?.id !== 'string' || !ID_RE.test(s.id))
+      throw new LabFormatError(file, `sections[${si}].id must be lowercase letters, digits and dashes`);
     if (typeof s.title !== 'string') throw new LabFormatError(file, `section ${s.id}: title must be a string`);
     if (!Array.isArray(s.steps) || s.steps.length === 0) throw new LabFormatError(file, `section ${s.id}: steps must be a non-empty list`);
     for (const [ti, st] of (s.steps as Array<Record<string, unknown>>).entries()) {
       const where = `section ${s.id} step ${ti}`;
-      if (typeof st?.id !== 'string' || !ID_RE.test(st.id)) throw new LabFormatError(file, `${where}: id must be lowercase letters, digits and dashes`);
-      if (seen.has(st.id)) throw new LabFormatError(file, `step id "${st.id}" is used twice; step ids are saved in progress files and must be unique`);
+      if (typeof st?.id !== 'string' || !ID_RE.test(st.id))
+        throw new LabFormatError(file, `${where}: id must be lowercase letters, digits and dashes`);
+      if (seen.has(st.id))
+        throw new LabFormatError(file, `step id "${st.id}" is used twice; step ids are saved in progress files and must be unique`);
       seen.add(st.id);
-      if (!STEP_TYPES.includes(st.type as Step['type'])) throw new LabFormatError(file, `step ${st.id}: type must be one of ${STEP_TYPES.join(', ')}`);
+      if (!STEP_TYPES.includes(st.type as Step['type']))
+        throw new LabFormatError(file, `step ${st.id}: type must be one of ${STEP_TYPES.join(', ')}`);
       if (typeof st.title !== 'string') throw new LabFormatError(file, `step ${st.id}: title must be a string`);
       checkWork(file, `step ${st.id}.local`, st.local);
       checkWork(file, `step ${st.id}.cluster`, st.cluster);
@@ -98,7 +108,15 @@ export function withVars(lab: LabDefinition, vars: Readonly<Record<string, strin
     sections: lab.sections.map((s) => ({
       ...s,
       title: t(s.title)!,
-      steps: s.steps.map((st) => ({ ...st, title: t(st.title)!, body: t(st.body), hint: t(st.hint), diagram: t(st.diagram), local: work(st.local), cluster: work(st.cluster) })),
+      steps: s.steps.map((st) => ({
+        ...st,
+        title: t(st.title)!,
+        body: t(st.body),
+        hint: t(st.hint),
+        diagram: t(st.diagram),
+        local: work(st.local),
+        cluster: work(st.cluster),
+      })),
     })),
   };
 }

@@ -51,7 +51,10 @@ export function loadProgress(path: string, labId: string, knownStepIds: readonly
     } catch {
       /* leave it; we overwrite on the next save */
     }
-    return { statuses: {}, notice: `Progress file ${path} could not be used (${(err as Error).message}); starting fresh. The old file was moved to ${aside}.` };
+    return {
+      statuses: {},
+      notice: `Progress file ${path} could not be used (${(err as Error).message}); starting fresh. The old file was moved to ${aside}.`,
+    };
   }
   const statuses: Record<string, StepStatus> = {};
   for (const id of knownStepIds) {

@@ -39,6 +39,10 @@ export function padCell(s: string, width: number, align: 'left' | 'right' = 'lef
 export function resultLines(r: StepResult): string[] {
   if (r.kind === 'check') return [`${r.ok ? 'PASS' : 'FAIL'}  ${r.text}`];
   const w = columnWidths(r);
-  const row = (cells: readonly string[]) => cells.map((c, i) => padCell(c, w[i]!, r.columns[i]!.align)).join('  ').trimEnd();
+  const row = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => padCell(c, w[i]!, r.columns[i]!.align))
+      .join('  ')
+      .trimEnd();
   return [...(r.title ? [r.title] : []), row(r.columns.map((c) => c.header)), ...r.rows.map(row), ...(r.notes ?? [])];
 }

@@ -58,7 +58,9 @@ export class LocalRunner implements StepRunner {
     for (const need of def.requires ?? []) {
       if (this.session.has(need)) continue;
       // Resuming in a new process: re-run the step that provides this resource first.
-      const provider = this.steps.find((s) => s.step.local?.run && actionFor(s.step.local.run.action, this.session.engine)?.provides?.includes(need));
+      const provider = this.steps.find(
+        (s) => s.step.local?.run && actionFor(s.step.local.run.action, this.session.engine)?.provides?.includes(need),
+      );
       if (!provider || depth > 3) return { ok: false, error: `this step needs ${need}, and no earlier step of the lab starts them` };
       ctx.out(`(${need} are not running in this session: re-running "${provider.step.title}" first)`);
       const r = await this.runAction(provider.step.local!.run!, ctx, depth + 1);
@@ -142,7 +144,14 @@ export class ClusterRunner implements StepRunner {
     const { file, args } = selfArgv(cmd.argv);
     try {
       const { execa } = await import('execa');
-      const proc = execa(file, args, { env: { ...cmd.env }, cancelSignal: ctx.signal, forceKillAfterDelay: 3000, reject: false, all: true, stdin: 'ignore' });
+      const proc = execa(file, args, {
+        env: { ...cmd.env },
+        cancelSignal: ctx.signal,
+        forceKillAfterDelay: 3000,
+        reject: false,
+        all: true,
+        stdin: 'ignore',
+      });
       const tail: string[] = [];
       for await (const line of proc.iterable({ from: 'all' })) {
         const l = maskSecrets(String(line), secrets);

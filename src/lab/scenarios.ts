@@ -21,10 +21,15 @@ export function loadScenarios(): Record<string, Scenario> {
   const data = parse(readFileSync(file, 'utf8')) as { scenarios?: Record<string, Scenario> };
   if (!data?.scenarios || typeof data.scenarios !== 'object') throw new Error(`${file}: "scenarios" must be a mapping`);
   for (const [name, sc] of Object.entries(data.scenarios)) {
-    if (!Array.isArray(sc.requests) || !sc.requests.every((r) => typeof r?.prompt === 'string')) throw new Error(`${file}: scenario ${name} needs a list of requests with a "prompt"`);
+    if (!Array.isArray(sc.requests) || !sc.requests.every((r) => typeof r?.prompt === 'string'))
+      throw new Error(`${file}: scenario ${name} needs a list of requests with a "prompt"`);
   }
   for (const sc of Object.values(data.scenarios)) {
-    (sc as unknown as { requests: DemoRequest[] }).requests = sc.requests.map((r) => ({ ...r, prompt: expandFiller(r.prompt), ...(r.system ? { system: expandFiller(r.system) } : {}) }));
+    (sc as unknown as { requests: DemoRequest[] }).requests = sc.requests.map((r) => ({
+      ...r,
+      prompt: expandFiller(r.prompt),
+      ...(r.system ? { system: expandFiller(r.system) } : {}),
+    }));
   }
   cache = data.scenarios;
   return cache;

@@ -81,7 +81,12 @@ export function reduce(state: LabState, action: LabAction): LabState {
   switch (action.type) {
     case 'start':
       if (!cur || state.phase === 'running' || state.phase === 'finished') return state;
-      return { ...state, steps: replaceCurrent(state, { status: 'running', output: [], dropped: 0, results: [], error: undefined }), phase: 'running', showHint: false };
+      return {
+        ...state,
+        steps: replaceCurrent(state, { status: 'running', output: [], dropped: 0, results: [], error: undefined }),
+        phase: 'running',
+        showHint: false,
+      };
     case 'output': {
       if (!cur || state.phase !== 'running') return state;
       const all = [...cur.output, ...action.lines];
@@ -96,7 +101,12 @@ export function reduce(state: LabState, action: LabAction): LabState {
       return advance(state, replaceCurrent(state, { status: 'done', finishedAt: action.at }));
     case 'fail':
       if (!cur || state.phase !== 'running') return state;
-      return { ...state, steps: replaceCurrent(state, { status: 'failed', error: action.error, finishedAt: action.at }), phase: 'ready', showHint: true };
+      return {
+        ...state,
+        steps: replaceCurrent(state, { status: 'failed', error: action.error, finishedAt: action.at }),
+        phase: 'ready',
+        showHint: true,
+      };
     case 'skip':
       if (!cur || state.phase === 'running' || state.phase === 'finished') return state;
       return advance(state, replaceCurrent(state, { status: 'skipped', finishedAt: action.at }));
@@ -109,7 +119,11 @@ export function reduce(state: LabState, action: LabAction): LabState {
     case 'quit':
       return state.phase === 'running' ? state : { ...state, phase: 'quit' };
     case 'interrupt':
-      return { ...state, steps: state.phase === 'running' ? replaceCurrent(state, { status: 'failed', error: 'interrupted' }) : state.steps, phase: 'interrupted' };
+      return {
+        ...state,
+        steps: state.phase === 'running' ? replaceCurrent(state, { status: 'failed', error: 'interrupted' }) : state.steps,
+        phase: 'interrupted',
+      };
   }
 }
 

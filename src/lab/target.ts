@@ -11,7 +11,8 @@ export interface TargetChoice {
 }
 
 export async function chooseTarget(opts: { context?: string; namespace?: string; signal: AbortSignal }): Promise<TargetChoice> {
-  if (kubeconfigFiles().length === 0) return { target: 'local', reason: 'no kubeconfig found, so the lab runs locally with simulated workers' };
+  if (kubeconfigFiles().length === 0)
+    return { target: 'local', reason: 'no kubeconfig found, so the lab runs locally with simulated workers' };
   try {
     // Loaded lazily: the cluster client is heavy and only needed when a kubeconfig exists.
     const cluster = await import('../cluster/index.js');

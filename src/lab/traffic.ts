@@ -18,7 +18,10 @@ export interface TrafficOptions {
 
 export const DEFAULT_TRAFFIC_PROMPT = 'Request {i}: explain one idea from distributed systems in two sentences.';
 
-export async function sendTraffic(url: string, o: TrafficOptions): Promise<{ results: DemoResult[]; errors: string[]; wallSeconds: number }> {
+export async function sendTraffic(
+  url: string,
+  o: TrafficOptions,
+): Promise<{ results: DemoResult[]; errors: string[]; wallSeconds: number }> {
   const results: DemoResult[] = [];
   const errors: string[] = [];
   let next = 0;
@@ -26,7 +29,13 @@ export async function sendTraffic(url: string, o: TrafficOptions): Promise<{ res
     while (next < o.total && !o.signal?.aborted) {
       const i = next++;
       try {
-        results.push(await sendDemoRequest(url, { prompt: o.prompt.replaceAll('{i}', String(i + 1)), max_tokens: o.maxTokens, group: 'traffic' }, { model: o.model, mode: o.mode, signal: o.signal, apiKey: o.apiKey }));
+        results.push(
+          await sendDemoRequest(
+            url,
+            { prompt: o.prompt.replaceAll('{i}', String(i + 1)), max_tokens: o.maxTokens, group: 'traffic' },
+            { model: o.model, mode: o.mode, signal: o.signal, apiKey: o.apiKey },
+          ),
+        );
       } catch (err) {
         errors.push((err as Error).message);
       }

@@ -126,7 +126,10 @@ export function computeBlockHashes(tokens: ArrayLike<number>, blockSize: number,
     for (let b = 0; b < n; b++) out[b] = hashTokenBlock(tokens, b * blockSize, blockSize, seed);
     return out;
   }
-  const pairs = backend === 'wasm' && wasmBlockSizeSupported(blockSize) ? wasmBlockPairs(tokens, blockSize, n, seed) : blockPairsJs(tokens, blockSize, n, seed);
+  const pairs =
+    backend === 'wasm' && wasmBlockSizeSupported(blockSize)
+      ? wasmBlockPairs(tokens, blockSize, n, seed)
+      : blockPairsJs(tokens, blockSize, n, seed);
   for (let b = 0; b < n; b++) {
     B64_U32[LO] = pairs[2 * b]!;
     B64_U32[HI] = pairs[2 * b + 1]!;
@@ -148,7 +151,8 @@ export function nextSequenceHash(parentSeq: bigint, local: bigint): bigint {
     return xxh3.xxh64(pair, XXH3_SEED);
   }
   B64[0] = parentSeq;
-  const pL = B64_U32[LO]!, pH = B64_U32[HI]!;
+  const pL = B64_U32[LO]!,
+    pH = B64_U32[HI]!;
   B64[0] = local;
   xxh3Pair16(pL, pH, B64_U32[LO]!, B64_U32[HI]!, SEED_LO, SEED_HI, RES, 0);
   return joinRes();
@@ -177,7 +181,8 @@ function blockPairsJs(tokens: ArrayLike<number>, blockSize: number, n: number, s
   const out = new Uint32Array(n * 2);
   if (n === 0) return out;
   B64[0] = seed;
-  const sL = B64_U32[LO]!, sH = B64_U32[HI]!;
+  const sL = B64_U32[LO]!,
+    sH = B64_U32[HI]!;
   const bytes = blockSize * 4;
   if (bytes > 16 && bytes <= 128) {
     // Block sizes 5..32 tokens (Dynamo's 16 included): the inlined medium path reading the token

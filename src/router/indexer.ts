@@ -42,13 +42,7 @@
 import type { KvCacheEventData, RouterEvent, WorkerId, WorkerKey } from './types.js';
 import { U64Table, splitU64 } from './u64.js';
 
-export type ApplyStatus =
-  | 'ok'
-  | 'parent_block_not_found'
-  | 'block_not_found'
-  | 'invalid_block_sequence'
-  | 'unknown_worker'
-  | 'ignored';
+export type ApplyStatus = 'ok' | 'parent_block_not_found' | 'block_not_found' | 'invalid_block_sequence' | 'unknown_worker' | 'ignored';
 
 export interface ApplyResult {
   status: ApplyStatus;
@@ -213,7 +207,7 @@ export class RadixIndexer {
       const w = n * this.ns + F_BITS + word;
       if ((this.nd[w]! & bit) !== 0) {
         this.nd[w] = this.nd[w]! & ~bit;
-        if (--this.nd[(n) * this.ns + F_WCOUNT]! === 0) this.onNodeEmptied(n);
+        if (--this.nd[n * this.ns + F_WCOUNT]! === 0) this.onNodeEmptied(n);
       }
     }
     this.slotByKey.delete(slotKeyOf(id, this.slotDpRanks[slot]!));
@@ -357,9 +351,14 @@ export class RadixIndexer {
       let child = this.childOf(cur, tlo, thi);
       if (child < 0) {
         const reuse = li >= 0 ? lookup.valueAt(li) : -1;
-        if (reuse >= 0 && this.nd[reuse * this.ns + F_LO] === (tlo | 0) && this.nd[reuse * this.ns + F_HI] === (thi | 0) && !this.isAncestorOrSelf(reuse, cur)) {
+        if (
+          reuse >= 0 &&
+          this.nd[reuse * this.ns + F_LO] === (tlo | 0) &&
+          this.nd[reuse * this.ns + F_HI] === (thi | 0) &&
+          !this.isAncestorOrSelf(reuse, cur)
+        ) {
           child = reuse;
-          const oldParent = this.nd[(child) * this.ns + F_PARENT]!;
+          const oldParent = this.nd[child * this.ns + F_PARENT]!;
           if (oldParent !== NONE) this.unlinkFromParent(child);
           this.linkChild(cur, child);
           if (oldParent !== NONE) this.maybeFree(oldParent);
@@ -371,21 +370,21 @@ export class RadixIndexer {
       const w = child * this.ns + F_BITS + word;
       if ((this.nd[w]! & bit) === 0) {
         this.nd[w] = this.nd[w]! | bit;
-        this.nd[(child) * this.ns + F_WCOUNT]!++;
+        this.nd[child * this.ns + F_WCOUNT]!++;
       }
       let idx: number;
       if (li < 0) {
         idx = ~li;
         lookup.insertAt(idx, 0, blo, bhi, child);
-        this.nd[(child) * this.ns + F_LREFS]!++;
+        this.nd[child * this.ns + F_LREFS]!++;
         this.totalEntries++;
       } else {
         idx = li;
         const old = lookup.valueAt(li);
         if (old !== child) {
           lookup.setValueAt(li, child);
-          this.nd[(child) * this.ns + F_LREFS]!++;
-          this.nd[(old) * this.ns + F_LREFS]!--;
+          this.nd[child * this.ns + F_LREFS]!++;
+          this.nd[old * this.ns + F_LREFS]!--;
           this.maybeFree(old);
         }
       }
@@ -464,15 +463,15 @@ export class RadixIndexer {
     const node = lookup.valueAt(i);
     lookup.deleteAt(i);
     this.totalEntries--;
-    this.nd[(node) * this.ns + F_LREFS]!--;
+    this.nd[node * this.ns + F_LREFS]!--;
     const w = node * this.ns + F_BITS + (slot >>> 5);
     const bit = 1 << (slot & 31);
     if ((this.nd[w]! & bit) !== 0) {
       this.nd[w] = this.nd[w]! & ~bit;
-      this.nd[(node) * this.ns + F_WCOUNT]!--;
+      this.nd[node * this.ns + F_WCOUNT]!--;
     }
     // As Dynamo: after a removal, an empty worker set clears the node's children.
-    if (this.nd[(node) * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
+    if (this.nd[node * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
     this.maybeFree(node);
   }
 
@@ -487,14 +486,14 @@ export class RadixIndexer {
     for (let i = 0; i < lookup.capacity; i++) {
       if (!lookup.isUsed(i)) continue;
       const node = lookup.valueAt(i);
-      this.nd[(node) * this.ns + F_LREFS]!--;
+      this.nd[node * this.ns + F_LREFS]!--;
       this.totalEntries--;
       const w = node * this.ns + F_BITS + word;
       if ((this.nd[w]! & bit) !== 0) {
         this.nd[w] = this.nd[w]! & ~bit;
-        this.nd[(node) * this.ns + F_WCOUNT]!--;
+        this.nd[node * this.ns + F_WCOUNT]!--;
       }
-      if (this.nd[(node) * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
+      if (this.nd[node * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
       touched.push(node);
     }
     lookup.clear();
@@ -788,7 +787,7 @@ export class RadixIndexer {
   }
 
   private isAncestorOrSelf(candidate: number, node: number): boolean {
-    for (let n = node; n !== NONE; n = this.nd[(n) * this.ns + F_PARENT]!) if (n === candidate) return true;
+    for (let n = node; n !== NONE; n = this.nd[n * this.ns + F_PARENT]!) if (n === candidate) return true;
     return false;
   }
 
@@ -820,13 +819,19 @@ export class RadixIndexer {
    */
   private maybeFree(node: number): void {
     let n = node;
-    while (n !== ROOT && n !== NONE && this.nd[(n) * this.ns + F_WCOUNT] === 0 && this.nd[(n) * this.ns + F_LREFS] === 0 && this.nd[(n) * this.ns + F_FIRST] === NONE) {
-      const p = this.nd[(n) * this.ns + F_PARENT]!;
+    while (
+      n !== ROOT &&
+      n !== NONE &&
+      this.nd[n * this.ns + F_WCOUNT] === 0 &&
+      this.nd[n * this.ns + F_LREFS] === 0 &&
+      this.nd[n * this.ns + F_FIRST] === NONE
+    ) {
+      const p = this.nd[n * this.ns + F_PARENT]!;
       this.unlinkFromParent(n);
       this.freeNodes.push(n);
       this.liveNodes--;
-      this.nd[(n) * this.ns + F_PARENT] = NONE;
-      this.nd[(n) * this.ns + F_LREFS] = -1; // poison: never double-free
+      this.nd[n * this.ns + F_PARENT] = NONE;
+      this.nd[n * this.ns + F_LREFS] = -1; // poison: never double-free
       n = p;
     }
   }
@@ -845,12 +850,13 @@ export class RadixIndexer {
     const free = new Set(this.freeNodes);
     for (let n = 1; n < this.nodeHigh; n++) {
       if (free.has(n)) continue;
-      if (refs[n] !== this.nd[(n) * this.ns + F_LREFS]) throw new Error(`node ${n} refs ${refs[n]} != ${this.nd[(n) * this.ns + F_LREFS]}`);
+      if (refs[n] !== this.nd[n * this.ns + F_LREFS]) throw new Error(`node ${n} refs ${refs[n]} != ${this.nd[n * this.ns + F_LREFS]}`);
       let cnt = 0;
       for (let k = 0; k < this.stride; k++) cnt += popcount(this.nd[n * this.ns + F_BITS + k]!);
-      if (cnt !== this.nd[(n) * this.ns + F_WCOUNT]) throw new Error(`node ${n} worker count`);
-      const p = this.nd[(n) * this.ns + F_PARENT]!;
-      if (p !== NONE && this.childOf(p, this.nd[n * this.ns + F_LO]!, this.nd[n * this.ns + F_HI]!) !== n) throw new Error(`node ${n} not in parent's children`);
+      if (cnt !== this.nd[n * this.ns + F_WCOUNT]) throw new Error(`node ${n} worker count`);
+      const p = this.nd[n * this.ns + F_PARENT]!;
+      if (p !== NONE && this.childOf(p, this.nd[n * this.ns + F_LO]!, this.nd[n * this.ns + F_HI]!) !== n)
+        throw new Error(`node ${n} not in parent's children`);
     }
     let tableEntries = 0;
     for (let n = 0; n < this.nodeHigh; n++) {
@@ -885,7 +891,7 @@ function popcount(x: number): number {
   x = x >>> 0;
   x = x - ((x >>> 1) & 0x55555555);
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+  return Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
 }
 
 function popcountWords(a: Int32Array): number {

@@ -53,22 +53,34 @@ const ACCEPTED = Object.keys(POLICY_CONFIG_KEYS).join(', ');
  * Throws PolicyConfigError (message + hint) on bad YAML, a non-mapping document, an unknown
  * key or a value that is not a finite number >= 0.
  */
-export function parsePolicyConfig(text: string, source = 'policy config'): Partial<Record<(typeof POLICY_CONFIG_KEYS)[PolicyConfigKey], number>> {
+export function parsePolicyConfig(
+  text: string,
+  source = 'policy config',
+): Partial<Record<(typeof POLICY_CONFIG_KEYS)[PolicyConfigKey], number>> {
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const pos = e.linePos?.[0];
-    throw new PolicyConfigError(`${source}: invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${e.message.split('\n')[0]}`, 'Check the indentation and the `key: value` pairs.');
+    throw new PolicyConfigError(
+      `${source}: invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${e.message.split('\n')[0]}`,
+      'Check the indentation and the `key: value` pairs.',
+    );
   }
   const data: unknown = doc.toJS();
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new PolicyConfigError(`${source}: expected a mapping of parameter names to numbers, got ${Array.isArray(data) ? 'a list' : typeof data}`, `Accepted keys: ${ACCEPTED}.`);
+    throw new PolicyConfigError(
+      `${source}: expected a mapping of parameter names to numbers, got ${Array.isArray(data) ? 'a list' : typeof data}`,
+      `Accepted keys: ${ACCEPTED}.`,
+    );
   }
   const out: Partial<Record<(typeof POLICY_CONFIG_KEYS)[PolicyConfigKey], number>> = {};
   for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
     if (KNOWN_UNSUPPORTED.has(k)) {
-      throw new PolicyConfigError(`${source}: "${k}" (Dynamo's policy classes / worker-selection instances) is not supported by dynamo-lab`, `Keep only the default policy parameters: ${ACCEPTED}; use --router-queue-threshold for queueing.`);
+      throw new PolicyConfigError(
+        `${source}: "${k}" (Dynamo's policy classes / worker-selection instances) is not supported by dynamo-lab`,
+        `Keep only the default policy parameters: ${ACCEPTED}; use --router-queue-threshold for queueing.`,
+      );
     }
     if (!(k in POLICY_CONFIG_KEYS)) {
       throw new PolicyConfigError(`${source}: unknown key "${k}"`, `Accepted keys (Dynamo 1.6 names): ${ACCEPTED}.`);

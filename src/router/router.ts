@@ -126,7 +126,16 @@ export interface KvRouterOptions {
  * applied with bookRemote / freeRemote / markPrefillCompletedRemote are not reported.
  */
 export type BookingChange =
-  | { type: 'add'; requestId: string; workerId: WorkerId; dpRank: number; seqPairs: Uint32Array | null; blocks: number; prefillTokens: number; expectedOutputTokens?: number }
+  | {
+      type: 'add';
+      requestId: string;
+      workerId: WorkerId;
+      dpRank: number;
+      seqPairs: Uint32Array | null;
+      blocks: number;
+      prefillTokens: number;
+      expectedOutputTokens?: number;
+    }
   | { type: 'prefill_done'; requestId: string; workerId: WorkerId; dpRank: number }
   | { type: 'free'; requestId: string; workerId: WorkerId; dpRank: number };
 
@@ -188,7 +197,8 @@ export class KvRouter {
   private readonly remote = new Set<string>();
 
   constructor(opts: KvRouterOptions) {
-    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
+    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1)
+      throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
     this.blockSize = opts.blockSize;
     this._mode = opts.mode ?? 'kv';
     if (!ROUTING_MODES.includes(this._mode)) throw new RangeError(`unknown routing mode ${String(this._mode)}`);
@@ -198,7 +208,8 @@ export class KvRouter {
     this.clock = opts.clock;
     this.autoRegister = opts.autoRegisterWorkers ?? false;
     const tc = { ...DEFAULT_TTFT_MODEL_CONFIG, ...stripUndefined(opts.ttftModel ?? {}) };
-    if (!Number.isInteger(tc.maxBatchedTokens) || tc.maxBatchedTokens < 1) throw new RangeError(`ttftModel.maxBatchedTokens must be an integer >= 1, got ${tc.maxBatchedTokens}`);
+    if (!Number.isInteger(tc.maxBatchedTokens) || tc.maxBatchedTokens < 1)
+      throw new RangeError(`ttftModel.maxBatchedTokens must be an integer >= 1, got ${tc.maxBatchedTokens}`);
     if (!(tc.kvBlocks >= 1)) throw new RangeError(`ttftModel.kvBlocks must be >= 1, got ${tc.kvBlocks}`);
     if (!(tc.forgetting > 0 && tc.forgetting <= 1)) throw new RangeError(`ttftModel.forgetting must be in (0, 1], got ${tc.forgetting}`);
     this.ttftConfig = Object.freeze(tc);
@@ -316,14 +327,16 @@ export class KvRouter {
     }
     if (!this.config.useKvEvents && this.config.approximateCachePolicy === 'ttl') this.indexer.expireTtl(now);
     const cands = this.candidates(req.allowedWorkers);
-    if (cands.length === 0) throw new NoEligibleWorkersError(req.allowedWorkers ? 'no eligible workers among the allowed ones' : 'no workers registered');
+    if (cands.length === 0)
+      throw new NoEligibleWorkersError(req.allowedWorkers ? 'no eligible workers among the allowed ones' : 'no workers registered');
 
     const clock = this.clock;
     const t0 = clock ? clock() : 0;
     const bs = this.blockSize;
     const isl = req.tokens.length;
     const nFull = Math.floor(isl / bs);
-    const local = req.blockHashPairs && req.blockHashPairs.length === 2 * nFull ? req.blockHashPairs : computeBlockHashPairs(req.tokens, bs, req.salt);
+    const local =
+      req.blockHashPairs && req.blockHashPairs.length === 2 * nFull ? req.blockHashPairs : computeBlockHashPairs(req.tokens, bs, req.salt);
     const nBlocks = local.length >>> 1;
     const t1 = clock ? clock() : 0;
     const scores = this.indexerEnabled ? this.indexer.findMatchesPairs(local, nBlocks) : null;
@@ -388,7 +401,10 @@ export class KvRouter {
       const tc = this.ttftConfig;
       let queued = 0;
       for (const inp of inputs) queued += inp.activePrefillTokens;
-      const penalty = Math.min(tc.prefillPenaltyMax, tc.prefillPenalty + (tc.prefillPenaltyPerQueuedPass * queued) / (cands.length * tc.maxBatchedTokens));
+      const penalty = Math.min(
+        tc.prefillPenaltyMax,
+        tc.prefillPenalty + (tc.prefillPenaltyPerQueuedPass * queued) / (cands.length * tc.maxBatchedTokens),
+      );
       for (let i = 0; i < cands.length; i++) {
         const inp = inputs[i]!;
         // Blocks another in-flight request on this worker is prefilling (booked sequence
@@ -436,7 +452,9 @@ export class KvRouter {
     const chosen = workers[pick]!;
     const overlap = inputs[pick]!.overlapBlocks;
     const cached = Math.min(overlap * bs, isl);
-    const prefill = this.config.trackPrefillTokens ? isl - (ttftX ? Math.min(this.ttftCachedBlocks(inputs[pick]!, nBlocks) * bs, isl) : cached) : 0;
+    const prefill = this.config.trackPrefillTokens
+      ? isl - (ttftX ? Math.min(this.ttftCachedBlocks(inputs[pick]!, nBlocks) * bs, isl) : cached)
+      : 0;
     this.sequences.add(req.requestId, slot, this.config.assumeKvReuse ? seq : null, nBlocks, prefill, now, req.expectedOutputTokens);
     if (this._mode === 'kv-ttft' && prefill > 0) {
       let pq = this.prefillQueues.get(slot);
@@ -449,7 +467,16 @@ export class KvRouter {
     this.remote.delete(req.requestId);
     if (this.onBookingChange) {
       const b = this.sequences.get(req.requestId)!;
-      this.onBookingChange({ type: 'add', requestId: req.requestId, workerId: chosen.id, dpRank: chosen.dpRank, seqPairs: b.seqPairs, blocks: b.blocks, prefillTokens: b.prefillTokens, expectedOutputTokens: req.expectedOutputTokens });
+      this.onBookingChange({
+        type: 'add',
+        requestId: req.requestId,
+        workerId: chosen.id,
+        dpRank: chosen.dpRank,
+        seqPairs: b.seqPairs,
+        blocks: b.blocks,
+        prefillTokens: b.prefillTokens,
+        expectedOutputTokens: req.expectedOutputTokens,
+      });
     }
     if (!this.config.useKvEvents && isKvMode(this._mode) && this.indexerEnabled && nBlocks > 0) {
       if (this.config.approximateCachePolicy === 'lru') {
@@ -511,14 +538,31 @@ export class KvRouter {
    * Book a request another replica routed (its AddRequest). Returns false when the worker is
    * unknown here. The booking counts in the load like a local one and is not reported back.
    */
-  bookRemote(b: { requestId: string; workerId: WorkerId; dpRank: number; seqPairs: Uint32Array | null; blocks: number; prefillTokens: number; nowMs: number; expectedOutputTokens?: number }): boolean {
+  bookRemote(b: {
+    requestId: string;
+    workerId: WorkerId;
+    dpRank: number;
+    seqPairs: Uint32Array | null;
+    blocks: number;
+    prefillTokens: number;
+    nowMs: number;
+    expectedOutputTokens?: number;
+  }): boolean {
     const slot = this.indexer.slotOf(b.workerId, b.dpRank);
     if (slot < 0 || !this.order.includes(slot)) return false;
     if (b.seqPairs && b.seqPairs.length < 2 * b.blocks) return false;
     const existing = this.sequences.get(b.requestId);
     if (existing) this.leavePrefillQueue(existing.slot, b.requestId, b.nowMs);
     this.remote.add(b.requestId);
-    this.sequences.add(b.requestId, slot, this.config.assumeKvReuse ? b.seqPairs : null, b.blocks, this.config.trackPrefillTokens ? b.prefillTokens : 0, b.nowMs, b.expectedOutputTokens);
+    this.sequences.add(
+      b.requestId,
+      slot,
+      this.config.assumeKvReuse ? b.seqPairs : null,
+      b.blocks,
+      this.config.trackPrefillTokens ? b.prefillTokens : 0,
+      b.nowMs,
+      b.expectedOutputTokens,
+    );
     if (this._mode === 'kv-ttft' && b.prefillTokens > 0 && this.config.trackPrefillTokens) {
       let pq = this.prefillQueues.get(slot);
       if (!pq) this.prefillQueues.set(slot, (pq = { ids: [], tokens: [], headSince: b.nowMs }));
@@ -552,7 +596,16 @@ export class KvRouter {
       if (this.remote.has(id)) continue;
       const r = this.sequences.get(id)!;
       const k = this.indexer.slotWorker(r.slot)!;
-      out.push({ requestId: id, workerId: k.workerId, dpRank: k.dpRank, seqPairs: r.seqPairs, blocks: r.blocks, prefillTokens: r.prefillTokens, startMs: r.startMs, expectedOutputTokens: r.expectedOutputTokens });
+      out.push({
+        requestId: id,
+        workerId: k.workerId,
+        dpRank: k.dpRank,
+        seqPairs: r.seqPairs,
+        blocks: r.blocks,
+        prefillTokens: r.prefillTokens,
+        startMs: r.startMs,
+        expectedOutputTokens: r.expectedOutputTokens,
+      });
     }
     return out;
   }

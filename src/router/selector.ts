@@ -77,7 +77,8 @@ export interface RouterFlags {
 
 function num(v: unknown, name: string, min = 0): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new RangeError(`${name} must be a finite number >= ${min}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
+    throw new RangeError(`${name} must be a finite number >= ${min}, got ${String(v)}`);
   return v;
 }
 
@@ -99,7 +100,8 @@ export function configFromFlags(flags: RouterFlags = {}): KvRouterConfig {
   set('ttlMs', num(flags.ttlMs, 'ttlMs') ?? (ttlSecs !== undefined ? ttlSecs * 1000 : undefined));
   set('activeRequestExpiryMs', num(flags.activeRequestExpiryMs, 'activeRequestExpiryMs'));
   if (flags.approximateCachePolicy !== undefined) {
-    if (flags.approximateCachePolicy !== 'ttl' && flags.approximateCachePolicy !== 'lru') throw new RangeError(`approximate cache policy must be ttl or lru, got ${flags.approximateCachePolicy}`);
+    if (flags.approximateCachePolicy !== 'ttl' && flags.approximateCachePolicy !== 'lru')
+      throw new RangeError(`approximate cache policy must be ttl or lru, got ${flags.approximateCachePolicy}`);
     c.approximateCachePolicy = flags.approximateCachePolicy;
   }
   const cap = num(flags.approximateCapacityBlocks, 'approximateCapacityBlocks', 1);

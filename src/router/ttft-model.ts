@@ -30,7 +30,15 @@
  * Pure: the caller feeds observations (features recorded at routing time + the TTFT it saw).
  */
 
-export const TTFT_FEATURES = ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms', 'busy_wait_ms'] as const;
+export const TTFT_FEATURES = [
+  'pass_ms',
+  'prefill_ms_per_batch',
+  'prefill_quadratic_ms_per_batch',
+  'decode_usage_ms',
+  'decode_usage2_ms',
+  'kv_overcommit_ms',
+  'busy_wait_ms',
+] as const;
 export const N_TTFT_FEATURES = TTFT_FEATURES.length;
 
 export interface TtftModelConfig {
@@ -91,7 +99,14 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
  * Features of one prediction. `usage` = KV blocks booked on the worker including the
  * request's own / capacity (may exceed 1). `out` is filled and returned.
  */
-export function ttftFeatures(queuedTokens: number, ownTokens: number, usage: number, cfg: Pick<TtftModelConfig, 'maxBatchedTokens'>, out = new Float64Array(N_TTFT_FEATURES), busy = false): Float64Array {
+export function ttftFeatures(
+  queuedTokens: number,
+  ownTokens: number,
+  usage: number,
+  cfg: Pick<TtftModelConfig, 'maxBatchedTokens'>,
+  out = new Float64Array(N_TTFT_FEATURES),
+  busy = false,
+): Float64Array {
   const B = cfg.maxBatchedTokens;
   const P = Math.max(0, queuedTokens) + Math.max(0, ownTokens);
   const full = Math.floor(P / B);
@@ -142,7 +157,8 @@ export class TtftModel {
   ) {
     this.prior = Float64Array.from(cfg.prior ?? mockerPrior(cfg.maxBatchedTokens));
     this.strength = parent ? new Float64Array(N_TTFT_FEATURES).fill(parentStrength) : Float64Array.from(cfg.priorStrength);
-    if (this.prior.length !== N_TTFT_FEATURES || this.strength.length !== N_TTFT_FEATURES) throw new RangeError(`the TTFT model has ${N_TTFT_FEATURES} coefficients`);
+    if (this.prior.length !== N_TTFT_FEATURES || this.strength.length !== N_TTFT_FEATURES)
+      throw new RangeError(`the TTFT model has ${N_TTFT_FEATURES} coefficients`);
     this.theta = Float64Array.from(this.prior);
     if (parent) this.dirty = true;
   }
@@ -227,13 +243,24 @@ export class TtftModel {
   /** Coefficients by name (for /debug/decisions). */
   describe(): { coefficients: Record<(typeof TTFT_FEATURES)[number], number>; observations: number; mean_abs_rel_error: number } {
     const t = this.coefficients();
-    const coefficients = Object.fromEntries(TTFT_FEATURES.map((k, i) => [k, round4(t[i]!)])) as Record<(typeof TTFT_FEATURES)[number], number>;
+    const coefficients = Object.fromEntries(TTFT_FEATURES.map((k, i) => [k, round4(t[i]!)])) as Record<
+      (typeof TTFT_FEATURES)[number],
+      number
+    >;
     return { coefficients, observations: this.observations, mean_abs_rel_error: round4(this.meanAbsRelError) };
   }
 }
 
 /** Ridge solve with some coefficients fixed (at fixVal); false when singular. */
-function solveRidge(xtx: Float64Array, xty: Float64Array, strength: Float64Array, prior: Float64Array, fixed: boolean[], fixVal: Float64Array, out: Float64Array): boolean {
+function solveRidge(
+  xtx: Float64Array,
+  xty: Float64Array,
+  strength: Float64Array,
+  prior: Float64Array,
+  fixed: boolean[],
+  fixVal: Float64Array,
+  out: Float64Array,
+): boolean {
   const n = xty.length;
   const w = n + 1;
   const a = new Float64Array(n * w);

@@ -19,18 +19,15 @@
 
 /** The default 192-byte secret (xxHash spec, "Seed and Secret"). */
 const DEFAULT_SECRET = new Uint8Array([
-  0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c,
-  0xde, 0xd4, 0x6d, 0xe9, 0x83, 0x90, 0x97, 0xdb, 0x72, 0x40, 0xa4, 0xa4, 0xb7, 0xb3, 0x67, 0x1f,
-  0xcb, 0x79, 0xe6, 0x4e, 0xcc, 0xc0, 0xe5, 0x78, 0x82, 0x5a, 0xd0, 0x7d, 0xcc, 0xff, 0x72, 0x21,
-  0xb8, 0x08, 0x46, 0x74, 0xf7, 0x43, 0x24, 0x8e, 0xe0, 0x35, 0x90, 0xe6, 0x81, 0x3a, 0x26, 0x4c,
-  0x3c, 0x28, 0x52, 0xbb, 0x91, 0xc3, 0x00, 0xcb, 0x88, 0xd0, 0x65, 0x8b, 0x1b, 0x53, 0x2e, 0xa3,
-  0x71, 0x64, 0x48, 0x97, 0xa2, 0x0d, 0xf9, 0x4e, 0x38, 0x19, 0xef, 0x46, 0xa9, 0xde, 0xac, 0xd8,
-  0xa8, 0xfa, 0x76, 0x3f, 0xe3, 0x9c, 0x34, 0x3f, 0xf9, 0xdc, 0xbb, 0xc7, 0xc7, 0x0b, 0x4f, 0x1d,
-  0x8a, 0x51, 0xe0, 0x4b, 0xcd, 0xb4, 0x59, 0x31, 0xc8, 0x9f, 0x7e, 0xc9, 0xd9, 0x78, 0x73, 0x64,
-  0xea, 0xc5, 0xac, 0x83, 0x34, 0xd3, 0xeb, 0xc3, 0xc5, 0x81, 0xa0, 0xff, 0xfa, 0x13, 0x63, 0xeb,
-  0x17, 0x0d, 0xdd, 0x51, 0xb7, 0xf0, 0xda, 0x49, 0xd3, 0x16, 0x55, 0x26, 0x29, 0xd4, 0x68, 0x9e,
-  0x2b, 0x16, 0xbe, 0x58, 0x7d, 0x47, 0xa1, 0xfc, 0x8f, 0xf8, 0xb8, 0xd1, 0x7a, 0xd0, 0x31, 0xce,
-  0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
+  0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c, 0xde, 0xd4, 0x6d, 0xe9, 0x83, 0x90, 0x97,
+  0xdb, 0x72, 0x40, 0xa4, 0xa4, 0xb7, 0xb3, 0x67, 0x1f, 0xcb, 0x79, 0xe6, 0x4e, 0xcc, 0xc0, 0xe5, 0x78, 0x82, 0x5a, 0xd0, 0x7d, 0xcc, 0xff,
+  0x72, 0x21, 0xb8, 0x08, 0x46, 0x74, 0xf7, 0x43, 0x24, 0x8e, 0xe0, 0x35, 0x90, 0xe6, 0x81, 0x3a, 0x26, 0x4c, 0x3c, 0x28, 0x52, 0xbb, 0x91,
+  0xc3, 0x00, 0xcb, 0x88, 0xd0, 0x65, 0x8b, 0x1b, 0x53, 0x2e, 0xa3, 0x71, 0x64, 0x48, 0x97, 0xa2, 0x0d, 0xf9, 0x4e, 0x38, 0x19, 0xef, 0x46,
+  0xa9, 0xde, 0xac, 0xd8, 0xa8, 0xfa, 0x76, 0x3f, 0xe3, 0x9c, 0x34, 0x3f, 0xf9, 0xdc, 0xbb, 0xc7, 0xc7, 0x0b, 0x4f, 0x1d, 0x8a, 0x51, 0xe0,
+  0x4b, 0xcd, 0xb4, 0x59, 0x31, 0xc8, 0x9f, 0x7e, 0xc9, 0xd9, 0x78, 0x73, 0x64, 0xea, 0xc5, 0xac, 0x83, 0x34, 0xd3, 0xeb, 0xc3, 0xc5, 0x81,
+  0xa0, 0xff, 0xfa, 0x13, 0x63, 0xeb, 0x17, 0x0d, 0xdd, 0x51, 0xb7, 0xf0, 0xda, 0x49, 0xd3, 0x16, 0x55, 0x26, 0x29, 0xd4, 0x68, 0x9e, 0x2b,
+  0x16, 0xbe, 0x58, 0x7d, 0x47, 0xa1, 0xfc, 0x8f, 0xf8, 0xb8, 0xd1, 0x7a, 0xd0, 0x31, 0xce, 0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28,
+  0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
 ]);
 const SECRET_LEN = 192;
 
@@ -44,23 +41,36 @@ function sw(o: number): number {
 const P32_1 = 0x9e3779b1 | 0;
 const P32_2 = 0x85ebca77 | 0;
 const P32_3 = 0xc2b2ae3d | 0;
-const P64_1L = 0x85ebca87 | 0, P64_1H = 0x9e3779b1 | 0;
-const P64_2L = 0x27d4eb4f | 0, P64_2H = 0xc2b2ae3d | 0;
-const P64_3L = 0x9e3779f9 | 0, P64_3H = 0x165667b1 | 0;
-const P64_4L = 0xc2b2ae63 | 0, P64_4H = 0x85ebca77 | 0;
-const P64_5L = 0x165667c5 | 0, P64_5H = 0x27d4eb2f | 0;
-const MX1L = 0x9e3779f9 | 0, MX1H = 0x16566791 | 0;
-const MX2L = 0x1e98df25 | 0, MX2H = 0x9fb21c65 | 0;
+const P64_1L = 0x85ebca87 | 0,
+  P64_1H = 0x9e3779b1 | 0;
+const P64_2L = 0x27d4eb4f | 0,
+  P64_2H = 0xc2b2ae3d | 0;
+const P64_3L = 0x9e3779f9 | 0,
+  P64_3H = 0x165667b1 | 0;
+const P64_4L = 0xc2b2ae63 | 0,
+  P64_4H = 0x85ebca77 | 0;
+const P64_5L = 0x165667c5 | 0,
+  P64_5H = 0x27d4eb2f | 0;
+const MX1L = 0x9e3779f9 | 0,
+  MX1H = 0x16566791 | 0;
+const MX2L = 0x1e98df25 | 0,
+  MX2H = 0x9fb21c65 | 0;
 
 const TWO32 = 4294967296;
 const INV32 = 1 / 4294967296;
 
 // Secret words used by the short paths (default secret; the seed is mixed in separately).
 const S0_XOR_S4 = sw(0) ^ sw(4); // 1–3 bytes: secret[0:8] as two u32
-const S8L = sw(8), S8H = sw(12), S16L = sw(16), S16H = sw(20); // 4–8 bytes
-const S24_32L = sw(24) ^ sw(32), S24_32H = sw(28) ^ sw(36); // 9–16 bytes: secret[24:40]
-const S40_48L = sw(40) ^ sw(48), S40_48H = sw(44) ^ sw(52); //               secret[40:56]
-const S56_64L = sw(56) ^ sw(64), S56_64H = sw(60) ^ sw(68); // empty input
+const S8L = sw(8),
+  S8H = sw(12),
+  S16L = sw(16),
+  S16H = sw(20); // 4–8 bytes
+const S24_32L = sw(24) ^ sw(32),
+  S24_32H = sw(28) ^ sw(36); // 9–16 bytes: secret[24:40]
+const S40_48L = sw(40) ^ sw(48),
+  S40_48H = sw(44) ^ sw(52); //               secret[40:56]
+const S56_64L = sw(56) ^ sw(64),
+  S56_64H = sw(60) ^ sw(68); // empty input
 
 /** Result registers of the arithmetic helpers (int32 bit patterns). */
 let rL = 0;
@@ -78,7 +88,10 @@ function mul64(aL: number, aH: number, bL: number, bH: number): void {
 
 /** Full 64x64 -> 128 product folded as lo64 xor hi64 -> (rL, rH). */
 function mulFold(aL: number, aH: number, bL: number, bH: number): void {
-  const al = aL >>> 0, ah = aH >>> 0, bl = bL >>> 0, bh = bH >>> 0;
+  const al = aL >>> 0,
+    ah = aH >>> 0,
+    bl = bL >>> 0,
+    bh = bH >>> 0;
   const llL = Math.imul(al, bl) >>> 0;
   const llH = Math.round((al * bl - llL) * INV32);
   const lhL = Math.imul(al, bh) >>> 0;
@@ -106,7 +119,8 @@ function avalanche(hL: number, hH: number): void {
 /** XXH64 avalanche -> (rL, rH). */
 function avalancheXXH64(hL: number, hH: number): void {
   mul64(hL ^ (hH >>> 1), hH, P64_2L, P64_2H);
-  const l = rL, h = rH;
+  const l = rL,
+    h = rH;
   mul64(l ^ ((l >>> 29) | (h << 3)), h ^ (h >>> 29), P64_3L, P64_3H);
   rL ^= rH;
 }
@@ -134,11 +148,13 @@ function setKeys(sL: number, sH: number): void {
   const su = sL >>> 0;
   for (let j = 0; j < 16; j++) {
     const o = keyOffset(j);
-    const aL = sw(o) >>> 0, aH = sw(o + 4);
+    const aL = sw(o) >>> 0,
+      aH = sw(o + 4);
     const t = aL + su;
     KEYS[4 * j] = t | 0;
     KEYS[4 * j + 1] = (aH + sH + (t >= TWO32 ? 1 : 0)) | 0;
-    const bL = sw(o + 8) >>> 0, bH = sw(o + 12);
+    const bL = sw(o + 8) >>> 0,
+      bH = sw(o + 12);
     const d = bL - su;
     KEYS[4 * j + 2] = d | 0;
     KEYS[4 * j + 3] = (bH - sH - (d < 0 ? 1 : 0)) | 0;
@@ -218,14 +234,22 @@ function scramble(): void {
 function hashLong(v: DataView, p: number, len: number, sL: number, sH: number): void {
   if (!dValid || sL !== dSeedL || sH !== dSeedH) deriveSecret(sL, sH);
   const acc = ACC;
-  acc[0] = P32_3; acc[1] = 0;
-  acc[2] = P64_1L; acc[3] = P64_1H;
-  acc[4] = P64_2L; acc[5] = P64_2H;
-  acc[6] = P64_3L; acc[7] = P64_3H;
-  acc[8] = P64_4L; acc[9] = P64_4H;
-  acc[10] = P32_2; acc[11] = 0;
-  acc[12] = P64_5L; acc[13] = P64_5H;
-  acc[14] = P32_1; acc[15] = 0;
+  acc[0] = P32_3;
+  acc[1] = 0;
+  acc[2] = P64_1L;
+  acc[3] = P64_1H;
+  acc[4] = P64_2L;
+  acc[5] = P64_2H;
+  acc[6] = P64_3L;
+  acc[7] = P64_3H;
+  acc[8] = P64_4L;
+  acc[9] = P64_4H;
+  acc[10] = P32_2;
+  acc[11] = 0;
+  acc[12] = P64_5L;
+  acc[13] = P64_5H;
+  acc[14] = P32_1;
+  acc[15] = 0;
   const STRIPES = (SECRET_LEN - 64) / 8; // 16
   const BLOCK = 64 * STRIPES; // 1024
   const nBlocks = Math.floor((len - 1) / BLOCK);
@@ -241,7 +265,8 @@ function hashLong(v: DataView, p: number, len: number, sL: number, sH: number): 
   accumulate(v, p + len - 64, SECRET_LEN - 71);
   // Final merge with secret offset 11, init = len * PRIME64_1.
   mul64(len, 0, P64_1L, P64_1H);
-  let hL = rL, hH = rH;
+  let hL = rL,
+    hH = rH;
   for (let i = 0; i < 4; i++) {
     const so = 11 + 16 * i;
     mulFold(
@@ -302,23 +327,29 @@ export function xxh3View(v: DataView, p: number, len: number, sL: number, sH: nu
       // 4–8 bytes
       const first = v.getInt32(p, true);
       const last = v.getInt32(p + len - 4, true);
-      const msL = sL, msH = sH ^ bswap32(sL);
+      const msL = sL,
+        msH = sH ^ bswap32(sL);
       const d = ((S8L ^ S16L) >>> 0) - (msL >>> 0);
       let xL = (d | 0) ^ last;
       let xH = (((S8H ^ S16H) - msH - (d < 0 ? 1 : 0)) | 0) ^ first;
       // x ^= rotl(x, 49) ^ rotl(x, 24)
-      const r49L = (xH << 17) | (xL >>> 15), r49H = (xL << 17) | (xH >>> 15);
-      const r24L = (xL << 24) | (xH >>> 8), r24H = (xH << 24) | (xL >>> 8);
+      const r49L = (xH << 17) | (xL >>> 15),
+        r49H = (xL << 17) | (xH >>> 15);
+      const r24L = (xL << 24) | (xH >>> 8),
+        r24H = (xH << 24) | (xL >>> 8);
       xL ^= r49L ^ r24L;
       xH ^= r49H ^ r24H;
       mul64(xL, xH, MX2L, MX2H);
       mul64(rL ^ ((rH >>> 3) + len), rH, MX2L, MX2H);
-      const l = rL, h = rH;
+      const l = rL,
+        h = rH;
       rL = l ^ ((l >>> 28) | (h << 4));
       rH = h ^ (h >>> 28);
     } else if (len > 0) {
       // 1–3 bytes
-      const c1 = v.getUint8(p), c2 = v.getUint8(p + (len >>> 1)), c3 = v.getUint8(p + len - 1);
+      const c1 = v.getUint8(p),
+        c2 = v.getUint8(p + (len >>> 1)),
+        c3 = v.getUint8(p + len - 1);
       const combined = c3 | (len << 8) | (c1 << 16) | (c2 << 24);
       const t = (S0_XOR_S4 >>> 0) + (sL >>> 0);
       avalancheXXH64((t | 0) ^ combined, (sH + (t >= TWO32 ? 1 : 0)) | 0);
@@ -366,7 +397,16 @@ export function xxh3View(v: DataView, p: number, len: number, sL: number, sH: nu
  * XXH3-64 of exactly 16 bytes given as two u64 (lo, hi) halves: le_u64(a) ‖ le_u64(b).
  * This is Dynamo's chained sequence hash input; no memory reads.
  */
-export function xxh3Pair16(aL: number, aH: number, bL: number, bH: number, sL: number, sH: number, out: Uint32Array | Int32Array, off: number): void {
+export function xxh3Pair16(
+  aL: number,
+  aH: number,
+  bL: number,
+  bH: number,
+  sL: number,
+  sH: number,
+  out: Uint32Array | Int32Array,
+  off: number,
+): void {
   const t0 = (S24_32L >>> 0) + (sL >>> 0);
   const lowL = (t0 | 0) ^ aL;
   const lowH = ((S24_32H + sH + (t0 >= TWO32 ? 1 : 0)) | 0) ^ aH;
@@ -374,7 +414,10 @@ export function xxh3Pair16(aL: number, aH: number, bL: number, bH: number, sL: n
   const highL = (d0 | 0) ^ bL;
   const highH = ((S40_48H - sH - (d0 < 0 ? 1 : 0)) | 0) ^ bH;
   // 128-bit product low * high, folded (written out inline: this is the chained-hash hot loop).
-  const al = lowL >>> 0, ah = lowH >>> 0, bl = highL >>> 0, bh = highH >>> 0;
+  const al = lowL >>> 0,
+    ah = lowH >>> 0,
+    bl = highL >>> 0,
+    bh = highH >>> 0;
   const llL = Math.imul(al, bl) >>> 0;
   const llH = Math.round((al * bl - llL) * INV32);
   const lhL = Math.imul(al, bh) >>> 0;
@@ -426,7 +469,10 @@ export function xxh3ChainPairs(local: Uint32Array, n: number, sL: number, sH: nu
     const lowH = kLowH ^ pH;
     const highL = kHighL ^ (local[2 * i]! | 0);
     const highH = kHighH ^ (local[2 * i + 1]! | 0);
-    const al = lowL >>> 0, ah = lowH >>> 0, bl = highL >>> 0, bh = highH >>> 0;
+    const al = lowL >>> 0,
+      ah = lowH >>> 0,
+      bl = highL >>> 0,
+      bh = highH >>> 0;
     const llL = Math.imul(al, bl) >>> 0;
     const llH = Math.round((al * bl - llL) * INV32);
     const lhL = Math.imul(al, bh) >>> 0;
@@ -440,7 +486,7 @@ export function xxh3ChainPairs(local: Uint32Array, n: number, sL: number, sH: nu
     const t2 = hhL + lhH + hlH + (t1 - r1) * INV32;
     const r2 = t2 >>> 0;
     const r3 = hhH + (t2 - r2) * INV32;
-    const t = 16 + (bswap32(lowH) >>> 0) + (bl) + ((llL ^ r2) >>> 0);
+    const t = 16 + (bswap32(lowH) >>> 0) + bl + ((llL ^ r2) >>> 0);
     const xL = t >>> 0;
     const xH = (bswap32(lowL) + highH + (r1 ^ r3) + (t - xL) * INV32) | 0;
     const x = (xL ^ (xH >>> 5)) >>> 0;
@@ -460,7 +506,15 @@ export function xxh3ChainPairs(local: Uint32Array, n: number, sL: number, sH: nu
  * as xxh3View on those bytes; the 128-bit products are written out inline so the whole block stays
  * in registers.
  */
-export function xxh3Words17to128(w: ArrayLike<number>, p: number, len: number, sL: number, sH: number, out: Uint32Array | Int32Array, off: number): void {
+export function xxh3Words17to128(
+  w: ArrayLike<number>,
+  p: number,
+  len: number,
+  sL: number,
+  sH: number,
+  out: Uint32Array | Int32Array,
+  off: number,
+): void {
   sL |= 0;
   sH |= 0;
   if (!keysValid || sL !== keySeedL || sH !== keySeedH) setKeys(sL, sH);
@@ -471,7 +525,7 @@ export function xxh3Words17to128(w: ArrayLike<number>, p: number, len: number, s
   let accL = lo0;
   let accH = (Math.round((len * pm - lo0) * INV32) + Math.imul(len, P64_1H)) | 0;
   const nw = len >>> 2;
-  for (let i = ((len - 1) >>> 5); i >= 0; i--) {
+  for (let i = (len - 1) >>> 5; i >= 0; i--) {
     for (let half = 0; half < 2; half++) {
       // Chunk i from the start (key entry 2i) or from the end (key entry 2i + 1).
       const q = half === 0 ? p + 4 * i : p + nw - 4 * i - 4;

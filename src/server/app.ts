@@ -5,7 +5,19 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request } from 'undici';
-import { checkJsonContentType, guardedServerOptions, decodePathSegment, guardServer, HttpError, methodNotAllowed, parseJsonBody, readBody, sendError, sendJson, splitTarget } from '../base/http.js';
+import {
+  checkJsonContentType,
+  guardedServerOptions,
+  decodePathSegment,
+  guardServer,
+  HttpError,
+  methodNotAllowed,
+  parseJsonBody,
+  readBody,
+  sendError,
+  sendJson,
+  splitTarget,
+} from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { publishGauges, workersView } from './observability.js';
 import { proxyCompletion } from './proxy.js';
@@ -32,7 +44,9 @@ function checkAuth(ctx: ServerContext, req: IncomingMessage): void {
   const auth = req.headers.authorization ?? '';
   const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
   const want = createHash('sha256').update(key).digest();
-  const got = createHash('sha256').update(m ? m[1]! : '').digest();
+  const got = createHash('sha256')
+    .update(m ? m[1]! : '')
+    .digest();
   if (!m || !timingSafeEqual(want, got)) {
     req.resume();
     throw new HttpError(401, 'missing or wrong API key: send "Authorization: Bearer <key>"', 'authentication_error', 'invalid_api_key');
@@ -92,13 +106,24 @@ async function handle(ctx: ServerContext, req: IncomingMessage, res: ServerRespo
     return removeWorker(ctx, res, decodePathSegment(m[1]!));
   }
   req.resume();
-  throw new HttpError(404, `no route for ${method} ${path.slice(0, 200)}: the router serves /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics, /debug/decisions, /debug/workers and /admin/workers`, 'invalid_request_error', 'not_found');
+  throw new HttpError(
+    404,
+    `no route for ${method} ${path.slice(0, 200)}: the router serves /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics, /debug/decisions, /debug/workers and /admin/workers`,
+    'invalid_request_error',
+    'not_found',
+  );
 }
 
 function health(ctx: ServerContext, res: ServerResponse): void {
   const { registry } = ctx;
   const healthy = [...registry.values()].filter((w) => w.healthy).length;
-  sendJson(res, healthy > 0 ? 200 : 503, { status: healthy > 0 ? 'ok' : 'no_healthy_workers', mode: ctx.mode, events: ctx.events, workers: registry.size, healthy_workers: healthy });
+  sendJson(res, healthy > 0 ? 200 : 503, {
+    status: healthy > 0 ? 'ok' : 'no_healthy_workers',
+    mode: ctx.mode,
+    events: ctx.events,
+    workers: registry.size,
+    healthy_workers: healthy,
+  });
 }
 
 async function addWorker(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -119,7 +144,13 @@ async function addWorker(ctx: ServerContext, req: IncomingMessage, res: ServerRe
 
 function removeWorker(ctx: ServerContext, res: ServerResponse, id: string): void {
   const { registry } = ctx;
-  if (!registry.remove(id)) throw new HttpError(404, `no worker ${id.slice(0, 200)} (known: ${registry.ids().join(', ') || 'none'})`, 'invalid_request_error', 'unknown_worker');
+  if (!registry.remove(id))
+    throw new HttpError(
+      404,
+      `no worker ${id.slice(0, 200)} (known: ${registry.ids().join(', ') || 'none'})`,
+      'invalid_request_error',
+      'unknown_worker',
+    );
   ctx.opts.log?.(`worker ${id} removed (admin API)`);
   sendJson(res, 200, { removed: id, workers: registry.ids() });
 }

@@ -70,7 +70,10 @@ export class HealthChecker {
     st.lastHealthError = undefined;
     st.breaker.reset();
     this.opts.log?.(`worker ${st.ep.id} is healthy again (${why}): back in routing`);
-    this.metrics.inc('dynamo_lab_router_worker_health_transitions_total', 'Workers taken out of / put back into routing by health checks', { worker_id: st.ep.id, to: 'up' });
+    this.metrics.inc('dynamo_lab_router_worker_health_transitions_total', 'Workers taken out of / put back into routing by health checks', {
+      worker_id: st.ep.id,
+      to: 'up',
+    });
   }
 
   /** Run one health check of a worker now (also used after a failed proxy attempt). */
@@ -87,7 +90,12 @@ export class HealthChecker {
     let instance: string | undefined;
     const t0 = performance.now();
     try {
-      const r = await request(`${st.ep.url}/health`, { dispatcher: this.agent, headersTimeout: timeout, bodyTimeout: timeout, signal: AbortSignal.timeout(timeout) });
+      const r = await request(`${st.ep.url}/health`, {
+        dispatcher: this.agent,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+        signal: AbortSignal.timeout(timeout),
+      });
       const text = await r.body.text();
       ok = r.statusCode === 200;
       if (!ok) error = `GET /health answered ${r.statusCode}`;
@@ -95,7 +103,8 @@ export class HealthChecker {
     } catch (err) {
       const e = err as Error & { code?: string; cause?: { code?: string } };
       const code = e.code ?? e.cause?.code ?? '';
-      timedOut = e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_ABORTED';
+      timedOut =
+        e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_ABORTED';
       hard = !timedOut && /ECONNREFUSED|ECONNRESET|EPIPE|UND_ERR_SOCKET|EHOSTUNREACH/.test(code + ' ' + e.message);
       error = timedOut ? `GET /health took longer than ${timeout} ms` : e.message || String(err);
     } finally {
@@ -109,7 +118,11 @@ export class HealthChecker {
       st.healthRttMs = st.healthRttMs === undefined ? rtt : 0.8 * st.healthRttMs + 0.2 * rtt;
       st.healthTimeoutMs = Math.max(base, (st.healthTimeoutMs ?? base) / 2);
       st.lastOkAt = now;
-      const restarted = st.hardDown ? 'its process was gone and it answers again' : instance && st.instanceId && instance !== st.instanceId ? `its instance id changed from ${st.instanceId} to ${instance}` : undefined;
+      const restarted = st.hardDown
+        ? 'its process was gone and it answers again'
+        : instance && st.instanceId && instance !== st.instanceId
+          ? `its instance id changed from ${st.instanceId} to ${instance}`
+          : undefined;
       if (instance) st.instanceId = instance;
       st.hardDown = false;
       if (restarted) this.onRestart(st, restarted);
@@ -134,7 +147,11 @@ export class HealthChecker {
     if (st.healthy && st.healthFailures >= threshold) {
       st.healthy = false;
       this.opts.log?.(`worker ${st.ep.id} failed ${st.healthFailures} health check(s) (${error}): taken out of routing`);
-      this.metrics.inc('dynamo_lab_router_worker_health_transitions_total', 'Workers taken out of / put back into routing by health checks', { worker_id: st.ep.id, to: 'down' });
+      this.metrics.inc(
+        'dynamo_lab_router_worker_health_transitions_total',
+        'Workers taken out of / put back into routing by health checks',
+        { worker_id: st.ep.id, to: 'down' },
+      );
     }
     return false;
   }
@@ -169,14 +186,16 @@ export function busyReason(st: WorkerState, snap: LoadSnapshot, b: BusyThreshold
   if (!s) return undefined;
   if (b.activeDecodeBlocksThreshold !== undefined) {
     const total = st.ep.totalKvBlocks ?? b.defaultTotalKvBlocks ?? 16384;
-    if (s.active_blocks > b.activeDecodeBlocksThreshold * total) return `active decode blocks ${s.active_blocks} > ${b.activeDecodeBlocksThreshold} x ${total}`;
+    if (s.active_blocks > b.activeDecodeBlocksThreshold * total)
+      return `active decode blocks ${s.active_blocks} > ${b.activeDecodeBlocksThreshold} x ${total}`;
   }
   if (b.activePrefillTokensThreshold !== undefined && s.active_prefill_tokens > b.activePrefillTokensThreshold) {
     return `active prefill tokens ${s.active_prefill_tokens} > ${b.activePrefillTokensThreshold}`;
   }
   if (b.activePrefillTokensThresholdFrac !== undefined) {
     const mnbt = st.ep.maxNumBatchedTokens ?? b.defaultMaxNumBatchedTokens ?? 8192;
-    if (s.active_prefill_tokens > b.activePrefillTokensThresholdFrac * mnbt) return `active prefill tokens ${s.active_prefill_tokens} > ${b.activePrefillTokensThresholdFrac} x ${mnbt}`;
+    if (s.active_prefill_tokens > b.activePrefillTokensThresholdFrac * mnbt)
+      return `active prefill tokens ${s.active_prefill_tokens} > ${b.activePrefillTokensThresholdFrac} x ${mnbt}`;
   }
   return undefined;
 }
@@ -187,8 +206,20 @@ export interface Eligible {
 }
 
 /** Candidates for a request now; throws 503 / 529 with a reason when there are none. */
-export function eligibleWorkers(opts: RouterServerOptions, registry: WorkerRegistry, metrics: Metrics, router: KvRouter, tried: ReadonlySet<string>): Eligible {
-  if (registry.size === 0) throw new HttpError(503, 'no workers are registered with the router (add some with --worker or POST /admin/workers)', 'server_error', 'no_workers');
+export function eligibleWorkers(
+  opts: RouterServerOptions,
+  registry: WorkerRegistry,
+  metrics: Metrics,
+  router: KvRouter,
+  tried: ReadonlySet<string>,
+): Eligible {
+  if (registry.size === 0)
+    throw new HttpError(
+      503,
+      'no workers are registered with the router (add some with --worker or POST /admin/workers)',
+      'server_error',
+      'no_workers',
+    );
   const now = Date.now();
   const ids: string[] = [];
   const excluded: Array<{ id: string; reason: string }> = [];
@@ -206,7 +237,10 @@ export function eligibleWorkers(opts: RouterServerOptions, registry: WorkerRegis
     } else if (isTried) excluded.push({ id, reason: 'tried' });
     else if (!st.breaker.allows(now)) {
       downCount++;
-      excluded.push({ id, reason: `circuit open after ${st.breaker.consecutiveFailures} failures (retry in ${Math.ceil(st.breaker.retryInMs(now) / 1000)} s)` });
+      excluded.push({
+        id,
+        reason: `circuit open after ${st.breaker.consecutiveFailures} failures (retry in ${Math.ceil(st.breaker.retryInMs(now) / 1000)} s)`,
+      });
     } else {
       const busy = snap ? busyReason(st, snap, opts.busy) : undefined;
       if (busy) {

@@ -45,7 +45,10 @@ export class Metrics {
 
   observe(name: string, help: string, buckets: number[], value: number, labels: Labels = {}): void {
     const l = sorted(labels);
-    this.get(name, Histogram, () => new Histogram({ name, help, buckets, labelNames: Object.keys(l), registers: [this.registry] })).observe(l, value);
+    this.get(name, Histogram, () => new Histogram({ name, help, buckets, labelNames: Object.keys(l), registers: [this.registry] })).observe(
+      l,
+      value,
+    );
   }
 
   get contentType(): string {

@@ -70,7 +70,18 @@ export class NatsEventSource {
     private readonly opts: NatsEventSourceOptions,
     subjects: string[],
   ) {
-    this.stats = { servers: [...opts.servers], subjects, connected: true, messages: 0, events: 0, decode_errors: 0, dropped_events: 0, unknown_worker_events: 0, sequence_gaps: 0, unknown_workers: [] };
+    this.stats = {
+      servers: [...opts.servers],
+      subjects,
+      connected: true,
+      messages: 0,
+      events: 0,
+      decode_errors: 0,
+      dropped_events: 0,
+      unknown_worker_events: 0,
+      sequence_gaps: 0,
+      unknown_workers: [],
+    };
   }
 
   static async start(opts: NatsEventSourceOptions): Promise<NatsEventSource> {
@@ -84,7 +95,9 @@ export class NatsEventSource {
     const subjects = kvEventSubjects(opts.namespace ?? DEFAULT_NATS_NAMESPACE, opts.component ?? DEFAULT_NATS_COMPONENT);
     const src = new NatsEventSource(nc, opts, subjects);
     for (const subject of subjects) {
-      src.subs.push(nc.subscribe(subject, { callback: (err, msg) => (err ? opts.log?.(`[nats] ${err.message}`) : src.onMessage(msg.data)) }));
+      src.subs.push(
+        nc.subscribe(subject, { callback: (err, msg) => (err ? opts.log?.(`[nats] ${err.message}`) : src.onMessage(msg.data)) }),
+      );
     }
     void (async () => {
       for await (const s of nc.status()) {
@@ -118,8 +131,12 @@ export class NatsEventSource {
       const id = this.opts.resolveWorker(ev.workerId);
       if (id === undefined) {
         this.stats.unknown_worker_events++;
-        if (!this.stats.unknown_workers.includes(ev.workerId) && this.stats.unknown_workers.length < 64) this.stats.unknown_workers.push(ev.workerId);
-        this.warnOnce(`unknown:${ev.workerId}`, `[nats] KV events from Dynamo worker_id ${ev.workerId} match no worker: add it with --worker id=NAME,url=URL,worker_id=${ev.workerId}`);
+        if (!this.stats.unknown_workers.includes(ev.workerId) && this.stats.unknown_workers.length < 64)
+          this.stats.unknown_workers.push(ev.workerId);
+        this.warnOnce(
+          `unknown:${ev.workerId}`,
+          `[nats] KV events from Dynamo worker_id ${ev.workerId} match no worker: add it with --worker id=NAME,url=URL,worker_id=${ev.workerId}`,
+        );
         continue;
       }
       out.push(id === ev.workerId ? ev : { ...ev, workerId: id });
@@ -149,17 +166,38 @@ export function toDynamoRouterEvent(ev: RouterEvent, dynamoWorkerId: bigint): Re
   const d = ev.data;
   const data =
     d.type === 'stored'
-      ? { stored: { parent_hash: d.parentHash, blocks: d.blocks.map((b) => ({ block_hash: b.blockHash, tokens_hash: b.tokensHash, mm_extra_info: null })) } }
+      ? {
+          stored: {
+            parent_hash: d.parentHash,
+            blocks: d.blocks.map((b) => ({ block_hash: b.blockHash, tokens_hash: b.tokensHash, mm_extra_info: null })),
+          },
+        }
       : d.type === 'removed'
         ? { removed: { block_hashes: [...d.blockHashes] } }
         : 'cleared';
-  return { worker_id: dynamoWorkerId, storage_tier: ev.storageTier ?? 'device', event: { event_id: BigInt(ev.eventId), data, dp_rank: ev.dpRank } };
+  return {
+    worker_id: dynamoWorkerId,
+    storage_tier: ev.storageTier ?? 'device',
+    event: { event_id: BigInt(ev.eventId), data, dp_rank: ev.dpRank },
+  };
 }
 
 /** The event-plane envelope around a batch of RouterEvents. */
-export function encodeKvEnvelope(events: readonly Record<string, unknown>[], meta: { publisherId: bigint; sequence: bigint; topic?: string; publishedAt?: number }): Uint8Array {
+export function encodeKvEnvelope(
+  events: readonly Record<string, unknown>[],
+  meta: { publisherId: bigint; sequence: bigint; topic?: string; publishedAt?: number },
+): Uint8Array {
   const payload = encode(events, { useBigInt64: true });
-  return encode({ publisher_id: meta.publisherId, sequence: meta.sequence, published_at: meta.publishedAt ?? Date.now(), topic: meta.topic ?? 'kv-events', payload }, { useBigInt64: true });
+  return encode(
+    {
+      publisher_id: meta.publisherId,
+      sequence: meta.sequence,
+      published_at: meta.publishedAt ?? Date.now(),
+      topic: meta.topic ?? 'kv-events',
+      payload,
+    },
+    { useBigInt64: true },
+  );
 }
 
 export interface NatsKvPublisherOptions {
@@ -185,7 +223,9 @@ export class NatsKvPublisher {
   ) {
     const ns = opts.namespace ?? DEFAULT_NATS_NAMESPACE;
     const comp = opts.component ?? DEFAULT_NATS_COMPONENT;
-    this.subject = opts.endpoint ? `namespace.${ns}.component.${comp}.endpoint.${opts.endpoint}.kv-events` : `namespace.${ns}.component.${comp}.kv-events`;
+    this.subject = opts.endpoint
+      ? `namespace.${ns}.component.${comp}.endpoint.${opts.endpoint}.kv-events`
+      : `namespace.${ns}.component.${comp}.kv-events`;
   }
 
   static async start(opts: NatsKvPublisherOptions): Promise<NatsKvPublisher> {

@@ -11,7 +11,12 @@ import type { DecisionRecord, RouterServerOptions, WorkerView, WorkersView } fro
 const HIT_BUCKETS = [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1];
 export const MS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25];
 export const SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-const PHASE_NAMES: Record<string, string> = { block_hashing: 'block_hashing', find_matches: 'indexer_find_matches', seq_hashing: 'seq_hashing', scheduling: 'scheduling' };
+const PHASE_NAMES: Record<string, string> = {
+  block_hashing: 'block_hashing',
+  find_matches: 'indexer_find_matches',
+  seq_hashing: 'seq_hashing',
+  scheduling: 'scheduling',
+};
 
 export function round(x: number): number {
   return Math.round(x * 100) / 100;
@@ -41,14 +46,28 @@ export class DecisionLog {
       this.onFirstAttempt();
       this.metrics.inc('dynamo_component_router_requests_total', 'Requests routed', { mode: record.mode });
       this.metrics.observe('dynamo_component_router_kv_hit_rate', 'Predicted KV hit rate at routing time (0-1)', HIT_BUCKETS, predicted);
-      this.metrics.observe('dynamo_router_overhead_total_ms', 'Router overhead from request receipt to worker choice (ms)', MS_BUCKETS, performance.now() - started);
+      this.metrics.observe(
+        'dynamo_router_overhead_total_ms',
+        'Router overhead from request receipt to worker choice (ms)',
+        MS_BUCKETS,
+        performance.now() - started,
+      );
       if (record.timings_us) {
         for (const [phase, us] of Object.entries(record.timings_us)) {
-          this.metrics.observe(`dynamo_router_overhead_${PHASE_NAMES[phase] ?? phase}_ms`, `Router overhead in ${PHASE_NAMES[phase] ?? phase} (ms)`, MS_BUCKETS, us / 1000);
+          this.metrics.observe(
+            `dynamo_router_overhead_${PHASE_NAMES[phase] ?? phase}_ms`,
+            `Router overhead in ${PHASE_NAMES[phase] ?? phase} (ms)`,
+            MS_BUCKETS,
+            us / 1000,
+          );
         }
       }
       const best = Math.max(0, ...record.workers.map((w) => w.overlap_blocks));
-      if (record.overlap_blocks < best) this.metrics.inc('dynamo_component_router_non_max_overlap_selections_total', 'Decisions that chose a worker without the largest overlap');
+      if (record.overlap_blocks < best)
+        this.metrics.inc(
+          'dynamo_component_router_non_max_overlap_selections_total',
+          'Decisions that chose a worker without the largest overlap',
+        );
     }
     if (!this.opts.log) return;
     const chosen = record.workers.find((w) => w.id === record.chosen);
@@ -137,22 +156,84 @@ export function publishGauges(ctx: ServerContext): void {
     metrics.set('dynamo_frontend_worker_active_prefill_tokens', 'Prefill tokens in flight on each worker', labels, w.active_prefill_tokens);
     metrics.set('dynamo_lab_router_worker_cached_blocks', 'Blocks the indexer believes each worker has cached', labels, w.cached_blocks);
     metrics.set('dynamo_lab_router_worker_healthy', '1 when the worker passes health checks', { worker_id: w.id }, w.healthy ? 1 : 0);
-    metrics.set('dynamo_lab_router_worker_circuit_open', '1 when the worker\'s circuit breaker is open', { worker_id: w.id }, w.circuit === 'open' ? 1 : 0);
-    if (st.lastTtftS !== undefined) metrics.set('dynamo_frontend_worker_last_time_to_first_token_seconds', 'Last TTFT seen from each worker (router view)', labels, st.lastTtftS);
-    if (st.lastItlS !== undefined) metrics.set('dynamo_frontend_worker_last_inter_token_latency_seconds', 'Last mean ITL seen from each worker (router view)', labels, st.lastItlS);
-    if (st.lastIsl !== undefined) metrics.set('dynamo_frontend_worker_last_input_sequence_tokens', 'Input tokens of the last request sent to each worker', labels, st.lastIsl);
-    if (w.achieved_hit_rate !== null) metrics.set('dynamo_lab_router_worker_achieved_hit_rate', 'Cached prompt tokens / prompt tokens, as the worker reported (requests with usage)', { worker_id: w.id }, w.achieved_hit_rate);
-    if (w.predicted_hit_rate !== null) metrics.set('dynamo_lab_router_worker_predicted_hit_rate', 'Cached prompt tokens the router predicted / prompt tokens (same requests)', { worker_id: w.id }, w.predicted_hit_rate);
+    metrics.set(
+      'dynamo_lab_router_worker_circuit_open',
+      "1 when the worker's circuit breaker is open",
+      { worker_id: w.id },
+      w.circuit === 'open' ? 1 : 0,
+    );
+    if (st.lastTtftS !== undefined)
+      metrics.set(
+        'dynamo_frontend_worker_last_time_to_first_token_seconds',
+        'Last TTFT seen from each worker (router view)',
+        labels,
+        st.lastTtftS,
+      );
+    if (st.lastItlS !== undefined)
+      metrics.set(
+        'dynamo_frontend_worker_last_inter_token_latency_seconds',
+        'Last mean ITL seen from each worker (router view)',
+        labels,
+        st.lastItlS,
+      );
+    if (st.lastIsl !== undefined)
+      metrics.set(
+        'dynamo_frontend_worker_last_input_sequence_tokens',
+        'Input tokens of the last request sent to each worker',
+        labels,
+        st.lastIsl,
+      );
+    if (w.achieved_hit_rate !== null)
+      metrics.set(
+        'dynamo_lab_router_worker_achieved_hit_rate',
+        'Cached prompt tokens / prompt tokens, as the worker reported (requests with usage)',
+        { worker_id: w.id },
+        w.achieved_hit_rate,
+      );
+    if (w.predicted_hit_rate !== null)
+      metrics.set(
+        'dynamo_lab_router_worker_predicted_hit_rate',
+        'Cached prompt tokens the router predicted / prompt tokens (same requests)',
+        { worker_id: w.id },
+        w.predicted_hit_rate,
+      );
   }
-  if (view.totals.achieved_hit_rate !== null) metrics.set('dynamo_lab_router_achieved_hit_rate', 'Cached prompt tokens / prompt tokens over all requests with usage, as the workers reported', {}, view.totals.achieved_hit_rate);
-  if (view.totals.predicted_hit_rate !== null) metrics.set('dynamo_lab_router_predicted_hit_rate', 'Predicted cached prompt tokens / prompt tokens over the same requests', {}, view.totals.predicted_hit_rate);
+  if (view.totals.achieved_hit_rate !== null)
+    metrics.set(
+      'dynamo_lab_router_achieved_hit_rate',
+      'Cached prompt tokens / prompt tokens over all requests with usage, as the workers reported',
+      {},
+      view.totals.achieved_hit_rate,
+    );
+  if (view.totals.predicted_hit_rate !== null)
+    metrics.set(
+      'dynamo_lab_router_predicted_hit_rate',
+      'Predicted cached prompt tokens / prompt tokens over the same requests',
+      {},
+      view.totals.predicted_hit_rate,
+    );
   const stats = ctx.core.stats();
-  metrics.set('dynamo_lab_router_indexed_blocks', 'Blocks in the router\'s radix index (all workers)', {}, stats.indexed_blocks);
+  metrics.set('dynamo_lab_router_indexed_blocks', "Blocks in the router's radix index (all workers)", {}, stats.indexed_blocks);
   metrics.set('dynamo_lab_router_active_requests', 'Requests the router has booked on workers', {}, stats.active_requests);
   metrics.set('dynamo_lab_router_sessions', 'Live session-affinity entries', {}, ctx.sessions.size);
   if (ctx.queue) {
-    metrics.set('dynamo_frontend_router_queue_pending_requests', 'Requests waiting in the router queue (--router-queue-threshold)', {}, ctx.queue.depth);
-    metrics.set('dynamo_lab_router_queue_requests_queued', 'Requests that had to wait in the router queue (total)', {}, ctx.queue.queuedTotal);
-    metrics.set('dynamo_lab_router_queue_rejected', 'Requests refused because the router queue was full (total)', {}, ctx.queue.rejectedTotal);
+    metrics.set(
+      'dynamo_frontend_router_queue_pending_requests',
+      'Requests waiting in the router queue (--router-queue-threshold)',
+      {},
+      ctx.queue.depth,
+    );
+    metrics.set(
+      'dynamo_lab_router_queue_requests_queued',
+      'Requests that had to wait in the router queue (total)',
+      {},
+      ctx.queue.queuedTotal,
+    );
+    metrics.set(
+      'dynamo_lab_router_queue_rejected',
+      'Requests refused because the router queue was full (total)',
+      {},
+      ctx.queue.rejectedTotal,
+    );
   }
 }

@@ -26,19 +26,32 @@ export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, bo
   try {
     if (path === '/v1/chat/completions') {
       const messages = body.messages;
-      if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, '"messages" must be a non-empty array of {role, content}', 'invalid_request_error', 'invalid_messages');
+      if (!Array.isArray(messages) || messages.length === 0)
+        throw new HttpError(400, '"messages" must be a non-empty array of {role, content}', 'invalid_request_error', 'invalid_messages');
       messages.forEach((m, i) => {
-        if (!m || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string') throw new HttpError(400, `messages[${i}] needs a string "role" and a "content"`, 'invalid_request_error', 'invalid_messages');
+        if (!m || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string')
+          throw new HttpError(400, `messages[${i}] needs a string "role" and a "content"`, 'invalid_request_error', 'invalid_messages');
         const c = (m as { content?: unknown }).content;
-        const ok = c === undefined || c === null || typeof c === 'string' || (Array.isArray(c) && c.every((p) => p !== null && typeof p === 'object' && !Array.isArray(p)));
-        if (!ok) throw new HttpError(400, `messages[${i}].content must be a string, an array of content parts ({"type":"text","text":...}) or null, not ${describe(c)}`, 'invalid_request_error', 'invalid_messages');
+        const ok =
+          c === undefined ||
+          c === null ||
+          typeof c === 'string' ||
+          (Array.isArray(c) && c.every((p) => p !== null && typeof p === 'object' && !Array.isArray(p)));
+        if (!ok)
+          throw new HttpError(
+            400,
+            `messages[${i}].content must be a string, an array of content parts ({"type":"text","text":...}) or null, not ${describe(c)}`,
+            'invalid_request_error',
+            'invalid_messages',
+          );
       });
       return await tokenizer.encodeChat(messages as ChatMessage[]);
     }
     const prompt = body.prompt;
     if (typeof prompt === 'string') return await tokenizer.encode(prompt);
   } catch (err) {
-    if (err instanceof TokenizerError) throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
+    if (err instanceof TokenizerError)
+      throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
     throw err;
   }
   if (Array.isArray(body.prompt) && body.prompt.length > 0 && isTokenIds(body.prompt)) return body.prompt;
@@ -64,7 +77,10 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   // Streams always ask the worker for the usage chunk (the router books cached tokens and counts
   // tokens from it); it is passed on only when the client asked for it.
   const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  const upstreamBody = stream && !clientWantsUsage ? JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }) : raw;
+  const upstreamBody =
+    stream && !clientWantsUsage
+      ? JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } })
+      : raw;
   const overrides = readOverrides(body);
   const session = ctx.sessions.sessionOf(req);
   const tried = new Set<string>();
@@ -78,7 +94,12 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     }
   });
   metrics.observe('dynamo_component_router_input_sequence_tokens', 'Input tokens per request', TOKEN_BUCKETS, tokens.length);
-  metrics.observe('dynamo_lab_router_overhead_tokenize_ms', 'Router time to read, parse and tokenise the request (ms)', MS_BUCKETS, tokenizedAt - started);
+  metrics.observe(
+    'dynamo_lab_router_overhead_tokenize_ms',
+    'Router time to read, parse and tokenise the request (ms)',
+    MS_BUCKETS,
+    tokenizedAt - started,
+  );
 
   try {
     if (ctx.queue) {
@@ -175,7 +196,17 @@ function noteFailure(ctx: ServerContext, st: WorkerState, what: string): void {
 }
 
 /** Pass the worker's answer through as it comes (SSE event by event), timing it and reading `usage`. */
-async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof request>>, res: ServerResponse, record: DecisionRecord, router: KvRouter, stream: boolean, clientWantsUsage: boolean, st: WorkerState, started: number): Promise<void> {
+async function relay(
+  ctx: ServerContext,
+  upstream: Awaited<ReturnType<typeof request>>,
+  res: ServerResponse,
+  record: DecisionRecord,
+  router: KvRouter,
+  stream: boolean,
+  clientWantsUsage: boolean,
+  st: WorkerState,
+  started: number,
+): Promise<void> {
   const headers: Record<string, string> = {
     'content-type': String(upstream.headers['content-type'] ?? (stream ? 'text/event-stream' : 'application/json')),
     'x-dynamo-lab-worker': record.chosen,
@@ -231,7 +262,11 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
         record.status = 'error';
         st.errors++;
         ctx.totals.errors++;
-        ctx.metrics.inc('dynamo_lab_router_streams_failed_total', 'Streams the router ended with an SSE error because the worker failed mid-stream', { worker_id: st.ep.id });
+        ctx.metrics.inc(
+          'dynamo_lab_router_streams_failed_total',
+          'Streams the router ended with an SSE error because the worker failed mid-stream',
+          { worker_id: st.ep.id },
+        );
       } else {
         res.end(rest);
         record.status = 'ok';
@@ -240,7 +275,8 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
       const text = Buffer.concat(body);
       res.writeHead(upstream.statusCode, { ...headers, 'content-length': String(text.length) });
       res.end(text);
-      record.status = upstream.statusCode < 400 ? 'ok' : upstream.statusCode < 500 || upstream.statusCode === 529 ? 'client_error' : 'error';
+      record.status =
+        upstream.statusCode < 400 ? 'ok' : upstream.statusCode < 500 || upstream.statusCode === 529 ? 'client_error' : 'error';
       if (record.status === 'error') {
         st.errors++;
         ctx.totals.errors++;
@@ -250,13 +286,24 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
       const ttft = (sse.firstTokenAt || firstAt) - started; // time to the first generated token
       record.ttft_ms = round(ttft);
       st.lastTtftS = ttft / 1000;
-      ctx.metrics.observe('dynamo_component_router_time_to_first_token_seconds', 'Time to first generated token as the router sees it (s)', SECONDS_BUCKETS, st.lastTtftS);
+      ctx.metrics.observe(
+        'dynamo_component_router_time_to_first_token_seconds',
+        'Time to first generated token as the router sees it (s)',
+        SECONDS_BUCKETS,
+        st.lastTtftS,
+      );
       if (sse.tokenEvents > 1) {
         st.lastItlS = (sse.lastTokenAt - sse.firstTokenAt) / (sse.tokenEvents - 1) / 1000;
-        ctx.metrics.observe('dynamo_component_router_inter_token_latency_seconds', 'Mean inter-token latency per request as the router sees it (s)', SECONDS_BUCKETS, st.lastItlS);
+        ctx.metrics.observe(
+          'dynamo_component_router_inter_token_latency_seconds',
+          'Mean inter-token latency per request as the router sees it (s)',
+          SECONDS_BUCKETS,
+          st.lastItlS,
+        );
       }
     }
-    if (record.status === 'ok') recordUsage(sse ? sse.usage : extractUsage(Buffer.concat(body).toString('utf8')), record, st, ctx.totals, ctx.metrics);
+    if (record.status === 'ok')
+      recordUsage(sse ? sse.usage : extractUsage(Buffer.concat(body).toString('utf8')), record, st, ctx.totals, ctx.metrics);
   } catch (err) {
     if (res.destroyed || (res.writableEnded && !res.writableFinished)) {
       record.status = 'aborted';
@@ -270,7 +317,11 @@ async function relay(ctx: ServerContext, upstream: Awaited<ReturnType<typeof req
       ctx.opts.log?.(`request ${record.request_id}: ${why}`);
       void ctx.health.check(st);
       if (sse) {
-        ctx.metrics.inc('dynamo_lab_router_streams_failed_total', 'Streams the router ended with an SSE error because the worker failed mid-stream', { worker_id: st.ep.id });
+        ctx.metrics.inc(
+          'dynamo_lab_router_streams_failed_total',
+          'Streams the router ended with an SSE error because the worker failed mid-stream',
+          { worker_id: st.ep.id },
+        );
         res.end(sse.finish(decoder.end(), true) + sseError(`${why}; retry the request`, 'upstream_failed'));
       } else {
         sendError(res, new HttpError(502, `${why}; retry the request`, 'server_error', 'upstream_failed'));
@@ -334,8 +385,16 @@ export class SseRelay {
     }
     if (data.includes('"usage"')) {
       try {
-        const obj = JSON.parse(data) as { choices?: unknown[]; usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | null };
-        if (obj.usage) this.usage = { prompt: obj.usage.prompt_tokens, completion: obj.usage.completion_tokens, cached: obj.usage.prompt_tokens_details?.cached_tokens };
+        const obj = JSON.parse(data) as {
+          choices?: unknown[];
+          usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | null;
+        };
+        if (obj.usage)
+          this.usage = {
+            prompt: obj.usage.prompt_tokens,
+            completion: obj.usage.completion_tokens,
+            cached: obj.usage.prompt_tokens_details?.cached_tokens,
+          };
         if (Array.isArray(obj.choices) && obj.choices.length === 0) return this.passUsage ? ev : '';
       } catch {
         // not JSON: pass it on untouched
@@ -361,11 +420,20 @@ function describe(v: unknown): string {
 
 /** The fields the router itself reads must have the right types (the worker checks the rest). */
 function checkFields(body: Record<string, unknown>): void {
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new HttpError(400, `"stream" must be true or false, not ${describe(body.stream)}`, 'invalid_request_error', 'invalid_stream');
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
+    throw new HttpError(400, `"stream" must be true or false, not ${describe(body.stream)}`, 'invalid_request_error', 'invalid_stream');
   const so = body.stream_options;
-  if (so !== undefined && so !== null && (typeof so !== 'object' || Array.isArray(so))) throw new HttpError(400, '"stream_options" must be an object such as {"include_usage": true}', 'invalid_request_error', 'invalid_stream_options');
-  if (so && body.stream !== true) throw new HttpError(400, '"stream_options" is only allowed when "stream" is true', 'invalid_request_error', 'invalid_stream_options');
-  if (body.model !== undefined && typeof body.model !== 'string') throw new HttpError(400, `"model" must be a string, not ${describe(body.model)}`, 'invalid_request_error', 'invalid_model');
+  if (so !== undefined && so !== null && (typeof so !== 'object' || Array.isArray(so)))
+    throw new HttpError(
+      400,
+      '"stream_options" must be an object such as {"include_usage": true}',
+      'invalid_request_error',
+      'invalid_stream_options',
+    );
+  if (so && body.stream !== true)
+    throw new HttpError(400, '"stream_options" is only allowed when "stream" is true', 'invalid_request_error', 'invalid_stream_options');
+  if (body.model !== undefined && typeof body.model !== 'string')
+    throw new HttpError(400, `"model" must be a string, not ${describe(body.model)}`, 'invalid_request_error', 'invalid_model');
 }
 
 function isTokenIds(a: unknown[]): a is number[] {
@@ -376,10 +444,16 @@ function isTokenIds(a: unknown[]): a is number[] {
   return true;
 }
 
-function readOverrides(body: Record<string, unknown>): { overlapScoreCredit?: number; prefillLoadScale?: number; temperature?: number } | undefined {
+function readOverrides(
+  body: Record<string, unknown>,
+): { overlapScoreCredit?: number; prefillLoadScale?: number; temperature?: number } | undefined {
   const nvext = body.nvext as { router_config_override?: Record<string, unknown> } | undefined;
   const o = nvext?.router_config_override;
   if (!o || typeof o !== 'object') return undefined;
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-  return { overlapScoreCredit: num(o.overlap_score_credit), prefillLoadScale: num(o.prefill_load_scale), temperature: num(o.router_temperature) };
+  return {
+    overlapScoreCredit: num(o.overlap_score_credit),
+    prefillLoadScale: num(o.prefill_load_scale),
+    temperature: num(o.router_temperature),
+  };
 }

@@ -37,7 +37,12 @@ export class RouterQueue {
     if (this.waiters.length === 0 && this.admissible()) return;
     if (this.waiters.length >= this.maxQueued) {
       this.rejectedTotal++;
-      throw new HttpError(529, `every worker is over the prefill queue threshold and the router queue is full (${this.maxQueued} waiting); retry later`, 'server_error', 'router_queue_full');
+      throw new HttpError(
+        529,
+        `every worker is over the prefill queue threshold and the router queue is full (${this.maxQueued} waiting); retry later`,
+        'server_error',
+        'router_queue_full',
+      );
     }
     this.queuedTotal++;
     await new Promise<void>((resolve, reject) => {

@@ -116,7 +116,20 @@ export class ReplicaSync {
     const comp = opts.component ?? DEFAULT_NATS_COMPONENT;
     this.subjectEvents = `namespace.${ns}.component.${comp}.active_sequences_events`;
     this.base = `namespace.${ns}.component.${comp}.dynamo-lab-router-replicas`;
-    this.stats = { router_id: String(this.routerId), subject: this.subjectEvents, connected: true, published: 0, received: 0, applied: 0, unknown_worker: 0, decode_errors: 0, peers: [], snapshot_replies: 0, snapshot_bookings: 0, peer_bookings_dropped: 0 };
+    this.stats = {
+      router_id: String(this.routerId),
+      subject: this.subjectEvents,
+      connected: true,
+      published: 0,
+      received: 0,
+      applied: 0,
+      unknown_worker: 0,
+      decode_errors: 0,
+      peers: [],
+      snapshot_replies: 0,
+      snapshot_bookings: 0,
+      peer_bookings_dropped: 0,
+    };
   }
 
   static async start(
@@ -129,7 +142,13 @@ export class ReplicaSync {
   ): Promise<ReplicaSync> {
     let nc: NatsConnection;
     try {
-      nc = await connect({ servers: opts.servers.map((s) => s.replace(/^nats:\/\//, '')), name: 'dynamo-lab-router-replica', maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
+      nc = await connect({
+        servers: opts.servers.map((s) => s.replace(/^nats:\/\//, '')),
+        name: 'dynamo-lab-router-replica',
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+        timeout: 5000,
+      });
     } catch (err) {
       throw new NatsConnectError(opts.servers, (err as Error).message);
     }
@@ -140,11 +159,34 @@ export class ReplicaSync {
 
   private async begin(): Promise<void> {
     const nc = this.nc;
-    const cb = (fn: (data: Uint8Array) => void) => ({ callback: (err: Error | null, msg: { data: Uint8Array }) => (err ? this.opts.log?.(`[replica-sync] ${err.message}`) : this.safely(() => fn(msg.data))) });
-    this.subs.push(nc.subscribe(this.subjectEvents, cb((d) => this.onEvent(d))));
-    this.subs.push(nc.subscribe(`${this.base}.session`, cb((d) => this.onSession(d))));
-    this.subs.push(nc.subscribe(`${this.base}.heartbeat`, cb((d) => this.onHeartbeat(d, false))));
-    this.subs.push(nc.subscribe(`${this.base}.goodbye`, cb((d) => this.onHeartbeat(d, true))));
+    const cb = (fn: (data: Uint8Array) => void) => ({
+      callback: (err: Error | null, msg: { data: Uint8Array }) =>
+        err ? this.opts.log?.(`[replica-sync] ${err.message}`) : this.safely(() => fn(msg.data)),
+    });
+    this.subs.push(
+      nc.subscribe(
+        this.subjectEvents,
+        cb((d) => this.onEvent(d)),
+      ),
+    );
+    this.subs.push(
+      nc.subscribe(
+        `${this.base}.session`,
+        cb((d) => this.onSession(d)),
+      ),
+    );
+    this.subs.push(
+      nc.subscribe(
+        `${this.base}.heartbeat`,
+        cb((d) => this.onHeartbeat(d, false)),
+      ),
+    );
+    this.subs.push(
+      nc.subscribe(
+        `${this.base}.goodbye`,
+        cb((d) => this.onHeartbeat(d, true)),
+      ),
+    );
     this.subs.push(
       nc.subscribe(`${this.base}.snapshot`, {
         callback: (err, msg) => {
@@ -166,7 +208,11 @@ export class ReplicaSync {
     await nc.flush();
     // Own changes go out as they happen.
     this.core.onBookingChange = (c) => this.publishChange(c);
-    this.sessions.onRemember = (session, worker) => this.publish(`${this.base}.session`, encode({ router_id: this.routerId, session, worker, ttl_ms: this.sessionTtlMs }, { useBigInt64: true }));
+    this.sessions.onRemember = (session, worker) =>
+      this.publish(
+        `${this.base}.session`,
+        encode({ router_id: this.routerId, session, worker, ttl_ms: this.sessionTtlMs }, { useBigInt64: true }),
+      );
     await this.catchUp();
     const hb = this.opts.heartbeatMs ?? 1000;
     const dead = this.opts.deadAfterMs ?? 5 * hb;
@@ -217,12 +263,23 @@ export class ReplicaSync {
       if (!isObj(b)) continue;
       const seq = Array.isArray(b.token_sequence) ? b.token_sequence.map(u64) : null;
       if (seq && seq.some((x) => x === undefined)) continue;
-      const ok = this.book(rid, String(b.request_id), u64(b.worker_id), num(b.dp_rank) ?? 0, seq as bigint[] | null, num(b.blocks) ?? seq?.length ?? 0, num(b.prefill_tokens) ?? 0, now - (num(b.age_ms) ?? 0), num(b.expected_output_tokens));
+      const ok = this.book(
+        rid,
+        String(b.request_id),
+        u64(b.worker_id),
+        num(b.dp_rank) ?? 0,
+        seq as bigint[] | null,
+        num(b.blocks) ?? seq?.length ?? 0,
+        num(b.prefill_tokens) ?? 0,
+        now - (num(b.age_ms) ?? 0),
+        num(b.expected_output_tokens),
+      );
       if (ok) this.stats.snapshot_bookings++;
     }
     if (Array.isArray(s.sessions)) {
       for (const x of s.sessions) {
-        if (isObj(x) && typeof x.session === 'string' && typeof x.worker === 'string') this.sessions.rememberRemote(x.session, x.worker, now, num(x.ttl_ms) ?? this.sessionTtlMs);
+        if (isObj(x) && typeof x.session === 'string' && typeof x.worker === 'string')
+          this.sessions.rememberRemote(x.session, x.worker, now, num(x.ttl_ms) ?? this.sessionTtlMs);
       }
     }
   }
@@ -244,7 +301,14 @@ export class ReplicaSync {
         expected_output_tokens: b.expectedOutputTokens ?? null,
       });
     }
-    return encode({ router_id: this.routerId, bookings, sessions: this.sessions.entries(now).map(([session, worker, ttl_ms]) => ({ session, worker, ttl_ms })) }, { useBigInt64: true });
+    return encode(
+      {
+        router_id: this.routerId,
+        bookings,
+        sessions: this.sessions.entries(now).map(([session, worker, ttl_ms]) => ({ session, worker, ttl_ms })),
+      },
+      { useBigInt64: true },
+    );
   }
 
   private publishChange(c: BookingChange): void {
@@ -267,7 +331,10 @@ export class ReplicaSync {
           : 'Free';
     const ev = { request_id: c.requestId, worker: { worker_id: w, dp_rank: c.dpRank }, data, router_id: this.routerId, lora_name: null };
     const payload = encode(ev, { useBigInt64: true });
-    const envelope = encode({ publisher_id: this.routerId, sequence: this.sequence++, published_at: Date.now(), topic: 'active_sequences_events', payload }, { useBigInt64: true });
+    const envelope = encode(
+      { publisher_id: this.routerId, sequence: this.sequence++, published_at: Date.now(), topic: 'active_sequences_events', payload },
+      { useBigInt64: true },
+    );
     this.publish(this.subjectEvents, envelope);
   }
 
@@ -305,19 +372,51 @@ export class ReplicaSync {
       const seq = Array.isArray(a.token_sequence) ? a.token_sequence.map(u64) : null;
       if (seq && seq.some((x) => x === undefined)) throw new Error('token_sequence holds a non-u64');
       const hint = isObj(a.prefill_load_hint) ? num(a.prefill_load_hint.initial_effective_prefill_tokens) : undefined;
-      if (this.book(rid, requestId, u64(worker.worker_id), num(worker.dp_rank) ?? 0, seq as bigint[] | null, seq ? seq.length : (num(a.blocks) ?? 0), hint ?? 0, now, num(a.expected_output_tokens))) this.stats.applied++;
+      if (
+        this.book(
+          rid,
+          requestId,
+          u64(worker.worker_id),
+          num(worker.dp_rank) ?? 0,
+          seq as bigint[] | null,
+          seq ? seq.length : (num(a.blocks) ?? 0),
+          hint ?? 0,
+          now,
+          num(a.expected_output_tokens),
+        )
+      )
+        this.stats.applied++;
     } else {
       throw new Error(`unknown ActiveSequenceEvent data ${JSON.stringify(typeof d === 'string' ? d : Object.keys(d as object))}`);
     }
   }
 
-  private book(rid: bigint, requestId: string, wire: bigint | undefined, dpRank: number, seq: bigint[] | null, blocks: number, prefill: number, startMs: number, expected?: number): boolean {
+  private book(
+    rid: bigint,
+    requestId: string,
+    wire: bigint | undefined,
+    dpRank: number,
+    seq: bigint[] | null,
+    blocks: number,
+    prefill: number,
+    startMs: number,
+    expected?: number,
+  ): boolean {
     const workerId = wire === undefined ? undefined : this.workerOf(wire);
     if (workerId === undefined) {
       this.stats.unknown_worker++;
       return false;
     }
-    const ok = this.core.bookRemote({ requestId, workerId, dpRank, seqPairs: seq ? toPairs(seq) : null, blocks, prefillTokens: prefill, nowMs: startMs, expectedOutputTokens: expected });
+    const ok = this.core.bookRemote({
+      requestId,
+      workerId,
+      dpRank,
+      seqPairs: seq ? toPairs(seq) : null,
+      blocks,
+      prefillTokens: prefill,
+      nowMs: startMs,
+      expectedOutputTokens: expected,
+    });
     if (ok) {
       this.owner.set(requestId, rid);
       this.peers.get(rid)!.ids.add(requestId);
@@ -337,7 +436,8 @@ export class ReplicaSync {
     const rid = u64(m?.router_id);
     if (rid === undefined || rid === this.routerId) return;
     this.touch(rid, Date.now());
-    if (typeof m.session === 'string' && typeof m.worker === 'string') this.sessions.rememberRemote(m.session, m.worker, Date.now(), num(m.ttl_ms) ?? this.sessionTtlMs);
+    if (typeof m.session === 'string' && typeof m.worker === 'string')
+      this.sessions.rememberRemote(m.session, m.worker, Date.now(), num(m.ttl_ms) ?? this.sessionTtlMs);
   }
 
   private onHeartbeat(data: Uint8Array, goodbye: boolean): void {

@@ -35,7 +35,17 @@ import type { WorkerSpec } from './worker-spec.js';
 import { WorkerRegistry } from './workers.js';
 
 export { extractUsage } from './usage.js';
-export type { BusyThresholds, DashboardState, DecisionRecord, EventSourceKind, HealthCheckOptions, RouterServerOptions, WorkerEndpoint, WorkerView, WorkersView } from './types.js';
+export type {
+  BusyThresholds,
+  DashboardState,
+  DecisionRecord,
+  EventSourceKind,
+  HealthCheckOptions,
+  RouterServerOptions,
+  WorkerEndpoint,
+  WorkerView,
+  WorkersView,
+} from './types.js';
 
 export class RouterServer {
   private server?: Server;
@@ -106,7 +116,14 @@ export class RouterServer {
           for (const st of reg.values()) if (replicaWorkerU64(st.ep.id, st.ep.dynamoWorkerId) === u) return st.ep.id;
           return undefined;
         };
-        s.ctx.replicas = await ReplicaSync.start({ ...opts.replicaSync, log: opts.log }, s.ctx.core, s.ctx.sessions, opts.sessionAffinityTtlMs ?? 600_000, wire, workerOf);
+        s.ctx.replicas = await ReplicaSync.start(
+          { ...opts.replicaSync, log: opts.log },
+          s.ctx.core,
+          s.ctx.sessions,
+          opts.sessionAffinityTtlMs ?? 600_000,
+          wire,
+          workerOf,
+        );
       }
       const host = opts.host ?? '127.0.0.1';
       s.server = createApp(s.ctx);
@@ -204,7 +221,15 @@ export class RouterServer {
   /** Everything the live dashboard shows, in one plain object. */
   dashboardState(limit = 8): DashboardState {
     const v = this.workersView();
-    return { url: this.url, mode: v.mode, events: v.events, workers: v.workers, totals: v.totals, decisions: this.decisions(limit), nats: v.nats };
+    return {
+      url: this.url,
+      mode: v.mode,
+      events: v.events,
+      workers: v.workers,
+      totals: v.totals,
+      decisions: this.decisions(limit),
+      nats: v.nats,
+    };
   }
 
   async close(): Promise<void> {

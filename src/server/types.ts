@@ -90,7 +90,13 @@ export interface RouterServerOptions {
    * Router replica sync (Dynamo's --router-replica-sync): share active-sequence bookings and
    * session bindings with the other router replicas over this NATS server.
    */
-  readonly replicaSync?: { readonly servers: readonly string[]; readonly namespace?: string; readonly component?: string; readonly heartbeatMs?: number; readonly deadAfterMs?: number };
+  readonly replicaSync?: {
+    readonly servers: readonly string[];
+    readonly namespace?: string;
+    readonly component?: string;
+    readonly heartbeatMs?: number;
+    readonly deadAfterMs?: number;
+  };
   /** Active health checks; false turns them off. */
   readonly health?: HealthCheckOptions | false;
   readonly breaker?: BreakerOptions;

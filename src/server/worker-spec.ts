@@ -73,7 +73,8 @@ export function parseWorkerSpec(text: string): WorkerSpec {
     const i = part.indexOf('=');
     if (i <= 0) throw new WorkerSpecError(`"${part}" in worker spec "${t}" is not key=value`);
     const k = part.slice(0, i).trim();
-    if (!(KEYS as readonly string[]).includes(k)) throw new WorkerSpecError(`unknown key "${k}" in worker spec (known: ${KEYS.join(', ')})`);
+    if (!(KEYS as readonly string[]).includes(k))
+      throw new WorkerSpecError(`unknown key "${k}" in worker spec (known: ${KEYS.join(', ')})`);
     fields[k] = part.slice(i + 1).trim();
   }
   return workerSpecFromObject(fields);
@@ -84,7 +85,8 @@ export function workerSpecFromObject(o: Record<string, unknown>): WorkerSpec {
   if (typeof o.url !== 'string' || o.url === '') throw new WorkerSpecError('a worker needs a "url"');
   const spec: WorkerSpec = { url: normaliseUrl(o.url) };
   if (o.id !== undefined) {
-    if (typeof o.id !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(o.id)) throw new WorkerSpecError(`worker id "${String(o.id)}" must be 1-128 characters of letters, digits, . _ : -`);
+    if (typeof o.id !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(o.id))
+      throw new WorkerSpecError(`worker id "${String(o.id)}" must be 1-128 characters of letters, digits, . _ : -`);
     spec.id = o.id;
   }
   if (o.zmq !== undefined) spec.zmq = normaliseZmq(String(o.zmq), 'zmq');

@@ -70,7 +70,8 @@ export class WorkerRegistry {
 
   add(w: WorkerEndpoint): void {
     if (this.states.has(w.id)) throw new Error(`worker ${w.id} is already registered`);
-    if (w.dynamoWorkerId !== undefined && this.byDynamoId.has(w.dynamoWorkerId)) throw new Error(`Dynamo worker_id ${w.dynamoWorkerId} already belongs to worker ${this.byDynamoId.get(w.dynamoWorkerId)}`);
+    if (w.dynamoWorkerId !== undefined && this.byDynamoId.has(w.dynamoWorkerId))
+      throw new Error(`Dynamo worker_id ${w.dynamoWorkerId} already belongs to worker ${this.byDynamoId.get(w.dynamoWorkerId)}`);
     const st: WorkerState = {
       ep: w,
       addedAt: Date.now(),
@@ -103,7 +104,11 @@ export class WorkerRegistry {
         },
         onReset: (reason) => {
           this.core.resetWorkerCache(w.id);
-          this.metrics.inc('dynamo_lab_router_worker_cache_resets_total', 'Times a worker\'s indexed blocks were dropped (restart, lost event history)', { worker_id: w.id, reason });
+          this.metrics.inc(
+            'dynamo_lab_router_worker_cache_resets_total',
+            "Times a worker's indexed blocks were dropped (restart, lost event history)",
+            { worker_id: w.id, reason },
+          );
         },
         log: this.opts.log,
       }).start();
@@ -115,7 +120,11 @@ export class WorkerRegistry {
     const st = this.states.get(id);
     if (!st) return;
     this.core.resetWorkerCache(id);
-    this.metrics.inc('dynamo_lab_router_worker_cache_resets_total', 'Times a worker\'s indexed blocks were dropped (restart, lost event history)', { worker_id: id, reason: 'restart detected by health check' });
+    this.metrics.inc(
+      'dynamo_lab_router_worker_cache_resets_total',
+      "Times a worker's indexed blocks were dropped (restart, lost event history)",
+      { worker_id: id, reason: 'restart detected by health check' },
+    );
     this.opts.log?.(`worker ${id} restarted (${why}): its indexed blocks were dropped`);
     st.zmq?.resync();
   }
@@ -129,7 +138,15 @@ export class WorkerRegistry {
       id = `worker-${i}`;
     }
     if (this.states.has(id)) throw new HttpError(409, `worker ${id} is already registered`, 'invalid_request_error', 'worker_exists');
-    const ep: WorkerEndpoint = { id, url: spec.url, zmq: spec.zmq, replay: spec.replay, dynamoWorkerId: spec.dynamoWorkerId, totalKvBlocks: spec.totalKvBlocks, maxNumBatchedTokens: spec.maxNumBatchedTokens };
+    const ep: WorkerEndpoint = {
+      id,
+      url: spec.url,
+      zmq: spec.zmq,
+      replay: spec.replay,
+      dynamoWorkerId: spec.dynamoWorkerId,
+      totalKvBlocks: spec.totalKvBlocks,
+      maxNumBatchedTokens: spec.maxNumBatchedTokens,
+    };
     try {
       this.add(ep);
     } catch (err) {
@@ -153,8 +170,14 @@ export class WorkerRegistry {
   /** Feed one KV event to the router core's index. */
   applyEvent(ev: RouterEvent): void {
     const res = this.core.applyEvent(ev, Date.now());
-    this.metrics.inc('dynamo_component_kv_cache_events_applied', 'KV cache events applied to the indexer, by status and event type', { status: res.status, event_type: ev.data.type });
-    if (res.gap) this.metrics.inc('dynamo_lab_router_event_id_gaps_total', 'KV event id gaps seen per worker (events lost on the way)', { worker_id: ev.workerId });
+    this.metrics.inc('dynamo_component_kv_cache_events_applied', 'KV cache events applied to the indexer, by status and event type', {
+      status: res.status,
+      event_type: ev.data.type,
+    });
+    if (res.gap)
+      this.metrics.inc('dynamo_lab_router_event_id_gaps_total', 'KV event id gaps seen per worker (events lost on the way)', {
+        worker_id: ev.workerId,
+      });
   }
 
   /** Wait until every ZMQ source has finished its replay (tests, startup). */

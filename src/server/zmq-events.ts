@@ -147,7 +147,9 @@ export class ZmqEventSource {
       // The sequence went back to 0 (a new publisher process) or far back (an earlier frame
       // carried a bogus, far-ahead sequence): never drop what follows; start this worker over.
       this.stats.restarts++;
-      this.opts.log?.(`[zmq ${this.opts.workerId}] sequence went back from ${next} to ${seq} (${seq === 0n ? 'worker restarted?' : 'an earlier sequence was bogus'}): resetting its cached blocks`);
+      this.opts.log?.(
+        `[zmq ${this.opts.workerId}] sequence went back from ${next} to ${seq} (${seq === 0n ? 'worker restarted?' : 'an earlier sequence was bogus'}): resetting its cached blocks`,
+      );
       this.opts.onReset(seq === 0n ? 'publisher restarted' : 'sequence went back');
       this.nextSeq = undefined;
       if (seq !== 0n && this.dealer) {
@@ -162,7 +164,9 @@ export class ZmqEventSource {
       // No publisher skips this many batches: the frame's sequence is bogus. Its events are
       // applied, but the sequence we expect stays where it was.
       this.stats.unrecovered_gaps++;
-      this.opts.log?.(`[zmq ${this.opts.workerId}] implausible sequence ${seq} (expected ${next}): applying its events, keeping the expected sequence`);
+      this.opts.log?.(
+        `[zmq ${this.opts.workerId}] implausible sequence ${seq} (expected ${next}): applying its events, keeping the expected sequence`,
+      );
       this.decode(seq, payload);
       return;
     }
@@ -172,7 +176,9 @@ export class ZmqEventSource {
       this.startReplay(next, 'gap');
     } else {
       this.stats.unrecovered_gaps++;
-      this.opts.log?.(`[zmq ${this.opts.workerId}] sequence gap: expected ${next}, got ${seq}; no replay endpoint, ${seq - next} batch(es) lost`);
+      this.opts.log?.(
+        `[zmq ${this.opts.workerId}] sequence gap: expected ${next}, got ${seq}; no replay endpoint, ${seq - next} batch(es) lost`,
+      );
       this.apply(seq, payload);
     }
   }
@@ -185,7 +191,11 @@ export class ZmqEventSource {
 
   private decode(seq: bigint, payload: Uint8Array): void {
     this.stats.batches++;
-    const res = decodeVllmZmqBatch(payload, { workerId: this.opts.workerId, blockSize: this.opts.blockSize, eventIdStart: this.nextEventId });
+    const res = decodeVllmZmqBatch(payload, {
+      workerId: this.opts.workerId,
+      blockSize: this.opts.blockSize,
+      eventIdStart: this.nextEventId,
+    });
     if (!res.ok) {
       this.stats.decode_errors++;
       this.opts.log?.(`[zmq ${this.opts.workerId}] undecodable batch ${seq}: ${res.reason}`);
@@ -228,7 +238,9 @@ export class ZmqEventSource {
           if (seq > from) {
             // The worker's buffer no longer holds what we need: start this worker over from what it has.
             this.stats.unrecovered_gaps++;
-            this.opts.log?.(`[zmq ${this.opts.workerId}] replay starts at ${seq}, not ${from}: older batches are gone; resetting its cached blocks`);
+            this.opts.log?.(
+              `[zmq ${this.opts.workerId}] replay starts at ${seq}, not ${from}: older batches are gone; resetting its cached blocks`,
+            );
             if (from > 0n) this.opts.onReset('replay buffer overrun');
             this.nextSeq = undefined;
           }

@@ -108,7 +108,10 @@ export interface EngineRequest {
 }
 
 export class SimRequestError extends Error {
-  constructor(message: string, readonly code: string = 'invalid_request') {
+  constructor(
+    message: string,
+    readonly code: string = 'invalid_request',
+  ) {
     super(message);
     this.name = 'SimRequestError';
   }
@@ -281,7 +284,10 @@ export class SimEngine {
     this.chunkedPrefill = opts.enableChunkedPrefill ?? true;
     this.preemptionMode = opts.preemptionMode ?? 'lifo';
     this.dpRank = opts.dpRank ?? 0;
-    for (const [k, v] of [['maxNumSeqs', this.maxNumSeqs], ['maxNumBatchedTokens', this.maxNumBatchedTokens]] as const) {
+    for (const [k, v] of [
+      ['maxNumSeqs', this.maxNumSeqs],
+      ['maxNumBatchedTokens', this.maxNumBatchedTokens],
+    ] as const) {
       if (!Number.isInteger(v) || v < 1) throw new RangeError(`${k} must be an integer >= 1, got ${v}`);
     }
     if (!Number.isFinite(this.speedup) || this.speedup < 0) throw new RangeError(`speedup must be >= 0, got ${this.speedup}`);
@@ -322,7 +328,8 @@ export class SimEngine {
   validate(req: Pick<EngineRequest, 'requestId' | 'tokens' | 'maxTokens'>): void {
     if (this.closed) throw new SimRequestError('engine is closed', 'engine_closed');
     if (req.tokens.length < 1) throw new SimRequestError('the prompt must contain at least one token');
-    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new SimRequestError(`max_tokens must be an integer >= 1, got ${req.maxTokens}`);
+    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1)
+      throw new SimRequestError(`max_tokens must be an integer >= 1, got ${req.maxTokens}`);
     const kvMax = req.tokens.length + req.maxTokens - 1;
     if (kvMax > this.maxSequenceTokens()) {
       throw new SimRequestError(
@@ -331,7 +338,9 @@ export class SimEngine {
       );
     }
     if (!this.chunkedPrefill && req.tokens.length > this.maxNumBatchedTokens) {
-      throw new SimRequestError(`prompt (${req.tokens.length} tokens) exceeds max_num_batched_tokens (${this.maxNumBatchedTokens}) and chunked prefill is off`);
+      throw new SimRequestError(
+        `prompt (${req.tokens.length} tokens) exceeds max_num_batched_tokens (${this.maxNumBatchedTokens}) and chunked prefill is off`,
+      );
     }
     if (this.byId.has(req.requestId)) throw new SimRequestError(`duplicate request id ${req.requestId}`);
   }

@@ -63,8 +63,10 @@ export class KvBlockManager {
   evictions = 0;
 
   constructor(opts: KvManagerOptions) {
-    if (!Number.isInteger(opts.numGpuBlocks) || opts.numGpuBlocks < 1) throw new RangeError(`numGpuBlocks must be an integer >= 1, got ${opts.numGpuBlocks}`);
-    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
+    if (!Number.isInteger(opts.numGpuBlocks) || opts.numGpuBlocks < 1)
+      throw new RangeError(`numGpuBlocks must be an integer >= 1, got ${opts.numGpuBlocks}`);
+    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1)
+      throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
     this.capacity = opts.numGpuBlocks;
     this.blockSize = opts.blockSize;
     this.prefixCaching = opts.enablePrefixCaching ?? true;
@@ -203,7 +205,8 @@ export class KvBlockManager {
       h.partial = true;
     }
     if (removed.length > 0) this.emit({ type: 'removed', blockHashes: removed });
-    for (const s of stored) this.emit({ type: 'stored', parentHash: s.parentHash, blocks: s.blocks }, this.eventTokens ? s.tokens : undefined);
+    for (const s of stored)
+      this.emit({ type: 'stored', parentHash: s.parentHash, blocks: s.blocks }, this.eventTokens ? s.tokens : undefined);
     return true;
   }
 

@@ -34,14 +34,39 @@ export function simRegistry(engine: SimEngine, labels: { model_name: string; wor
   const registers = [registry];
   const stat = (k: StatName): number => engine.stats()[k] as number;
   for (const [name, help, key] of GAUGES) {
-    new Gauge({ name, help, registers, collect() { this.set(stat(key)); } });
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(stat(key));
+      },
+    });
   }
   for (const [name, help, key] of COUNTERS) {
     // The engine keeps the running total; the counter shows it.
-    new Counter({ name, help, registers, collect() { this.reset(); this.inc(stat(key)); } });
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(stat(key));
+      },
+    });
   }
-  const ttft = new Histogram({ name: 'vllm:time_to_first_token_seconds', help: 'Histogram of time to first token in seconds.', buckets: [...engine.ttftHistogram.buckets], registers });
-  const itl = new Histogram({ name: 'vllm:inter_token_latency_seconds', help: 'Histogram of inter-token latency in seconds.', buckets: [...engine.itlHistogram.buckets], registers });
+  const ttft = new Histogram({
+    name: 'vllm:time_to_first_token_seconds',
+    help: 'Histogram of time to first token in seconds.',
+    buckets: [...engine.ttftHistogram.buckets],
+    registers,
+  });
+  const itl = new Histogram({
+    name: 'vllm:inter_token_latency_seconds',
+    help: 'Histogram of inter-token latency in seconds.',
+    buckets: [...engine.itlHistogram.buckets],
+    registers,
+  });
   engine.ttftHistogram.tap((v) => ttft.observe(v));
   engine.itlHistogram.tap((v) => itl.observe(v));
   return registry;

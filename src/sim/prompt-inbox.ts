@@ -14,10 +14,13 @@ export class PromptTokenInbox implements PromptTokenSource {
   private readonly sweep: NodeJS.Timeout;
 
   constructor(private readonly ttlMs = 30_000) {
-    this.sweep = setInterval(() => {
-      const old = performance.now() - this.ttlMs;
-      for (const [k, v] of this.ready) if (v.at < old) this.ready.delete(k);
-    }, Math.max(1000, ttlMs / 2));
+    this.sweep = setInterval(
+      () => {
+        const old = performance.now() - this.ttlMs;
+        for (const [k, v] of this.ready) if (v.at < old) this.ready.delete(k);
+      },
+      Math.max(1000, ttlMs / 2),
+    );
     this.sweep.unref();
   }
 

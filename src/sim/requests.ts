@@ -11,12 +11,19 @@ export function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 export function parseMessages(v: unknown): ChatMessage[] {
-  if (!Array.isArray(v) || v.length === 0) throw new HttpError(400, '"messages" must be a non-empty array', 'invalid_request_error', 'invalid_messages');
+  if (!Array.isArray(v) || v.length === 0)
+    throw new HttpError(400, '"messages" must be a non-empty array', 'invalid_request_error', 'invalid_messages');
   return v.map((m, i) => {
-    if (!isObject(m) || typeof m.role !== 'string') throw new HttpError(400, `messages[${i}] must be an object with a string "role"`, 'invalid_request_error', 'invalid_messages');
+    if (!isObject(m) || typeof m.role !== 'string')
+      throw new HttpError(400, `messages[${i}] must be an object with a string "role"`, 'invalid_request_error', 'invalid_messages');
     const c = m.content;
     if (!(c === undefined || c === null || typeof c === 'string' || Array.isArray(c))) {
-      throw new HttpError(400, `messages[${i}].content must be a string, an array of content parts or null`, 'invalid_request_error', 'invalid_messages');
+      throw new HttpError(
+        400,
+        `messages[${i}].content must be a string, an array of content parts or null`,
+        'invalid_request_error',
+        'invalid_messages',
+      );
     }
     return { role: m.role, content: (c ?? null) as ChatMessage['content'] };
   });
@@ -39,7 +46,13 @@ export function completionPrompt(p: unknown): number[] | string {
   if (Array.isArray(p)) {
     if (p.length > 0 && p.every((t) => typeof t === 'number' && Number.isInteger(t) && t >= 0)) return p as number[];
     if (p.length === 1) return completionPrompt(p[0]);
-    if (p.length > 1) throw new HttpError(400, 'batched prompts are not supported by the simulated worker; send one prompt per request', 'invalid_request_error', 'invalid_prompt');
+    if (p.length > 1)
+      throw new HttpError(
+        400,
+        'batched prompts are not supported by the simulated worker; send one prompt per request',
+        'invalid_request_error',
+        'invalid_prompt',
+      );
   }
   throw new HttpError(400, '"prompt" must be a non-empty string or an array of token ids', 'invalid_request_error', 'invalid_prompt');
 }
@@ -57,11 +70,17 @@ export function parseStop(body: Record<string, unknown>): StopCriteria {
   let strings: string[] = [];
   if (typeof raw === 'string') strings = [raw];
   else if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) strings = raw as string[];
-  else if (raw !== undefined && raw !== null) throw new HttpError(400, '"stop" must be a string or an array of strings', 'invalid_request_error', 'invalid_stop');
+  else if (raw !== undefined && raw !== null)
+    throw new HttpError(400, '"stop" must be a string or an array of strings', 'invalid_request_error', 'invalid_stop');
   strings = strings.filter((x) => x.length > 0);
   const ids = body.stop_token_ids;
   if (ids !== undefined && ids !== null && !(Array.isArray(ids) && ids.every((t) => Number.isInteger(t) && (t as number) >= 0))) {
-    throw new HttpError(400, '"stop_token_ids" must be an array of token ids (integers >= 0)', 'invalid_request_error', 'invalid_stop_token_ids');
+    throw new HttpError(
+      400,
+      '"stop_token_ids" must be an array of token ids (integers >= 0)',
+      'invalid_request_error',
+      'invalid_stop_token_ids',
+    );
   }
   const longest = strings.reduce((m, x) => Math.max(m, x.length), 0);
   return {

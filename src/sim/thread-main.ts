@@ -65,7 +65,14 @@ try {
       });
     }
   });
-  port.postMessage({ t: 'ready', url: worker.url, zmq: worker.zmqEndpoint, replay: worker.zmqReplayEndpoint, numGpuBlocks: worker.engine.numGpuBlocks, blockSize: worker.engine.blockSize });
+  port.postMessage({
+    t: 'ready',
+    url: worker.url,
+    zmq: worker.zmqEndpoint,
+    replay: worker.zmqReplayEndpoint,
+    numGpuBlocks: worker.engine.numGpuBlocks,
+    blockSize: worker.engine.blockSize,
+  });
 } catch (err) {
   port.postMessage({ t: 'error', message: (err as Error)?.message ?? String(err) });
   port.close();

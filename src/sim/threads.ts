@@ -48,7 +48,15 @@ export class ThreadedSimWorker {
           for (const ev of m.events as RouterEvent[]) for (const l of w?.listeners ?? []) l(ev);
         } else if (m.t === 'log') log?.(m.line as string);
         else if (m.t === 'ready') {
-          w = new ThreadedSimWorker(opts.id, thread, m.url as string, m.zmq as string | undefined, m.replay as string | undefined, m.numGpuBlocks as number, m.blockSize as number);
+          w = new ThreadedSimWorker(
+            opts.id,
+            thread,
+            m.url as string,
+            m.zmq as string | undefined,
+            m.replay as string | undefined,
+            m.numGpuBlocks as number,
+            m.blockSize as number,
+          );
           resolve(w);
         } else if (m.t === 'error') reject(new Error(`simulated worker ${opts.id}: ${m.message as string}`));
       });

@@ -14,7 +14,14 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { RouterEvent } from '../router/types.js';
-import { DEFAULT_MODEL, loadChatTokenizer, PROMPT_IDS_HEADER, TokenizerError, type ChatTokenizer, type PromptLimits } from '../tokenizer/index.js';
+import {
+  DEFAULT_MODEL,
+  loadChatTokenizer,
+  PROMPT_IDS_HEADER,
+  TokenizerError,
+  type ChatTokenizer,
+  type PromptLimits,
+} from '../tokenizer/index.js';
 import type { PromptTokenSource } from './prompt-inbox.js';
 import { RealClock, type Clock } from './clock.js';
 import { SimEngine, SimRequestError, type EngineResult, type EngineStats, type SimEngineOptions } from './engine.js';
@@ -27,7 +34,18 @@ import { completionPrompt, isObject, parseMaxTokens, parseMessages, parseStop } 
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
-  extends Pick<SimEngineOptions, 'numGpuBlocks' | 'maxNumSeqs' | 'maxNumBatchedTokens' | 'speedup' | 'decodeSpeedup' | 'enablePrefixCaching' | 'enableChunkedPrefill' | 'preemptionMode' | 'seed'> {
+  extends Pick<
+    SimEngineOptions,
+    | 'numGpuBlocks'
+    | 'maxNumSeqs'
+    | 'maxNumBatchedTokens'
+    | 'speedup'
+    | 'decodeSpeedup'
+    | 'enablePrefixCaching'
+    | 'enableChunkedPrefill'
+    | 'preemptionMode'
+    | 'seed'
+  > {
   id: string;
   /** Listen address (default 127.0.0.1). */
   host?: string;
@@ -62,7 +80,6 @@ export interface SimWorkerOptions
   tokenTexts?: ReadonlyMap<number, string>;
 }
 
-
 export interface SimWorkerStats extends EngineStats {
   id: string;
   url: string;
@@ -78,7 +95,9 @@ const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 export const DEFAULT_MAX_MODEL_LEN = 32768;
 
 function errorBody(status: number, message: string, type: string, code: string | null): string {
-  return JSON.stringify({ error: { message, type, code: code ?? (status === 404 ? 'not_found' : status >= 500 ? 'internal_error' : 'bad_request'), param: null } });
+  return JSON.stringify({
+    error: { message, type, code: code ?? (status === 404 ? 'not_found' : status >= 500 ? 'internal_error' : 'bad_request'), param: null },
+  });
 }
 
 export class SimWorker {
@@ -209,7 +228,14 @@ export class SimWorker {
   }
 
   stats(): SimWorkerStats {
-    return { id: this.id, url: this.url, httpRequests: this.httpRequests, promptsHandedOver: this.promptsHandedOver, promptsTokenized: this.promptsTokenized, ...this.engine.stats() };
+    return {
+      id: this.id,
+      url: this.url,
+      httpRequests: this.httpRequests,
+      promptsHandedOver: this.promptsHandedOver,
+      promptsTokenized: this.promptsTokenized,
+      ...this.engine.stats(),
+    };
   }
 
   /** Close HTTP and ZMQ, abort in-flight requests. Idempotent. */
@@ -238,7 +264,8 @@ export class SimWorker {
     try {
       return await fn(t);
     } catch (err) {
-      if (err instanceof TokenizerError) throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
+      if (err instanceof TokenizerError)
+        throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
       throw err;
     }
   }
@@ -252,8 +279,7 @@ export class SimWorker {
       if (err instanceof HttpError) {
         for (const [k, v] of Object.entries(err.headers)) if (!res.headersSent) res.setHeader(k, v);
         this.sendError(res, err.status, err.message, err.type, err.code);
-      }
-      else {
+      } else {
         this.log(`[${this.id}] internal error: ${(err as Error)?.stack ?? err}`);
         this.sendError(res, 500, `internal error: ${(err as Error)?.message ?? err}`, 'internal_error', 'internal_error');
       }
@@ -270,7 +296,13 @@ export class SimWorker {
     res.end(text);
   }
 
-  private sendError(res: http.ServerResponse, status: number, message: string, type = 'invalid_request_error', code: string | null = null): void {
+  private sendError(
+    res: http.ServerResponse,
+    status: number,
+    message: string,
+    type = 'invalid_request_error',
+    code: string | null = null,
+  ): void {
     if (res.headersSent) {
       if (!res.writableEnded) res.end();
       return;
@@ -302,7 +334,13 @@ export class SimWorker {
     const h = r[method] ?? (method === 'HEAD' ? r.GET : undefined);
     if (!h) {
       req.resume();
-      throw new HttpError(405, `method ${method} not allowed on ${path}; use ${Object.keys(r).join(' or ')}`, 'invalid_request_error', 'method_not_allowed', { allow: Object.keys(r).join(', ') });
+      throw new HttpError(
+        405,
+        `method ${method} not allowed on ${path}; use ${Object.keys(r).join(' or ')}`,
+        'invalid_request_error',
+        'method_not_allowed',
+        { allow: Object.keys(r).join(', ') },
+      );
     }
     if (method === 'POST') checkJsonContentType(req);
     await h();
@@ -311,7 +349,17 @@ export class SimWorker {
   private models(res: http.ServerResponse): void {
     this.sendJson(res, 200, {
       object: 'list',
-      data: [{ id: this.model, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'dynamo-lab', root: this.model, parent: null, max_model_len: this.maxModelLen }],
+      data: [
+        {
+          id: this.model,
+          object: 'model',
+          created: Math.floor(Date.now() / 1000),
+          owned_by: 'dynamo-lab',
+          root: this.model,
+          parent: null,
+          max_model_len: this.maxModelLen,
+        },
+      ],
     });
   }
 
@@ -366,12 +414,18 @@ export class SimWorker {
   private async generate(req: http.IncomingMessage, res: http.ServerResponse, kind: 'chat' | 'completion'): Promise<void> {
     const body = parseJsonBody(await readBody(req, this.maxBody));
     if (body.model !== undefined && body.model !== null && body.model !== this.model) {
-      throw new HttpError(404, `The model \`${String(body.model).slice(0, 200)}\` does not exist. This worker serves \`${this.model}\` (see GET /v1/models).`, 'invalid_request_error', 'model_not_found');
+      throw new HttpError(
+        404,
+        `The model \`${String(body.model).slice(0, 200)}\` does not exist. This worker serves \`${this.model}\` (see GET /v1/models).`,
+        'invalid_request_error',
+        'model_not_found',
+      );
     }
     let tokens: number[] | undefined;
     const given = req.headers['x-request-id'];
     // Tokenize once: a co-located router already tokenized this prompt and handed the ids over.
-    if (this.promptTokens && typeof given === 'string' && req.headers[PROMPT_IDS_HEADER] === '1') tokens = await this.promptTokens.take(given, 2000);
+    if (this.promptTokens && typeof given === 'string' && req.headers[PROMPT_IDS_HEADER] === '1')
+      tokens = await this.promptTokens.take(given, 2000);
     if (tokens) this.promptsHandedOver++;
     if (kind === 'chat') {
       const messages = parseMessages(body.messages);
@@ -402,9 +456,15 @@ export class SimWorker {
       );
     }
     if (body.n !== undefined && body.n !== null && body.n !== 1) {
-      throw new HttpError(400, `n = ${JSON.stringify(body.n).slice(0, 40)} is not supported by the simulated worker: it returns one choice per request (n = 1); send n separate requests`, 'invalid_request_error', 'invalid_n');
+      throw new HttpError(
+        400,
+        `n = ${JSON.stringify(body.n).slice(0, 40)} is not supported by the simulated worker: it returns one choice per request (n = 1); send n separate requests`,
+        'invalid_request_error',
+        'invalid_n',
+      );
     }
-    if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new HttpError(400, '"stream" must be true or false', 'invalid_request_error', 'invalid_stream');
+    if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
+      throw new HttpError(400, '"stream" must be true or false', 'invalid_request_error', 'invalid_stream');
     const stop = parseStop(body);
     const stream = body.stream === true;
     const streamOptions = isObject(body.stream_options) ? body.stream_options : undefined;
@@ -442,7 +502,9 @@ export class SimWorker {
       let out = `data: ${JSON.stringify(obj)}\n\n`;
       if (rolePending) {
         rolePending = false;
-        out = `data: ${JSON.stringify(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))}\n\n` + out;
+        out =
+          `data: ${JSON.stringify(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))}\n\n` +
+          out;
       }
       res.write(out);
     };

@@ -137,10 +137,21 @@ export class ZmqKvPublisher {
     } catch (err) {
       pub.close();
       router?.close();
-      if (isAddrInUse(err)) throw new PortInUseError(host, `${opts.pubPort}${opts.replayPort !== undefined ? `/${opts.replayPort}` : ''} (ZeroMQ)`, (err as Error).message);
+      if (isAddrInUse(err))
+        throw new PortInUseError(
+          host,
+          `${opts.pubPort}${opts.replayPort !== undefined ? `/${opts.replayPort}` : ''} (ZeroMQ)`,
+          (err as Error).message,
+        );
       throw err;
     }
-    const p = new ZmqKvPublisher({ pub, router, endpoint: endpointOf(pub, host), replayEndpoint: router ? endpointOf(router, host) : undefined, opts });
+    const p = new ZmqKvPublisher({
+      pub,
+      router,
+      endpoint: endpointOf(pub, host),
+      replayEndpoint: router ? endpointOf(router, host) : undefined,
+      opts,
+    });
     if (router) p.replayLoop = p.serveReplay(router);
     return p;
   }

@@ -13,7 +13,14 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { NativeTokenizer } from './native.js';
 import { AddedTokenSplitter, PieceCache, PiecewiseEncoder, piecewiseExact, type AddedTokenSpec, type PieceCacheStats } from './pieces.js';
-import { ChatTemplate, DEFAULT_CHATML_TEMPLATE, specialTokenVars, templateFromConfig, type ChatMessage, type RenderOptions } from './template.js';
+import {
+  ChatTemplate,
+  DEFAULT_CHATML_TEMPLATE,
+  specialTokenVars,
+  templateFromConfig,
+  type ChatMessage,
+  type RenderOptions,
+} from './template.js';
 
 export const DEFAULT_MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
 /** Default piece-cache budget (bytes of text + ids), per process. */
@@ -66,12 +73,18 @@ function resolveSource(source: string | undefined): ResolvedSource {
   }
   const p = resolve(source);
   if (!existsSync(p)) {
-    throw new TokenizerError(`--tokenizer ${source}: no such file or directory. Give a directory holding an HF tokenizer.json (and tokenizer_config.json for chat), or the tokenizer.json itself.`, 500);
+    throw new TokenizerError(
+      `--tokenizer ${source}: no such file or directory. Give a directory holding an HF tokenizer.json (and tokenizer_config.json for chat), or the tokenizer.json itself.`,
+      500,
+    );
   }
   const dir = statSync(p).isDirectory() ? p : dirname(p);
   const tokenizerPath = statSync(p).isDirectory() ? join(p, 'tokenizer.json') : p;
   if (!existsSync(tokenizerPath)) {
-    throw new TokenizerError(`--tokenizer ${source}: ${tokenizerPath} is missing. The directory must hold an HF tokenizer.json (saved by transformers' save_pretrained).`, 500);
+    throw new TokenizerError(
+      `--tokenizer ${source}: ${tokenizerPath} is missing. The directory must hold an HF tokenizer.json (saved by transformers' save_pretrained).`,
+      500,
+    );
   }
   const configPath = join(dir, 'tokenizer_config.json');
   const config = existsSync(configPath) ? readJson(configPath, 'tokenizer config') : {};

@@ -4,8 +4,23 @@
  * `tokenizers` N-API binding, off the event loop), template.ts (Jinja chat templates) and
  * pieces.ts (the per-piece token cache).
  */
-export { ChatTokenizer, DEFAULT_CACHE_BYTES, DEFAULT_MODEL, loadTokenizer as loadChatTokenizer, TokenizerError, type LoadOptions, type PromptLimits } from './chat-tokenizer.js';
-export { ChatTemplate, ChatTemplateError, DEFAULT_CHATML_TEMPLATE, DEFAULT_SYSTEM_PROMPT, type ChatMessage, type RenderOptions } from './template.js';
+export {
+  ChatTokenizer,
+  DEFAULT_CACHE_BYTES,
+  DEFAULT_MODEL,
+  loadTokenizer as loadChatTokenizer,
+  TokenizerError,
+  type LoadOptions,
+  type PromptLimits,
+} from './chat-tokenizer.js';
+export {
+  ChatTemplate,
+  ChatTemplateError,
+  DEFAULT_CHATML_TEMPLATE,
+  DEFAULT_SYSTEM_PROMPT,
+  type ChatMessage,
+  type RenderOptions,
+} from './template.js';
 export { NativeTokenizer, NativeTokenizerError } from './native.js';
 export type { PieceCacheStats } from './pieces.js';
 import { loadTokenizer as loadChatTokenizer } from './chat-tokenizer.js';

@@ -75,7 +75,10 @@ export class NativeTokenizer {
   }
 
   decodeBatch(ids: readonly (readonly number[])[]): Promise<string[]> {
-    return this.tok.decodeBatch(ids.map((a) => [...a]), false);
+    return this.tok.decodeBatch(
+      ids.map((a) => [...a]),
+      false,
+    );
   }
 
   tokenToId(token: string): number | undefined {

@@ -91,7 +91,8 @@ export function specialTokenVars(config: Record<string, unknown>): Record<string
   for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token']) {
     const v = config[key];
     if (typeof v === 'string') out[key] = v;
-    else if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') out[key] = (v as { content: string }).content;
+    else if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string')
+      out[key] = (v as { content: string }).content;
   }
   return out;
 }

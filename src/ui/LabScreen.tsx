@@ -29,7 +29,13 @@ type Properties = {
 const SECTION_ICON: Record<string, string> = { done: '✓', failed: '✗', skipped: '↷', pending: '○', partial: '◐' };
 
 /** `✓ ✓ ● ○ ○ ○  section 3/6: Start the KV-aware router` — one line at any width. */
-function SectionBar({ sections, currentSectionId }: { readonly sections: Properties['sections']; readonly currentSectionId?: string }): React.ReactElement {
+function SectionBar({
+  sections,
+  currentSectionId,
+}: {
+  readonly sections: Properties['sections'];
+  readonly currentSectionId?: string;
+}): React.ReactElement {
   const idx = sections.findIndex((s) => s.id === currentSectionId);
   return (
     <Text wrap="truncate-end">
@@ -54,13 +60,27 @@ export function screenModel(p: Properties): { lines: Line[]; room: number; keyCt
   const canExpand = prev !== undefined && prev.output.length > 0 && hiddenLines(prev) > 0;
   const lines =
     cur && curState
-      ? stepLines({ step: cur, state: curState, preview: p.preview, showHint: p.state.showHint, width: columns - 4, expandedFrom: p.expanded && canExpand ? { title: p.steps[prevIdx]!.step.title, output: prev!.output } : undefined })
+      ? stepLines({
+          step: cur,
+          state: curState,
+          preview: p.preview,
+          showHint: p.state.showHint,
+          width: columns - 4,
+          expandedFrom: p.expanded && canExpand ? { title: p.steps[prevIdx]!.step.title, output: prev!.output } : undefined,
+        })
       : [];
   const footerRows = p.footer ? Math.ceil(p.footer.length / Math.max(20, columns)) : 0;
   // section bar, box borders + 2 title rows, confirm line, keys line, footer, one spare row.
   const room = Math.max(3, rows - 1 - 4 - (p.state.phase === 'confirm' ? 1 : 0) - 1 - footerRows - 1);
   const max = Math.max(0, lines.length - (room - 1));
-  const offset = lines.length <= room ? 0 : p.scroll === undefined || p.scroll === 'follow' ? (curState?.status === 'running' ? max : 0) : Math.min(max, Math.max(0, p.scroll));
+  const offset =
+    lines.length <= room
+      ? 0
+      : p.scroll === undefined || p.scroll === 'follow'
+        ? curState?.status === 'running'
+          ? max
+          : 0
+        : Math.min(max, Math.max(0, p.scroll));
   return { lines, room, offset, keyCtx: { hasHint: Boolean(cur?.step.hint), canExpand, canScroll: lines.length > room } };
 }
 
@@ -97,7 +117,14 @@ export function LabScreen(p: Properties): React.ReactElement {
       </Static>
       <SectionBar sections={sections} currentSectionId={cur?.sectionId} />
       {cur && curState && state.phase !== 'finished' ? (
-        <CurrentStep step={cur} state={curState} lines={model.lines} position={`${state.current + 1}/${steps.length}`} height={model.room} offset={model.offset} />
+        <CurrentStep
+          step={cur}
+          state={curState}
+          lines={model.lines}
+          position={`${state.current + 1}/${steps.length}`}
+          height={model.room}
+          offset={model.offset}
+        />
       ) : null}
       {state.phase === 'confirm' && cur ? (
         <Text color="red" bold wrap="truncate-end">

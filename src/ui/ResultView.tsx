@@ -22,7 +22,10 @@ const fit = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, Math.ma
 
 /** One table row as text, each cell cut to its width. */
 export function tableRow(result: Extract<StepResult, { kind: 'table' }>, w: readonly number[], cells: readonly string[]): string {
-  return cells.map((c, i) => padCell(fit(c, w[i]!), w[i]!, result.columns[i]!.align)).join('  ').trimEnd();
+  return cells
+    .map((c, i) => padCell(fit(c, w[i]!), w[i]!, result.columns[i]!.align))
+    .join('  ')
+    .trimEnd();
 }
 
 export function ResultView({ result, width = 200 }: { readonly result: StepResult; readonly width?: number }): React.ReactElement {

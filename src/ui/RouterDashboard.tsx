@@ -44,7 +44,13 @@ export interface RouterDashboardProps {
   readonly events: string;
   readonly workers: readonly DashboardWorker[];
   readonly decisions: readonly DashboardDecision[];
-  readonly totals: { readonly requests: number; readonly errors: number; readonly rejected: number; readonly predicted_hit_rate: number | null; readonly achieved_hit_rate: number | null };
+  readonly totals: {
+    readonly requests: number;
+    readonly errors: number;
+    readonly rejected: number;
+    readonly predicted_hit_rate: number | null;
+    readonly achieved_hit_rate: number | null;
+  };
   /** Recent log lines (worker up/down, retries), newest last. */
   readonly notices?: readonly string[];
   /** Bar width in cells (default 12). */
@@ -72,10 +78,14 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
   return (
     <Box flexDirection="column">
       <Text>
-        <Text bold color="cyan">dynamo-lab router</Text> {props.url}  mode <Text bold>{props.mode}</Text>  events <Text bold>{props.events}</Text>
+        <Text bold color="cyan">
+          dynamo-lab router
+        </Text>{' '}
+        {props.url} mode <Text bold>{props.mode}</Text> events <Text bold>{props.events}</Text>
       </Text>
       <Text dimColor>
-        requests {t.requests}  errors {t.errors}  rejected {t.rejected}  hit rate predicted {pct(t.predicted_hit_rate).trim()} / achieved {pct(t.achieved_hit_rate).trim()}
+        requests {t.requests} errors {t.errors} rejected {t.rejected} hit rate predicted {pct(t.predicted_hit_rate).trim()} / achieved{' '}
+        {pct(t.achieved_hit_rate).trim()}
       </Text>
       <Text> </Text>
       <Text bold>
@@ -92,14 +102,20 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
         const h = health(w);
         return (
           <Box key={w.id} flexDirection="column">
-          <Text>
-            {pad(w.id, idW)}
-            <Text color={h.color}>{pad(h.text, 9)}</Text>
-            <Text color="blue">{bar(w.cached_blocks, maxCached, width)}</Text>
-            {lpad(w.cached_blocks, 7)} <Text color="magenta">{bar(w.active_blocks, maxActive, width)}</Text>
-            {lpad(w.active_blocks, 6)} {lpad(w.active_prefill_tokens, 7)} {lpad(w.requests, 5)} <Text color="green">{bar(w.achieved_hit_rate ?? 0, 1, 8)}</Text> {pct(w.predicted_hit_rate)} / {pct(w.achieved_hit_rate)}
-          </Text>
-          {!w.healthy && w.health_error ? <Text dimColor>{'  '}{w.health_error}</Text> : null}
+            <Text>
+              {pad(w.id, idW)}
+              <Text color={h.color}>{pad(h.text, 9)}</Text>
+              <Text color="blue">{bar(w.cached_blocks, maxCached, width)}</Text>
+              {lpad(w.cached_blocks, 7)} <Text color="magenta">{bar(w.active_blocks, maxActive, width)}</Text>
+              {lpad(w.active_blocks, 6)} {lpad(w.active_prefill_tokens, 7)} {lpad(w.requests, 5)}{' '}
+              <Text color="green">{bar(w.achieved_hit_rate ?? 0, 1, 8)}</Text> {pct(w.predicted_hit_rate)} / {pct(w.achieved_hit_rate)}
+            </Text>
+            {!w.healthy && w.health_error ? (
+              <Text dimColor>
+                {'  '}
+                {w.health_error}
+              </Text>
+            ) : null}
           </Box>
         );
       })}
@@ -108,17 +124,21 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
       {props.decisions.length === 0 ? <Text dimColor>no requests yet: point an OpenAI client at {props.url}/v1</Text> : null}
       {props.decisions.map((d, i) => (
         <Box key={`${d.request_id}-${d.attempt ?? 1}-${i}`} flexDirection="column">
-        <Text>
-          <Text dimColor>{d.request_id.slice(-8)}</Text> → <Text bold color="cyan">{d.chosen}</Text> overlap {d.overlap_blocks}/{Math.floor(d.isl_tokens / d.block_size)}
-          {d.pinned ? <Text color="yellow"> session</Text> : null}
-          {d.attempt && d.attempt > 1 ? <Text color="yellow"> retry {d.attempt}</Text> : null}
-          {d.status && d.status !== 'ok' ? <Text color="red"> {d.status}</Text> : null}
-          {d.achieved_cached_tokens !== undefined ? <Text dimColor> cached {d.achieved_cached_tokens}</Text> : null}
-        </Text>
-        <Text dimColor>
-          {'    '}
-          {d.workers.map((w) => `${w.id}: ${w.overlap_blocks}/${Math.round(w.cost * 10) / 10}`).join('  ')}
-        </Text>
+          <Text>
+            <Text dimColor>{d.request_id.slice(-8)}</Text> →{' '}
+            <Text bold color="cyan">
+              {d.chosen}
+            </Text>{' '}
+            overlap {d.overlap_blocks}/{Math.floor(d.isl_tokens / d.block_size)}
+            {d.pinned ? <Text color="yellow"> session</Text> : null}
+            {d.attempt && d.attempt > 1 ? <Text color="yellow"> retry {d.attempt}</Text> : null}
+            {d.status && d.status !== 'ok' ? <Text color="red"> {d.status}</Text> : null}
+            {d.achieved_cached_tokens !== undefined ? <Text dimColor> cached {d.achieved_cached_tokens}</Text> : null}
+          </Text>
+          <Text dimColor>
+            {'    '}
+            {d.workers.map((w) => `${w.id}: ${w.overlap_blocks}/${Math.round(w.cost * 10) / 10}`).join('  ')}
+          </Text>
         </Box>
       ))}
       {props.notices?.length ? (
@@ -132,7 +152,9 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
         </Box>
       ) : null}
       <Text> </Text>
-      <Text dimColor>Ctrl+C to stop · {props.url}/debug/decisions · {props.url}/metrics</Text>
+      <Text dimColor>
+        Ctrl+C to stop · {props.url}/debug/decisions · {props.url}/metrics
+      </Text>
     </Box>
   );
 }

@@ -39,14 +39,20 @@ export function FinishedStep({ step, state, width, logFile }: DoneProps): React.
         {results.map((r, i) => (
           <ResultView key={i} result={r} width={width - 2} />
         ))}
-        {results.length ? null : state.output.map((l, i) => (
-          <Text key={i} dimColor>
-            {l}
-          </Text>
-        ))}
+        {results.length
+          ? null
+          : state.output.map((l, i) => (
+              <Text key={i} dimColor>
+                {l}
+              </Text>
+            ))}
         {hidden ? (
           <Text dimColor>
-            ({results.length ? `${hidden} progress line${hidden === 1 ? '' : 's'} not shown` : `${hidden} earlier line${hidden === 1 ? '' : 's'} not kept`}: press e to show them{logFile ? `; all of it is in ${logFile}` : ''})
+            (
+            {results.length
+              ? `${hidden} progress line${hidden === 1 ? '' : 's'} not shown`
+              : `${hidden} earlier line${hidden === 1 ? '' : 's'} not kept`}
+            : press e to show them{logFile ? `; all of it is in ${logFile}` : ''})
           </Text>
         ) : null}
       </Box>
@@ -84,7 +90,15 @@ export function resultRows(r: StepResult, width: number): Line[] {
   return [
     { text: '' },
     ...(r.title ? [{ text: r.title, bold: true }] : []),
-    { text: tableRow(r, w, r.columns.map((c) => c.header)), bold: true, color: 'cyan' },
+    {
+      text: tableRow(
+        r,
+        w,
+        r.columns.map((c) => c.header),
+      ),
+      bold: true,
+      color: 'cyan',
+    },
     ...r.rows.map((row) => ({ text: tableRow(r, w, row) })),
     ...(r.notes ?? []).flatMap((n) => wrapped(n, width, { dim: true })),
   ];

@@ -5,7 +5,18 @@
  */
 import type { Phase } from '../lab/state.js';
 
-export type KeyCommand = 'run' | 'skip' | 'quit' | 'hint' | 'confirm' | 'cancel' | 'expand' | 'scroll-up' | 'scroll-down' | 'page-up' | 'page-down';
+export type KeyCommand =
+  | 'run'
+  | 'skip'
+  | 'quit'
+  | 'hint'
+  | 'confirm'
+  | 'cancel'
+  | 'expand'
+  | 'scroll-up'
+  | 'scroll-down'
+  | 'page-up'
+  | 'page-down';
 
 /** What the screen has right now, for keys that only apply sometimes. */
 export interface KeyContext {
@@ -54,6 +65,16 @@ export function commandFor(
   ctx: KeyContext = {},
 ): KeyCommand | undefined {
   if (key.escape && phase === 'confirm') return 'cancel';
-  const name = key.return ? 'return' : key.upArrow ? 'up' : key.downArrow ? 'down' : key.pageUp ? 'pageup' : key.pageDown ? 'pagedown' : input.toLowerCase();
+  const name = key.return
+    ? 'return'
+    : key.upArrow
+      ? 'up'
+      : key.downArrow
+        ? 'down'
+        : key.pageUp
+          ? 'pageup'
+          : key.pageDown
+            ? 'pagedown'
+            : input.toLowerCase();
   return bindingsFor(phase, ctx).find((b) => b.key === name)?.command;
 }

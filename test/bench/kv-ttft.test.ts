@@ -32,5 +32,8 @@ test('kv-ttft beats kv on a prefix-ratio 0.9 load (hit rate and TTFT), and is de
   assert.equal(n, w.requests.length);
   assert.ok(err / n < 0.25 * ttft.ttft_ms.avg, `mean abs prediction error ${err / n} ms vs TTFT avg ${ttft.ttft_ms.avg}`);
   const b = await runVirtual(w, { ...opts, mode: 'kv-ttft' });
-  assert.deepEqual(b.records.map((r) => [r.worker, r.ttftMs]), a.records.map((r) => [r.worker, r.ttftMs]));
+  assert.deepEqual(
+    b.records.map((r) => [r.worker, r.ttftMs]),
+    a.records.map((r) => [r.worker, r.ttftMs]),
+  );
 });

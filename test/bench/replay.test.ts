@@ -24,7 +24,15 @@ const SHARED = 'shared-prefix:groups=6,prompts=12,system=4096,question=256,outpu
 
 test('virtual time: the same seed gives identical JSON; another seed changes random mode', async () => {
   const w = generateWorkload('multi-turn:sessions=8,turns=3,system=1024,user=128,output=16,delay=50,rate=5', 3);
-  const cfg = { modes: ['kv', 'random'] as const, workers: 3, blockSize: 64, gpuBlocks: 2048, speedups: [1, 4], seed: 11, target: { kind: 'virtual' as const } };
+  const cfg = {
+    modes: ['kv', 'random'] as const,
+    workers: 3,
+    blockSize: 64,
+    gpuBlocks: 2048,
+    speedups: [1, 4],
+    seed: 11,
+    target: { kind: 'virtual' as const },
+  };
   const a = await runBench(w, { ...cfg, modes: [...cfg.modes] });
   const b = await runBench(w, { ...cfg, modes: [...cfg.modes] });
   const strip = (j: typeof a.json) => JSON.stringify({ ...j, runs: j.runs.map(({ wall_ms: _w, ...r }) => r) });
@@ -62,18 +70,46 @@ test('virtual time: tail-only prompt tokens give the same results as full prompt
 
 test('aiperf CSV, report and SVG files', async () => {
   const w = generateWorkload('shared-prefix:groups=2,prompts=4,system=512,question=64,output=8', 0);
-  const { json, outcomes } = await runBench(w, { modes: ['kv', 'round-robin'], workers: 2, blockSize: 64, gpuBlocks: 1024, speedups: [1, 2], seed: 0, target: { kind: 'virtual' } });
+  const { json, outcomes } = await runBench(w, {
+    modes: ['kv', 'round-robin'],
+    workers: 2,
+    blockSize: 64,
+    gpuBlocks: 1024,
+    speedups: [1, 2],
+    seed: 0,
+    target: { kind: 'virtual' },
+  });
   const csv = aiperfCsv(outcomes[0]!);
   const [per, scalars] = csv.split('\n\n');
   assert.match(per!, /^Metric,avg,min,max,p1,p5,p10,p25,p50,p75,p90,p95,p99,std\n/);
   assert.deepEqual(
-    per!.split('\n').slice(1).map((l) => l.split(',')[0]),
-    ['Input Sequence Length (tokens)', 'Inter Token Latency (ms)', 'Output Sequence Length (tokens)', 'Request Latency (ms)', 'Time to First Token (ms)'],
+    per!
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(',')[0]),
+    [
+      'Input Sequence Length (tokens)',
+      'Inter Token Latency (ms)',
+      'Output Sequence Length (tokens)',
+      'Request Latency (ms)',
+      'Time to First Token (ms)',
+    ],
   );
-  assert.match(scalars!, /^Metric,Value\nBenchmark Duration \(sec\),[\d.]+\nError Request Count,0\nOutput Token Throughput \(tokens\/sec\),[\d.]+\nRequest Count,8\nRequest Throughput \(requests\/sec\),[\d.]+\n$/);
+  assert.match(
+    scalars!,
+    /^Metric,Value\nBenchmark Duration \(sec\),[\d.]+\nError Request Count,0\nOutput Token Throughput \(tokens\/sec\),[\d.]+\nRequest Count,8\nRequest Throughput \(requests\/sec\),[\d.]+\n$/,
+  );
   const dir = mkdtempSync(join(tmpdir(), 'bench-out-'));
   const files = await writeOutputs(dir, json, outcomes);
-  for (const f of ['bench.json', 'summary.csv', 'ttft_by_mode.svg', 'ttft_vs_load.svg', 'hit_rate_by_mode.svg', join('kv-1x', 'profile_export_aiperf.csv'), join('round-robin-2x', 'profile_export.jsonl')]) {
+  for (const f of [
+    'bench.json',
+    'summary.csv',
+    'ttft_by_mode.svg',
+    'ttft_vs_load.svg',
+    'hit_rate_by_mode.svg',
+    join('kv-1x', 'profile_export_aiperf.csv'),
+    join('round-robin-2x', 'profile_export.jsonl'),
+  ]) {
     assert.ok(files.includes(join(dir, f)), f);
   }
   const svg = readFileSync(join(dir, 'ttft_by_mode.svg'), 'utf8');
@@ -115,7 +151,15 @@ test('real time: two routers with sim workers on port 0, equal-health checkpoint
     ],
   );
   const w = generateWorkload('shared-prefix:groups=2,prompts=5,system=1024,question=64,output=6,rate=40', 0);
-  const { json } = await runBench(w, { modes: ['kv', 'round-robin'], workers: 2, blockSize: 64, gpuBlocks: 16384, speedups: [1], seed: 0, target: { kind: 'http', urls, prompt: 'tokens' } });
+  const { json } = await runBench(w, {
+    modes: ['kv', 'round-robin'],
+    workers: 2,
+    blockSize: 64,
+    gpuBlocks: 16384,
+    speedups: [1],
+    seed: 0,
+    target: { kind: 'http', urls, prompt: 'tokens' },
+  });
   for (const mode of ['kv', 'round-robin']) {
     const m = json.modes[mode]!;
     assert.equal(m.errors, 0, JSON.stringify(m.error_summary));
@@ -132,18 +176,47 @@ test('real time: two routers with sim workers on port 0, equal-health checkpoint
 
   // The checkpoint refuses unequal targets: expecting 3 workers where there are 2.
   await assert.rejects(
-    runBench(w, { modes: ['kv'], workers: 3, blockSize: 64, gpuBlocks: 16384, speedups: [1], seed: 0, target: { kind: 'http', urls: { kv: urls.kv! }, prompt: 'tokens' } }),
+    runBench(w, {
+      modes: ['kv'],
+      workers: 3,
+      blockSize: 64,
+      gpuBlocks: 16384,
+      speedups: [1],
+      seed: 0,
+      target: { kind: 'http', urls: { kv: urls.kv! }, prompt: 'tokens' },
+    }),
     (e: unknown) => e instanceof HealthCheckError && /2\/3 workers healthy/.test(e.problems.join()),
   );
   // ... and a URL whose router runs another mode than the one measured.
   await assert.rejects(
-    runBench(w, { modes: ['random'], workers: 2, blockSize: 64, gpuBlocks: 16384, speedups: [1], seed: 0, target: { kind: 'http', urls: { random: urls.kv! }, prompt: 'tokens' } }),
+    runBench(w, {
+      modes: ['random'],
+      workers: 2,
+      blockSize: 64,
+      gpuBlocks: 16384,
+      speedups: [1],
+      seed: 0,
+      target: { kind: 'http', urls: { random: urls.kv! }, prompt: 'tokens' },
+    }),
     /routes with mode kv/,
   );
 });
 
 test('CLI: bench --virtual-time --json prints the Bench JSON contract', async () => {
-  const r = await runCli(['bench', '--synthetic', 'shared-prefix:groups=3,prompts=4,system=1024,question=64,output=8', '--workers', '2', '--modes', 'kv,round-robin', '--virtual-time', '--json'], { timeoutMs: 60_000 });
+  const r = await runCli(
+    [
+      'bench',
+      '--synthetic',
+      'shared-prefix:groups=3,prompts=4,system=1024,question=64,output=8',
+      '--workers',
+      '2',
+      '--modes',
+      'kv,round-robin',
+      '--virtual-time',
+      '--json',
+    ],
+    { timeoutMs: 60_000 },
+  );
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, unknown>;
   assert.equal(typeof j.workload, 'object');
@@ -152,7 +225,8 @@ test('CLI: bench --virtual-time --json prints the Bench JSON contract', async ()
   const modes = j.modes as Record<string, Record<string, unknown>>;
   assert.deepEqual(Object.keys(modes), ['kv', 'round-robin']);
   for (const m of Object.values(modes)) {
-    for (const k of ['requests', 'errors', 'output_tokens_per_s', 'requests_per_s', 'prefix_hit_rate', 'predicted_hit_rate']) assert.equal(typeof m[k], 'number', k);
+    for (const k of ['requests', 'errors', 'output_tokens_per_s', 'requests_per_s', 'prefix_hit_rate', 'predicted_hit_rate'])
+      assert.equal(typeof m[k], 'number', k);
     for (const k of ['ttft_ms', 'itl_ms', 'latency_ms']) {
       const d = m[k] as Record<string, number>;
       for (const s of ['avg', 'p50', 'p90', 'p99']) assert.equal(typeof d[s], 'number', `${k}.${s}`);
@@ -184,7 +258,10 @@ test('virtual time: the router sees every KV event of long prompts (128-block pr
   // conversation trace. Turns of 17,000 new tokens give several such chunks per request.
   const w = generateWorkload('multi-turn:sessions=3,turns=3,system=512,user=17000,output=8,delay=10,rate=1', 5);
   const r = await runVirtual(w, { mode: 'kv', workers: 2, gpuBlocks: 8192, seed: 0 });
-  assert.deepEqual(Object.keys(r.routerEvents).filter((k) => !k.endsWith(':ok')), []);
+  assert.deepEqual(
+    Object.keys(r.routerEvents).filter((k) => !k.endsWith(':ok')),
+    [],
+  );
   assert.ok((r.routerEvents['stored:ok'] ?? 0) > 0);
   for (const rec of r.records) assert.equal(rec.predictedCachedTokens, rec.cachedTokens, `request ${rec.index}`);
   const s = summarize(r.records).result;

@@ -19,12 +19,23 @@ import { loadMooncakeTrace, parseMooncakeTrace, TraceError } from '../../src/ben
 import { summarizeWorkload } from '../../src/bench/workload.js';
 
 // From test/bench (tsx) or dist/test/bench (built): the repository's sibling shared/ folder.
-const TRACE = fileURLToPath(new URL(`${import.meta.url.includes('/dist/test/') ? '../../../../' : '../../../'}shared/data/traces/conversation_trace.jsonl`, import.meta.url));
+const TRACE = fileURLToPath(
+  new URL(
+    `${import.meta.url.includes('/dist/test/') ? '../../../../' : '../../../'}shared/data/traces/conversation_trace.jsonl`,
+    import.meta.url,
+  ),
+);
 
 const line = (o: Record<string, unknown>) => JSON.stringify(o);
 
 test('loader: valid lines, partial last block, blank lines skipped', () => {
-  const w = parseMooncakeTrace([line({ timestamp: 0, input_length: 1000, output_length: 5, hash_ids: [0, 1] }), '', line({ timestamp: 3000, input_length: 512, output_length: 1, hash_ids: [0] })].join('\n'));
+  const w = parseMooncakeTrace(
+    [
+      line({ timestamp: 0, input_length: 1000, output_length: 5, hash_ids: [0, 1] }),
+      '',
+      line({ timestamp: 3000, input_length: 512, output_length: 1, hash_ids: [0] }),
+    ].join('\n'),
+  );
   assert.equal(w.requests.length, 2);
   assert.deepEqual(w.requests[0]!.segments, [
     { id: 0, len: 512 },
@@ -39,7 +50,10 @@ test('loader: errors name the line and say what is wrong', () => {
     ['{"timestamp": 0, "input_length": 10', /line 2: not valid JSON/],
     [line({ timestamp: 0, input_length: 0, output_length: 1, hash_ids: [1] }), /line 2: "input_length" must be an integer >= 1/],
     [line({ timestamp: 0, input_length: 10, output_length: 1.5, hash_ids: [1] }), /line 2: "output_length"/],
-    [line({ timestamp: 0, input_length: 2000, output_length: 1, hash_ids: [1, 2] }), /line 2: input_length 2000 does not fit 2 hash ids of 512 tokens/],
+    [
+      line({ timestamp: 0, input_length: 2000, output_length: 1, hash_ids: [1, 2] }),
+      /line 2: input_length 2000 does not fit 2 hash ids of 512 tokens/,
+    ],
     [line({ timestamp: 0, input_length: 10, output_length: 1, hash_ids: [-1] }), /line 2: hash_ids\[0\] must be a non-negative integer/],
     [line({ timestamp: -5, input_length: 10, output_length: 1, hash_ids: [1] }), /line 2: "timestamp"/],
     [line({ input_length: 10, output_length: 1, hash_ids: [1] }), /line 2: needs a "timestamp"/],
@@ -90,8 +104,22 @@ test('synthesis: equal hash ids give equal token blocks, different ids different
   // A partial use of an id is a prefix of the full block.
   assert.deepEqual(segmentTokens(0, { id: 42, len: 100 }), a.subarray(0, 100));
   // Two requests sharing their first ids share exactly that many tokens, and their engine blocks.
-  const r1 = { segments: [{ id: 0, len: 512 }, { id: 1, len: 512 }, { id: 2, len: 300 }], inputLength: 1324 };
-  const r2 = { segments: [{ id: 0, len: 512 }, { id: 1, len: 512 }, { id: 7, len: 512 }], inputLength: 1536 };
+  const r1 = {
+    segments: [
+      { id: 0, len: 512 },
+      { id: 1, len: 512 },
+      { id: 2, len: 300 },
+    ],
+    inputLength: 1324,
+  };
+  const r2 = {
+    segments: [
+      { id: 0, len: 512 },
+      { id: 1, len: 512 },
+      { id: 7, len: 512 },
+    ],
+    inputLength: 1536,
+  };
   const t1 = promptTokens(0, r1);
   const t2 = promptTokens(0, r2);
   assert.deepEqual(t1.subarray(0, 1024), t2.subarray(0, 1024));
@@ -107,10 +135,37 @@ test('synthesis: equal hash ids give equal token blocks, different ids different
 test('PromptHasher gives exactly the hashes of the tokens (aligned, partial, misaligned segments)', () => {
   const hasher = new PromptHasher(3, 64, 512);
   const reqs = [
-    { segments: [{ id: 0, len: 512 }, { id: 1, len: 512 }, { id: 2, len: 300 }], inputLength: 1324 },
-    { segments: [{ id: 0, len: 512 }, { id: 1, len: 200 }], inputLength: 712 }, // id 1 shorter after the same prefix
-    { segments: [{ id: 0, len: 512 }, { id: 1, len: 512 }, { id: 2, len: 512 }], inputLength: 1536 },
-    { segments: [{ id: 5, len: 100 }, { id: 6, len: 512 }, { id: 7, len: 90 }], inputLength: 702 }, // misaligned after the first
+    {
+      segments: [
+        { id: 0, len: 512 },
+        { id: 1, len: 512 },
+        { id: 2, len: 300 },
+      ],
+      inputLength: 1324,
+    },
+    {
+      segments: [
+        { id: 0, len: 512 },
+        { id: 1, len: 200 },
+      ],
+      inputLength: 712,
+    }, // id 1 shorter after the same prefix
+    {
+      segments: [
+        { id: 0, len: 512 },
+        { id: 1, len: 512 },
+        { id: 2, len: 512 },
+      ],
+      inputLength: 1536,
+    },
+    {
+      segments: [
+        { id: 5, len: 100 },
+        { id: 6, len: 512 },
+        { id: 7, len: 90 },
+      ],
+      inputLength: 702,
+    }, // misaligned after the first
     { segments: [{ id: 9, len: 30 }], inputLength: 30 },
   ];
   for (const r of reqs) {
@@ -139,7 +194,9 @@ test('DenseLru evicts the least recently touched id', () => {
   assert.equal(l.size, 2);
 });
 
-test('oracle: infinite cache reproduces the conversation trace inherent reuse of 36.64 %', { skip: !existsSync(TRACE) && 'conversation trace not found' }, async () => {
+test('oracle: infinite cache reproduces the conversation trace inherent reuse of 36.64 %', {
+  skip: !existsSync(TRACE) && 'conversation trace not found',
+}, async () => {
   const w = await loadMooncakeTrace(TRACE);
   assert.equal(w.requests.length, 12031);
   const inf = segmentOracle(w);
@@ -175,7 +232,10 @@ test('generators: seeded, prefix structure as specified, spec errors', () => {
   const a = generateWorkload('shared-prefix:groups=4,prompts=5,system=1024,question=128,output=16,rate=10', 7);
   const b = generateWorkload('shared-prefix:groups=4,prompts=5,system=1024,question=128,output=16,rate=10', 7);
   assert.deepEqual(a, b);
-  assert.notDeepEqual(generateWorkload('shared-prefix:groups=4,prompts=5', 8).requests, generateWorkload('shared-prefix:groups=4,prompts=5', 7).requests);
+  assert.notDeepEqual(
+    generateWorkload('shared-prefix:groups=4,prompts=5', 8).requests,
+    generateWorkload('shared-prefix:groups=4,prompts=5', 7).requests,
+  );
   assert.equal(a.requests.length, 20);
   const firsts = new Set(a.requests.map((r) => r.segments[0]!.id));
   assert.equal(firsts.size, 4);
@@ -184,7 +244,11 @@ test('generators: seeded, prefix structure as specified, spec errors', () => {
 
   const pr = generateWorkload('prefix-ratio:ratio=0.5,isl=2000,requests=50,groups=5', 1);
   assert.equal(pr.requests.length, 50);
-  for (const r of pr.requests) assert.equal(r.segments.slice(0, 2).reduce((s, x) => s + x.len, 0), 1000);
+  for (const r of pr.requests)
+    assert.equal(
+      r.segments.slice(0, 2).reduce((s, x) => s + x.len, 0),
+      1000,
+    );
 
   const mt = generateWorkload('multi-turn:sessions=3,turns=3,system=512,user=64,output=64,delay=100', 2);
   assert.equal(mt.requests.length, 9);

@@ -30,7 +30,14 @@ import { REPO_ROOT, flagValue, labClusterCommands, loadCrd, realPartsMissing, ty
 const skip = skipReason() ?? realPartsMissing({ crds: true });
 const NS = 'crd-strict';
 /** A concrete release string per table entry (the CRD the entry names is installed for it). */
-const RELEASE_OF: Record<string, string> = { '0.5': '0.5.0', '0.7': '0.7.1', '0.8': '0.8.0', '1.0': '1.0.2', '1.2': '1.2.0', '1.6': '1.6.1' };
+const RELEASE_OF: Record<string, string> = {
+  '0.5': '0.5.0',
+  '0.7': '0.7.1',
+  '0.8': '0.8.0',
+  '1.0': '1.0.2',
+  '1.2': '1.2.0',
+  '1.6': '1.6.1',
+};
 
 /** `dynamo-lab deploy …` argv -> the spec `deploy` renders (same defaults as the CLI). */
 function deploySpec(argv: readonly string[], release: string, version: DgdVersion): DeploySpec {
@@ -55,7 +62,8 @@ function deploySpec(argv: readonly string[], release: string, version: DgdVersio
 
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (!patch || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const out: Record<string, unknown> =
+    target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);
@@ -67,7 +75,10 @@ function mergePatch(target: unknown, patch: unknown): unknown {
 function jsonPatch(target: unknown, ops: Array<{ op: string; path: string; value: unknown }>): unknown {
   const copy = structuredClone(target) as Record<string, unknown>;
   for (const o of ops) {
-    const keys = o.path.split('/').slice(1).map((k) => k.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const keys = o.path
+      .split('/')
+      .slice(1)
+      .map((k) => k.replace(/~1/g, '/').replace(/~0/g, '~'));
     let cur: Record<string, unknown> = copy;
     for (const k of keys.slice(0, -1)) {
       if (!cur[k] || typeof cur[k] !== 'object') throw new Error(`path ${o.path} does not exist (at "${k}")`);
@@ -122,12 +133,17 @@ describe('cluster: lab DGDs against the real CRDs of each release (strict field 
 
   async function installCrd(fixture: string): Promise<string[]> {
     const dropped: string[] = [];
-    const crd = withoutTransitionRules(loadCrd(fixture), dropped) as ReturnType<typeof loadCrd> & { spec: { conversion?: { strategy: string } } };
+    const crd = withoutTransitionRules(loadCrd(fixture), dropped) as ReturnType<typeof loadCrd> & {
+      spec: { conversion?: { strategy: string } };
+    };
     // main's CRD converts v1alpha1 <-> v1beta1 through the operator's webhook, which does not run
     // here; with strategy None a v1alpha1 request is still decoded and validated (strictly)
     // against the v1alpha1 schema, which is what this test checks.
     if (crd.spec.conversion?.strategy === 'Webhook') crd.spec.conversion = { strategy: 'None' };
-    if (dropped.length) process.stderr.write(`# ${fixture}: ${dropped.length} schema node(s) lost their oldSelf transition rules (update-only; not accepted by kube-apiserver 1.36 on non-map lists)\n`);
+    if (dropped.length)
+      process.stderr.write(
+        `# ${fixture}: ${dropped.length} schema node(s) lost their oldSelf transition rules (update-only; not accepted by kube-apiserver 1.36 on non-map lists)\n`,
+      );
     const name = 'dynamographdeployments.nvidia.com';
     try {
       await ext.deleteCustomResourceDefinition({ name });
@@ -175,23 +191,31 @@ describe('cluster: lab DGDs against the real CRDs of each release (strict field 
     const version = obj.apiVersion.split('/')[1]!;
     const body = { ...obj, metadata: { ...obj.metadata, namespace: NS } };
     for (let i = 0; ; i++) {
-    try {
-      await custom.createNamespacedCustomObject({ group: 'nvidia.com', version, namespace: NS, plural: 'dynamographdeployments', body, dryRun: 'All', fieldValidation: 'Strict' });
-      return undefined;
-    } catch (e) {
-      const err = e as { code?: number; body?: string };
-      let msg = String(err.body ?? e);
       try {
-        msg = (JSON.parse(msg) as { message?: string }).message ?? msg;
-      } catch {
-        /* not JSON */
+        await custom.createNamespacedCustomObject({
+          group: 'nvidia.com',
+          version,
+          namespace: NS,
+          plural: 'dynamographdeployments',
+          body,
+          dryRun: 'All',
+          fieldValidation: 'Strict',
+        });
+        return undefined;
+      } catch (e) {
+        const err = e as { code?: number; body?: string };
+        let msg = String(err.body ?? e);
+        try {
+          msg = (JSON.parse(msg) as { message?: string }).message ?? msg;
+        } catch {
+          /* not JSON */
+        }
+        if (err.code === 429 && i < 50) {
+          await sleep(200);
+          continue;
+        }
+        return `${err.code ?? ''} ${msg}`;
       }
-      if (err.code === 429 && i < 50) {
-        await sleep(200);
-        continue;
-      }
-      return `${err.code ?? ''} ${msg}`;
-    }
     }
   }
 
@@ -203,7 +227,9 @@ describe('cluster: lab DGDs against the real CRDs of each release (strict field 
       for (const e of entries) assert.deepEqual([...served].sort(), [...e.crd.served].sort(), `${e.id}: the table's served versions`);
 
       // Strictness is really on: an unknown field fails.
-      const probe = renderDgd(deploySpec(['dynamo-lab', 'deploy'], RELEASE_OF[entries[0]!.id]!, served.includes('v1alpha1') ? 'v1alpha1' : 'v1beta1'));
+      const probe = renderDgd(
+        deploySpec(['dynamo-lab', 'deploy'], RELEASE_OF[entries[0]!.id]!, served.includes('v1alpha1') ? 'v1alpha1' : 'v1beta1'),
+      );
       const bad = await strictCreate({ ...probe, spec: { ...(probe.spec as object), notAField: true } } as KubeObject);
       assert.match(bad ?? '', /unknown field "spec\.notAField"/, 'strict validation must reject unknown fields');
 
@@ -238,7 +264,13 @@ describe('cluster: lab DGDs against the real CRDs of each release (strict field 
         }
         if (c.argv[0] === 'kubectl' && c.argv[1] === 'patch' && /^dynamographdeployments/.test(c.argv[2]!)) {
           const name = c.argv[3]!;
-          const baseCmd = cmds.find((x) => x.lab === c.lab && x.argv[1] === 'apply' && flagValue(x.argv, '-f') && readManifest(flagValue(x.argv, '-f')!).metadata?.name === name);
+          const baseCmd = cmds.find(
+            (x) =>
+              x.lab === c.lab &&
+              x.argv[1] === 'apply' &&
+              flagValue(x.argv, '-f') &&
+              readManifest(flagValue(x.argv, '-f')!).metadata?.name === name,
+          );
           assert.ok(baseCmd, `${c.lab}/${c.step}: no applied manifest named ${name} to patch`);
           const baseObj = readManifest(flagValue(baseCmd.argv, '-f')!);
           const type = flagValue(c.argv, '--type');
@@ -246,7 +278,8 @@ describe('cluster: lab DGDs against the real CRDs of each release (strict field 
           const inline = flagValue(c.argv, '-p');
           let patched: unknown;
           try {
-            if (type === 'merge') patched = mergePatch(baseObj, file ? parse(readFileSync(join(REPO_ROOT, file), 'utf8')) : JSON.parse(inline!));
+            if (type === 'merge')
+              patched = mergePatch(baseObj, file ? parse(readFileSync(join(REPO_ROOT, file), 'utf8')) : JSON.parse(inline!));
             else if (type === 'json') patched = jsonPatch(baseObj, JSON.parse(inline!));
             else throw new Error(`unsupported patch type ${type}`);
           } catch (err) {
@@ -266,8 +299,14 @@ describe('cluster: lab DGDs against the real CRDs of each release (strict field 
       // Item 7 regression: the seed's 0.8+ cache shape is rejected by the 0.5.0/0.7.1 schema and
       // accepted from 0.8 on (where model-cache-pvcs.yaml is the right file).
       const side = readManifest('manifests/router-ab/router-on-deployment.yaml');
-      const seedShape = mergePatch(side, parse(readFileSync(join(REPO_ROOT, 'manifests/router-ab/model-cache-pvcs.yaml'), 'utf8'))) as KubeObject;
-      const perService = mergePatch(side, parse(readFileSync(join(REPO_ROOT, 'manifests/router-ab/model-cache-service-pvc.yaml'), 'utf8'))) as KubeObject;
+      const seedShape = mergePatch(
+        side,
+        parse(readFileSync(join(REPO_ROOT, 'manifests/router-ab/model-cache-pvcs.yaml'), 'utf8')),
+      ) as KubeObject;
+      const perService = mergePatch(
+        side,
+        parse(readFileSync(join(REPO_ROOT, 'manifests/router-ab/model-cache-service-pvc.yaml'), 'utf8')),
+      ) as KubeObject;
       const shape = entries[0]!.pvcShape;
       if (served.includes('v1alpha1')) {
         const seedErr = await strictCreate(seedShape);
@@ -287,7 +326,13 @@ describe('cluster: lab DGDs against the real CRDs of each release (strict field 
     // main's CRD is the one installed last above; a JSON patch on /spec/services/... of the
     // v1beta1 shape fails, which is what unversioned `kubectl patch dynamographdeployment` hits.
     const v1b = renderDgd(deploySpec(['dynamo-lab', 'deploy'], '1.6.1', 'v1beta1'));
-    assert.throws(() => jsonPatch(v1b, [{ op: 'replace', path: '/spec/services/VllmDecodeWorker/extraPodSpec/mainContainer/startupProbe/failureThreshold', value: 60 }]), /does not exist/);
+    assert.throws(
+      () =>
+        jsonPatch(v1b, [
+          { op: 'replace', path: '/spec/services/VllmDecodeWorker/extraPodSpec/mainContainer/startupProbe/failureThreshold', value: 60 },
+        ]),
+      /does not exist/,
+    );
     assert.equal(await strictCreate(v1b), undefined);
   });
 });

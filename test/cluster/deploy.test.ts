@@ -12,7 +12,20 @@ import { appendFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
-import { skipReason, start, runCli, spawnCli, helmStub, createPod, envFor, setDgdReady, waitForObject, sleep, mergePatch, type HelmStub } from './helpers.js';
+import {
+  skipReason,
+  start,
+  runCli,
+  spawnCli,
+  helmStub,
+  createPod,
+  envFor,
+  setDgdReady,
+  waitForObject,
+  sleep,
+  mergePatch,
+  type HelmStub,
+} from './helpers.js';
 import { Cluster, loadKubeContext, discoverWorkers, portForwardPods, nodePortUrl, waitFor } from '../../src/cluster/index.js';
 
 const skip = skipReason();
@@ -59,7 +72,10 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stdout + r.stderr, /hf_supersecret123/);
     assert.match(r.stdout, /# PATCH \/api\/v1\/namespaces\/dynamo\/secrets\/hf-token-secret\?fieldManager=dynamo-lab&force=true/);
-    assert.match(r.stdout, /# PATCH \/apis\/nvidia\.com\/v1beta1\/namespaces\/dynamo\/dynamographdeployments\/vllm-kv-demo\?fieldManager=dynamo-lab&force=true/);
+    assert.match(
+      r.stdout,
+      /# PATCH \/apis\/nvidia\.com\/v1beta1\/namespaces\/dynamo\/dynamographdeployments\/vllm-kv-demo\?fieldManager=dynamo-lab&force=true/,
+    );
     assert.match(r.stdout, /# PATCH \/api\/v1\/namespaces\/dynamo\/services\/vllm-kv-frontend-np/);
     const docs = parseAllDocuments(r.stdout).map((d) => d.toJS());
     const [secret, dgd, svc] = docs;
@@ -67,12 +83,27 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.equal(dgd.apiVersion, 'nvidia.com/v1beta1');
     const worker = dgd.spec.components.find((c: { name: string }) => c.name === 'VllmWorker');
     assert.equal(worker.replicas, 2);
-    assert.deepEqual(worker.podTemplate.spec.containers[0].args, ['--model', 'Qwen/Qwen2.5-1.5B-Instruct', '--tensor-parallel-size', '1', '--enable-prefix-caching']);
+    assert.deepEqual(worker.podTemplate.spec.containers[0].args, [
+      '--model',
+      'Qwen/Qwen2.5-1.5B-Instruct',
+      '--tensor-parallel-size',
+      '1',
+      '--enable-prefix-caching',
+    ]);
     assert.equal(worker.podTemplate.spec.containers[0].resources.limits['nvidia.com/gpu'], '1');
     assert.deepEqual(worker.podTemplate.spec.containers[0].envFrom, [{ secretRef: { name: 'hf-token-secret' } }]);
     const fe = dgd.spec.components.find((c: { name: string }) => c.name === 'Frontend');
-    assert.deepEqual(fe.podTemplate.spec.containers[0].args, ['--http-port', '8000', '--router-mode', 'kv', '--kv-overlap-score-weight', '1.0']);
-    assert.ok(fe.podTemplate.spec.containers[0].env.some((e: { name: string; value: string }) => e.name === 'DYN_ROUTER_MODE' && e.value === 'kv'));
+    assert.deepEqual(fe.podTemplate.spec.containers[0].args, [
+      '--http-port',
+      '8000',
+      '--router-mode',
+      'kv',
+      '--kv-overlap-score-weight',
+      '1.0',
+    ]);
+    assert.ok(
+      fe.podTemplate.spec.containers[0].env.some((e: { name: string; value: string }) => e.name === 'DYN_ROUTER_MODE' && e.value === 'kv'),
+    );
     assert.equal(svc.spec.type, 'NodePort');
     assert.equal(svc.spec.ports[0].nodePort, 30200);
     const nss = await core.listNamespace();
@@ -80,7 +111,9 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   });
 
   it('deploy --dry-run --json: v1alpha1 on request; router flags follow the Dynamo release', async () => {
-    const old = JSON.parse((await runCli(['deploy', '--dry-run', '--json', '--api-version', 'v1alpha1', '--release', '0.8.0'], envFor(cp, stub))).stdout);
+    const old = JSON.parse(
+      (await runCli(['deploy', '--dry-run', '--json', '--api-version', 'v1alpha1', '--release', '0.8.0'], envFor(cp, stub))).stdout,
+    );
     const dgdOld = old.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body;
     assert.equal(old.apiVersion, 'nvidia.com/v1alpha1');
     assert.deepEqual(dgdOld.spec.services.Frontend.extraPodSpec.mainContainer.args.slice(-2), ['--kv-overlap-score-weight', '1.0']);
@@ -88,15 +121,35 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.equal(dgdOld.spec.services.VllmWorker.envFromSecret, undefined, 'no HF_TOKEN and no secret -> no reference');
     assert.equal(dgdOld.spec.services.Frontend.extraPodSpec.mainContainer.image, 'nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.0');
 
-    const neu = JSON.parse((await runCli(['deploy', '--dry-run', '--json', '--release', '1.2.0', '--kv-overlap-score-weight', '2'], envFor(cp, stub))).stdout);
+    const neu = JSON.parse(
+      (await runCli(['deploy', '--dry-run', '--json', '--release', '1.2.0', '--kv-overlap-score-weight', '2'], envFor(cp, stub))).stdout,
+    );
     const fe = neu.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body.spec.components[0];
-    assert.deepEqual(fe.podTemplate.spec.containers[0].args, ['--http-port', '8000', '--router-mode', 'kv', '--router-kv-overlap-score-credit', '1.0', '--router-prefill-load-scale', '2.0']);
+    assert.deepEqual(fe.podTemplate.spec.containers[0].args, [
+      '--http-port',
+      '8000',
+      '--router-mode',
+      'kv',
+      '--router-kv-overlap-score-credit',
+      '1.0',
+      '--router-prefill-load-scale',
+      '2.0',
+    ]);
 
-    const rr = JSON.parse((await runCli(['deploy', '--dry-run', '--json', '--router', 'round-robin', '--name', 'vllm-rr-demo'], envFor(cp, stub))).stdout);
+    const rr = JSON.parse(
+      (await runCli(['deploy', '--dry-run', '--json', '--router', 'round-robin', '--name', 'vllm-rr-demo'], envFor(cp, stub))).stdout,
+    );
     const rrDgd = rr.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body;
     assert.deepEqual(rrDgd.spec.components[0].podTemplate.spec.containers[0].args, ['--http-port', '8000', '--router-mode', 'round-robin']);
-    assert.ok(rrDgd.spec.components[0].podTemplate.spec.containers[0].env.some((e: { name: string; value: string }) => e.name === 'DYN_ROUTER_MODE' && e.value === 'round-robin'));
-    assert.equal(rr.requests.find((q: { body: { kind: string } }) => q.body.kind === 'Service').body.metadata.name, 'vllm-rr-demo-frontend-np');
+    assert.ok(
+      rrDgd.spec.components[0].podTemplate.spec.containers[0].env.some(
+        (e: { name: string; value: string }) => e.name === 'DYN_ROUTER_MODE' && e.value === 'round-robin',
+      ),
+    );
+    assert.equal(
+      rr.requests.find((q: { body: { kind: string } }) => q.body.kind === 'Service').body.metadata.name,
+      'vllm-rr-demo-frontend-np',
+    );
 
     const bad = await runCli(['deploy', '--dry-run', '--router', 'nope'], envFor(cp, stub));
     assert.equal(bad.code, 2);
@@ -112,7 +165,13 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
       namespace: 'dynamo-system',
       body: {
         metadata: { name: 'dynamo-platform-dynamo-operator-controller-manager' },
-        spec: { selector: { matchLabels: { app: 'op' } }, template: { metadata: { labels: { app: 'op' } }, spec: { containers: [{ name: 'manager', image: 'nvcr.io/nvidia/ai-dynamo/kubernetes-operator:1.2.1' }] } } },
+        spec: {
+          selector: { matchLabels: { app: 'op' } },
+          template: {
+            metadata: { labels: { app: 'op' } },
+            spec: { containers: [{ name: 'manager', image: 'nvcr.io/nvidia/ai-dynamo/kubernetes-operator:1.2.1' }] },
+          },
+        },
       },
     });
     const r = await runCli(['deploy', '--dry-run', '--json'], envFor(cp, stub));
@@ -120,7 +179,8 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.match(r.stderr, /Dynamo release 1\.2\.1 \(from the operator image nvcr\.io\/nvidia\/ai-dynamo\/kubernetes-operator:1\.2\.1\)/);
     const doc = JSON.parse(r.stdout);
     assert.equal(doc.release, '1.2.1');
-    const fe = doc.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body.spec.components[0].podTemplate.spec.containers[0];
+    const fe = doc.requests.find((q: { body: { kind: string } }) => q.body.kind === 'DynamoGraphDeployment').body.spec.components[0]
+      .podTemplate.spec.containers[0];
     assert.equal(fe.image, 'nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.2.1');
     assert.ok(fe.args.includes('--router-kv-overlap-score-credit'));
   });
@@ -128,13 +188,42 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   it('deploy: applies server-side, waits for the DGD Ready condition and the pods, with live progress', async () => {
     const run = spawnCli(['deploy', '--json', '--timeout', '90s'], envFor(cp, stub, { HF_TOKEN: 'hf_supersecret123' }));
     // Act as the Dynamo operator: wait for the DGD, create its pods, then report Ready.
-    await waitForObject(() => custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' }));
+    await waitForObject(() =>
+      custom.getNamespacedCustomObject({
+        group: 'nvidia.com',
+        version: 'v1beta1',
+        namespace: NS,
+        plural: 'dynamographdeployments',
+        name: 'vllm-kv-demo',
+      }),
+    );
     await run.waitFor(/pods ready 0\/3/);
     await setDgdReady(custom, NS, 'vllm-kv-demo', 'v1beta1', 'False', 'pods_not_ready');
-    const labels = (component: string, type: string) => ({ [DGD_LABEL]: 'vllm-kv-demo', 'nvidia.com/dynamo-component': component, 'nvidia.com/dynamo-component-type': type });
-    await createPod(core, { namespace: NS, name: 'vllm-kv-demo-frontend-0', labels: labels('Frontend', 'frontend'), nodeName: 'gpu-node-1' });
-    await createPod(core, { namespace: NS, name: 'vllm-kv-demo-vllmworker-0', labels: labels('VllmWorker', 'worker'), gpus: 1, nodeName: 'gpu-node-1' });
-    await createPod(core, { namespace: NS, name: 'vllm-kv-demo-vllmworker-1', labels: labels('VllmWorker', 'worker'), gpus: 1, nodeName: 'gpu-node-2' });
+    const labels = (component: string, type: string) => ({
+      [DGD_LABEL]: 'vllm-kv-demo',
+      'nvidia.com/dynamo-component': component,
+      'nvidia.com/dynamo-component-type': type,
+    });
+    await createPod(core, {
+      namespace: NS,
+      name: 'vllm-kv-demo-frontend-0',
+      labels: labels('Frontend', 'frontend'),
+      nodeName: 'gpu-node-1',
+    });
+    await createPod(core, {
+      namespace: NS,
+      name: 'vllm-kv-demo-vllmworker-0',
+      labels: labels('VllmWorker', 'worker'),
+      gpus: 1,
+      nodeName: 'gpu-node-1',
+    });
+    await createPod(core, {
+      namespace: NS,
+      name: 'vllm-kv-demo-vllmworker-1',
+      labels: labels('VllmWorker', 'worker'),
+      gpus: 1,
+      nodeName: 'gpu-node-2',
+    });
     await run.waitFor(/pods ready 3\/3/);
     await sleep(300);
     assert.equal(run.child.exitCode, null, 'still waiting for the DGD Ready condition');
@@ -143,13 +232,22 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stdout + r.stderr, /hf_supersecret123/);
     assert.match(r.stderr, /Ready=False \(pods_not_ready\)/);
-    assert.match(r.stderr, /applied DynamoGraphDeployment dynamo\/vllm-kv-demo \(nvidia\.com\/v1beta1, server-side, field manager dynamo-lab\)/);
+    assert.match(
+      r.stderr,
+      /applied DynamoGraphDeployment dynamo\/vllm-kv-demo \(nvidia\.com\/v1beta1, server-side, field manager dynamo-lab\)/,
+    );
     const doc = JSON.parse(r.stdout);
     assert.equal(doc.ready, true);
     assert.equal(doc.apiVersion, 'nvidia.com/v1beta1');
     assert.match(doc.url, /^http:\/\/127\.0\.0\.1:30200$/);
 
-    const dgd = (await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' })) as { metadata: { managedFields: Array<{ manager: string; operation: string }> } };
+    const dgd = (await custom.getNamespacedCustomObject({
+      group: 'nvidia.com',
+      version: 'v1beta1',
+      namespace: NS,
+      plural: 'dynamographdeployments',
+      name: 'vllm-kv-demo',
+    })) as { metadata: { managedFields: Array<{ manager: string; operation: string }> } };
     assert.ok(dgd.metadata.managedFields.some((m) => m.manager === 'dynamo-lab' && m.operation === 'Apply'));
     const svc = await core.readNamespacedService({ namespace: NS, name: 'vllm-kv-frontend-np' });
     assert.equal(svc.spec?.ports?.[0]?.nodePort, 30200);
@@ -161,21 +259,45 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const r = await runCli(['deploy', '--timeout', '30s'], envFor(cp, stub));
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /vllm-kv-demo is Ready: http:\/\/127\.0\.0\.1:30200/);
-    const dgd = (await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ envFrom?: unknown }> } } }> } };
+    const dgd = (await custom.getNamespacedCustomObject({
+      group: 'nvidia.com',
+      version: 'v1beta1',
+      namespace: NS,
+      plural: 'dynamographdeployments',
+      name: 'vllm-kv-demo',
+    })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ envFrom?: unknown }> } } }> } };
     // The secret exists, so the workers keep referencing it even without $HF_TOKEN.
     assert.deepEqual(dgd.spec.components[1]!.podTemplate.spec.containers[0]!.envFrom, [{ secretRef: { name: 'hf-token-secret' } }]);
   });
 
   it('deploy with changed frontend settings waits for a new frontend pod, not the old still-Ready one', async () => {
-    const run = spawnCli(['deploy', '--kv-overlap-score-weight', '1.5', '--router-temperature', '0.1', '--release', '0.8.0', '--json', '--timeout', '60s'], envFor(cp, stub));
+    const run = spawnCli(
+      ['deploy', '--kv-overlap-score-weight', '1.5', '--router-temperature', '0.1', '--release', '0.8.0', '--json', '--timeout', '60s'],
+      envFor(cp, stub),
+    );
     await run.waitFor(/waiting for Frontend to be replaced \(vllm-kv-demo-frontend-0 predates the change\)/);
     await sleep(500);
     assert.equal(run.child.exitCode, null, 'the old frontend pod is Ready and the DGD says Ready, but it runs the old arguments');
-    const dgd = (await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ args: string[] }> } } }> } };
-    assert.deepEqual(dgd.spec.components[0]!.podTemplate.spec.containers[0]!.args.slice(4), ['--kv-overlap-score-weight', '1.5', '--router-temperature', '0.1']);
+    const dgd = (await custom.getNamespacedCustomObject({
+      group: 'nvidia.com',
+      version: 'v1beta1',
+      namespace: NS,
+      plural: 'dynamographdeployments',
+      name: 'vllm-kv-demo',
+    })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ args: string[] }> } } }> } };
+    assert.deepEqual(dgd.spec.components[0]!.podTemplate.spec.containers[0]!.args.slice(4), [
+      '--kv-overlap-score-weight',
+      '1.5',
+      '--router-temperature',
+      '0.1',
+    ]);
     // The operator rolls the frontend: the old pod goes, a new one becomes Ready.
     await core.deleteNamespacedPod({ namespace: NS, name: 'vllm-kv-demo-frontend-0', gracePeriodSeconds: 0 });
-    const labels = { [DGD_LABEL]: 'vllm-kv-demo', 'nvidia.com/dynamo-component': 'Frontend', 'nvidia.com/dynamo-component-type': 'frontend' };
+    const labels = {
+      [DGD_LABEL]: 'vllm-kv-demo',
+      'nvidia.com/dynamo-component': 'Frontend',
+      'nvidia.com/dynamo-component-type': 'frontend',
+    };
     await createPod(core, { namespace: NS, name: 'vllm-kv-demo-frontend-1', labels, nodeName: 'gpu-node-1' });
     const r = await run.done;
     assert.equal(r.code, 0, r.stderr);
@@ -186,15 +308,83 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   });
 
   it('deploy failure: says why (insufficient GPUs, image pulls) with events and what to do', async () => {
-    const run = spawnCli(['deploy', '--name', 'vllm-kv-big', '--workers', '3', '--node-port', '30201', '--timeout', '8s'], envFor(cp, stub));
-    await waitForObject(() => custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-big' }));
+    const run = spawnCli(
+      ['deploy', '--name', 'vllm-kv-big', '--workers', '3', '--node-port', '30201', '--timeout', '8s'],
+      envFor(cp, stub),
+    );
+    await waitForObject(() =>
+      custom.getNamespacedCustomObject({
+        group: 'nvidia.com',
+        version: 'v1beta1',
+        namespace: NS,
+        plural: 'dynamographdeployments',
+        name: 'vllm-kv-big',
+      }),
+    );
     await setDgdReady(custom, NS, 'vllm-kv-big', 'v1beta1', 'False', 'insufficient_capacity');
-    const labels = { [DGD_LABEL]: 'vllm-kv-big', 'nvidia.com/dynamo-component': 'VllmWorker', 'nvidia.com/dynamo-component-type': 'worker' };
+    const labels = {
+      [DGD_LABEL]: 'vllm-kv-big',
+      'nvidia.com/dynamo-component': 'VllmWorker',
+      'nvidia.com/dynamo-component-type': 'worker',
+    };
     const pending = await createPod(core, { namespace: NS, name: 'vllm-kv-big-vllmworker-0', labels, gpus: 1 });
-    await core.patchNamespacedPodStatus({ namespace: NS, name: 'vllm-kv-big-vllmworker-0', body: { status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.' }] } } }, mergePatch);
-    await core.createNamespacedEvent({ namespace: NS, body: { metadata: { name: 'vllm-kv-big-vllmworker-0.sched' }, involvedObject: { kind: 'Pod', name: 'vllm-kv-big-vllmworker-0', namespace: NS, uid: pending.metadata?.uid }, reason: 'FailedScheduling', message: '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.', type: 'Warning', count: 3, lastTimestamp: new Date() } });
+    await core.patchNamespacedPodStatus(
+      {
+        namespace: NS,
+        name: 'vllm-kv-big-vllmworker-0',
+        body: {
+          status: {
+            phase: 'Pending',
+            conditions: [
+              {
+                type: 'PodScheduled',
+                status: 'False',
+                reason: 'Unschedulable',
+                message: '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.',
+              },
+            ],
+          },
+        },
+      },
+      mergePatch,
+    );
+    await core.createNamespacedEvent({
+      namespace: NS,
+      body: {
+        metadata: { name: 'vllm-kv-big-vllmworker-0.sched' },
+        involvedObject: { kind: 'Pod', name: 'vllm-kv-big-vllmworker-0', namespace: NS, uid: pending.metadata?.uid },
+        reason: 'FailedScheduling',
+        message: '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.',
+        type: 'Warning',
+        count: 3,
+        lastTimestamp: new Date(),
+      },
+    });
     await createPod(core, { namespace: NS, name: 'vllm-kv-big-vllmworker-1', labels });
-    await core.patchNamespacedPodStatus({ namespace: NS, name: 'vllm-kv-big-vllmworker-1', body: { status: { phase: 'Pending', containerStatuses: [{ name: 'main', image: 'nvcr.io/nvidia/ai-dynamo/vllm-runtime:9.9.9', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "nvcr.io/nvidia/ai-dynamo/vllm-runtime:9.9.9"' } } }] } } }, mergePatch);
+    await core.patchNamespacedPodStatus(
+      {
+        namespace: NS,
+        name: 'vllm-kv-big-vllmworker-1',
+        body: {
+          status: {
+            phase: 'Pending',
+            containerStatuses: [
+              {
+                name: 'main',
+                image: 'nvcr.io/nvidia/ai-dynamo/vllm-runtime:9.9.9',
+                imageID: '',
+                ready: false,
+                restartCount: 0,
+                state: {
+                  waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "nvcr.io/nvidia/ai-dynamo/vllm-runtime:9.9.9"' },
+                },
+              },
+            ],
+          },
+        },
+      },
+      mergePatch,
+    );
     const r = await run.done;
     assert.equal(r.code, 1);
     assert.match(r.stderr, /DynamoGraphDeployment "vllm-kv-big" in namespace "dynamo" is not ready after \d+s/);
@@ -225,7 +415,14 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const cluster = new Cluster(loadKubeContext({ kubeconfig: cp.kubeconfig, namespace: NS }));
     const labels = { [DGD_LABEL]: 'rewatch', 'nvidia.com/dynamo-component': 'Frontend' };
     const lines: string[] = [];
-    const p = waitFor(cluster, { namespace: NS, labelSelector: `${DGD_LABEL}=rewatch`, expectedPods: 1, timeoutMs: 20_000, watchSeconds: 1, onProgress: (l) => lines.push(l) });
+    const p = waitFor(cluster, {
+      namespace: NS,
+      labelSelector: `${DGD_LABEL}=rewatch`,
+      expectedPods: 1,
+      timeoutMs: 20_000,
+      watchSeconds: 1,
+      onProgress: (l) => lines.push(l),
+    });
     await sleep(3500);
     await createPod(core, { namespace: NS, name: 'rewatch-0', labels, nodeName: 'gpu-node-2' });
     const r = await p;
@@ -236,13 +433,16 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
 
   it('logs: component pods, lab patterns, --grep, --json, --follow until Ctrl+C', async () => {
     // kwok serves the file as the container log; it is in the CRI log format a kubelet writes.
-    appendFileSync(cp.logsFile, [
-      '2026-11-21T05:00:00.000000000Z stdout F INFO worker started, connecting to nats://nats.nats-system:4222',
-      '2026-11-21T05:00:01.000000000Z stdout F INFO 11-21 05:00:01 [loggers.py:123] Engine 000: Avg prompt throughput: 412.3 tokens/s, Avg generation throughput: 95.1 tokens/s, Running: 2 reqs, Waiting: 0 reqs, GPU KV cache usage: 3.1%, Prefix cache hit rate: 62.5%',
-      '2026-11-21T05:00:02.000000000Z stdout F 2026-11-21T05:00:02.123456Z  INFO dynamo_llm::kv_router::scheduler: Selected worker: worker_id=7587888160958628 dp_rank=0, logit: 9.250, cached blocks: 3, tree size: 41',
-      '2026-11-21T05:00:03.000000000Z stdout F INFO unrelated line',
-      '',
-    ].join('\n'));
+    appendFileSync(
+      cp.logsFile,
+      [
+        '2026-11-21T05:00:00.000000000Z stdout F INFO worker started, connecting to nats://nats.nats-system:4222',
+        '2026-11-21T05:00:01.000000000Z stdout F INFO 11-21 05:00:01 [loggers.py:123] Engine 000: Avg prompt throughput: 412.3 tokens/s, Avg generation throughput: 95.1 tokens/s, Running: 2 reqs, Waiting: 0 reqs, GPU KV cache usage: 3.1%, Prefix cache hit rate: 62.5%',
+        '2026-11-21T05:00:02.000000000Z stdout F 2026-11-21T05:00:02.123456Z  INFO dynamo_llm::kv_router::scheduler: Selected worker: worker_id=7587888160958628 dp_rank=0, logit: 9.250, cached blocks: 3, tree size: 41',
+        '2026-11-21T05:00:03.000000000Z stdout F INFO unrelated line',
+        '',
+      ].join('\n'),
+    );
     const cache = await runCli(['logs', '--component', 'VllmWorker', '--pattern', 'cache'], envFor(cp, stub));
     assert.equal(cache.code, 0, cache.stderr);
     assert.match(cache.stdout, /\[vllm-kv-demo-vllmworker-0\] .*Prefix cache hit rate/);
@@ -268,9 +468,15 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const badRe = await runCli(['logs', '--grep', '('], envFor(cp, stub));
     assert.equal(badRe.code, 2);
 
-    const follow = spawnCli(['logs', '--component', 'frontend', '--pattern', 'decisions', '--release', '1.6.1', '--follow'], envFor(cp, stub));
+    const follow = spawnCli(
+      ['logs', '--component', 'frontend', '--pattern', 'decisions', '--release', '1.6.1', '--follow'],
+      envFor(cp, stub),
+    );
     await follow.waitFor(/following/);
-    appendFileSync(cp.logsFile, '2026-11-21T05:00:09.000000000Z stdout F 2026-11-21T05:00:09.000001Z  INFO dynamo_llm::kv_router::scheduler: Selected worker: worker_type=aggregated, worker_id=7587888160958631 dp_rank=0, logit: 4.000, effective cached blocks: 2\n2026-11-21T05:00:10.000000000Z stdout F INFO noise\n');
+    appendFileSync(
+      cp.logsFile,
+      '2026-11-21T05:00:09.000000000Z stdout F 2026-11-21T05:00:09.000001Z  INFO dynamo_llm::kv_router::scheduler: Selected worker: worker_type=aggregated, worker_id=7587888160958631 dp_rank=0, logit: 4.000, effective cached blocks: 2\n2026-11-21T05:00:10.000000000Z stdout F INFO noise\n',
+    );
     await follow.waitFor(/effective cached blocks: 2/, 20_000);
     follow.child.kill('SIGINT');
     const fr = await follow.done;
@@ -279,9 +485,15 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.doesNotMatch(fr.stdout, /tree size: 41/, 'the 0.8 form is not a 1.6 decision line');
   });
 
-  it('discoverWorkers + port-forward: local URLs reach the pods\' 8000 and 5557 ports; nodePortUrl', async () => {
-    const workers = await discoverWorkers(`${DGD_LABEL}=vllm-kv-demo,nvidia.com/dynamo-component-type=worker`, { kubeconfig: cp.kubeconfig, namespace: NS });
-    assert.deepEqual(workers.map((w) => w.name), ['vllm-kv-demo-vllmworker-0', 'vllm-kv-demo-vllmworker-1']);
+  it("discoverWorkers + port-forward: local URLs reach the pods' 8000 and 5557 ports; nodePortUrl", async () => {
+    const workers = await discoverWorkers(`${DGD_LABEL}=vllm-kv-demo,nvidia.com/dynamo-component-type=worker`, {
+      kubeconfig: cp.kubeconfig,
+      namespace: NS,
+    });
+    assert.deepEqual(
+      workers.map((w) => w.name),
+      ['vllm-kv-demo-vllmworker-0', 'vllm-kv-demo-vllmworker-1'],
+    );
     const cluster = new Cluster(loadKubeContext({ kubeconfig: cp.kubeconfig, namespace: NS }));
     const errors: string[] = [];
     const h = await portForwardPods(cluster, workers, { onError: (pod, port, e) => errors.push(`${pod}:${port}: ${e.message}`) });
@@ -324,7 +536,10 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const dep = JSON.parse(dry.stdout).requests[0].body;
     assert.equal(dep.kind, 'Deployment');
     const c = dep.spec.template.spec.containers[0];
-    assert.deepEqual(c.ports.map((p: { containerPort: number }) => p.containerPort), [8000, 5557]);
+    assert.deepEqual(
+      c.ports.map((p: { containerPort: number }) => p.containerPort),
+      [8000, 5557],
+    );
     assert.ok(c.args.includes('--kv-events-config'));
     assert.match(c.args[c.args.indexOf('--kv-events-config') + 1], /"publisher":"zmq","endpoint":"tcp:\/\/\*:5557"/);
     const r = await runCli(['deploy', '--workers-only', '--no-wait'], envFor(cp, stub));
@@ -344,7 +559,13 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.match(dry.stdout, /DELETE \/apis\/apps\/v1\/namespaces\/dynamo\/deployments\/dynamo-lab-workers/);
     assert.match(dry.stdout, /DELETE \/api\/v1\/namespaces\/dynamo\/secrets\/hf-token-secret/);
     assert.doesNotMatch(dry.stdout, /vllm-disagg-router|helm/);
-    await custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name: 'vllm-kv-demo' });
+    await custom.getNamespacedCustomObject({
+      group: 'nvidia.com',
+      version: 'v1beta1',
+      namespace: NS,
+      plural: 'dynamographdeployments',
+      name: 'vllm-kv-demo',
+    });
 
     const r = await runCli(['cleanup', '--yes', '--json'], envFor(cp, stub));
     assert.equal(r.code, 0, r.stderr);

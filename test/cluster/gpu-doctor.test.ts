@@ -48,16 +48,44 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
     const r = await runCli(['check', 'gpu', '--json'], envFor(cp, stub));
     assert.equal(r.code, 0, r.stderr);
     const doc = JSON.parse(r.stdout);
-    assert.deepEqual(doc.nodes.map((n: { name: string; capacity: number; allocatable: number; free: number }) => [n.name, n.capacity, n.allocatable, n.free]), [['gpu-node-1', 1, 1, 1], ['gpu-node-2', 1, 1, 1]]);
+    assert.deepEqual(
+      doc.nodes.map((n: { name: string; capacity: number; allocatable: number; free: number }) => [
+        n.name,
+        n.capacity,
+        n.allocatable,
+        n.free,
+      ]),
+      [
+        ['gpu-node-1', 1, 1, 1],
+        ['gpu-node-2', 1, 1, 1],
+      ],
+    );
     assert.equal(doc.total.free, 2);
     assert.equal(doc.need, 2);
     assert.equal(doc.enough, true);
   });
 
-  it('check gpu: another lab\'s DGD holding a GPU -> not enough, names it and how to clean it (exit 1)', async () => {
+  it("check gpu: another lab's DGD holding a GPU -> not enough, names it and how to clean it (exit 1)", async () => {
     await ensureNs(core, 'lab1');
-    await custom.createNamespacedCustomObject({ group: 'nvidia.com', version: 'v1alpha1', namespace: 'lab1', plural: 'dynamographdeployments', body: { apiVersion: 'nvidia.com/v1alpha1', kind: 'DynamoGraphDeployment', metadata: { name: 'vllm-disagg-router' }, spec: { services: {} } } });
-    await createPod(core, { namespace: 'lab1', name: 'vllm-disagg-router-decode-0', labels: { 'nvidia.com/dynamo-graph-deployment-name': 'vllm-disagg-router', 'nvidia.com/dynamo-component': 'VllmDecodeWorker' }, gpus: 1, nodeName: 'gpu-node-1' });
+    await custom.createNamespacedCustomObject({
+      group: 'nvidia.com',
+      version: 'v1alpha1',
+      namespace: 'lab1',
+      plural: 'dynamographdeployments',
+      body: {
+        apiVersion: 'nvidia.com/v1alpha1',
+        kind: 'DynamoGraphDeployment',
+        metadata: { name: 'vllm-disagg-router' },
+        spec: { services: {} },
+      },
+    });
+    await createPod(core, {
+      namespace: 'lab1',
+      name: 'vllm-disagg-router-decode-0',
+      labels: { 'nvidia.com/dynamo-graph-deployment-name': 'vllm-disagg-router', 'nvidia.com/dynamo-component': 'VllmDecodeWorker' },
+      gpus: 1,
+      nodeName: 'gpu-node-1',
+    });
     await createPod(core, { namespace: 'lab1', name: 'cpu-only', labels: {}, nodeName: 'gpu-node-2' });
     await waitPodReady(core, 'lab1', 'vllm-disagg-router-decode-0');
 
@@ -126,7 +154,10 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
     try {
       const port = (silent.address() as net.AddressInfo).port;
       const hung = join(cp.dir, 'kubeconfig-hung');
-      writeFileSync(hung, readFileSync(cp.kubeconfig, 'utf8').replace(/server: https:\/\/127\.0\.0\.1:\d+/, `server: https://127.0.0.1:${port}`));
+      writeFileSync(
+        hung,
+        readFileSync(cp.kubeconfig, 'utf8').replace(/server: https:\/\/127\.0\.0\.1:\d+/, `server: https://127.0.0.1:${port}`),
+      );
       const r = await runCli(['check', 'gpu'], { ...envFor(cp, stub), KUBECONFIG: hung });
       assert.equal(r.code, 1);
       assert.match(r.stderr, /No Kubernetes cluster is reachable: cannot reach the API server at https:\/\/127\.0\.0\.1:\d+ \(ETIMEDOUT\)/);
@@ -160,7 +191,10 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
   it('doctor as a user without rights: the RBAC check lists what is missing', async () => {
     const r = await runCli(['doctor'], { ...envFor(cp, stub), KUBECONFIG: cp.kubeconfigNobody });
     assert.equal(r.code, 1);
-    assert.match(r.stdout, /permissions for the lab: not allowed: list nodes \(cluster-wide\); list pods in dynamo; create dynamographdeployments\.nvidia\.com in dynamo/);
+    assert.match(
+      r.stdout,
+      /permissions for the lab: not allowed: list nodes \(cluster-wide\); list pods in dynamo; create dynamographdeployments\.nvidia\.com in dynamo/,
+    );
   });
 
   it('item 10: doctor fails a helm older than the release table minimum (3.13, uninstall --ignore-not-found)', async () => {

@@ -26,7 +26,10 @@ const CHART_OF: Record<string, ChartId> = { 'nats/nats': 'nats', 'bitnami/etcd':
 function template(chart: ChartId, args: string[]): string {
   const c = TOOLING.charts[chart];
   try {
-    return execFileSync(realHelm(), ['template', chart, join(CHARTS_DIR, c.file), '--namespace', `${chart}-system`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync(realHelm(), ['template', chart, join(CHARTS_DIR, c.file), '--namespace', `${chart}-system`, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (err) {
     // A render error is still proof the chart reads the key.
     return `RENDER ERROR: ${(err as { stderr?: string }).stderr ?? String(err)}`;
@@ -39,7 +42,10 @@ function template(chart: ChartId, args: string[]): string {
  */
 function normalize(out: string): string {
   if (out.startsWith('RENDER ERROR')) return out;
-  const docs = out.split(/^---\s*$/m).map((d) => parse(d) as Record<string, unknown> | null).filter((d): d is Record<string, unknown> => Boolean(d));
+  const docs = out
+    .split(/^---\s*$/m)
+    .map((d) => parse(d) as Record<string, unknown> | null)
+    .filter((d): d is Record<string, unknown> => Boolean(d));
   const scrub = (o: unknown): unknown => {
     if (Array.isArray(o)) return o.map(scrub);
     if (o && typeof o === 'object') {
@@ -49,7 +55,15 @@ function normalize(out: string): string {
     }
     return o;
   };
-  return JSON.stringify(docs.map((d) => (d.kind === 'Secret' ? { ...d, data: Object.keys((d.data as object) ?? {}), stringData: Object.keys((d.stringData as object) ?? {}) } : d)).map(scrub));
+  return JSON.stringify(
+    docs
+      .map((d) =>
+        d.kind === 'Secret'
+          ? { ...d, data: Object.keys((d.data as object) ?? {}), stringData: Object.keys((d.stringData as object) ?? {}) }
+          : d,
+      )
+      .map(scrub),
+  );
 }
 
 /** A different value of the same type. */
@@ -65,7 +79,8 @@ function mutate(v: unknown): unknown {
 }
 
 function leaves(o: unknown, prefix = ''): Array<[string, unknown]> {
-  if (o && typeof o === 'object' && !Array.isArray(o)) return Object.entries(o).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k));
+  if (o && typeof o === 'object' && !Array.isArray(o))
+    return Object.entries(o).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k));
   return [[prefix, o]];
 }
 
@@ -95,10 +110,19 @@ function ignoredKeys(chart: ChartId, pairs: Array<[string, unknown]>, asSet: boo
     const base = asSet ? render(undefined, pairs) : render(valuesDoc, []);
     assert.doesNotMatch(base, /^RENDER ERROR/, `${chart}: the project's own values do not render: ${base}`);
     // The comparison is only meaningful if the same values render the same output.
-    assert.equal(asSet ? render(undefined, pairs) : render(valuesDoc, []), base, `${chart}: rendering is not deterministic after normalising`);
+    assert.equal(
+      asSet ? render(undefined, pairs) : render(valuesDoc, []),
+      base,
+      `${chart}: rendering is not deterministic after normalising`,
+    );
     const ignored: string[] = [];
     for (const [k, v] of pairs) {
-      const changed = asSet ? render(undefined, pairs.map(([k2, v2]) => [k2, k2 === k ? mutate(v2) : v2])) : render(setPath(valuesDoc!, k, mutate(v)), []);
+      const changed = asSet
+        ? render(
+            undefined,
+            pairs.map(([k2, v2]) => [k2, k2 === k ? mutate(v2) : v2]),
+          )
+        : render(setPath(valuesDoc!, k, mutate(v)), []);
       if (changed === base) ignored.push(k);
     }
     return ignored;
@@ -133,13 +157,28 @@ describe('cluster: chart values against the real charts (helm template)', { skip
     }
   });
 
-  it('a key the chart ignores is detected (the seeds\' preUpgradeHook.enabled)', () => {
-    assert.deepEqual(ignoredKeys('etcd', [['auth.rbac.create', false], ['preUpgradeHook.enabled', false]], true), ['preUpgradeHook.enabled']);
+  it("a key the chart ignores is detected (the seeds' preUpgradeHook.enabled)", () => {
+    assert.deepEqual(
+      ignoredKeys(
+        'etcd',
+        [
+          ['auth.rbac.create', false],
+          ['preUpgradeHook.enabled', false],
+        ],
+        true,
+      ),
+      ['preUpgradeHook.enabled'],
+    );
   });
 
   it('every helm install of NATS/etcd pins the chart version the values were checked against', () => {
     const installs = labClusterCommands().filter((c) => c.argv[0] === 'helm' && c.argv[1] === 'upgrade' && CHART_OF[c.argv[4]!]);
-    for (const c of installs) assert.equal(flagValue(c.argv, '--version'), TOOLING.charts[CHART_OF[c.argv[4]!]!].version, `${c.lab}/${c.step}: ${c.argv.join(' ')}`);
+    for (const c of installs)
+      assert.equal(
+        flagValue(c.argv, '--version'),
+        TOOLING.charts[CHART_OF[c.argv[4]!]!].version,
+        `${c.lab}/${c.step}: ${c.argv.join(' ')}`,
+      );
     const saved = process.env.DYNAMO_LAB_CHARTS_DIR;
     delete process.env.DYNAMO_LAB_CHARTS_DIR;
     try {

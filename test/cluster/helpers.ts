@@ -9,7 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
-import { BUILD_SCRIPT, binDir, missingBinaries, startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../scripts/cluster-env/control-plane.js';
+import {
+  BUILD_SCRIPT,
+  binDir,
+  missingBinaries,
+  startControlPlane,
+  type ControlPlane,
+  type ControlPlaneOptions,
+} from '../../scripts/cluster-env/control-plane.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const compiled = here.includes('/dist/test/');
@@ -23,17 +30,26 @@ export function skipReason(): string | undefined {
   const missing = missingBinaries();
   if (!missing.length) return undefined;
   const msg = `cluster tier skipped: control-plane binaries not built (${missing.join(', ')} missing in ${binDir()}); run ${BUILD_SCRIPT}`;
-  if (process.env.DYNAMO_LAB_REQUIRE_CLUSTER === '1') throw new Error(`DYNAMO_LAB_REQUIRE_CLUSTER=1 but ${msg.replace('cluster tier skipped: ', '')}`);
+  if (process.env.DYNAMO_LAB_REQUIRE_CLUSTER === '1')
+    throw new Error(`DYNAMO_LAB_REQUIRE_CLUSTER=1 but ${msg.replace('cluster tier skipped: ', '')}`);
   process.stderr.write(`# ${msg}\n`);
   return msg;
 }
 
-export async function start(opts?: ControlPlaneOptions): Promise<{ cp: ControlPlane; kc: k8s.KubeConfig; core: k8s.CoreV1Api; custom: k8s.CustomObjectsApi; ext: k8s.ApiextensionsV1Api }> {
+export async function start(
+  opts?: ControlPlaneOptions,
+): Promise<{ cp: ControlPlane; kc: k8s.KubeConfig; core: k8s.CoreV1Api; custom: k8s.CustomObjectsApi; ext: k8s.ApiextensionsV1Api }> {
   const cp = await startControlPlane(opts);
   process.stderr.write(`# control plane started in ${cp.startedInMs} ms (${cp.server})\n`);
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
-  return { cp, kc, core: kc.makeApiClient(k8s.CoreV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi), ext: kc.makeApiClient(k8s.ApiextensionsV1Api) };
+  return {
+    cp,
+    kc,
+    core: kc.makeApiClient(k8s.CoreV1Api),
+    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+    ext: kc.makeApiClient(k8s.ApiextensionsV1Api),
+  };
 }
 
 // ---- the CLI as a child process ------------------------------------------------------------
@@ -46,7 +62,9 @@ export interface CliResult {
 }
 
 function cliArgv(args: string[]): string[] {
-  return compiled ? [join(ROOT, 'dist', 'src', 'cli', 'main.js'), ...args] : ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), ...args];
+  return compiled
+    ? [join(ROOT, 'dist', 'src', 'cli', 'main.js'), ...args]
+    : ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), ...args];
 }
 
 export interface RunningCli {
@@ -59,7 +77,11 @@ export interface RunningCli {
 
 export function spawnCli(args: string[], env: Record<string, string | undefined> = {}): RunningCli {
   const t0 = Date.now();
-  const child = spawn(process.execPath, cliArgv(args), { cwd: ROOT, env: { ...process.env, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, cliArgv(args), {
+    cwd: ROOT,
+    env: { ...process.env, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out = { stdout: '', stderr: '' };
   child.stdout!.on('data', (b: Buffer) => (out.stdout += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out.stderr += b.toString()));
@@ -135,7 +157,13 @@ export function helmStub(): HelmStub {
     bin,
     dir,
     log,
-    calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { argv: string[]; kubeconfig: string | null }) : []),
+    calls: () =>
+      existsSync(log)
+        ? readFileSync(log, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as { argv: string[]; kubeconfig: string | null })
+        : [],
     reset: () => writeFileSync(log, ''),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
@@ -167,7 +195,13 @@ export async function createPod(core: k8s.CoreV1Api, p: PodSpec): Promise<k8s.V1
       metadata: { name: p.name, labels: p.labels },
       spec: {
         nodeName: p.nodeName,
-        containers: [{ name: p.containerName ?? 'main', image: 'example.invalid/fake:1', ...(p.gpus ? { resources: { limits: { 'nvidia.com/gpu': String(p.gpus) } } } : {}) }],
+        containers: [
+          {
+            name: p.containerName ?? 'main',
+            image: 'example.invalid/fake:1',
+            ...(p.gpus ? { resources: { limits: { 'nvidia.com/gpu': String(p.gpus) } } } : {}),
+          },
+        ],
       },
     },
   });
@@ -186,9 +220,28 @@ export async function waitPodReady(core: k8s.CoreV1Api, namespace: string, name:
 export const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 export const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
 
-export async function setDgdReady(custom: k8s.CustomObjectsApi, namespace: string, name: string, version: string, status: 'True' | 'False', reason: string): Promise<void> {
+export async function setDgdReady(
+  custom: k8s.CustomObjectsApi,
+  namespace: string,
+  name: string,
+  version: string,
+  status: 'True' | 'False',
+  reason: string,
+): Promise<void> {
   await custom.patchNamespacedCustomObjectStatus(
-    { group: 'nvidia.com', version, namespace, plural: 'dynamographdeployments', name, body: { status: { state: status === 'True' ? 'successful' : 'pending', conditions: [{ type: 'Ready', status, reason, message: reason, lastTransitionTime: new Date().toISOString() }] } } },
+    {
+      group: 'nvidia.com',
+      version,
+      namespace,
+      plural: 'dynamographdeployments',
+      name,
+      body: {
+        status: {
+          state: status === 'True' ? 'successful' : 'pending',
+          conditions: [{ type: 'Ready', status, reason, message: reason, lastTransitionTime: new Date().toISOString() }],
+        },
+      },
+    },
     mergePatch,
   );
 }
@@ -207,6 +260,10 @@ export async function waitForObject<T>(fn: () => Promise<T>, timeoutMs = 30_000)
   throw last instanceof Error ? last : new Error(String(last));
 }
 
-export function envFor(cp: ControlPlane, stub?: HelmStub, extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+export function envFor(
+  cp: ControlPlane,
+  stub?: HelmStub,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string | undefined> {
   return { KUBECONFIG: cp.kubeconfig, HELM_BIN: stub?.bin ?? '/nonexistent/helm', HELM_STUB_LOG: stub?.log, HF_TOKEN: undefined, ...extra };
 }

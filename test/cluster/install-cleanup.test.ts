@@ -51,7 +51,13 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
   /** What the StatefulSet controller would create from the chart: a Ready pod of the release. */
   async function chartPod(ns: string, release: string): Promise<void> {
     await ensureNs(core, ns);
-    await createPod(core, { namespace: ns, name: `${release}-0`, labels: { 'app.kubernetes.io/instance': release, 'app.kubernetes.io/name': release }, nodeName: 'gpu-node-1', containerName: release });
+    await createPod(core, {
+      namespace: ns,
+      name: `${release}-0`,
+      labels: { 'app.kubernetes.io/instance': release, 'app.kubernetes.io/name': release },
+      nodeName: 'gpu-node-1',
+      containerName: release,
+    });
     await waitPodReady(core, ns, `${release}-0`);
   }
   const apps = () => {
@@ -67,19 +73,44 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
     const lines = r.stdout.split('\n');
     assert.ok(lines.includes(`${stub.bin} repo add nats https://nats-io.github.io/k8s/helm/charts/ --force-update`), r.stdout);
     assert.ok(lines.includes(`${stub.bin} repo update nats`));
-    assert.ok(lines.includes(`${stub.bin} upgrade --install nats nats/nats --version 2.14.2 --namespace nats-system --create-namespace --values ${natsValues} --wait --timeout 5m`), r.stdout);
+    assert.ok(
+      lines.includes(
+        `${stub.bin} upgrade --install nats nats/nats --version 2.14.2 --namespace nats-system --create-namespace --values ${natsValues} --wait --timeout 5m`,
+      ),
+      r.stdout,
+    );
     assert.match(r.stdout, /config:\n {2}jetstream:\n {4}enabled: true/);
     assert.match(r.stdout, /promExporter:\n {2}enabled: true\n {2}port: 7777/);
     assert.doesNotMatch(r.stdout, /^nats:\n {2}jetstream/m, 'legacy chart keys must not be used');
     assert.deepEqual(stub.calls(), []);
 
     const js = JSON.parse((await runCli(['install', 'etcd', '--dry-run', '--json', '--context', 'admin'], envFor(cp, stub))).stdout);
-    assert.deepEqual(js.commands[2].argv.slice(1), ['upgrade', '--install', 'etcd', 'bitnami/etcd', '--version', '12.0.20', '--namespace', 'etcd-system', '--create-namespace', '--values', join(ROOT, 'manifests', 'helm', 'etcd-values.yaml'), '--wait', '--timeout', '5m', '--kube-context', 'admin']);
+    assert.deepEqual(js.commands[2].argv.slice(1), [
+      'upgrade',
+      '--install',
+      'etcd',
+      'bitnami/etcd',
+      '--version',
+      '12.0.20',
+      '--namespace',
+      'etcd-system',
+      '--create-namespace',
+      '--values',
+      join(ROOT, 'manifests', 'helm', 'etcd-values.yaml'),
+      '--wait',
+      '--timeout',
+      '5m',
+      '--kube-context',
+      'admin',
+    ]);
     assert.match(js.values, /repository: bitnamilegacy\/etcd/);
     assert.match(js.values, /^preUpgradeJob:\n {2}enabled: false/m);
     // Offline: from the packaged chart, no repo commands.
     const off = await runCli(['install', 'etcd', '--dry-run', '--json'], envFor(cp, stub, { DYNAMO_LAB_CHARTS_DIR: CHARTS_DIR }));
-    assert.deepEqual(JSON.parse(off.stdout).commands.map((c: { argv: string[] }) => c.argv.slice(1, 5)), [['upgrade', '--install', 'etcd', join(CHARTS_DIR, 'etcd-12.0.20.tgz')]]);
+    assert.deepEqual(
+      JSON.parse(off.stdout).commands.map((c: { argv: string[] }) => c.argv.slice(1, 5)),
+      [['upgrade', '--install', 'etcd', join(CHARTS_DIR, 'etcd-12.0.20.tgz')]],
+    );
   });
 
   it('install nats: the real chart 2.14.2 goes into the API server, then pods and Service are verified', async () => {
@@ -89,12 +120,18 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
     const doc = JSON.parse(r.stdout);
     assert.equal(doc.url, 'nats://nats.nats-system:4222');
     assert.deepEqual(doc.pods, [{ name: 'nats-0', phase: 'Running', ready: true }]);
-    assert.ok(doc.service.ports.some((p: { port: number }) => p.port === 4222), 'the chart\'s own Service');
+    assert.ok(
+      doc.service.ports.some((p: { port: number }) => p.port === 4222),
+      "the chart's own Service",
+    );
     assert.match(r.stderr, new RegExp(`\\$ .*helm upgrade --install nats ${CHARTS_DIR.replace(/[/.]/g, '\\$&')}/nats-2\\.14\\.2\\.tgz`));
     // The chart's objects, rendered from our values: JetStream file store 2Gi, exporter sidecar.
     const sts = await apps().apps.readNamespacedStatefulSet({ namespace: 'nats-system', name: 'nats' });
     assert.equal(sts.metadata?.labels?.['helm.sh/chart'], 'nats-2.14.2');
-    assert.ok(sts.spec?.template.spec?.containers.some((c) => c.name === 'prom-exporter'), 'promExporter.enabled');
+    assert.ok(
+      sts.spec?.template.spec?.containers.some((c) => c.name === 'prom-exporter'),
+      'promExporter.enabled',
+    );
     assert.equal(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '2Gi');
 
     const again = await runCli(['install', 'nats', '--no-helm-wait'], realEnv(), 180_000);
@@ -103,7 +140,11 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
   });
 
   it('without HELM_BIN, `helm` is found on PATH', async () => {
-    const r = await runCli(['install', 'nats', '--no-helm-wait'], { ...realEnv(), HELM_BIN: undefined, PATH: `${dirname(realHelm())}${delimiter}${process.env.PATH}` }, 180_000);
+    const r = await runCli(
+      ['install', 'nats', '--no-helm-wait'],
+      { ...realEnv(), HELM_BIN: undefined, PATH: `${dirname(realHelm())}${delimiter}${process.env.PATH}` },
+      180_000,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /\$ helm upgrade --install nats /);
   });
@@ -135,7 +176,11 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
     assert.equal(sts.metadata?.labels?.['helm.sh/chart'], 'etcd-12.0.20');
     assert.match(JSON.stringify(sts.spec?.template.spec?.containers[0]?.image), /bitnamilegacy\/etcd/);
     const jobs = await batch.listNamespacedJob({ namespace: 'etcd-system' });
-    assert.deepEqual(jobs.items.map((j) => j.metadata?.name), [], 'no pre-upgrade Job');
+    assert.deepEqual(
+      jobs.items.map((j) => j.metadata?.name),
+      [],
+      'no pre-upgrade Job',
+    );
   });
 
   it('install without helm says how to get it; unknown chart is a usage error', async () => {
@@ -151,12 +196,20 @@ describe('cluster: install nats|etcd and cleanup --all', { skip, timeout: 300_00
     const kc = new (await import('@kubernetes/client-node')).KubeConfig();
     kc.loadFromFile(cp.kubeconfig);
     const api = kc.makeApiClient((await import('@kubernetes/client-node')).ApiextensionsV1Api);
-    await api.patchCustomResourceDefinition({ name: 'dynamographdeployments.nvidia.com', body: [
-      { op: 'replace', path: '/spec/versions/0/storage', value: true },
-      { op: 'replace', path: '/spec/versions/1/storage', value: false },
-      { op: 'replace', path: '/spec/versions/1/served', value: false },
-    ] }, ext);
-    let doc: { apiVersion: string; served: string[]; requests: Array<{ body: { kind: string; spec: { services?: unknown } } }> } | undefined;
+    await api.patchCustomResourceDefinition(
+      {
+        name: 'dynamographdeployments.nvidia.com',
+        body: [
+          { op: 'replace', path: '/spec/versions/0/storage', value: true },
+          { op: 'replace', path: '/spec/versions/1/storage', value: false },
+          { op: 'replace', path: '/spec/versions/1/served', value: false },
+        ],
+      },
+      ext,
+    );
+    let doc:
+      | { apiVersion: string; served: string[]; requests: Array<{ body: { kind: string; spec: { services?: unknown } } }> }
+      | undefined;
     for (let i = 0; i < 50; i++) {
       const r = await runCli(['deploy', '--dry-run', '--json'], envFor(cp, stub));
       assert.equal(r.code, 0, r.stderr);

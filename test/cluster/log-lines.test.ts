@@ -12,8 +12,15 @@ import { RELEASES, decisionPattern, releaseInfo } from '../../src/cluster/releas
 import { compileGrep, LOG_PATTERNS } from '../../src/cluster/logs.js';
 import { REPO_ROOT, flagValue, labClusterCommands, labTexts } from './real-parts.js';
 
-interface Line { kind: 'decision' | 'cache' | 'events' | 'noise'; level: 'info' | 'debug' | 'trace'; text: string }
-const FIX = JSON.parse(readFileSync(join(REPO_ROOT, 'test', 'cluster', 'fixtures', 'log-lines.json'), 'utf8')) as Record<string, { lines: Line[] }>;
+interface Line {
+  kind: 'decision' | 'cache' | 'events' | 'noise';
+  level: 'info' | 'debug' | 'trace';
+  text: string;
+}
+const FIX = JSON.parse(readFileSync(join(REPO_ROOT, 'test', 'cluster', 'fixtures', 'log-lines.json'), 'utf8')) as Record<
+  string,
+  { lines: Line[] }
+>;
 const RELEASE_FIXTURES = ['0.8.0', '1.0.2', '1.6.1'] as const;
 const levelRank = { trace: 0, debug: 1, info: 2 } as const;
 
@@ -43,7 +50,10 @@ describe('cluster: log presets against real log lines of each release', () => {
 
     it(`${rel}: the seed's grep (routing|overlap|score) finds none of the decision lines`, () => {
       const seed = /(routing|overlap|score)/;
-      assert.deepEqual(lines.filter((l) => l.kind === 'decision' && seed.test(l.text)).map((l) => l.text), []);
+      assert.deepEqual(
+        lines.filter((l) => l.kind === 'decision' && seed.test(l.text)).map((l) => l.text),
+        [],
+      );
     });
   }
 
@@ -60,7 +70,12 @@ describe('cluster: log presets against real log lines of each release', () => {
 
   it('every decision-line pattern of every table entry matches some real line (none matches nothing)', () => {
     const all = RELEASE_FIXTURES.flatMap((r) => FIX[r]!.lines.filter((l) => l.kind === 'decision').map((l) => l.text));
-    for (const r of RELEASES) for (const d of r.decisionLines) assert.ok(all.some((t) => new RegExp(d.regex).test(t)), `${r.id} ${d.id}: /${d.regex}/ matches no real line`);
+    for (const r of RELEASES)
+      for (const d of r.decisionLines)
+        assert.ok(
+          all.some((t) => new RegExp(d.regex).test(t)),
+          `${r.id} ${d.id}: /${d.regex}/ matches no real line`,
+        );
     assert.equal(decisionPattern('0.5.0'), decisionPattern('0.8.0'));
   });
 
@@ -87,22 +102,34 @@ describe("cluster: the labs' log steps use the presets for their release", () =>
       if (p) for (const name of p.split(',')) assert.ok(LOG_PATTERNS[name], `${c.lab}/${c.step}: unknown preset ${name}`);
       if (p === 'decisions' || p === 'routing') {
         decisions++;
-        assert.equal(flagValue(c.argv, '--release'), c.release, `${c.lab}/${c.step}: the decisions preset needs --release \${RELEASE_VERSION}`);
+        assert.equal(
+          flagValue(c.argv, '--release'),
+          c.release,
+          `${c.lab}/${c.step}: the decisions preset needs --release \${RELEASE_VERSION}`,
+        );
       }
     }
     assert.ok(decisions >= 1);
   });
 
   it("a decisions step's text names its release's lines and their levels, and no hint sends readers to debug for info lines", () => {
-    const steps = new Set(labClusterCommands().filter((c) => c.argv[1] === 'logs' && flagValue(c.argv, '--pattern') === 'decisions').map((c) => `${c.lab}/${c.step}`));
+    const steps = new Set(
+      labClusterCommands()
+        .filter((c) => c.argv[1] === 'logs' && flagValue(c.argv, '--pattern') === 'decisions')
+        .map((c) => `${c.lab}/${c.step}`),
+    );
     for (const t of labTexts().filter((x) => steps.has(`${x.lab}/${x.step}`))) {
       const rel = releaseInfo(t.release);
       for (const d of rel.decisionLines) {
         const prefix = d.id === 'formula' ? 'Formula for worker_id' : 'Selected worker';
         assert.ok(t.text.includes(prefix), `${t.lab}/${t.step}: text does not show the ${d.id} line`);
-        assert.ok(t.text.includes(`\`${d.level}\``) || t.text.includes(` ${d.level} `), `${t.lab}/${t.step}: text does not say the ${d.id} line is ${d.level}`);
+        assert.ok(
+          t.text.includes(`\`${d.level}\``) || t.text.includes(` ${d.level} `),
+          `${t.lab}/${t.step}: text does not say the ${d.id} line is ${d.level}`,
+        );
       }
-      if (rel.decisionLines.every((d) => d.level === 'info')) assert.doesNotMatch(t.text, /decisions at debug level|only at debug/i, `${t.lab}/${t.step}`);
+      if (rel.decisionLines.every((d) => d.level === 'info'))
+        assert.doesNotMatch(t.text, /decisions at debug level|only at debug/i, `${t.lab}/${t.step}`);
     }
   });
 });

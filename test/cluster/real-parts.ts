@@ -22,14 +22,19 @@ export const CRDS_DIR = join(SHARED, 'data', 'crds');
 
 /** The helm binary: DYNAMO_LAB_HELM_BIN, else the cached build of the tested version. */
 export function realHelm(): string {
-  return process.env.DYNAMO_LAB_HELM_BIN ?? join(process.env.DYNAMO_LAB_HELM_DIR ?? join(homedir(), '.cache', 'dynamo-lab', 'helm', TOOLING.helm.tested), 'helm');
+  return (
+    process.env.DYNAMO_LAB_HELM_BIN ??
+    join(process.env.DYNAMO_LAB_HELM_DIR ?? join(homedir(), '.cache', 'dynamo-lab', 'helm', TOOLING.helm.tested), 'helm')
+  );
 }
 
 /**
  * `undefined` when real helm and the shared charts/CRDs are there; otherwise why the tests
  * skip. With DYNAMO_LAB_REQUIRE_CLUSTER=1 (CI) anything missing is an error.
  */
-export function realPartsMissing(need: { helm?: boolean; charts?: boolean; crds?: boolean } = { helm: true, charts: true, crds: true }): string | undefined {
+export function realPartsMissing(
+  need: { helm?: boolean; charts?: boolean; crds?: boolean } = { helm: true, charts: true, crds: true },
+): string | undefined {
   const missing: string[] = [];
   if (need.helm && !existsSync(realHelm())) missing.push(`helm (${realHelm()}; build it with scripts/cluster-env/build-helm.sh)`);
   if (need.charts && !existsSync(join(CHARTS_DIR, TOOLING.charts.nats.file))) missing.push(`charts (${CHARTS_DIR})`);
@@ -42,7 +47,9 @@ export function realPartsMissing(need: { helm?: boolean; charts?: boolean; crds?
 }
 
 /** A release's real CRD object (gunzipped, first YAML document with a kind). */
-export function loadCrd(fixture: string): Record<string, unknown> & { spec: { versions: Array<{ name: string; served: boolean; storage: boolean }> } } {
+export function loadCrd(
+  fixture: string,
+): Record<string, unknown> & { spec: { versions: Array<{ name: string; served: boolean; storage: boolean }> } } {
   const text = gunzipSync(readFileSync(join(CRDS_DIR, fixture))).toString('utf8');
   for (const doc of text.split(/^---\s*$/m)) {
     const o = parse(doc) as { kind?: string } | null;
@@ -72,7 +79,8 @@ export function labClusterCommands(): LabCommand[] {
     for (const sec of lab.sections) {
       for (const st of sec.steps) {
         for (const w of [st.cluster, st.verify?.cluster]) {
-          for (const c of w?.commands ?? []) out.push({ lab: lab.id, step: st.id, release, argv: c.argv.map((a) => substitute(a, vars)), manual: Boolean(c.manual) });
+          for (const c of w?.commands ?? [])
+            out.push({ lab: lab.id, step: st.id, release, argv: c.argv.map((a) => substitute(a, vars)), manual: Boolean(c.manual) });
         }
       }
     }

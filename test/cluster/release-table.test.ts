@@ -9,18 +9,39 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { RELEASES, TOOLING, helmVersionOk, releaseInfo, routerArgs, POLICY_CONFIG_MOUNT, POLICY_CONFIG_FILE } from '../../src/cluster/releases.js';
+import {
+  RELEASES,
+  TOOLING,
+  helmVersionOk,
+  releaseInfo,
+  routerArgs,
+  POLICY_CONFIG_MOUNT,
+  POLICY_CONFIG_FILE,
+} from '../../src/cluster/releases.js';
 import { renderDgd, renderPolicyConfigMap, type DeploySpec } from '../../src/cluster/manifests.js';
 import { buildDgdPlan } from '../../src/cluster/deploy.js';
 import { REPO_ROOT, flagValue, labClusterCommands, labTexts } from './real-parts.js';
 
 const HELP = join(REPO_ROOT, '..', 'shared', 'reference', 'dynamo-1.6.1-frontend-help.txt');
 
-const base: DeploySpec = { name: 'kv-routing', namespace: 'dynamo-cloud', version: 'v1alpha1', release: '0.8.0', model: 'Qwen/Qwen3-0.6B', workers: 2, router: 'kv', nodePort: 30200, hfSecret: false };
+const base: DeploySpec = {
+  name: 'kv-routing',
+  namespace: 'dynamo-cloud',
+  version: 'v1alpha1',
+  release: '0.8.0',
+  model: 'Qwen/Qwen3-0.6B',
+  workers: 2,
+  router: 'kv',
+  nodePort: 30200,
+  hfSecret: false,
+};
 
 describe('release table', () => {
   it('covers 0.5, 0.7, 0.8, 1.0, 1.2 and 1.6 in order and maps versions to entries', () => {
-    assert.deepEqual(RELEASES.map((r) => r.id), ['0.5', '0.7', '0.8', '1.0', '1.2', '1.6']);
+    assert.deepEqual(
+      RELEASES.map((r) => r.id),
+      ['0.5', '0.7', '0.8', '1.0', '1.2', '1.6'],
+    );
     assert.equal(releaseInfo('0.5.0').id, '0.5');
     assert.equal(releaseInfo('v0.7.1').id, '0.7');
     assert.equal(releaseInfo('0.9.1').id, '0.8');
@@ -32,16 +53,46 @@ describe('release table', () => {
 
   it('item 6: >= 1.6 passes the three knobs in a --router-policy-config file, not the deprecated flags', () => {
     const a16 = routerArgs('1.6.1', 'kv', { overlapWeight: 1.5, temperature: 0.1 });
-    assert.deepEqual(a16, ['--http-port', '8000', '--router-mode', 'kv', '--router-policy-config', `${POLICY_CONFIG_MOUNT}/${POLICY_CONFIG_FILE}`]);
+    assert.deepEqual(a16, [
+      '--http-port',
+      '8000',
+      '--router-mode',
+      'kv',
+      '--router-policy-config',
+      `${POLICY_CONFIG_MOUNT}/${POLICY_CONFIG_FILE}`,
+    ]);
     for (const f of releaseInfo('1.6.1').router.deprecatedFlags) assert.ok(!a16.includes(f), f);
     // The deprecation is what the real 1.6.1 --help says, flag by flag.
     const help = readFileSync(HELP, 'utf8').replace(/\s+/g, ' ');
     for (const f of ['--router-kv-overlap-score-credit', '--router-prefill-load-scale', '--router-temperature']) {
       assert.ok(releaseInfo('1.6.1').router.deprecatedFlags.includes(f));
-      assert.match(help, new RegExp(`${f} is deprecated and will be removed in v1\\.7; use \\w+ in the default policy parameters in --router-policy-config`));
+      assert.match(
+        help,
+        new RegExp(`${f} is deprecated and will be removed in v1\\.7; use \\w+ in the default policy parameters in --router-policy-config`),
+      );
     }
-    assert.deepEqual(routerArgs('1.2.0', 'kv', { overlapWeight: 1.5, temperature: 0.1 }), ['--http-port', '8000', '--router-mode', 'kv', '--router-kv-overlap-score-credit', '1.0', '--router-prefill-load-scale', '1.5', '--router-temperature', '0.1']);
-    assert.deepEqual(routerArgs('0.8.0', 'kv', { overlapWeight: 1.5, temperature: 0.1 }), ['--http-port', '8000', '--router-mode', 'kv', '--kv-overlap-score-weight', '1.5', '--router-temperature', '0.1']);
+    assert.deepEqual(routerArgs('1.2.0', 'kv', { overlapWeight: 1.5, temperature: 0.1 }), [
+      '--http-port',
+      '8000',
+      '--router-mode',
+      'kv',
+      '--router-kv-overlap-score-credit',
+      '1.0',
+      '--router-prefill-load-scale',
+      '1.5',
+      '--router-temperature',
+      '0.1',
+    ]);
+    assert.deepEqual(routerArgs('0.8.0', 'kv', { overlapWeight: 1.5, temperature: 0.1 }), [
+      '--http-port',
+      '8000',
+      '--router-mode',
+      'kv',
+      '--kv-overlap-score-weight',
+      '1.5',
+      '--router-temperature',
+      '0.1',
+    ]);
     assert.deepEqual(routerArgs('1.6.1', 'round-robin', {}), ['--http-port', '8000', '--router-mode', 'round-robin']);
   });
 
@@ -49,10 +100,19 @@ describe('release table', () => {
     for (const version of ['v1alpha1', 'v1beta1'] as const) {
       const spec = { ...base, version, release: '1.6.1', overlapWeight: 1.5, temperature: 0.1 };
       const plan = buildDgdPlan(spec, undefined);
-      assert.deepEqual(plan.map((p) => p.body.kind), ['ConfigMap', 'DynamoGraphDeployment', 'Service']);
+      assert.deepEqual(
+        plan.map((p) => p.body.kind),
+        ['ConfigMap', 'DynamoGraphDeployment', 'Service'],
+      );
       const cm = renderPolicyConfigMap(spec)!;
-      const doc = parse((cm as unknown as { data: Record<string, string> }).data[POLICY_CONFIG_FILE]!) as { worker_selection: { instances: Array<{ parameters: Record<string, number> }> } };
-      assert.deepEqual(doc.worker_selection.instances[0]!.parameters, { overlap_score_credit: 1, prefill_load_scale: 1.5, router_temperature: 0.1 });
+      const doc = parse((cm as unknown as { data: Record<string, string> }).data[POLICY_CONFIG_FILE]!) as {
+        worker_selection: { instances: Array<{ parameters: Record<string, number> }> };
+      };
+      assert.deepEqual(doc.worker_selection.instances[0]!.parameters, {
+        overlap_score_credit: 1,
+        prefill_load_scale: 1.5,
+        router_temperature: 0.1,
+      });
       const json = JSON.stringify(renderDgd(spec));
       assert.match(json, new RegExp(`"configMap":\\{"name":"${cm.metadata.name}"\\}`));
       assert.match(json, new RegExp(`"mountPath":"${POLICY_CONFIG_MOUNT}"`));
@@ -71,7 +131,8 @@ describe('release table', () => {
       const f = flagValue(c.argv, '-f')!;
       if (!f.startsWith('manifests/')) continue;
       const text = readFileSync(join(REPO_ROOT, f), 'utf8');
-      if (releaseInfo(c.release).dynamoNamespace === 'ignored') assert.doesNotMatch(text, /^\s+dynamoNamespace:/m, `${c.lab}/${c.step}: ${f}`);
+      if (releaseInfo(c.release).dynamoNamespace === 'ignored')
+        assert.doesNotMatch(text, /^\s+dynamoNamespace:/m, `${c.lab}/${c.step}: ${f}`);
     }
   });
 
@@ -95,9 +156,14 @@ describe('release table', () => {
     assert.equal(helmVersionOk('v4.1.4+g1').ok, true);
     assert.equal(helmVersionOk('garbage').ok, false);
     // Every lab that cleans up with --ignore-not-found says which Helm it needs.
-    const withFlag = new Set(labClusterCommands().filter((c) => c.argv[0] === 'helm' && c.argv[1] === 'uninstall' && c.argv.includes('--ignore-not-found')).map((c) => `${c.lab}/${c.step}`));
+    const withFlag = new Set(
+      labClusterCommands()
+        .filter((c) => c.argv[0] === 'helm' && c.argv[1] === 'uninstall' && c.argv.includes('--ignore-not-found'))
+        .map((c) => `${c.lab}/${c.step}`),
+    );
     assert.ok(withFlag.size >= 2);
-    for (const t of labTexts().filter((x) => withFlag.has(`${x.lab}/${x.step}`))) assert.match(t.text, /Helm 3\.13\s+or\s+newer/, `${t.lab}/${t.step}`);
+    for (const t of labTexts().filter((x) => withFlag.has(`${x.lab}/${x.step}`)))
+      assert.match(t.text, /Helm 3\.13\s+or\s+newer/, `${t.lab}/${t.step}`);
   });
 });
 
@@ -108,7 +174,11 @@ describe('lab texts state per-release facts from the table', () => {
       for (const m of t.text.matchAll(/dynamo_component_router_\w+/g)) {
         if (rel.routerMetrics.some((n) => m[0].startsWith(n))) continue;
         // Allowed only with an explicit "from 1.0" qualification in the same text.
-        assert.match(t.text, /from (Dynamo )?1\.0/i, `${t.lab}/${t.step} (release ${t.release}) points at ${m[0]}, which its release does not export`);
+        assert.match(
+          t.text,
+          /from (Dynamo )?1\.0/i,
+          `${t.lab}/${t.step} (release ${t.release}) points at ${m[0]}, which its release does not export`,
+        );
       }
     }
     assert.deepEqual(releaseInfo('0.8.0').routerMetrics, []);
@@ -119,7 +189,8 @@ describe('lab texts state per-release facts from the table', () => {
     for (const t of labTexts()) {
       if (!/\bties?\b/i.test(t.text)) continue;
       const rel = releaseInfo(t.release);
-      if (rel.router.tieBreak.startsWith('smaller tree size')) assert.match(t.text, /tree size/, `${t.lab}/${t.step}: release ${t.release} breaks ties by tree size first`);
+      if (rel.router.tieBreak.startsWith('smaller tree size'))
+        assert.match(t.text, /tree size/, `${t.lab}/${t.step}: release ${t.release} breaks ties by tree size first`);
     }
   });
 
@@ -130,16 +201,26 @@ describe('lab texts state per-release facts from the table', () => {
     assert.ok(all.includes(rel.discovery.platformValue!), 'names the platform value');
     assert.ok(all.includes(rel.discovery.annotation!), 'names the per-DGD annotation');
     for (const t of dist) {
-      if (t.text.includes('dynamo.nvidia.com/discovery-backend')) assert.match(t.text, /do not exist/, `${t.step}: the seed annotation must be called out`);
+      if (t.text.includes('dynamo.nvidia.com/discovery-backend'))
+        assert.match(t.text, /do not exist/, `${t.step}: the seed annotation must be called out`);
       assert.doesNotMatch(t.text, /registry moves to etcd when the platform's operator is configured\s+with the etcd address/, t.step);
     }
-    assert.ok(labClusterCommands().some((c) => c.lab === 'distributed' && c.argv[1] === 'deploy' && flagValue(c.argv, '--discovery-backend') === 'etcd'));
+    assert.ok(
+      labClusterCommands().some(
+        (c) => c.lab === 'distributed' && c.argv[1] === 'deploy' && flagValue(c.argv, '--discovery-backend') === 'etcd',
+      ),
+    );
   });
 
   it('item 9: every kubectl patch of a DGD names the API version', () => {
     const patches = labClusterCommands().filter((c) => c.argv[0] === 'kubectl' && c.argv[1] === 'patch');
     assert.ok(patches.length >= 2);
-    for (const c of patches) assert.match(c.argv[2]!, /^dynamographdeployments\.v1(alpha|beta)1\.nvidia\.com$/, `${c.lab}/${c.step}: ${c.argv.slice(0, 4).join(' ')}`);
+    for (const c of patches)
+      assert.match(
+        c.argv[2]!,
+        /^dynamographdeployments\.v1(alpha|beta)1\.nvidia\.com$/,
+        `${c.lab}/${c.step}: ${c.argv.slice(0, 4).join(' ')}`,
+      );
   });
 
   it('item 8: a lab on a release whose CRDs come from the dynamo-crds chart installs that chart before the platform', () => {
@@ -161,7 +242,10 @@ describe('lab texts state per-release facts from the table', () => {
     cmds.forEach((c, i) => {
       if (c.argv[0] === 'kubectl' && c.argv[1] === 'patch' && !c.manual) {
         const next = cmds[i + 1];
-        assert.ok(!(next && next.lab === c.lab && next.argv[0] === 'kubectl' && next.argv[1] === 'wait'), `${c.lab}/${c.step}: kubectl wait after a patch can return on the old Ready pod`);
+        assert.ok(
+          !(next && next.lab === c.lab && next.argv[0] === 'kubectl' && next.argv[1] === 'wait'),
+          `${c.lab}/${c.step}: kubectl wait after a patch can return on the old Ready pod`,
+        );
       }
     });
   });

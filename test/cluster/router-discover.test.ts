@@ -23,9 +23,19 @@ describe('cluster: router --discover', { skip, timeout: 300_000 }, () => {
   before(async () => {
     sim = await SimWorker.start({ id: 'pod-backend', blockSize: 16, port: 0, speedup: 0, zmq: { pubPort: 0 } });
     const zmqPort = Number(new URL(sim.zmqEndpoint!.replace('tcp:', 'http:')).port);
-    ({ cp, core } = await start({ forwards: [{ port: 8000, target: sim.port }, { port: 5557, target: zmqPort }] }));
+    ({ cp, core } = await start({
+      forwards: [
+        { port: 8000, target: sim.port },
+        { port: 5557, target: zmqPort },
+      ],
+    }));
     await ensureNs(core, NS);
-    await createPod(core, { namespace: NS, name: 'lab-worker-0', labels: { 'app.kubernetes.io/name': 'dynamo-lab-worker' }, nodeName: 'gpu-node-1' });
+    await createPod(core, {
+      namespace: NS,
+      name: 'lab-worker-0',
+      labels: { 'app.kubernetes.io/name': 'dynamo-lab-worker' },
+      nodeName: 'gpu-node-1',
+    });
     await waitPodReady(core, NS, 'lab-worker-0');
   });
   after(async () => {
@@ -34,23 +44,43 @@ describe('cluster: router --discover', { skip, timeout: 300_000 }, () => {
   });
 
   it('finds the pod, forwards its ports, consumes its KV events and routes to it', async () => {
-    const r = spawnCli(['router', '--discover', SELECTOR, '--namespace', NS, '--port', '0', '--json', '--health-interval', '0'], envFor(cp));
+    const r = spawnCli(
+      ['router', '--discover', SELECTOR, '--namespace', NS, '--port', '0', '--json', '--health-interval', '0'],
+      envFor(cp),
+    );
     try {
       await r.waitFor(/"url":"http:\/\/127\.0\.0\.1:\d+"/, 60_000);
-      const info = JSON.parse(r.out.stdout.trim().split('\n')[0]!) as { url: string; events: string; workers: Array<{ id: string; url: string }> };
+      const info = JSON.parse(r.out.stdout.trim().split('\n')[0]!) as {
+        url: string;
+        events: string;
+        workers: Array<{ id: string; url: string }>;
+      };
       assert.equal(info.events, 'zmq');
-      assert.deepEqual(info.workers.map((w) => w.id), ['lab-worker-0']);
+      assert.deepEqual(
+        info.workers.map((w) => w.id),
+        ['lab-worker-0'],
+      );
       assert.match(info.workers[0]!.url, /^http:\/\/127\.0\.0\.1:\d+$/);
 
       const ask = async (content: string) => {
         const res = await fetch(`${info.url}/v1/chat/completions`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ messages: [{ role: 'system', content: 'You answer questions about the history of computing, in detail. '.repeat(8) }, { role: 'user', content }], max_tokens: 4 }),
+          body: JSON.stringify({
+            messages: [
+              { role: 'system', content: 'You answer questions about the history of computing, in detail. '.repeat(8) },
+              { role: 'user', content },
+            ],
+            max_tokens: 4,
+          }),
         });
         assert.equal(res.status, 200, await res.clone().text());
         const body = (await res.json()) as { usage: { prompt_tokens_details?: { cached_tokens?: number } } };
-        return { worker: res.headers.get('x-dynamo-lab-worker'), overlap: Number(res.headers.get('x-dynamo-lab-overlap-blocks')), cached: body.usage.prompt_tokens_details?.cached_tokens ?? 0 };
+        return {
+          worker: res.headers.get('x-dynamo-lab-worker'),
+          overlap: Number(res.headers.get('x-dynamo-lab-overlap-blocks')),
+          cached: body.usage.prompt_tokens_details?.cached_tokens ?? 0,
+        };
       };
       const first = await ask('Who built the first stored-program computer?');
       assert.equal(first.worker, 'lab-worker-0');

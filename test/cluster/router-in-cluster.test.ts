@@ -53,11 +53,34 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
       namespace: NS,
       body: {
         metadata: { name, labels: { 'app.kubernetes.io/name': 'dynamo-lab-worker' } },
-        spec: { nodeName: 'outside-node', containers: [{ name: 'main', image: 'example.invalid/vllm:1', ports: [{ name: 'http', containerPort: sim.port }, { name: 'kv-events', containerPort: zmqPort }] }] },
+        spec: {
+          nodeName: 'outside-node',
+          containers: [
+            {
+              name: 'main',
+              image: 'example.invalid/vllm:1',
+              ports: [
+                { name: 'http', containerPort: sim.port },
+                { name: 'kv-events', containerPort: zmqPort },
+              ],
+            },
+          ],
+        },
       },
     });
     await core.patchNamespacedPodStatus(
-      { namespace: NS, name, body: { status: { phase: 'Running', podIP: '127.0.0.1', podIPs: [{ ip: '127.0.0.1' }], conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: new Date() }] } } },
+      {
+        namespace: NS,
+        name,
+        body: {
+          status: {
+            phase: 'Running',
+            podIP: '127.0.0.1',
+            podIPs: [{ ip: '127.0.0.1' }],
+            conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: new Date() }],
+          },
+        },
+      },
       mergePatch,
     );
   }
@@ -68,10 +91,22 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
    */
   async function createRaw(body: Record<string, unknown>, query: string): Promise<{ status: number; text: string }> {
     const api = body.apiVersion === 'v1' ? '/api/v1' : `/apis/${String(body.apiVersion)}`;
-    const plural = { Deployment: 'deployments', Service: 'services', ServiceAccount: 'serviceaccounts', Role: 'roles', RoleBinding: 'rolebindings' }[String(body.kind)];
+    const plural = {
+      Deployment: 'deployments',
+      Service: 'services',
+      ServiceAccount: 'serviceaccounts',
+      Role: 'roles',
+      RoleBinding: 'rolebindings',
+    }[String(body.kind)];
     assert.ok(plural, `unexpected kind ${String(body.kind)}`);
     const url = new URL(`${kc.getCurrentCluster()!.server}${api}/namespaces/${NS}/${plural}?${query}`);
-    const opts: https.RequestOptions = { method: 'POST', hostname: url.hostname, port: url.port, path: url.pathname + url.search, headers: { 'content-type': 'application/json' } };
+    const opts: https.RequestOptions = {
+      method: 'POST',
+      hostname: url.hostname,
+      port: url.port,
+      path: url.pathname + url.search,
+      headers: { 'content-type': 'application/json' },
+    };
     await kc.applyToHTTPSOptions(opts);
     return new Promise((resolve, reject) => {
       const req = https.request(opts, (res) => {
@@ -86,7 +121,8 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
 
   before(async () => {
     nats = await startNatsServer();
-    for (let i = 0; i < 3; i++) sims.push(await SimWorker.start({ id: `sim-${i}`, blockSize: 16, port: 0, speedup: 1, zmq: { pubPort: 0 } }));
+    for (let i = 0; i < 3; i++)
+      sims.push(await SimWorker.start({ id: `sim-${i}`, blockSize: 16, port: 0, speedup: 1, zmq: { pubPort: 0 } }));
     ({ cp, kc, core } = await start());
     await ensureNs(core, NS);
   });
@@ -101,7 +137,9 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
     const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
     const dir = join(ROOT, 'manifests', 'router');
     const kinds: string[] = [];
-    for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml')).sort()) {
+    for (const f of readdirSync(dir)
+      .filter((x) => x.endsWith('.yaml'))
+      .sort()) {
       for (const doc of parseAllDocuments(readFileSync(join(dir, f), 'utf8'))) {
         const body = doc.toJS() as Record<string, unknown>;
         const r = await createRaw(body, 'fieldValidation=Strict');
@@ -113,7 +151,8 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
     const d = await apps.readNamespacedDeployment({ namespace: NS, name: 'dynamo-lab-router' });
     assert.ok((d.spec?.replicas ?? 0) >= 2, 'N >= 2 replicas');
     const args = d.spec!.template.spec!.containers[0]!.args!;
-    for (const flag of ['--discover', '--in-cluster', '--router-replica-sync', '--nats']) assert.ok(args.includes(flag), `the pods run ${flag}`);
+    for (const flag of ['--discover', '--in-cluster', '--router-replica-sync', '--nats'])
+      assert.ok(args.includes(flag), `the pods run ${flag}`);
     // Strictness is really on: an unknown field is refused.
     const bad = parseAllDocuments(readFileSync(join(dir, 'service.yaml'), 'utf8'))[0]!.toJS() as Record<string, Record<string, unknown>>;
     bad.metadata!.name = 'strict-check';
@@ -123,28 +162,62 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
     assert.match((JSON.parse(refused.text) as { message: string }).message, /unknown field "spec\.bogusField"/);
     // The role lets the service account list and watch pods, nothing more.
     const role = await rbac.readNamespacedRole({ namespace: NS, name: 'dynamo-lab-router-pod-reader' });
-    assert.deepEqual(role.rules!.map((r) => [r.resources, [...r.verbs].sort()]), [[['pods'], ['get', 'list', 'watch']]]);
+    assert.deepEqual(
+      role.rules!.map((r) => [r.resources, [...r.verbs].sort()]),
+      [[['pods'], ['get', 'list', 'watch']]],
+    );
   });
 
   it('two --in-cluster replicas reach the pods by IP, share bookings over NATS and pick up a new pod', async () => {
     await workerPod('worker-a', sims[0]!);
     await workerPod('worker-b', sims[1]!);
-    const args = ['router', '--discover', SELECTOR, '--in-cluster', '--discover-interval', '0.3', '--namespace', NS, '--router-replica-sync', '--nats', nats.url, '--port', '0', '--json', '--health-interval', '0'];
+    const args = [
+      'router',
+      '--discover',
+      SELECTOR,
+      '--in-cluster',
+      '--discover-interval',
+      '0.3',
+      '--namespace',
+      NS,
+      '--router-replica-sync',
+      '--nats',
+      nats.url,
+      '--port',
+      '0',
+      '--json',
+      '--health-interval',
+      '0',
+    ];
     const routers: RunningCli[] = [spawnCli(args, envFor(cp)), spawnCli(args, envFor(cp))];
     try {
       const infos = [];
       for (const r of routers) {
         await r.waitFor(/"url":"http:\/\/127\.0\.0\.1:\d+"/, 60_000);
-        infos.push(JSON.parse(r.out.stdout.trim().split('\n')[0]!) as { url: string; workers: Array<{ id: string; url: string; zmq?: string }>; replica_sync: { router_id: string } });
+        infos.push(
+          JSON.parse(r.out.stdout.trim().split('\n')[0]!) as {
+            url: string;
+            workers: Array<{ id: string; url: string; zmq?: string }>;
+            replica_sync: { router_id: string };
+          },
+        );
       }
       for (const info of infos) {
-        assert.deepEqual(info.workers.map((w) => [w.id, w.url, w.zmq]), [
-          ['worker-a', `http://127.0.0.1:${sims[0]!.port}`, sims[0]!.zmqEndpoint!.replace('127.0.0.1', '127.0.0.1')],
-          ['worker-b', `http://127.0.0.1:${sims[1]!.port}`, sims[1]!.zmqEndpoint],
-        ]);
+        assert.deepEqual(
+          info.workers.map((w) => [w.id, w.url, w.zmq]),
+          [
+            ['worker-a', `http://127.0.0.1:${sims[0]!.port}`, sims[0]!.zmqEndpoint!.replace('127.0.0.1', '127.0.0.1')],
+            ['worker-b', `http://127.0.0.1:${sims[1]!.port}`, sims[1]!.zmqEndpoint],
+          ],
+        );
       }
       const [a, b] = infos as [(typeof infos)[0], (typeof infos)[0]];
-      const loads = async (url: string) => new Map(((await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; active_requests: number }> }).workers.map((w) => [w.id, w.active_requests]));
+      const loads = async (url: string) =>
+        new Map(
+          ((await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; active_requests: number }> }).workers.map(
+            (w) => [w.id, w.active_requests],
+          ),
+        );
       // Long streams through A and B: both count all of them on the same workers.
       const streams = [];
       const stop = new AbortController();
@@ -153,7 +226,11 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
           method: 'POST',
           signal: stop.signal,
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ messages: [{ role: 'user', content: `cluster request ${i} ${'about routers '.repeat(20 + i)}` }], max_tokens: 3000, stream: true }),
+          body: JSON.stringify({
+            messages: [{ role: 'user', content: `cluster request ${i} ${'about routers '.repeat(20 + i)}` }],
+            max_tokens: 3000,
+            stream: true,
+          }),
         });
         assert.equal(res.status, 200);
         streams.push(res.arrayBuffer().catch(() => undefined));

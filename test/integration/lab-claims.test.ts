@@ -13,13 +13,26 @@ const RUNS = Number(process.env.DYNAMO_LAB_CLAIM_RUNS ?? 2);
 
 interface Doc {
   status: string;
-  steps: Array<{ id: string; status: string; error?: string; results?: Array<{ kind: string; ok?: boolean; text?: string; title?: string; columns?: Array<{ header: string }>; rows?: string[][] }> }>;
-  comparison?: Array<{ group: string; kv?: { n: number; ttft_avg_ms: number }; other?: { n: number; ttft_avg_ms: number }; ratio?: number }>;
+  steps: Array<{
+    id: string;
+    status: string;
+    error?: string;
+    results?: Array<{ kind: string; ok?: boolean; text?: string; title?: string; columns?: Array<{ header: string }>; rows?: string[][] }>;
+  }>;
+  comparison?: Array<{
+    group: string;
+    kv?: { n: number; ttft_avg_ms: number };
+    other?: { n: number; ttft_avg_ms: number };
+    ratio?: number;
+  }>;
   ab?: unknown[];
 }
 
 async function runLab(lab: string): Promise<Doc> {
-  const r = await runCli(['start', '--lab', lab, '--target', 'local', '--yes', '--json'], { env: { DYNAMO_LAB_STATE_DIR: tempStateDir() }, timeoutMs: 600_000 });
+  const r = await runCli(['start', '--lab', lab, '--target', 'local', '--yes', '--json'], {
+    env: { DYNAMO_LAB_STATE_DIR: tempStateDir() },
+    timeoutMs: 600_000,
+  });
   const doc = JSON.parse(r.stdout) as Doc;
   assert.equal(r.code, 0, `${lab} exited ${r.code}: ${JSON.stringify(doc.steps.filter((s) => s.status === 'failed'))}`);
   assert.equal(doc.status, 'finished');
@@ -42,12 +55,21 @@ for (const lab of ['kv-routing', 'kv-demo']) {
       for (const c of long) {
         assert.equal(c.kv!.n, c.other!.n, `${c.group}: equal request counts per mode`);
         assert.equal(c.kv!.n, 3);
-        assert.ok(c.ratio! >= 3, `${lab} run ${i + 1}: ${c.group} kv ${c.kv!.ttft_avg_ms} ms vs round-robin ${c.other!.ttft_avg_ms} ms = ${c.ratio}x`);
+        assert.ok(
+          c.ratio! >= 3,
+          `${lab} run ${i + 1}: ${c.group} kv ${c.kv!.ttft_avg_ms} ms vs round-robin ${c.other!.ttft_avg_ms} ms = ${c.ratio}x`,
+        );
       }
       // The per-request table, with its header, is in the results of the demo steps.
-      const tables = doc.steps.flatMap((s) => s.results ?? []).filter((r) => r.kind === 'table' && r.columns?.some((c) => c.header === 'cached/prompt'));
+      const tables = doc.steps
+        .flatMap((s) => s.results ?? [])
+        .filter((r) => r.kind === 'table' && r.columns?.some((c) => c.header === 'cached/prompt'));
       assert.ok(tables.length >= 4, `${lab}: per-request tables`);
-      for (const t of tables) assert.deepEqual(t.columns!.map((c) => c.header), ['#', 'prompt', 'worker', 'cached/prompt', 'cached share', 'TTFT ms']);
+      for (const t of tables)
+        assert.deepEqual(
+          t.columns!.map((c) => c.header),
+          ['#', 'prompt', 'worker', 'cached/prompt', 'cached share', 'TTFT ms'],
+        );
     }
   });
 }
@@ -59,7 +81,10 @@ for (const lab of ['distributed', 'grove', 'router-ab']) {
     if (lab === 'router-ab') {
       const ab = doc.ab as Array<{ columns: Array<{ header: string }>; rows: string[][] }> | undefined;
       assert.ok(ab?.length, 'router-ab --json carries the A/B table');
-      assert.deepEqual(ab[0]!.columns.map((c) => c.header), ['mode', 'TTFT avg ms', 'p50', 'p99', 'hit rate', 'oracle', 'hit / oracle']);
+      assert.deepEqual(
+        ab[0]!.columns.map((c) => c.header),
+        ['mode', 'TTFT avg ms', 'p50', 'p99', 'hit rate', 'oracle', 'hit / oracle'],
+      );
       assert.deepEqual(ab[0]!.rows.map((r) => r[0]).sort(), ['kv', 'round-robin']);
     }
   });

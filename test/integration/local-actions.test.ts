@@ -51,7 +51,12 @@ const lab: LabDefinition = {
 test('every local action works end to end and cleanup frees every port', { timeout: 90_000 }, async () => {
   const session = new LocalSession();
   const lines: string[] = [];
-  const controller = new LabController({ lab, target: 'local', runner: new LocalRunner(session, flattenSteps(lab)), signal: new AbortController().signal });
+  const controller = new LabController({
+    lab,
+    target: 'local',
+    runner: new LocalRunner(session, flattenSteps(lab)),
+    signal: new AbortController().signal,
+  });
   controller.subscribe(() => {
     const cur = controller.state.steps[controller.state.current];
     if (cur) lines.splice(0, lines.length, ...cur.output);
@@ -73,7 +78,10 @@ test('every local action works end to end and cleanup frees every port', { timeo
   // multi-turn: the follow-ups resend the conversation, so they reuse its blocks on the same worker.
   const mt = session.demo.filter((d) => d.group === 'multi-turn');
   assert.equal(mt.length, 3);
-  assert.ok(mt[2]!.prompt_tokens! > mt[1]!.prompt_tokens! && mt[1]!.prompt_tokens! > mt[0]!.prompt_tokens!, 'each turn carries the history');
+  assert.ok(
+    mt[2]!.prompt_tokens! > mt[1]!.prompt_tokens! && mt[1]!.prompt_tokens! > mt[0]!.prompt_tokens!,
+    'each turn carries the history',
+  );
   assert.ok(mt[1]!.cached_tokens! > 16 && mt[2]!.cached_tokens! > mt[1]!.cached_tokens!, JSON.stringify(mt.map((m) => m.cached_tokens)));
   // round-robin spread over three workers.
   assert.equal(new Set(session.demo.filter((d) => d.group === 'load-spread').map((d) => d.worker)).size, 3);

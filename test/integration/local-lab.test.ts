@@ -8,7 +8,15 @@ interface LabJson {
   target: string;
   status: string;
   sections: Array<{ id: string; status: string }>;
-  demo: Array<{ mode: string; group: string; prompt: string; worker: string; cached_tokens: number; prompt_tokens: number; ttft_ms: number }>;
+  demo: Array<{
+    mode: string;
+    group: string;
+    prompt: string;
+    worker: string;
+    cached_tokens: number;
+    prompt_tokens: number;
+    ttft_ms: number;
+  }>;
   endpoints: Array<{ id: string; url: string }>;
   progress_file: string;
 }
@@ -21,12 +29,18 @@ test('start --target local --yes --json runs the whole kv-routing lab without a 
   assert.equal(doc.lab, 'kv-routing');
   assert.equal(doc.target, 'local');
   assert.equal(doc.status, 'finished');
-  assert.deepEqual(doc.sections.map((s) => s.id), ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'long-prefix', 'cleanup']);
+  assert.deepEqual(
+    doc.sections.map((s) => s.id),
+    ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'long-prefix', 'cleanup'],
+  );
   for (const s of doc.sections) assert.equal(s.status, 'done', `section ${s.id}`);
 
   const kv = doc.demo.filter((d) => d.mode === 'kv' && d.group === 'shared-prefix');
   const rr = doc.demo.filter((d) => d.mode === 'round-robin' && d.group === 'shared-prefix');
-  assert.deepEqual(kv.map((d) => d.prompt), ['Explain quantum computing', 'Explain quantum computing in simple terms', 'Explain quantum computing briefly']);
+  assert.deepEqual(
+    kv.map((d) => d.prompt),
+    ['Explain quantum computing', 'Explain quantum computing in simple terms', 'Explain quantum computing briefly'],
+  );
   // kv: requests 2 and 3 follow request 1 and reuse its cached prefix.
   assert.ok(kv[0]!.worker, 'request 1 reports its worker');
   assert.equal(kv[1]!.worker, kv[0]!.worker);
@@ -65,7 +79,12 @@ test('a usage error exits 2 with a message naming the problem', async () => {
 });
 
 test('--version prints the package version; --help lists the commands', async () => {
-  const pkg = JSON.parse(readFileSync(new URL(import.meta.url.includes('/dist/test/') ? '../../../package.json' : '../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(
+    readFileSync(
+      new URL(import.meta.url.includes('/dist/test/') ? '../../../package.json' : '../../package.json', import.meta.url),
+      'utf8',
+    ),
+  ) as { version: string };
   const v = await runCli(['--version']);
   assert.equal(v.code, 0);
   assert.equal(v.stdout.trim(), pkg.version);

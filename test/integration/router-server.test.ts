@@ -13,7 +13,13 @@ let router: RouterServer;
 
 before(async () => {
   workers = await Promise.all([0, 1, 2].map((i) => SimWorker.start({ id: `worker-${i}`, blockSize: 16, port: 0, speedup: 0 })));
-  router = await RouterServer.start({ workers: workers.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })), blockSize: 16, port: 0, mode: 'kv', seed: 1 });
+  router = await RouterServer.start({
+    workers: workers.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })),
+    blockSize: 16,
+    port: 0,
+    mode: 'kv',
+    seed: 1,
+  });
 });
 
 after(async () => {
@@ -28,7 +34,16 @@ test('the openai client streams through the router, and a shared prefix sticks t
   const served: string[] = [];
   for (const q of ['Summarise it.', 'List three dates.', 'Who is mentioned first?']) {
     const { data: stream, response } = await client.chat.completions
-      .create({ model: 'Qwen/Qwen2.5-1.5B-Instruct', messages: [{ role: 'system', content: longContext }, { role: 'user', content: q }], max_tokens: 8, stream: true, stream_options: { include_usage: true } })
+      .create({
+        model: 'Qwen/Qwen2.5-1.5B-Instruct',
+        messages: [
+          { role: 'system', content: longContext },
+          { role: 'user', content: q },
+        ],
+        max_tokens: 8,
+        stream: true,
+        stream_options: { include_usage: true },
+      })
       .withResponse();
     served.push(response.headers.get('x-dynamo-lab-worker') ?? '');
     assert.equal(response.headers.get('x-dynamo-lab-mode'), 'kv');
@@ -42,7 +57,10 @@ test('the openai client streams through the router, and a shared prefix sticks t
     assert.ok(text.length > 0, 'streamed some text');
     assert.ok(usage && usage.prompt_tokens > 300, `usage ${JSON.stringify(usage)}`);
   }
-  assert.ok(served.every((w) => w === served[0] && w.startsWith('worker-')), `served by ${served.join(', ')}`);
+  assert.ok(
+    served.every((w) => w === served[0] && w.startsWith('worker-')),
+    `served by ${served.join(', ')}`,
+  );
 
   // /debug/decisions shows why: the chosen worker had the overlap, and the cost formula holds.
   const { decisions } = (await (await fetch(`${router.url}/debug/decisions?limit=3`)).json()) as { decisions: Array<Record<string, any>> };
@@ -67,7 +85,9 @@ test('non-streaming completions report cached tokens; the router records them', 
   await client.completions.create(body);
   const second = await client.completions.create({ ...body, prompt: `${longContext} Question two.` });
   assert.ok((second.usage as any)?.prompt_tokens_details?.cached_tokens > 0);
-  const decisions = (await (await fetch(`${router.url}/debug/decisions?limit=1`)).json()) as { decisions: Array<{ achieved_cached_tokens?: number; cached_tokens: number }> };
+  const decisions = (await (await fetch(`${router.url}/debug/decisions?limit=1`)).json()) as {
+    decisions: Array<{ achieved_cached_tokens?: number; cached_tokens: number }>;
+  };
   assert.equal(decisions.decisions[0]!.achieved_cached_tokens, (second.usage as any).prompt_tokens_details.cached_tokens);
 });
 
@@ -76,7 +96,11 @@ test('round-robin alternates; /v1/models, /health and /metrics answer', async ()
   try {
     const seen: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const r = await fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'Qwen/Qwen2.5-1.5B-Instruct', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }) });
+      const r = await fetch(`${router.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'Qwen/Qwen2.5-1.5B-Instruct', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }),
+      });
       assert.equal(r.status, 200);
       seen.push(r.headers.get('x-dynamo-lab-worker')!);
       await r.arrayBuffer();
@@ -86,7 +110,10 @@ test('round-robin alternates; /v1/models, /health and /metrics answer', async ()
     router.setMode('kv');
   }
   const models = (await (await fetch(`${router.url}/v1/models`)).json()) as { data: Array<{ id: string }> };
-  assert.deepEqual(models.data.map((m) => m.id), ['Qwen/Qwen2.5-1.5B-Instruct']);
+  assert.deepEqual(
+    models.data.map((m) => m.id),
+    ['Qwen/Qwen2.5-1.5B-Instruct'],
+  );
   assert.equal((await fetch(`${router.url}/health`)).status, 200);
   const metrics = await (await fetch(`${router.url}/metrics`)).text();
   assert.match(metrics, /dynamo_component_router_requests_total\{mode="kv"\} \d+/);
@@ -96,7 +123,8 @@ test('round-robin alternates; /v1/models, /health and /metrics answer', async ()
 });
 
 test('bad requests get OpenAI-shaped errors', async () => {
-  const post = (path: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) => fetch(`${router.url}${path}`, { method: 'POST', headers, body });
+  const post = (path: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
+    fetch(`${router.url}${path}`, { method: 'POST', headers, body });
   const bad = await post('/v1/chat/completions', '{nope');
   assert.equal(bad.status, 400);
   const err = (await bad.json()) as { error: { message: string; type: string; code: unknown } };
@@ -119,7 +147,11 @@ test('a worker that is down before the first byte is skipped, not surfaced to th
   router.setMode('round-robin');
   try {
     for (let i = 0; i < 4; i++) {
-      const r = await fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }], max_tokens: 2 }) });
+      const r = await fetch(`${router.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }], max_tokens: 2 }),
+      });
       assert.equal(r.status, 200, await r.clone().text());
       assert.notEqual(r.headers.get('x-dynamo-lab-worker'), 'doomed');
       await r.arrayBuffer();

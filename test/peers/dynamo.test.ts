@@ -66,13 +66,23 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
       '    ids = ids if isinstance(ids, list) else ids["input_ids"]',
       '    print(json.dumps(ids))',
     ].join('\n');
-    const out = await $({ env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_VERBOSITY: 'error' } })`${venv!.python} -c ${code} ${model.path} ${JSON.stringify(conversations)}`;
-    const theirs = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as number[]);
+    const out = await $({
+      env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_VERBOSITY: 'error' },
+    })`${venv!.python} -c ${code} ${model.path} ${JSON.stringify(conversations)}`;
+    const theirs = out.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as number[]);
     for (let i = 0; i < conversations.length; i++) assert.deepEqual(theirs[i], await tokenizeChat(conversations[i]!), `conversation ${i}`);
   });
 
   it('serves on loopback only and routes a shared prefix to the worker that holds it', async () => {
-    dyn = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-kv')!, { venv: venv!, model, shape: { workers: 2, gpuBlocks: 1024, blockSize: 16, speedup: 0 }, dir: join(dir, 'run') });
+    dyn = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-kv')!, {
+      venv: venv!,
+      model,
+      shape: { workers: 2, gpuBlocks: 1024, blockSize: 16, speedup: 0 },
+      dir: join(dir, 'run'),
+    });
     const loop = await checkLoopback(dyn.daemons.map((d) => d.proc.pid!));
     assert.ok(loop.ok, `sockets off loopback:\n${describeOffenders(loop)}`);
     assert.ok(loop.listening >= 2, `expected the frontend and the request plane listening, saw ${loop.listening}`);
@@ -83,7 +93,13 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
     const cached: number[] = [];
     for (const q of ['Summarize it.', 'List the risks.', 'Who owns it?']) {
       const raw = await client.completions
-        .create({ model: model.name, prompt: prefix + q, max_tokens: 4, temperature: 0, nvext: { extra_fields: ['worker_id'] } } as unknown as OpenAI.CompletionCreateParamsNonStreaming)
+        .create({
+          model: model.name,
+          prompt: prefix + q,
+          max_tokens: 4,
+          temperature: 0,
+          nvext: { extra_fields: ['worker_id'] },
+        } as unknown as OpenAI.CompletionCreateParamsNonStreaming)
         .asResponse();
       const text = await raw.text(); // instance ids exceed 2^53: read them as text
       const w = /"decode_worker_id":(\d+)/.exec(text)?.[1];
@@ -96,7 +112,8 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
     // The shared text prefix is this many whole 16-token blocks (the last one may merge with the question).
     const prefixBlocks = Math.floor((await (await loadChatTokenizer()).encode(prefix)).length / 16);
     assert.ok(prefixBlocks >= 8, `prefix too short for the test (${prefixBlocks} blocks)`);
-    for (const c of cached.slice(1)) assert.ok(c >= 16 * (prefixBlocks - 1), `later requests should reuse the ${prefixBlocks}-block prefix, cached ${cached.join(', ')}`);
+    for (const c of cached.slice(1))
+      assert.ok(c >= 16 * (prefixBlocks - 1), `later requests should reuse the ${prefixBlocks}-block prefix, cached ${cached.join(', ')}`);
     assert.ok(dyn.workerIds().includes(workers[0]!), `chosen ${workers[0]} not among the mocker's workers ${dyn.workerIds().join(', ')}`);
     const log = stripVTControlCharacters(dyn.daemons.find((d) => d.name === 'dynamo-frontend')!.output());
     const selected = [...log.matchAll(/Selected worker .*?worker_id=(\d+)/g)].map((m) => m[1]);
@@ -108,18 +125,53 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
     const ids = dyn.workerIds();
     const router = startDaemon(
       'dynamo-lab-router',
-      [...cliArgv(), 'router', ...ids.flatMap((id, i) => ['--worker', `id=w${i},url=${dyn!.url},worker_id=${id}`]), '--events', dyn.dynamo.natsUrl, '--nats-namespace', dyn.dynamo.namespace, '--nats-component', 'backend', '--port', '0', '--json', '--health-interval', '0'],
+      [
+        ...cliArgv(),
+        'router',
+        ...ids.flatMap((id, i) => ['--worker', `id=w${i},url=${dyn!.url},worker_id=${id}`]),
+        '--events',
+        dyn.dynamo.natsUrl,
+        '--nats-namespace',
+        dyn.dynamo.namespace,
+        '--nats-component',
+        'backend',
+        '--port',
+        '0',
+        '--json',
+        '--health-interval',
+        '0',
+      ],
       { logDir: join(dir, 'run') },
     );
     try {
-      const url = await waitFor('dynamo-lab router', async () => {
-        const l = router.output().split('\n').find((x) => x.startsWith('{'));
-        return l ? (JSON.parse(l) as { url: string }).url : undefined;
-      }, { timeoutMs: 60_000, daemons: [router] });
-      await waitFor('the router subscribed to NATS', async () => ((await getJson(`${url}/debug/workers`)) as { nats?: { connected?: boolean } }).nats?.connected ? true : undefined, { timeoutMs: 20_000, daemons: [router] });
+      const url = await waitFor(
+        'dynamo-lab router',
+        async () => {
+          const l = router
+            .output()
+            .split('\n')
+            .find((x) => x.startsWith('{'));
+          return l ? (JSON.parse(l) as { url: string }).url : undefined;
+        },
+        { timeoutMs: 60_000, daemons: [router] },
+      );
+      await waitFor(
+        'the router subscribed to NATS',
+        async () => (((await getJson(`${url}/debug/workers`)) as { nats?: { connected?: boolean } }).nats?.connected ? true : undefined),
+        { timeoutMs: 20_000, daemons: [router] },
+      );
       // A new prefix, sent to Dynamo's frontend: the mocker worker it lands on stores blocks and publishes them.
       const text = await (
-        await fetch(`${dyn.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: model.name, prompt: 'An unrelated note about river boats and their engines. '.repeat(8), max_tokens: 2, nvext: { extra_fields: ['worker_id'] } }) })
+        await fetch(`${dyn.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: model.name,
+            prompt: 'An unrelated note about river boats and their engines. '.repeat(8),
+            max_tokens: 2,
+            nvext: { extra_fields: ['worker_id'] },
+          }),
+        })
       ).text();
       const chosen = /"decode_worker_id":(\d+)/.exec(text)?.[1];
       assert.ok(chosen && ids.includes(chosen), `Dynamo chose ${chosen}`);
@@ -132,7 +184,12 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
         },
         { timeoutMs: 20_000, daemons: [router] },
       );
-      for (const w of view.workers) if (w.dynamo_worker_id !== chosen) assert.ok(w.cached_blocks <= view.workers.find((x) => x.dynamo_worker_id === chosen)!.cached_blocks, 'the other worker holds no more of it');
+      for (const w of view.workers)
+        if (w.dynamo_worker_id !== chosen)
+          assert.ok(
+            w.cached_blocks <= view.workers.find((x) => x.dynamo_worker_id === chosen)!.cached_blocks,
+            'the other worker holds no more of it',
+          );
     } finally {
       await stopDaemon(router);
     }

@@ -37,7 +37,11 @@ describe('lab engine: --engine dynamo (real Dynamo 1.6.1 frontend + mocker)', { 
     const state = mkdtempSync(join(tmpdir(), 'dynamo-lab-engine-state-'));
     try {
       const argv = [...cliArgv(), 'start', '--lab', 'kv-routing', '--target', 'local', '--engine', 'dynamo', '--yes', '--json', '--reset'];
-      const r = await execa(argv[0]!, argv.slice(1), { reject: false, env: { ...process.env, XDG_STATE_HOME: state, CI: 'true', FORCE_COLOR: '0' }, timeout: 540_000 });
+      const r = await execa(argv[0]!, argv.slice(1), {
+        reject: false,
+        env: { ...process.env, XDG_STATE_HOME: state, CI: 'true', FORCE_COLOR: '0' },
+        timeout: 540_000,
+      });
       assert.equal(r.exitCode, 0, `exit ${r.exitCode}\n${r.stderr.slice(-3000)}`);
       const out = JSON.parse(r.stdout) as { status: string; steps: Array<{ id: string; status: string }>; demo: Demo[] };
       assert.equal(out.status, 'finished');
@@ -46,8 +50,13 @@ describe('lab engine: --engine dynamo (real Dynamo 1.6.1 frontend + mocker)', { 
       const kv = out.demo.filter((d) => d.mode === 'kv' && d.group === 'shared-prefix');
       assert.equal(kv.length, 3);
       assert.ok(kv[0]!.worker, 'the frontend named the worker (nvext worker_id)');
-      assert.deepEqual(new Set(kv.map((d) => d.worker)).size, 1, `kv should keep the series on one worker: ${kv.map((d) => d.worker).join(', ')}`);
-      for (const d of kv.slice(1)) assert.ok((d.cached_tokens ?? 0) >= 16, `later kv requests reuse at least one block, got ${d.cached_tokens}`);
+      assert.deepEqual(
+        new Set(kv.map((d) => d.worker)).size,
+        1,
+        `kv should keep the series on one worker: ${kv.map((d) => d.worker).join(', ')}`,
+      );
+      for (const d of kv.slice(1))
+        assert.ok((d.cached_tokens ?? 0) >= 16, `later kv requests reuse at least one block, got ${d.cached_tokens}`);
       const rr = out.demo.filter((d) => d.mode === 'round-robin');
       for (let i = 1; i < rr.length; i++) assert.notEqual(rr[i]!.worker, rr[i - 1]!.worker, 'round-robin alternates');
 
@@ -61,7 +70,16 @@ describe('lab engine: --engine dynamo (real Dynamo 1.6.1 frontend + mocker)', { 
       const selected = [...section.matchAll(/Selected worker router_mode="(kv|round-robin)".*?worker_id=(\d+)/g)];
       assert.equal(selected.filter((m) => m[1] === 'kv').length, 5, `five kv decisions in the log step:\n${section.slice(0, 2000)}`);
       assert.equal(selected.filter((m) => m[1] === 'round-robin').length, 5, 'five round-robin decisions');
-      assert.equal(new Set(selected.filter((m) => m[1] === 'kv').slice(0, 3).map((m) => m[2])).size, 1, 'the frontend logged one worker for the shared-prefix series');
+      assert.equal(
+        new Set(
+          selected
+            .filter((m) => m[1] === 'kv')
+            .slice(0, 3)
+            .map((m) => m[2]),
+        ).size,
+        1,
+        'the frontend logged one worker for the shared-prefix series',
+      );
 
       // dynamo-lab's router indexed the mocker's real KV events (NATS): blocks exactly on the workers that served kv requests.
       const view = text.slice(text.indexOf('(router-view)'), text.indexOf('(demo-round-robin)'));

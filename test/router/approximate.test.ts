@@ -46,7 +46,10 @@ test('--router-ttl-secs sets the TTL; expire() runs it without a route', () => {
 });
 
 test('approximate lru: each worker keeps at most its KV capacity, least recently routed tails go first', () => {
-  const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false, approximateCachePolicy: 'lru', approximateCapacityBlocks: 10 }) });
+  const r = new KvRouter({
+    blockSize: BS,
+    config: configFromFlags({ useKvEvents: false, approximateCachePolicy: 'lru', approximateCapacityBlocks: 10 }),
+  });
   r.addWorker('a');
   const A = prompt(8, 1);
   const B = prompt(8, 1_000);

@@ -35,7 +35,16 @@ const dynStored = {
   event: {
     event_id: 3,
     dp_rank: 1,
-    data: { stored: { parent_hash: BIG, start_position: null, blocks: [{ block_hash: 11n, tokens_hash: 12, mm_extra_info: null }, { block_hash: BIG + 1n, tokens_hash: 14 }] } },
+    data: {
+      stored: {
+        parent_hash: BIG,
+        start_position: null,
+        blocks: [
+          { block_hash: 11n, tokens_hash: 12, mm_extra_info: null },
+          { block_hash: BIG + 1n, tokens_hash: 14 },
+        ],
+      },
+    },
   },
 };
 
@@ -80,9 +89,17 @@ test('Dynamo RouterEvent JSON text keeps u64 exact (string and bytes)', () => {
     const r = ok(decodeDynamoEvents(input));
     const e = r.events[0]!;
     assert.equal(e.workerId, '18446744073709551615');
-    assert.deepEqual(e.data, { type: 'stored', parentHash: null, blocks: [{ blockHash: 18446744073709551614n, tokensHash: 9007199254740993n }] });
+    assert.deepEqual(e.data, {
+      type: 'stored',
+      parentHash: null,
+      blocks: [{ blockHash: 18446744073709551614n, tokensHash: 9007199254740993n }],
+    });
   }
-  assert.deepEqual(parseJsonExact('{"a":"12345678901234567890","b":12345678901234567890,"c":1.5e3}'), { a: '12345678901234567890', b: '12345678901234567890', c: 1500 });
+  assert.deepEqual(parseJsonExact('{"a":"12345678901234567890","b":12345678901234567890,"c":1.5e3}'), {
+    a: '12345678901234567890',
+    b: '12345678901234567890',
+    c: 1500,
+  });
 });
 
 test('Dynamo decoder rejects garbage without throwing', () => {
@@ -139,7 +156,24 @@ function expectStored(e: RouterEvent, parent: bigint | null, hashes: bigint[], t
 test('vLLM positional batch with tagged-array events, signed hashes and tail fields', () => {
   const events = [
     ['BlockStored', [NEG, 2], null, toks8, BS, null, 'GPU', null, null],
-    ['BlockStored', [3], 2, [9, 10, 11, 12], BS, null, 'GPU', 'my-lora', null, 0, 'full_attention', null, 'LOCAL', null, 'sess', 'future-field'],
+    [
+      'BlockStored',
+      [3],
+      2,
+      [9, 10, 11, 12],
+      BS,
+      null,
+      'GPU',
+      'my-lora',
+      null,
+      0,
+      'full_attention',
+      null,
+      'LOCAL',
+      null,
+      'sess',
+      'future-field',
+    ],
     ['BlockRemoved', [NEG], 'GPU'],
     ['BlockRemoved', [2], 'GPU', 0],
     ['AllBlocksCleared'],
@@ -148,13 +182,16 @@ test('vLLM positional batch with tagged-array events, signed hashes and tail fie
   assert.equal(r.dpRank, 2);
   assert.equal(r.dropped, undefined);
   assert.equal(r.nextEventId, 15);
-  assert.deepEqual(r.events.map((e) => [e.workerId, e.dpRank, e.eventId, e.storageTier]), [
-    ['w', 2, 10, 'device'],
-    ['w', 2, 11, 'device'],
-    ['w', 2, 12, 'device'],
-    ['w', 2, 13, 'device'],
-    ['w', 2, 14, 'device'],
-  ]);
+  assert.deepEqual(
+    r.events.map((e) => [e.workerId, e.dpRank, e.eventId, e.storageTier]),
+    [
+      ['w', 2, 10, 'device'],
+      ['w', 2, 11, 'device'],
+      ['w', 2, 12, 'device'],
+      ['w', 2, 13, 'device'],
+      ['w', 2, 14, 'device'],
+    ],
+  );
   const negU = (1n << 64n) + NEG;
   expectStored(r.events[0]!, null, [negU, 2n], toks8);
   expectStored(r.events[1]!, 2n, [3n], [9, 10, 11, 12], 'my-lora');
@@ -166,14 +203,28 @@ test('vLLM positional batch with tagged-array events, signed hashes and tail fie
 
 test('vLLM map batch with map events (newer vLLM / mocker shape), null rank, u64 hashes', () => {
   const events = [
-    { type: 'BlockStored', block_hashes: [BIG], parent_block_hash: null, token_ids: [1, 2, 3, 4], block_size: BS, medium: 'CPU', group_idx: 0 },
+    {
+      type: 'BlockStored',
+      block_hashes: [BIG],
+      parent_block_hash: null,
+      token_ids: [1, 2, 3, 4],
+      block_size: BS,
+      medium: 'CPU',
+      group_idx: 0,
+    },
     { type: 'BlockStored', block_hashes: [BIG + 5n], parent_block_hash: BIG, token_ids: [5, 6, 7, 8], block_size: BS, lora_name: null },
     { type: 'BlockRemoved', block_hashes: [BIG], medium: 'DISK' },
   ];
   const r = ok(decodeVllmZmqBatch(enc({ ts: 1.0, events, data_parallel_rank: null }), { workerId: 'm', blockSize: BS }));
   assert.equal(r.dpRank, 0);
-  assert.deepEqual(r.events.map((e) => e.storageTier), ['host_pinned', 'device', 'disk']);
-  assert.deepEqual(r.events.map((e) => e.eventId), [0, 1, 2]);
+  assert.deepEqual(
+    r.events.map((e) => e.storageTier),
+    ['host_pinned', 'device', 'disk'],
+  );
+  assert.deepEqual(
+    r.events.map((e) => e.eventId),
+    [0, 1, 2],
+  );
   expectStored(r.events[1]!, BIG, [BIG + 5n], [5, 6, 7, 8]);
   // Positional batch of map events, as Dynamo's mocker publishes.
   const r2 = ok(decodeVllmZmqBatch(enc([0.5, events.slice(0, 1), 3]), { workerId: 'm', blockSize: BS }));
@@ -189,7 +240,10 @@ test('vLLM block size mismatch drops the event and the rest of the batch', () =>
   ];
   const r = ok(decodeVllmZmqBatch(enc([0, events, 0]), { workerId: 'w', blockSize: BS }));
   assert.equal(r.events.length, 1);
-  assert.deepEqual(r.dropped!.map((d) => d.index), [1, 2]);
+  assert.deepEqual(
+    r.dropped!.map((d) => d.index),
+    [1, 2],
+  );
   assert.match(r.dropped![0]!.reason, /block_size 8/);
 });
 
@@ -204,16 +258,32 @@ test('vLLM per-event filtering: unknown medium, remote locality, other cache gro
     { type: 'Mystery' },
     'junk',
     ['BlockStored', [new Uint8Array([1, 2])], null, [1, 2, 3, 4], BS, null, 'GPU', null, null],
-    { type: 'BlockStored', block_hashes: [7], parent_block_hash: null, token_ids: [1, 2, 3, 4], block_size: BS, kv_cache_spec_kind: 'sliding_window' },
+    {
+      type: 'BlockStored',
+      block_hashes: [7],
+      parent_block_hash: null,
+      token_ids: [1, 2, 3, 4],
+      block_size: BS,
+      kv_cache_spec_kind: 'sliding_window',
+    },
   ];
   const r = ok(decodeVllmZmqBatch(enc([0, events, 0]), { workerId: 'w', blockSize: BS, eventIdStart: 100 }));
   // The two duplicate-hash events become empty Removed (no-ops) that still take an event id.
-  assert.deepEqual(r.events.map((e) => e.data), [
-    { type: 'removed', blockHashes: [] },
-    { type: 'removed', blockHashes: [] },
-  ]);
-  assert.deepEqual(r.events.map((e) => e.eventId), [100, 101]);
-  assert.deepEqual(r.dropped!.map((d) => d.index), [0, 1, 2, 3, 6, 7, 8, 9]);
+  assert.deepEqual(
+    r.events.map((e) => e.data),
+    [
+      { type: 'removed', blockHashes: [] },
+      { type: 'removed', blockHashes: [] },
+    ],
+  );
+  assert.deepEqual(
+    r.events.map((e) => e.eventId),
+    [100, 101],
+  );
+  assert.deepEqual(
+    r.dropped!.map((d) => d.index),
+    [0, 1, 2, 3, 6, 7, 8, 9],
+  );
 });
 
 test('vLLM decoder: garbage and malformed batches are ok:false, never throw', () => {
@@ -260,11 +330,21 @@ test('decoded vLLM events drive the router; non-device tiers are not indexed', a
   r.addWorker('x');
   const batch = ok(
     decodeVllmZmqBatch(
-      enc([0, [['BlockStored', [NEG, 2], null, toks8, BS, null, 'GPU', null, null], ['BlockStored', [99], null, [50, 51, 52, 53], BS, null, 'CPU', null, null]], 0]),
+      enc([
+        0,
+        [
+          ['BlockStored', [NEG, 2], null, toks8, BS, null, 'GPU', null, null],
+          ['BlockStored', [99], null, [50, 51, 52, 53], BS, null, 'CPU', null, null],
+        ],
+        0,
+      ]),
       { workerId: 'w', blockSize: BS },
     ),
   );
-  assert.deepEqual(batch.events.map((e) => r.applyEvent(e).status), ['ok', 'ignored']);
+  assert.deepEqual(
+    batch.events.map((e) => r.applyEvent(e).status),
+    ['ok', 'ignored'],
+  );
   assert.equal(r.route({ requestId: 'a', tokens: [...toks8, 9], nowMs: 0 }).overlap_blocks, 2);
   assert.equal(r.route({ requestId: 'b', tokens: [50, 51, 52, 53], nowMs: 0 }).overlap_blocks, 0);
 });

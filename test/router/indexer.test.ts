@@ -8,7 +8,11 @@ const seq = (p: number[]) => computeSequenceHashes(local(p));
 function store(p: number[], start = 0): KvCacheEventData {
   const s = seq(p);
   const l = local(p);
-  return { type: 'stored', parentHash: start === 0 ? null : s[start - 1]!, blocks: p.slice(start).map((_, i) => ({ blockHash: s[start + i]!, tokensHash: l[start + i]! })) };
+  return {
+    type: 'stored',
+    parentHash: start === 0 ? null : s[start - 1]!,
+    blocks: p.slice(start).map((_, i) => ({ blockHash: s[start + i]!, tokensHash: l[start + i]! })),
+  };
 }
 const removeLast = (p: number[]): KvCacheEventData => ({ type: 'removed', blockHashes: [seq(p).at(-1)!] });
 
@@ -42,9 +46,22 @@ test('unknown parent drops the whole event; duplicates are an invalid sequence',
   assert.equal(ix.applyData(a, store([1, 2, 3], 2)).status, 'parent_block_not_found');
   assert.equal(ix.indexedBlocks, 0);
   const l = local([1]);
-  assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: [{ blockHash: 5n, tokensHash: l[0]! }, { blockHash: 5n, tokensHash: l[0]! }] }).status, 'invalid_block_sequence');
+  assert.equal(
+    ix.applyData(a, {
+      type: 'stored',
+      parentHash: null,
+      blocks: [
+        { blockHash: 5n, tokensHash: l[0]! },
+        { blockHash: 5n, tokensHash: l[0]! },
+      ],
+    }).status,
+    'invalid_block_sequence',
+  );
   assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: [{ blockHash: 5n, tokensHash: l[0]! }] }).status, 'ok');
-  assert.equal(ix.applyData(a, { type: 'stored', parentHash: 5n, blocks: [{ blockHash: 5n, tokensHash: l[0]! }] }).status, 'invalid_block_sequence');
+  assert.equal(
+    ix.applyData(a, { type: 'stored', parentHash: 5n, blocks: [{ blockHash: 5n, tokensHash: l[0]! }] }).status,
+    'invalid_block_sequence',
+  );
   // Long event (> 16 blocks) takes the table-based duplicate check.
   const long = Array.from({ length: 40 }, (_, i) => ({ blockHash: BigInt(100 + i), tokensHash: BigInt(i) }));
   assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: [...long, long[7]!] }).status, 'invalid_block_sequence');

@@ -4,7 +4,15 @@ import { KvRouter, PolicyConfigError, configFromFlags, parsePolicyConfig } from 
 
 test('policy config: Dynamo 1.6 parameter names map onto the router config', () => {
   const flags = parsePolicyConfig(
-    ['# same file as for python -m dynamo.frontend --router-policy-config', 'overlap_score_credit: 2.5', 'overlap_score_credit_decay: 1', 'prefill_load_scale: 0.5', 'decode_active_request_weight: 3', 'router_temperature: 0.25', ''].join('\n'),
+    [
+      '# same file as for python -m dynamo.frontend --router-policy-config',
+      'overlap_score_credit: 2.5',
+      'overlap_score_credit_decay: 1',
+      'prefill_load_scale: 0.5',
+      'decode_active_request_weight: 3',
+      'router_temperature: 0.25',
+      '',
+    ].join('\n'),
     'p.yaml',
   );
   const c = configFromFlags(flags);
@@ -37,7 +45,11 @@ test('policy config: unknown keys, bad values and bad YAML are clear errors', ()
       },
     );
   };
-  err('overlap_score_weight: 1\n', /p\.yaml: unknown key "overlap_score_weight"/, /overlap_score_credit, overlap_score_credit_decay, prefill_load_scale, decode_active_request_weight, router_temperature/);
+  err(
+    'overlap_score_weight: 1\n',
+    /p\.yaml: unknown key "overlap_score_weight"/,
+    /overlap_score_credit, overlap_score_credit_decay, prefill_load_scale, decode_active_request_weight, router_temperature/,
+  );
   err('router_temperature: -1\n', /router_temperature must be a finite number >= 0, got -1/);
   err('prefill_load_scale: "high"\n', /prefill_load_scale must be a finite number >= 0, got "high"/);
   err('- overlap_score_credit: 1\n', /expected a mapping/);

@@ -39,7 +39,10 @@ const path = fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength:
 /** Realistic events: block_hash = sequence hash of the path, as the mocker / approximate mode. */
 const realisticOp = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('store' as const), w: fc.constantFrom(...WORKERS), path, start: fc.nat(5) }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), w: fc.constantFrom(...WORKERS), paths: fc.array(path, { maxLength: 3 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant('remove' as const), w: fc.constantFrom(...WORKERS), paths: fc.array(path, { maxLength: 3 }) }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const), w: fc.constantFrom(...WORKERS) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), w: fc.constantFrom(...WORKERS) }) },
 );
@@ -73,14 +76,25 @@ const adversarialOp = fc.oneof(
       blocks: fc.array(fc.record({ blockHash: smallHash, tok: fc.integer({ min: 1, max: 3 }) }), { minLength: 1, maxLength: 4 }),
     }),
   },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), w: fc.constantFrom(...WORKERS), hashes: fc.array(smallHash, { maxLength: 4 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('remove' as const),
+      w: fc.constantFrom(...WORKERS),
+      hashes: fc.array(smallHash, { maxLength: 4 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const), w: fc.constantFrom(...WORKERS) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), w: fc.constantFrom(...WORKERS) }) },
 );
 
 function adversarialData(op: any): KvCacheEventData {
   if (op.kind === 'store') {
-    return { type: 'stored', parentHash: op.parent, blocks: op.blocks.map((b: { blockHash: bigint; tok: number }) => ({ blockHash: b.blockHash, tokensHash: local(b.tok) })) };
+    return {
+      type: 'stored',
+      parentHash: op.parent,
+      blocks: op.blocks.map((b: { blockHash: bigint; tok: number }) => ({ blockHash: b.blockHash, tokensHash: local(b.tok) })),
+    };
   }
   if (op.kind === 'remove') return { type: 'removed', blockHashes: op.hashes };
   return { type: 'cleared' };
@@ -120,8 +134,11 @@ function checkAgainstReference(ops: any[], queries: number[][], toData: (op: any
 
 test('indexer == naive reference on realistic event streams', () => {
   fc.assert(
-    fc.property(fc.array(realisticOp, { maxLength: 40 }), fc.array(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 7 }), { minLength: 1, maxLength: 6 }), fc.boolean(), (ops, queries, many) =>
-      checkAgainstReference(ops, queries, realisticData, many),
+    fc.property(
+      fc.array(realisticOp, { maxLength: 40 }),
+      fc.array(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 7 }), { minLength: 1, maxLength: 6 }),
+      fc.boolean(),
+      (ops, queries, many) => checkAgainstReference(ops, queries, realisticData, many),
     ),
     { numRuns: RUNS },
   );
@@ -130,8 +147,18 @@ test('indexer == naive reference on realistic event streams', () => {
 // Dense variant: two workers, alphabet {1, 2}, short paths: empties, detaches and re-stores are common.
 const densePath = fc.array(fc.integer({ min: 1, max: 2 }), { minLength: 1, maxLength: 4 });
 const denseOp = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('store' as const), w: fc.constantFrom('a', 'b'), path: densePath, start: fc.nat(3) }) },
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('remove' as const), w: fc.constantFrom('a', 'b'), paths: fc.array(densePath, { minLength: 1, maxLength: 2 }) }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({ kind: fc.constant('store' as const), w: fc.constantFrom('a', 'b'), path: densePath, start: fc.nat(3) }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('remove' as const),
+      w: fc.constantFrom('a', 'b'),
+      paths: fc.array(densePath, { minLength: 1, maxLength: 2 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const), w: fc.constantFrom('a', 'b') }) },
 );
 
@@ -146,8 +173,11 @@ test('indexer == naive reference on dense realistic streams (detach / re-attach 
 
 test('indexer == naive reference on adversarial event streams (colliding hashes, bad parents)', () => {
   fc.assert(
-    fc.property(fc.array(adversarialOp, { maxLength: 40 }), fc.array(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 5 }), { minLength: 1, maxLength: 6 }), fc.boolean(), (ops, queries, many) =>
-      checkAgainstReference(ops, queries, adversarialData, many),
+    fc.property(
+      fc.array(adversarialOp, { maxLength: 40 }),
+      fc.array(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 5 }), { minLength: 1, maxLength: 6 }),
+      fc.boolean(),
+      (ops, queries, many) => checkAgainstReference(ops, queries, adversarialData, many),
     ),
     { numRuns: RUNS },
   );
@@ -186,7 +216,17 @@ test('memory bound: never more than maxIndexedBlocks entries, evictions counted,
 // ------------------------------------------------------------------------------------------
 
 const loadOp = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('add' as const), id: fc.integer({ min: 0, max: 8 }), w: fc.constantFrom(...WORKERS), path: fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 6 }), prefill: fc.nat(100), dt: fc.nat(100_000) }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('add' as const),
+      id: fc.integer({ min: 0, max: 8 }),
+      w: fc.constantFrom(...WORKERS),
+      path: fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 6 }),
+      prefill: fc.nat(100),
+      dt: fc.nat(100_000),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('prefill' as const), id: fc.integer({ min: 0, max: 8 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('free' as const), id: fc.integer({ min: 0, max: 8 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('expire' as const), dt: fc.nat(200_000) }) },
@@ -194,41 +234,45 @@ const loadOp = fc.oneof(
 
 test('active-load tracker == naive reference (unique blocks, prefill, requests, prefix depth)', () => {
   fc.assert(
-    fc.property(fc.array(loadOp, { maxLength: 60 }), fc.array(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 7 }), { minLength: 1, maxLength: 5 }), (ops, queries) => {
-      const fast = new ActiveSequences();
-      const ref = new RefLoad();
-      const slot = new Map(WORKERS.map((w, i) => [w, i] as const));
-      let now = 0;
-      for (const op of ops) {
-        if (op.kind === 'add') {
-          now += op.dt;
-          const seq = seqPath(op.path);
-          fast.add(`r${op.id}`, slot.get(op.w)!, toPairs(seq), seq.length, op.prefill, now);
-          ref.add({ id: `r${op.id}`, worker: op.w, seq, prefill: op.prefill, start: now });
-        } else if (op.kind === 'prefill') {
-          fast.markPrefillCompleted(`r${op.id}`);
-          ref.prefillDone(`r${op.id}`);
-        } else if (op.kind === 'free') {
-          fast.free(`r${op.id}`);
-          ref.free(`r${op.id}`);
-        } else {
-          now += op.dt;
-          assert.deepEqual(fast.expire(now, 300_000).sort(), ref.expire(now, 300_000).sort());
-        }
-        for (const w of WORKERS) {
-          const s = slot.get(w)!;
-          assert.equal(fast.activeBlocks(s), ref.activeBlocks(w), `active blocks ${w}`);
-          assert.equal(fast.activePrefillTokens(s), ref.prefillTokens(w), `prefill ${w}`);
-          assert.equal(fast.activeRequests(s), ref.requests(w), `requests ${w}`);
-          for (const q of queries) {
-            const seq = seqPath(q);
-            const p = toPairs(seq);
-            assert.equal(fast.activeDepth(s, p, seq.length), ref.activeDepth(w, seq), `depth ${w} ${q}`);
-            assert.equal(fast.activeDepthLinear(s, p, seq.length), ref.activeDepth(w, seq));
+    fc.property(
+      fc.array(loadOp, { maxLength: 60 }),
+      fc.array(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 7 }), { minLength: 1, maxLength: 5 }),
+      (ops, queries) => {
+        const fast = new ActiveSequences();
+        const ref = new RefLoad();
+        const slot = new Map(WORKERS.map((w, i) => [w, i] as const));
+        let now = 0;
+        for (const op of ops) {
+          if (op.kind === 'add') {
+            now += op.dt;
+            const seq = seqPath(op.path);
+            fast.add(`r${op.id}`, slot.get(op.w)!, toPairs(seq), seq.length, op.prefill, now);
+            ref.add({ id: `r${op.id}`, worker: op.w, seq, prefill: op.prefill, start: now });
+          } else if (op.kind === 'prefill') {
+            fast.markPrefillCompleted(`r${op.id}`);
+            ref.prefillDone(`r${op.id}`);
+          } else if (op.kind === 'free') {
+            fast.free(`r${op.id}`);
+            ref.free(`r${op.id}`);
+          } else {
+            now += op.dt;
+            assert.deepEqual(fast.expire(now, 300_000).sort(), ref.expire(now, 300_000).sort());
+          }
+          for (const w of WORKERS) {
+            const s = slot.get(w)!;
+            assert.equal(fast.activeBlocks(s), ref.activeBlocks(w), `active blocks ${w}`);
+            assert.equal(fast.activePrefillTokens(s), ref.prefillTokens(w), `prefill ${w}`);
+            assert.equal(fast.activeRequests(s), ref.requests(w), `requests ${w}`);
+            for (const q of queries) {
+              const seq = seqPath(q);
+              const p = toPairs(seq);
+              assert.equal(fast.activeDepth(s, p, seq.length), ref.activeDepth(w, seq), `depth ${w} ${q}`);
+              assert.equal(fast.activeDepthLinear(s, p, seq.length), ref.activeDepth(w, seq));
+            }
           }
         }
-      }
-    }),
+      },
+    ),
     { numRuns: RUNS },
   );
 });
@@ -239,7 +283,15 @@ test('active-load tracker == naive reference (unique blocks, prefill, requests, 
 
 const routerOp = fc.oneof(
   { weight: 3, arbitrary: realisticOp.filter((o) => o.kind !== 'drop') },
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('route' as const), id: fc.integer({ min: 0, max: 6 }), path: fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 6 }), extra: fc.nat(3) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('route' as const),
+      id: fc.integer({ min: 0, max: 6 }),
+      path: fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 6 }),
+      extra: fc.nat(3),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('prefill' as const), id: fc.integer({ min: 0, max: 6 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('free' as const), id: fc.integer({ min: 0, max: 6 }) }) },
 );

@@ -48,8 +48,13 @@ test('worked example from router-design: costs 18 / 10 / 11, the 10 wins', () =>
     { overlapBlocks: 5, activeBlocks: 5 },
     { overlapBlocks: 8, activeBlocks: 9 },
   ];
-  const costs = cases.map((c) =>
-    candidateCost(p, { overlapBlocks: c.overlapBlocks, activePrefillTokens: 0, activeBlocks: c.activeBlocks, newBlocks: 0, activeRequests: 0 }, 0).cost,
+  const costs = cases.map(
+    (c) =>
+      candidateCost(
+        p,
+        { overlapBlocks: c.overlapBlocks, activePrefillTokens: 0, activeBlocks: c.activeBlocks, newBlocks: 0, activeRequests: 0 },
+        0,
+      ).cost,
   );
   assert.deepEqual(costs, [18, 10, 11]);
   assert.equal(selectByCost(costs, 0, new Rng(1)), 1);
@@ -117,7 +122,10 @@ test('round-robin cycles and still reports overlaps', () => {
   for (const w of ['a', 'b', 'c']) r.addWorker(w);
   r.applyEvent(storedFor('c', tokens(8), 0));
   const chosen = [0, 1, 2, 3].map((i) => r.route({ requestId: `q${i}`, tokens: tokens(8), nowMs: i }));
-  assert.deepEqual(chosen.map((d) => d.chosen), ['a', 'b', 'c', 'a']);
+  assert.deepEqual(
+    chosen.map((d) => d.chosen),
+    ['a', 'b', 'c', 'a'],
+  );
   assert.equal(chosen[0]!.workers.find((w) => w.id === 'c')!.overlap_blocks, 2);
 });
 

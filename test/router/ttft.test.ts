@@ -132,7 +132,12 @@ function tokens(n: number, start = 1): number[] {
 function storedFor(workerId: string, toks: number[], eventId: number): RouterEvent {
   const local = computeBlockHashes(toks, BS);
   const seq = computeSequenceHashes(local);
-  return { workerId, dpRank: 0, eventId, data: { type: 'stored', parentHash: null, blocks: local.map((l, i) => ({ blockHash: seq[i]!, tokensHash: l })) } };
+  return {
+    workerId,
+    dpRank: 0,
+    eventId,
+    data: { type: 'stored', parentHash: null, blocks: local.map((l, i) => ({ blockHash: seq[i]!, tokensHash: l })) },
+  };
 }
 
 /** Worker a holds 70 of the prompt's 80 blocks and decodes one long unrelated request; b is idle. */
@@ -165,7 +170,15 @@ test('kv-ttft takes the cached busy worker that Dynamo kv passes over (decode bl
   assert.ok(Math.abs(wa.cost - (wa.predicted_ttft_ms! + DEFAULT_TTFT_MODEL_CONFIG.decodeBlockMs * wa.potential_decode_blocks)) < 1e-9);
   assert.ok(wa.ttft_model && wa.ttft_model.coefficients.pass_ms > 0);
   // ★ fields of kv are still there.
-  for (const k of ['overlap_blocks', 'active_prefill_tokens', 'active_blocks', 'potential_prefill_blocks', 'potential_decode_blocks', 'cost'] as const) assert.equal(typeof wa[k], 'number');
+  for (const k of [
+    'overlap_blocks',
+    'active_prefill_tokens',
+    'active_blocks',
+    'potential_prefill_blocks',
+    'potential_decode_blocks',
+    'cost',
+  ] as const)
+    assert.equal(typeof wa[k], 'number');
   assert.equal(wa.overlap_blocks, 70);
 });
 
@@ -220,7 +233,16 @@ test('a constant overhead seen on one worker does not push a cached prefix elsew
   for (const w of ['a', 'b', 'c', 'd']) r.addWorker(w);
   const prompt = tokens(37, 7);
   const local = computeBlockHashes(prompt.slice(0, 16), 16);
-  r.applyEvent({ workerId: 'a', dpRank: 0, eventId: 0, data: { type: 'stored', parentHash: null, blocks: local.map((l, i) => ({ blockHash: computeSequenceHashes(local)[i]!, tokensHash: l })) } });
+  r.applyEvent({
+    workerId: 'a',
+    dpRank: 0,
+    eventId: 0,
+    data: {
+      type: 'stored',
+      parentHash: null,
+      blocks: local.map((l, i) => ({ blockHash: computeSequenceHashes(local)[i]!, tokensHash: l })),
+    },
+  });
   for (let i = 0; i < 3; i++) {
     const id = `warm${i}`;
     r.route({ requestId: id, tokens: [...prompt.slice(0, 16), ...tokens(21, 5000 + 100 * i)], nowMs: i * 1000, allowedWorkers: ['a'] });

@@ -92,7 +92,10 @@ test('multiples of 4 up to 4096 bytes (block sizes up to 1024 tokens) and the lo
   const lens: number[] = [];
   for (let len = 4; len <= 4096; len += 4) lens.push(len);
   // Long path: 1,024-byte block boundaries and last-stripe edges.
-  for (const b of [240, 241, 255, 256, 257, 319, 320, 321, 1023, 1024, 1025, 1087, 1088, 1089, 2047, 2048, 2049, 3072, 3073, 4095, 4097, 5000, 8192, 9001]) lens.push(b);
+  for (const b of [
+    240, 241, 255, 256, 257, 319, 320, 321, 1023, 1024, 1025, 1087, 1088, 1089, 2047, 2048, 2049, 3072, 3073, 4095, 4097, 5000, 8192, 9001,
+  ])
+    lens.push(b);
   for (const len of lens) {
     const data = randomBytes(len, next);
     const seed = len % 3 === 0 ? 1337n : randomU64(next);
@@ -156,17 +159,22 @@ test('xxh3View at unaligned offsets inside a larger buffer, xxh3_64Into on subar
 
 test('xxh3Pair16 (chained sequence hash) equals the addon on le_u64(a) ‖ le_u64(b)', () => {
   fc.assert(
-    fc.property(fc.bigInt({ min: 0n, max: U64_MAX }), fc.bigInt({ min: 0n, max: U64_MAX }), fc.constantFrom(0n, 1n, 1337n, U64_MAX, 0x9e3779b97f4a7c15n), (a, b, seed) => {
-      const buf = new Uint8Array(16);
-      const dv = new DataView(buf.buffer);
-      dv.setBigUint64(0, a, true);
-      dv.setBigUint64(8, b, true);
-      const out = new Int32Array(2);
-      const lo = (x: bigint) => Number(x & 0xffffffffn);
-      const hi = (x: bigint) => Number(x >> 32n);
-      xxh3Pair16(lo(a), hi(a), lo(b), hi(b), lo(seed), hi(seed), out, 0);
-      assert.equal(joinU64(out[0]! >>> 0, out[1]! >>> 0), xxh3.xxh64(buf, seed));
-    }),
+    fc.property(
+      fc.bigInt({ min: 0n, max: U64_MAX }),
+      fc.bigInt({ min: 0n, max: U64_MAX }),
+      fc.constantFrom(0n, 1n, 1337n, U64_MAX, 0x9e3779b97f4a7c15n),
+      (a, b, seed) => {
+        const buf = new Uint8Array(16);
+        const dv = new DataView(buf.buffer);
+        dv.setBigUint64(0, a, true);
+        dv.setBigUint64(8, b, true);
+        const out = new Int32Array(2);
+        const lo = (x: bigint) => Number(x & 0xffffffffn);
+        const hi = (x: bigint) => Number(x >> 32n);
+        xxh3Pair16(lo(a), hi(a), lo(b), hi(b), lo(seed), hi(seed), out, 0);
+        assert.equal(joinU64(out[0]! >>> 0, out[1]! >>> 0), xxh3.xxh64(buf, seed));
+      },
+    ),
     { numRuns: 2000 },
   );
 });
@@ -189,56 +197,56 @@ test('xxh3Words17to128 (block-size 5..32 fast path) equals the addon on u32 LE t
 });
 
 for (const impl of ['wasm', 'js'] as const)
-test(`dynamo-facts §2 test vectors with the ${impl} implementation`, () => {
-  assert.equal(getHashBackend(), 'wasm', 'wasm is the default backend');
-  setHashBackend(impl);
-  try {
-  const local = computeBlockHashes([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], 4);
-  assert.deepEqual(local, [14643705804678351452n, 16777012769546811212n, 483935686894639516n]);
-  assert.deepEqual(computeSequenceHashes(local), [14643705804678351452n, 4945711292740353085n, 12583592247330656132n]);
-  assert.deepEqual(fromPairs(computeSequenceHashPairs(computeBlockHashPairs([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 4))), [
-    14643705804678351452n,
-    4945711292740353085n,
-    12583592247330656132n,
-  ]);
-  assert.equal(saltedSeed({ loraName: 'alpha-7b' }), 723495307357893745n);
-  assert.equal(computeBlockHashes([1, 2, 3, 4], 4, { loraName: 'alpha-7b' })[0], 16548428770143335509n);
-  assert.equal(saltedSeed({ cacheSalt: 's1' }), 13745234085381429708n);
-  assert.equal(computeBlockHashes([1, 2, 3, 4], 4, { cacheSalt: 's1' })[0], 3402648387515217860n);
-  // The raw vectors straight through xxh3_64.
-  const le = (xs: number[]) => {
-    const b = new Uint8Array(xs.length * 4);
-    const dv = new DataView(b.buffer);
-    for (const [i, x] of xs.entries()) dv.setUint32(4 * i, x, true);
-    return b;
-  };
-  assert.equal(xxh3_64(le([1, 2, 3, 4]), 1337n), 14643705804678351452n);
-  assert.equal(xxh3_64(le([5, 6, 7, 8]), 1337n), 16777012769546811212n);
-  assert.equal(xxh3_64(le([9, 10, 11, 12]), 1337n), 483935686894639516n);
-  assert.equal(xxh3_64(new TextEncoder().encode('alpha-7b'), 0n) + 1337n, 723495307357893745n);
-  // Dynamo's block size 16 (64-byte blocks) and the 16-byte chain, against the addon.
-  const toks = Array.from({ length: 16 * 40 }, (_, i) => (i * 2654435761) % 151643);
-  const le16 = (start: number) => {
-    const b = new Uint8Array(64);
-    const dv = new DataView(b.buffer);
-    for (let i = 0; i < 16; i++) dv.setUint32(4 * i, toks[start + i]!, true);
-    return b;
-  };
-  const blocks = computeBlockHashes(toks, 16);
-  for (const [i, h] of blocks.entries()) assert.equal(h, xxh3.xxh64(le16(16 * i), 1337n), `block ${i}`);
-  const seq = computeSequenceHashes(blocks);
-  for (let i = 1; i < seq.length; i++) {
-    const pair = new Uint8Array(16);
-    const dv = new DataView(pair.buffer);
-    dv.setBigUint64(0, seq[i - 1]!, true);
-    dv.setBigUint64(8, blocks[i]!, true);
-    assert.equal(seq[i], xxh3.xxh64(pair, 1337n), `seq ${i}`);
-  }
-  assert.deepEqual(fromPairs(computeSequenceHashPairs(computeBlockHashPairs(toks, 16))), seq);
-  } finally {
-    setHashBackend('wasm');
-  }
-});
+  test(`dynamo-facts §2 test vectors with the ${impl} implementation`, () => {
+    assert.equal(getHashBackend(), 'wasm', 'wasm is the default backend');
+    setHashBackend(impl);
+    try {
+      const local = computeBlockHashes([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], 4);
+      assert.deepEqual(local, [14643705804678351452n, 16777012769546811212n, 483935686894639516n]);
+      assert.deepEqual(computeSequenceHashes(local), [14643705804678351452n, 4945711292740353085n, 12583592247330656132n]);
+      assert.deepEqual(fromPairs(computeSequenceHashPairs(computeBlockHashPairs([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 4))), [
+        14643705804678351452n,
+        4945711292740353085n,
+        12583592247330656132n,
+      ]);
+      assert.equal(saltedSeed({ loraName: 'alpha-7b' }), 723495307357893745n);
+      assert.equal(computeBlockHashes([1, 2, 3, 4], 4, { loraName: 'alpha-7b' })[0], 16548428770143335509n);
+      assert.equal(saltedSeed({ cacheSalt: 's1' }), 13745234085381429708n);
+      assert.equal(computeBlockHashes([1, 2, 3, 4], 4, { cacheSalt: 's1' })[0], 3402648387515217860n);
+      // The raw vectors straight through xxh3_64.
+      const le = (xs: number[]) => {
+        const b = new Uint8Array(xs.length * 4);
+        const dv = new DataView(b.buffer);
+        for (const [i, x] of xs.entries()) dv.setUint32(4 * i, x, true);
+        return b;
+      };
+      assert.equal(xxh3_64(le([1, 2, 3, 4]), 1337n), 14643705804678351452n);
+      assert.equal(xxh3_64(le([5, 6, 7, 8]), 1337n), 16777012769546811212n);
+      assert.equal(xxh3_64(le([9, 10, 11, 12]), 1337n), 483935686894639516n);
+      assert.equal(xxh3_64(new TextEncoder().encode('alpha-7b'), 0n) + 1337n, 723495307357893745n);
+      // Dynamo's block size 16 (64-byte blocks) and the 16-byte chain, against the addon.
+      const toks = Array.from({ length: 16 * 40 }, (_, i) => (i * 2654435761) % 151643);
+      const le16 = (start: number) => {
+        const b = new Uint8Array(64);
+        const dv = new DataView(b.buffer);
+        for (let i = 0; i < 16; i++) dv.setUint32(4 * i, toks[start + i]!, true);
+        return b;
+      };
+      const blocks = computeBlockHashes(toks, 16);
+      for (const [i, h] of blocks.entries()) assert.equal(h, xxh3.xxh64(le16(16 * i), 1337n), `block ${i}`);
+      const seq = computeSequenceHashes(blocks);
+      for (let i = 1; i < seq.length; i++) {
+        const pair = new Uint8Array(16);
+        const dv = new DataView(pair.buffer);
+        dv.setBigUint64(0, seq[i - 1]!, true);
+        dv.setBigUint64(8, blocks[i]!, true);
+        assert.equal(seq[i], xxh3.xxh64(pair, 1337n), `seq ${i}`);
+      }
+      assert.deepEqual(fromPairs(computeSequenceHashPairs(computeBlockHashPairs(toks, 16))), seq);
+    } finally {
+      setHashBackend('wasm');
+    }
+  });
 
 test('hashing.ts: wasm, js and native backends give identical results (block sizes 1..1100, salts, sequences)', () => {
   const next = rng(7);

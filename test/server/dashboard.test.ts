@@ -12,11 +12,55 @@ const base: RouterDashboardProps = {
   events: 'zmq',
   totals: { requests: 12, errors: 1, rejected: 2, predicted_hit_rate: 0.5, achieved_hit_rate: 0.25 },
   workers: [
-    { id: 'worker-0', url: 'http://a', healthy: true, circuit: 'closed', busy: false, cached_blocks: 100, active_blocks: 10, active_prefill_tokens: 320, active_requests: 1, requests: 9, errors: 0, predicted_hit_rate: 0.9, achieved_hit_rate: 0.8 },
-    { id: 'worker-1', url: 'http://b', healthy: false, health_error: 'connect ECONNREFUSED', circuit: 'open', busy: false, cached_blocks: 50, active_blocks: 0, active_prefill_tokens: 0, active_requests: 0, requests: 3, errors: 3, predicted_hit_rate: null, achieved_hit_rate: null },
+    {
+      id: 'worker-0',
+      url: 'http://a',
+      healthy: true,
+      circuit: 'closed',
+      busy: false,
+      cached_blocks: 100,
+      active_blocks: 10,
+      active_prefill_tokens: 320,
+      active_requests: 1,
+      requests: 9,
+      errors: 0,
+      predicted_hit_rate: 0.9,
+      achieved_hit_rate: 0.8,
+    },
+    {
+      id: 'worker-1',
+      url: 'http://b',
+      healthy: false,
+      health_error: 'connect ECONNREFUSED',
+      circuit: 'open',
+      busy: false,
+      cached_blocks: 50,
+      active_blocks: 0,
+      active_prefill_tokens: 0,
+      active_requests: 0,
+      requests: 3,
+      errors: 3,
+      predicted_hit_rate: null,
+      achieved_hit_rate: null,
+    },
   ],
   decisions: [
-    { request_id: 'chatcmpl-0123456789abcdef', chosen: 'worker-0', mode: 'kv', isl_tokens: 400, block_size: 16, overlap_blocks: 24, attempt: 2, pinned: true, status: 'ok', achieved_cached_tokens: 384, workers: [{ id: 'worker-0', overlap_blocks: 24, cost: 1.5 }, { id: 'worker-1', overlap_blocks: 0, cost: 25.25 }] },
+    {
+      request_id: 'chatcmpl-0123456789abcdef',
+      chosen: 'worker-0',
+      mode: 'kv',
+      isl_tokens: 400,
+      block_size: 16,
+      overlap_blocks: 24,
+      attempt: 2,
+      pinned: true,
+      status: 'ok',
+      achieved_cached_tokens: 384,
+      workers: [
+        { id: 'worker-0', overlap_blocks: 24, cost: 1.5 },
+        { id: 'worker-1', overlap_blocks: 0, cost: 25.25 },
+      ],
+    },
   ],
 };
 
@@ -44,7 +88,9 @@ test('the dashboard shows workers with health, bars and hit rates, and the last 
 });
 
 test('recent notices are listed', () => {
-  const { lastFrame, unmount } = render(React.createElement(RouterDashboard, { ...base, notices: ['worker worker-1 failed 2 health checks: taken out of routing'] }));
+  const { lastFrame, unmount } = render(
+    React.createElement(RouterDashboard, { ...base, notices: ['worker worker-1 failed 2 health checks: taken out of routing'] }),
+  );
   const f = lastFrame() ?? '';
   unmount();
   assert.match(f, /Recent events\nworker worker-1 failed 2 health checks: taken out of routing/);

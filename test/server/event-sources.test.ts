@@ -28,7 +28,16 @@ async function sharedPrefixSeries(router: RouterServer): Promise<{ holder: strin
   const client = new OpenAI({ baseURL: `${router.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   const ask = async (q: string) => {
     const { data: stream, response } = await client.chat.completions
-      .create({ model: 'Qwen/Qwen2.5-1.5B-Instruct', messages: [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: q }], max_tokens: 6, stream: true, stream_options: { include_usage: true } })
+      .create({
+        model: 'Qwen/Qwen2.5-1.5B-Instruct',
+        messages: [
+          { role: 'system', content: SYSTEM_PROMPT },
+          { role: 'user', content: q },
+        ],
+        max_tokens: 6,
+        stream: true,
+        stream_options: { include_usage: true },
+      })
       .withResponse();
     let text = '';
     let usage: OpenAI.CompletionUsage | undefined;
@@ -64,7 +73,9 @@ async function assertDecisionsExplain(router: RouterServer, holder: string): Pro
     assert.ok(chosen.overlap_blocks >= 30, `holder overlap ${chosen.overlap_blocks}`);
     for (const w of d.workers) {
       if (w.id !== holder) assert.equal(w.overlap_blocks, 0, `${w.id} holds no prefix`);
-      const expected = d.config.prefill_load_scale * Math.max(0, w.potential_prefill_blocks - d.config.overlap_score_credit * w.overlap_blocks) + w.potential_decode_blocks;
+      const expected =
+        d.config.prefill_load_scale * Math.max(0, w.potential_prefill_blocks - d.config.overlap_score_credit * w.overlap_blocks) +
+        w.potential_decode_blocks;
       assert.ok(Math.abs(w.cost - expected) < 1e-6, `cost of ${w.id}`);
       assert.ok(chosen.cost < w.cost || w.id === holder, `holder is cheapest: ${chosen.cost} vs ${w.id} ${w.cost}`);
     }
@@ -73,7 +84,13 @@ async function assertDecisionsExplain(router: RouterServer, holder: string): Pro
 
 test('in-process events: the shared-prefix series sticks to the prefix holder', async () => {
   const sims = await startSims(4);
-  const router = await RouterServer.start({ workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })), blockSize: 16, port: 0, seed: 3, events: 'inproc' });
+  const router = await RouterServer.start({
+    workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })),
+    blockSize: 16,
+    port: 0,
+    seed: 3,
+    events: 'inproc',
+  });
   try {
     const { holder } = await sharedPrefixSeries(router);
     await assertDecisionsExplain(router, holder);
@@ -96,7 +113,17 @@ test('ZMQ events (vLLM PUB + replay sockets): state published before the router 
   try {
     // worker-2 caches a prefix before any router exists: only the replay on connect can tell.
     const other = 'A different long context about weather stations and rainfall records. '.repeat(40);
-    const warm = await fetch(`${sims[2]!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'system', content: other }, { role: 'user', content: 'hi' }], max_tokens: 2 }) });
+    const warm = await fetch(`${sims[2]!.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        messages: [
+          { role: 'system', content: other },
+          { role: 'user', content: 'hi' },
+        ],
+        max_tokens: 2,
+      }),
+    });
     assert.equal(warm.status, 200);
     await warm.arrayBuffer();
     const workers: WorkerEndpoint[] = sims.map((w) => ({ id: w.id, url: w.url, zmq: w.zmqEndpoint!, replay: w.zmqReplayEndpoint! }));
@@ -104,7 +131,17 @@ test('ZMQ events (vLLM PUB + replay sockets): state published before the router 
     await waitFor(() => cachedBlocks(router!, 'worker-2') >= 20, 'the replayed blocks of worker-2');
     const view = router.workersView();
     assert.ok(view.workers[2]!.events!.replayed_batches >= 1, JSON.stringify(view.workers[2]!.events));
-    const r = await fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'system', content: other }, { role: 'user', content: 'and now?' }], max_tokens: 2 }) });
+    const r = await fetch(`${router.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        messages: [
+          { role: 'system', content: other },
+          { role: 'user', content: 'and now?' },
+        ],
+        max_tokens: 2,
+      }),
+    });
     assert.equal(r.headers.get('x-dynamo-lab-worker'), 'worker-2');
     assert.ok(Number(r.headers.get('x-dynamo-lab-overlap-blocks')) >= 20);
     await r.arrayBuffer();
@@ -143,7 +180,10 @@ test('NATS events (Dynamo RouterEvent envelopes on a real nats-server): the seri
 
     // Events from a worker the router does not know are counted and dropped, not applied.
     bridge.publishRaw(
-      encodeKvEnvelope([{ worker_id: 42n, storage_tier: 'device', event: { event_id: 0n, data: 'cleared', dp_rank: 0 } }], { publisherId: 99n, sequence: 0n }),
+      encodeKvEnvelope([{ worker_id: 42n, storage_tier: 'device', event: { event_id: 0n, data: 'cleared', dp_rank: 0 } }], {
+        publisherId: 99n,
+        sequence: 0n,
+      }),
     );
     await bridge.flush();
     await waitFor(() => (router!.natsStats()?.unknown_worker_events ?? 0) > 0, 'the unknown worker event to be counted');

@@ -16,7 +16,8 @@ import { RouterServer } from '../../src/server/router-server.js';
 import { cachedBlocks, SYSTEM_PROMPT, startSims, waitFor } from './helpers.js';
 
 const MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
-const inproc = (sims: SimWorker[]) => sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l: Parameters<SimWorker['onKvEvent']>[0]) => w.onKvEvent(l) }));
+const inproc = (sims: SimWorker[]) =>
+  sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l: Parameters<SimWorker['onKvEvent']>[0]) => w.onKvEvent(l) }));
 
 /** Send raw bytes and read the whole answer (the connection is closed by the server). */
 function raw(port: number, bytes: string, waitMs = 10_000): Promise<string> {
@@ -67,7 +68,11 @@ test('every bad input gets an OpenAI-shaped 4xx, including what the HTTP parser 
   const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, bodyLimitBytes: 64 * 1024 });
   try {
     const post = (body: unknown, extra: Record<string, string> = {}) =>
-      fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...extra }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+      fetch(`${router.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...extra },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
     const cases: Array<[string, Promise<Response>, number, string?]> = [
       ['content object', post({ model: MODEL, messages: [{ role: 'user', content: { a: 1 } }] }), 400, 'invalid_messages'],
       ['content number', post({ model: MODEL, messages: [{ role: 'user', content: 42 }] }), 400, 'invalid_messages'],
@@ -102,8 +107,16 @@ test('every bad input gets an OpenAI-shaped 4xx, including what the HTTP parser 
       ['bad request line', 'HELLO\r\n\r\n', 400],
       ['bad method', 'FOO@ / HTTP/1.1\r\nHost: x\r\n\r\n', 400],
       ['huge header', `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
-      ['bad chunked body', 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-type: application/json\r\n\r\nZZ\r\n', 400],
-      ['content-length and chunked', 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400],
+      [
+        'bad chunked body',
+        'POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-type: application/json\r\n\r\nZZ\r\n',
+        400,
+      ],
+      [
+        'content-length and chunked',
+        'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        400,
+      ],
     ];
     for (const [what, bytes, status] of rawCases) {
       const resp = await raw(port, bytes);
@@ -120,9 +133,24 @@ test('every bad input gets an OpenAI-shaped 4xx, including what the HTTP parser 
 test('2,000 fuzzed request bodies: never a 5xx, always JSON errors', async () => {
   const sims = await startSims(2);
   const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, health: false });
-  const any = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.integer()), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 2 }));
-  const content = fc.oneof(fc.string({ maxLength: 40 }), any, fc.array(fc.record({ type: fc.constantFrom('text', 'image_url', 7), text: any }, { requiredKeys: [] }), { maxLength: 2 }));
-  const message = fc.oneof(fc.record({ role: fc.oneof(fc.constantFrom('user', 'system', 'assistant'), any), content }, { requiredKeys: [] }), any);
+  const any = fc.oneof(
+    fc.string({ maxLength: 20 }),
+    fc.integer(),
+    fc.double(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.integer()), { maxLength: 3 }),
+    fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 2 }),
+  );
+  const content = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    any,
+    fc.array(fc.record({ type: fc.constantFrom('text', 'image_url', 7), text: any }, { requiredKeys: [] }), { maxLength: 2 }),
+  );
+  const message = fc.oneof(
+    fc.record({ role: fc.oneof(fc.constantFrom('user', 'system', 'assistant'), any), content }, { requiredKeys: [] }),
+    any,
+  );
   const body = fc.record(
     {
       model: fc.oneof(fc.constant(MODEL), any),
@@ -139,9 +167,32 @@ test('2,000 fuzzed request bodies: never a 5xx, always JSON errors', async () =>
     { requiredKeys: [] },
   );
   // Mostly-valid bodies with one field fuzzed reach the workers; fully random ones test the checks.
-  const valid = fc.record({ model: fc.constant(MODEL), messages: fc.constant([{ role: 'user', content: 'hello there' }]), prompt: fc.string({ minLength: 1, maxLength: 30 }), max_tokens: fc.integer({ min: 1, max: 4 }), stream: fc.boolean() });
+  const valid = fc.record({
+    model: fc.constant(MODEL),
+    messages: fc.constant([{ role: 'user', content: 'hello there' }]),
+    prompt: fc.string({ minLength: 1, maxLength: 30 }),
+    max_tokens: fc.integer({ min: 1, max: 4 }),
+    stream: fc.boolean(),
+  });
   const oneFuzzed = fc
-    .tuple(valid, fc.constantFrom('none', 'model', 'messages', 'prompt', 'max_tokens', 'stream', 'stream_options', 'stop', 'stop_token_ids', 'n', 'nvext', 'content'), fc.oneof(any, content))
+    .tuple(
+      valid,
+      fc.constantFrom(
+        'none',
+        'model',
+        'messages',
+        'prompt',
+        'max_tokens',
+        'stream',
+        'stream_options',
+        'stop',
+        'stop_token_ids',
+        'n',
+        'nvext',
+        'content',
+      ),
+      fc.oneof(any, content),
+    )
     .map(([b, k, v]) => {
       const o: Record<string, unknown> = { ...b };
       if (k === 'content') o.messages = [{ role: 'user', content: v }];
@@ -149,7 +200,12 @@ test('2,000 fuzzed request bodies: never a 5xx, always JSON errors', async () =>
       else if (k !== 'none') o[k] = v;
       return JSON.stringify(o);
     });
-  const top = fc.oneof({ weight: 8, arbitrary: oneFuzzed }, { weight: 4, arbitrary: body.map((b) => JSON.stringify(b)) }, { weight: 1, arbitrary: fc.string({ maxLength: 50 }) }, { weight: 1, arbitrary: any.map((v) => JSON.stringify(v)) });
+  const top = fc.oneof(
+    { weight: 8, arbitrary: oneFuzzed },
+    { weight: 4, arbitrary: body.map((b) => JSON.stringify(b)) },
+    { weight: 1, arbitrary: fc.string({ maxLength: 50 }) },
+    { weight: 1, arbitrary: any.map((v) => JSON.stringify(v)) },
+  );
   const bodies = fc.sample(fc.tuple(fc.constantFrom('/v1/chat/completions', '/v1/completions'), top), { numRuns: 2000, seed: 1313 });
   const statuses = new Map<number, number>();
   const bad: string[] = [];
@@ -162,7 +218,8 @@ test('2,000 fuzzed request bodies: never a 5xx, always JSON errors', async () =>
         let sent = text;
         try {
           const o = JSON.parse(text) as Record<string, unknown>;
-          if (o && typeof o === 'object' && !Array.isArray(o) && (o.max_tokens === undefined || o.max_tokens === null)) sent = JSON.stringify({ ...o, max_tokens: 2 });
+          if (o && typeof o === 'object' && !Array.isArray(o) && (o.max_tokens === undefined || o.max_tokens === null))
+            sent = JSON.stringify({ ...o, max_tokens: 2 });
         } catch {
           // not JSON: send as is
         }
@@ -201,7 +258,9 @@ async function dyingWorker(): Promise<{ url: string; close(): Promise<void> }> {
       const stream = req.headers.accept === 'text/event-stream';
       res.writeHead(200, { 'content-type': stream ? 'text/event-stream' : 'application/json' });
       // one event split across two writes, then death
-      res.write(stream ? 'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel' : '{"id":"x","choices":[');
+      res.write(
+        stream ? 'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel' : '{"id":"x","choices":[',
+      );
       setTimeout(() => {
         res.write(stream ? 'lo"},"finish_reason":null}]}\n\ndata: {"id":"x","choi' : '{"index":0');
         setTimeout(() => res.socket?.destroy(), 20);
@@ -209,14 +268,25 @@ async function dyingWorker(): Promise<{ url: string; close(): Promise<void> }> {
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }
 
 test('a worker that dies mid-stream: the client gets an SSE error event and [DONE]; non-stream: an OpenAI-shaped 502', async () => {
   const w = await dyingWorker();
   const router = await RouterServer.start({ workers: [{ id: 'dying', url: w.url }], blockSize: 16, port: 0, health: false });
   try {
-    const r = await fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, stream: true }) });
+    const r = await fetch(`${router.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, stream: true }),
+    });
     assert.equal(r.status, 200);
     const events = (await r.text()).split('\n\n').filter(Boolean);
     assert.equal(events.at(-1), 'data: [DONE]');
@@ -227,11 +297,20 @@ test('a worker that dies mid-stream: the client gets an SSE error event and [DON
     assert.equal(events.length, 3, events.join(' | '));
     // The official client surfaces it as an error, not a silently short answer.
     const client = new OpenAI({ baseURL: `${router.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-    const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, stream: true });
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 5,
+      stream: true,
+    });
     await assert.rejects(async () => {
       for await (const _ of stream) void _;
     }, /failed mid-stream/);
-    const nonStream = await fetch(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }) });
+    const nonStream = await fetch(`${router.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }),
+    });
     assert.equal(nonStream.status, 502);
     assert.equal(((await nonStream.json()) as { error: { code: string } }).error.code, 'upstream_failed');
     assert.match(await (await fetch(`${router.url}/metrics`)).text(), /dynamo_lab_router_streams_failed_total\{worker_id="dying"\} [1-9]/);
@@ -243,7 +322,12 @@ test('a worker that dies mid-stream: the client gets an SSE error event and [DON
 
 test('slow clients are cut off: unfinished headers and a stalled body', async () => {
   const sims = await startSims(1);
-  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, timeouts: { headersTimeoutMs: 300, requestTimeoutMs: 600 } });
+  const router = await RouterServer.start({
+    workers: inproc(sims),
+    blockSize: 16,
+    port: 0,
+    timeouts: { headersTimeoutMs: 300, requestTimeoutMs: 600 },
+  });
   try {
     const closed = (bytes: string) =>
       new Promise<string>((resolve) => {
@@ -292,20 +376,37 @@ test('usage chunk only when asked, ids chatcmpl-<uuid> match x-request-id and /d
       const r = await fetch(`${router.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: MODEL, messages: [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: 'q' }], max_tokens: 4, stream: true, ...(includeUsage ? { stream_options: { include_usage: true } } : {}) }),
+        body: JSON.stringify({
+          model: MODEL,
+          messages: [
+            { role: 'system', content: SYSTEM_PROMPT },
+            { role: 'user', content: 'q' },
+          ],
+          max_tokens: 4,
+          stream: true,
+          ...(includeUsage ? { stream_options: { include_usage: true } } : {}),
+        }),
       });
-      const chunks = (await r.text()).split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { id: string; usage?: unknown; choices: unknown[] });
+      const chunks = (await r.text())
+        .split('\n\n')
+        .filter((e) => e.startsWith('data: {'))
+        .map((e) => JSON.parse(e.slice(6)) as { id: string; usage?: unknown; choices: unknown[] });
       const rid = r.headers.get('x-request-id')!;
       assert.match(rid, /^chatcmpl-[0-9a-f]{32}$/);
-      assert.ok(chunks.every((c) => c.id === rid), `${rid} vs ${chunks[0]?.id}`);
-      const { decisions } = (await (await fetch(`${router.url}/debug/decisions?limit=1`)).json()) as { decisions: Array<{ request_id: string; achieved_cached_tokens?: number }> };
+      assert.ok(
+        chunks.every((c) => c.id === rid),
+        `${rid} vs ${chunks[0]?.id}`,
+      );
+      const { decisions } = (await (await fetch(`${router.url}/debug/decisions?limit=1`)).json()) as {
+        decisions: Array<{ request_id: string; achieved_cached_tokens?: number }>;
+      };
       assert.equal(decisions[0]!.request_id, rid);
       return { usage: chunks.filter((c) => c.usage !== undefined), decision: decisions[0]! };
     };
     await run(false);
     const without = await run(false);
     assert.equal(without.usage.length, 0, 'no usage chunk the client did not ask for');
-    assert.ok(without.decision.achieved_cached_tokens! > 0, 'the router still booked the worker\'s usage');
+    assert.ok(without.decision.achieved_cached_tokens! > 0, "the router still booked the worker's usage");
     const withUsage = await run(true);
     assert.equal(withUsage.usage.length, 1);
     assert.deepEqual(withUsage.usage[0]!.choices, []);
@@ -322,15 +423,28 @@ test('aborted streams leak nothing: no booked load on the router, no running req
     await Promise.all(
       Array.from({ length: 40 }, async (_, i) => {
         const ac = new AbortController();
-        const r = await fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: `story ${i} `.repeat(50), stream: true }), signal: ac.signal });
+        const r = await fetch(`${router.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: MODEL, prompt: `story ${i} `.repeat(50), stream: true }),
+          signal: ac.signal,
+        });
         const reader = r.body!.getReader();
         await reader.read();
         ac.abort();
         await reader.read().catch(() => {});
       }),
     );
-    await waitFor(() => router.workersView().workers.every((w) => w.active_requests === 0 && w.active_blocks === 0), 'the router to free every booking', 20_000);
-    await waitFor(() => sims.every((w) => w.stats().running === 0 && w.stats().waiting === 0), 'the workers to abort every request', 20_000);
+    await waitFor(
+      () => router.workersView().workers.every((w) => w.active_requests === 0 && w.active_blocks === 0),
+      'the router to free every booking',
+      20_000,
+    );
+    await waitFor(
+      () => sims.every((w) => w.stats().running === 0 && w.stats().waiting === 0),
+      'the workers to abort every request',
+      20_000,
+    );
     assert.ok(sims.reduce((n, w) => n + w.stats().requestsAborted, 0) >= 40);
   } finally {
     await router.close();
@@ -341,19 +455,40 @@ test('aborted streams leak nothing: no booked load on the router, no running req
 test('a restarted worker is re-admitted quickly and its stale index entries are dropped', async () => {
   const sims = await startSims(2);
   const lines: string[] = [];
-  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, mode: 'round-robin', health: { intervalMs: 2000 }, log: (l) => lines.push(l) });
+  const router = await RouterServer.start({
+    workers: inproc(sims),
+    blockSize: 16,
+    port: 0,
+    mode: 'round-robin',
+    health: { intervalMs: 2000 },
+    log: (l) => lines.push(l),
+  });
   let revived: SimWorker | undefined;
   try {
-    for (let i = 0; i < 2; i++) await (await fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: SYSTEM_PROMPT, max_tokens: 1 }) })).arrayBuffer();
+    for (let i = 0; i < 2; i++)
+      await (
+        await fetch(`${router.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: MODEL, prompt: SYSTEM_PROMPT, max_tokens: 1 }),
+        })
+      ).arrayBuffer();
     await waitFor(() => cachedBlocks(router, 'worker-1') > 0, 'worker-1 to hold blocks');
     const port = sims[1]!.port;
     await sims[1]!.close();
     await router.checkAll();
     assert.equal(router.workersView().workers.find((w) => w.id === 'worker-1')!.healthy, false);
     revived = await SimWorker.start({ id: 'worker-1', blockSize: 16, port, speedup: 0 });
-    await waitFor(() => router.workersView().workers.find((w) => w.id === 'worker-1')!.healthy, 'worker-1 to be re-admitted (down workers are checked every 500 ms)', 10_000);
-    assert.equal(cachedBlocks(router, 'worker-1'), 0, 'the old process\'s blocks are forgotten');
-    assert.ok(lines.some((l) => /worker worker-1 restarted/.test(l)), lines.join('\n'));
+    await waitFor(
+      () => router.workersView().workers.find((w) => w.id === 'worker-1')!.healthy,
+      'worker-1 to be re-admitted (down workers are checked every 500 ms)',
+      10_000,
+    );
+    assert.equal(cachedBlocks(router, 'worker-1'), 0, "the old process's blocks are forgotten");
+    assert.ok(
+      lines.some((l) => /worker worker-1 restarted/.test(l)),
+      lines.join('\n'),
+    );
   } finally {
     await router.close();
     await Promise.all([...sims, revived].map((w) => w?.close()));
@@ -373,23 +508,38 @@ test('a slow /health is not a dead worker: it stays in routing while it answers 
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"id":"x","object":"text_completion","choices":[{"index":0,"text":"ok","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}');
+      res.end(
+        '{"id":"x","object":"text_completion","choices":[{"index":0,"text":"ok","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}',
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  const router = await RouterServer.start({ workers: [{ id: 'slow', url }], blockSize: 16, port: 0, health: { intervalMs: 100, timeoutMs: 100, failuresToDown: 1 } });
+  const router = await RouterServer.start({
+    workers: [{ id: 'slow', url }],
+    blockSize: 16,
+    port: 0,
+    health: { intervalMs: 100, timeoutMs: 100, failuresToDown: 1 },
+  });
   try {
     let checksSeen = 0;
-    await waitFor(async () => {
-      const r = await fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'x', max_tokens: 1 }) });
-      assert.equal(r.status, 200, 'never a 503 while the worker answers');
-      await r.arrayBuffer();
-      const w = router.workersView().workers[0]!;
-      assert.equal(w.healthy, true, w.health_error);
-      if (w.health_error) checksSeen++;
-      return checksSeen >= 3;
-    }, 'three slow health checks', 20_000);
+    await waitFor(
+      async () => {
+        const r = await fetch(`${router.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: MODEL, prompt: 'x', max_tokens: 1 }),
+        });
+        assert.equal(r.status, 200, 'never a 503 while the worker answers');
+        await r.arrayBuffer();
+        const w = router.workersView().workers[0]!;
+        assert.equal(w.healthy, true, w.health_error);
+        if (w.health_error) checksSeen++;
+        return checksSeen >= 3;
+      },
+      'three slow health checks',
+      20_000,
+    );
   } finally {
     await router.close();
     server.closeAllConnections();

@@ -37,7 +37,11 @@ export function cachedBlocks(router: RouterServer, id: string): number {
   return router.workersView().workers.find((w) => w.id === id)?.cached_blocks ?? 0;
 }
 
-export async function chat(url: string, content: string, opts: { headers?: Record<string, string>; stream?: boolean; maxTokens?: number; system?: string } = {}): Promise<Response> {
+export async function chat(
+  url: string,
+  content: string,
+  opts: { headers?: Record<string, string>; stream?: boolean; maxTokens?: number; system?: string } = {},
+): Promise<Response> {
   return fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...opts.headers },
@@ -65,7 +69,8 @@ export function natsServerAvailable(): boolean {
 export function natsSkipReason(): string | false {
   if (natsServerAvailable()) return false;
   const msg = 'nats-server is not installed (apt-get install nats-server); NATS event tests skipped';
-  if (process.env.DYNAMO_LAB_REQUIRE_NATS === '1') throw new Error(`${msg.replace('; NATS event tests skipped', '')} but DYNAMO_LAB_REQUIRE_NATS=1`);
+  if (process.env.DYNAMO_LAB_REQUIRE_NATS === '1')
+    throw new Error(`${msg.replace('; NATS event tests skipped', '')} but DYNAMO_LAB_REQUIRE_NATS=1`);
   return msg;
 }
 
@@ -77,7 +82,9 @@ export interface NatsServer {
 /** Start nats-server with JetStream on a random loopback port (parsed from its log). */
 export async function startNatsServer(): Promise<NatsServer> {
   const dir = mkdtempSync(join(tmpdir(), 'dynamo-lab-nats-'));
-  const proc: ChildProcess = spawn('nats-server', ['-a', '127.0.0.1', '-p', '-1', '-js', '-sd', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc: ChildProcess = spawn('nats-server', ['-a', '127.0.0.1', '-p', '-1', '-js', '-sd', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`nats-server did not start:\n${log}`)), 10_000);

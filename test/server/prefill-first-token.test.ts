@@ -22,17 +22,33 @@ before(async () => {
     if (req.url === '/health') return void res.end('{"status":"ok"}');
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     const ev = (o: unknown) => res.write(`data: ${JSON.stringify(o)}\n\n`);
-    ev({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+    ev({
+      id: 'x',
+      object: 'chat.completion.chunk',
+      choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+    });
     roleSent = true;
     release = () => {
-      for (const t of ['Hello', ' world']) ev({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: t }, finish_reason: null }] });
-      ev({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: {}, finish_reason: 'length' }], usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42 } });
+      for (const t of ['Hello', ' world'])
+        ev({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: t }, finish_reason: null }] });
+      ev({
+        id: 'x',
+        object: 'chat.completion.chunk',
+        choices: [{ index: 0, delta: {}, finish_reason: 'length' }],
+        usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42 },
+      });
       res.end('data: [DONE]\n\n');
     };
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const port = (upstream.address() as AddressInfo).port;
-  router = await RouterServer.start({ workers: [{ id: 'w', url: `http://127.0.0.1:${port}` }], blockSize: 16, port: 0, events: 'none', health: false });
+  router = await RouterServer.start({
+    workers: [{ id: 'w', url: `http://127.0.0.1:${port}` }],
+    blockSize: 16,
+    port: 0,
+    events: 'none',
+    health: false,
+  });
 });
 
 after(async () => {
@@ -42,14 +58,21 @@ after(async () => {
 });
 
 const prefillTokens = () => router.workersView().workers[0]!.active_prefill_tokens;
-const ttftCount = async () => Number(/^dynamo_component_router_time_to_first_token_seconds_count (\d+)/m.exec(await (await fetch(`${router.url}/metrics`)).text())?.[1] ?? 0);
+const ttftCount = async () =>
+  Number(
+    /^dynamo_component_router_time_to_first_token_seconds_count (\d+)/m.exec(await (await fetch(`${router.url}/metrics`)).text())?.[1] ?? 0,
+  );
 
 test('prefill stays booked after an empty role chunk and is released at the first content token', async () => {
   const ttftBefore = await ttftCount();
   const res = fetch(`${router.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'count the prefill tokens of this prompt please' }], stream: true }),
+    body: JSON.stringify({
+      model: 'm',
+      messages: [{ role: 'user', content: 'count the prefill tokens of this prompt please' }],
+      stream: true,
+    }),
   });
   await waitFor(() => roleSent, 'the role chunk');
   const r = await res;

@@ -10,7 +10,13 @@ let router: RouterServer;
 
 before(async () => {
   sims = await startSims(1);
-  router = await RouterServer.start({ workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })), blockSize: 16, port: 0, health: false, promptLimits: { maxTokens: 200, maxChars: 20_000 } });
+  router = await RouterServer.start({
+    workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })),
+    blockSize: 16,
+    port: 0,
+    health: false,
+    promptLimits: { maxTokens: 200, maxChars: 20_000 },
+  });
 });
 
 after(async () => {

@@ -70,7 +70,14 @@ test('router replicas share bookings over NATS: loads agree, a late replica catc
   const streams: Array<Promise<void>> = [];
   const sync = { servers: [nats.url], heartbeatMs: 100, deadAfterMs: 800 };
   const start = async () => {
-    const r = await RouterServer.start({ workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })), blockSize: 16, port: 0, seed: 3, health: false, replicaSync: sync });
+    const r = await RouterServer.start({
+      workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l) })),
+      blockSize: 16,
+      port: 0,
+      seed: 3,
+      health: false,
+      replicaSync: sync,
+    });
     routers.push(r);
     return r;
   };
@@ -80,7 +87,8 @@ test('router replicas share bookings over NATS: loads agree, a late replica catc
   watcher.subscribe('namespace.dynamo.component.backend.active_sequences_events', {
     callback: (_e, m) => {
       const env = decode(m.data, { useBigInt64: true }) as Record<string, unknown>;
-      if (seen.length < 200) seen.push({ topic: env.topic, ...(decode(env.payload as Uint8Array, { useBigInt64: true }) as Record<string, unknown>) });
+      if (seen.length < 200)
+        seen.push({ topic: env.topic, ...(decode(env.payload as Uint8Array, { useBigInt64: true }) as Record<string, unknown>) });
     },
   });
   try {
@@ -106,11 +114,16 @@ test('router replicas share bookings over NATS: loads agree, a late replica catc
       15_000,
     );
     const [va, vb] = settled;
-    t.diagnostic(`per-worker active requests A=${JSON.stringify([...load(va)])} B=${JSON.stringify([...load(vb)])}; drift right after each routing: ${JSON.stringify(samples)} (max ${Math.max(...samples)})`);
+    t.diagnostic(
+      `per-worker active requests A=${JSON.stringify([...load(va)])} B=${JSON.stringify([...load(vb)])}; drift right after each routing: ${JSON.stringify(samples)} (max ${Math.max(...samples)})`,
+    );
     assert.ok(drift(va, vb) <= 1);
     // Every worker got some of the load, so agreement is not just "all zero but one".
     assert.ok([...load(va).values()].filter((n) => n > 0).length >= 2, 'the load spans several workers');
-    assert.ok(va.replica_sync && va.replica_sync.peers.length === 1 && va.replica_sync.applied >= 8, `A applied B's bookings: ${JSON.stringify(va.replica_sync)}`);
+    assert.ok(
+      va.replica_sync && va.replica_sync.peers.length === 1 && va.replica_sync.applied >= 8,
+      `A applied B's bookings: ${JSON.stringify(va.replica_sync)}`,
+    );
     // The prefill-token bookings agree too (MarkPrefillCompleted is synced).
     const pa = va.workers.map((w) => w.active_prefill_tokens).join();
     const pb = vb.workers.map((w) => w.active_prefill_tokens).join();
@@ -135,20 +148,29 @@ test('router replicas share bookings over NATS: loads agree, a late replica catc
     const c = await start();
     const vc = await view(c.url);
     const vaNow = await view(a.url);
-    t.diagnostic(`late replica C: ${JSON.stringify([...load(vc)])} vs A ${JSON.stringify([...load(vaNow)])}; snapshot replies ${vc.replica_sync?.snapshot_replies}, bookings ${vc.replica_sync?.snapshot_bookings}`);
+    t.diagnostic(
+      `late replica C: ${JSON.stringify([...load(vc)])} vs A ${JSON.stringify([...load(vaNow)])}; snapshot replies ${vc.replica_sync?.snapshot_replies}, bookings ${vc.replica_sync?.snapshot_bookings}`,
+    );
     assert.equal(vc.replica_sync?.snapshot_replies, 2, 'both peers answered the snapshot request');
     assert.ok(total(vc) >= 12, `C counts the in-flight requests at once (${total(vc)})`);
-    await waitFor(async () => drift(await view(a.url), await view(c.url)) <= 1 && total(await view(c.url)) === total(await view(a.url)), 'C to agree with A');
+    await waitFor(
+      async () => drift(await view(a.url), await view(c.url)) <= 1 && total(await view(c.url)) === total(await view(a.url)),
+      'C to agree with A',
+    );
 
     // Session affinity bindings are shared: a session bound through A sticks through B.
     const s1 = await startStream(a.url, 100, { 'x-dynamo-session-id': 'conv-1' });
     streams.push(s1.done);
     await waitFor(() => b.replicaSyncStats()!.received > 0 && b.decisions(1).length > 0, 'B to hear from A');
-    const viaB = await waitFor(async () => {
-      const s = await startStream(b.url, 101, { 'x-dynamo-session-id': 'conv-1' });
-      streams.push(s.done);
-      return b.decisions(1)[0]!.pinned ? s : undefined;
-    }, 'B to pin the session A bound', 5000);
+    const viaB = await waitFor(
+      async () => {
+        const s = await startStream(b.url, 101, { 'x-dynamo-session-id': 'conv-1' });
+        streams.push(s.done);
+        return b.decisions(1)[0]!.pinned ? s : undefined;
+      },
+      'B to pin the session A bound',
+      5000,
+    );
     assert.equal(viaB.worker, s1.worker, 'the session stays on its worker across replicas');
 
     // B dies without a word: A and C free its bookings once its heartbeats stop.
@@ -156,10 +178,14 @@ test('router replicas share bookings over NATS: loads agree, a late replica catc
     assert.ok(bBooked > 0, 'B holds bookings of its own');
     await b.crashForTest();
     routers.splice(routers.indexOf(b), 1);
-    await waitFor(async () => {
-      const x = await view(a.url);
-      return x.replica_sync!.peers.length === 1 && x.replica_sync!.peer_bookings_dropped >= bBooked ? x : undefined;
-    }, "A to drop dead B's bookings", 10_000);
+    await waitFor(
+      async () => {
+        const x = await view(a.url);
+        return x.replica_sync!.peers.length === 1 && x.replica_sync!.peer_bookings_dropped >= bBooked ? x : undefined;
+      },
+      "A to drop dead B's bookings",
+      10_000,
+    );
     await waitFor(async () => drift(await view(a.url), await view(c.url)) <= 1, 'A and C to agree after B died');
 
     // When every client goes away, every replica is back to zero.

@@ -7,17 +7,35 @@ import type { ParsedValues } from '../../src/cli/command.js';
 import { UsageError } from '../../src/base/errors.js';
 import { chat, natsSkipReason, startNatsServer, startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
 
-const defaults: ParsedValues = { mode: 'kv', host: '127.0.0.1', port: '0', 'block-size': '16', 'nats-namespace': 'dynamo', 'nats-component': 'backend', 'router-session-affinity-ttl-secs': '600', 'health-interval': '2' };
+const defaults: ParsedValues = {
+  mode: 'kv',
+  host: '127.0.0.1',
+  port: '0',
+  'block-size': '16',
+  'nats-namespace': 'dynamo',
+  'nats-component': 'backend',
+  'router-session-affinity-ttl-secs': '600',
+  'health-interval': '2',
+};
 
-
-async function runRouter(values: ParsedValues, json: boolean, body: (start: { url: string; events: string; workers: Array<{ id: string; zmq?: string; worker_id?: string }> } | undefined, err: () => string) => Promise<void>): Promise<void> {
+async function runRouter(
+  values: ParsedValues,
+  json: boolean,
+  body: (
+    start: { url: string; events: string; workers: Array<{ id: string; zmq?: string; worker_id?: string }> } | undefined,
+    err: () => string,
+  ) => Promise<void>,
+): Promise<void> {
   const ac = new AbortController();
   const { ctx, out, err } = ctxWith(ac.signal, json);
   const running = routerCommand.run({ ...defaults, ...values }, [], ctx);
   let failed: unknown;
   try {
     if (json) {
-      await Promise.race([waitFor(() => out().includes('\n'), 'the start JSON', 15_000), running.then(() => Promise.reject(new Error(`router exited early: ${err()}`)))]);
+      await Promise.race([
+        waitFor(() => out().includes('\n'), 'the start JSON', 15_000),
+        running.then(() => Promise.reject(new Error(`router exited early: ${err()}`))),
+      ]);
       await body(JSON.parse(out()), err);
     } else {
       await waitFor(() => /router listening on (http:\/\/\S+)/.test(err()), 'the start line', 15_000);
@@ -43,10 +61,14 @@ async function stickySeries(url: string): Promise<string[]> {
     // full blocks on the worker that served it.
     const { decisions } = (await (await fetch(`${url}/debug/decisions?limit=1`)).json()) as { decisions: Array<{ isl_tokens: number }> };
     const blocks = Math.floor(decisions[0]!.isl_tokens / 16);
-    await waitFor(async () => {
-      const view = (await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; cached_blocks: number }> };
-      return (view.workers.find((w) => w.id === id)?.cached_blocks ?? 0) >= blocks;
-    }, `${blocks} indexed blocks on ${id}`, 15_000);
+    await waitFor(
+      async () => {
+        const view = (await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; cached_blocks: number }> };
+        return (view.workers.find((w) => w.id === id)?.cached_blocks ?? 0) >= blocks;
+      },
+      `${blocks} indexed blocks on ${id}`,
+      15_000,
+    );
   }
   return served;
 }
@@ -61,7 +83,7 @@ test('router --sim 3 --events zmq --json: sim workers publish on ZMQ and the rou
   });
 });
 
-test('router --worker URL... --events zmq://h:p+r,...: real workers\' endpoints in --worker order; non-JSON logs one line per decision', async () => {
+test("router --worker URL... --events zmq://h:p+r,...: real workers' endpoints in --worker order; non-JSON logs one line per decision", async () => {
   const sims = await startSims(2, { zmq: { pubPort: 0, replayPort: 0 } });
   try {
     const ep = (s: (typeof sims)[number]) => `${s.zmqEndpoint!.replace('tcp://', '')}+${s.zmqReplayEndpoint!.split(':').pop()}`;
@@ -70,7 +92,10 @@ test('router --worker URL... --events zmq://h:p+r,...: real workers\' endpoints 
       assert.match(err(), /worker-0 {2}http:\/\/127\.0\.0\.1:\d+ {2}kv-events tcp:\/\/127\.0\.0\.1:\d+ replay tcp:\/\/127\.0\.0\.1:\d+/);
       const served = await stickySeries(url);
       assert.equal(new Set(served).size, 1, served.join(','));
-      await waitFor(() => (err().match(/^route \S+ mode=kv -> worker-\d overlap=\d+\/\d+ blocks/gm) ?? []).length === 3, 'three decision lines');
+      await waitFor(
+        () => (err().match(/^route \S+ mode=kv -> worker-\d overlap=\d+\/\d+ blocks/gm) ?? []).length === 3,
+        'three decision lines',
+      );
     });
   } finally {
     await Promise.all(sims.map((s) => s.close()));
@@ -84,7 +109,10 @@ test('router --sim 2 --events nats://: simulated workers publish Dynamo envelope
   try {
     await runRouter({ sim: '2', events: nats.url, speedup: '0' }, true, async (start) => {
       assert.equal(start!.events, 'nats');
-      assert.deepEqual(start!.workers.map((w) => w.worker_id), ['1000', '1001']);
+      assert.deepEqual(
+        start!.workers.map((w) => w.worker_id),
+        ['1000', '1001'],
+      );
       const served = await stickySeries(start!.url);
       assert.equal(new Set(served).size, 1, served.join(','));
     });
@@ -95,7 +123,10 @@ test('router --sim 2 --events nats://: simulated workers publish Dynamo envelope
 
 test('usage errors name the problem', async () => {
   const run = (v: ParsedValues) => routerCommand.run({ ...defaults, ...v }, [], ctxWith(new AbortController().signal, true).ctx);
-  await assert.rejects(run({ sim: '2', events: 'kafka' }), (e: Error) => e instanceof UsageError && /--events must be inproc, none, zmq/.test(e.message));
+  await assert.rejects(
+    run({ sim: '2', events: 'kafka' }),
+    (e: Error) => e instanceof UsageError && /--events must be inproc, none, zmq/.test(e.message),
+  );
   await assert.rejects(run({ worker: ['http://a:1', 'http://b:1'], events: 'zmq://a:5557' }), /1 ZMQ endpoint\(s\) for 2 --worker/);
   await assert.rejects(run({ worker: ['http://a:1'], events: 'inproc' }), /--events inproc needs --sim/);
   await assert.rejects(run({ worker: ['id=a,url=http://a:1,colour=red'] }), /unknown key "colour"/);
@@ -113,22 +144,37 @@ test('router --sim 2 --tokenizer <llama3 dir>: engines on threads, the router an
     assert.equal(start!.events, 'inproc');
     const served = await stickySeries(start!.url);
     assert.equal(new Set(served).size, 1, served.join(','));
-    const messages = [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: 'one' }];
-    const r = await fetch(`${start!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages, max_tokens: 2 }) });
+    const messages = [
+      { role: 'system', content: SYSTEM_PROMPT },
+      { role: 'user', content: 'one' },
+    ];
+    const r = await fetch(`${start!.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages, max_tokens: 2 }),
+    });
     const body = (await r.json()) as { usage: { prompt_tokens: number } };
     assert.equal(body.usage.prompt_tokens, (await (await loadChatTokenizer(llama)).encodeChat(messages)).length);
   });
-  await assert.rejects(routerCommand.run({ ...defaults, sim: '1', tokenizer: '/nonexistent/model' }, [], ctxWith(new AbortController().signal, true).ctx), /no such file or directory/);
+  await assert.rejects(
+    routerCommand.run({ ...defaults, sim: '1', tokenizer: '/nonexistent/model' }, [], ctxWith(new AbortController().signal, true).ctx),
+    /no such file or directory/,
+  );
 });
 
-test('router --router-replica-sync --nats URL: two router commands in front of the same workers see each other\'s bookings', async (t) => {
+test("router --router-replica-sync --nats URL: two router commands in front of the same workers see each other's bookings", async (t) => {
   const skip = natsSkipReason();
   if (skip) return t.skip(skip);
   const nats = await startNatsServer();
   const sims = await startSims(2, { zmq: { pubPort: 0, replayPort: 0 }, speedup: 1 });
   try {
     const ep = (s: (typeof sims)[number]) => `${s.zmqEndpoint!.replace('tcp://', '')}+${s.zmqReplayEndpoint!.split(':').pop()}`;
-    const values: ParsedValues = { worker: sims.map((s) => s.url), events: `zmq://${sims.map(ep).join(',')}`, 'router-replica-sync': true, nats: nats.url };
+    const values: ParsedValues = {
+      worker: sims.map((s) => s.url),
+      events: `zmq://${sims.map(ep).join(',')}`,
+      'router-replica-sync': true,
+      nats: nats.url,
+    };
     type Start = { url: string; replica_sync?: { servers: string[]; router_id: string } };
     await runRouter(values, true, async (a) => {
       await runRouter(values, true, async (b) => {
@@ -138,7 +184,10 @@ test('router --router-replica-sync --nats URL: two router commands in front of t
         // A long stream routed by A is counted by B.
         const res = await chat(sa.url, 'count this on both replicas', { stream: true, maxTokens: 300 });
         const worker = res.headers.get('x-dynamo-lab-worker')!;
-        const active = async (url: string) => ((await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; active_requests: number }> }).workers.find((w) => w.id === worker)!.active_requests;
+        const active = async (url: string) =>
+          (
+            (await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; active_requests: number }> }
+          ).workers.find((w) => w.id === worker)!.active_requests;
         await waitFor(async () => (await active(sb.url)) === 1, 'B to count the request A routed');
         await res.arrayBuffer();
         await waitFor(async () => (await active(sb.url)) === 0 && (await active(sa.url)) === 0, 'both to free it');
@@ -152,5 +201,8 @@ test('router --router-replica-sync --nats URL: two router commands in front of t
 
 test('router --nats without --router-replica-sync is a usage error', async () => {
   const { ctx } = ctxWith(new AbortController().signal, true);
-  await assert.rejects(routerCommand.run({ ...defaults, sim: '1', nats: 'nats://127.0.0.1:4222' }, [], ctx), (e: unknown) => e instanceof UsageError && /--router-replica-sync/.test((e as Error).message));
+  await assert.rejects(
+    routerCommand.run({ ...defaults, sim: '1', nats: 'nats://127.0.0.1:4222' }, [], ctx),
+    (e: unknown) => e instanceof UsageError && /--router-replica-sync/.test((e as Error).message),
+  );
 });

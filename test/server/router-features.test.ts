@@ -16,7 +16,8 @@ import { UserError, UsageError } from '../../src/base/errors.js';
 import { ctxWith } from '../helpers/command-context.js';
 import { startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
 
-const inproc = (sims: SimWorker[]) => sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l: Parameters<SimWorker['onKvEvent']>[0]) => w.onKvEvent(l) }));
+const inproc = (sims: SimWorker[]) =>
+  sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l: Parameters<SimWorker['onKvEvent']>[0]) => w.onKvEvent(l) }));
 
 async function metric(url: string, name: string): Promise<number | undefined> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -27,11 +28,22 @@ async function metric(url: string, name: string): Promise<number | undefined> {
 test('--router-queue-threshold: requests wait in the router while every worker is over it, bounded, depth in /metrics', async () => {
   // Slow prefill (speedup 0.02): each long prompt keeps its worker in prefill for about a second.
   const sims = await startSims(2, { speedup: 0.02 });
-  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, mode: 'round-robin', queue: { threshold: 0, maxQueued: 1 } });
+  const router = await RouterServer.start({
+    workers: inproc(sims),
+    blockSize: 16,
+    port: 0,
+    mode: 'round-robin',
+    queue: { threshold: 0, maxQueued: 1 },
+  });
   const abort = new AbortController();
   try {
     const send = (q: string) =>
-      fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: `${q} ${SYSTEM_PROMPT}`, max_tokens: 2 }), signal: abort.signal });
+      fetch(`${router.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: `${q} ${SYSTEM_PROMPT}`, max_tokens: 2 }),
+        signal: abort.signal,
+      });
     const a = send('a');
     const b = send('b');
     await waitFor(() => router.workersView().workers.every((w) => w.active_prefill_tokens > 0), 'both workers in prefill');
@@ -68,20 +80,49 @@ test('kv-ttft over HTTP: /debug/decisions shows predicted queue / prefill time a
       const r = await fetch(`${router.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'Qwen/Qwen2.5-1.5B-Instruct', messages: [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: `question ${i}` }], max_tokens: 3, stream: true }),
+        body: JSON.stringify({
+          model: 'Qwen/Qwen2.5-1.5B-Instruct',
+          messages: [
+            { role: 'system', content: SYSTEM_PROMPT },
+            { role: 'user', content: `question ${i}` },
+          ],
+          max_tokens: 3,
+          stream: true,
+        }),
       });
       assert.equal(r.status, 200);
       assert.equal(r.headers.get('x-dynamo-lab-mode'), 'kv-ttft');
       await r.text();
     }
-    const { decisions } = (await (await fetch(`${router.url}/debug/decisions?limit=10`)).json()) as { decisions: Array<Record<string, any>> };
+    const { decisions } = (await (await fetch(`${router.url}/debug/decisions?limit=10`)).json()) as {
+      decisions: Array<Record<string, any>>;
+    };
     assert.equal(decisions.length, 6);
     const last = decisions[0]!;
     assert.equal(last.mode, 'kv-ttft');
     for (const w of last.workers) {
-      for (const k of ['overlap_blocks', 'active_prefill_tokens', 'active_blocks', 'potential_prefill_blocks', 'potential_decode_blocks', 'cost', 'predicted_queue_ms', 'predicted_prefill_ms', 'predicted_ttft_ms']) assert.equal(typeof w[k], 'number', k);
+      for (const k of [
+        'overlap_blocks',
+        'active_prefill_tokens',
+        'active_blocks',
+        'potential_prefill_blocks',
+        'potential_decode_blocks',
+        'cost',
+        'predicted_queue_ms',
+        'predicted_prefill_ms',
+        'predicted_ttft_ms',
+      ])
+        assert.equal(typeof w[k], 'number', k);
       assert.ok(w.predicted_ttft_ms >= w.predicted_queue_ms);
-      assert.deepEqual(Object.keys(w.ttft_model.coefficients), ['pass_ms', 'prefill_ms_per_batch', 'prefill_quadratic_ms_per_batch', 'decode_usage_ms', 'decode_usage2_ms', 'kv_overcommit_ms', 'busy_wait_ms']);
+      assert.deepEqual(Object.keys(w.ttft_model.coefficients), [
+        'pass_ms',
+        'prefill_ms_per_batch',
+        'prefill_quadratic_ms_per_batch',
+        'decode_usage_ms',
+        'decode_usage2_ms',
+        'kv_overcommit_ms',
+        'busy_wait_ms',
+      ]);
     }
     // The later requests share the system prompt: kv-ttft stays on the worker holding it.
     const chosen = decisions.slice(0, 5).map((d) => d.chosen);
@@ -94,7 +135,17 @@ test('kv-ttft over HTTP: /debug/decisions shows predicted queue / prefill time a
   }
 });
 
-const defaults: ParsedValues = { mode: 'kv', host: '127.0.0.1', port: '0', 'block-size': '16', 'nats-namespace': 'dynamo', 'nats-component': 'backend', 'router-session-affinity-ttl-secs': '600', 'health-interval': '2', 'router-queue-max': '1024' };
+const defaults: ParsedValues = {
+  mode: 'kv',
+  host: '127.0.0.1',
+  port: '0',
+  'block-size': '16',
+  'nats-namespace': 'dynamo',
+  'nats-component': 'backend',
+  'router-session-affinity-ttl-secs': '600',
+  'health-interval': '2',
+  'router-queue-max': '1024',
+};
 
 async function runJson(values: ParsedValues, body: (url: string) => Promise<void>): Promise<void> {
   const ac = new AbortController();
@@ -102,7 +153,10 @@ async function runJson(values: ParsedValues, body: (url: string) => Promise<void
   const running = routerCommand.run({ ...defaults, ...values }, [], ctx);
   let failed: unknown;
   try {
-    await Promise.race([waitFor(() => out().includes('\n'), 'the start JSON', 15_000), running.then(() => Promise.reject(new Error(`router exited early: ${err()}`)))]);
+    await Promise.race([
+      waitFor(() => out().includes('\n'), 'the start JSON', 15_000),
+      running.then(() => Promise.reject(new Error(`router exited early: ${err()}`))),
+    ]);
     await body(JSON.parse(out()).url);
   } catch (e) {
     failed = e;
@@ -118,19 +172,37 @@ test('router --router-policy-config: Dynamo parameter names reach the cost; bad 
     const good = join(dir, 'policy.yaml');
     writeFileSync(good, 'overlap_score_credit: 2\nprefill_load_scale: 0.5\nrouter_temperature: 0\n');
     await runJson({ sim: '2', speedup: '0', 'router-policy-config': good }, async (url) => {
-      const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: SYSTEM_PROMPT, max_tokens: 2 }) });
+      const r = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: SYSTEM_PROMPT, max_tokens: 2 }),
+      });
       assert.equal(r.status, 200);
       await r.text();
-      const { decisions } = (await (await fetch(`${url}/debug/decisions`)).json()) as { decisions: Array<{ config: Record<string, number> }> };
+      const { decisions } = (await (await fetch(`${url}/debug/decisions`)).json()) as {
+        decisions: Array<{ config: Record<string, number> }>;
+      };
       assert.deepEqual(decisions[0]!.config, { overlap_score_credit: 2, prefill_load_scale: 0.5, temperature: 0 });
     });
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'overlap_score_credit: 1\nkv_overlap_score_weight: 2\n');
     const { ctx } = ctxWith(new AbortController().signal, true);
-    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', 'router-policy-config': bad }, [], ctx), (e: unknown) => e instanceof UserError && /unknown key "kv_overlap_score_weight"/.test(e.message));
-    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', 'router-policy-config': join(dir, 'missing.yaml') }, [], ctx), (e: unknown) => e instanceof UserError && /cannot read --router-policy-config .*ENOENT/.test(e.message));
-    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', 'router-approximate-cache-policy': 'lru' }, [], ctx), (e: unknown) => e instanceof UsageError && /apply to approximate mode/.test(e.message));
-    await assert.rejects(routerCommand.run({ ...defaults, sim: '1', events: 'none', 'router-approximate-cache-policy': 'fifo' }, [], ctx), (e: unknown) => e instanceof UsageError && /ttl or lru/.test(e.message));
+    await assert.rejects(
+      routerCommand.run({ ...defaults, sim: '1', 'router-policy-config': bad }, [], ctx),
+      (e: unknown) => e instanceof UserError && /unknown key "kv_overlap_score_weight"/.test(e.message),
+    );
+    await assert.rejects(
+      routerCommand.run({ ...defaults, sim: '1', 'router-policy-config': join(dir, 'missing.yaml') }, [], ctx),
+      (e: unknown) => e instanceof UserError && /cannot read --router-policy-config .*ENOENT/.test(e.message),
+    );
+    await assert.rejects(
+      routerCommand.run({ ...defaults, sim: '1', 'router-approximate-cache-policy': 'lru' }, [], ctx),
+      (e: unknown) => e instanceof UsageError && /apply to approximate mode/.test(e.message),
+    );
+    await assert.rejects(
+      routerCommand.run({ ...defaults, sim: '1', events: 'none', 'router-approximate-cache-policy': 'fifo' }, [], ctx),
+      (e: unknown) => e instanceof UsageError && /ttl or lru/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -139,7 +211,11 @@ test('router --router-policy-config: Dynamo parameter names reach the cost; bad 
 test('router --events none --router-ttl-secs: the router forgets routed prompts after the TTL', async () => {
   await runJson({ sim: '2', speedup: '0', events: 'none', 'router-ttl-secs': '1' }, async (url) => {
     const send = async () => {
-      const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: SYSTEM_PROMPT, max_tokens: 2 }) });
+      const r = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: SYSTEM_PROMPT, max_tokens: 2 }),
+      });
       await r.text();
       return Number(r.headers.get('x-dynamo-lab-overlap-blocks'));
     };

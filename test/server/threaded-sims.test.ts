@@ -18,9 +18,17 @@ before(async () => {
   const ids = Array.from({ length: 1000 }, (_, i) => 1000 + i);
   await tok.warmTokenTexts(ids);
   const tokenTexts = new Map(ids.map((id) => [id, tok.tokenText(id)]));
-  sims = await Promise.all([0, 1].map((i) => ThreadedSimWorker.start({ id: `worker-${i}`, blockSize: 16, port: 0, speedup: 0, tokenTexts })));
+  sims = await Promise.all(
+    [0, 1].map((i) => ThreadedSimWorker.start({ id: `worker-${i}`, blockSize: 16, port: 0, speedup: 0, tokenTexts })),
+  );
   router = await RouterServer.start({
-    workers: sims.map((w) => ({ id: w.id, url: w.url, onKvEvent: (l) => w.onKvEvent(l), provideTokens: (id, t) => w.provideTokens(id, t), totalKvBlocks: w.numGpuBlocks })),
+    workers: sims.map((w) => ({
+      id: w.id,
+      url: w.url,
+      onKvEvent: (l) => w.onKvEvent(l),
+      provideTokens: (id, t) => w.provideTokens(id, t),
+      totalKvBlocks: w.numGpuBlocks,
+    })),
     blockSize: 16,
     port: 0,
     events: 'inproc',
@@ -44,12 +52,16 @@ test('KV events cross the thread boundary into the indexer; the second request i
   assert.ok(Number(second.headers.get('x-dynamo-lab-overlap-blocks')) > 0, 'the router predicted a prefix hit');
 });
 
-test('the worker takes the router\'s token ids and does not tokenize the prompt again', async () => {
-  const before = await Promise.all(sims.map(async (w) => (await (await fetch(`${w.url}/debug/sim`)).json()) as { promptsHandedOver: number; promptsTokenized: number }));
+test("the worker takes the router's token ids and does not tokenize the prompt again", async () => {
+  const before = await Promise.all(
+    sims.map(async (w) => (await (await fetch(`${w.url}/debug/sim`)).json()) as { promptsHandedOver: number; promptsTokenized: number }),
+  );
   const r = await chat(router.url, 'Tokenize me once, please.', { stream: true, maxTokens: 3 });
   assert.equal(r.status, 200);
   await r.text();
-  const after = await Promise.all(sims.map(async (w) => (await (await fetch(`${w.url}/debug/sim`)).json()) as { promptsHandedOver: number; promptsTokenized: number }));
+  const after = await Promise.all(
+    sims.map(async (w) => (await (await fetch(`${w.url}/debug/sim`)).json()) as { promptsHandedOver: number; promptsTokenized: number }),
+  );
   const handed = after.reduce((a, s, i) => a + s.promptsHandedOver - before[i]!.promptsHandedOver, 0);
   const tokenized = after.reduce((a, s, i) => a + s.promptsTokenized - before[i]!.promptsTokenized, 0);
   assert.equal(handed, 1);

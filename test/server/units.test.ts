@@ -32,15 +32,18 @@ test('circuit breaker: opens after N failures, lets one trial through after the 
 
 test('worker specs: bare URL or key=value list; errors name the problem', () => {
   assert.deepEqual(parseWorkerSpec('http://10.0.0.5:8000/'), { url: 'http://10.0.0.5:8000' });
-  assert.deepEqual(parseWorkerSpec('id=a,url=http://h:1,zmq=tcp://h:5557,replay=h:5558,worker_id=0x10,kv_blocks=100,max_num_batched_tokens=2048'), {
-    id: 'a',
-    url: 'http://h:1',
-    zmq: 'tcp://h:5557',
-    replay: 'tcp://h:5558',
-    dynamoWorkerId: '16',
-    totalKvBlocks: 100,
-    maxNumBatchedTokens: 2048,
-  });
+  assert.deepEqual(
+    parseWorkerSpec('id=a,url=http://h:1,zmq=tcp://h:5557,replay=h:5558,worker_id=0x10,kv_blocks=100,max_num_batched_tokens=2048'),
+    {
+      id: 'a',
+      url: 'http://h:1',
+      zmq: 'tcp://h:5557',
+      replay: 'tcp://h:5558',
+      dynamoWorkerId: '16',
+      totalKvBlocks: 100,
+      maxNumBatchedTokens: 2048,
+    },
+  );
   assert.equal(parseWorkerSpec('url=http://h:1,worker_id=18446744073709551615').dynamoWorkerId, '18446744073709551615');
   assert.throws(() => parseWorkerSpec('url=http://h:1,worker_id=18446744073709551616'), /out of the u64 range/);
   assert.throws(() => parseWorkerSpec('nope'), WorkerSpecError);
@@ -60,7 +63,8 @@ test('--events zmq://host:port[+replay],...', () => {
 });
 
 test('usage is read from the tail of an SSE stream or a JSON body', () => {
-  const sse = 'data: {"choices":[]}\n\ndata: {"usage":{"prompt_tokens":320,"completion_tokens":6,"total_tokens":326,"prompt_tokens_details":{"cached_tokens":304}}}\n\ndata: [DONE]\n\n';
+  const sse =
+    'data: {"choices":[]}\n\ndata: {"usage":{"prompt_tokens":320,"completion_tokens":6,"total_tokens":326,"prompt_tokens_details":{"cached_tokens":304}}}\n\ndata: [DONE]\n\n';
   assert.deepEqual(extractUsage(sse), { prompt: 320, completion: 6, cached: 304 });
   assert.deepEqual(extractUsage('{"choices":[]}'), { prompt: undefined, completion: undefined, cached: undefined });
 });

@@ -86,7 +86,15 @@ test('a sequence gap triggers a replay from the first missing batch; every block
   const applied: RouterEvent[] = [];
   const resets: string[] = [];
   await pub.publish(0n, [stored(0, null)], true); // before the subscriber exists: only replay can deliver it
-  const src = new ZmqEventSource({ workerId: 'w', endpoint: pub.endpoint, replayEndpoint: pub.replayEndpoint, blockSize: BS, onEvents: (e) => applied.push(...e), onReset: (r) => resets.push(r), resyncIdleMs: 0 }).start();
+  const src = new ZmqEventSource({
+    workerId: 'w',
+    endpoint: pub.endpoint,
+    replayEndpoint: pub.replayEndpoint,
+    blockSize: BS,
+    onEvents: (e) => applied.push(...e),
+    onReset: (r) => resets.push(r),
+    resyncIdleMs: 0,
+  }).start();
   try {
     await pub.waitSubscribed();
     await src.idle();
@@ -97,8 +105,15 @@ test('a sequence gap triggers a replay from the first missing batch; every block
     await waitFor(() => applied.length === 3, 'the gap replay');
     await src.idle();
     assert.deepEqual(pub.replayRequests, [0n, 1n], 'replay asked from the first missing seq');
-    assert.deepEqual(applied.map((e) => e.data.type === 'stored' && e.data.blocks[0]!.blockHash), [100n, 101n, 102n]);
-    assert.deepEqual(applied.map((e) => e.eventId), [0, 1, 2], 'event ids are consecutive');
+    assert.deepEqual(
+      applied.map((e) => e.data.type === 'stored' && e.data.blocks[0]!.blockHash),
+      [100n, 101n, 102n],
+    );
+    assert.deepEqual(
+      applied.map((e) => e.eventId),
+      [0, 1, 2],
+      'event ids are consecutive',
+    );
     assert.equal(src.stats.gaps, 1);
     assert.equal(src.stats.unrecovered_gaps, 0);
     // A publisher that starts over at 0 is a restarted worker: its old blocks are dropped.
@@ -111,7 +126,7 @@ test('a sequence gap triggers a replay from the first missing batch; every block
   }
 });
 
-test('through the router server: after a lost batch the worker\'s whole prefix is indexed and routed to', async () => {
+test("through the router server: after a lost batch the worker's whole prefix is indexed and routed to", async () => {
   const [sim] = await startSims(1);
   const pub = await FakeVllmPublisher.start();
   const router = await RouterServer.start({
@@ -132,7 +147,11 @@ test('through the router server: after a lost batch the worker\'s whole prefix i
     await pub.publish(1n, [stored(1, 100n)], true);
     await pub.publish(2n, [stored(2, 101n)]);
     await waitFor(() => router.workersView().workers[0]!.cached_blocks === 3, 'three indexed blocks');
-    const r = await fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [...tokens, 7, 8, 9], max_tokens: 1 }) });
+    const r = await fetch(`${router.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: [...tokens, 7, 8, 9], max_tokens: 1 }),
+    });
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('x-dynamo-lab-worker'), 'fake');
     assert.equal(r.headers.get('x-dynamo-lab-overlap-blocks'), '3');
@@ -151,7 +170,15 @@ test('sequence poisoning: one frame with sequence 2^62 does not make the source 
   for (const withReplay of [false, true]) {
     const pub = await FakeVllmPublisher.start();
     const applied: RouterEvent[] = [];
-    const src = new ZmqEventSource({ workerId: 'w', endpoint: pub.endpoint, replayEndpoint: withReplay ? pub.replayEndpoint : undefined, blockSize: BS, onEvents: (e) => applied.push(...e), onReset: () => {}, resyncIdleMs: 0 }).start();
+    const src = new ZmqEventSource({
+      workerId: 'w',
+      endpoint: pub.endpoint,
+      replayEndpoint: withReplay ? pub.replayEndpoint : undefined,
+      blockSize: BS,
+      onEvents: (e) => applied.push(...e),
+      onReset: () => {},
+      resyncIdleMs: 0,
+    }).start();
     try {
       await pub.waitSubscribed();
       await src.idle();
@@ -161,7 +188,10 @@ test('sequence poisoning: one frame with sequence 2^62 does not make the source 
       await pub.pub.send([Buffer.alloc(0), seqFrame(2n ** 62n), Buffer.from(encodeVllmBatch([{ type: 'AllBlocksCleared' }], 0))]);
       await pub.publish(1n, [stored(1, 100n)]);
       await pub.publish(2n, [stored(2, 101n)]);
-      await waitFor(() => applied.filter((e) => e.data.type === 'stored').length === 3, `batches 1 and 2 after the bogus frame (replay ${withReplay})`);
+      await waitFor(
+        () => applied.filter((e) => e.data.type === 'stored').length === 3,
+        `batches 1 and 2 after the bogus frame (replay ${withReplay})`,
+      );
       await src.idle();
       assert.equal(src.stats.next_seq, '3', 'the expected sequence follows the real batches');
     } finally {

@@ -85,7 +85,8 @@ test('max_num_seqs bounds the running batch; the rest waits FCFS', () => {
   const clock = new VirtualClock();
   const engine = new SimEngine({ maxNumSeqs: 2 }, clock);
   const order: string[] = [];
-  for (const id of ['a', 'b', 'c', 'd']) engine.submit({ requestId: id, tokens: prompt(20, id.charCodeAt(0) * 100), maxTokens: 3, onDone: (r) => order.push(r.requestId) });
+  for (const id of ['a', 'b', 'c', 'd'])
+    engine.submit({ requestId: id, tokens: prompt(20, id.charCodeAt(0) * 100), maxTokens: 3, onDone: (r) => order.push(r.requestId) });
   clock.runUntil(0);
   clock.step();
   assert.equal(engine.stats().running, 2);
@@ -150,7 +151,9 @@ test('requests that can never fit are rejected up front', () => {
 test('the same scheduler runs on the real clock (sleeps until pass end)', async () => {
   const engine = new SimEngine({ speedup: 2 }, new RealClock());
   const t0 = performance.now();
-  const res = await new Promise<EngineResult>((resolve) => engine.submit({ requestId: 'a', tokens: prompt(1000), maxTokens: 3, onDone: resolve }));
+  const res = await new Promise<EngineResult>((resolve) =>
+    engine.submit({ requestId: 'a', tokens: prompt(1000), maxTokens: 3, onDone: resolve }),
+  );
   const elapsed = performance.now() - t0;
   const model = (polyPrefill(1000) + 3 * polyDecode(63 / 16384)) / 2;
   assert.equal(res.completionTokens, 3);
@@ -197,7 +200,10 @@ test('with prefix caching off nothing is reused and freed blocks are removed at 
     engine.submit({ requestId: id, tokens: prompt(64), maxTokens: 1, onDone: (r) => done.push(r) });
     clock.runUntilIdle();
   }
-  assert.deepEqual(done.map((r) => r.cachedTokens), [0, 0]);
+  assert.deepEqual(
+    done.map((r) => r.cachedTokens),
+    [0, 0],
+  );
   assert.deepEqual(kinds, ['stored', 'removed', 'stored', 'removed']);
   assert.equal(engine.cachedBlockCount(), 0);
 });

@@ -44,8 +44,14 @@ test('new full blocks emit one Stored with the parent hash; the partial tail is 
   assert.equal(ev.data.type, 'stored');
   if (ev.data.type !== 'stored') return;
   assert.equal(ev.data.parentHash, null);
-  assert.deepEqual(ev.data.blocks.map((b) => b.blockHash), [s.seqHash(0), s.seqHash(1)]);
-  assert.deepEqual(ev.data.blocks.map((b) => b.tokensHash), [s.localHash(0), s.localHash(1)]);
+  assert.deepEqual(
+    ev.data.blocks.map((b) => b.blockHash),
+    [s.seqHash(0), s.seqHash(1)],
+  );
+  assert.deepEqual(
+    ev.data.blocks.map((b) => b.tokensHash),
+    [s.localHash(0), s.localHash(1)],
+  );
   assert.deepEqual(ev.tokens, range(1, 8));
 
   // Growing past the block boundary promotes the partial block: Stored with parent = block 1.
@@ -57,7 +63,10 @@ test('new full blocks emit one Stored with the parent hash; the partial tail is 
   assert.equal(ev2.type, 'stored');
   if (ev2.type === 'stored') {
     assert.equal(ev2.parentHash, s.seqHash(1));
-    assert.deepEqual(ev2.blocks.map((b) => b.blockHash), [s.seqHash(2)]);
+    assert.deepEqual(
+      ev2.blocks.map((b) => b.blockHash),
+      [s.seqHash(2)],
+    );
   }
 });
 
@@ -162,7 +171,15 @@ const workloadArb: fc.Arbitrary<Workload> = fc.record({
 function runWorkload(w: Workload) {
   const clock = new VirtualClock();
   const engine = new SimEngine(
-    { id: 'w0', blockSize: w.blockSize, numGpuBlocks: w.numGpuBlocks, maxNumSeqs: w.maxNumSeqs, maxNumBatchedTokens: w.maxNumBatchedTokens, preemptionMode: w.preemptionMode, seed: 7 },
+    {
+      id: 'w0',
+      blockSize: w.blockSize,
+      numGpuBlocks: w.numGpuBlocks,
+      maxNumSeqs: w.maxNumSeqs,
+      maxNumBatchedTokens: w.maxNumBatchedTokens,
+      preemptionMode: w.preemptionMode,
+      seed: 7,
+    },
     clock,
   );
   const mirror = new Set<bigint>();

@@ -4,7 +4,6 @@ import { ctxWith } from '../helpers/command-context.js';
 import { simCommand } from '../../src/cli/commands/sim.js';
 import { UsageError } from '../../src/base/errors.js';
 
-
 async function waitFor(pred: () => boolean, ms = 10_000) {
   const t0 = Date.now();
   while (!pred()) {
@@ -19,7 +18,10 @@ test('dynamo-lab sim --json prints [{id,url,zmq}], serves until the signal abort
   const running = simCommand.run({ workers: '2', port: '0', 'zmq-port': '0', speedup: '0', quiet: true }, [], ctx);
   await waitFor(() => out().includes('\n'));
   const list = JSON.parse(out()) as { id: string; url: string; zmq: string }[];
-  assert.deepEqual(list.map((w) => w.id), ['worker-0', 'worker-1']);
+  assert.deepEqual(
+    list.map((w) => w.id),
+    ['worker-0', 'worker-1'],
+  );
   for (const w of list) {
     assert.match(w.zmq, /^tcp:\/\/127\.0\.0\.1:\d+$/);
     const r = await fetch(`${w.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'hi', max_tokens: 2 }) });
@@ -46,7 +48,7 @@ test('dynamo-lab sim prints one line per worker and rejects bad options', async 
   await assert.rejects(simCommand.run({ workers: '1', 'preemption-mode': 'random' }, [], ctxWith(never, false).ctx), UsageError);
 });
 
-test('dynamo-lab sim --tokenizer <dir> serves chat with that model\'s tokenizer and template; a bad path is a user error', async () => {
+test("dynamo-lab sim --tokenizer <dir> serves chat with that model's tokenizer and template; a bad path is a user error", async () => {
   const { createRequire } = await import('node:module');
   const { dirname } = await import('node:path');
   const { loadChatTokenizer } = await import('../../src/tokenizer/index.js');
@@ -65,5 +67,8 @@ test('dynamo-lab sim --tokenizer <dir> serves chat with that model\'s tokenizer 
   assert.notEqual(expected, (await (await loadChatTokenizer()).encodeChat(messages)).length, 'differs from the Qwen default');
   ac.abort();
   assert.equal(await running, 0);
-  await assert.rejects(simCommand.run({ workers: '1', port: '0', tokenizer: '/nonexistent/model' }, [], ctxWith(new AbortController().signal, false).ctx), (e: unknown) => e instanceof UserError && /no such file or directory/.test((e as Error).message));
+  await assert.rejects(
+    simCommand.run({ workers: '1', port: '0', tokenizer: '/nonexistent/model' }, [], ctxWith(new AbortController().signal, false).ctx),
+    (e: unknown) => e instanceof UserError && /no such file or directory/.test((e as Error).message),
+  );
 });

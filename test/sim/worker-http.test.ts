@@ -15,7 +15,14 @@ const logs: string[] = [];
 const events: RouterEvent[] = [];
 
 before(async () => {
-  worker = await SimWorker.start({ id: 'worker-0', port: 0, speedup: 20, log: (l) => logs.push(l), maxBodyBytes: 64 * 1024, zmq: { pubPort: 0 } });
+  worker = await SimWorker.start({
+    id: 'worker-0',
+    port: 0,
+    speedup: 20,
+    log: (l) => logs.push(l),
+    maxBodyBytes: 64 * 1024,
+    zmq: { pubPort: 0 },
+  });
   worker.onKvEvent((ev) => events.push(ev));
 });
 
@@ -68,9 +75,21 @@ test('streaming: one usage chunk (empty choices) exactly when stream_options.inc
       body: JSON.stringify({ messages, max_tokens: 3, stream: true, ...extra }),
     });
     assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
-    const datas = (await res.text()).split('\n\n').filter(Boolean).map((b) => b.replace(/^data: /, ''));
+    const datas = (await res.text())
+      .split('\n\n')
+      .filter(Boolean)
+      .map((b) => b.replace(/^data: /, ''));
     assert.equal(datas.at(-1), '[DONE]');
-    return datas.slice(0, -1).map((d) => JSON.parse(d) as { id: string; choices: Array<{ finish_reason: string | null }>; usage?: { prompt_tokens_details: { cached_tokens: number } } });
+    return datas
+      .slice(0, -1)
+      .map(
+        (d) =>
+          JSON.parse(d) as {
+            id: string;
+            choices: Array<{ finish_reason: string | null }>;
+            usage?: { prompt_tokens_details: { cached_tokens: number } };
+          },
+      );
   };
   const without = await sse({});
   assert.equal(without.filter((c) => c.usage !== undefined).length, 0, 'no usage without include_usage');
@@ -85,7 +104,11 @@ test('streaming: one usage chunk (empty choices) exactly when stream_options.inc
 
 test('stop strings, stop_token_ids, unknown model, default max_tokens and max_model_len follow vLLM', async () => {
   const post = async (body: Record<string, unknown>) => {
-    const r = await fetch(`${worker.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Tell me a story.', ...body }) });
+    const r = await fetch(`${worker.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Tell me a story.', ...body }),
+    });
     return { status: r.status, body: (await r.json()) as any };
   };
   // The sim samples tokens at random, so stop on any vowel: a few of 60 tokens surely hold one.
@@ -97,16 +120,32 @@ test('stop strings, stop_token_ids, unknown model, default max_tokens and max_mo
   assert.equal(stopped.status, 200);
   assert.equal(stopped.body.choices[0].finish_reason, 'stop', JSON.stringify(stopped.body));
   assert.ok(vowels.includes(stopped.body.choices[0].stop_reason));
-  assert.ok(!vowels.some((v) => stopped.body.choices[0].text.includes(v)), `"${stopped.body.choices[0].text}" must end before the stop string`);
+  assert.ok(
+    !vowels.some((v) => stopped.body.choices[0].text.includes(v)),
+    `"${stopped.body.choices[0].text}" must end before the stop string`,
+  );
   assert.ok(stopped.body.usage.completion_tokens < 60);
   // Streaming: the text before the stop string arrives, the stop string never does.
-  const r = await fetch(`${worker.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Tell me a story.', max_tokens: 60, stop: vowels, stream: true }) });
-  const chunks = (await r.text()).split('\n\n').filter((d) => d.startsWith('data: {')).map((d) => JSON.parse(d.slice(6)) as { choices: Array<{ text: string; finish_reason: string | null }> });
+  const r = await fetch(`${worker.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Tell me a story.', max_tokens: 60, stop: vowels, stream: true }),
+  });
+  const chunks = (await r.text())
+    .split('\n\n')
+    .filter((d) => d.startsWith('data: {'))
+    .map((d) => JSON.parse(d.slice(6)) as { choices: Array<{ text: string; finish_reason: string | null }> });
   const streamed = chunks.map((c) => c.choices[0]?.text ?? '').join('');
   assert.ok(!vowels.some((v) => streamed.includes(v)), streamed);
   assert.equal(chunks.at(-1)!.choices[0]!.finish_reason, 'stop');
   // stop_token_ids: stop at the first generated token.
-  const tok = (await (await fetch(`${worker.url}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: text }) })).json()) as { tokens: number[] };
+  const tok = (await (
+    await fetch(`${worker.url}/tokenize`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: text }),
+    })
+  ).json()) as { tokens: number[] };
   const byId = await post({ max_tokens: 50, stop_token_ids: tok.tokens });
   assert.equal(byId.body.choices[0].finish_reason, 'stop');
   assert.ok(byId.body.usage.completion_tokens < 50);
@@ -125,7 +164,9 @@ test('stop strings, stop_token_ids, unknown model, default max_tokens and max_mo
 
 test('non-stream chat returns usage.prompt_tokens_details.cached_tokens > 0 on a repeated prompt', async () => {
   const oa = client();
-  const unique = [{ role: 'user' as const, content: `A brand new question number ${Date.now()} about radix trees and LRU eviction in paged attention.` }];
+  const unique = [
+    { role: 'user' as const, content: `A brand new question number ${Date.now()} about radix trees and LRU eviction in paged attention.` },
+  ];
   const first = await oa.chat.completions.create({ model: DEFAULT_MODEL, messages: unique, max_tokens: 4 });
   const second = await oa.chat.completions.create({ model: DEFAULT_MODEL, messages: unique, max_tokens: 4 });
   assert.equal(first.object, 'chat.completion');
@@ -137,12 +178,19 @@ test('non-stream chat returns usage.prompt_tokens_details.cached_tokens > 0 on a
   const cached = second.usage!.prompt_tokens_details!.cached_tokens!;
   assert.ok(cached > 0);
   assert.equal(cached, Math.floor(isl / 16) * 16, 'all full blocks of the prompt hit');
-  assert.ok(logs.some((l) => /^\[worker-0\] request chatcmpl-\S+ prefix cache hit: \d+\/\d+ blocks \(\d+\/\d+ tokens\) ttft=[\d.]+ ms/.test(l)), 'greppable log line');
+  assert.ok(
+    logs.some((l) => /^\[worker-0\] request chatcmpl-\S+ prefix cache hit: \d+\/\d+ blocks \(\d+\/\d+ tokens\) ttft=[\d.]+ ms/.test(l)),
+    'greppable log line',
+  );
 });
 
 test('completions: text prompt, token-id prompt, and streaming with include_usage', async () => {
   const oa = client();
-  const c1 = await oa.completions.create({ model: DEFAULT_MODEL, prompt: 'The KV cache stores keys and values for every token', max_tokens: 5 });
+  const c1 = await oa.completions.create({
+    model: DEFAULT_MODEL,
+    prompt: 'The KV cache stores keys and values for every token',
+    max_tokens: 5,
+  });
   assert.equal(c1.object, 'text_completion');
   assert.equal(c1.usage!.completion_tokens, 5);
   assert.ok(c1.choices[0]!.text.length > 0);
@@ -150,8 +198,17 @@ test('completions: text prompt, token-id prompt, and streaming with include_usag
   const c2 = await oa.completions.create({ model: DEFAULT_MODEL, prompt: ids, max_tokens: 2 });
   assert.equal(c2.usage!.prompt_tokens, 40);
   const c3 = await oa.completions.create({ model: DEFAULT_MODEL, prompt: ids, max_tokens: 2 });
-  assert.equal((c3.usage as OpenAI.CompletionUsage & { prompt_tokens_details?: { cached_tokens?: number } }).prompt_tokens_details?.cached_tokens, 32);
-  const stream = await oa.completions.create({ model: DEFAULT_MODEL, prompt: 'stream me', max_tokens: 4, stream: true, stream_options: { include_usage: true } });
+  assert.equal(
+    (c3.usage as OpenAI.CompletionUsage & { prompt_tokens_details?: { cached_tokens?: number } }).prompt_tokens_details?.cached_tokens,
+    32,
+  );
+  const stream = await oa.completions.create({
+    model: DEFAULT_MODEL,
+    prompt: 'stream me',
+    max_tokens: 4,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let n = 0;
   let usage: OpenAI.CompletionUsage | undefined;
   for await (const c of stream) {
@@ -163,14 +220,22 @@ test('completions: text prompt, token-id prompt, and streaming with include_usag
 });
 
 test('errors are OpenAI-shaped with the right status, and every response names the worker', async () => {
-  const post = (path: string, body: string) => fetch(`${worker.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const post = (path: string, body: string) =>
+    fetch(`${worker.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   const cases: [Promise<Response>, number][] = [
     [post('/v1/chat/completions', '{not json'), 400],
     [post('/v1/chat/completions', JSON.stringify({ model: 'm', messages })), 404],
     [post('/v1/chat/completions', JSON.stringify({ max_tokens: 1 })), 400],
     [post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: { text: 'x' } }] })), 400],
     [post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 42 }] })), 400],
-    [fetch(`${worker.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x' }, body: '--x--' }), 415],
+    [
+      fetch(`${worker.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'multipart/form-data; boundary=x' },
+        body: '--x--',
+      }),
+      415,
+    ],
     [post('/v1/chat/completions', JSON.stringify({ messages: [] })), 400],
     [post('/v1/chat/completions', JSON.stringify({ messages, max_tokens: 0 })), 400],
     [post('/v1/chat/completions', JSON.stringify({ messages, max_tokens: 'ten' })), 400],
@@ -191,7 +256,10 @@ test('errors are OpenAI-shaped with the right status, and every response names t
     assert.equal(typeof body.error.code, 'string');
   }
   // The openai client surfaces them as APIError with the status.
-  await assert.rejects(client().chat.completions.create({ model: DEFAULT_MODEL, messages: [], max_tokens: 1 }), (e: unknown) => e instanceof OpenAI.APIError && e.status === 400);
+  await assert.rejects(
+    client().chat.completions.create({ model: DEFAULT_MODEL, messages: [], max_tokens: 1 }),
+    (e: unknown) => e instanceof OpenAI.APIError && e.status === 400,
+  );
 });
 
 test('models, health, tokenize and metrics', async () => {
@@ -203,10 +271,15 @@ test('models, health, tokenize and metrics', async () => {
   assert.equal(health.status, 200);
   assert.equal(health.headers.get('x-dynamo-lab-worker'), 'worker-0');
 
-  const tok = (await (await fetch(`${worker.url}/tokenize`, { method: 'POST', body: JSON.stringify({ messages }) })).json()) as { tokens: number[]; count: number };
+  const tok = (await (await fetch(`${worker.url}/tokenize`, { method: 'POST', body: JSON.stringify({ messages }) })).json()) as {
+    tokens: number[];
+    count: number;
+  };
   assert.deepEqual(tok.tokens, await tokenizeChat(messages));
   assert.equal(tok.count, tok.tokens.length);
-  const tok2 = (await (await fetch(`${worker.url}/tokenize`, { method: 'POST', body: JSON.stringify({ prompt: 'hello world' }) })).json()) as { count: number };
+  const tok2 = (await (
+    await fetch(`${worker.url}/tokenize`, { method: 'POST', body: JSON.stringify({ prompt: 'hello world' }) })
+  ).json()) as { count: number };
   assert.ok(tok2.count >= 2);
 
   const text = await (await fetch(`${worker.url}/metrics`)).text();
@@ -276,7 +349,10 @@ test('in-process KV events are ordered from 0 and the ZMQ publisher sends the sa
 test('startSimWorkers: ids worker-0.., distinct ports, close is idempotent', async () => {
   const ws = await startSimWorkers(3, { speedup: 0 });
   try {
-    assert.deepEqual(ws.map((w) => w.id), ['worker-0', 'worker-1', 'worker-2']);
+    assert.deepEqual(
+      ws.map((w) => w.id),
+      ['worker-0', 'worker-1', 'worker-2'],
+    );
     assert.equal(new Set(ws.map((w) => w.port)).size, 3);
     for (const w of ws) {
       const r = await client(w.url).chat.completions.create({ model: DEFAULT_MODEL, messages, max_tokens: 2 });
@@ -314,7 +390,10 @@ test('startSimWorkers stops the workers it started when one fails', async () => 
   }
   assert.ok(port > 0, 'no free pair of adjacent ports found');
   try {
-    await assert.rejects(startSimWorkers(2, { basePort: port - 1, speedup: 0 }), (e: unknown) => e instanceof PortInUseError && e.port === port);
+    await assert.rejects(
+      startSimWorkers(2, { basePort: port - 1, speedup: 0 }),
+      (e: unknown) => e instanceof PortInUseError && e.port === port,
+    );
     // worker-0's port is free again.
     const probe = net.createServer();
     await new Promise<void>((resolve, reject) => {
@@ -348,9 +427,11 @@ test('POST /reset_prefix_cache drops the cached blocks (router sees Cleared) and
   w.onKvEvent((e) => seen.push(e.data.type));
   try {
     const ask = () =>
-      fetch(`${w.url}/v1/chat/completions`, { method: 'POST', headers: { 'x-request-id': 'lab-123' }, body: JSON.stringify({ messages, max_tokens: 1 }) }).then(
-        (r) => r.json() as Promise<{ id: string; usage: { prompt_tokens_details: { cached_tokens: number } } }>,
-      );
+      fetch(`${w.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'x-request-id': 'lab-123' },
+        body: JSON.stringify({ messages, max_tokens: 1 }),
+      }).then((r) => r.json() as Promise<{ id: string; usage: { prompt_tokens_details: { cached_tokens: number } } }>);
     const a = await ask();
     assert.equal(a.id, 'chatcmpl-lab-123');
     assert.ok(logs.some((l) => l.startsWith('[worker-r] request chatcmpl-lab-123 ')));
@@ -383,7 +464,10 @@ test('real-time pacing over HTTP: time to first streamed token follows the polyn
     // No wall-clock upper bound (it fails on a loaded machine); the pacing is checked from below
     // and through the engine's own histogram: its one TTFT sample is at least the model's.
     assert.equal(w.engine.ttftHistogram.count, 1);
-    assert.ok(w.engine.ttftHistogram.sum * 1000 >= model * 0.95, `engine ttft ${w.engine.ttftHistogram.sum * 1000} ms >= model ${model.toFixed(1)} ms`);
+    assert.ok(
+      w.engine.ttftHistogram.sum * 1000 >= model * 0.95,
+      `engine ttft ${w.engine.ttftHistogram.sum * 1000} ms >= model ${model.toFixed(1)} ms`,
+    );
     assert.ok(total >= model + 4 * 5.9, `4 more decode steps of ~6 ms (total ${total.toFixed(1)} ms)`);
   } finally {
     await w.close();
@@ -397,7 +481,10 @@ test('chat streams send the role chunk together with the first token, after pref
     const prompt = await tokenizeChat([{ role: 'user', content }]);
     const prefillOnly = 4.209989e-7 * prompt.length ** 2 + 1.518344e-2 * prompt.length + 16.50142;
     const t0 = performance.now();
-    const res = await fetch(`${w.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 3, stream: true }) });
+    const res = await fetch(`${w.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 3, stream: true }),
+    });
     const reader = res.body!.getReader();
     const first = new TextDecoder().decode((await reader.read()).value);
     const elapsed = performance.now() - t0;

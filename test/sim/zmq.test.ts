@@ -14,7 +14,13 @@ const BS = 4;
 
 /** An engine on a virtual clock whose KV events go to a real ZMQ publisher. */
 async function setup(opts: { bufferBatches?: number } = {}) {
-  const pub = await ZmqKvPublisher.start({ host: '127.0.0.1', pubPort: 0, replayPort: 0, blockSize: BS, bufferBatches: opts.bufferBatches });
+  const pub = await ZmqKvPublisher.start({
+    host: '127.0.0.1',
+    pubPort: 0,
+    replayPort: 0,
+    blockSize: BS,
+    bufferBatches: opts.bufferBatches,
+  });
   const clock = new VirtualClock();
   const engine = new SimEngine({ id: 'w0', blockSize: BS, numGpuBlocks: 12 }, clock);
   const inproc: RouterEvent[] = [];
@@ -74,9 +80,21 @@ test('KV events go out on a real ZMQ PUB socket in vLLM wire format', async () =
     wireEvents.forEach((e, i) => {
       const ev = inproc[i]!.data;
       if (ev.type === 'stored') {
-        assert.deepEqual(Object.keys(e).sort(), ['block_hashes', 'block_size', 'lora_id', 'lora_name', 'medium', 'parent_block_hash', 'token_ids', 'type']);
+        assert.deepEqual(Object.keys(e).sort(), [
+          'block_hashes',
+          'block_size',
+          'lora_id',
+          'lora_name',
+          'medium',
+          'parent_block_hash',
+          'token_ids',
+          'type',
+        ]);
         assert.equal(e.type, 'BlockStored');
-        assert.deepEqual(e.block_hashes, ev.blocks.map((b) => b.blockHash));
+        assert.deepEqual(
+          e.block_hashes,
+          ev.blocks.map((b) => b.blockHash),
+        );
         assert.equal(e.parent_block_hash, ev.parentHash);
         assert.equal(e.block_size, BS);
         assert.equal(e.medium, 'GPU');
@@ -85,7 +103,10 @@ test('KV events go out on a real ZMQ PUB socket in vLLM wire format', async () =
         const toks = e.token_ids as number[];
         assert.equal(toks.length, ev.blocks.length * BS);
         // The router recomputes tokens_hash from token_ids: it must be our local hash.
-        assert.deepEqual(computeBlockHashes(toks, BS), ev.blocks.map((b) => b.tokensHash));
+        assert.deepEqual(
+          computeBlockHashes(toks, BS),
+          ev.blocks.map((b) => b.tokensHash),
+        );
       } else if (ev.type === 'removed') {
         assert.deepEqual(e, { type: 'BlockRemoved', block_hashes: ev.blockHashes, medium: 'GPU' });
       }
@@ -96,7 +117,10 @@ test('KV events go out on a real ZMQ PUB socket in vLLM wire format', async () =
     const hb = Buffer.alloc(9);
     hb[0] = 0xcf;
     hb.writeBigUInt64BE(h, 1);
-    assert.ok(frames.some((f) => f[2]!.includes(hb)), 'hash encoded as uint64');
+    assert.ok(
+      frames.some((f) => f[2]!.includes(hb)),
+      'hash encoded as uint64',
+    );
   } finally {
     sub.close();
     engine.close();
@@ -162,7 +186,10 @@ test('replay: a subscriber that missed batches gets them from the ROUTER socket,
       }
       got.push({ seq, payload: f[2]! });
     }
-    assert.deepEqual(got.map((g) => g.seq), Array.from({ length: n - 1 }, (_, i) => BigInt(i + 1)));
+    assert.deepEqual(
+      got.map((g) => g.seq),
+      Array.from({ length: n - 1 }, (_, i) => BigInt(i + 1)),
+    );
     for (const g of got) assert.ok(g.payload.equals(live[Number(g.seq)]![2]!), `replayed seq ${g.seq} is byte-identical`);
   } finally {
     dealer.close();

@@ -13,7 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { loadChatTokenizer, TokenizerError, type ChatMessage, type ChatTokenizer } from '../../src/tokenizer/index.js';
 
 const compiled = import.meta.url.includes('/dist/test/');
-const FIXTURES = fileURLToPath(new URL(compiled ? '../../../test/fixtures/tokenizer/chat-templates.json' : '../fixtures/tokenizer/chat-templates.json', import.meta.url));
+const FIXTURES = fileURLToPath(
+  new URL(compiled ? '../../../test/fixtures/tokenizer/chat-templates.json' : '../fixtures/tokenizer/chat-templates.json', import.meta.url),
+);
 
 interface Case {
   template: 'qwen-default' | 'qwen3' | 'llama3';

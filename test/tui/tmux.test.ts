@@ -44,11 +44,24 @@ async function waitForRawMode(session: string, ms = 30_000): Promise<void> {
 
 function startLab(session: string, stateDir: string): void {
   // tmux runs a shell command line; every piece is quoted from a fixed argv.
-  const cmd = shellQuote(['env', 'CI=false', 'FORCE_COLOR=0', `DYNAMO_LAB_STATE_DIR=${stateDir}`, process.execPath, ...CLI_ARGV, 'start', '--target', 'local']);
+  const cmd = shellQuote([
+    'env',
+    'CI=false',
+    'FORCE_COLOR=0',
+    `DYNAMO_LAB_STATE_DIR=${stateDir}`,
+    process.execPath,
+    ...CLI_ARGV,
+    'start',
+    '--target',
+    'local',
+  ]);
   tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '50', `${cmd}; echo "EXIT=$?"; sleep 30`);
 }
 
-test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes, y confirms cleanup, Ctrl+C exits 130', { skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false, timeout: 900_000 }, async () => {
+test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes, y confirms cleanup, Ctrl+C exits 130', {
+  skip: !hasTmux && !requireTmux ? 'tmux is not installed' : false,
+  timeout: 900_000,
+}, async () => {
   const state = tempStateDir();
   const s1 = `dl-tui-${process.pid}-a`;
   startLab(s1, state);
@@ -93,7 +106,16 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
     const demo = await waitFor(s2, /What the router believes is cached/);
     assert.match(demo, /Explain quantum computing in simple ter/);
     assert.match(demo, /requests per worker/);
-    for (const next of [/The same prompts with round-robin/, /Compare kv and round-robin/, /Find the prefix-cache lines/, /Four workers with a larger model/, /Long prefixes with kv routing/, /The same long prefixes with round-robin/, /Long prefixes: kv against round-robin/, /Stop the router and workers/]) {
+    for (const next of [
+      /The same prompts with round-robin/,
+      /Compare kv and round-robin/,
+      /Find the prefix-cache lines/,
+      /Four workers with a larger model/,
+      /Long prefixes with kv routing/,
+      /The same long prefixes with round-robin/,
+      /Long prefixes: kv against round-robin/,
+      /Stop the router and workers/,
+    ]) {
       tmux('send-keys', '-t', s2, 'Enter');
       await waitFor(s2, next, 180_000);
     }
@@ -115,7 +137,13 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
   try {
     await waitFor(s3, /Why route by cache contents\?/);
     await waitForRawMode(s3);
-    for (const next of [/How the router learns/, /Check that two GPUs/, /Provide the event bus/, /Start two workers/, /Start the router in kv mode/]) {
+    for (const next of [
+      /How the router learns/,
+      /Check that two GPUs/,
+      /Provide the event bus/,
+      /Start two workers/,
+      /Start the router in kv mode/,
+    ]) {
       tmux('send-keys', '-t', s3, 'Enter');
       await waitFor(s3, next);
     }

@@ -38,7 +38,9 @@ test('unknown command and bad flag with --json: exit 2, one document each', asyn
   assert.match(b.stderr, /bogus/);
 });
 
-test('start --target cluster --yes --json with an unreachable cluster: one document carrying the real reason', { timeout: 120_000 }, async () => {
+test('start --target cluster --yes --json with an unreachable cluster: one document carrying the real reason', {
+  timeout: 120_000,
+}, async () => {
   const state = tempStateDir();
   const kubeconfig = join(state, 'kubeconfig');
   // A cluster at a loopback port nothing listens on.
@@ -46,7 +48,10 @@ test('start --target cluster --yes --json with an unreachable cluster: one docum
     kubeconfig,
     'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\nusers: [{name: u, user: {token: abc}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
   );
-  const r = await runCli(['start', '--target', 'cluster', '--yes', '--json'], { env: { DYNAMO_LAB_STATE_DIR: state, KUBECONFIG: kubeconfig }, timeoutMs: 110_000 });
+  const r = await runCli(['start', '--target', 'cluster', '--yes', '--json'], {
+    env: { DYNAMO_LAB_STATE_DIR: state, KUBECONFIG: kubeconfig },
+    timeoutMs: 110_000,
+  });
   assert.equal(r.code, 1, r.stderr);
   const doc = oneDoc(r.stdout);
   assert.equal(doc.status, 'failed');

@@ -26,12 +26,18 @@ test('every lab in labs/ loads, and every local action it names exists', () => {
 
 test('the kv-routing lab has the skeleton sections in order', () => {
   const lab = loadLab('kv-routing');
-  assert.deepEqual(lab.sections.map((s) => s.id), ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'long-prefix', 'cleanup']);
+  assert.deepEqual(
+    lab.sections.map((s) => s.id),
+    ['understand', 'start-workers', 'start-router', 'demo', 'inspect-logs', 'long-prefix', 'cleanup'],
+  );
 });
 
 test('scenarios hold the seed prompts', () => {
   const sc = loadScenarios();
-  assert.deepEqual(sc['shared-prefix']!.requests.map((r) => r.prompt), ['Explain quantum computing', 'Explain quantum computing in simple terms', 'Explain quantum computing briefly']);
+  assert.deepEqual(
+    sc['shared-prefix']!.requests.map((r) => r.prompt),
+    ['Explain quantum computing', 'Explain quantum computing in simple terms', 'Explain quantum computing briefly'],
+  );
   assert.equal(sc['system-prompt']!.requests.length, 2);
 });
 
@@ -48,25 +54,67 @@ test('long-prefix scenarios: deterministic, thousands of tokens, four requests s
     const text = (first.system ?? '') + first.prompt;
     assert.ok(text.split(/\s+/).length > 5000, `${name}: the shared part is thousands of words`);
     assert.doesNotMatch(text, /\{\{filler/, `${name}: placeholder left`);
-    assert.ok(s.requests.every((r) => (r.label ?? '').length > 0 && (r.label ?? '').length < 80), `${name}: every request has a short label for the tables`);
+    assert.ok(
+      s.requests.every((r) => (r.label ?? '').length > 0 && (r.label ?? '').length < 80),
+      `${name}: every request has a short label for the tables`,
+    );
   }
 });
 
 test('bad lab definitions fail with the file and the field named', () => {
-  const base = { format_version: 1, id: 'x', title: 't', summary: 's', version: 1, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'explain', title: 'A' }] }] };
+  const base = {
+    format_version: 1,
+    id: 'x',
+    title: 't',
+    summary: 's',
+    version: 1,
+    sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'explain', title: 'A' }] }],
+  };
   assert.doesNotThrow(() => validateLab(base, 'f.yaml'));
-  const bad = (patch: unknown, re: RegExp) => assert.throws(() => validateLab(patch, 'f.yaml'), (e: Error) => e instanceof LabFormatError && re.test(e.message) && e.message.startsWith('f.yaml'));
+  const bad = (patch: unknown, re: RegExp) =>
+    assert.throws(
+      () => validateLab(patch, 'f.yaml'),
+      (e: Error) => e instanceof LabFormatError && re.test(e.message) && e.message.startsWith('f.yaml'),
+    );
   bad({ ...base, format_version: 2 }, /format_version must be 1/);
   bad({ ...base, sections: [] }, /sections/);
   bad({ ...base, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'shell', title: 'A' }] }] }, /type must be one of/);
-  bad({ ...base, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'explain', title: 'A' }, { id: 'a', type: 'explain', title: 'B' }] }] }, /used twice/);
-  bad({ ...base, sections: [{ id: 's', title: 'S', steps: [{ id: 'a', type: 'command', title: 'A', cluster: { commands: [{ argv: 'kubectl get pods' }] } }] }] }, /argv arrays, not shell strings/);
+  bad(
+    {
+      ...base,
+      sections: [
+        {
+          id: 's',
+          title: 'S',
+          steps: [
+            { id: 'a', type: 'explain', title: 'A' },
+            { id: 'a', type: 'explain', title: 'B' },
+          ],
+        },
+      ],
+    },
+    /used twice/,
+  );
+  bad(
+    {
+      ...base,
+      sections: [
+        { id: 's', title: 'S', steps: [{ id: 'a', type: 'command', title: 'A', cluster: { commands: [{ argv: 'kubectl get pods' }] } }] },
+      ],
+    },
+    /argv arrays, not shell strings/,
+  );
 });
 
 test('progress round-trips, drops unknown steps, and heals a corrupt file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'dl-progress-'));
   const p = progressPath('kv-routing', 'local', dir);
-  saveProgress(p, { lab: 'kv-routing', labVersion: 1, target: 'local', steps: { a: { status: 'done' }, gone: { status: 'done' }, b: { status: 'failed' } } });
+  saveProgress(p, {
+    lab: 'kv-routing',
+    labVersion: 1,
+    target: 'local',
+    steps: { a: { status: 'done' }, gone: { status: 'done' }, b: { status: 'failed' } },
+  });
   const loaded = loadProgress(p, 'kv-routing', ['a', 'b', 'c']);
   assert.deepEqual(loaded.statuses, { a: 'done' });
   assert.equal(JSON.parse(readFileSync(p, 'utf8')).formatVersion, 1);
@@ -75,7 +123,10 @@ test('progress round-trips, drops unknown steps, and heals a corrupt file', () =
   const healed = loadProgress(p, 'kv-routing', ['a']);
   assert.deepEqual(healed.statuses, {});
   assert.match(healed.notice ?? '', /could not be used/);
-  assert.ok(readdirSync(dirname(p)).some((f) => f.includes('.broken-')), 'the bad file is kept aside');
+  assert.ok(
+    readdirSync(dirname(p)).some((f) => f.includes('.broken-')),
+    'the bad file is kept aside',
+  );
 
   mkdirSync(dirname(p), { recursive: true });
   writeFileSync(p, JSON.stringify({ formatVersion: 1, lab: 'other-lab', steps: {} }));
@@ -89,7 +140,10 @@ test('commands are shown shell-quoted with variables substituted and secrets mas
   assert.equal(quoteArg(''), "''");
   assert.equal(shellQuote(['helm', 'a b', '']), "helm 'a b' ''");
   assert.equal(substitute('ns=${NAMESPACE} ${UNKNOWN}', { NAMESPACE: 'dynamo' }), 'ns=dynamo ${UNKNOWN}');
-  const shown = displayCommand({ argv: ['kubectl', 'create', 'secret', 'generic', 'hf', '--from-literal=HF_TOKEN=hf_secret123'] }, { HF_TOKEN: 'hf_secret123' });
+  const shown = displayCommand(
+    { argv: ['kubectl', 'create', 'secret', 'generic', 'hf', '--from-literal=HF_TOKEN=hf_secret123'] },
+    { HF_TOKEN: 'hf_secret123' },
+  );
   assert.ok(!shown.includes('hf_secret123'), shown);
   assert.ok(shown.includes(MASK));
   const withEnv = displayCommand({ argv: ['run'], env: { TOKEN: 'abcdef' }, secretEnv: ['TOKEN'] }, {});

@@ -10,7 +10,14 @@ const lab: LabDefinition = {
   summary: 's',
   version: 1,
   sections: [
-    { id: 'a', title: 'A', steps: [{ id: 'a1', type: 'explain', title: 'a1' }, { id: 'a2', type: 'command', title: 'a2' }] },
+    {
+      id: 'a',
+      title: 'A',
+      steps: [
+        { id: 'a1', type: 'explain', title: 'a1' },
+        { id: 'a2', type: 'command', title: 'a2' },
+      ],
+    },
     { id: 'b', title: 'B', steps: [{ id: 'b1', type: 'command', title: 'b1' }] },
   ],
 };
@@ -21,7 +28,10 @@ test('a fresh lab starts at the first step, ready', () => {
   const s = initialState(steps);
   assert.equal(s.current, 0);
   assert.equal(s.phase, 'ready');
-  assert.deepEqual(s.steps.map((x) => x.status), ['pending', 'pending', 'pending']);
+  assert.deepEqual(
+    s.steps.map((x) => x.status),
+    ['pending', 'pending', 'pending'],
+  );
 });
 
 test('saved progress resumes at the first step that is not done; running becomes pending', () => {
@@ -33,7 +43,10 @@ test('saved progress resumes at the first step that is not done; running becomes
 test('--from re-opens the chosen step and everything after it', () => {
   const s = initialState(steps, { a1: 'done', a2: 'done', b1: 'done' }, 1);
   assert.equal(s.current, 1);
-  assert.deepEqual(s.steps.map((x) => x.status), ['done', 'pending', 'pending']);
+  assert.deepEqual(
+    s.steps.map((x) => x.status),
+    ['done', 'pending', 'pending'],
+  );
 });
 
 test('start -> output -> succeed advances and skips finished steps', () => {

@@ -20,7 +20,10 @@ const scripts = new Map<string, Promise<string>>();
 function dryRun(lab: string): Promise<string> {
   let p = scripts.get(lab);
   if (!p) {
-    p = runCli(['start', '--lab', lab, '--target', 'cluster', '--dry-run'], { env: { DYNAMO_LAB_STATE_DIR: tempStateDir(), HF_TOKEN: SECRET }, timeoutMs: 90_000 }).then((r) => {
+    p = runCli(['start', '--lab', lab, '--target', 'cluster', '--dry-run'], {
+      env: { DYNAMO_LAB_STATE_DIR: tempStateDir(), HF_TOKEN: SECRET },
+      timeoutMs: 90_000,
+    }).then((r) => {
       assert.equal(r.code, 0, `dry run of ${lab} exited ${r.code}\nstderr:\n${r.stderr}`);
       assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET), `${lab}: the HF_TOKEN value appears in the output`);
       return r.stdout;
@@ -49,7 +52,8 @@ test('all five seed labs exist and load', () => {
   assert.equal(grove.legacy, true, 'grove is the legacy 0.7.1 flow');
   assert.match(grove.title, /legacy/i);
   assert.match(grove.title, /0\.7\.1/);
-  for (const id of ['distributed', 'grove', 'kv-demo', 'router-ab']) assert.equal(loadLab(id).legacy ?? false, id === 'grove', `${id}: legacy flag`);
+  for (const id of ['distributed', 'grove', 'kv-demo', 'router-ab'])
+    assert.equal(loadLab(id).legacy ?? false, id === 'grove', `${id}: legacy flag`);
 });
 
 for (const lab of SEED_LABS) {
@@ -58,7 +62,11 @@ for (const lab of SEED_LABS) {
     assert.ok(script.startsWith('#!/usr/bin/env bash'), script.slice(0, 200));
     assert.doesNotMatch(script, /\$\{[A-Z_][A-Z0-9_]*\}/, `${lab}: a \${VAR} was left unsubstituted`);
     for (const l of runnableLines(script)) {
-      assert.doesNotMatch(l, /\bport-forward\b|\bkubectl run -it\b|\s-w$|\s--follow\b/, `${lab}: interactive command not marked manual: ${l}`);
+      assert.doesNotMatch(
+        l,
+        /\bport-forward\b|\bkubectl run -it\b|\s-w$|\s--follow\b/,
+        `${lab}: interactive command not marked manual: ${l}`,
+      );
     }
     // Legacy NATS chart keys (0.x chart) must not be used: the labs use the 1.x chart's config.jetstream.*.
     assert.ok(!script.includes('nats.jetstream.'), `${lab}: legacy nats.jetstream.* chart keys`);
@@ -68,88 +76,170 @@ for (const lab of SEED_LABS) {
 test('kv-routing (seed 000): NATS with JetStream, the kv deployment on NodePort 30200', { timeout: 120_000 }, async () => {
   assertHas(await dryRun('kv-routing'), 'kv-routing', [
     'helm repo add nats https://nats-io.github.io/k8s/helm/charts/',
-    'nats/nats', 'nats-system', 'config.jetstream.enabled=true',
-    'vllm-kv-demo', '--router kv', '--namespace dynamo', ':30200', '--version 2.14.2',
+    'nats/nats',
+    'nats-system',
+    'config.jetstream.enabled=true',
+    'vllm-kv-demo',
+    '--router kv',
+    '--namespace dynamo',
+    ':30200',
+    '--version 2.14.2',
   ]);
 });
 
-test('distributed (seed 001): both discovery paths, NATS/etcd chart values, labels, NodePort, health checks', { timeout: 120_000 }, async () => {
+test('distributed (seed 001): both discovery paths, NATS/etcd chart values, labels, NodePort, health checks', {
+  timeout: 120_000,
+}, async () => {
   const s = await dryRun('distributed');
   assertHas(s, 'distributed', [
     // path A: Kubernetes-native, no NATS
-    "--nats-url ''", '--release 0.8.0', '--node-port 30200', 'kubectl get endpointslices -n dynamo',
+    "--nats-url ''",
+    '--release 0.8.0',
+    '--node-port 30200',
+    'kubectl get endpointslices -n dynamo',
     // path B: NATS + etcd, with the seeds' chart values
     'helm repo add nats https://nats-io.github.io/k8s/helm/charts/',
     'helm upgrade --install nats nats/nats --namespace nats-system',
-    '--set config.jetstream.enabled=true', '--set config.jetstream.fileStore.pvc.size=1Gi',
-    '--set promExporter.enabled=true', '--set promExporter.port=7777', '--timeout 5m',
+    '--set config.jetstream.enabled=true',
+    '--set config.jetstream.fileStore.pvc.size=1Gi',
+    '--set promExporter.enabled=true',
+    '--set promExporter.port=7777',
+    '--timeout 5m',
     'helm repo add bitnami https://charts.bitnami.com/bitnami',
     'helm upgrade --install etcd bitnami/etcd --namespace etcd-system',
-    '--set replicaCount=1', '--set auth.rbac.create=false', '--set image.registry=docker.io',
-    '--set image.repository=bitnamilegacy/etcd', '--set persistence.size=1Gi', '--set preUpgradeJob.enabled=false',
-    '--version 2.14.2', '--version 12.0.20', '--discovery-backend etcd',
-    '--router kv', '--nats-url nats://nats.nats-system:4222',
-    'nats-sub -s nats://nats.nats-system:4222 test', 'natsio/nats-box:latest',
+    '--set replicaCount=1',
+    '--set auth.rbac.create=false',
+    '--set image.registry=docker.io',
+    '--set image.repository=bitnamilegacy/etcd',
+    '--set persistence.size=1Gi',
+    '--set preUpgradeJob.enabled=false',
+    '--version 2.14.2',
+    '--version 12.0.20',
+    '--discovery-backend etcd',
+    '--router kv',
+    '--nats-url nats://nats.nats-system:4222',
+    'nats-sub -s nats://nats.nats-system:4222 test',
+    'natsio/nats-box:latest',
     // deployment, labels, Service
-    'vllm-distributed-demo', 'vllm-distributed-demo-frontend-np', '--namespace dynamo',
-    'nvidia.com/dynamo-graph-deployment-name=vllm-distributed-demo', 'nvidia.com/dynamo-component-type=worker',
-    '--timeout=300s', 'Explain distributed systems in 2 sentences. Request', 'dynamo-lab traffic --url', '--requests 30 --concurrency 3 --max-tokens 100', '--scenario distributed-hello',
+    'vllm-distributed-demo',
+    'vllm-distributed-demo-frontend-np',
+    '--namespace dynamo',
+    'nvidia.com/dynamo-graph-deployment-name=vllm-distributed-demo',
+    'nvidia.com/dynamo-component-type=worker',
+    '--timeout=300s',
+    'Explain distributed systems in 2 sentences. Request',
+    'dynamo-lab traffic --url',
+    '--requests 30 --concurrency 3 --max-tokens 100',
+    '--scenario distributed-hello',
     '--component VllmWorker --pattern nats',
     // monitoring and health
-    'manifests/monitoring/podmonitor-nats.yaml', 'manifests/monitoring/podmonitor-etcd.yaml',
+    'manifests/monitoring/podmonitor-nats.yaml',
+    'manifests/monitoring/podmonitor-etcd.yaml',
     'kubectl exec -n nats-system nats-0 -c nats -- nats-server --version',
-    'etcdctl endpoint health', 'etcdctl member list',
+    'etcdctl endpoint health',
+    'etcdctl member list',
     // cleanup, lab 1 untouched
     'kubectl delete dynamographdeployment vllm-distributed-demo -n dynamo',
-    'vllm-disagg-router', 'helm uninstall nats -n nats-system', 'helm uninstall etcd -n etcd-system',
+    'vllm-disagg-router',
+    'helm uninstall nats -n nats-system',
+    'helm uninstall etcd -n etcd-system',
   ]);
   assert.ok(s.indexOf("--nats-url ''") < s.indexOf('helm upgrade --install nats'), 'path A (no NATS) comes before path B');
 });
 
 test('grove (seed 003): the 0.7.1 NATS + etcd flow', { timeout: 120_000 }, async () => {
   assertHas(await dryRun('grove'), 'grove', [
-    '--release 0.7.1', '--api-version v1alpha1', 'vllm-grove-demo', 'vllm-grove-demo-frontend-np', '--node-port 30200',
-    '--nats-url nats://nats.nats-system:4222', '--namespace dynamo',
-    'helm upgrade --install nats nats/nats --namespace nats-system', '--set config.jetstream.fileStore.pvc.size=1Gi', '--set promExporter.port=7777',
-    'helm upgrade --install etcd bitnami/etcd --namespace etcd-system', '--set image.repository=bitnamilegacy/etcd', '--set preUpgradeJob.enabled=false',
-    '--version 2.14.2', '--version 12.0.20',
-    'nvidia.com/dynamo-graph-deployment-name=vllm-grove-demo', "--grep 'nixl|grove|nats'", '--scenario grove-hello',
-    'etcdctl endpoint health', 'nats-server --version', 'helm uninstall etcd -n etcd-system',
+    '--release 0.7.1',
+    '--api-version v1alpha1',
+    'vllm-grove-demo',
+    'vllm-grove-demo-frontend-np',
+    '--node-port 30200',
+    '--nats-url nats://nats.nats-system:4222',
+    '--namespace dynamo',
+    'helm upgrade --install nats nats/nats --namespace nats-system',
+    '--set config.jetstream.fileStore.pvc.size=1Gi',
+    '--set promExporter.port=7777',
+    'helm upgrade --install etcd bitnami/etcd --namespace etcd-system',
+    '--set image.repository=bitnamilegacy/etcd',
+    '--set preUpgradeJob.enabled=false',
+    '--version 2.14.2',
+    '--version 12.0.20',
+    'nvidia.com/dynamo-graph-deployment-name=vllm-grove-demo',
+    "--grep 'nixl|grove|nats'",
+    '--scenario grove-hello',
+    'etcdctl endpoint health',
+    'nats-server --version',
+    'helm uninstall etcd -n etcd-system',
   ]);
 });
 
-test('kv-demo (seed 002): four workers in dynamo-cloud, the tests, overlap weight and temperature, three router modes', { timeout: 120_000 }, async () => {
+test('kv-demo (seed 002): four workers in dynamo-cloud, the tests, overlap weight and temperature, three router modes', {
+  timeout: 120_000,
+}, async () => {
   assertHas(await dryRun('kv-demo'), 'kv-demo', [
-    '--name kv-routing', '--namespace dynamo-cloud', '-n dynamo-cloud', '--workers 4', 'Qwen/Qwen3-0.6B',
-    '--router kv', '--kv-overlap-score-weight 1.0',
+    '--name kv-routing',
+    '--namespace dynamo-cloud',
+    '-n dynamo-cloud',
+    '--workers 4',
+    'Qwen/Qwen3-0.6B',
+    '--router kv',
+    '--kv-overlap-score-weight 1.0',
     'svc/kv-routing-frontend 8000:8000',
-    '--scenario ml-system-prompt', '--scenario alice-conversation', '--scenario topics', '--requests 5 --concurrency 5 --max-tokens 100',
-    '--component Frontend --pattern decisions --release 0.8.0', '--component VllmWorker --pattern cache', '--pattern events',
-    '--kv-overlap-score-weight 1.5 --router-temperature 0.1', '--kv-overlap-score-weight 1.0 --router-temperature 0.0',
-    '--router round-robin', '--router random', '--api-version v1alpha1',
+    '--scenario ml-system-prompt',
+    '--scenario alice-conversation',
+    '--scenario topics',
+    '--requests 5 --concurrency 5 --max-tokens 100',
+    '--component Frontend --pattern decisions --release 0.8.0',
+    '--component VllmWorker --pattern cache',
+    '--pattern events',
+    '--kv-overlap-score-weight 1.5 --router-temperature 0.1',
+    '--kv-overlap-score-weight 1.0 --router-temperature 0.0',
+    '--router round-robin',
+    '--router random',
+    '--api-version v1alpha1',
     'kubectl delete dynamographdeployment kv-routing -n dynamo-cloud',
   ]);
 });
 
-test('router-ab (seed 004): namespaces, masked token, equal-health checkpoint, Mooncake trace, aiperf A/B', { timeout: 120_000 }, async () => {
+test('router-ab (seed 004): namespaces, masked token, equal-health checkpoint, Mooncake trace, aiperf A/B', {
+  timeout: 120_000,
+}, async () => {
   const s = await dryRun('router-ab');
   assertHas(s, 'router-ab', [
-    'kubectl create namespace router-off-test', 'kubectl create namespace router-on-test', 'kubectl create namespace benchmark',
+    'kubectl create namespace router-off-test',
+    'kubectl create namespace router-on-test',
+    'kubectl create namespace benchmark',
     'kubectl create secret generic hf-token-secret --from-literal=HF_TOKEN=**** -n router-off-test',
     'dynamo-operator.namespaceRestriction.enabled=true',
-    'manifests/router-ab/router-off-deployment.yaml -n router-off-test', 'manifests/router-ab/router-on-deployment.yaml -n router-on-test',
-    'dynamographdeployment/vllm-agg-no-router', 'dynamographdeployment/vllm-agg-router',
-    'pods -l nvidia.com/dynamo-component-type=worker -n router-off-test', 'pods -l nvidia.com/dynamo-component-type=worker -n router-on-test',
-    'manifests/router-ab/benchmark-job.yaml', 'job-name=aiperf-benchmark', 'job/aiperf-benchmark',
+    'manifests/router-ab/router-off-deployment.yaml -n router-off-test',
+    'manifests/router-ab/router-on-deployment.yaml -n router-on-test',
+    'dynamographdeployment/vllm-agg-no-router',
+    'dynamographdeployment/vllm-agg-router',
+    'pods -l nvidia.com/dynamo-component-type=worker -n router-off-test',
+    'pods -l nvidia.com/dynamo-component-type=worker -n router-on-test',
+    'manifests/router-ab/benchmark-job.yaml',
+    'job-name=aiperf-benchmark',
+    'job/aiperf-benchmark',
     'https://raw.githubusercontent.com/kvcache-ai/Mooncake/refs/heads/main/FAST25-release/arxiv-trace/mooncake_trace.jsonl 1000 4',
-    '/tmp/mooncake_trace_4x.jsonl', '. /opt/dynamo/venv/bin/activate && pip install -q aiperf',
+    '/tmp/mooncake_trace_4x.jsonl',
+    '. /opt/dynamo/venv/bin/activate && pip install -q aiperf',
     'aiperf profile --model Qwen/Qwen3-32B --url http://vllm-agg-no-router-frontend.router-off-test.svc.cluster.local:8000',
     '--url http://vllm-agg-router-frontend.router-on-test.svc.cluster.local:8000',
-    '--endpoint-type chat', '--custom-dataset-type mooncake_trace', '--tokenizer Qwen/Qwen3-32B', '--streaming',
-    '--request-count 1000', '--fixed-schedule', '--output-artifact-dir /tmp/router_off_results', '--output-artifact-dir /tmp/router_on_results',
-    'profile_export_aiperf.csv', 'kubectl delete namespace benchmark',
+    '--endpoint-type chat',
+    '--custom-dataset-type mooncake_trace',
+    '--tokenizer Qwen/Qwen3-32B',
+    '--streaming',
+    '--request-count 1000',
+    '--fixed-schedule',
+    '--output-artifact-dir /tmp/router_off_results',
+    '--output-artifact-dir /tmp/router_on_results',
+    'profile_export_aiperf.csv',
+    'kubectl delete namespace benchmark',
   ]);
-  assert.ok(s.indexOf('kubectl wait --for=condition=Ready pods -l nvidia.com/dynamo-component-type=worker') < s.indexOf('aiperf profile'), 'the equal-health checkpoint comes before the benchmarks');
+  assert.ok(
+    s.indexOf('kubectl wait --for=condition=Ready pods -l nvidia.com/dynamo-component-type=worker') < s.indexOf('aiperf profile'),
+    'the equal-health checkpoint comes before the benchmarks',
+  );
 });
 
 // ---- labs/COVERAGE.md ------------------------------------------------------------------------
@@ -214,11 +304,16 @@ for (const lab of SEED_LABS) {
   });
 }
 
-test('kv-routing: `dynamo-lab deploy` is spelled out as kubectl apply heredocs, the token read from the environment', { timeout: 120_000 }, async () => {
+test('kv-routing: `dynamo-lab deploy` is spelled out as kubectl apply heredocs, the token read from the environment', {
+  timeout: 120_000,
+}, async () => {
   const s = await dryRun('kv-routing');
   const runnable = runnableLines(s).join('\n');
   assert.doesNotMatch(runnable, /^dynamo-lab deploy/m, 'deploy is still a dynamo-lab call');
-  assert.match(s, /kubectl apply --server-side --field-manager=dynamo-lab --force-conflicts -f - <<'EOF'\napiVersion: nvidia\.com\/v1alpha\d\nkind: DynamoGraphDeployment\n/);
+  assert.match(
+    s,
+    /kubectl apply --server-side --field-manager=dynamo-lab --force-conflicts -f - <<'EOF'\napiVersion: nvidia\.com\/v1alpha\d\nkind: DynamoGraphDeployment\n/,
+  );
   assert.match(s, /kind: Service\n/);
   assert.match(s, /--from-literal=HF_TOKEN="\$\{HF_TOKEN:\?export HF_TOKEN first\}"/);
   assert.match(s, /kubectl wait --for=condition=Ready dynamographdeployment\/vllm-kv-demo/);

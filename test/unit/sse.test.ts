@@ -29,7 +29,13 @@ test('a multi-byte UTF-8 character split across chunks stays whole', async () =>
 });
 
 test('framing: CRLF, comments, multi-line data, a last event without its blank line', async () => {
-  const got = await collect([': keep-alive\r\n\r\ndata: {"a":', '1}\r\n\r\n', 'data: line1\ndata: line2\n\n', 'data: [DONE]\n\n', 'data: tail']);
+  const got = await collect([
+    ': keep-alive\r\n\r\ndata: {"a":',
+    '1}\r\n\r\n',
+    'data: line1\ndata: line2\n\n',
+    'data: [DONE]\n\n',
+    'data: tail',
+  ]);
   assert.deepEqual(got, ['{"a":1}', 'line1\nline2', 'tail']);
 });
 

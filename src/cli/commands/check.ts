@@ -17,7 +17,11 @@ export const checkCommand: Command = {
   positionals: { name: 'what', description: 'gpu', min: 1, max: 1 },
   options: {
     need: { type: 'string', valueName: 'n', description: `GPUs the lab needs (default ${DEFAULT_WORKERS}: one per worker)` },
-    name: { type: 'string', valueName: 'dgd', description: `The lab's DGD name, whose own GPUs count as available (default ${DEFAULT_DGD_NAME})` },
+    name: {
+      type: 'string',
+      valueName: 'dgd',
+      description: `The lab's DGD name, whose own GPUs count as available (default ${DEFAULT_DGD_NAME})`,
+    },
   },
   examples: ['dynamo-lab check gpu', 'dynamo-lab check gpu --need 4 --json'],
   async run(values, positionals, ctx) {
@@ -33,12 +37,20 @@ export const checkCommand: Command = {
     }
     if (r.holders.length && !ctx.globals.json) {
       say(ctx, '\nDynamoGraphDeployments holding GPUs:');
-      for (const h of r.holders) say(ctx, `  ${h.namespace}/${h.name}: ${h.gpus} GPU(s) in ${h.pods} pod(s)${h.ours ? ' (this lab)' : ''}${h.gpus > 0 && !h.ours ? `\n    free them: ${h.cleanup.join('  &&  ')}` : ''}`);
+      for (const h of r.holders)
+        say(
+          ctx,
+          `  ${h.namespace}/${h.name}: ${h.gpus} GPU(s) in ${h.pods} pod(s)${h.ours ? ' (this lab)' : ''}${h.gpus > 0 && !h.ours ? `\n    free them: ${h.cleanup.join('  &&  ')}` : ''}`,
+        );
     }
     for (const n of r.notes) say(ctx, warn(`note: ${n}`));
     if (!r.enough) {
       const msg = `Only ${r.total.free} GPU(s) free, the lab needs ${need}.`;
-      const fix = others.length ? `Free GPUs held by other labs: ${others.flatMap((h) => h.cleanup).join(' && ')}` : r.total.allocatable === 0 ? 'No node advertises nvidia.com/gpu (is the NVIDIA device plugin / GPU Operator installed?). Without GPUs use `dynamo-lab start --target local`.' : 'Wait for terminating pods to go away, or deploy fewer workers (`dynamo-lab deploy --workers 1`).';
+      const fix = others.length
+        ? `Free GPUs held by other labs: ${others.flatMap((h) => h.cleanup).join(' && ')}`
+        : r.total.allocatable === 0
+          ? 'No node advertises nvidia.com/gpu (is the NVIDIA device plugin / GPU Operator installed?). Without GPUs use `dynamo-lab start --target local`.'
+          : 'Wait for terminating pods to go away, or deploy fewer workers (`dynamo-lab deploy --workers 1`).';
       if (ctx.globals.json) {
         say(ctx, `${chalk.red('Error:')} ${msg}\n${chalk.dim('Try:')} ${fix}`);
         return 1;

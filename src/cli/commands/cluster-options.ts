@@ -24,7 +24,8 @@ export function str(v: ParsedValues[string]): string | undefined {
 export function intOpt(v: ParsedValues[string], flag: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${flag} must be an integer between ${min} and ${max}, got "${String(v)}".`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`--${flag} must be an integer between ${min} and ${max}, got "${String(v)}".`);
   return n;
 }
 

@@ -14,7 +14,12 @@ export const demoCommand: Command = {
   examples: ['dynamo-lab demo --url http://127.0.0.1:8000', 'dynamo-lab demo --url http://$NODE_IP:30200 --scenario system-prompt --json'],
   options: {
     url: ENDPOINT_OPTIONS.url,
-    scenario: { type: 'string', valueName: 'name', multiple: true, description: 'Scenario(s) from labs/scenarios.yaml (default: shared-prefix and system-prompt)' },
+    scenario: {
+      type: 'string',
+      valueName: 'name',
+      multiple: true,
+      description: 'Scenario(s) from labs/scenarios.yaml (default: shared-prefix and system-prompt)',
+    },
     model: ENDPOINT_OPTIONS.model,
     'api-key': ENDPOINT_OPTIONS['api-key'],
   },
@@ -22,16 +27,25 @@ export const demoCommand: Command = {
     const url = endpointUrl(values.url);
     const names = (values.scenario as string[] | undefined) ?? ['shared-prefix', 'system-prompt'];
     const known = Object.keys(loadScenarios());
-    for (const n of names) if (!known.includes(n)) throw new UsageError(`unknown scenario "${n}".`, `Known scenarios: ${known.join(', ')}.`);
+    for (const n of names)
+      if (!known.includes(n)) throw new UsageError(`unknown scenario "${n}".`, `Known scenarios: ${known.join(', ')}.`);
     const results: DemoResult[] = [];
     for (const r of scenarioRequests(names)) {
       try {
         const prev = results.at(-1);
         const history = r.follow_up && prev ? [...prev.messages, { role: 'assistant', content: prev.output_text }] : [];
-        results.push(await sendDemoRequest(url, r, { model: values.model as string, signal: ctx.signal, apiKey: values['api-key'] as string | undefined, history }));
+        results.push(
+          await sendDemoRequest(url, r, {
+            model: values.model as string,
+            signal: ctx.signal,
+            apiKey: values['api-key'] as string | undefined,
+            history,
+          }),
+        );
       } catch (err) {
         if (ctx.signal.aborted) throw err;
-        if (err instanceof DemoError) throw new UserError(err.message, 'Is the router running? Start one with `dynamo-lab router --sim 2`, or pass --url.');
+        if (err instanceof DemoError)
+          throw new UserError(err.message, 'Is the router running? Start one with `dynamo-lab router --sim 2`, or pass --url.');
         throw err;
       }
     }

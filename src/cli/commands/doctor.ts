@@ -25,12 +25,16 @@ export const doctorCommand: Command = {
     const r = await runDoctor({ ...kubeOptionsFrom(ctx.globals), need, name: str(values.name), signal: ctx.signal });
     if (ctx.globals.json) json(ctx, r);
     else {
-      ctx.stdout.write(`dynamo-lab doctor — context ${r.context ?? '(none)'}${r.server ? ` (${r.server})` : ''}, namespace ${r.namespace}\n\n`);
+      ctx.stdout.write(
+        `dynamo-lab doctor — context ${r.context ?? '(none)'}${r.server ? ` (${r.server})` : ''}, namespace ${r.namespace}\n\n`,
+      );
       for (const c of r.checks) {
         ctx.stdout.write(`${MARK[c.status]} ${c.title}: ${c.detail}\n`);
         if (c.fix && c.status !== 'ok') ctx.stdout.write(`    ${chalk.dim('fix:')} ${c.fix}\n`);
       }
-      ctx.stdout.write(`\n${r.summary.ok} ok, ${r.summary.warn} warning(s), ${r.summary.fail} failure(s)${r.summary.skip ? `, ${r.summary.skip} skipped` : ''}\n`);
+      ctx.stdout.write(
+        `\n${r.summary.ok} ok, ${r.summary.warn} warning(s), ${r.summary.fail} failure(s)${r.summary.skip ? `, ${r.summary.skip} skipped` : ''}\n`,
+      );
     }
     return r.summary.fail > 0 ? 1 : 0;
   },

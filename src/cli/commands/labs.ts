@@ -19,11 +19,26 @@ export const labsCommand: Command = {
       const steps = flattenSteps(lab);
       const progress = Object.fromEntries(
         (['local', 'cluster'] as const).map((t) => {
-          const saved = loadProgress(progressPath(id, t), id, steps.map((s) => s.step.id)).statuses;
-          return [t, { done: steps.filter((s) => saved[s.step.id] === 'done' || saved[s.step.id] === 'skipped').length, total: steps.length }];
+          const saved = loadProgress(
+            progressPath(id, t),
+            id,
+            steps.map((s) => s.step.id),
+          ).statuses;
+          return [
+            t,
+            { done: steps.filter((s) => saved[s.step.id] === 'done' || saved[s.step.id] === 'skipped').length, total: steps.length },
+          ];
         }),
       );
-      return { id, title: lab.title, summary: lab.summary, legacy: lab.legacy ?? false, seed: lab.seed, sections: lab.sections.map((s) => ({ id: s.id, title: s.title, steps: s.steps.length })), progress };
+      return {
+        id,
+        title: lab.title,
+        summary: lab.summary,
+        legacy: lab.legacy ?? false,
+        seed: lab.seed,
+        sections: lab.sections.map((s) => ({ id: s.id, title: s.title, steps: s.steps.length })),
+        progress,
+      };
     });
     if (ctx.globals.json) {
       ctx.stdout.write(JSON.stringify({ labs }, null, 2) + '\n');
@@ -33,7 +48,9 @@ export const labsCommand: Command = {
       ctx.stdout.write(`${chalk.bold(l.id)}${l.legacy ? chalk.yellow(' (legacy)') : ''}  ${l.title}\n`);
       ctx.stdout.write(`  ${chalk.dim(l.summary)}\n`);
       ctx.stdout.write(`  sections: ${l.sections.map((s) => s.id).join(' → ')}\n`);
-      ctx.stdout.write(`  progress: local ${l.progress.local!.done}/${l.progress.local!.total}, cluster ${l.progress.cluster!.done}/${l.progress.cluster!.total}\n\n`);
+      ctx.stdout.write(
+        `  progress: local ${l.progress.local!.done}/${l.progress.local!.total}, cluster ${l.progress.cluster!.done}/${l.progress.cluster!.total}\n\n`,
+      );
     }
     ctx.stdout.write(chalk.dim('Start one with `dynamo-lab start --lab <id>`; resume with the same command.\n'));
     return 0;

@@ -10,7 +10,12 @@ import { TokenizerError } from '../../tokenizer/index.js';
 
 const options = {
   workers: { type: 'string', short: 'w', valueName: 'n', description: 'Number of workers (default 2)' },
-  port: { type: 'string', short: 'p', valueName: 'first', description: 'HTTP port of the first worker; worker i uses first+i (default 8100; 0 = ephemeral ports)' },
+  port: {
+    type: 'string',
+    short: 'p',
+    valueName: 'first',
+    description: 'HTTP port of the first worker; worker i uses first+i (default 8100; 0 = ephemeral ports)',
+  },
   host: { type: 'string', valueName: 'addr', description: 'Listen address (default 127.0.0.1)' },
   'block-size': { type: 'string', valueName: 'n', description: 'Tokens per KV block (default 16)' },
   'gpu-blocks': { type: 'string', valueName: 'n', description: 'KV cache capacity per worker in blocks (default 16384)' },
@@ -18,14 +23,31 @@ const options = {
   'decode-speedup': { type: 'string', valueName: 'x', description: 'Further divide decode time by x (default 1)' },
   'max-num-seqs': { type: 'string', valueName: 'n', description: 'Max running requests per worker (default 256)' },
   'max-num-batched-tokens': { type: 'string', valueName: 'n', description: 'Token budget per scheduler pass (default 8192)' },
-  'zmq-port': { type: 'string', valueName: 'first', description: 'Publish vLLM-format KV events on ZMQ PUB ports first..first+N-1 (0 = ephemeral)' },
-  'replay-port': { type: 'string', valueName: 'first', description: 'ZMQ ROUTER replay sockets on first..first+N-1 (needs --zmq-port; 0 = ephemeral)' },
+  'zmq-port': {
+    type: 'string',
+    valueName: 'first',
+    description: 'Publish vLLM-format KV events on ZMQ PUB ports first..first+N-1 (0 = ephemeral)',
+  },
+  'replay-port': {
+    type: 'string',
+    valueName: 'first',
+    description: 'ZMQ ROUTER replay sockets on first..first+N-1 (needs --zmq-port; 0 = ephemeral)',
+  },
   model: { type: 'string', valueName: 'id', description: 'Served model name (default Qwen/Qwen2.5-1.5B-Instruct)' },
   seed: { type: 'string', valueName: 'n', description: 'Seed of the output-token RNG (worker i uses seed+i)' },
-  'preemption-mode': { type: 'string', valueName: 'lifo|fifo', description: 'Which running request to preempt when KV blocks run out (default lifo)' },
+  'preemption-mode': {
+    type: 'string',
+    valueName: 'lifo|fifo',
+    description: 'Which running request to preempt when KV blocks run out (default lifo)',
+  },
   'no-prefix-caching': { type: 'boolean', description: 'Disable the prefix cache' },
   quiet: { type: 'boolean', short: 'q', description: 'No per-request log lines on stderr' },
-  tokenizer: { type: 'string', valueName: 'dir|tokenizer.json', description: "The model's HF tokenizer (a directory with tokenizer.json + tokenizer_config.json chat template, or the tokenizer.json); default: the bundled Qwen tokenizer and ChatML template" },
+  tokenizer: {
+    type: 'string',
+    valueName: 'dir|tokenizer.json',
+    description:
+      "The model's HF tokenizer (a directory with tokenizer.json + tokenizer_config.json chat template, or the tokenizer.json); default: the bundled Qwen tokenizer and ChatML template",
+  },
 } satisfies Record<string, OptionSpec>;
 
 function intOpt(values: ParsedValues, name: string, def: number | undefined, min: number): number | undefined {
@@ -99,23 +121,38 @@ export const simCommand: Command = {
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e instanceof PortInUseError) {
-        throw new UserError(`A port in the range is already in use (${e.message}).`, 'Stop whatever uses it, pick another --port / --zmq-port, or pass --port 0 for free ports.');
+        throw new UserError(
+          `A port in the range is already in use (${e.message}).`,
+          'Stop whatever uses it, pick another --port / --zmq-port, or pass --port 0 for free ports.',
+        );
       }
       if (e?.code === 'EACCES') throw new UserError(`Not allowed to listen there (${e.message}).`, 'Use a port above 1024.');
-      if (err instanceof TokenizerError) throw new UserError(err.message, 'Point --tokenizer at a model directory saved by transformers (tokenizer.json, tokenizer_config.json), or leave it out for the bundled Qwen tokenizer.');
+      if (err instanceof TokenizerError)
+        throw new UserError(
+          err.message,
+          'Point --tokenizer at a model directory saved by transformers (tokenizer.json, tokenizer_config.json), or leave it out for the bundled Qwen tokenizer.',
+        );
       throw err;
     }
 
     const closeAll = () => Promise.allSettled(workers.map((w) => w.close()));
     try {
       if (ctx.globals.json) {
-        ctx.stdout.write(JSON.stringify(workers.map((w) => ({ id: w.id, url: w.url, zmq: w.zmqEndpoint ?? null, zmq_replay: w.zmqReplayEndpoint ?? null }))) + '\n');
+        ctx.stdout.write(
+          JSON.stringify(
+            workers.map((w) => ({ id: w.id, url: w.url, zmq: w.zmqEndpoint ?? null, zmq_replay: w.zmqReplayEndpoint ?? null })),
+          ) + '\n',
+        );
       } else {
         for (const w of workers) {
-          ctx.stdout.write(`${w.id}  ${w.url}${w.zmqEndpoint ? `  kv-events ${w.zmqEndpoint}` : ''}${w.zmqReplayEndpoint ? `  replay ${w.zmqReplayEndpoint}` : ''}\n`);
+          ctx.stdout.write(
+            `${w.id}  ${w.url}${w.zmqEndpoint ? `  kv-events ${w.zmqEndpoint}` : ''}${w.zmqReplayEndpoint ? `  replay ${w.zmqReplayEndpoint}` : ''}\n`,
+          );
         }
       }
-      ctx.stderr.write(`${n} simulated worker${n === 1 ? '' : 's'} running (block size ${workers[0]!.engine.blockSize}, speedup ${workers[0]!.engine.speedup}). Ctrl+C to stop.\n`);
+      ctx.stderr.write(
+        `${n} simulated worker${n === 1 ? '' : 's'} running (block size ${workers[0]!.engine.blockSize}, speedup ${workers[0]!.engine.speedup}). Ctrl+C to stop.\n`,
+      );
       await waitForAbort(ctx.signal);
     } finally {
       await closeAll();

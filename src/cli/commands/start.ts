@@ -49,8 +49,18 @@ function fromIndex(lab: LabDefinition, from: string | undefined): number | undef
 /** The dry-run script: every command of the lab, copy-pasteable, secrets masked. */
 const SECRET_NAME = /TOKEN|SECRET|PASSWORD|API_KEY/i;
 
-function dryRunScript(lab: LabDefinition, target: Target, runner: StepRunner, vars: Readonly<Record<string, string>>, cluster?: ClusterRunner): string {
-  const out = ['#!/usr/bin/env bash', `# dynamo-lab dry run of lab "${lab.id}" (${lab.title}) for the ${target} target.`, '# Nothing was executed. Secrets are never written here: they are read from the environment when the script runs.'];
+function dryRunScript(
+  lab: LabDefinition,
+  target: Target,
+  runner: StepRunner,
+  vars: Readonly<Record<string, string>>,
+  cluster?: ClusterRunner,
+): string {
+  const out = [
+    '#!/usr/bin/env bash',
+    `# dynamo-lab dry run of lab "${lab.id}" (${lab.title}) for the ${target} target.`,
+    '# Nothing was executed. Secrets are never written here: they are read from the environment when the script runs.',
+  ];
   const names = Object.keys(vars);
   if (names.length) {
     out.push('# Values used below (export any of them and run the dry run again to change it):');
@@ -109,7 +119,12 @@ export const startCommand: Command = {
   name: 'start',
   summary: 'Open a lab (default: kv-routing) and go through it section by section',
   usage: 'dynamo-lab start [--lab <id>] [--target local|cluster] [--yes] [--dry-run] [--from <section>] [--json]',
-  examples: ['dynamo-lab start', 'dynamo-lab start --target local --yes --json', 'dynamo-lab start --from demo', 'dynamo-lab start --target cluster --dry-run > lab.sh'],
+  examples: [
+    'dynamo-lab start',
+    'dynamo-lab start --target local --yes --json',
+    'dynamo-lab start --from demo',
+    'dynamo-lab start --target cluster --dry-run > lab.sh',
+  ],
   options: {
     lab: { type: 'string', valueName: 'id', description: `Which lab (see \`dynamo-lab labs\`; default ${DEFAULT_LAB})` },
     target: { type: 'string', valueName: 'local|cluster', description: 'Where to run (default: cluster if one is reachable, else local)' },
@@ -125,16 +140,21 @@ export const startCommand: Command = {
     const known = listLabIds();
     if (!known.includes(labId)) {
       const near = closest(labId, known);
-      throw new UsageError(`There is no lab "${labId}".`, `${near ? `Did you mean --lab ${near}? ` : ''}Labs: ${known.join(', ')} (\`dynamo-lab labs\` describes them).`);
+      throw new UsageError(
+        `There is no lab "${labId}".`,
+        `${near ? `Did you mean --lab ${near}? ` : ''}Labs: ${known.join(', ')} (\`dynamo-lab labs\` describes them).`,
+      );
     }
     try {
       lab = loadLab(labId);
     } catch (err) {
-      if (err instanceof LabFormatError) throw new UserError(err.message, 'The lab file does not match the lab format; if you did not edit it, please report this.');
+      if (err instanceof LabFormatError)
+        throw new UserError(err.message, 'The lab file does not match the lab format; if you did not edit it, please report this.');
       throw err;
     }
     const targetFlag = values.target as string | undefined;
-    if (targetFlag && targetFlag !== 'local' && targetFlag !== 'cluster') throw new UsageError(`--target must be local or cluster, not "${targetFlag}".`);
+    if (targetFlag && targetFlag !== 'local' && targetFlag !== 'cluster')
+      throw new UsageError(`--target must be local or cluster, not "${targetFlag}".`);
     const dryRun = Boolean(values['dry-run']);
     let target: Target;
     if (targetFlag) target = targetFlag as Target;
@@ -159,11 +179,25 @@ export const startCommand: Command = {
       const runner = new DryRunner(inner);
       if (ctx.globals.json) {
         ctx.stdout.write(
-          JSON.stringify({ lab: lab.id, target, dry_run: true, steps: steps.map((s) => ({ id: s.step.id, section: s.sectionId, title: s.step.title, would_run: runner.preview(s.step) })) }, null, 2) + '\n',
+          JSON.stringify(
+            {
+              lab: lab.id,
+              target,
+              dry_run: true,
+              steps: steps.map((s) => ({ id: s.step.id, section: s.sectionId, title: s.step.title, would_run: runner.preview(s.step) })),
+            },
+            null,
+            2,
+          ) + '\n',
         );
       } else {
         // Belt and braces: whatever path a secret took into the text, it leaves masked.
-        ctx.stdout.write(maskSecrets(dryRunScript(lab, target, runner, vars, inner instanceof ClusterRunner ? inner : undefined), secretValues({ argv: [] })) + '\n');
+        ctx.stdout.write(
+          maskSecrets(
+            dryRunScript(lab, target, runner, vars, inner instanceof ClusterRunner ? inner : undefined),
+            secretValues({ argv: [] }),
+          ) + '\n',
+        );
       }
       return 0;
     }
@@ -171,13 +205,22 @@ export const startCommand: Command = {
     const ppath = progressPath(lab.id, target);
     const resumeCommand = `dynamo-lab start --lab ${lab.id} --target ${target}`;
     if (values.reset) resetProgress(ppath);
-    const loaded = loadProgress(ppath, lab.id, steps.map((s) => s.step.id));
+    const loaded = loadProgress(
+      ppath,
+      lab.id,
+      steps.map((s) => s.step.id),
+    );
     if (loaded.notice) ctx.stderr.write(chalk.yellow(loaded.notice) + '\n');
     let saved = loaded.statuses;
     // A finished lab starts over rather than opening on "complete".
     if (from === undefined && steps.every((s) => saved[s.step.id] === 'done' || saved[s.step.id] === 'skipped')) saved = {};
 
-    if (engine === 'dynamo') await prepareDynamoEngine({ yes: Boolean(values.yes) || !ctx.interactive, stderr: ctx.stderr, interactive: ctx.interactive && !ctx.globals.json });
+    if (engine === 'dynamo')
+      await prepareDynamoEngine({
+        yes: Boolean(values.yes) || !ctx.interactive,
+        stderr: ctx.stderr,
+        interactive: ctx.interactive && !ctx.globals.json,
+      });
     const session = new LocalSession(join(stateDir(), 'logs', `${lab.id}-${target}-${runId}-components.log`), engine);
     const runner: StepRunner = target === 'local' ? new LocalRunner(session, steps) : new ClusterRunner(vars);
     const controller = new LabController({ lab, target, runner, progressPath: ppath, saved, from, signal: ctx.signal, logFile });
@@ -188,7 +231,18 @@ export const startCommand: Command = {
         const { render } = await import('ink');
         const { LabApp } = await import('../../ui/LabApp.js');
         const interrupt = () => process.kill(process.pid, 'SIGINT');
-        const app = render(React.createElement(LabApp, { controller, title: lab.title, labId: lab.id, target, footer: `progress: ${ppath} · log: ${logFile}`, logFile, onInterrupt: interrupt }), { exitOnCtrlC: false });
+        const app = render(
+          React.createElement(LabApp, {
+            controller,
+            title: lab.title,
+            labId: lab.id,
+            target,
+            footer: `progress: ${ppath} · log: ${logFile}`,
+            logFile,
+            onInterrupt: interrupt,
+          }),
+          { exitOnCtrlC: false },
+        );
         await app.waitUntilExit();
       } else {
         const say = (s: string) => {
@@ -200,7 +254,8 @@ export const startCommand: Command = {
           const st = controller.state.steps[controller.state.current];
           if (!st) return;
           for (; printed < st.output.length; printed++) say(`    ${st.output[printed]}`);
-          for (; shownResults < (st.results?.length ?? 0); shownResults++) for (const l of resultLines(st.results![shownResults]!)) say(`    ${l}`);
+          for (; shownResults < (st.results?.length ?? 0); shownResults++)
+            for (const l of resultLines(st.results![shownResults]!)) say(`    ${l}`);
         };
         const off = controller.subscribe(printNew);
         say(chalk.bold(`dynamo-lab · ${lab.title} · target ${target}`));
@@ -226,7 +281,14 @@ export const startCommand: Command = {
     }
 
     const st = controller.state;
-    const status: StartJson['status'] = ctx.signal.aborted || st.phase === 'interrupted' ? 'interrupted' : st.phase === 'finished' ? 'finished' : st.phase === 'quit' ? 'quit' : 'failed';
+    const status: StartJson['status'] =
+      ctx.signal.aborted || st.phase === 'interrupted'
+        ? 'interrupted'
+        : st.phase === 'finished'
+          ? 'finished'
+          : st.phase === 'quit'
+            ? 'quit'
+            : 'failed';
     const curState = st.steps[st.current];
     const failedHere = curState?.status === 'failed';
     const done = st.steps.filter((s) => s.status === 'done' || s.status === 'skipped').length;
@@ -244,13 +306,33 @@ export const startCommand: Command = {
         target,
         status,
         sections: controller.sectionSummary().map(({ id, status: s }) => ({ id, status: s })),
-        steps: st.steps.map((s) => ({ id: s.id, status: s.status, ...(s.error ? { error: s.error } : {}), ...(s.results?.length ? { results: s.results } : {}) })),
+        steps: st.steps.map((s) => ({
+          id: s.id,
+          status: s.status,
+          ...(s.error ? { error: s.error } : {}),
+          ...(s.results?.length ? { results: s.results } : {}),
+        })),
         ...(session.demo.length ? { comparison: compareModes(session.demo) } : {}),
         ...(abTables(st.steps).length ? { ab: abTables(st.steps) } : {}),
-        ...(failedStep ? { error: { message: `${failedStep.step.title}: ${curState!.error}`, hint: failedStep.step.hint ?? `See the log file ${logFile}.` } } : {}),
+        ...(failedStep
+          ? {
+              error: {
+                message: `${failedStep.step.title}: ${curState!.error}`,
+                hint: failedStep.step.hint ?? `See the log file ${logFile}.`,
+              },
+            }
+          : {}),
         ...(status === 'interrupted' ? { error: { message: 'Interrupted.', hint: `Resume with: ${resumeCommand}` } } : {}),
         ...(status !== 'finished' ? { resume: resumeCommand } : {}),
-        demo: session.demo.map((d) => ({ mode: d.mode, group: d.group, prompt: d.prompt, worker: d.worker, cached_tokens: d.cached_tokens, prompt_tokens: d.prompt_tokens, ttft_ms: d.ttft_ms })),
+        demo: session.demo.map((d) => ({
+          mode: d.mode,
+          group: d.group,
+          prompt: d.prompt,
+          worker: d.worker,
+          cached_tokens: d.cached_tokens,
+          prompt_tokens: d.prompt_tokens,
+          ttft_ms: d.ttft_ms,
+        })),
         endpoints: session.endpoints,
         progress_file: ppath,
         log_file: logFile,

@@ -36,8 +36,24 @@ export const BENCH_ACTIONS: Readonly<Record<string, ActionDef>> = {
         emit({
           kind: 'table',
           title: `A/B in virtual time, ${json.workers} workers, arrival speedup ${sw.speedup}x (oracle hit rate ${pct(json.oracle_prefix_hit_rate)})`,
-          columns: [{ header: 'mode' }, { header: 'TTFT avg ms', align: 'right' }, { header: 'p50', align: 'right' }, { header: 'p99', align: 'right' }, { header: 'hit rate', align: 'right' }, { header: 'oracle', align: 'right' }, { header: 'hit / oracle', align: 'right' }],
-          rows: Object.entries(sw.modes).map(([m, r]) => [m, fmt(r.ttft_ms.avg), fmt(r.ttft_ms.p50), fmt(r.ttft_ms.p99), pct(r.prefix_hit_rate), pct(json.oracle_prefix_hit_rate), json.oracle_prefix_hit_rate > 0 ? pct(r.prefix_hit_rate / json.oracle_prefix_hit_rate) : '']),
+          columns: [
+            { header: 'mode' },
+            { header: 'TTFT avg ms', align: 'right' },
+            { header: 'p50', align: 'right' },
+            { header: 'p99', align: 'right' },
+            { header: 'hit rate', align: 'right' },
+            { header: 'oracle', align: 'right' },
+            { header: 'hit / oracle', align: 'right' },
+          ],
+          rows: Object.entries(sw.modes).map(([m, r]) => [
+            m,
+            fmt(r.ttft_ms.avg),
+            fmt(r.ttft_ms.p50),
+            fmt(r.ttft_ms.p99),
+            pct(r.prefix_hit_rate),
+            pct(json.oracle_prefix_hit_rate),
+            json.oracle_prefix_hit_rate > 0 ? pct(r.prefix_hit_rate / json.oracle_prefix_hit_rate) : '',
+          ]),
         });
       }
       return { ok: true };

@@ -82,14 +82,21 @@ async function startShadowRouter(session: LocalSession, out: (l: string) => void
     log: session.logger('router'),
   });
   session.endpoints.push({ id: 'router', url: session.router.url });
-  out(`dynamo-lab router ${session.router.url}: indexes the ${ids.length} mocker workers' KV events from ${stack.natsUrl} (namespace ${stack.namespace}) and forwards to the frontend`);
+  out(
+    `dynamo-lab router ${session.router.url}: indexes the ${ids.length} mocker workers' KV events from ${stack.natsUrl} (namespace ${stack.namespace}) and forwards to the frontend`,
+  );
 }
 
 export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'nats.start': {
-    describe: () => "nothing yet: the Dynamo engine starts its own nats-server on 127.0.0.1 with the mocker workers (Dynamo's NATS event plane)",
+    describe: () =>
+      "nothing yet: the Dynamo engine starts its own nats-server on 127.0.0.1 with the mocker workers (Dynamo's NATS event plane)",
     async run(_p, { session, out }) {
-      out(session.dynamo?.natsUrl ? `Dynamo's event plane: nats-server at ${session.dynamo.natsUrl}` : "Dynamo's nats-server starts with the mocker workers (next step), bound to 127.0.0.1.");
+      out(
+        session.dynamo?.natsUrl
+          ? `Dynamo's event plane: nats-server at ${session.dynamo.natsUrl}`
+          : "Dynamo's nats-server starts with the mocker workers (next step), bound to 127.0.0.1.",
+      );
       return { ok: true };
     },
   },
@@ -113,30 +120,34 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
         }
         // A new set of workers (other count or speed): the mocker restarts, the frontend follows.
         try {
-          out(`restarting the mocker: ${shape.workers} workers, --speedup-ratio ${shape.speedup} --decode-speedup-ratio ${shape.decodeSpeedup}`);
+          out(
+            `restarting the mocker: ${shape.workers} workers, --speedup-ratio ${shape.speedup} --decode-speedup-ratio ${shape.decodeSpeedup}`,
+          );
           await session.dynamo.restartWorkers(shape, signal);
         } catch (err) {
           return { ok: false, error: `the Dynamo mocker did not restart: ${(err as Error).message}` };
         }
         session.blockSize = shape.blockSize;
-        for (const [i, id] of session.dynamo.workerIds().entries()) out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${session.dynamo.natsUrl})`);
+        for (const [i, id] of session.dynamo.workerIds().entries())
+          out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${session.dynamo.natsUrl})`);
         return { ok: true };
       }
       let venv;
       try {
         venv = await ensureVenv({ create: false });
       } catch (err) {
-        return { ok: false, error: `${(err as Error).message}\n(or run dynamo-lab start --engine dynamo without --json to be asked to create it)` };
+        return {
+          ok: false,
+          error: `${(err as Error).message}\n(or run dynamo-lab start --engine dynamo without --json to be asked to create it)`,
+        };
       }
-      const stack = new DynamoStack(
-        venv,
-        shape,
-        (c) => session.logger(c),
-      );
+      const stack = new DynamoStack(venv, shape, (c) => session.logger(c));
       session.dynamo = stack;
       session.blockSize = stack.shape.blockSize;
       try {
-        out(`starting nats-server and python -m dynamo.mocker from ${venv.dir} (ai-dynamo ${venv.versions['ai-dynamo'] ?? '?'}); the first start takes a few seconds`);
+        out(
+          `starting nats-server and python -m dynamo.mocker from ${venv.dir} (ai-dynamo ${venv.versions['ai-dynamo'] ?? '?'}); the first start takes a few seconds`,
+        );
         await stack.startWorkers(signal);
       } catch (err) {
         await stack.close();
@@ -144,7 +155,8 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
         return { ok: false, error: `the Dynamo mocker did not start: ${(err as Error).message}` };
       }
       session.endpoints.push({ id: 'nats', url: stack.natsUrl.replace('nats:', 'http:') });
-      for (const [i, id] of stack.workerIds().entries()) out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${stack.natsUrl})`);
+      for (const [i, id] of stack.workerIds().entries())
+        out(`worker-${i}  Dynamo instance ${id}  (mocker, TCP request plane, KV events on ${stack.natsUrl})`);
       return { ok: true };
     },
   },
@@ -155,14 +167,16 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
     async run(_p, { session, out }) {
       const stack = session.dynamo!;
       const ids = stack.workerIds();
-      if (ids.length < stack.shape.workers) return { ok: false, error: `${ids.length} of ${stack.shape.workers} mocker workers registered` };
+      if (ids.length < stack.shape.workers)
+        return { ok: false, error: `${ids.length} of ${stack.shape.workers} mocker workers registered` };
       for (const [i, id] of ids.entries()) out(`worker-${i} (Dynamo instance ${id}) registered`);
       return { ok: true };
     },
   },
 
   'router.start': {
-    describe: (p) => `start Dynamo's frontend (python -m dynamo.frontend --router-mode ${str(p.mode, 'kv')}${frontendArgs(p).length ? ' ' + frontendArgs(p).join(' ') : ''}) on 127.0.0.1, and dynamo-lab's router beside it on the same workers' NATS KV events`,
+    describe: (p) =>
+      `start Dynamo's frontend (python -m dynamo.frontend --router-mode ${str(p.mode, 'kv')}${frontendArgs(p).length ? ' ' + frontendArgs(p).join(' ') : ''}) on 127.0.0.1, and dynamo-lab's router beside it on the same workers' NATS KV events`,
     requires: ['workers'],
     provides: ['router'],
     async run(params, { session, out, signal }) {
@@ -174,7 +188,11 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
         return { ok: false, error: (err as Error).message };
       }
       const args = frontendArgs(params);
-      if (stack.frontendRunning && stack.frontendOptions.mode === mode && JSON.stringify(stack.frontendOptions.args) === JSON.stringify(args)) {
+      if (
+        stack.frontendRunning &&
+        stack.frontendOptions.mode === mode &&
+        JSON.stringify(stack.frontendOptions.args) === JSON.stringify(args)
+      ) {
         out(`Dynamo frontend already running at ${stack.frontendUrl} (--router-mode ${mode})`);
         return { ok: true };
       }
@@ -207,7 +225,8 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   },
 
   'demo.run': {
-    describe: (p) => `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through Dynamo's frontend with --router-mode ${str(p.mode, 'kv')}${p.reset_cache ? ', after restarting the mocker workers with empty caches' : ''}`,
+    describe: (p) =>
+      `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through Dynamo's frontend with --router-mode ${str(p.mode, 'kv')}${p.reset_cache ? ', after restarting the mocker workers with empty caches' : ''}`,
     requires: ['workers', 'router'],
     async run(params, { session, out, emit, signal }) {
       const stack = session.dynamo!;
@@ -240,11 +259,23 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
         if (signal.aborted) break;
         const prev = results.at(-1);
         const history = r.follow_up && prev ? [...prev.messages, { role: 'assistant', content: prev.output_text }] : [];
-        const res = await sendDemoRequest(stack.frontendUrl, r, { model, mode: str(params.mode, 'kv'), signal, history, dynamoWorkerName: name });
+        const res = await sendDemoRequest(stack.frontendUrl, r, {
+          model,
+          mode: str(params.mode, 'kv'),
+          signal,
+          history,
+          dynamoWorkerName: name,
+        });
         results.push(res);
         session.demo.push(res);
       }
-      emit(demoTable(results, stack.workerIds().map((_, i) => `worker-${i}`), `${str(params.mode, 'kv')} routing (Dynamo frontend): one row per request`));
+      emit(
+        demoTable(
+          results,
+          stack.workerIds().map((_, i) => `worker-${i}`),
+          `${str(params.mode, 'kv')} routing (Dynamo frontend): one row per request`,
+        ),
+      );
       const problem = checkExpectation(results, typeof params.expect === 'string' ? params.expect : undefined);
       if (problem) return { ok: false, error: problem };
       return { ok: true };
@@ -264,7 +295,8 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   },
 
   'metrics.show': {
-    describe: (p) => `read Dynamo's frontend /metrics (dynamo_component_router_* and dynamo_frontend_*) and show lines matching /${str(p.pattern, '.')}/`,
+    describe: (p) =>
+      `read Dynamo's frontend /metrics (dynamo_component_router_* and dynamo_frontend_*) and show lines matching /${str(p.pattern, '.')}/`,
     requires: ['router'],
     async run(params, { session, out, signal }) {
       let re: RegExp;
@@ -273,7 +305,10 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       } catch (err) {
         return { ok: false, error: `bad pattern: ${(err as Error).message}` };
       }
-      const targets = [{ id: 'Dynamo frontend', url: session.dynamo!.frontendUrl }, ...(session.router ? [{ id: 'dynamo-lab router', url: session.router.url }] : [])];
+      const targets = [
+        { id: 'Dynamo frontend', url: session.dynamo!.frontendUrl },
+        ...(session.router ? [{ id: 'dynamo-lab router', url: session.router.url }] : []),
+      ];
       for (const t of targets) {
         const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
         const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
@@ -285,7 +320,8 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   },
 
   'logs.grep': {
-    describe: (p) => `show Dynamo's frontend "Selected worker" lines and the mocker's log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
+    describe: (p) =>
+      `show Dynamo's frontend "Selected worker" lines and the mocker's log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
     requires: ['workers'],
     async run(params, { session, out }) {
       let re: RegExp;

@@ -12,7 +12,10 @@ export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
       } catch (err) {
         return { ok: false, error: `bad pattern: ${(err as Error).message}` };
       }
-      const targets = [...(session.router ? [{ id: 'router', url: session.router.url }] : []), ...session.workers.map((w) => ({ id: w.id, url: w.url }))];
+      const targets = [
+        ...(session.router ? [{ id: 'router', url: session.router.url }] : []),
+        ...session.workers.map((w) => ({ id: w.id, url: w.url })),
+      ];
       for (const t of targets) {
         const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
         const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
@@ -24,7 +27,8 @@ export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
   },
 
   'logs.grep': {
-    describe: (p) => `show ${str(p.component, 'workers') === 'workers' ? "each worker's" : `${str(p.component, '')}'s`} log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
+    describe: (p) =>
+      `show ${str(p.component, 'workers') === 'workers' ? "each worker's" : `${str(p.component, '')}'s`} log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
     requires: ['workers'],
     async run(params, { session, out }) {
       let re: RegExp;
@@ -38,7 +42,10 @@ export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
       const component = str(params.component, 'workers');
       const ids = component === 'workers' ? session.workers.map((w) => w.id) : [component];
       for (const id of ids) {
-        const lines = session.logsOf(id).filter((l) => re.test(l)).slice(-tail);
+        const lines = session
+          .logsOf(id)
+          .filter((l) => re.test(l))
+          .slice(-tail);
         out(`=== ${id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
         for (const l of lines) out(`  ${l}`);
         if (!lines.length) out('  (no matching lines yet)');

@@ -44,14 +44,16 @@ export const ROUTER_ACTIONS: Readonly<Record<string, ActionDef>> = {
       });
       session.routerConfigKey = configKey;
       session.endpoints.push({ id: 'router', url: session.router.url });
-      out(`router  ${session.router.url}  mode=${mode}  overlap credit=${config.overlapScoreCredit} prefill load scale=${config.prefillLoadScale} temperature=${config.temperature}`);
+      out(
+        `router  ${session.router.url}  mode=${mode}  overlap credit=${config.overlapScoreCredit} prefill load scale=${config.prefillLoadScale} temperature=${config.temperature}`,
+      );
       out(`        try: curl -s ${session.router.url}/v1/models   ·   ${session.router.url}/debug/decisions`);
       return { ok: true };
     },
   },
 
   'router.healthy': {
-    describe: () => 'check the router answers GET /health and lists the workers\' model',
+    describe: () => "check the router answers GET /health and lists the workers' model",
     requires: ['router'],
     async run(_p, { session, out, signal }) {
       const url = session.router!.url;

@@ -9,7 +9,11 @@ export const SYSTEM_ACTIONS: Readonly<Record<string, ActionDef>> = {
       const need = num(params.need, 0);
       const { execa } = await import('execa');
       try {
-        const r = await execa('nvidia-smi', ['--query-gpu=index,name,memory.used,memory.total', '--format=csv,noheader'], { cancelSignal: signal, timeout: 10_000, reject: false });
+        const r = await execa('nvidia-smi', ['--query-gpu=index,name,memory.used,memory.total', '--format=csv,noheader'], {
+          cancelSignal: signal,
+          timeout: 10_000,
+          reject: false,
+        });
         if (r.exitCode === 0) {
           const gpus = r.stdout.split('\n').filter(Boolean);
           out(`${gpus.length} GPU(s) found:`);

@@ -11,7 +11,8 @@ import { num, str, type ActionDef } from './types.js';
 
 export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'demo.run': {
-    describe: (p) => `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through the router in ${str(p.mode, 'kv')} mode${p.reset_cache ? ', after emptying the workers\' prefix caches' : ''}`,
+    describe: (p) =>
+      `send the ${((p.scenarios as string[] | undefined) ?? []).join(' + ')} requests (streaming chat) through the router in ${str(p.mode, 'kv')} mode${p.reset_cache ? ", after emptying the workers' prefix caches" : ''}`,
     requires: ['workers', 'router'],
     async run(params, { session, out, emit, signal }) {
       const router = session.router!;
@@ -42,19 +43,37 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         const res = { ...(await sendDemoRequest(router.url, r, { model: str(params.model, DEFAULT_MODEL), mode, signal, history })), run };
         results.push(res);
         session.demo.push(res);
-        out(`${results.length}/${requests.length}  ${res.worker ?? '?'}  ${res.cached_tokens ?? 0}/${res.prompt_tokens ?? 0} cached  ${res.ttft_ms.toFixed(1)} ms`);
+        out(
+          `${results.length}/${requests.length}  ${res.worker ?? '?'}  ${res.cached_tokens ?? 0}/${res.prompt_tokens ?? 0} cached  ${res.ttft_ms.toFixed(1)} ms`,
+        );
       }
-      emit(demoTable(results, session.workers.map((w) => w.id), `${mode} routing: one row per request`));
+      emit(
+        demoTable(
+          results,
+          session.workers.map((w) => w.id),
+          `${mode} routing: one row per request`,
+        ),
+      );
       const expect = typeof params.expect === 'string' ? params.expect : undefined;
       const problem = checkExpectation(results, expect);
-      if (expect) emit({ kind: 'check', ok: !problem, text: problem ?? (expect === 'same-worker' ? 'every request after the first of its scenario went to the same worker as the first and reported cached tokens' : 'consecutive requests went to different workers') });
+      if (expect)
+        emit({
+          kind: 'check',
+          ok: !problem,
+          text:
+            problem ??
+            (expect === 'same-worker'
+              ? 'every request after the first of its scenario went to the same worker as the first and reported cached tokens'
+              : 'consecutive requests went to different workers'),
+        });
       if (problem) return { ok: false, error: problem };
       return { ok: true };
     },
   },
 
   'demo.compare': {
-    describe: (p) => `compare TTFT and cached tokens of the latest kv run with the latest ${str(p.other, 'round-robin')} run${p.min_ratio !== undefined ? `; on long-prefix scenarios kv must be at least ${num(p.min_ratio, 3)}x faster to first token` : ''}`,
+    describe: (p) =>
+      `compare TTFT and cached tokens of the latest kv run with the latest ${str(p.other, 'round-robin')} run${p.min_ratio !== undefined ? `; on long-prefix scenarios kv must be at least ${num(p.min_ratio, 3)}x faster to first token` : ''}`,
     async run(params, { session, out, emit }) {
       const other = str(params.other, 'round-robin');
       const modes = [...new Set(session.demo.map((r) => r.mode))];
@@ -66,13 +85,29 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
       const overall: TableResult = {
         kind: 'table',
         title: 'latest run per mode, all requests',
-        columns: [{ header: 'mode' }, { header: 'requests', align: 'right' }, { header: 'TTFT avg ms', align: 'right' }, { header: 'p50', align: 'right' }, { header: 'p99', align: 'right' }, { header: 'cached/prompt tokens', align: 'right' }, { header: 'hit %', align: 'right' }],
+        columns: [
+          { header: 'mode' },
+          { header: 'requests', align: 'right' },
+          { header: 'TTFT avg ms', align: 'right' },
+          { header: 'p50', align: 'right' },
+          { header: 'p99', align: 'right' },
+          { header: 'cached/prompt tokens', align: 'right' },
+          { header: 'hit %', align: 'right' },
+        ],
         rows: modes.map((m) => {
           const rs = latestRun(session.demo, m);
           const t = rs.map((r) => r.ttft_ms);
           const cached = rs.reduce((a, r) => a + (r.cached_tokens ?? 0), 0);
           const prompt = rs.reduce((a, r) => a + (r.prompt_tokens ?? 0), 0);
-          return [m, String(rs.length), (t.reduce((a, b) => a + b, 0) / Math.max(1, t.length)).toFixed(1), percentile(t, 50).toFixed(1), percentile(t, 99).toFixed(1), `${cached}/${prompt}`, prompt ? ((100 * cached) / prompt).toFixed(0) : '0'];
+          return [
+            m,
+            String(rs.length),
+            (t.reduce((a, b) => a + b, 0) / Math.max(1, t.length)).toFixed(1),
+            percentile(t, 50).toFixed(1),
+            percentile(t, 99).toFixed(1),
+            `${cached}/${prompt}`,
+            prompt ? ((100 * cached) / prompt).toFixed(0) : '0',
+          ];
         }),
       };
       emit(overall);
@@ -85,9 +120,27 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
       emit({
         kind: 'table',
         title: 'per scenario, requests that can reuse a prefix (2nd onwards)',
-        columns: [{ header: 'scenario' }, { header: 'mode' }, { header: 'requests', align: 'right' }, { header: 'TTFT avg ms', align: 'right' }, { header: 'p50', align: 'right' }, { header: 'cached/prompt tokens', align: 'right' }, { header: `${other} / kv`, align: 'right' }],
+        columns: [
+          { header: 'scenario' },
+          { header: 'mode' },
+          { header: 'requests', align: 'right' },
+          { header: 'TTFT avg ms', align: 'right' },
+          { header: 'p50', align: 'right' },
+          { header: 'cached/prompt tokens', align: 'right' },
+          { header: `${other} / kv`, align: 'right' },
+        ],
         rows: cmp.flatMap((c) =>
-          [c.kv, c.other].filter((x) => x !== undefined).map((m, i) => [i === 0 ? c.group : '', m.mode, String(m.n), m.ttft_avg_ms.toFixed(1), m.ttft_p50_ms.toFixed(1), `${m.cached_tokens}/${m.prompt_tokens}`, i === 0 && c.ratio !== undefined ? `${c.ratio.toFixed(2)}x` : '']),
+          [c.kv, c.other]
+            .filter((x) => x !== undefined)
+            .map((m, i) => [
+              i === 0 ? c.group : '',
+              m.mode,
+              String(m.n),
+              m.ttft_avg_ms.toFixed(1),
+              m.ttft_p50_ms.toFixed(1),
+              `${m.cached_tokens}/${m.prompt_tokens}`,
+              i === 0 && c.ratio !== undefined ? `${c.ratio.toFixed(2)}x` : '',
+            ]),
         ),
       });
       const minRatio = params.min_ratio === undefined ? undefined : num(params.min_ratio, 3);
@@ -97,20 +150,30 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         if (scenarios[c.group]?.long && minRatio !== undefined) {
           const ok = c.ratio !== undefined && c.ratio >= minRatio;
           if (!ok) failed.push(c.group);
-          emit({ kind: 'check', ok, text: `${c.group}: kv ${c.kv.ttft_avg_ms.toFixed(1)} ms vs ${other} ${c.other.ttft_avg_ms.toFixed(1)} ms on the same ${c.kv.n} requests = ${c.ratio?.toFixed(2) ?? '?'}x lower TTFT (expected at least ${minRatio}x)` });
+          emit({
+            kind: 'check',
+            ok,
+            text: `${c.group}: kv ${c.kv.ttft_avg_ms.toFixed(1)} ms vs ${other} ${c.other.ttft_avg_ms.toFixed(1)} ms on the same ${c.kv.n} requests = ${c.ratio?.toFixed(2) ?? '?'}x lower TTFT (expected at least ${minRatio}x)`,
+          });
         } else {
           const ok = c.kv.cached_tokens > c.other.cached_tokens;
-          emit({ kind: 'check', ok, text: `${c.group}: kv served ${c.kv.cached_tokens} prompt tokens from cache, ${other} ${c.other.cached_tokens}${ok ? '' : ' (expected kv to reuse more)'}` });
+          emit({
+            kind: 'check',
+            ok,
+            text: `${c.group}: kv served ${c.kv.cached_tokens} prompt tokens from cache, ${other} ${c.other.cached_tokens}${ok ? '' : ' (expected kv to reuse more)'}`,
+          });
           if (!ok) failed.push(c.group);
         }
       }
-      if (failed.length) return { ok: false, error: `the comparison did not show what the step says for ${failed.join(', ')} (see the check lines above)` };
+      if (failed.length)
+        return { ok: false, error: `the comparison did not show what the step says for ${failed.join(', ')} (see the check lines above)` };
       return { ok: true };
     },
   },
 
   'traffic.run': {
-    describe: (p) => `send ${num(p.requests, 30)} chat requests, ${num(p.concurrency, 3)} at a time, through the router${p.mode ? ` in ${str(p.mode, 'kv')} mode` : ''}`,
+    describe: (p) =>
+      `send ${num(p.requests, 30)} chat requests, ${num(p.concurrency, 3)} at a time, through the router${p.mode ? ` in ${str(p.mode, 'kv')} mode` : ''}`,
     requires: ['workers', 'router'],
     async run(params, { session, out, signal }) {
       const router = session.router!;
@@ -125,7 +188,12 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         mode: router.mode,
         signal,
       });
-      for (const l of formatTraffic(results, session.workers.map((w) => w.id), wallSeconds)) out(l);
+      for (const l of formatTraffic(
+        results,
+        session.workers.map((w) => w.id),
+        wallSeconds,
+      ))
+        out(l);
       session.traffic.push(...results);
       if (errors.length) return { ok: false, error: `${errors.length} of ${total} requests failed; first: ${errors[0]}` };
       return { ok: true };

@@ -32,7 +32,15 @@ export const WORKERS_ACTIONS: Readonly<Record<string, ActionDef>> = {
         for (let i = 0; i < count; i++) {
           const id = `worker-${i}`;
           workers.push(
-            await (await import('../../sim/index.js')).SimWorker.start({ id, blockSize, speedup: num(params.speedup, 1), decodeSpeedup: num(params.decode_speedup, 1), model: str(params.model, DEFAULT_MODEL), port: basePort ? basePort + i : 0, log: session.logger(id) }),
+            await (await import('../../sim/index.js')).SimWorker.start({
+              id,
+              blockSize,
+              speedup: num(params.speedup, 1),
+              decodeSpeedup: num(params.decode_speedup, 1),
+              model: str(params.model, DEFAULT_MODEL),
+              port: basePort ? basePort + i : 0,
+              log: session.logger(id),
+            }),
           );
         }
       } catch (err) {
@@ -61,7 +69,14 @@ export const WORKERS_ACTIONS: Readonly<Record<string, ActionDef>> = {
         const id = `worker-${i}`;
         let w: SimWorker;
         try {
-          w = await (await import('../../sim/index.js')).SimWorker.start({ id, blockSize: session.blockSize, speedup: num(params.speedup, 1), model: first?.model ?? DEFAULT_MODEL, port: basePort ? basePort + i : 0, log: session.logger(id) });
+          w = await (await import('../../sim/index.js')).SimWorker.start({
+            id,
+            blockSize: session.blockSize,
+            speedup: num(params.speedup, 1),
+            model: first?.model ?? DEFAULT_MODEL,
+            port: basePort ? basePort + i : 0,
+            log: session.logger(id),
+          });
         } catch (err) {
           return { ok: false, error: `could not start ${id}: ${(err as Error).message}` };
         }

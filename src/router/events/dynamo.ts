@@ -32,7 +32,8 @@ function convertEventData(data: unknown): { ok: true; data: KvCacheEventData } |
         if (!isObj(b)) return { ok: false, reason: 'stored: block is not a map' };
         const blockHash = toU64(b.block_hash);
         const tokensHash = toU64(b.tokens_hash);
-        if (blockHash === undefined || tokensHash === undefined) return { ok: false, reason: 'stored: block_hash/tokens_hash is not a 64-bit integer' };
+        if (blockHash === undefined || tokensHash === undefined)
+          return { ok: false, reason: 'stored: block_hash/tokens_hash is not a 64-bit integer' };
         blocks.push({ blockHash, tokensHash });
       }
       return { ok: true, data: { type: 'stored', parentHash, blocks } };
@@ -55,7 +56,8 @@ function convertEventData(data: unknown): { ok: true; data: KvCacheEventData } |
 export function convertDynamoRouterEvent(v: unknown): { ok: true; event: RouterEvent } | { ok: false; reason: string } {
   if (!isObj(v)) return { ok: false, reason: 'RouterEvent is not a map' };
   const wid = toU64(v.worker_id);
-  const workerId: WorkerId | undefined = wid !== undefined ? wid.toString() : typeof v.worker_id === 'string' && v.worker_id !== '' ? v.worker_id : undefined;
+  const workerId: WorkerId | undefined =
+    wid !== undefined ? wid.toString() : typeof v.worker_id === 'string' && v.worker_id !== '' ? v.worker_id : undefined;
   if (workerId === undefined) return { ok: false, reason: 'RouterEvent.worker_id missing or invalid' };
   let storageTier: StorageTier = 'device';
   if (v.storage_tier !== undefined && v.storage_tier !== null) {

@@ -28,7 +28,9 @@ export function decodeNatsEnvelope(bytes: Uint8Array): EnvelopeDecodeResult {
     const inner = decodeDynamoEvents(payload);
     if (!inner.ok) return { ok: false, reason: `envelope payload: ${inner.reason}` };
     const envelope: EnvelopeMeta = { publisherId, sequence, publishedAt: publishedAt ?? 0, topic: v.topic };
-    return inner.dropped ? { ok: true, envelope, events: inner.events, dropped: inner.dropped } : { ok: true, envelope, events: inner.events };
+    return inner.dropped
+      ? { ok: true, envelope, events: inner.events, dropped: inner.dropped }
+      : { ok: true, envelope, events: inner.events };
   } catch (e) {
     return { ok: false, reason: `undecodable envelope: ${describe(e)}` };
   }

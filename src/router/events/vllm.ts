@@ -93,9 +93,13 @@ const NON_MAIN_ATTENTION = /sliding|mamba|chunk|cross|local/i;
  * Per-event problems drop that event (listed in `dropped`); a block-size mismatch drops that
  * event and the rest of the batch (Dynamo stops converting the batch there).
  */
-export function decodeVllmZmqBatch(payload: Uint8Array, opts: { workerId: WorkerId; blockSize: number; eventIdStart?: number }): DecodeResult {
+export function decodeVllmZmqBatch(
+  payload: Uint8Array,
+  opts: { workerId: WorkerId; blockSize: number; eventIdStart?: number },
+): DecodeResult {
   try {
-    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) return { ok: false, reason: `invalid expected block size ${opts.blockSize}` };
+    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1)
+      return { ok: false, reason: `invalid expected block size ${opts.blockSize}` };
     const d = decodeMsgpack(payload);
     if (!d.ok) return d;
     const v = d.value;
@@ -170,7 +174,10 @@ export function decodeVllmZmqBatch(payload: Uint8Array, opts: { workerId: Worker
       const eventBs = toSafeInt(f.block_size);
       if (eventBs !== bs) {
         for (let k = i; k < rawEvents.length; k++) {
-          dropped.push({ index: k, reason: k === i ? `block_size ${String(f.block_size)} does not match the worker's ${bs}` : 'after a block_size mismatch' });
+          dropped.push({
+            index: k,
+            reason: k === i ? `block_size ${String(f.block_size)} does not match the worker's ${bs}` : 'after a block_size mismatch',
+          });
         }
         break;
       }
@@ -184,7 +191,11 @@ export function decodeVllmZmqBatch(payload: Uint8Array, opts: { workerId: Worker
         parentHash = p;
       }
       const toks = f.token_ids;
-      if (!Array.isArray(toks) || toks.length !== hashes.length * bs || !toks.every((t) => typeof t === 'number' && Number.isInteger(t) && t >= 0 && t <= 0xffffffff)) {
+      if (
+        !Array.isArray(toks) ||
+        toks.length !== hashes.length * bs ||
+        !toks.every((t) => typeof t === 'number' && Number.isInteger(t) && t >= 0 && t <= 0xffffffff)
+      ) {
         dropped.push({ index: i, reason: `token_ids must be ${hashes.length * bs} u32 token ids (block_hashes x block_size)` });
         continue;
       }
