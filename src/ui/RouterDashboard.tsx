@@ -80,12 +80,14 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
       <Text>
         <Text bold color="cyan">
           dynamo-lab router
-        </Text>{' '}
-        {props.url} mode <Text bold>{props.mode}</Text> events <Text bold>{props.events}</Text>
+        </Text>
+        {` ${props.url}  mode `}
+        <Text bold>{props.mode}</Text>
+        {'  events '}
+        <Text bold>{props.events}</Text>
       </Text>
       <Text dimColor>
-        requests {t.requests} errors {t.errors} rejected {t.rejected} hit rate predicted {pct(t.predicted_hit_rate).trim()} / achieved{' '}
-        {pct(t.achieved_hit_rate).trim()}
+        {`requests ${t.requests}  errors ${t.errors}  rejected ${t.rejected}  hit rate predicted ${pct(t.predicted_hit_rate).trim()} / achieved ${pct(t.achieved_hit_rate).trim()}`}
       </Text>
       <Text> </Text>
       <Text bold>

@@ -24,6 +24,9 @@ try {
   if (process.env.DYNAMO_LAB_REQUIRE_DYNAMO === '1') throw new Error(`DYNAMO_LAB_REQUIRE_DYNAMO=1 but ${(e as Error).message}`);
   skip = `no peers venv (run npm run bench:peers once to create it): ${(e as Error).message.split('\n')[0]}`;
 }
+// DYNAMO_LAB_REQUIRE_DYNAMO=0 turns this tier off even where a venv exists (CI: a venv left on the
+// machine by hand must not decide what CI runs).
+if (process.env.DYNAMO_LAB_REQUIRE_DYNAMO === '0') skip = 'the real-Dynamo tier is off (DYNAMO_LAB_REQUIRE_DYNAMO=0)';
 
 interface Demo {
   mode: string;
