@@ -235,9 +235,7 @@ function summarize(spec: SystemSpec, runs: RunResult[]): SystemSummary {
   };
 }
 
-function ratios(
-  sum: SystemSummary[],
-): Array<{
+function ratios(sum: SystemSummary[]): Array<{
   pair: string;
   ttft_avg: number;
   ttft_p99: number;

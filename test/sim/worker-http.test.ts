@@ -80,16 +80,14 @@ test('streaming: one usage chunk (empty choices) exactly when stream_options.inc
       .filter(Boolean)
       .map((b) => b.replace(/^data: /, ''));
     assert.equal(datas.at(-1), '[DONE]');
-    return datas
-      .slice(0, -1)
-      .map(
-        (d) =>
-          JSON.parse(d) as {
-            id: string;
-            choices: Array<{ finish_reason: string | null }>;
-            usage?: { prompt_tokens_details: { cached_tokens: number } };
-          },
-      );
+    return datas.slice(0, -1).map(
+      (d) =>
+        JSON.parse(d) as {
+          id: string;
+          choices: Array<{ finish_reason: string | null }>;
+          usage?: { prompt_tokens_details: { cached_tokens: number } };
+        },
+    );
   };
   const without = await sse({});
   assert.equal(without.filter((c) => c.usage !== undefined).length, 0, 'no usage without include_usage');
