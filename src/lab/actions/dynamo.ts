@@ -10,6 +10,7 @@
  * a laptop) and forwards to the frontend, since mocker workers speak Dynamo's TCP request plane,
  * not HTTP.
  */
+import { showMetrics } from './observe.js';
 import { DynamoStack } from '../../engine/dynamo.js';
 import { ensureVenv, installCommands } from '../../engine/venv.js';
 import { RouterServer } from '../../server/router-server.js';
@@ -309,12 +310,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
         { id: 'Dynamo frontend', url: session.dynamo!.frontendUrl },
         ...(session.router ? [{ id: 'dynamo-lab router', url: session.router.url }] : []),
       ];
-      for (const t of targets) {
-        const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
-        const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
-        out(`=== ${t.id} ${t.url}/metrics (${lines.length} matching)`);
-        for (const l of lines.slice(0, num(params.max_lines, 20))) out(`  ${l}`);
-      }
+      await showMetrics(targets, re, num(params.max_lines, 20), out, signal);
       return { ok: true };
     },
   },

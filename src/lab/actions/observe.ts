@@ -16,12 +16,7 @@ export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
         ...(session.router ? [{ id: 'router', url: session.router.url }] : []),
         ...session.workers.map((w) => ({ id: w.id, url: w.url })),
       ];
-      for (const t of targets) {
-        const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
-        const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
-        out(`=== ${t.id} ${t.url}/metrics (${lines.length} matching)`);
-        for (const l of lines.slice(0, num(params.max_lines, 20))) out(`  ${l}`);
-      }
+      await showMetrics(targets, re, num(params.max_lines, 20), out, signal);
       return { ok: true };
     },
   },
@@ -55,3 +50,19 @@ export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
     },
   },
 };
+
+/** Each target's /metrics sample lines that match `re` (at most `maxLines` each), under a heading. */
+export async function showMetrics(
+  targets: ReadonlyArray<{ id: string; url: string }>,
+  re: RegExp,
+  maxLines: number,
+  out: (line: string) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  for (const t of targets) {
+    const text = await (await fetch(`${t.url}/metrics`, { signal })).text();
+    const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
+    out(`=== ${t.id} ${t.url}/metrics (${lines.length} matching)`);
+    for (const l of lines.slice(0, maxLines)) out(`  ${l}`);
+  }
+}
