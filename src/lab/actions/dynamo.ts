@@ -19,7 +19,7 @@ import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } 
 import { demoTable, workerTable, type WorkerBar } from '../format.js';
 import { scenarioRequests } from '../scenarios.js';
 import type { LocalSession } from '../session.js';
-import { num, str, type ActionDef } from './types.js';
+import { num, patternParam, str, type ActionDef } from './types.js';
 
 /** Dynamo's --router-mode for a lab mode. */
 function dynamoMode(mode: string): string {
@@ -300,12 +300,8 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       `read Dynamo's frontend /metrics (dynamo_component_router_* and dynamo_frontend_*) and show lines matching /${str(p.pattern, '.')}/`,
     requires: ['router'],
     async run(params, { session, out, signal }) {
-      let re: RegExp;
-      try {
-        re = new RegExp(str(params.pattern, '.'));
-      } catch (err) {
-        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
-      }
+      const re = patternParam(params.pattern, '');
+      if (!(re instanceof RegExp)) return re;
       const targets = [
         { id: 'Dynamo frontend', url: session.dynamo!.frontendUrl },
         ...(session.router ? [{ id: 'dynamo-lab router', url: session.router.url }] : []),
@@ -320,12 +316,8 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       `show Dynamo's frontend "Selected worker" lines and the mocker's log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
     requires: ['workers'],
     async run(params, { session, out }) {
-      let re: RegExp;
-      try {
-        re = new RegExp(str(params.pattern, '.'), 'i');
-      } catch (err) {
-        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
-      }
+      const re = patternParam(params.pattern);
+      if (!(re instanceof RegExp)) return re;
       const tail = num(params.tail, 30);
       const component = str(params.component, 'workers');
       const stack = session.dynamo!;

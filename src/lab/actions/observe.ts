@@ -1,17 +1,13 @@
 /** Looking inside: the router's and workers' metrics and logs. */
-import { num, str, type ActionDef } from './types.js';
+import { num, patternParam, str, type ActionDef } from './types.js';
 
 export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'metrics.show': {
     describe: (p) => `read the router's and workers' /metrics and show lines matching /${str(p.pattern, '.')}/`,
     requires: ['workers'],
     async run(params, { session, out, signal }) {
-      let re: RegExp;
-      try {
-        re = new RegExp(str(params.pattern, '.'));
-      } catch (err) {
-        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
-      }
+      const re = patternParam(params.pattern, '');
+      if (!(re instanceof RegExp)) return re;
       const targets = [
         ...(session.router ? [{ id: 'router', url: session.router.url }] : []),
         ...session.workers.map((w) => ({ id: w.id, url: w.url })),
@@ -26,12 +22,8 @@ export const OBSERVE_ACTIONS: Readonly<Record<string, ActionDef>> = {
       `show ${str(p.component, 'workers') === 'workers' ? "each worker's" : `${str(p.component, '')}'s`} log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
     requires: ['workers'],
     async run(params, { session, out }) {
-      let re: RegExp;
-      try {
-        re = new RegExp(str(params.pattern, '.'), 'i');
-      } catch (err) {
-        return { ok: false, error: `bad pattern: ${(err as Error).message}` };
-      }
+      const re = patternParam(params.pattern);
+      if (!(re instanceof RegExp)) return re;
       const tail = num(params.tail, 30);
       // component: a worker id, "router", "nats", or "workers" (default: every worker).
       const component = str(params.component, 'workers');

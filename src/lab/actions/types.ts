@@ -29,3 +29,12 @@ export interface ActionDef {
 export const num = (v: unknown, d: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : d);
 /** A string parameter, or the default. */
 export const str = (v: unknown, d: string): string => (typeof v === 'string' ? v : d);
+
+/** The step's `pattern` parameter as a RegExp (default: match everything; `flags` default 'i'), or the error to report. */
+export function patternParam(v: unknown, flags = 'i'): RegExp | { ok: false; error: string } {
+  try {
+    return new RegExp(str(v, '.'), flags);
+  } catch (err) {
+    return { ok: false, error: `bad pattern: ${(err as Error).message}` };
+  }
+}
