@@ -247,7 +247,12 @@ async function relay(
           router.markPrefillCompleted(record.request_id, Date.now());
           ctx.queue?.notify();
         }
-        if (out && !res.write(out)) await new Promise((r) => res.once('drain', r));
+        if (out && !res.write(out)) {
+          // Wait for the client to take it, or to go away: a client that stops reading and then
+          // disconnects must not hold its booking (and the worker's stream) until expiry.
+          await drainedOrClosed(res);
+          if (res.destroyed) throw new Error('the client went away');
+        }
       } else {
         // Non-streamed answers are held until complete, so a worker failing mid-body becomes a 502.
         bodyBytes += chunk.length;
@@ -331,6 +336,19 @@ async function relay(
     router.free(record.request_id, Date.now());
     ctx.queue?.notify();
   }
+}
+
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 function sseError(message: string, code: string): string {

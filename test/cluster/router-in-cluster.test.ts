@@ -249,6 +249,7 @@ describe('cluster: router replicas in the cluster (manifests/router, --in-cluste
       await Promise.all(streams);
       await waitUntil(async () => {
         const [la, lb] = await Promise.all([loads(a.url), loads(b.url)]);
+        lastSeen = `A ${JSON.stringify([...la])} B ${JSON.stringify([...lb])}`;
         return [...la.values(), ...lb.values()].every((n) => n === 0);
       }, 'both replicas to free the aborted streams');
 

@@ -452,6 +452,35 @@ test('aborted streams leak nothing: no booked load on the router, no running req
   }
 });
 
+test('a client that stops reading and then goes away frees its booking (the router is not left waiting for drain)', async () => {
+  const sims = await startSims(1);
+  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0 });
+  // Watch the router's own response objects, to know when it is really held up by the client.
+  const responses: http.ServerResponse[] = [];
+  (router as unknown as { server: http.Server }).server.on('request', (_req, res: http.ServerResponse) => responses.push(res));
+  const s = net.connect(Number(new URL(router.url).port), '127.0.0.1');
+  try {
+    const body = JSON.stringify({ model: MODEL, prompt: 'a long story '.repeat(20), max_tokens: 30_000, stream: true });
+    s.write(
+      `POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    s.pause(); // never read: the kernel buffers fill, then the router's writes return false
+    await waitFor(() => responses[0]?.writableNeedDrain === true, 'the router to be waiting for the client to read', 30_000);
+    assert.equal(router.workersView().workers[0]!.active_requests, 1);
+    s.destroy();
+    await waitFor(
+      () => router.workersView().workers.every((w) => w.active_requests === 0 && w.active_blocks === 0),
+      'the router to free the booking of the client that left',
+      20_000,
+    );
+    await waitFor(() => sims[0]!.stats().running === 0, 'the worker to abort the request', 20_000);
+  } finally {
+    s.destroy();
+    await router.close();
+    await Promise.all(sims.map((w) => w.close()));
+  }
+});
+
 test('a restarted worker is re-admitted quickly and its stale index entries are dropped', async () => {
   const sims = await startSims(2);
   const lines: string[] = [];
