@@ -22,12 +22,20 @@ export function isAddrInUse(err: unknown): boolean {
   return err instanceof PortInUseError || (err as NodeJS.ErrnoException | null)?.code === 'EADDRINUSE';
 }
 
+/**
+ * Pending connections the kernel holds until the server accepts them (capped by
+ * net.core.somaxconn). Node's default, 511, overflows when a busy server is opened 2,000
+ * connections at once: the kernel drops the handshakes it has no room for, and clients see
+ * connect timeouts and resets before they could send a byte.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 /** `server.listen(port, host)` as a promise; EADDRINUSE becomes a PortInUseError. */
-export function listenOn(server: Server, port: number, host: string): Promise<AddressInfo> {
+export function listenOn(server: Server, port: number, host: string, backlog = LISTEN_BACKLOG): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new PortInUseError(host, port) : err);
     server.once('error', onError);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off('error', onError);
       resolve(server.address() as AddressInfo);
     });
