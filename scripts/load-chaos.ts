@@ -7,7 +7,8 @@
  *                         (RSS after 1,000 vs 10,000 requests)
  *   npm run test:chaos    all of the above plus: worker SIGKILL mid-run, concurrency 300 on a
  *                         loaded machine (no 503), 20,000 fuzzed requests (no 5xx), slow
- *                         clients (closed), restart re-admission time
+ *                         clients (closed), restart re-admission time, approximate-mode TTL
+ *                         expiry and LRU bound in the real CLI router
  *
  * Options: --json (figures as one JSON line on stdout), --only <phase,...>, --scale <x> (counts
  * times x, e.g. 0.1 for a quick look), --burn (c300: one busy-loop process per core on top). Each phase prints its figures and whether it met its line
@@ -29,7 +30,7 @@ const arg = (name: string, def: string) => {
 const SUITE = arg('suite', 'chaos');
 const JSON_OUT = argv.includes('--json');
 const SCALE = Number(arg('scale', '1'));
-const ALL = SUITE === 'load' ? ['streams', 'memory'] : ['streams', 'kill', 'c300', 'fuzz', 'slow', 'memory'];
+const ALL = SUITE === 'load' ? ['streams', 'memory'] : ['streams', 'kill', 'c300', 'fuzz', 'slow', 'ttl', 'memory'];
 const ONLY = arg('only', '') ? arg('only', '').split(',') : ALL;
 const n = (x: number) => Math.max(1, Math.round(x * SCALE));
 
@@ -91,19 +92,20 @@ async function startSim(args: string[]): Promise<{ child: Child; workers: SimInf
   return { child, workers: JSON.parse(await child.firstLine) as SimInfo[] };
 }
 
-async function startRouter(workers: SimInfo[], extra: string[] = []): Promise<{ child: Child; url: string }> {
+async function startRouter(workers: SimInfo[], extra: string[] = [], specExtra = ''): Promise<{ child: Child; url: string }> {
   const specs = workers.flatMap((w, i) => [
     '--worker',
-    `id=worker-${i},url=${w.url}${w.zmq ? `,zmq=${w.zmq}` : ''}${w.zmq_replay ? `,replay=${w.zmq_replay}` : ''}`,
+    `id=worker-${i},url=${w.url}${w.zmq ? `,zmq=${w.zmq}` : ''}${w.zmq_replay ? `,replay=${w.zmq_replay}` : ''}${specExtra}`,
   ]);
   const events = workers[0]?.zmq ? ['--events', 'zmq'] : ['--events', 'none'];
   const child = startCli(['router', '--json', '--port', '0', ...events, ...specs, ...extra]);
   return { child, url: (JSON.parse(await child.firstLine) as { url: string }).url };
 }
 
+/** The p-th percentile of the finite values (a failed request has no first-byte time). */
 function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -121,6 +123,13 @@ interface StreamOutcome {
   done: boolean;
   sseError: boolean;
   events: number;
+  /** Events that carried generated text. */
+  tokens: number;
+  /** Distinct response ids in the stream (more than one: two answers spliced together). */
+  ids: number;
+  /** Events with a finish_reason, and [DONE] markers. */
+  finishes: number;
+  dones: number;
   worker: string | null;
   /** The end of the answer when it did not end well (for the report). */
   sample?: string;
@@ -160,6 +169,11 @@ async function streamOnce(agent: Agent, url: string, body: string): Promise<Stre
     const events = text.split('\n\n').filter(Boolean);
     const done = events.at(-1) === 'data: [DONE]';
     const sseError = events.some((e) => e.startsWith('data: {"error"'));
+    const ids = new Set<string>();
+    for (const e of events) {
+      const id = /^data: \{"id":"([^"]+)"/.exec(e)?.[1];
+      if (id) ids.add(id);
+    }
     return {
       sample: r.statusCode !== 200 || !done || sseError ? text.slice(-300) : undefined,
       status: r.statusCode,
@@ -168,6 +182,10 @@ async function streamOnce(agent: Agent, url: string, body: string): Promise<Stre
       done,
       sseError,
       events: events.length,
+      tokens: events.filter((e) => /"(?:text|content)":"[^"]/.test(e)).length,
+      ids: ids.size,
+      finishes: events.filter((e) => /"finish_reason":"/.test(e)).length,
+      dones: events.filter((e) => e === 'data: [DONE]').length,
       worker: (r.headers['x-dynamo-lab-worker'] as string | undefined) ?? null,
     };
   } catch (err) {
@@ -178,6 +196,10 @@ async function streamOnce(agent: Agent, url: string, body: string): Promise<Stre
       done: false,
       sseError: false,
       events: 0,
+      tokens: 0,
+      ids: 0,
+      finishes: 0,
+      dones: 0,
       worker: null,
       sample: `network error: ${(err as Error).message}`,
     };
@@ -218,70 +240,77 @@ function report(phase: string, fig: Record<string, unknown>, ok: boolean, line: 
 
 // ------------------------------------------------------------------------------------ phases
 
-/** 2,000 concurrent streams through the router: none lost, cut or duplicated; the router's added p99. */
+/** How a stream of `maxTokens` tokens ended: complete, lost (no answer or an SSE error), cut, or duplicated. */
+function classify(o: StreamOutcome, maxTokens: number): 'ok' | 'lost' | 'cut' | 'duplicated' {
+  if (o.status !== 200 || o.sseError) return 'lost';
+  if (o.ids > 1 || o.tokens > maxTokens || o.finishes > 1 || o.dones > 1) return 'duplicated';
+  if (!o.done || o.tokens < maxTokens || o.finishes !== 1) return 'cut';
+  return 'ok';
+}
+
+/** Lost / cut / duplicated counts of a run, with the kinds of loss and one example. */
+function tally(out: StreamOutcome[], maxTokens: number) {
+  const c = { lost: 0, cut: 0, duplicated: 0 };
+  const kinds: Record<string, number> = {};
+  let example: string | undefined;
+  for (const o of out) {
+    const k = classify(o, maxTokens);
+    if (k === 'ok') continue;
+    c[k]++;
+    const kind = k !== 'lost' ? k : o.status !== 200 ? `status_${o.status}` : 'sse_error';
+    kinds[kind] = (kinds[kind] ?? 0) + 1;
+    example ??= o.sample ?? `${k}: ${o.tokens} tokens, ${o.ids} ids, ${o.finishes} finishes, ${o.dones} [DONE]`;
+  }
+  return { ...c, kinds, example };
+}
+
+/**
+ * 2,000 concurrent streams through the router: none lost, cut or duplicated; the router's added
+ * p99 (through the router minus straight to the same workers, same streams, one after the other).
+ */
 async function streams(): Promise<void> {
   const N = n(2000);
+  const TOKENS = 16;
   const sim = await startSim(['--workers', '8', '--port', '0', '--speedup', '1']);
   const router = await startRouter(sim.workers);
   const agent = new Agent({ connections: N + 16, pipelining: 0 });
   try {
     const run = async (target: (i: number) => string) => {
       const t0 = performance.now();
-      const out = await pool(N, N, (i) => streamOnce(agent, target(i), promptBody(i, 16, true)));
+      const out = await pool(N, N, (i) => streamOnce(agent, target(i), promptBody(i, TOKENS, true)));
       return { out, wall: performance.now() - t0 };
     };
     const via = await run(() => router.url);
     const direct = await run((i) => sim.workers[i % sim.workers.length]!.url);
-    const lostList = via.out.filter((o) => o.status !== 200 || !o.done || o.sseError);
-    const lost = lostList.length;
-    const kinds: Record<string, number> = {};
-    for (const o of lostList) {
-      const k = o.status !== 200 ? `status_${o.status}` : o.sseError ? 'sse_error' : 'cut';
-      kinds[k] = (kinds[k] ?? 0) + 1;
-    }
-    const p99Via = pct(
-      via.out.map((o) => o.totalMs),
-      99,
-    );
-    const p99Direct = pct(
-      direct.out.map((o) => o.totalMs),
-      99,
-    );
-    const ttftVia = pct(
-      via.out.map((o) => o.firstByteMs),
-      99,
-    );
-    const ttftDirect = pct(
-      direct.out.map((o) => o.firstByteMs),
-      99,
-    );
+    const t = tally(via.out, TOKENS);
+    const td = tally(direct.out, TOKENS);
+    const q = (r: { out: StreamOutcome[] }, k: 'totalMs' | 'firstByteMs', p: number) =>
+      pct(
+        r.out.map((o) => o[k]),
+        p,
+      );
     report(
       'streams',
       {
         streams: N,
-        lost,
-        lost_kinds: kinds,
-        lost_example: lostList[0]?.sample,
-        p50_ms_router: r1(
-          pct(
-            via.out.map((o) => o.totalMs),
-            50,
-          ),
-        ),
-        p50_ms_direct: r1(
-          pct(
-            direct.out.map((o) => o.totalMs),
-            50,
-          ),
-        ),
-        p99_ms_router: r1(p99Via),
-        p99_ms_direct: r1(p99Direct),
-        router_added_p99_ms: r1(p99Via - p99Direct),
-        router_added_p99_first_byte_ms: r1(ttftVia - ttftDirect),
+        lost: t.lost,
+        cut: t.cut,
+        duplicated: t.duplicated,
+        kinds: t.kinds,
+        example: t.example,
+        direct_lost_cut_duplicated: [td.lost, td.cut, td.duplicated],
+        wall_s_router: r1(via.wall / 1000),
+        wall_s_direct: r1(direct.wall / 1000),
+        p50_ms_router: r1(q(via, 'totalMs', 50)),
+        p50_ms_direct: r1(q(direct, 'totalMs', 50)),
+        p99_ms_router: r1(q(via, 'totalMs', 99)),
+        p99_ms_direct: r1(q(direct, 'totalMs', 99)),
+        router_added_p99_ms: r1(q(via, 'totalMs', 99) - q(direct, 'totalMs', 99)),
+        router_added_p99_first_byte_ms: r1(q(via, 'firstByteMs', 99) - q(direct, 'firstByteMs', 99)),
         router_rss_mib: procMem(router.child.proc.pid!).rss_mib,
       },
-      lost === 0,
-      `${N} concurrent streams, ${lost} lost`,
+      t.lost + t.cut + t.duplicated === 0,
+      `${N} concurrent streams: ${t.lost} lost, ${t.cut} cut, ${t.duplicated} duplicated`,
     );
   } finally {
     await agent.close();
@@ -584,6 +613,103 @@ async function slow(): Promise<void> {
   }
 }
 
+/**
+ * Approximate mode (--events none), in the real CLI router: the blocks it routed are forgotten
+ * --router-ttl-secs after the last routing (the predicted overlap of a repeated prompt drops to
+ * 0 although the worker still caches it), and with --router-approximate-cache-policy lru a
+ * worker keeps at most its kv_blocks, least recently routed first out.
+ */
+async function ttl(): Promise<void> {
+  const TTL_S = 2;
+  const sim = await startSim(['--workers', '2', '--port', '0', '--speedup', '0']);
+  // One worker each, so the repeat after the TTL lands where the prompt is still cached.
+  const ttlRouter = await startRouter([sim.workers[0]!], ['--router-ttl-secs', String(TTL_S)]);
+  const CAPACITY = 64;
+  const lruRouter = await startRouter([sim.workers[1]!], ['--router-approximate-cache-policy', 'lru'], `,kv_blocks=${CAPACITY}`);
+  const send = async (url: string, prompt: string) => {
+    const r = await request(`${url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: MODEL, prompt, max_tokens: 1 }),
+      headers: { 'content-type': 'application/json' },
+    });
+    const body = (await r.body.json()) as { usage?: { prompt_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } };
+    if (r.statusCode !== 200) throw new Error(`${url} answered ${r.statusCode}: ${JSON.stringify(body).slice(0, 300)}`);
+    return {
+      overlap: Number(r.headers['x-dynamo-lab-overlap-blocks']),
+      worker: String(r.headers['x-dynamo-lab-worker']),
+      promptTokens: body.usage?.prompt_tokens ?? 0,
+      workerCached: body.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+    };
+  };
+  const indexed = async (url: string) => {
+    const v = (await (await fetch(`${url}/debug/workers`)).json()) as { workers: Array<{ id: string; cached_blocks: number }> };
+    return v.workers.reduce((a, w) => a + w.cached_blocks, 0);
+  };
+  const text = (tag: string) => `${tag}: ${'a long shared system prompt about railway timetables and fares '.repeat(40)}`;
+  try {
+    // TTL: route a prompt twice (the second sees the first), then wait for the index to empty.
+    const P = text('ttl probe');
+    const first = await send(ttlRouter.url, P);
+    const sentAt = performance.now();
+    const again = await send(ttlRouter.url, P);
+    const blocks = Math.floor(again.promptTokens / 16);
+    let expiredAfterMs = NaN;
+    for (;;) {
+      if ((await indexed(ttlRouter.url)) === 0) {
+        expiredAfterMs = performance.now() - sentAt;
+        break;
+      }
+      if (performance.now() - sentAt > TTL_S * 1000 + 30_000) break;
+      await sleep(50);
+    }
+    const after = await send(ttlRouter.url, P);
+
+    // LRU: one worker with kv_blocks=64; four distinct prompts of ~blocks each overflow it.
+    const A = text('lru A');
+    const lruA = await send(lruRouter.url, A);
+    let maxIndexed = await indexed(lruRouter.url);
+    for (const tag of ['lru B', 'lru C', 'lru D']) {
+      await send(lruRouter.url, text(tag));
+      maxIndexed = Math.max(maxIndexed, await indexed(lruRouter.url));
+    }
+    const lruAAgain = await send(lruRouter.url, A);
+    const lruD = await send(lruRouter.url, text('lru D'));
+    maxIndexed = Math.max(maxIndexed, await indexed(lruRouter.url));
+    const ok =
+      first.overlap === 0 &&
+      again.overlap >= blocks - 1 &&
+      again.overlap > 0 &&
+      expiredAfterMs >= TTL_S * 1000 &&
+      after.overlap === 0 &&
+      lruA.overlap === 0 &&
+      lruAAgain.overlap === 0 &&
+      lruD.overlap >= blocks - 1 &&
+      maxIndexed <= CAPACITY;
+    report(
+      'ttl',
+      {
+        ttl_s: TTL_S,
+        prompt_blocks: blocks,
+        overlap_first: first.overlap,
+        overlap_repeat_within_ttl: again.overlap,
+        index_empty_after_ms: Math.round(expiredAfterMs),
+        overlap_repeat_after_ttl: after.overlap,
+        worker_cached_tokens_after_ttl: after.workerCached, // the worker still has it; the router has forgotten
+        lru_capacity_blocks: CAPACITY,
+        lru_max_indexed_blocks: maxIndexed,
+        lru_overlap_evicted_prompt: lruAAgain.overlap,
+        lru_overlap_recent_prompt: lruD.overlap,
+      },
+      ok,
+      `TTL ${TTL_S} s: repeat overlap ${again.overlap} -> ${after.overlap} blocks, index empty ${Math.round(expiredAfterMs)} ms after the last routing; LRU: at most ${maxIndexed}/${CAPACITY} blocks, evicted prompt ${lruAAgain.overlap}, recent ${lruD.overlap}`,
+    );
+  } finally {
+    await stop(ttlRouter.child);
+    await stop(lruRouter.child);
+    await stop(sim.child);
+  }
+}
+
 /** Router RSS after 1,000 and after 10,000 requests (distinct prompts and sessions). */
 async function memory(): Promise<void> {
   // KV events over ZMQ: the router's index mirrors the workers' caches, which are bounded by
@@ -650,7 +776,7 @@ async function memory(): Promise<void> {
   }
 }
 
-const PHASES: Record<string, () => Promise<void>> = { streams, kill, c300, fuzz, slow, memory };
+const PHASES: Record<string, () => Promise<void>> = { streams, kill, c300, fuzz, slow, ttl, memory };
 
 async function main(): Promise<void> {
   const cleanup = () => {
