@@ -11,16 +11,19 @@
  *                         expiry and LRU bound in the real CLI router
  *
  * Options: --json (figures as one JSON line on stdout), --only <phase,...>, --scale <x> (counts
- * times x, e.g. 0.1 for a quick look), --burn (c300: one busy-loop process per core on top). Each phase prints its figures and whether it met its line
- * of the issue; the exit code is 1 when a chaos check failed.
+ * times x, e.g. 0.1 for a quick look), --burn (c300: one busy-loop process per core on top),
+ * --heap-snapshots <dir> (memory: the router's heap at each checkpoint, for DevTools' comparison
+ * view; taking one leaves the router's RSS higher, so the RSS figures of such a run are off), --mem-points <n,n,..> (memory: the checkpoints, default 1000,5000,10000; the ratio is
+ * last over first). Each phase prints its figures and whether it met its line of the issue; the exit code
+ * is 1 when a chaos check failed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { Agent, request } from 'undici';
+import { Agent, request, WebSocket } from 'undici';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string) => {
@@ -44,11 +47,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Child {
   proc: ChildProcess;
   firstLine: Promise<string>;
+  /** The end of its stderr so far. */
+  stderr(): string;
 }
 const children = new Set<ChildProcess>();
 
-function startCli(args: string[]): Child {
-  const proc = spawn(process.execPath, [...NODE_ARGS, ...args], {
+function startCli(args: string[], nodeFlags: string[] = []): Child {
+  const proc = spawn(process.execPath, [...nodeFlags, ...NODE_ARGS, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, CI: 'true', FORCE_COLOR: '0' },
   });
@@ -69,7 +74,7 @@ function startCli(args: string[]): Child {
     proc.once('exit', (code) => reject(new Error(`dynamo-lab ${args.join(' ')} exited with ${code}:\n${err.slice(-2000)}`)));
   });
   firstLine.catch(() => {});
-  return { proc, firstLine };
+  return { proc, firstLine, stderr: () => err };
 }
 
 async function stop(c: Child | undefined): Promise<void> {
@@ -92,13 +97,18 @@ async function startSim(args: string[]): Promise<{ child: Child; workers: SimInf
   return { child, workers: JSON.parse(await child.firstLine) as SimInfo[] };
 }
 
-async function startRouter(workers: SimInfo[], extra: string[] = [], specExtra = ''): Promise<{ child: Child; url: string }> {
+async function startRouter(
+  workers: SimInfo[],
+  extra: string[] = [],
+  specExtra = '',
+  nodeFlags: string[] = [],
+): Promise<{ child: Child; url: string }> {
   const specs = workers.flatMap((w, i) => [
     '--worker',
     `id=worker-${i},url=${w.url}${w.zmq ? `,zmq=${w.zmq}` : ''}${w.zmq_replay ? `,replay=${w.zmq_replay}` : ''}${specExtra}`,
   ]);
   const events = workers[0]?.zmq ? ['--events', 'zmq'] : ['--events', 'none'];
-  const child = startCli(['router', '--json', '--port', '0', ...events, ...specs, ...extra]);
+  const child = startCli(['router', '--json', '--port', '0', ...events, ...specs, ...extra], nodeFlags);
   return { child, url: (JSON.parse(await child.firstLine) as { url: string }).url };
 }
 
@@ -710,11 +720,92 @@ async function ttl(): Promise<void> {
   }
 }
 
-/** Router RSS after 1,000 and after 10,000 requests (distinct prompts and sessions). */
+/**
+ * A Chrome DevTools Protocol session with a child started with --inspect=127.0.0.1:0: forced
+ * full GCs (HeapProfiler.collectGarbage, as global.gc() under --expose-gc) and
+ * process.memoryUsage() read inside the router, without a debug endpoint in the product.
+ */
+class Inspector {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly chunks: string[] = [];
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.addEventListener('message', (ev) => {
+      const m = JSON.parse(String(ev.data)) as {
+        id?: number;
+        method?: string;
+        params?: { chunk?: string };
+        result?: unknown;
+        error?: { message: string };
+      };
+      if (m.method === 'HeapProfiler.addHeapSnapshotChunk') this.chunks.push(m.params!.chunk!);
+      if (m.id === undefined) return;
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.error) p?.reject(new Error(m.error.message));
+      else p?.resolve(m.result);
+    });
+  }
+
+  static async attach(child: Child): Promise<Inspector> {
+    const t0 = Date.now();
+    let url: string | undefined;
+    while (!(url = /Debugger listening on (ws:\/\/\S+)/.exec(child.stderr())?.[1])) {
+      if (Date.now() - t0 > 30_000) throw new Error(`no inspector URL on the router's stderr: ${child.stderr().slice(-500)}`);
+      await sleep(50);
+    }
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.addEventListener('open', resolve, { once: true });
+      ws.addEventListener('error', () => reject(new Error(`cannot connect to the inspector at ${url}`)), { once: true });
+    });
+    return new Inspector(ws);
+  }
+
+  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.nextId++;
+    this.ws.send(JSON.stringify({ id, method, params }));
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+  }
+
+  async memoryUsage(): Promise<NodeJS.MemoryUsage> {
+    const r = (await this.send('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })) as {
+      result: { value: string };
+    };
+    return JSON.parse(r.result.value) as NodeJS.MemoryUsage;
+  }
+
+  /** Two full collections (the second frees what finalizers of the first released). */
+  async gc(): Promise<void> {
+    await this.send('HeapProfiler.collectGarbage');
+    await this.send('HeapProfiler.collectGarbage');
+  }
+
+  async heapSnapshot(file: string): Promise<void> {
+    this.chunks.length = 0;
+    await this.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    writeFileSync(file, this.chunks.join(''));
+    this.chunks.length = 0;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+const mib = (b: number) => r1(b / 1024 / 1024);
+
+/**
+ * Router memory after 1,000, 5,000 and 10,000 requests (distinct prompts and sessions): RSS
+ * from /proc, heap used / external / array buffers from process.memoryUsage() in the router,
+ * each raw and after a forced full GC; and the sizes of its bounded tables.
+ */
 async function memory(): Promise<void> {
   // KV events over ZMQ: the router's index mirrors the workers' caches, which are bounded by
-  // their KV blocks, so any growth left is the router's own. (In approximate mode, --events none,
-  // the index holds every decision until its TTL expiry runs.)
+  // their KV blocks (4 x 4,096 here, full after ~1,600 of these prompts), so growth beyond that
+  // is the router's own. (In approximate mode, --events none, the index holds every decision
+  // until its TTL expiry runs.)
   const sim = await startSim([
     '--workers',
     '4',
@@ -729,11 +820,14 @@ async function memory(): Promise<void> {
     '--replay-port',
     '0',
   ]);
-  const router = await startRouter(sim.workers);
+  const MAX_SESSIONS = 2000;
+  const router = await startRouter(sim.workers, ['--max-sessions', String(MAX_SESSIONS)], '', ['--inspect=127.0.0.1:0']);
+  const insp = await Inspector.attach(router.child);
   const agent = new Agent({ connections: 64, pipelining: 0 });
   const pid = router.child.proc.pid!;
+  const snapDir = arg('heap-snapshots', '');
+  if (snapDir) mkdirSync(snapDir, { recursive: true });
   try {
-    const idle = procMem(pid);
     const send = (from: number, to: number) =>
       pool(to - from, 32, async (k) => {
         const i = from + k;
@@ -750,26 +844,70 @@ async function memory(): Promise<void> {
         });
         await r.body.dump();
       });
-    await send(0, n(1000));
-    await sleep(500);
-    const at1k = procMem(pid);
-    await send(n(1000), n(10_000));
-    await sleep(500);
-    const at10k = procMem(pid);
-    const ratio = Math.round((at10k.rss_mib / at1k.rss_mib) * 100) / 100;
+    const gauges = async () => {
+      const text = await (await fetch(`${router.url}/metrics`)).text();
+      const g = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return {
+        indexed_blocks: g('dynamo_lab_router_indexed_blocks'),
+        radix_nodes: g('dynamo_lab_router_radix_nodes'),
+        sessions: g('dynamo_lab_router_sessions'),
+        decisions: g('dynamo_lab_router_decisions_held'),
+        token_cache_entries: g('dynamo_lab_router_token_cache_entries'),
+        token_cache_mib: mib(g('dynamo_lab_router_token_cache_bytes')),
+      };
+    };
+    const measure = async (label: string) => {
+      await sleep(500); // let the last responses' callbacks run
+      const raw = await insp.memoryUsage();
+      const rawRss = procMem(pid).rss_mib;
+      await insp.gc();
+      const gcd = await insp.memoryUsage();
+      const gcRss = procMem(pid).rss_mib;
+      if (snapDir) await insp.heapSnapshot(`${snapDir}/router-${label}.heapsnapshot`);
+      const m = (u: NodeJS.MemoryUsage, rss: number) => ({
+        rss_mib: rss,
+        heap_used_mib: mib(u.heapUsed),
+        heap_total_mib: mib(u.heapTotal),
+        external_mib: mib(u.external),
+        array_buffers_mib: mib(u.arrayBuffers),
+        // Native memory: the tokenizer's vocabulary, malloc arenas, code, stacks.
+        rss_outside_js_heap_mib: r1(rss - mib(u.heapTotal) - mib(u.external)),
+      });
+      return { raw: m(raw, rawRss), after_gc: m(gcd, gcRss), tables: await gauges() };
+    };
+    const idle = procMem(pid);
+    const points: Record<string, Awaited<ReturnType<typeof measure>>> = {};
+    let done = 0;
+    const at = arg('mem-points', '1000,5000,10000')
+      .split(',')
+      .map((x) => n(Number(x)));
+    for (const [label, upTo] of at.map((x) => [`${x / 1000}k`, x] as const)) {
+      await send(done, upTo);
+      done = upTo;
+      points[label] = await measure(label);
+    }
+    const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+    // The issue's line compares 10,000 with 1,000 requests (the first and last points by default).
+    const p1 = points[`${at[0]! / 1000}k`]!;
+    const p10 = points[`${at.at(-1)! / 1000}k`]!;
+    const rssRatio = ratio(p10.raw.rss_mib, p1.raw.rss_mib);
+    const t = p10.tables;
     report(
       'memory',
       {
         idle_rss_mib: idle.rss_mib,
-        rss_after_1k_mib: at1k.rss_mib,
-        rss_after_10k_mib: at10k.rss_mib,
-        hwm_after_10k_mib: at10k.hwm_mib,
-        ratio_10k_over_1k: ratio,
+        ...points,
+        ratio_rss_10k_over_1k: rssRatio,
+        ratio_rss_after_gc_10k_over_1k: ratio(p10.after_gc.rss_mib, p1.after_gc.rss_mib),
+        ratio_heap_used_after_gc_10k_over_1k: ratio(p10.after_gc.heap_used_mib, p1.after_gc.heap_used_mib),
+        hwm_mib: procMem(pid).hwm_mib,
+        max_sessions: MAX_SESSIONS,
       },
-      ratio <= 1.3,
-      `RSS after 10,000 requests is ${ratio}x RSS after 1,000`,
+      rssRatio <= 1.3 && t.sessions <= MAX_SESSIONS && t.decisions <= 256,
+      `RSS after 10,000 requests is ${rssRatio}x RSS after 1,000 (after a full GC ${ratio(p10.after_gc.rss_mib, p1.after_gc.rss_mib)}x, heap used ${ratio(p10.after_gc.heap_used_mib, p1.after_gc.heap_used_mib)}x); ${t.sessions}/${MAX_SESSIONS} sessions, ${t.decisions} decisions held`,
     );
   } finally {
+    insp.close();
     await agent.close();
     await stop(router.child);
     await stop(sim.child);

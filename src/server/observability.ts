@@ -32,6 +32,10 @@ export class DecisionLog {
     private readonly onFirstAttempt: () => void,
   ) {}
 
+  get size(): number {
+    return this.log.length;
+  }
+
   recent(limit = 50): DecisionRecord[] {
     return this.log.slice(0, Math.max(0, limit));
   }
@@ -215,7 +219,12 @@ export function publishGauges(ctx: ServerContext): void {
   const stats = ctx.core.stats();
   metrics.set('dynamo_lab_router_indexed_blocks', "Blocks in the router's radix index (all workers)", {}, stats.indexed_blocks);
   metrics.set('dynamo_lab_router_active_requests', 'Requests the router has booked on workers', {}, stats.active_requests);
+  metrics.set('dynamo_lab_router_radix_nodes', "Nodes in the router's radix index", {}, stats.radix_nodes);
   metrics.set('dynamo_lab_router_sessions', 'Live session-affinity entries', {}, ctx.sessions.size);
+  metrics.set('dynamo_lab_router_decisions_held', 'Routing decisions kept for /debug/decisions', {}, ctx.decisions.size);
+  const tc = ctx.tokenizer.cacheStats();
+  metrics.set('dynamo_lab_router_token_cache_entries', 'Pieces in the per-piece token cache', {}, tc.entries);
+  metrics.set('dynamo_lab_router_token_cache_bytes', 'Bytes the per-piece token cache holds (text and ids; bounded)', {}, tc.bytes);
   if (ctx.queue) {
     metrics.set(
       'dynamo_frontend_router_queue_pending_requests',

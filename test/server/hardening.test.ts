@@ -393,6 +393,32 @@ test('a burst of 1,000 connections while the router is busy: the kernel holds th
   }
 });
 
+test('the per-request tables stay bounded and /metrics shows their sizes: sessions, decisions, token cache, index', async () => {
+  const sims = await startSims(2);
+  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, maxSessions: 20, decisionHistory: 8 });
+  try {
+    for (let i = 0; i < 60; i++) {
+      const r = await fetch(`${router.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-dynamo-session-id': `s-${i}` },
+        body: JSON.stringify({ model: MODEL, prompt: `prompt ${i}: ${SYSTEM_PROMPT.slice(0, 400)}`, max_tokens: 1 }),
+      });
+      assert.equal(r.status, 200);
+      await r.text();
+    }
+    const text = await (await fetch(`${router.url}/metrics`)).text();
+    const g = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.ok(g('dynamo_lab_router_sessions') <= 20, `sessions ${g('dynamo_lab_router_sessions')} <= --max-sessions 20`);
+    assert.equal(g('dynamo_lab_router_decisions_held'), 8, '--decision-history 8');
+    assert.equal(g('dynamo_lab_router_token_cache_entries'), 60, 'one piece per distinct prompt');
+    assert.ok(g('dynamo_lab_router_token_cache_bytes') > 60 * 400, 'the cache counts the bytes it holds');
+    assert.ok(g('dynamo_lab_router_radix_nodes') >= g('dynamo_lab_router_indexed_blocks') / 2);
+  } finally {
+    await router.close();
+    await Promise.all(sims.map((w) => w.close()));
+  }
+});
+
 test('API key: /debug/* and /admin/* need it, /health and /metrics stay open', async () => {
   const sims = await startSims(1);
   const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, apiKey: 'k3y' });
