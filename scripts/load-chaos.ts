@@ -120,10 +120,30 @@ function pct(xs: number[], p: number): number {
 }
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
+/** CPU seconds (user + system, all threads) a process has used. */
+function procCpuS(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // clock ticks: 100 per second on Linux
+}
+
 function procMem(pid: number): { rss_mib: number; hwm_mib: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
   return { rss_mib: r1(kb('VmRSS') / 1024), hwm_mib: r1(kb('VmHWM') / 1024) };
+}
+
+/** Kernel TCP counters (system-wide: other programs' connections count too); {} off Linux. */
+function tcpExt(): Record<string, number> {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    const i = lines.findIndex((l) => l.startsWith('TcpExt:'));
+    const keys = lines[i]!.split(/\s+/).slice(1);
+    const vals = lines[i + 1]!.split(/\s+/).slice(1).map(Number);
+    const all = Object.fromEntries(keys.map((k, j) => [k, vals[j]!]));
+    return { ListenOverflows: all.ListenOverflows ?? 0, SyncookiesFailed: all.SyncookiesFailed ?? 0 };
+  } catch {
+    return {};
+  }
 }
 
 interface StreamOutcome {
@@ -216,10 +236,11 @@ async function streamOnce(agent: Agent, url: string, body: string): Promise<Stre
   }
 }
 
-function promptBody(i: number, maxTokens: number, stream: boolean, distinct = 64): string {
+/** A prompt of family i % 64 (families share all but the last block); `run` keeps runs from hitting each other's caches. */
+function promptBody(i: number, maxTokens: number, stream: boolean, run = ''): string {
   return JSON.stringify({
     model: MODEL,
-    prompt: `Request family ${i % distinct}: ${'the quick brown fox jumps over the lazy dog '.repeat(20)} #${i}`,
+    prompt: `${run}Request family ${i % 64}: ${'the quick brown fox jumps over the lazy dog '.repeat(20)} #${i}`,
     max_tokens: maxTokens,
     stream,
   });
@@ -285,13 +306,20 @@ async function streams(): Promise<void> {
   const router = await startRouter(sim.workers);
   const agent = new Agent({ connections: N + 16, pipelining: 0 });
   try {
-    const run = async (target: (i: number) => string) => {
+    // Each run has its own prompts (same shape), so the second does not find the first's in the
+    // workers' prefix and token caches.
+    const run = async (tag: string, target: (i: number) => string) => {
       const t0 = performance.now();
-      const out = await pool(N, N, (i) => streamOnce(agent, target(i), promptBody(i, TOKENS, true)));
+      const out = await pool(N, N, (i) => streamOnce(agent, target(i), promptBody(i, TOKENS, true, tag)));
       return { out, wall: performance.now() - t0 };
     };
-    const via = await run(() => router.url);
-    const direct = await run((i) => sim.workers[i % sim.workers.length]!.url);
+    const k0 = tcpExt();
+    const c0 = [procCpuS(router.child.proc.pid!), procCpuS(sim.child.proc.pid!)];
+    const via = await run('Routed. ', () => router.url);
+    const k1 = tcpExt();
+    const c1 = [procCpuS(router.child.proc.pid!), procCpuS(sim.child.proc.pid!)];
+    const direct = await run('Direct. ', (i) => sim.workers[i % sim.workers.length]!.url);
+    const c2 = procCpuS(sim.child.proc.pid!);
     const t = tally(via.out, TOKENS);
     const td = tally(direct.out, TOKENS);
     const q = (r: { out: StreamOutcome[] }, k: 'totalMs' | 'firstByteMs', p: number) =>
@@ -309,6 +337,9 @@ async function streams(): Promise<void> {
         kinds: t.kinds,
         example: t.example,
         direct_lost_cut_duplicated: [td.lost, td.cut, td.duplicated],
+        // Handshakes the kernel dropped for a full accept queue during the routed run (whole machine).
+        kernel_listen_overflows: (k1.ListenOverflows ?? NaN) - (k0.ListenOverflows ?? NaN),
+        kernel_syncookies_failed: (k1.SyncookiesFailed ?? NaN) - (k0.SyncookiesFailed ?? NaN),
         wall_s_router: r1(via.wall / 1000),
         wall_s_direct: r1(direct.wall / 1000),
         p50_ms_router: r1(q(via, 'totalMs', 50)),
@@ -317,6 +348,11 @@ async function streams(): Promise<void> {
         p99_ms_direct: r1(q(direct, 'totalMs', 99)),
         router_added_p99_ms: r1(q(via, 'totalMs', 99) - q(direct, 'totalMs', 99)),
         router_added_p99_first_byte_ms: r1(q(via, 'firstByteMs', 99) - q(direct, 'firstByteMs', 99)),
+        // CPU the routed run cost the router and the workers, and the direct run the workers: on
+        // a shared machine the added latency is mostly the router's CPU waiting for a core.
+        cpu_s_router: r1(c1[0]! - c0[0]!),
+        cpu_s_workers_routed: r1(c1[1]! - c0[1]!),
+        cpu_s_workers_direct: r1(c2 - c1[1]!),
         router_rss_mib: procMem(router.child.proc.pid!).rss_mib,
       },
       t.lost + t.cut + t.duplicated === 0,
