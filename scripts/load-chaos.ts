@@ -1,10 +1,11 @@
 /**
  * Load and fault runs against the router, on loopback only, bounded in count and time. Workers
  * and the router run as separate processes (the CLI), so a worker can be SIGKILLed and the
- * router's memory read from /proc.
+ * router's memory read from /proc and, through --inspect, from inside it.
  *
- *   npm run bench:load    streams (2,000 concurrent, the router's added p99) and memory
- *                         (RSS after 1,000 vs 10,000 requests)
+ *   npm run bench:load    streams (2,000 concurrent: lost / cut / duplicated, the router's added
+ *                         p99) and memory (RSS, heap and external after 1,000 / 5,000 / 10,000
+ *                         requests, raw and after a forced full GC; table sizes)
  *   npm run test:chaos    all of the above plus: worker SIGKILL mid-run, concurrency 300 on a
  *                         loaded machine (no 503), 20,000 fuzzed requests (no 5xx), slow
  *                         clients (closed), restart re-admission time, approximate-mode TTL
@@ -13,8 +14,9 @@
  * Options: --json (figures as one JSON line on stdout), --only <phase,...>, --scale <x> (counts
  * times x, e.g. 0.1 for a quick look), --burn (c300: one busy-loop process per core on top),
  * --heap-snapshots <dir> (memory: the router's heap at each checkpoint, for DevTools' comparison
- * view; taking one leaves the router's RSS higher, so the RSS figures of such a run are off), --mem-points <n,n,..> (memory: the checkpoints, default 1000,5000,10000; the ratio is
- * last over first). Each phase prints its figures and whether it met its line of the issue; the exit code
+ * view; taking one leaves the router's RSS higher, so the RSS figures of such a run are off),
+ * --mem-points <n,n,..> (memory: the checkpoints, default 1000,5000,10000; the ratio is last over
+ * first). Each phase prints its figures and whether it met its line of the issue; the exit code
  * is 1 when a chaos check failed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
