@@ -4,6 +4,9 @@
  * the lab does, DGD CRD and served versions, the Dynamo operator, GPU capacity, NATS/etcd,
  * the lab deployment's pods (Pending/insufficient GPU, image pulls, crash loops, probes),
  * the NodePort Service and endpoints.
+ *
+ * About 400 lines on purpose: one flat list of checks in the order the troubleshooting
+ * sections read them, each with its own wording and fix; helpers would only hide the order.
  */
 import { execa } from 'execa';
 import type { Cluster, KubeOptions } from './kube.js';
@@ -12,7 +15,7 @@ import { helmVersionCheck } from './helm.js';
 import { CHARTS } from './helm.js';
 import { discoverDgdApi } from './apply.js';
 import { gpuReport } from './gpu.js';
-import { adviceFor, isSeriousProblem, podState } from './wait.js';
+import { adviceFor, isSeriousProblem, podState, type PodState } from './wait.js';
 import { DEFAULT_DGD_NAME, LABEL_COMPONENT, LABEL_DGD, nodePortServiceName, parseRelease } from './manifests.js';
 import { UserError } from '../base/errors.js';
 
@@ -170,13 +173,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       });
     }
   } catch (err) {
-    add({
-      id: 'context',
-      title: 'Kubernetes context',
-      status: 'fail',
-      detail: (err as Error).message,
-      fix: err instanceof UserError ? err.tryMessage : undefined,
-    });
+    add(failed('context', 'Kubernetes context', err));
   }
 
   if (!cluster) {
@@ -232,13 +229,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       detail: `served versions: ${api.served.join(', ')}; deploy will use ${api.version}`,
     });
   } catch (err) {
-    add({
-      id: 'crd',
-      title: 'DynamoGraphDeployment CRD',
-      status: 'fail',
-      detail: (err as Error).message,
-      fix: err instanceof UserError ? err.tryMessage : undefined,
-    });
+    add(failed('crd', 'DynamoGraphDeployment CRD', err));
   }
 
   // Operator
@@ -295,13 +286,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
               : 'Wait for terminating pods, or deploy fewer workers (--workers).',
     });
   } catch (err) {
-    add({
-      id: 'gpu',
-      title: 'GPU capacity',
-      status: 'fail',
-      detail: (err as Error).message,
-      fix: err instanceof UserError ? err.tryMessage : undefined,
-    });
+    add(failed('gpu', 'GPU capacity', err));
   }
 
   // NATS / etcd (optional in K8s-native discovery mode)
@@ -330,9 +315,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
         id: c.id,
         title: `${c.id.toUpperCase()} (${c.url})`,
         status: bad.length || !states.length ? 'fail' : 'ok',
-        detail: states.length
-          ? `${states.length - bad.length}/${states.length} pods ready${bad.length ? `: ${bad.map((b) => `${b.name} ${b.phase}${b.problem ? ` — ${b.problem}` : ''}`).join('; ')}` : ''}`
-          : 'Service exists but no pods',
+        detail: states.length ? podsReady(states) : 'Service exists but no pods',
         fix:
           bad.length || !states.length
             ? `kubectl get pods -n ${c.namespace}; kubectl logs -n ${c.namespace} ${c.release}-0 (common: not enough memory, PersistentVolume problems)`
@@ -362,7 +345,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
         id: 'deployment',
         title: `lab deployment ${ns}/${name}`,
         status: serious.length ? 'fail' : notReady.length ? 'warn' : 'ok',
-        detail: `${states.length - notReady.length}/${states.length} pods ready${notReady.length ? ': ' + notReady.map((s) => `${s.name} ${s.phase}${s.problem ? ` — ${s.problem}` : ''}`).join('; ') : ''}`,
+        detail: podsReady(states),
         fix: serious.length
           ? serious
               .map((s) => adviceFor(s.problem!))
@@ -407,6 +390,18 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     add({ id: 'deployment', title: `lab deployment ${ns}/${name}`, status: 'warn', detail: (err as Error).message });
   }
   return finish(ctxName, server, ns, checks);
+}
+
+/** "2/3 pods ready: name phase — problem; …" */
+function podsReady(states: readonly PodState[]): string {
+  const notReady = states.filter((s) => !s.ready);
+  const list = notReady.map((s) => `${s.name} ${s.phase}${s.problem ? ` — ${s.problem}` : ''}`).join('; ');
+  return `${states.length - notReady.length}/${states.length} pods ready${list ? `: ${list}` : ''}`;
+}
+
+/** A failed check from the error that ended it (a UserError's "Try" becomes the fix). */
+function failed(id: string, title: string, err: unknown): Check {
+  return { id, title, status: 'fail', detail: (err as Error).message, fix: err instanceof UserError ? err.tryMessage : undefined };
 }
 
 function finish(context: string | undefined, server: string | undefined, namespace: string, checks: Check[]): DoctorReport {
