@@ -23,7 +23,7 @@ import { Agent, request } from 'undici';
 import { sseData } from '../base/sse.js';
 import type { RequestRecord } from './stats.js';
 import { promptTokenArray } from './synth.js';
-import type { BenchRequest, Workload } from './workload.js';
+import { turnSchedule, type BenchRequest, type Workload } from './workload.js';
 
 export type PromptFormat = 'tokens' | 'text';
 
@@ -53,22 +53,7 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
   const base = opts.url.replace(/\/+$/, '').replace(/\/v1$/, '');
   const agent = new Agent({ connections: 1024, pipelining: 0, keepAliveTimeout: 30_000 });
   const records: RequestRecord[] = new Array(w.requests.length);
-  const firsts: BenchRequest[] = [];
-  const nextTurn = new Map<number, BenchRequest>();
-  const last = new Map<string, BenchRequest>();
-  for (const r of w.requests) {
-    if (r.sessionId !== undefined) {
-      const prev = last.get(r.sessionId);
-      last.set(r.sessionId, r);
-      if (prev) {
-        nextTurn.set(prev.index, r);
-        continue;
-      }
-    }
-    firsts.push(r);
-  }
-  firsts.sort((a, b) => a.arrivalMs - b.arrivalMs || a.index - b.index);
-  const t0 = firsts.length ? firsts[0]!.arrivalMs : 0;
+  const { firsts, nextTurn, t0 } = turnSchedule(w.requests);
   const start = performance.now();
   let done = 0;
   const inflight = new Set<Promise<void>>();

@@ -18,7 +18,7 @@ import { SimEngine, SimRequestError, VirtualClock, seedFromString } from '../sim
 import { PromptHasher, engineHashes } from './prompt-hashes.js';
 import type { RequestRecord } from './stats.js';
 import { promptTailArray, promptTokenArray } from './synth.js';
-import type { BenchRequest, Workload } from './workload.js';
+import { turnSchedule, type BenchRequest, type Workload } from './workload.js';
 
 /** Dynamo mocker defaults for vLLM (dynamo-facts §5). */
 export const MOCKER_DEFAULTS = { blockSize: 64, gpuBlocks: 16384, maxNumSeqs: 256, maxNumBatchedTokens: 8192 } as const;
@@ -129,22 +129,7 @@ export async function runVirtual(w: Workload, opts: VirtualOptions): Promise<Vir
   const reqs = w.requests;
   const records: RequestRecord[] = new Array(reqs.length);
   // First turns in arrival order (stable); later turns wait for their predecessor.
-  const firsts: BenchRequest[] = [];
-  const nextTurn = new Map<number, BenchRequest>();
-  const lastOfSession = new Map<string, BenchRequest>();
-  for (const r of reqs) {
-    if (r.sessionId !== undefined) {
-      const prev = lastOfSession.get(r.sessionId);
-      lastOfSession.set(r.sessionId, r);
-      if (prev) {
-        nextTurn.set(prev.index, r);
-        continue;
-      }
-    }
-    firsts.push(r);
-  }
-  firsts.sort((a, b) => a.arrivalMs - b.arrivalMs || a.index - b.index);
-  const t0 = firsts.length > 0 ? firsts[0]!.arrivalMs : 0;
+  const { firsts, nextTurn, t0 } = turnSchedule(reqs);
   let done = 0;
   let sent = 0;
 

@@ -109,3 +109,32 @@ export function takeRequests(w: Workload, n: number | undefined): Workload {
   if (n === undefined || n >= w.requests.length) return w;
   return { ...w, requests: w.requests.slice(0, n), source: { ...w.source, requests_limit: n } };
 }
+
+/** The replay order: first turns by arrival (stable), and for each request the next turn of its session. */
+export interface TurnSchedule {
+  /** First turns of sessions and requests without a session, by arrivalMs then index. */
+  readonly firsts: readonly BenchRequest[];
+  /** Request index -> the next turn of the same session (sent `delayMs` after that one completes). */
+  readonly nextTurn: ReadonlyMap<number, BenchRequest>;
+  /** arrivalMs of the earliest first turn (0 when there are none): the replay's time zero. */
+  readonly t0: number;
+}
+
+export function turnSchedule(requests: readonly BenchRequest[]): TurnSchedule {
+  const firsts: BenchRequest[] = [];
+  const nextTurn = new Map<number, BenchRequest>();
+  const lastOfSession = new Map<string, BenchRequest>();
+  for (const r of requests) {
+    if (r.sessionId !== undefined) {
+      const prev = lastOfSession.get(r.sessionId);
+      lastOfSession.set(r.sessionId, r);
+      if (prev) {
+        nextTurn.set(prev.index, r);
+        continue;
+      }
+    }
+    firsts.push(r);
+  }
+  firsts.sort((a, b) => a.arrivalMs - b.arrivalMs || a.index - b.index);
+  return { firsts, nextTurn, t0: firsts.length > 0 ? firsts[0]!.arrivalMs : 0 };
+}
