@@ -6,7 +6,7 @@
 import type { ServerContext } from './context.js';
 import { busyReason } from './eligibility.js';
 import type { Metrics } from './metrics.js';
-import type { DecisionRecord, RouterServerOptions, WorkerView, WorkersView } from './types.js';
+import type { DecisionRecord, RouterServerOptions, WorkerState, WorkerView, WorkersView } from './types.js';
 
 const HIT_BUCKETS = [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1];
 export const MS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25];
@@ -135,114 +135,95 @@ export function workersView(ctx: ServerContext): WorkersView {
   return view;
 }
 
-const WORKER_GAUGES = [
-  'dynamo_frontend_worker_active_decode_blocks',
-  'dynamo_frontend_worker_active_prefill_tokens',
-  'dynamo_lab_router_worker_cached_blocks',
-  'dynamo_lab_router_worker_healthy',
-  'dynamo_lab_router_worker_circuit_open',
-  'dynamo_frontend_worker_last_time_to_first_token_seconds',
-  'dynamo_frontend_worker_last_inter_token_latency_seconds',
-  'dynamo_frontend_worker_last_input_sequence_tokens',
-  'dynamo_lab_router_worker_achieved_hit_rate',
-  'dynamo_lab_router_worker_predicted_hit_rate',
+/**
+ * Per-worker gauges: name, help, labels (`rank`: worker_id, dp_rank and worker_type as Dynamo's
+ * frontend labels them; `id`: worker_id only) and the value (undefined or null: no sample yet).
+ */
+const WORKER_GAUGES: ReadonlyArray<[string, string, 'rank' | 'id', (w: WorkerView, st: WorkerState) => number | null | undefined]> = [
+  ['dynamo_frontend_worker_active_decode_blocks', 'Active KV blocks the router books on each worker', 'rank', (w) => w.active_blocks],
+  ['dynamo_frontend_worker_active_prefill_tokens', 'Prefill tokens in flight on each worker', 'rank', (w) => w.active_prefill_tokens],
+  ['dynamo_lab_router_worker_cached_blocks', 'Blocks the indexer believes each worker has cached', 'rank', (w) => w.cached_blocks],
+  ['dynamo_lab_router_worker_healthy', '1 when the worker passes health checks', 'id', (w) => (w.healthy ? 1 : 0)],
+  ['dynamo_lab_router_worker_circuit_open', "1 when the worker's circuit breaker is open", 'id', (w) => (w.circuit === 'open' ? 1 : 0)],
+  [
+    'dynamo_frontend_worker_last_time_to_first_token_seconds',
+    'Last TTFT seen from each worker (router view)',
+    'rank',
+    (_, st) => st.lastTtftS,
+  ],
+  [
+    'dynamo_frontend_worker_last_inter_token_latency_seconds',
+    'Last mean ITL seen from each worker (router view)',
+    'rank',
+    (_, st) => st.lastItlS,
+  ],
+  [
+    'dynamo_frontend_worker_last_input_sequence_tokens',
+    'Input tokens of the last request sent to each worker',
+    'rank',
+    (_, st) => st.lastIsl,
+  ],
+  [
+    'dynamo_lab_router_worker_achieved_hit_rate',
+    'Cached prompt tokens / prompt tokens, as the worker reported (requests with usage)',
+    'id',
+    (w) => w.achieved_hit_rate,
+  ],
+  [
+    'dynamo_lab_router_worker_predicted_hit_rate',
+    'Cached prompt tokens the router predicted / prompt tokens (same requests)',
+    'id',
+    (w) => w.predicted_hit_rate,
+  ],
+];
+
+/** Router-wide gauges (no labels): name, help, value (undefined or null: not published). */
+const ROUTER_GAUGES: ReadonlyArray<[string, string, (ctx: ServerContext, view: WorkersView) => number | null | undefined]> = [
+  [
+    'dynamo_lab_router_achieved_hit_rate',
+    'Cached prompt tokens / prompt tokens over all requests with usage, as the workers reported',
+    (_, v) => v.totals.achieved_hit_rate,
+  ],
+  [
+    'dynamo_lab_router_predicted_hit_rate',
+    'Predicted cached prompt tokens / prompt tokens over the same requests',
+    (_, v) => v.totals.predicted_hit_rate,
+  ],
+  ['dynamo_lab_router_indexed_blocks', "Blocks in the router's radix index (all workers)", (ctx) => ctx.core.stats().indexed_blocks],
+  ['dynamo_lab_router_active_requests', 'Requests the router has booked on workers', (ctx) => ctx.core.stats().active_requests],
+  ['dynamo_lab_router_radix_nodes', "Nodes in the router's radix index", (ctx) => ctx.core.stats().radix_nodes],
+  ['dynamo_lab_router_sessions', 'Live session-affinity entries', (ctx) => ctx.sessions.size],
+  ['dynamo_lab_router_decisions_held', 'Routing decisions kept for /debug/decisions', (ctx) => ctx.decisions.size],
+  ['dynamo_lab_router_token_cache_entries', 'Pieces in the per-piece token cache', (ctx) => ctx.tokenizer.cacheStats().entries],
+  [
+    'dynamo_lab_router_token_cache_bytes',
+    'Bytes the per-piece token cache holds (text and ids; bounded)',
+    (ctx) => ctx.tokenizer.cacheStats().bytes,
+  ],
+  [
+    'dynamo_frontend_router_queue_pending_requests',
+    'Requests waiting in the router queue (--router-queue-threshold)',
+    (ctx) => ctx.queue?.depth,
+  ],
+  ['dynamo_lab_router_queue_requests_queued', 'Requests that had to wait in the router queue (total)', (ctx) => ctx.queue?.queuedTotal],
+  ['dynamo_lab_router_queue_rejected', 'Requests refused because the router queue was full (total)', (ctx) => ctx.queue?.rejectedTotal],
 ];
 
 /** Set the gauges from the current state (called on each /metrics scrape). */
 export function publishGauges(ctx: ServerContext): void {
   const { metrics } = ctx;
   const view = workersView(ctx);
-  for (const name of WORKER_GAUGES) metrics.resetGauge(name);
+  for (const [name] of WORKER_GAUGES) metrics.resetGauge(name);
   for (const w of view.workers) {
-    const labels = { worker_id: w.id, dp_rank: String(w.dpRank), worker_type: 'decode' };
     const st = ctx.registry.get(w.id)!;
-    metrics.set('dynamo_frontend_worker_active_decode_blocks', 'Active KV blocks the router books on each worker', labels, w.active_blocks);
-    metrics.set('dynamo_frontend_worker_active_prefill_tokens', 'Prefill tokens in flight on each worker', labels, w.active_prefill_tokens);
-    metrics.set('dynamo_lab_router_worker_cached_blocks', 'Blocks the indexer believes each worker has cached', labels, w.cached_blocks);
-    metrics.set('dynamo_lab_router_worker_healthy', '1 when the worker passes health checks', { worker_id: w.id }, w.healthy ? 1 : 0);
-    metrics.set(
-      'dynamo_lab_router_worker_circuit_open',
-      "1 when the worker's circuit breaker is open",
-      { worker_id: w.id },
-      w.circuit === 'open' ? 1 : 0,
-    );
-    if (st.lastTtftS !== undefined)
-      metrics.set(
-        'dynamo_frontend_worker_last_time_to_first_token_seconds',
-        'Last TTFT seen from each worker (router view)',
-        labels,
-        st.lastTtftS,
-      );
-    if (st.lastItlS !== undefined)
-      metrics.set(
-        'dynamo_frontend_worker_last_inter_token_latency_seconds',
-        'Last mean ITL seen from each worker (router view)',
-        labels,
-        st.lastItlS,
-      );
-    if (st.lastIsl !== undefined)
-      metrics.set(
-        'dynamo_frontend_worker_last_input_sequence_tokens',
-        'Input tokens of the last request sent to each worker',
-        labels,
-        st.lastIsl,
-      );
-    if (w.achieved_hit_rate !== null)
-      metrics.set(
-        'dynamo_lab_router_worker_achieved_hit_rate',
-        'Cached prompt tokens / prompt tokens, as the worker reported (requests with usage)',
-        { worker_id: w.id },
-        w.achieved_hit_rate,
-      );
-    if (w.predicted_hit_rate !== null)
-      metrics.set(
-        'dynamo_lab_router_worker_predicted_hit_rate',
-        'Cached prompt tokens the router predicted / prompt tokens (same requests)',
-        { worker_id: w.id },
-        w.predicted_hit_rate,
-      );
+    const byRank = { worker_id: w.id, dp_rank: String(w.dpRank), worker_type: 'decode' };
+    for (const [name, help, labels, value] of WORKER_GAUGES) {
+      const v = value(w, st);
+      if (v !== undefined && v !== null) metrics.set(name, help, labels === 'rank' ? byRank : { worker_id: w.id }, v);
+    }
   }
-  if (view.totals.achieved_hit_rate !== null)
-    metrics.set(
-      'dynamo_lab_router_achieved_hit_rate',
-      'Cached prompt tokens / prompt tokens over all requests with usage, as the workers reported',
-      {},
-      view.totals.achieved_hit_rate,
-    );
-  if (view.totals.predicted_hit_rate !== null)
-    metrics.set(
-      'dynamo_lab_router_predicted_hit_rate',
-      'Predicted cached prompt tokens / prompt tokens over the same requests',
-      {},
-      view.totals.predicted_hit_rate,
-    );
-  const stats = ctx.core.stats();
-  metrics.set('dynamo_lab_router_indexed_blocks', "Blocks in the router's radix index (all workers)", {}, stats.indexed_blocks);
-  metrics.set('dynamo_lab_router_active_requests', 'Requests the router has booked on workers', {}, stats.active_requests);
-  metrics.set('dynamo_lab_router_radix_nodes', "Nodes in the router's radix index", {}, stats.radix_nodes);
-  metrics.set('dynamo_lab_router_sessions', 'Live session-affinity entries', {}, ctx.sessions.size);
-  metrics.set('dynamo_lab_router_decisions_held', 'Routing decisions kept for /debug/decisions', {}, ctx.decisions.size);
-  const tc = ctx.tokenizer.cacheStats();
-  metrics.set('dynamo_lab_router_token_cache_entries', 'Pieces in the per-piece token cache', {}, tc.entries);
-  metrics.set('dynamo_lab_router_token_cache_bytes', 'Bytes the per-piece token cache holds (text and ids; bounded)', {}, tc.bytes);
-  if (ctx.queue) {
-    metrics.set(
-      'dynamo_frontend_router_queue_pending_requests',
-      'Requests waiting in the router queue (--router-queue-threshold)',
-      {},
-      ctx.queue.depth,
-    );
-    metrics.set(
-      'dynamo_lab_router_queue_requests_queued',
-      'Requests that had to wait in the router queue (total)',
-      {},
-      ctx.queue.queuedTotal,
-    );
-    metrics.set(
-      'dynamo_lab_router_queue_rejected',
-      'Requests refused because the router queue was full (total)',
-      {},
-      ctx.queue.rejectedTotal,
-    );
+  for (const [name, help, value] of ROUTER_GAUGES) {
+    const v = value(ctx, view);
+    if (v !== undefined && v !== null) metrics.set(name, help, {}, v);
   }
 }
