@@ -120,6 +120,17 @@ test('round-robin alternates; /v1/models, /health and /metrics answer', async ()
   assert.match(metrics, /dynamo_component_router_kv_hit_rate_bucket/);
   assert.match(metrics, /dynamo_component_kv_cache_events_applied\{.*status="ok"/);
   assert.match(metrics, /dynamo_frontend_worker_active_decode_blocks\{/);
+  // Per-worker gauges carry Dynamo's frontend labels or worker_id alone; router-wide ones none.
+  assert.match(
+    metrics,
+    /dynamo_frontend_worker_last_time_to_first_token_seconds\{dp_rank="0",worker_id="[^"]+",worker_type="decode"\} [\d.e-]+/,
+  );
+  assert.match(metrics, /dynamo_lab_router_worker_achieved_hit_rate\{worker_id="[^"]+"\} [\d.]+/);
+  assert.match(metrics, /dynamo_lab_router_worker_circuit_open\{worker_id="[^"]+"\} 0/);
+  assert.match(metrics, /dynamo_lab_router_predicted_hit_rate [\d.]+/);
+  assert.match(metrics, /dynamo_lab_router_indexed_blocks \d+/);
+  // No --router-queue-threshold: no queue gauges.
+  assert.doesNotMatch(metrics, /dynamo_frontend_router_queue_pending_requests/);
 });
 
 test('bad requests get OpenAI-shaped errors', async () => {
