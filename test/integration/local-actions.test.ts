@@ -94,7 +94,9 @@ test('every local action works end to end and cleanup frees every port', { timeo
   assert.match(out('metrics'), /vllm:num_requests_running/);
   assert.match(out('health'), /✓ router/);
   assert.match(out('compare'), /latest run per mode, all requests/);
+  assert.match(out('router'), /router healthy; serving \S+/);
   assert.match(out('logs'), /prefix cache hit/);
+  assert.match(out('logs'), /^=== \S+ \(\d+ matching lines?\)$/m);
   assert.match(out('nats'), /nats-server|in-process/);
   assert.equal(session.workers.length, 0);
   assert.equal(session.router, undefined);

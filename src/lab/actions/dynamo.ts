@@ -10,7 +10,7 @@
  * a laptop) and forwards to the frontend, since mocker workers speak Dynamo's TCP request plane,
  * not HTTP.
  */
-import { showMetrics } from './observe.js';
+import { checkServing, logsGrepParams, showLogLines, showMetrics } from './observe.js';
 import { DynamoStack } from '../../engine/dynamo.js';
 import { ensureVenv, installCommands } from '../../engine/venv.js';
 import { RouterServer } from '../../server/router-server.js';
@@ -213,16 +213,7 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'router.healthy': {
     describe: () => "check Dynamo's frontend answers GET /health and lists the model",
     requires: ['router'],
-    async run(_p, { session, out, signal }) {
-      const url = session.dynamo!.frontendUrl;
-      const h = await fetch(`${url}/health`, { signal });
-      if (!h.ok) return { ok: false, error: `frontend /health answered ${h.status}` };
-      const models = (await (await fetch(`${url}/v1/models`, { signal })).json()) as { data?: Array<{ id: string }> };
-      const ids = (models.data ?? []).map((m) => m.id);
-      if (!ids.length) return { ok: false, error: 'the frontend lists no models: are the mocker workers up?' };
-      out(`Dynamo frontend healthy; serving ${ids.join(', ')}`);
-      return { ok: true };
-    },
+    run: (_p, { session, out, signal }) => checkServing(session.dynamo!.frontendUrl, 'Dynamo frontend', 'mocker workers', out, signal),
   },
 
   'demo.run': {
@@ -316,10 +307,9 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       `show Dynamo's frontend "Selected worker" lines and the mocker's log lines matching /${str(p.pattern, '.')}/i (last ${num(p.tail, 30)})`,
     requires: ['workers'],
     async run(params, { session, out }) {
-      const re = patternParam(params.pattern);
-      if (!(re instanceof RegExp)) return re;
-      const tail = num(params.tail, 30);
-      const component = str(params.component, 'workers');
+      const p = logsGrepParams(params);
+      if (!('re' in p)) return p;
+      const { re, component } = p;
       const stack = session.dynamo!;
       // The real frontend logs each routing decision: "Selected worker router_mode=… worker_id=… logit=…".
       // The mocker logs no per-request cache line (its one-off config dump is left out).
@@ -333,12 +323,14 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       // Frontend last, so the bounded step view ends on its decisions.
       if (session.logFile) out(`Full logs: ${session.logFile}`);
       out('(frontend lines condensed: request ids, HTTP fields and module paths left out; lab worker names added)');
-      for (const [id, keep] of [...sources].reverse()) {
-        const lines = session.logsOf(id).filter(keep).slice(-tail);
-        out(`=== ${id} (${lines.length} matching line${lines.length === 1 ? '' : 's'})`);
-        for (const l of lines) out(`  ${id === 'frontend' ? condenseSelected(l, stack) : l.replace(/^\S+Z\s+/, '')}`);
-        if (!lines.length) out(id === 'mocker' ? '  (none: the mocker logs no per-request cache line)' : '  (no matching lines yet)');
-      }
+      for (const [id, keep] of [...sources].reverse())
+        showLogLines(
+          out,
+          id,
+          session.logsOf(id).filter(keep).slice(-p.tail),
+          id === 'frontend' ? (l) => condenseSelected(l, stack) : (l) => l.replace(/^\S+Z\s+/, ''),
+          id === 'mocker' ? '(none: the mocker logs no per-request cache line)' : undefined,
+        );
       return { ok: true };
     },
   },

@@ -1,6 +1,7 @@
 /** The embedded router in front of the workers. */
 import { envPort } from '../../base/net.js';
 import { configFromFlags, type RoutingMode } from '../../router/index.js';
+import { checkServing } from './observe.js';
 import { num, str, type ActionDef } from './types.js';
 
 export const ROUTER_ACTIONS: Readonly<Record<string, ActionDef>> = {
@@ -55,15 +56,6 @@ export const ROUTER_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'router.healthy': {
     describe: () => "check the router answers GET /health and lists the workers' model",
     requires: ['router'],
-    async run(_p, { session, out, signal }) {
-      const url = session.router!.url;
-      const h = await fetch(`${url}/health`, { signal });
-      if (!h.ok) return { ok: false, error: `router /health answered ${h.status}` };
-      const models = (await (await fetch(`${url}/v1/models`, { signal })).json()) as { data?: Array<{ id: string }> };
-      const ids = (models.data ?? []).map((m) => m.id);
-      if (!ids.length) return { ok: false, error: 'the router lists no models: are the workers up?' };
-      out(`router healthy; serving ${ids.join(', ')}`);
-      return { ok: true };
-    },
+    run: (_p, { session, out, signal }) => checkServing(session.router!.url, 'router', 'workers', out, signal),
   },
 };
