@@ -126,29 +126,25 @@ export interface KvRouterOptions {
  * applied with bookRemote / freeRemote / markPrefillCompletedRemote are not reported.
  */
 export type BookingChange =
-  | {
-      type: 'add';
-      requestId: string;
-      workerId: WorkerId;
-      dpRank: number;
-      seqPairs: Uint32Array | null;
-      blocks: number;
-      prefillTokens: number;
-      expectedOutputTokens?: number;
-    }
+  | ({ type: 'add' } & Booking)
   | { type: 'prefill_done'; requestId: string; workerId: WorkerId; dpRank: number }
   | { type: 'free'; requestId: string; workerId: WorkerId; dpRank: number };
 
-/** A booking as it stands (replica snapshots). */
-export interface BookingView {
+/** One request's booking on a worker: what replicas tell each other. */
+export interface Booking {
   requestId: string;
   workerId: WorkerId;
   dpRank: number;
+  /** Sequence hashes of its blocks as (lo, hi) pairs; null when KV reuse is not assumed. */
   seqPairs: Uint32Array | null;
   blocks: number;
   prefillTokens: number;
-  startMs: number;
   expectedOutputTokens?: number;
+}
+
+/** A booking as it stands (replica snapshots). */
+export interface BookingView extends Booking {
+  startMs: number;
 }
 
 export class NoEligibleWorkersError extends Error {
@@ -456,13 +452,7 @@ export class KvRouter {
       ? isl - (ttftX ? Math.min(this.ttftCachedBlocks(inputs[pick]!, nBlocks) * bs, isl) : cached)
       : 0;
     this.sequences.add(req.requestId, slot, this.config.assumeKvReuse ? seq : null, nBlocks, prefill, now, req.expectedOutputTokens);
-    if (this._mode === 'kv-ttft' && prefill > 0) {
-      let pq = this.prefillQueues.get(slot);
-      if (!pq) this.prefillQueues.set(slot, (pq = { ids: [], tokens: [], headSince: now }));
-      if (pq.ids.length === 0) pq.headSince = now;
-      pq.ids.push(req.requestId);
-      pq.tokens.push(prefill);
-    }
+    if (this._mode === 'kv-ttft' && prefill > 0) this.joinPrefillQueue(slot, req.requestId, prefill, now);
     if (ttftX) this.pendingTtft.set(req.requestId, { slot, x: ttftX[pick]! });
     this.remote.delete(req.requestId);
     if (this.onBookingChange) {
@@ -538,16 +528,7 @@ export class KvRouter {
    * Book a request another replica routed (its AddRequest). Returns false when the worker is
    * unknown here. The booking counts in the load like a local one and is not reported back.
    */
-  bookRemote(b: {
-    requestId: string;
-    workerId: WorkerId;
-    dpRank: number;
-    seqPairs: Uint32Array | null;
-    blocks: number;
-    prefillTokens: number;
-    nowMs: number;
-    expectedOutputTokens?: number;
-  }): boolean {
+  bookRemote(b: Booking & { nowMs: number }): boolean {
     const slot = this.indexer.slotOf(b.workerId, b.dpRank);
     if (slot < 0 || !this.order.includes(slot)) return false;
     if (b.seqPairs && b.seqPairs.length < 2 * b.blocks) return false;
@@ -563,13 +544,8 @@ export class KvRouter {
       b.nowMs,
       b.expectedOutputTokens,
     );
-    if (this._mode === 'kv-ttft' && b.prefillTokens > 0 && this.config.trackPrefillTokens) {
-      let pq = this.prefillQueues.get(slot);
-      if (!pq) this.prefillQueues.set(slot, (pq = { ids: [], tokens: [], headSince: b.nowMs }));
-      if (pq.ids.length === 0) pq.headSince = b.nowMs;
-      pq.ids.push(b.requestId);
-      pq.tokens.push(b.prefillTokens);
-    }
+    if (this._mode === 'kv-ttft' && b.prefillTokens > 0 && this.config.trackPrefillTokens)
+      this.joinPrefillQueue(slot, b.requestId, b.prefillTokens, b.nowMs);
     return true;
   }
 
@@ -625,6 +601,15 @@ export class KvRouter {
     this.pendingTtft.delete(requestId);
     this.remote.delete(requestId);
     for (const slot of this.prefillQueues.keys()) this.leavePrefillQueue(slot, requestId, nowMs);
+  }
+
+  /** kv-ttft: a new booking waits behind the prefills already queued on `slot`. */
+  private joinPrefillQueue(slot: number, requestId: string, tokens: number, nowMs: number): void {
+    let pq = this.prefillQueues.get(slot);
+    if (!pq) this.prefillQueues.set(slot, (pq = { ids: [], tokens: [], headSince: nowMs }));
+    if (pq.ids.length === 0) pq.headSince = nowMs;
+    pq.ids.push(requestId);
+    pq.tokens.push(tokens);
   }
 
   private leavePrefillQueue(slot: number, requestId: string, nowMs: number): void {
