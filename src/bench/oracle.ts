@@ -10,6 +10,7 @@
  * bound every schedule respects.
  */
 import type { PromptHasher } from './prompt-hashes.js';
+import { grown } from './typed.js';
 import type { Workload } from './workload.js';
 
 export interface OracleResult {
@@ -73,15 +74,9 @@ export class DenseLru {
   private grow(id: number): void {
     let n = this.inCache.length;
     while (n <= id) n *= 2;
-    const p = new Int32Array(n);
-    p.set(this.prev);
-    const q = new Int32Array(n);
-    q.set(this.next);
-    const c = new Uint8Array(n);
-    c.set(this.inCache);
-    this.prev = p;
-    this.next = q;
-    this.inCache = c;
+    this.prev = grown(this.prev, n);
+    this.next = grown(this.next, n);
+    this.inCache = grown(this.inCache, n);
   }
 
   private unlink(id: number): void {

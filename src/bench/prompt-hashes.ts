@@ -14,6 +14,7 @@ import { xxh3 } from '@node-rs/xxhash';
 import { hashTokenBlock, XXH3_SEED } from '../router/hashing.js';
 import { joinU64 } from '../router/u64.js';
 import { fillSegment, promptTokens } from './synth.js';
+import { grown } from './typed.js';
 import type { BenchRequest } from './workload.js';
 
 export interface PromptBlocks {
@@ -108,15 +109,9 @@ export class PromptHasher {
     if (need > this.ids.length) {
       let cap = this.ids.length;
       while (cap < need) cap *= 2;
-      const l = new Uint32Array(cap * 2);
-      l.set(this.local);
-      const s = new Uint32Array(cap * 2);
-      s.set(this.seq);
-      const d = new Int32Array(cap);
-      d.set(this.ids);
-      this.local = l;
-      this.seq = s;
-      this.ids = d;
+      this.local = grown(this.local, cap * 2);
+      this.seq = grown(this.seq, cap * 2);
+      this.ids = grown(this.ids, cap);
     }
     this.used = need;
     return off;
