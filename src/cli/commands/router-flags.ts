@@ -217,7 +217,7 @@ export interface RouterCliFlags {
 export async function parseRouterFlags(values: ParsedValues, env: NodeJS.ProcessEnv): Promise<RouterCliFlags> {
   const mode = values.mode as RoutingMode;
   if (!ROUTING_MODES.includes(mode)) throw new UsageError(`--mode must be one of ${ROUTING_MODES.join(', ')}, not "${mode}".`);
-  const sim = numberFlag(values, 'sim', (n) => Number.isInteger(n) && n >= 1 && n <= 64, 'a whole number from 1 to 64');
+  const sim = intFlag(values, 'sim', 1, 64);
   const rawWorkers = (values.worker as string[] | undefined) ?? [];
   const discover = values.discover as string | undefined;
   const sources = [sim !== undefined, rawWorkers.length > 0, discover !== undefined].filter(Boolean).length;
@@ -268,7 +268,7 @@ export async function parseRouterFlags(values: ParsedValues, env: NodeJS.Process
       '--events zmq needs ZMQ endpoints.',
       'Add zmq=tcp://host:port to each --worker, or use --events zmq://host:port,...',
     );
-  const blockSize = numberFlag(values, 'block-size', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1')!;
+  const blockSize = intFlag(values, 'block-size', 1)!;
   const port = numberFlag(values, 'port', (n) => Number.isInteger(n) && n >= 0 && n < 65536, 'a port number')!;
   let policy: ReturnType<typeof parsePolicyConfig> = {};
   const policyPath = values['router-policy-config'] as string | undefined;
@@ -306,33 +306,18 @@ export async function parseRouterFlags(values: ParsedValues, env: NodeJS.Process
     approximateCachePolicy: acp,
   });
   const queueThreshold = numberFlag(values, 'router-queue-threshold', (n) => n >= 0, 'a number >= 0');
-  const queueMax = numberFlag(values, 'router-queue-max', (n) => Number.isInteger(n) && n >= 0, 'a whole number >= 0')!;
+  const queueMax = intFlag(values, 'router-queue-max', 0)!;
   if (events.kind === 'none') config.useKvEvents = false;
   const busy = {
     activeDecodeBlocksThreshold: numberFlag(values, 'active-decode-blocks-threshold', (n) => n >= 0 && n <= 1, 'a fraction from 0 to 1'),
-    activePrefillTokensThreshold: numberFlag(
-      values,
-      'active-prefill-tokens-threshold',
-      (n) => Number.isInteger(n) && n >= 0,
-      'a whole number >= 0',
-    ),
+    activePrefillTokensThreshold: intFlag(values, 'active-prefill-tokens-threshold', 0),
     activePrefillTokensThresholdFrac: numberFlag(values, 'active-prefill-tokens-threshold-frac', (n) => n >= 0, 'a number >= 0'),
   };
   const anyBusy = Object.values(busy).some((v) => v !== undefined);
   const ttl = numberFlag(values, 'router-session-affinity-ttl-secs', (n) => n >= 0 && n <= 31_536_000, 'seconds from 0 to 31536000')!;
   const healthInterval = numberFlag(values, 'health-interval', (n) => n >= 0, 'seconds >= 0')!;
-  const decisionHistory = numberFlag(
-    values,
-    'decision-history',
-    (n) => Number.isInteger(n) && n >= 1 && n <= 100_000,
-    'a whole number from 1 to 100000',
-  )!;
-  const maxSessions = numberFlag(
-    values,
-    'max-sessions',
-    (n) => Number.isInteger(n) && n >= 1 && n <= 10_000_000,
-    'a whole number from 1 to 10000000',
-  )!;
+  const decisionHistory = intFlag(values, 'decision-history', 1, 100_000)!;
+  const maxSessions = intFlag(values, 'max-sessions', 1, 10_000_000)!;
   const maxBody = numberFlag(values, 'max-body-bytes', (n) => Number.isInteger(n) && n >= 1024, 'a whole number of bytes >= 1024')!;
   const apiKey = readApiKey(values['api-key'] as string | undefined, values['api-key-file'] as string | undefined, env);
   const inCluster = values['in-cluster'] === true;
@@ -384,7 +369,7 @@ export async function parseRouterFlags(values: ParsedValues, env: NodeJS.Process
     replicaSync,
     speedup,
     seed: values.seed !== undefined ? Number(values.seed) : undefined,
-    maxPromptTokens: numberFlag(values, 'max-prompt-tokens', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1'),
+    maxPromptTokens: intFlag(values, 'max-prompt-tokens', 1),
     tokenizer: values.tokenizer as string | undefined,
     warnings,
   };
@@ -396,6 +381,16 @@ function numberFlag(values: Record<string, unknown>, name: string, check: (n: nu
   const n = Number(raw);
   if (!Number.isFinite(n) || !check(n)) throw new UsageError(`--${name} must be ${what}, got "${String(raw)}".`);
   return n;
+}
+
+/** A whole-number flag from `min` (to `max`), or undefined when not given. */
+function intFlag(values: Record<string, unknown>, name: string, min: number, max?: number): number | undefined {
+  return numberFlag(
+    values,
+    name,
+    (n) => Number.isInteger(n) && n >= min && (max === undefined || n <= max),
+    max === undefined ? `a whole number >= ${min}` : `a whole number from ${min} to ${max}`,
+  );
 }
 
 /** Where KV events come from (--events). */
