@@ -26,6 +26,9 @@
  * A replica ignores its own messages (router id). Bookings of a replica not heard from for
  * `deadAfterMs` (heartbeats stopped: it died) or that said goodbye are freed; every booking also
  * expires after the core's active-request expiry (300 s, as Dynamo).
+ *
+ * Over 400 lines on purpose: a quarter of them are the wire formats above and their decoding;
+ * the rest is one class whose handlers share the peer table and the remote bookings.
  */
 import { randomBytes } from 'node:crypto';
 import { decode, encode } from '@msgpack/msgpack';
