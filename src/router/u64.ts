@@ -100,34 +100,14 @@ export class U64Table {
 
   /** Index of the entry or -1. */
   find(tag: number, lo: number, hi: number): number {
-    const d = this.data;
-    const mask = this.mask;
-    lo |= 0;
-    hi |= 0;
-    let i = mix(tag, lo, hi) >>> this.shift;
-    for (;;) {
-      const b = i << 2;
-      const t = d[b]!;
-      if (t === -1) return -1;
-      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) return i;
-      i = (i + 1) & mask;
-    }
+    const i = this.findSlot(tag, lo, hi);
+    return i < 0 ? -1 : i;
   }
 
   /** Value for the key or `missing`. */
   get(tag: number, lo: number, hi: number, missing = -1): number {
-    const d = this.data;
-    const mask = this.mask;
-    lo |= 0;
-    hi |= 0;
-    let i = mix(tag, lo, hi) >>> this.shift;
-    for (;;) {
-      const b = i << 2;
-      const t = d[b]!;
-      if (t === -1) return missing;
-      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) return d[b + 3]!;
-      i = (i + 1) & mask;
-    }
+    const i = this.findSlot(tag, lo, hi);
+    return i < 0 ? missing : this.data[(i << 2) + 3]!;
   }
 
   /** Set after `set`: whether the key was absent. */
@@ -137,33 +117,18 @@ export class U64Table {
 
   /** Insert or update; returns the entry index. */
   set(tag: number, lo: number, hi: number, value: number): number {
-    if ((this._size + 1) * 2 > this.cap) this.resize(this.cap * 2);
-    const d = this.data;
-    const mask = this.mask;
-    lo |= 0;
-    hi |= 0;
-    let i = mix(tag, lo, hi) >>> this.shift;
-    for (;;) {
-      const b = i << 2;
-      const t = d[b]!;
-      if (t === -1) break;
-      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) {
-        this.lastInsertWasNew = false;
-        this.previousValue = d[b + 3]!;
-        d[b + 3] = value;
-        return i;
-      }
-      i = (i + 1) & mask;
+    this.reserve();
+    const i = this.findSlot(tag, lo, hi);
+    if (i >= 0) {
+      const k = (i << 2) + 3;
+      this.lastInsertWasNew = false;
+      this.previousValue = this.data[k]!;
+      this.data[k] = value;
+      return i;
     }
-    const b = i << 2;
-    d[b] = tag;
-    d[b + 1] = lo;
-    d[b + 2] = hi;
-    d[b + 3] = value;
-    if (this.aux) this.aux[i] = 0;
-    this._size++;
+    this.insertAt(~i, tag, lo, hi, value);
     this.lastInsertWasNew = true;
-    return i;
+    return ~i;
   }
 
   /** Make room for one more insert (call before `findSlot` + `insertAt`). */
