@@ -14,7 +14,10 @@
  * Results are reported through `out[off] = lo`, `out[off + 1] = hi` (u32 halves of the u64).
  *
  * Over 400 lines on purpose: one algorithm from one spec; the length paths share the module-level
- * scratch state (RES, ACC, KEYS, derived secret) that keeps them allocation-free.
+ * scratch state (RES, ACC, KEYS, derived secret) that keeps them allocation-free. The 64x64 ->
+ * 128-bit multiply-and-fold is written out again in each hot function (xxh3Pair16,
+ * xxh3ChainPairs, the 17-128 byte words path) on purpose: a shared helper would hand back four
+ * u32 halves through scratch state on every block; the test vectors check every copy.
  */
 
 /** The default 192-byte secret (xxHash spec, "Seed and Secret"). */
