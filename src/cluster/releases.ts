@@ -95,13 +95,18 @@ const V1_LINES: readonly LogLine[] = [
   { id: 'selected', regex: SELECTED_V0, level: 'info', about: 'the chosen worker, its logit, cached blocks and tree size' },
 ];
 
+const ETCD_DISCOVERY = { note: 'Workers register in etcd and KV events travel over NATS (the platform chart installs both).' } as const;
+
 const K8S_DISCOVERY = {
   platformValue: 'dynamo-operator.discoveryBackend',
   annotation: 'nvidia.com/dynamo-discovery-backend',
   note: 'Kubernetes-native discovery by default; the platform value discoveryBackend=etcd (or the per-DGD annotation nvidia.com/dynamo-discovery-backend: etcd) moves the registry to etcd. dynamo-operator.etcdAddr alone only injects ETCD_ENDPOINTS.',
 } as const;
 
-/** Oldest first. */
+/**
+ * Oldest first. Every entry spells out every field, even where it repeats its neighbour: a row
+ * reads as the whole story of one release, and the tests compare the rows field by field.
+ */
 export const RELEASES: readonly DynamoRelease[] = [
   {
     id: '0.5',
@@ -113,7 +118,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     router: { knobs: 'weight', deprecatedFlags: [], tieBreak: 'smaller tree size, then random' },
     decisionLines: V0_LINES_INFO,
     routerMetrics: [],
-    discovery: { note: 'Workers register in etcd and KV events travel over NATS (the platform chart installs both).' },
+    discovery: ETCD_DISCOVERY,
   },
   {
     id: '0.7',
@@ -125,7 +130,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     router: { knobs: 'weight', deprecatedFlags: [], tieBreak: 'smaller tree size, then random' },
     decisionLines: V0_LINES_INFO,
     routerMetrics: [],
-    discovery: { note: 'Workers register in etcd and KV events travel over NATS (the platform chart installs both).' },
+    discovery: ETCD_DISCOVERY,
   },
   {
     id: '0.8',
