@@ -28,7 +28,7 @@ import {
   waitFor,
   type Daemon,
 } from './common.js';
-import { dynamoEnv } from '../../src/engine/dynamo.js';
+import { dynamoEnv, dynamoInstances, frontendArgv, mockerArgv, mockerWorkerIds } from '../../src/engine/dynamo.js';
 import type { ModelDir } from './model.js';
 import type { Venv } from './venv.js';
 import { stripVTControlCharacters } from 'node:util';
@@ -118,11 +118,6 @@ export async function startNats(dir: string): Promise<{ daemon: Daemon; url: str
   return { daemon, url: `nats://${LOOPBACK}:${port}` };
 }
 
-/** Count the generate instances in a Dynamo frontend's /health (ids > 2^53: read as text). */
-function dynamoInstances(healthText: string): number {
-  return new Set([...healthText.matchAll(/"endpoint":"generate","namespace":"[^"]*","instance_id":(\d+)/g)].map((m) => m[1])).size;
-}
-
 export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFrontendArgs: string[] = []): Promise<Running> {
   if (!ctx.venv) throw new Error('Dynamo needs the peers venv');
   const py = ctx.venv.python;
@@ -132,50 +127,13 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
   const nats = await startNats(ctx.dir);
   const ns = `lab${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
   const env = { ...dynamoEnv(fileKv, ns, nats.url), ...(ctx.env ?? {}) };
-  const planes = ['--discovery-backend', 'file', '--request-plane', 'tcp', '--event-plane', 'nats'];
-  const { workers, gpuBlocks, blockSize, speedup } = ctx.shape;
-  const mocker = startDaemon(
-    'dynamo-mocker',
-    [
-      py,
-      '-m',
-      'dynamo.mocker',
-      '--model-path',
-      ctx.model.path,
-      '--model-name',
-      ctx.model.name,
-      ...planes,
-      '--num-workers',
-      String(workers),
-      '--block-size',
-      String(blockSize),
-      '--speedup-ratio',
-      String(speedup),
-      '--num-gpu-blocks-override',
-      String(gpuBlocks),
-    ],
-    { env, logDir: ctx.dir },
-  );
+  const { workers, blockSize } = ctx.shape;
+  const mocker = startDaemon('dynamo-mocker', mockerArgv(py, ctx.model, ctx.shape), { env, logDir: ctx.dir });
   const port = await freePort();
-  const frontend = startDaemon(
-    'dynamo-frontend',
-    [
-      py,
-      '-m',
-      'dynamo.frontend',
-      '--http-host',
-      LOOPBACK,
-      '--http-port',
-      String(port),
-      '--router-mode',
-      spec.policy,
-      ...planes,
-      '--kv-cache-block-size',
-      String(blockSize),
-      ...extraFrontendArgs,
-    ],
-    { env, logDir: ctx.dir },
-  );
+  const frontend = startDaemon('dynamo-frontend', frontendArgv(py, port, blockSize, { mode: spec.policy, args: extraFrontendArgs }), {
+    env,
+    logDir: ctx.dir,
+  });
   const daemons = [nats.daemon, mocker, frontend];
   const url = `http://${LOOPBACK}:${port}`;
   const stopAll = async () => {
@@ -187,7 +145,7 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
       async () => {
         const models = (await getJson(`${url}/v1/models`)) as { data?: Array<{ id: string }> };
         if (!models.data?.some((m) => m.id === ctx.model.name)) return undefined;
-        return dynamoInstances(await getText(`${url}/health`)) >= workers ? true : undefined;
+        return dynamoInstances(await getText(`${url}/health`)).length >= workers ? true : undefined;
       },
       { timeoutMs: 120_000, daemons, intervalMs: 500 },
     );
@@ -195,7 +153,7 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
     await stopAll();
     throw e;
   }
-  const workerIds = () => [...stripAnsi(mocker.output()).matchAll(/FPM direct publisher started worker_id=(\d+)/g)].map((m) => m[1]!);
+  const workerIds = () => mockerWorkerIds(stripAnsi(mocker.output()));
   return {
     spec,
     url,

@@ -164,8 +164,8 @@ async function tcpUp(port: number): Promise<true | undefined> {
   });
 }
 
-/** Count the generate instances in a Dynamo frontend's /health (ids > 2^53: read as text). */
-function dynamoInstances(healthText: string): string[] {
+/** The generate instances in a Dynamo frontend's /health (ids > 2^53: read as text). */
+export function dynamoInstances(healthText: string): string[] {
   return [...new Set([...healthText.matchAll(/"endpoint":"generate","namespace":"[^"]*","instance_id":(\d+)/g)].map((m) => m[1]!))];
 }
 
@@ -183,6 +183,57 @@ export interface FrontendOptions {
   mode: string;
   /** Further frontend flags (e.g. --kv-overlap-score-weight 1.5, --router-temperature 0). */
   args: readonly string[];
+}
+
+/** File discovery (no etcd), TCP request plane, NATS event plane: what the mocker and the frontend are both given. */
+const PLANES = ['--discovery-backend', 'file', '--request-plane', 'tcp', '--event-plane', 'nats'];
+
+/** `python -m dynamo.mocker`: `shape.workers` mocker workers in one process. */
+export function mockerArgv(python: string, model: ModelDir, shape: DynamoShape): string[] {
+  return [
+    python,
+    '-m',
+    'dynamo.mocker',
+    '--model-path',
+    model.path,
+    '--model-name',
+    model.name,
+    ...PLANES,
+    '--num-workers',
+    String(shape.workers),
+    '--block-size',
+    String(shape.blockSize),
+    '--speedup-ratio',
+    String(shape.speedup),
+    '--decode-speedup-ratio',
+    String(shape.decodeSpeedup ?? 1),
+    '--num-gpu-blocks-override',
+    String(shape.gpuBlocks),
+  ];
+}
+
+/** `python -m dynamo.frontend` on 127.0.0.1:`port` with `--router-mode mode` and further flags. */
+export function frontendArgv(python: string, port: number, blockSize: number, opts: FrontendOptions): string[] {
+  return [
+    python,
+    '-m',
+    'dynamo.frontend',
+    '--http-host',
+    LOOPBACK,
+    '--http-port',
+    String(port),
+    '--router-mode',
+    opts.mode,
+    ...PLANES,
+    '--kv-cache-block-size',
+    String(blockSize),
+    ...opts.args,
+  ];
+}
+
+/** The mocker's worker ids (Dynamo instance ids, u64 as decimal text) in its output, in creation order. */
+export function mockerWorkerIds(output: string): string[] {
+  return [...output.matchAll(/FPM direct publisher started worker_id=(\d+)/g)].map((m) => m[1]!);
 }
 
 /** Logger per component (nats, mocker, frontend). */
@@ -213,10 +264,6 @@ export class DynamoStack {
     this.fileKv = join(dir, 'file-kv');
   }
 
-  private planes(): string[] {
-    return ['--discovery-backend', 'file', '--request-plane', 'tcp', '--event-plane', 'nats'];
-  }
-
   /** Start nats-server and the mocker workers; wait until every worker has registered. */
   async startWorkers(signal?: AbortSignal): Promise<void> {
     this.model ??= await buildModelDir(join(this.dir, 'model-root'));
@@ -229,32 +276,8 @@ export class DynamoStack {
     }
     rmSync(this.fileKv, { recursive: true, force: true });
     mkdirSync(this.fileKv, { recursive: true });
-    const { workers, blockSize, speedup, gpuBlocks, decodeSpeedup = 1 } = this.shape;
-    this.mocker = new Proc(
-      'dynamo.mocker',
-      [
-        this.venv.python,
-        '-m',
-        'dynamo.mocker',
-        '--model-path',
-        this.model.path,
-        '--model-name',
-        this.model.name,
-        ...this.planes(),
-        '--num-workers',
-        String(workers),
-        '--block-size',
-        String(blockSize),
-        '--speedup-ratio',
-        String(speedup),
-        '--decode-speedup-ratio',
-        String(decodeSpeedup),
-        '--num-gpu-blocks-override',
-        String(gpuBlocks),
-      ],
-      this.env,
-      this.log('mocker'),
-    );
+    const { workers } = this.shape;
+    this.mocker = new Proc('dynamo.mocker', mockerArgv(this.venv.python, this.model, this.shape), this.env, this.log('mocker'));
     await waitUntil(
       `${workers} mocker workers`,
       async () => (this.workerIds().length >= workers ? true : undefined),
@@ -274,7 +297,7 @@ export class DynamoStack {
 
   /** The mocker's worker ids (Dynamo instance ids, u64 as decimal text) in creation order. */
   workerIds(): string[] {
-    return [...(this.mocker?.output() ?? '').matchAll(/FPM direct publisher started worker_id=(\d+)/g)].map((m) => m[1]!);
+    return mockerWorkerIds(this.mocker?.output() ?? '');
   }
 
   /** Start (or restart with other flags) the frontend; wait until it lists the model with every worker. */
@@ -285,21 +308,7 @@ export class DynamoStack {
     this.frontendOptions = opts;
     this.frontend = new Proc(
       'dynamo.frontend',
-      [
-        this.venv.python,
-        '-m',
-        'dynamo.frontend',
-        '--http-host',
-        LOOPBACK,
-        '--http-port',
-        String(port),
-        '--router-mode',
-        opts.mode,
-        ...this.planes(),
-        '--kv-cache-block-size',
-        String(this.shape.blockSize),
-        ...opts.args,
-      ],
+      frontendArgv(this.venv.python, port, this.shape.blockSize, opts),
       this.env,
       this.log('frontend'),
     );
