@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate } from 'node:timers/promises';
 import { decode } from '@msgpack/msgpack';
 import { Dealer, Subscriber } from 'zeromq';
 import type { RouterEvent } from '../../src/router/types.js';
@@ -31,8 +31,40 @@ async function setup(opts: { bufferBatches?: number } = {}) {
   const sub = new Subscriber({ receiveTimeout: 5000, linger: 0 });
   sub.connect(pub.endpoint);
   sub.subscribe();
-  await sleep(250); // slow joiner: let the subscription reach the publisher
-  return { pub, clock, engine, inproc, sub };
+  const first = await joined(pub, sub);
+  return { pub, clock, engine, inproc, sub, first };
+}
+
+/**
+ * ZeroMQ's slow joiner: a PUB socket drops what it sends before a new subscription has reached
+ * it. Publish probe batches (AllBlocksCleared; nothing here reads them as cache state) until the
+ * subscriber receives one, then read the probes still on their way. Returns the seq of the first
+ * batch after the probes: the stream the tests read starts there.
+ */
+async function joined(pub: ZmqKvPublisher, sub: Subscriber, ms = 30_000): Promise<bigint> {
+  const probe: RouterEvent = { workerId: 'w0', dpRank: 0, eventId: 0, data: { type: 'cleared' } };
+  const timeout = sub.receiveTimeout;
+  const end = Date.now() + ms;
+  let seq = -1n;
+  sub.receiveTimeout = 100;
+  try {
+    while (seq < 0n) {
+      if (Date.now() > end) throw new Error(`no probe reached the subscriber in ${ms} ms`);
+      pub.publish(probe);
+      pub.flush();
+      try {
+        seq = (await sub.receive())[1]!.readBigUInt64BE(0);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EAGAIN') throw err;
+      }
+    }
+  } finally {
+    sub.receiveTimeout = timeout;
+  }
+  // Connected now: every later probe arrives, in order.
+  const lastProbe = BigInt(pub.batchesPublished - 1);
+  while (seq < lastProbe) seq = (await sub.receive())[1]!.readBigUInt64BE(0);
+  return lastProbe + 1n;
 }
 
 /** Run one request per pass burst; each burst becomes one batch. */
@@ -41,7 +73,7 @@ async function drive(engine: SimEngine, clock: VirtualClock, prompts: number[][]
   for (const p of prompts) {
     engine.submit({ requestId: `r${i++}`, tokens: p, maxTokens: 3 });
     clock.runUntilIdle();
-    await sleep(5); // let the microtask flush and the send happen
+    await setImmediate(); // one turn of the event loop: the burst's microtask flush makes it one batch
   }
 }
 
@@ -53,19 +85,21 @@ const prompts = [
 ];
 
 test('KV events go out on a real ZMQ PUB socket in vLLM wire format', async () => {
-  const { pub, clock, engine, inproc, sub } = await setup();
+  const { pub, clock, engine, inproc, sub, first } = await setup();
   try {
     await drive(engine, clock, prompts);
-    assert.ok(pub.batchesPublished >= 4);
+    const published = pub.batchesPublished - Number(first);
+    assert.ok(published >= 4);
+    assert.equal(pub.bufferedSeqs()[0], 0n, 'seq from 0 (the probes came first)');
     const frames: Buffer[][] = [];
-    while (frames.length < pub.batchesPublished) frames.push(await sub.receive());
+    while (frames.length < published) frames.push(await sub.receive());
 
     const wireEvents: Record<string, unknown>[] = [];
     frames.forEach((f, i) => {
       assert.equal(f.length, 3, 'multipart [topic, seq, payload]');
       assert.equal(f[0]!.length, 0, 'empty topic');
       assert.equal(f[1]!.length, 8);
-      assert.equal(f[1]!.readBigUInt64BE(0), BigInt(i), 'seq from 0, big-endian, consecutive');
+      assert.equal(f[1]!.readBigUInt64BE(0), first + BigInt(i), 'seq big-endian, consecutive');
       const batch = decode(f[2]!, { useBigInt64: true }) as unknown[];
       assert.ok(Array.isArray(batch) && batch.length === 3, 'positional [ts, events, dp_rank]');
       assert.equal(typeof batch[0], 'number');
@@ -129,12 +163,12 @@ test('KV events go out on a real ZMQ PUB socket in vLLM wire format', async () =
 });
 
 test("the router's decodeVllmZmqBatch turns the wire batches back into the worker's events", async () => {
-  const { pub, clock, engine, inproc, sub } = await setup();
+  const { pub, clock, engine, inproc, sub, first } = await setup();
   try {
     await drive(engine, clock, prompts);
     const decoded: RouterEvent[] = [];
     let next = 0;
-    for (let i = 0; i < pub.batchesPublished; i++) {
+    for (let i = Number(first); i < pub.batchesPublished; i++) {
       const [, , payload] = await sub.receive();
       const r = decodeVllmZmqBatch(payload!, { workerId: 'w0', blockSize: BS, eventIdStart: next });
       assert.ok(r.ok, r.ok ? '' : r.reason);
@@ -160,18 +194,21 @@ test("the router's decodeVllmZmqBatch turns the wire batches back into the worke
 });
 
 test('replay: a subscriber that missed batches gets them from the ROUTER socket, then the -1 end marker', async () => {
-  const { pub, clock, engine, sub } = await setup();
+  const { pub, clock, engine, sub, first } = await setup();
   const dealer = new Dealer({ receiveTimeout: 5000, linger: 0 });
   try {
     await drive(engine, clock, prompts);
     const n = pub.batchesPublished;
-    const live: Buffer[][] = [];
-    for (let i = 0; i < n; i++) live.push(await sub.receive());
-    // Pretend seqs 1.. were lost: ask for them again.
+    const live = new Map<bigint, Buffer[]>();
+    for (let i = Number(first); i < n; i++) {
+      const f = await sub.receive();
+      live.set(f[1]!.readBigUInt64BE(0), f);
+    }
+    // Pretend the seqs after the first of the engine's batches were lost: ask for them again.
     assert.ok(pub.replayEndpoint);
     dealer.connect(pub.replayEndpoint!);
     const start = Buffer.alloc(8);
-    start.writeBigUInt64BE(1n);
+    start.writeBigUInt64BE(first + 1n);
     await dealer.send([Buffer.alloc(0), start]);
     const got: { seq: bigint; payload: Buffer }[] = [];
     for (;;) {
@@ -188,9 +225,9 @@ test('replay: a subscriber that missed batches gets them from the ROUTER socket,
     }
     assert.deepEqual(
       got.map((g) => g.seq),
-      Array.from({ length: n - 1 }, (_, i) => BigInt(i + 1)),
+      Array.from({ length: n - Number(first) - 1 }, (_, i) => first + 1n + BigInt(i)),
     );
-    for (const g of got) assert.ok(g.payload.equals(live[Number(g.seq)]![2]!), `replayed seq ${g.seq} is byte-identical`);
+    for (const g of got) assert.ok(g.payload.equals(live.get(g.seq)![2]!), `replayed seq ${g.seq} is byte-identical`);
   } finally {
     dealer.close();
     sub.close();
