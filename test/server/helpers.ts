@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SimWorker, type SimWorkerOptions } from '../../src/sim/index.js';
 import type { RouterServer } from '../../src/server/router-server.js';
+import { sleep } from '../helpers/wait.js';
 
 export const SYSTEM_PROMPT = 'You are a careful assistant for a railway company. Timetables, fares and safety rules follow. '.repeat(24);
 
@@ -19,19 +20,7 @@ export async function startSims(n: number, extra: Partial<SimWorkerOptions> = {}
   return out;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll `fn` until it returns a truthy value (or throw with `what` after `ms`). */
-export async function waitFor<T>(fn: () => T | Promise<T>, what: string, ms = 5000): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  let last: T | undefined;
-  while (Date.now() < end) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(20);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
+export { sleep, waitFor } from '../helpers/wait.js';
 
 export function cachedBlocks(router: RouterServer, id: string): number {
   return router.workersView().workers.find((w) => w.id === id)?.cached_blocks ?? 0;

@@ -3,20 +3,13 @@ import assert from 'node:assert/strict';
 import { ctxWith } from '../helpers/command-context.js';
 import { simCommand } from '../../src/cli/commands/sim.js';
 import { UsageError } from '../../src/base/errors.js';
-
-async function waitFor(pred: () => boolean, ms = 10_000) {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { waitFor } from '../helpers/wait.js';
 
 test('dynamo-lab sim --json prints [{id,url,zmq}], serves until the signal aborts, then closes everything', async () => {
   const ac = new AbortController();
   const { ctx, out, err } = ctxWith(ac.signal, true);
   const running = simCommand.run({ workers: '2', port: '0', 'zmq-port': '0', speedup: '0', quiet: true }, [], ctx);
-  await waitFor(() => out().includes('\n'));
+  await waitFor(() => out().includes('\n'), 'the workers list on stdout');
   const list = JSON.parse(out()) as { id: string; url: string; zmq: string }[];
   assert.deepEqual(
     list.map((w) => w.id),
@@ -38,7 +31,7 @@ test('dynamo-lab sim prints one line per worker and rejects bad options', async 
   const ac = new AbortController();
   const { ctx, out } = ctxWith(ac.signal, false);
   const running = simCommand.run({ workers: '1', port: '0', quiet: true }, [], ctx);
-  await waitFor(() => out().includes('\n'));
+  await waitFor(() => out().includes('\n'), 'the workers list on stdout');
   assert.match(out(), /^worker-0  http:\/\/127\.0\.0\.1:\d+\n$/);
   ac.abort();
   await running;
@@ -57,7 +50,7 @@ test("dynamo-lab sim --tokenizer <dir> serves chat with that model's tokenizer a
   const ac = new AbortController();
   const { ctx, out } = ctxWith(ac.signal, true);
   const running = simCommand.run({ workers: '1', port: '0', speedup: '0', quiet: true, tokenizer: llama }, [], ctx);
-  await waitFor(() => out().includes('\n'));
+  await waitFor(() => out().includes('\n'), 'the workers list on stdout');
   const [w] = JSON.parse(out()) as { url: string }[];
   const messages = [{ role: 'user', content: 'Which tokenizer counts these tokens?' }];
   const r = await fetch(`${w!.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages, max_tokens: 2 }) });
