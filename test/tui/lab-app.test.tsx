@@ -37,7 +37,7 @@ const lab: LabDefinition = {
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll until `cond` holds (no fixed sleeps: the tests must pass on a loaded machine). */
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -50,7 +50,7 @@ const inputReady = (app: { stdin: { listenerCount(e: string): number } }) =>
   until(() => app.stdin.listenerCount('readable') > 0, 'the app to listen for keys');
 
 /** Poll the last frame until it contains `text` (ink renders asynchronously). */
-async function waitForFrame(lastFrame: () => string | undefined, text: string | RegExp, ms = 3000): Promise<string> {
+async function waitForFrame(lastFrame: () => string | undefined, text: string | RegExp, ms = 20_000): Promise<string> {
   const end = Date.now() + ms;
   for (;;) {
     const f = lastFrame() ?? '';
