@@ -43,6 +43,8 @@ export interface WaitTarget {
   readonly onProgress?: (line: string) => void;
   /** Seconds per watch before it is re-established (default 50). */
   readonly watchSeconds?: number;
+  /** Called as each watch round starts (1, 2, …), after the fresh list that precedes it. */
+  readonly onWatch?: (round: number) => void;
   /** Label that names a pod's component, for the progress line. */
   readonly componentLabel?: string;
   /**
@@ -224,6 +226,7 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
       // 2. Watch pods (and the object) until something ends the round.
       const seconds = Math.max(1, Math.min(t.watchSeconds ?? 50, Math.ceil(remaining / 1000)));
       watches += 1;
+      t.onWatch?.(watches);
       const roundStart = Date.now();
       const finished = await new Promise<boolean>((resolve) => {
         const controllers: AbortController[] = [];

@@ -22,7 +22,6 @@ import {
   envFor,
   setDgdReady,
   waitForObject,
-  sleep,
   mergePatch,
   type HelmStub,
 } from './helpers.js';
@@ -224,12 +223,13 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
       gpus: 1,
       nodeName: 'gpu-node-2',
     });
-    await run.waitFor(/pods ready 3\/3/);
-    await sleep(300);
-    assert.equal(run.child.exitCode, null, 'still waiting for the DGD Ready condition');
+    await run.waitFor(/Ready=False \(pods_not_ready\) · pods ready 3\/3/);
+    assert.equal(run.child.exitCode, null, 'every pod is ready, but the DGD is not: still waiting');
     await setDgdReady(custom, NS, 'vllm-kv-demo', 'v1beta1', 'True', 'all_resources_are_ready');
     const r = await run.done;
     assert.equal(r.code, 0, r.stderr);
+    // It ended on the DGD's Ready condition: its last progress line saw it (an early exit would not).
+    assert.match(r.stderr, /Ready=True \(all_resources_are_ready\) · pods ready 3\/3/);
     assert.doesNotMatch(r.stdout + r.stderr, /hf_supersecret123/);
     assert.match(r.stderr, /Ready=False \(pods_not_ready\)/);
     assert.match(
@@ -276,8 +276,10 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
       envFor(cp, stub),
     );
     await run.waitFor(/waiting for Frontend to be replaced \(vllm-kv-demo-frontend-0 predates the change\)/);
-    await sleep(500);
-    assert.equal(run.child.exitCode, null, 'the old frontend pod is Ready and the DGD says Ready, but it runs the old arguments');
+    // The old frontend pod is Ready and the DGD says Ready, but it runs the old arguments. That
+    // the command waits for the new pod is proven at the end: its result lists frontend-1, which
+    // is created only below, and not frontend-0.
+    assert.equal(run.child.exitCode, null, 'still waiting for the frontend to be replaced');
     const dgd = (await custom.getNamespacedCustomObject({
       group: 'nvidia.com',
       version: 'v1beta1',
@@ -415,15 +417,20 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const cluster = new Cluster(loadKubeContext({ kubeconfig: cp.kubeconfig, namespace: NS }));
     const labels = { [DGD_LABEL]: 'rewatch', 'nvidia.com/dynamo-component': 'Frontend' };
     const lines: string[] = [];
+    let round = 0;
     const p = waitFor(cluster, {
       namespace: NS,
       labelSelector: `${DGD_LABEL}=rewatch`,
       expectedPods: 1,
-      timeoutMs: 20_000,
+      timeoutMs: 60_000,
       watchSeconds: 1,
       onProgress: (l) => lines.push(l),
+      onWatch: (n) => (round = n),
     });
-    await sleep(3500);
+    // The first watch has ended and the second is up: the pod must be seen through a re-established one.
+    await waitForObject(async () => {
+      if (round < 2) throw new Error(`watch round ${round}`);
+    });
     await createPod(core, { namespace: NS, name: 'rewatch-0', labels, nodeName: 'gpu-node-2' });
     const r = await p;
     assert.equal(r.ready, true);
