@@ -273,6 +273,9 @@ test('session affinity: X-Dynamo-Session-ID pins a session to its worker until t
     // After the TTL the session is free again: a prefix only the holder has cached wins.
     const other = 'Another long context, about harbour tides and ferry crossings. '.repeat(30);
     await (await chat(holder.url, 'warm', { system: other })).arrayBuffer();
+    // The one wait on time itself: the session's 400 ms TTL (since its last use above) must run
+    // out. There is no state to poll (entries expire when next looked up), and a loaded machine
+    // only makes the wait longer, never too short.
     await sleep(450);
     const after = await chat(router.url, 'session request after the TTL', { system: other, headers: { 'x-dynamo-session-id': 's1' } });
     assert.equal(after.headers.get('x-dynamo-lab-worker'), holder.id, 'the expired session follows the cache again');
