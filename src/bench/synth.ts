@@ -9,7 +9,7 @@
  * for any vocabulary of at least 31,000 ids (Llama-2 32k, Llama-3 128k, Qwen 151k, ...), and
  * clear of the low ids where tokenizers keep special and control tokens.
  */
-import type { BenchRequest, Segment } from './workload.js';
+import type { BenchRequest } from './workload.js';
 
 export const TOKEN_ID_MIN = 1000;
 export const TOKEN_ID_SPAN = 30000;
@@ -36,13 +36,6 @@ export function fillSegment(seed: number, id: number, len: number, out: Uint32Ar
     t = (t ^ (t >>> 14)) >>> 0;
     out[offset + i] = TOKEN_ID_MIN + (t % TOKEN_ID_SPAN);
   }
-}
-
-/** The tokens of one segment. */
-export function segmentTokens(seed: number, seg: Segment): Uint32Array {
-  const out = new Uint32Array(seg.len);
-  fillSegment(seed, seg.id, seg.len, out, 0);
-  return out;
 }
 
 /** The full prompt of a request, as token ids. */

@@ -16,7 +16,8 @@ import { CHARTS } from './helm.js';
 import { discoverDgdApi } from './apply.js';
 import { gpuReport } from './gpu.js';
 import { adviceFor, isSeriousProblem, podState, type PodState } from './wait.js';
-import { DEFAULT_DGD_NAME, LABEL_COMPONENT, LABEL_DGD, nodePortServiceName, parseRelease } from './manifests.js';
+import { DEFAULT_DGD_NAME, LABEL_COMPONENT, LABEL_DGD, nodePortServiceName } from './manifests.js';
+import { parseVersion } from './releases.js';
 import { UserError } from '../base/errors.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
@@ -65,7 +66,7 @@ export async function findOperator(cluster: Cluster): Promise<OperatorInfo[] | '
           name: d.metadata?.name ?? '',
           ready: (d.status?.readyReplicas ?? 0) >= 1,
           image,
-          release: tag && parseRelease(tag) ? tag.replace(/^v/, '') : undefined,
+          release: tag && parseVersion(tag) ? tag.replace(/^v/, '') : undefined,
         };
       });
   } catch (err) {

@@ -13,7 +13,6 @@ import { ClusterInputError } from './errors.js';
 import {
   POLICY_CONFIG_FILE,
   POLICY_CONFIG_MOUNT,
-  parseVersion,
   releaseInfo,
   routerArgs,
   routerPolicyConfig,
@@ -86,15 +85,6 @@ export function renderTemplate(relPath: string, vars: Vars): KubeObject {
   const file = packagePath('manifests', relPath);
   const doc = parse(readFileSync(file, 'utf8')) as unknown;
   return substitute(doc, vars, relPath) as KubeObject;
-}
-
-/** Parse "0.8.0", "v1.2.1", "1.2.0-rc1" into [major, minor, patch]; undefined if not a version. */
-export const parseRelease = parseVersion;
-
-export function releaseAtLeast(v: string, major: number, minor: number): boolean {
-  const p = parseRelease(v);
-  if (!p) return true; // unknown tags (e.g. "latest") are treated as new
-  return p[0] > major || (p[0] === major && p[1] >= minor);
 }
 
 export interface RouterArgsOptions extends RouterKnobs {

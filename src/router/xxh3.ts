@@ -601,11 +601,6 @@ export function xxh3_64(data: Uint8Array, seed: bigint = 0n): bigint {
   return joinHalves(RES[0]!, RES[1]!);
 }
 
-/** XXH3-64 of `data` with the seed as u32 halves; result into out[off] (lo), out[off + 1] (hi). */
-export function xxh3_64Into(data: Uint8Array, seedLo: number, seedHi: number, out: Uint32Array | Int32Array, off = 0): void {
-  xxh3View(new DataView(data.buffer, data.byteOffset, data.byteLength), 0, data.byteLength, seedLo, seedHi, out, off);
-}
-
 function joinHalves(lo: number, hi: number): bigint {
   if (LITTLE_ENDIAN) {
     B64_U32[0] = lo;

@@ -14,7 +14,15 @@ import { computeBlockHashPairs, computeSequenceHashPairs } from '../../src/route
 import { generateWorkload, parseSpec, SpecError } from '../../src/bench/generators.js';
 import { DenseLru, engineOracle, segmentOracle } from '../../src/bench/oracle.js';
 import { PromptHasher } from '../../src/bench/prompt-hashes.js';
-import { promptTokenArray, promptTokens, segmentTokens, TOKEN_ID_MIN, TOKEN_ID_SPAN } from '../../src/bench/synth.js';
+import { fillSegment, promptTokenArray, promptTokens, TOKEN_ID_MIN, TOKEN_ID_SPAN } from '../../src/bench/synth.js';
+import type { Segment } from '../../src/bench/workload.js';
+
+/** The tokens of one segment. */
+function segmentTokens(seed: number, seg: Segment): Uint32Array {
+  const out = new Uint32Array(seg.len);
+  fillSegment(seed, seg.id, seg.len, out, 0);
+  return out;
+}
 import { loadMooncakeTrace, parseMooncakeTrace, TraceError } from '../../src/bench/trace.js';
 import { summarizeWorkload } from '../../src/bench/workload.js';
 

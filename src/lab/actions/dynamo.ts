@@ -12,7 +12,7 @@
  */
 import { checkServing, logsGrepParams, showLogLines, showMetrics } from './observe.js';
 import { DynamoStack } from '../../engine/dynamo.js';
-import { ensureVenv, installCommands } from '../../engine/venv.js';
+import { ensureVenv } from '../../engine/venv.js';
 import { RouterServer } from '../../server/router-server.js';
 import { DEFAULT_MODEL } from '../../tokenizer/index.js';
 import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
@@ -355,8 +355,3 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
     },
   },
 };
-
-/** The exact commands that create the venv the dynamo engine needs. */
-export function dynamoInstallHint(): string {
-  return installCommands().join('\n  ');
-}

@@ -14,7 +14,7 @@ import type { ActionDef } from './types.js';
 import { WORKERS_ACTIONS } from './workers.js';
 import type { LabEngine } from '../session.js';
 
-export type { ActionContext, ActionDef, ActionResult } from './types.js';
+export type { ActionDef, ActionResult } from './types.js';
 
 export const ACTIONS: Readonly<Record<string, ActionDef>> = {
   ...SYSTEM_ACTIONS,
