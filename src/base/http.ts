@@ -118,7 +118,7 @@ export function parseJsonBody(buf: Buffer): Record<string, unknown> {
 }
 
 /** How long a client may take to send its whole body (ms). */
-export const BODY_DEADLINE_MS = 30_000;
+const BODY_DEADLINE_MS = 30_000;
 
 export interface HttpGuardOptions {
   /** Time to receive the request headers (default 60 s, Node's; shorter ones cut off healthy clients of a saturated router). */

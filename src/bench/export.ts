@@ -85,7 +85,7 @@ function perRequestJsonl(o: RunOutcome): string {
   return out.join('\n') + '\n';
 }
 
-export function summaryCsv(json: BenchJson): string {
+function summaryCsv(json: BenchJson): string {
   const lines = [
     'speedup,mode,requests,errors,ttft_avg_ms,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,itl_avg_ms,latency_avg_ms,latency_p99_ms,output_tokens_per_s,requests_per_s,prefix_hit_rate,predicted_hit_rate,oracle_prefix_hit_rate',
   ];
@@ -116,7 +116,7 @@ export function summaryCsv(json: BenchJson): string {
   return lines.join('\n') + '\n';
 }
 
-export function runDirName(mode: string, speedup: number, several: boolean): string {
+function runDirName(mode: string, speedup: number, several: boolean): string {
   return several ? `${mode}-${speedup}x` : mode;
 }
 

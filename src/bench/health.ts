@@ -41,7 +41,7 @@ async function getJson(url: string, timeoutMs: number): Promise<{ status: number
   return { status: res.statusCode, body };
 }
 
-export async function checkTarget(url: string, timeoutMs = 5000): Promise<TargetHealth> {
+async function checkTarget(url: string, timeoutMs = 5000): Promise<TargetHealth> {
   const base = url.replace(/\/+$/, '').replace(/\/v1$/, '');
   const h: TargetHealth = { url: base, ok: false, kind: 'openai', models: [], problems: [] };
   let health: unknown;

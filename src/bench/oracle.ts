@@ -30,7 +30,7 @@ export interface OracleResult {
  * LRU replay over per-request block key lists. Keys are dense non-negative integers (block ids),
  * so the cache is a doubly linked list over typed arrays indexed by id (no hash map).
  */
-export function lruPrefixReplay(
+function lruPrefixReplay(
   keysOf: (i: number) => ArrayLike<number>,
   count: number,
   capacityBlocks: number,

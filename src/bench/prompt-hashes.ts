@@ -65,7 +65,7 @@ function chain(pLo: number, pHi: number, lLo: number, lHi: number, out: Uint32Ar
 const TWO32 = 4294967296;
 
 /** 53-bit numeric key of a sequence hash (for callers that need a number). */
-export function blockKey(lo: number, hi: number): number {
+function blockKey(lo: number, hi: number): number {
   return (hi & 0x1fffff) * TWO32 + lo;
 }
 

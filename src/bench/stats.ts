@@ -44,7 +44,7 @@ export interface Dist {
 
 export const PERCENTILES = [1, 5, 10, 25, 50, 75, 90, 95, 99] as const;
 
-export function distribution(values: readonly number[]): Dist {
+function distribution(values: readonly number[]): Dist {
   const n = values.length;
   if (n === 0)
     return {

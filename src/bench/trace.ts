@@ -15,7 +15,7 @@
 import { readFile } from 'node:fs/promises';
 import { segmentsOf, type BenchRequest, type Segment, type Workload } from './workload.js';
 
-export const MOONCAKE_BLOCK_TOKENS = 512;
+const MOONCAKE_BLOCK_TOKENS = 512;
 
 export class TraceError extends Error {
   constructor(

@@ -18,7 +18,7 @@ export interface DgdApi {
 
 const KNOWN: readonly DgdVersion[] = ['v1beta1', 'v1alpha1'];
 
-export const CRD_MISSING_TRY =
+const CRD_MISSING_TRY =
   'Install the Dynamo platform (it installs the CRDs): `helm install dynamo-platform dynamo-platform-<version>.tgz -n dynamo-system --create-namespace` (see the Dynamo installation guide), then run `dynamo-lab doctor`. No cluster at hand? `dynamo-lab start --target local`.';
 
 /**

@@ -39,7 +39,7 @@ export interface PlannedRequest {
   plural: string;
 }
 
-export function applyRequest(obj: KubeObject, plural: string): PlannedRequest {
+function applyRequest(obj: KubeObject, plural: string): PlannedRequest {
   return {
     method: 'PATCH',
     path: objectPath(obj, plural),
@@ -131,7 +131,7 @@ export async function applyPlan(
 }
 
 /** The frontend's container settings in either DGD shape (args, env, volumes), for change detection. */
-export function frontendSettings(dgd: unknown): string | undefined {
+function frontendSettings(dgd: unknown): string | undefined {
   const spec = (dgd as { spec?: Record<string, unknown> } | undefined)?.spec;
   if (!spec) return undefined;
   const services = spec.services as

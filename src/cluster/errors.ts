@@ -65,12 +65,12 @@ export function parseStatus(body: unknown): StatusBody | undefined {
   return undefined;
 }
 
-export function describeCall(d: CallDesc): string {
+function describeCall(d: CallDesc): string {
   return `${d.verb} ${d.resource}${d.name ? ` "${d.name}"` : ''}${d.namespace ? ` in namespace "${d.namespace}"` : ''}`;
 }
 
 /** The HTTP status of an error from client-node, or undefined for transport errors. */
-export function statusCode(err: unknown): number | undefined {
+function statusCode(err: unknown): number | undefined {
   if (err instanceof ApiException) return err.code;
   const e = err as { code?: unknown; statusCode?: unknown };
   if (typeof e?.statusCode === 'number') return e.statusCode;

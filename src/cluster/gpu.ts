@@ -10,7 +10,7 @@ import type { Cluster } from './kube.js';
 import { DGD_GROUP, DGD_PLURAL, DEFAULT_DGD_NAME, LABEL_DGD } from './manifests.js';
 import { parseStatus } from './errors.js';
 
-export const GPU = 'nvidia.com/gpu';
+const GPU = 'nvidia.com/gpu';
 
 export interface NodeGpu {
   name: string;
@@ -56,7 +56,7 @@ export interface GpuReport {
 }
 
 /** "2", "1k"? GPUs are plain integers in practice; tolerate decimal strings. */
-export function quantity(q: string | undefined): number {
+function quantity(q: string | undefined): number {
   if (q === undefined || q === null) return 0;
   const n = Number(q);
   return Number.isFinite(n) ? n : 0;

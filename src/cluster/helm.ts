@@ -88,7 +88,7 @@ export function valuesText(c: ChartSpec): string {
  * A packaged chart to install from instead of the repository (air-gapped clusters, tests):
  * DYNAMO_LAB_CHARTS_DIR/<name>-<version>.tgz, when that directory is set and holds it.
  */
-export function localChart(c: ChartSpec): string | undefined {
+function localChart(c: ChartSpec): string | undefined {
   const dir = process.env.DYNAMO_LAB_CHARTS_DIR;
   if (!dir) return undefined;
   const f = join(dir, c.file);
@@ -199,7 +199,7 @@ export async function helmVersionCheck(
   return { found: true, raw, ...helmVersionOk(raw), ...base };
 }
 
-export async function helmVersion(signal?: AbortSignal): Promise<string | undefined> {
+async function helmVersion(signal?: AbortSignal): Promise<string | undefined> {
   try {
     const r = await runHelm(['version', '--short'], { signal, allowFailure: true });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;

@@ -94,12 +94,7 @@ export interface ProbeResult {
  * fast reachability probe and for discovery, where client-node's generated calls have no
  * timeout of their own.
  */
-export async function rawGet(
-  ctx: KubeContext,
-  path: string,
-  timeoutMs: number,
-  signal?: AbortSignal,
-): Promise<{ status: number; body: string }> {
+async function rawGet(ctx: KubeContext, path: string, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number; body: string }> {
   const url = new URL(path, ctx.server.endsWith('/') ? ctx.server : ctx.server + '/');
   const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
   await ctx.kc.applyToHTTPSOptions(opts);

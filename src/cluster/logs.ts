@@ -37,7 +37,7 @@ export const LOG_PATTERNS: Readonly<Record<string, { regex: string | ((release?:
 };
 
 /** The regex source of a preset for a release. */
-export function presetRegex(name: string, release?: string): string | undefined {
+function presetRegex(name: string, release?: string): string | undefined {
   const p = LOG_PATTERNS[name];
   if (!p) return undefined;
   return typeof p.regex === 'function' ? p.regex(release) : p.regex;

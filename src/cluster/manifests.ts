@@ -10,14 +10,7 @@ import { packagePath } from '../base/paths.js';
 import { DEFAULT_MODEL } from '../tokenizer/index.js';
 import { MANAGED_BY_LABEL } from './kube.js';
 import { ClusterInputError } from './errors.js';
-import {
-  POLICY_CONFIG_FILE,
-  POLICY_CONFIG_MOUNT,
-  releaseInfo,
-  routerArgs,
-  routerPolicyConfig,
-  type RouterKnobs,
-} from './releases.js';
+import { POLICY_CONFIG_FILE, POLICY_CONFIG_MOUNT, releaseInfo, routerArgs, routerPolicyConfig, type RouterKnobs } from './releases.js';
 
 export type DgdVersion = 'v1alpha1' | 'v1beta1';
 export type RouterMode = 'kv' | 'round-robin' | 'random';
@@ -33,10 +26,10 @@ export const DEFAULT_RELEASE = '0.8.0';
 export const DEFAULT_VLLM_IMAGE = 'vllm/vllm-openai:v0.11.0';
 export const HF_SECRET_NAME = 'hf-token-secret';
 export const DEFAULT_NATS_URL = 'nats://nats.nats-system:4222';
-export const DEFAULT_CACHE_PATH = '/data/huggingface-cache';
+const DEFAULT_CACHE_PATH = '/data/huggingface-cache';
 export const WORKERS_DEPLOYMENT_NAME = 'dynamo-lab-workers';
 export const WORKERS_SELECTOR = 'app.kubernetes.io/name=dynamo-lab-worker';
-export const LAB_LABEL = 'dynamo-lab/lab';
+const LAB_LABEL = 'dynamo-lab/lab';
 
 /** Pod labels the Dynamo operator puts on DGD pods (dynamo-facts §8). */
 export const LABEL_DGD = 'nvidia.com/dynamo-graph-deployment-name';
@@ -81,7 +74,7 @@ function substitute(node: unknown, vars: Vars, file: string): unknown {
 }
 
 /** Render one template file from manifests/ with the given variables. */
-export function renderTemplate(relPath: string, vars: Vars): KubeObject {
+function renderTemplate(relPath: string, vars: Vars): KubeObject {
   const file = packagePath('manifests', relPath);
   const doc = parse(readFileSync(file, 'utf8')) as unknown;
   return substitute(doc, vars, relPath) as KubeObject;
@@ -122,11 +115,11 @@ export interface DeploySpec {
   readonly cachePath?: string;
 }
 
-export function labLabels(): Record<string, string> {
+function labLabels(): Record<string, string> {
   return { [MANAGED_BY_LABEL]: 'dynamo-lab', [LAB_LABEL]: 'kv-routing' };
 }
 
-export function dynamoImage(release: string): string {
+function dynamoImage(release: string): string {
   return `nvcr.io/nvidia/ai-dynamo/vllm-runtime:${release.replace(/^v/, '')}`;
 }
 
@@ -140,11 +133,11 @@ function env(pairs: Array<[string, string | undefined]>): Array<{ name: string; 
 }
 
 /** The ConfigMap holding the 1.6+ router policy file; undefined when the release takes flags. */
-export function policyConfigMapName(dgdName: string): string {
+function policyConfigMapName(dgdName: string): string {
   return `${dgdName}-router-policy`;
 }
 
-export function usesPolicyConfig(s: Pick<DeploySpec, 'release' | 'router'>): boolean {
+function usesPolicyConfig(s: Pick<DeploySpec, 'release' | 'router'>): boolean {
   return s.router === 'kv' && releaseInfo(s.release).router.knobs === 'policy-config';
 }
 

@@ -233,7 +233,7 @@ export function parseVersion(v: string): [number, number, number] | undefined {
   return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
 }
 
-export function compareVersions(a: readonly number[], b: readonly number[]): number {
+function compareVersions(a: readonly number[], b: readonly number[]): number {
   for (let i = 0; i < Math.max(a.length, b.length); i++) {
     const d = (a[i] ?? 0) - (b[i] ?? 0);
     if (d) return d < 0 ? -1 : 1;

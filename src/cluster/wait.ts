@@ -313,7 +313,7 @@ export interface EventLine {
 }
 
 /** Recent events for the given objects (names in the namespace), newest last. */
-export async function recentEvents(cluster: Cluster, namespace: string, names: string[], limit = 5): Promise<EventLine[]> {
+async function recentEvents(cluster: Cluster, namespace: string, names: string[], limit = 5): Promise<EventLine[]> {
   const out: EventLine[] = [];
   for (const name of names) {
     const ev = await cluster.getOrUndefined({ verb: 'list', resource: 'events', namespace }, () =>

@@ -17,7 +17,7 @@ import { freePort } from '../base/net.js';
 import { buildModelDir, type ModelDir } from './model.js';
 import type { Venv } from './venv.js';
 
-export const LOOPBACK = '127.0.0.1';
+const LOOPBACK = '127.0.0.1';
 
 const stripAnsi = (s: string) => stripVTControlCharacters(s);
 
@@ -58,7 +58,7 @@ function hookExit(): void {
 }
 
 /** One long-running child in its own process group, its output split into lines. */
-export class Proc {
+class Proc {
   readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
   private text = '';

@@ -32,7 +32,7 @@ export function percentile(values: readonly number[], p: number): number {
 
 const round = (x: number) => Math.round(x * 10) / 10;
 
-export function modeStats(mode: string, group: string, rs: readonly DemoResult[]): ModeStats {
+function modeStats(mode: string, group: string, rs: readonly DemoResult[]): ModeStats {
   const ttft = rs.map((r) => r.ttft_ms);
   return {
     mode,

@@ -43,7 +43,7 @@ export interface DemoResult {
 export class DemoError extends Error {}
 
 /** The messages of a request; `history` is the earlier conversation for follow-ups. */
-export function messagesOf(r: DemoRequest, history: readonly ChatTurn[] = []): ChatTurn[] {
+function messagesOf(r: DemoRequest, history: readonly ChatTurn[] = []): ChatTurn[] {
   if (history.length) return [...history, { role: 'user', content: r.prompt }];
   return r.system
     ? [

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { stateDir } from '../base/paths.js';
 import type { StepStatus } from './state.js';
 
-export const PROGRESS_FORMAT_VERSION = 1;
+const PROGRESS_FORMAT_VERSION = 1;
 
 export interface ProgressFile {
   readonly formatVersion: number;

@@ -88,7 +88,7 @@ export class LocalRunner implements StepRunner {
  * The reason a command failed, from the end of its output: its "Error:" line (and "Try:"),
  * else the last line that reads like an error, else the last line.
  */
-export function failureReason(tail: readonly string[]): string {
+function failureReason(tail: readonly string[]): string {
   if (!tail.length) return '';
   const lines = tail.map((l) => stripVTControlCharacters(l));
   let errIdx = -1;

@@ -19,7 +19,7 @@ import { decodeNatsEnvelope, type RouterEvent } from '../router/index.js';
 export const DEFAULT_NATS_NAMESPACE = 'dynamo';
 export const DEFAULT_NATS_COMPONENT = 'backend';
 
-export function kvEventSubjects(namespace: string, component: string): string[] {
+function kvEventSubjects(namespace: string, component: string): string[] {
   return [`namespace.${namespace}.component.${component}.kv-events`, `namespace.${namespace}.component.${component}.endpoint.*.kv-events`];
 }
 
@@ -162,7 +162,7 @@ export class NatsEventSource {
 // ---------------------------------------------------------------------------------------------
 
 /** A RouterEvent as Dynamo serialises it (msgpack named map), with the u64 worker id. */
-export function toDynamoRouterEvent(ev: RouterEvent, dynamoWorkerId: bigint): Record<string, unknown> {
+function toDynamoRouterEvent(ev: RouterEvent, dynamoWorkerId: bigint): Record<string, unknown> {
   const d = ev.data;
   const data =
     d.type === 'stored'

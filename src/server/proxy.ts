@@ -23,7 +23,7 @@ import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
  * requests), natively and off the event loop, through the per-piece token cache. Prompt limits
  * (the tokenizer's maxChars / maxTokens) answer 413 / 400.
  */
-export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<number[]> {
+async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<number[]> {
   try {
     if (path === '/v1/chat/completions') {
       const messages = body.messages;

@@ -28,7 +28,7 @@ const KEYS = ['id', 'url', 'zmq', 'replay', 'worker_id', 'kv_blocks', 'max_num_b
 
 export class WorkerSpecError extends Error {}
 
-export function normaliseUrl(u: string, what = 'url'): string {
+function normaliseUrl(u: string, what = 'url'): string {
   let parsed: URL;
   try {
     parsed = new URL(u);
@@ -39,13 +39,13 @@ export function normaliseUrl(u: string, what = 'url'): string {
   return u.replace(/\/+$/, '');
 }
 
-export function normaliseZmq(e: string, what: string): string {
+function normaliseZmq(e: string, what: string): string {
   const m = /^(?:tcp:\/\/|zmq:\/\/)?([^/:]+|\[[^\]]+\]):(\d{1,5})$/.exec(e.trim());
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new WorkerSpecError(`${what} "${e}" is not a ZMQ endpoint (tcp://host:port)`);
   return `tcp://${m[1]}:${m[2]}`;
 }
 
-export function parseDynamoWorkerId(v: string | number | bigint): string {
+function parseDynamoWorkerId(v: string | number | bigint): string {
   const s = String(v).trim();
   let n: bigint;
   try {

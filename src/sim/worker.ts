@@ -92,7 +92,7 @@ export interface SimWorkerStats extends EngineStats {
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 /** Qwen2.5-1.5B-Instruct's max_position_embeddings (config.json), vLLM's default max_model_len for it. */
-export const DEFAULT_MAX_MODEL_LEN = 32768;
+const DEFAULT_MAX_MODEL_LEN = 32768;
 
 function errorBody(status: number, message: string, type: string, code: string | null): string {
   return JSON.stringify({

@@ -84,7 +84,7 @@ function verbatim(text: string, width: number, style: Omit<Line, 'text'> = {}): 
   return text.split('\n').map((t) => ({ text: t.length > width ? `${t.slice(0, Math.max(0, width - 1))}…` : t, ...style }));
 }
 
-export function resultRows(r: StepResult, width: number): Line[] {
+function resultRows(r: StepResult, width: number): Line[] {
   if (r.kind === 'check') return wrapped(`${r.ok ? '✓ PASS' : '✗ FAIL'} ${r.text}`, width, { color: r.ok ? 'green' : 'red' });
   const w = fitWidths(r, width);
   return [

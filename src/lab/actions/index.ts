@@ -16,7 +16,7 @@ import type { LabEngine } from '../session.js';
 
 export type { ActionDef, ActionResult } from './types.js';
 
-export const ACTIONS: Readonly<Record<string, ActionDef>> = {
+const ACTIONS: Readonly<Record<string, ActionDef>> = {
   ...SYSTEM_ACTIONS,
   ...WORKERS_ACTIONS,
   ...ROUTER_ACTIONS,

@@ -4,7 +4,7 @@
  */
 import { decode } from '@msgpack/msgpack';
 
-export const MSGPACK_OPTS = { useBigInt64: true } as const;
+const MSGPACK_OPTS = { useBigInt64: true } as const;
 const U64_MAX = (1n << 64n) - 1n;
 const I64_MIN = -(1n << 63n);
 
