@@ -1,22 +1,14 @@
 /** `dynamo-lab router` as a command: event sources from flags, JSON start line, log lines, usage errors. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ctxWith } from '../helpers/command-context.js';
+import { ctxWith, optionDefaults } from '../helpers/command-context.js';
 import { routerCommand } from '../../src/cli/commands/router.js';
 import type { ParsedValues } from '../../src/cli/command.js';
 import { UsageError } from '../../src/base/errors.js';
 import { chat, natsSkipReason, startNatsServer, startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
 
-const defaults: ParsedValues = {
-  mode: 'kv',
-  host: '127.0.0.1',
-  port: '0',
-  'block-size': '16',
-  'nats-namespace': 'dynamo',
-  'nats-component': 'backend',
-  'router-session-affinity-ttl-secs': '600',
-  'health-interval': '2',
-};
+/** The command's defaults, on any free port. */
+const defaults: ParsedValues = { ...optionDefaults(routerCommand.options), port: '0' };
 
 async function runRouter(
   values: ParsedValues,

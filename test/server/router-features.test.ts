@@ -13,7 +13,7 @@ import { RouterServer } from '../../src/server/router-server.js';
 import { routerCommand } from '../../src/cli/commands/router.js';
 import type { ParsedValues } from '../../src/cli/command.js';
 import { UserError, UsageError } from '../../src/base/errors.js';
-import { ctxWith } from '../helpers/command-context.js';
+import { ctxWith, optionDefaults } from '../helpers/command-context.js';
 import { startSims, SYSTEM_PROMPT, waitFor } from './helpers.js';
 
 const inproc = (sims: SimWorker[]) =>
@@ -135,17 +135,8 @@ test('kv-ttft over HTTP: /debug/decisions shows predicted queue / prefill time a
   }
 });
 
-const defaults: ParsedValues = {
-  mode: 'kv',
-  host: '127.0.0.1',
-  port: '0',
-  'block-size': '16',
-  'nats-namespace': 'dynamo',
-  'nats-component': 'backend',
-  'router-session-affinity-ttl-secs': '600',
-  'health-interval': '2',
-  'router-queue-max': '1024',
-};
+/** The command's defaults, on any free port. */
+const defaults: ParsedValues = { ...optionDefaults(routerCommand.options), port: '0' };
 
 async function runJson(values: ParsedValues, body: (url: string) => Promise<void>): Promise<void> {
   const ac = new AbortController();

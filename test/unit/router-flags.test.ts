@@ -7,13 +7,10 @@ import assert from 'node:assert/strict';
 import { UsageError } from '../../src/base/errors.js';
 import type { ParsedValues } from '../../src/cli/command.js';
 import { parseRouterFlags, ROUTER_OPTIONS } from '../../src/cli/commands/router-flags.js';
+import { optionDefaults } from '../helpers/command-context.js';
 
 /** What node:util parseArgs hands the command: the given flags over the table's defaults. */
-function values(given: ParsedValues): ParsedValues {
-  const v: ParsedValues = {};
-  for (const [name, spec] of Object.entries(ROUTER_OPTIONS)) if (spec.default !== undefined) v[name] = spec.default as string;
-  return { ...v, ...given };
-}
+const values = (given: ParsedValues): ParsedValues => ({ ...optionDefaults(ROUTER_OPTIONS), ...given });
 
 const usage = (re: RegExp) => (err: unknown) => err instanceof UsageError && re.test(err.message);
 
