@@ -39,6 +39,9 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   let stub: HelmStub;
   let httpServer: http.Server;
   let zmqServer: net.Server;
+  /** The lab's DynamoGraphDeployment `name` as the API server stores it (v1beta1). */
+  const getDgd = (name: string) =>
+    custom.getNamespacedCustomObject({ group: 'nvidia.com', version: 'v1beta1', namespace: NS, plural: 'dynamographdeployments', name });
 
   before(async () => {
     // Stand-ins for a worker's OpenAI server (8000) and ZMQ publisher (5557), reached through kwok's port-forward.
@@ -187,15 +190,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   it('deploy: applies server-side, waits for the DGD Ready condition and the pods, with live progress', async () => {
     const run = spawnCli(['deploy', '--json', '--timeout', '90s'], envFor(cp, stub, { HF_TOKEN: 'hf_supersecret123' }));
     // Act as the Dynamo operator: wait for the DGD, create its pods, then report Ready.
-    await waitForObject(() =>
-      custom.getNamespacedCustomObject({
-        group: 'nvidia.com',
-        version: 'v1beta1',
-        namespace: NS,
-        plural: 'dynamographdeployments',
-        name: 'vllm-kv-demo',
-      }),
-    );
+    await waitForObject(() => getDgd('vllm-kv-demo'));
     await run.waitFor(/pods ready 0\/3/);
     await setDgdReady(custom, NS, 'vllm-kv-demo', 'v1beta1', 'False', 'pods_not_ready');
     const labels = (component: string, type: string) => ({
@@ -241,13 +236,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.equal(doc.apiVersion, 'nvidia.com/v1beta1');
     assert.match(doc.url, /^http:\/\/127\.0\.0\.1:30200$/);
 
-    const dgd = (await custom.getNamespacedCustomObject({
-      group: 'nvidia.com',
-      version: 'v1beta1',
-      namespace: NS,
-      plural: 'dynamographdeployments',
-      name: 'vllm-kv-demo',
-    })) as { metadata: { managedFields: Array<{ manager: string; operation: string }> } };
+    const dgd = (await getDgd('vllm-kv-demo')) as { metadata: { managedFields: Array<{ manager: string; operation: string }> } };
     assert.ok(dgd.metadata.managedFields.some((m) => m.manager === 'dynamo-lab' && m.operation === 'Apply'));
     const svc = await core.readNamespacedService({ namespace: NS, name: 'vllm-kv-frontend-np' });
     assert.equal(svc.spec?.ports?.[0]?.nodePort, 30200);
@@ -259,13 +248,9 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     const r = await runCli(['deploy', '--timeout', '30s'], envFor(cp, stub));
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /vllm-kv-demo is Ready: http:\/\/127\.0\.0\.1:30200/);
-    const dgd = (await custom.getNamespacedCustomObject({
-      group: 'nvidia.com',
-      version: 'v1beta1',
-      namespace: NS,
-      plural: 'dynamographdeployments',
-      name: 'vllm-kv-demo',
-    })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ envFrom?: unknown }> } } }> } };
+    const dgd = (await getDgd('vllm-kv-demo')) as {
+      spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ envFrom?: unknown }> } } }> };
+    };
     // The secret exists, so the workers keep referencing it even without $HF_TOKEN.
     assert.deepEqual(dgd.spec.components[1]!.podTemplate.spec.containers[0]!.envFrom, [{ secretRef: { name: 'hf-token-secret' } }]);
   });
@@ -280,13 +265,9 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     // the command waits for the new pod is proven at the end: its result lists frontend-1, which
     // is created only below, and not frontend-0.
     assert.equal(run.child.exitCode, null, 'still waiting for the frontend to be replaced');
-    const dgd = (await custom.getNamespacedCustomObject({
-      group: 'nvidia.com',
-      version: 'v1beta1',
-      namespace: NS,
-      plural: 'dynamographdeployments',
-      name: 'vllm-kv-demo',
-    })) as { spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ args: string[] }> } } }> } };
+    const dgd = (await getDgd('vllm-kv-demo')) as {
+      spec: { components: Array<{ podTemplate: { spec: { containers: Array<{ args: string[] }> } } }> };
+    };
     assert.deepEqual(dgd.spec.components[0]!.podTemplate.spec.containers[0]!.args.slice(4), [
       '--kv-overlap-score-weight',
       '1.5',
@@ -314,15 +295,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
       ['deploy', '--name', 'vllm-kv-big', '--workers', '3', '--node-port', '30201', '--timeout', '8s'],
       envFor(cp, stub),
     );
-    await waitForObject(() =>
-      custom.getNamespacedCustomObject({
-        group: 'nvidia.com',
-        version: 'v1beta1',
-        namespace: NS,
-        plural: 'dynamographdeployments',
-        name: 'vllm-kv-big',
-      }),
-    );
+    await waitForObject(() => getDgd('vllm-kv-big'));
     await setDgdReady(custom, NS, 'vllm-kv-big', 'v1beta1', 'False', 'insufficient_capacity');
     const labels = {
       [DGD_LABEL]: 'vllm-kv-big',
@@ -566,13 +539,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
     assert.match(dry.stdout, /DELETE \/apis\/apps\/v1\/namespaces\/dynamo\/deployments\/dynamo-lab-workers/);
     assert.match(dry.stdout, /DELETE \/api\/v1\/namespaces\/dynamo\/secrets\/hf-token-secret/);
     assert.doesNotMatch(dry.stdout, /vllm-disagg-router|helm/);
-    await custom.getNamespacedCustomObject({
-      group: 'nvidia.com',
-      version: 'v1beta1',
-      namespace: NS,
-      plural: 'dynamographdeployments',
-      name: 'vllm-kv-demo',
-    });
+    await getDgd('vllm-kv-demo');
 
     const r = await runCli(['cleanup', '--yes', '--json'], envFor(cp, stub));
     assert.equal(r.code, 0, r.stderr);
