@@ -33,13 +33,18 @@
  * Approximate mode (TTL): `storeWithTtl` records blocks whose expiry is rounded up to 100 ms
  * buckets; storing again refreshes the expiry; `expireTtl(nowMs)` removes expired blocks.
  *
+ * Lower storage tiers (host / disk / external, from events that carry a tier) are kept in
+ * separate continuation indexes (lower-tier.ts); each node remembers the engine block hash it
+ * was last stored under, which is where a worker's lower-tier walk continues its device match.
+ *
  * Pure computation: no I/O, no clock (time is always passed in).
  *
  * Over 400 lines on purpose: the node records, the child table, the per-slot lookups and the
  * eviction queue share one typed-array layout and its invariants; split into files they would
  * have to export that layout. The naive-reference property tests cover it as one unit.
  */
-import type { KvCacheEventData, RouterEvent, WorkerId, WorkerKey } from './types.js';
+import { LowerTierIndex, lowerTierMatches, type Continuation } from './lower-tier.js';
+import type { KvCacheEventData, RouterEvent, StorageTier, WorkerId, WorkerKey } from './types.js';
 import { U64Table, splitU64 } from './u64.js';
 
 export type ApplyStatus = 'ok' | 'parent_block_not_found' | 'block_not_found' | 'invalid_block_sequence' | 'unknown_worker' | 'ignored';
@@ -101,6 +106,10 @@ export class RadixIndexer {
   /** Node records, `ns` int32 per node: F_LO .. F_LREFS then `stride` bitset words. */
   private nd = new Int32Array(0);
   private ns = F_BITS + 1;
+  /** Engine block hash (lo, hi) each node was last stored under: the lower-tier anchor. */
+  private nodeHash = new Int32Array(0);
+  /** Lower storage tiers, created on their first event. */
+  private readonly lowerTiers = new Map<StorageTier, LowerTierIndex>();
   private nodeHigh = 1; // ids below this were allocated at some point
   private freeNodes: number[] = [];
   private liveNodes = 1;
@@ -210,6 +219,7 @@ export class RadixIndexer {
         if (--this.nd[n * this.ns + F_WCOUNT]! === 0) this.onNodeEmptied(n);
       }
     }
+    for (const t of this.lowerTiers.values()) t.removeSlot(slot);
     this.slotByKey.delete(slotKeyOf(id, this.slotDpRanks[slot]!));
     this.slotWorkerIds[slot] = undefined;
     this.lookups[slot] = null;
@@ -235,11 +245,15 @@ export class RadixIndexer {
     const last = this.lastEventIds[slot]!;
     if (last >= 0 && ev.eventId > last + 1) gap = { expected: last + 1, got: ev.eventId };
     this.lastEventIds[slot] = ev.eventId;
-    // The device indexer only tracks device-tier blocks (host / disk tiers are separate in Dynamo).
-    const res: ApplyResult =
-      ev.storageTier !== undefined && ev.storageTier !== 'device'
-        ? { status: 'ignored', detail: `storage tier ${ev.storageTier} is not indexed` }
-        : this.applyData(slot, ev.data);
+    // Device blocks go to the radix tree; host / disk / external blocks to that tier's own
+    // continuation index (separate in Dynamo too).
+    let res: ApplyResult;
+    if (ev.storageTier !== undefined && ev.storageTier !== 'device') {
+      let t = this.lowerTiers.get(ev.storageTier);
+      if (!t) this.lowerTiers.set(ev.storageTier, (t = new LowerTierIndex()));
+      t.apply(slot, ev.data);
+      res = { status: 'ok' };
+    } else res = this.applyData(slot, ev.data);
     if (gap) res.gap = gap;
     return res;
   }
@@ -372,6 +386,8 @@ export class RadixIndexer {
         this.nd[w] = this.nd[w]! | bit;
         this.nd[child * this.ns + F_WCOUNT]!++;
       }
+      this.nodeHash[2 * child] = blo;
+      this.nodeHash[2 * child + 1] = bhi;
       let idx: number;
       if (li < 0) {
         idx = ~li;
@@ -680,6 +696,50 @@ export class RadixIndexer {
   }
 
   // =========================================================================================
+  // Lower storage tiers
+  // =========================================================================================
+
+  /** Whether any lower tier (host / disk / external) holds a block. */
+  get hasLowerTiers(): boolean {
+    for (const t of this.lowerTiers.values()) if (t.edgeCount > 0) return true;
+    return false;
+  }
+
+  /** Blocks a slot holds in one lower tier. */
+  lowerTierBlockCount(slot: number, tier: StorageTier): number {
+    return this.lowerTiers.get(tier)?.blockCount(slot) ?? 0;
+  }
+
+  /** Forget a slot's lower-tier blocks (a worker restart: its host / disk caches are gone too). */
+  clearLowerTiers(slot: number): void {
+    for (const t of this.lowerTiers.values()) t.removeSlot(slot);
+  }
+
+  /**
+   * Host and disk blocks per slot continuing the device matches `scores` (as findMatchesPairs
+   * returned them for the same query), or null when no lower tier holds anything.
+   */
+  lowerTierOverlaps(pairs: Uint32Array, n: number, scores: Int32Array): { host: Map<number, number>; disk: Map<number, number> } | null {
+    if (!this.hasLowerTiers) return null;
+    let maxDepth = 0;
+    for (let s = 0; s < this.slotCount; s++) if (this.lookups[s] && scores[s]! > maxDepth) maxDepth = scores[s]!;
+    const path: number[] = [];
+    for (let d = 0, c = ROOT; d < maxDepth; d++) {
+      c = this.childOf(c, pairs[2 * d]!, pairs[2 * d + 1]!);
+      if (c < 0) break;
+      path.push(c);
+    }
+    const device = new Map<number, Continuation>();
+    for (let s = 0; s < this.slotCount; s++) {
+      const d = this.lookups[s] ? scores[s]! : 0;
+      const node = d > 0 ? path[d - 1] : undefined;
+      if (node !== undefined)
+        device.set(s, { pos: d, hasHash: true, lo: this.nodeHash[2 * node]! >>> 0, hi: this.nodeHash[2 * node + 1]! >>> 0 });
+    }
+    return lowerTierMatches(this.lowerTiers, pairs, n, device);
+  }
+
+  // =========================================================================================
   // Node management
   // =========================================================================================
 
@@ -690,6 +750,9 @@ export class RadixIndexer {
     const nd = new Int32Array(cap * this.ns);
     nd.set(this.nd);
     this.nd = nd;
+    const nh = new Int32Array(cap * 2);
+    nh.set(this.nodeHash);
+    this.nodeHash = nh;
     this.nodeCap = cap;
   }
 

@@ -12,6 +12,9 @@
  *   prefill_load_scale: 1.0            # scale of the adjusted prefill blocks (>= 0)
  *   decode_active_request_weight: 0.0  # block-equivalent cost per active request (>= 0)
  *   router_temperature: 0.0            # softmax temperature, 0 = argmin (>= 0)
+ *   host_cache_hit_weight: 0.75        # credit per host-pinned (CPU offload) block continuing
+ *                                      # the device overlap (>= 0; needs KV events with tiers)
+ *   disk_cache_hit_weight: 0.25        # credit per disk / external block beyond device + host
  *
  * Dynamo's file also carries policy classes (`policy_classes[]`, queueing per class) and named
  * worker-selection instances (`worker_selection.prefill/decode`); their layout is not in the
@@ -29,6 +32,8 @@ export const POLICY_CONFIG_KEYS = {
   prefill_load_scale: 'prefillLoadScale',
   decode_active_request_weight: 'decodeActiveRequestWeight',
   router_temperature: 'temperature',
+  host_cache_hit_weight: 'hostCacheHitWeight',
+  disk_cache_hit_weight: 'diskCacheHitWeight',
 } as const satisfies Record<string, keyof RouterFlags>;
 
 export type PolicyConfigKey = keyof typeof POLICY_CONFIG_KEYS;

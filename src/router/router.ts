@@ -17,6 +17,7 @@ import {
   Rng,
   candidateCost,
   selectByCost,
+  selectDeviceAware,
   selectLeastLoaded,
   selectPowerOfTwo,
   type CandidateInput,
@@ -31,9 +32,32 @@ import type { RouterEvent, WorkerId, WorkerKey } from './types.js';
 /**
  * Routing modes. `kv` is Dynamo 1.6's cost function; `kv-ttft` (not in Dynamo) minimises a
  * predicted time to first token from a per-worker model fitted online (ttft-model.ts).
+ * `direct` sends each request to the worker it names (RouteRequest.target; Dynamo's
+ * nvext.backend_instance_id); `device-aware-weighted` is Dynamo's CPU / non-CPU budget policy
+ * (selectDeviceAware; worker device types from setWorkerDevice).
  */
-export type RoutingMode = 'kv' | 'kv-ttft' | 'round-robin' | 'random' | 'least-loaded' | 'power-of-two';
-export const ROUTING_MODES: readonly RoutingMode[] = ['kv', 'kv-ttft', 'round-robin', 'random', 'least-loaded', 'power-of-two'];
+export type RoutingMode =
+  | 'kv'
+  | 'kv-ttft'
+  | 'round-robin'
+  | 'random'
+  | 'least-loaded'
+  | 'power-of-two'
+  | 'direct'
+  | 'device-aware-weighted';
+export const ROUTING_MODES: readonly RoutingMode[] = [
+  'kv',
+  'kv-ttft',
+  'round-robin',
+  'random',
+  'least-loaded',
+  'power-of-two',
+  'direct',
+  'device-aware-weighted',
+];
+
+/** A worker's device class for device-aware-weighted (Dynamo's DeviceType: CPU or an accelerator). */
+export type WorkerDevice = 'cpu' | 'cuda';
 
 /** Modes that read the indexer's overlaps to choose. */
 export function isKvMode(m: RoutingMode): boolean {
@@ -58,6 +82,11 @@ export interface RouteRequest {
   blockHashPairs?: Uint32Array;
   /** Optional precomputed sequence hashes matching `blockHashPairs` (computeSequenceHashPairs). */
   sequenceHashPairs?: Uint32Array;
+  /**
+   * `direct` mode: the worker the client named (and optionally its dp rank; without one the
+   * cheapest of its ranks by the kv cost). Must be among the candidates.
+   */
+  target?: { workerId: WorkerId; dpRank?: number };
 }
 
 export interface WorkerScore {
@@ -69,6 +98,10 @@ export interface WorkerScore {
   potential_prefill_blocks: number;
   potential_decode_blocks: number;
   cost: number;
+  /** Host-pinned blocks continuing the device overlap (only when KV events carry tiers). */
+  host_overlap_blocks?: number;
+  /** Disk / external blocks continuing device + host (only when KV events carry tiers). */
+  disk_overlap_blocks?: number;
   /** kv-ttft only: predicted wait for the prefill queued ahead (ms). */
   predicted_queue_ms?: number;
   /** kv-ttft only: predicted TTFT minus the queue wait (the request's own prefill + first step, ms). */
@@ -118,6 +151,11 @@ export interface KvRouterOptions {
   autoRegisterWorkers?: boolean;
   /** kv-ttft: the per-worker TTFT model (engine batch size, KV capacity, prior, forgetting). */
   ttftModel?: Partial<TtftModelConfig>;
+  /**
+   * device-aware-weighted: how many requests a non-CPU worker takes per CPU worker request
+   * (Dynamo's DYN_ENCODER_CUDA_TO_CPU_RATIO, default 8, an integer >= 1).
+   */
+  nonCpuToCpuRatio?: number;
 }
 
 /**
@@ -151,6 +189,17 @@ export class NoEligibleWorkersError extends Error {
   constructor(message = 'no eligible workers') {
     super(message);
     this.name = 'NoEligibleWorkersError';
+  }
+}
+
+/** `direct` mode: the request named no worker, or one that is not a candidate. */
+export class DirectTargetError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'missing' | 'unknown',
+  ) {
+    super(message);
+    this.name = 'DirectTargetError';
   }
 }
 
@@ -191,6 +240,9 @@ export class KvRouter {
   onBookingChange?: (change: BookingChange) => void;
   /** Request ids booked by another replica (bookRemote): their changes are not reported. */
   private readonly remote = new Set<string>();
+  /** device-aware-weighted: the workers marked as CPU workers (everything else is non-CPU). */
+  private readonly cpuWorkers = new Set<WorkerId>();
+  readonly nonCpuToCpuRatio: number;
 
   constructor(opts: KvRouterOptions) {
     if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1)
@@ -210,6 +262,9 @@ export class KvRouter {
     if (!(tc.forgetting > 0 && tc.forgetting <= 1)) throw new RangeError(`ttftModel.forgetting must be in (0, 1], got ${tc.forgetting}`);
     this.ttftConfig = Object.freeze(tc);
     this.ttftPooled = new TtftModel(this.ttftConfig);
+    this.nonCpuToCpuRatio = opts.nonCpuToCpuRatio ?? 8;
+    if (!Number.isInteger(this.nonCpuToCpuRatio) || this.nonCpuToCpuRatio < 1)
+      throw new RangeError(`nonCpuToCpuRatio must be an integer >= 1, got ${opts.nonCpuToCpuRatio}`);
   }
 
   get mode(): RoutingMode {
@@ -248,8 +303,20 @@ export class KvRouter {
     for (const s of this.order) if (this.indexer.slotWorker(s)!.workerId === workerId) this.capacityBlocks.set(s, Math.floor(blocks));
   }
 
+  /** A worker's device class for device-aware-weighted (default: cuda, as Dynamo's non-CPU). */
+  setWorkerDevice(workerId: WorkerId, device: WorkerDevice): void {
+    if (device === 'cpu') this.cpuWorkers.add(workerId);
+    else if (device === 'cuda') this.cpuWorkers.delete(workerId);
+    else throw new RangeError(`device must be cpu or cuda, got ${String(device)}`);
+  }
+
+  workerDevice(workerId: WorkerId): WorkerDevice {
+    return this.cpuWorkers.has(workerId) ? 'cpu' : 'cuda';
+  }
+
   /** Drop a worker: all its blocks, dp ranks and active load. */
   removeWorker(workerId: WorkerId): void {
+    this.cpuWorkers.delete(workerId);
     for (const s of [...this.order]) if (this.indexer.slotWorker(s)!.workerId === workerId) this.dropSlot(s);
   }
 
@@ -257,7 +324,10 @@ export class KvRouter {
   resetWorkerCache(workerId: WorkerId, dpRank?: number): void {
     for (const s of this.order) {
       const k = this.indexer.slotWorker(s)!;
-      if (k.workerId === workerId && (dpRank === undefined || k.dpRank === dpRank)) this.indexer.clearSlot(s);
+      if (k.workerId === workerId && (dpRank === undefined || k.dpRank === dpRank)) {
+        this.indexer.clearSlot(s);
+        this.indexer.clearLowerTiers(s);
+      }
     }
   }
 
@@ -337,6 +407,8 @@ export class KvRouter {
     const t1 = clock ? clock() : 0;
     const scores = this.indexerEnabled ? this.indexer.findMatchesPairs(local, nBlocks) : null;
     const overlapsBySlot = scores ? cands.map((s) => scores[s]!) : cands.map(() => 0);
+    // Lower tiers only when an event ever carried one: the device-only path stays as it was.
+    const tiers = scores && this.config.useKvEvents ? this.indexer.lowerTierOverlaps(local, nBlocks, scores) : null;
     const t2 = clock ? clock() : 0;
     const needSeq = this.config.assumeKvReuse || !this.config.useKvEvents;
     const seq = needSeq
@@ -357,6 +429,8 @@ export class KvRouter {
       prefillLoadScale: scale,
       decodeActiveRequestWeight: this.config.decodeActiveRequestWeight,
       trackPrefillTokens: this.config.trackPrefillTokens,
+      hostCacheHitWeight: this.config.hostCacheHitWeight,
+      diskCacheHitWeight: this.config.diskCacheHitWeight,
     };
     const inputs: CandidateInput[] = new Array(cands.length);
     let minPrefill = Infinity;
@@ -372,6 +446,10 @@ export class KvRouter {
         newBlocks: nBlocks - activeDepth,
         activeRequests: this.sequences.activeRequests(s),
       };
+      if (tiers) {
+        inputs[i]!.hostBlocks = tiers.host.get(s) ?? 0;
+        inputs[i]!.diskBlocks = tiers.disk.get(s) ?? 0;
+      }
     }
     const workers: WorkerScore[] = new Array(cands.length);
     const costs = new Float64Array(cands.length);
@@ -389,6 +467,10 @@ export class KvRouter {
         potential_decode_blocks: b.potentialDecodeBlocks,
         cost: b.cost,
       };
+      if (tiers) {
+        workers[i]!.host_overlap_blocks = inputs[i]!.hostBlocks!;
+        workers[i]!.disk_overlap_blocks = inputs[i]!.diskBlocks!;
+      }
     }
     let ttftX: Float64Array[] | null = null;
     if (this._mode === 'kv-ttft') {
@@ -442,6 +524,17 @@ export class KvRouter {
         break;
       case 'power-of-two':
         pick = selectPowerOfTwo(inputs, this.rng);
+        break;
+      case 'device-aware-weighted':
+        pick = selectDeviceAware(
+          inputs,
+          cands.map((s) => this.cpuWorkers.has(this.indexer.slotWorker(s)!.workerId)),
+          this.nonCpuToCpuRatio,
+          this.rng,
+        );
+        break;
+      case 'direct':
+        pick = this.directPick(req, cands, costs);
         break;
     }
     const slot = cands[pick]!;
@@ -498,6 +591,24 @@ export class KvRouter {
       };
     }
     return decision;
+  }
+
+  /** `direct`: the named worker (its cheapest rank by the kv cost when no rank is named). */
+  private directPick(req: RouteRequest, cands: readonly number[], costs: Float64Array): number {
+    const t = req.target;
+    if (!t) throw new DirectTargetError('direct routing needs the target worker of the request', 'missing');
+    let pick = -1;
+    for (let i = 0; i < cands.length; i++) {
+      const k = this.indexer.slotWorker(cands[i]!)!;
+      if (k.workerId !== t.workerId || (t.dpRank !== undefined && k.dpRank !== t.dpRank)) continue;
+      if (pick < 0 || costs[i]! < costs[pick]!) pick = i;
+    }
+    if (pick < 0)
+      throw new DirectTargetError(
+        `worker ${t.workerId}${t.dpRank !== undefined ? ` dp_rank ${t.dpRank}` : ''} is not among the candidates`,
+        'unknown',
+      );
+    return pick;
   }
 
   private candidates(allowed?: readonly WorkerId[]): number[] {

@@ -33,6 +33,13 @@ export interface KvRouterConfig {
   approximateCapacityBlocks: number;
   /** Force-free in-flight requests older than this (default 300 000 ms). */
   activeRequestExpiryMs: number;
+  /**
+   * Credit per host-pinned (CPU offload) overlap block beyond the device overlap (Dynamo's
+   * host_cache_hit_weight, default 0.75). Only matters when KV events carry a storage tier.
+   */
+  hostCacheHitWeight: number;
+  /** Credit per disk / external overlap block beyond device + host (disk_cache_hit_weight, default 0.25). */
+  diskCacheHitWeight: number;
 }
 
 export const DEFAULT_KV_ROUTER_CONFIG: Readonly<KvRouterConfig> = Object.freeze({
@@ -48,6 +55,8 @@ export const DEFAULT_KV_ROUTER_CONFIG: Readonly<KvRouterConfig> = Object.freeze(
   approximateCachePolicy: 'ttl',
   approximateCapacityBlocks: 16_384,
   activeRequestExpiryMs: 300_000,
+  hostCacheHitWeight: 0.75,
+  diskCacheHitWeight: 0.25,
 });
 
 export interface RouterFlags {
@@ -73,6 +82,10 @@ export interface RouterFlags {
   activeRequestExpiryMs?: number;
   /** `--load-aware` preset: credit 0, no KV events, no KV-reuse assumption. */
   loadAware?: boolean;
+  /** `--router-host-cache-hit-weight` / policy `host_cache_hit_weight`. */
+  hostCacheHitWeight?: number;
+  /** `--router-disk-cache-hit-weight` / policy `disk_cache_hit_weight`. */
+  diskCacheHitWeight?: number;
 }
 
 function num(v: unknown, name: string, min = 0): number | undefined {
@@ -99,6 +112,8 @@ export function configFromFlags(flags: RouterFlags = {}): KvRouterConfig {
   const ttlSecs = num(flags.ttlSecs, 'ttlSecs');
   set('ttlMs', num(flags.ttlMs, 'ttlMs') ?? (ttlSecs !== undefined ? ttlSecs * 1000 : undefined));
   set('activeRequestExpiryMs', num(flags.activeRequestExpiryMs, 'activeRequestExpiryMs'));
+  set('hostCacheHitWeight', num(flags.hostCacheHitWeight, 'hostCacheHitWeight'));
+  set('diskCacheHitWeight', num(flags.diskCacheHitWeight, 'diskCacheHitWeight'));
   if (flags.approximateCachePolicy !== undefined) {
     if (flags.approximateCachePolicy !== 'ttl' && flags.approximateCachePolicy !== 'lru')
       throw new RangeError(`approximate cache policy must be ttl or lru, got ${flags.approximateCachePolicy}`);
@@ -154,10 +169,21 @@ export interface CostParams {
   prefillLoadScale: number;
   decodeActiveRequestWeight: number;
   trackPrefillTokens: boolean;
+  /** Credit per host-tier overlap block (0 when absent). */
+  hostCacheHitWeight?: number;
+  /** Credit per disk / external-tier overlap block (0 when absent). */
+  diskCacheHitWeight?: number;
 }
 
 export interface CandidateInput {
   overlapBlocks: number;
+  /**
+   * Host-pinned blocks continuing the device overlap (Dynamo's host_pinned extension blocks);
+   * absent (0) when no KV event carried a lower storage tier.
+   */
+  hostBlocks?: number;
+  /** Disk + external blocks continuing device + host (Dynamo's disk extension blocks). */
+  diskBlocks?: number;
   activePrefillTokens: number;
   /** Unique active blocks on the candidate (active decode blocks). */
   activeBlocks: number;
@@ -186,7 +212,11 @@ export function candidateCost(p: CostParams, c: CandidateInput, minEligiblePrefi
     const queuedBlocks = (c.activePrefillTokens - minEligiblePrefill) / bs;
     decay = 1 / (1 + (p.overlapScoreCreditDecay * queuedBlocks) / Math.max(1, Math.ceil(p.isl / bs)));
   }
-  const overlapCreditBlocks = p.overlapScoreCredit * decay * c.overlapBlocks;
+  let overlapCreditBlocks = p.overlapScoreCredit * decay * c.overlapBlocks;
+  // Lower tiers (dynamo-facts 1.2): host and disk blocks earn their own credit, without the
+  // decay. Skipped when there are none, so the device-only cost is bit-for-bit unchanged.
+  if (c.hostBlocks) overlapCreditBlocks += (p.hostCacheHitWeight ?? 0) * c.hostBlocks;
+  if (c.diskBlocks) overlapCreditBlocks += (p.diskCacheHitWeight ?? 0) * c.diskBlocks;
   const adjusted = Math.max(0, potentialPrefillBlocks - overlapCreditBlocks);
   const potentialDecodeBlocks = c.activeBlocks + c.newBlocks;
   const cost = p.prefillLoadScale * adjusted + potentialDecodeBlocks + p.decodeActiveRequestWeight * c.activeRequests;
@@ -288,6 +318,45 @@ export function selectLeastLoaded(loads: readonly CandidateInput[], rng: Rng): n
       best = i;
       ties = 1;
     } else if (c === 0) {
+      ties++;
+      if (rng.int(ties) === 0) best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * Dynamo's device-aware-weighted selection (PushRouter, Dynamo 1.6 era): candidates split into
+ * CPU workers and the rest (CUDA or unknown). With only one class present, the least loaded of
+ * all. With both, the CPU class gets the request while its in-flight total stays under a budget
+ * of floor(nonCpuInflight * cpuCount / (ratio * nonCpuCount)) (integer arithmetic as Dynamo),
+ * else the non-CPU class; within the class, the fewest in-flight requests wins (ties uniformly).
+ * `ratio` is Dynamo's DYN_ENCODER_CUDA_TO_CPU_RATIO (default 8): how much more a non-CPU worker
+ * is expected to take than a CPU worker.
+ */
+export function selectDeviceAware(loads: readonly CandidateInput[], isCpu: readonly boolean[], ratio: number, rng: Rng): number {
+  let cpuCount = 0;
+  let cpuInflight = 0;
+  let otherInflight = 0;
+  for (let i = 0; i < loads.length; i++) {
+    if (isCpu[i]) {
+      cpuCount++;
+      cpuInflight += loads[i]!.activeRequests;
+    } else otherInflight += loads[i]!.activeRequests;
+  }
+  const otherCount = loads.length - cpuCount;
+  let useCpu: boolean;
+  if (cpuCount === 0) useCpu = false;
+  else if (otherCount === 0) useCpu = true;
+  else useCpu = cpuInflight < Math.floor((otherInflight * cpuCount) / (Math.max(1, Math.floor(ratio)) * otherCount));
+  let best = -1;
+  let ties = 0;
+  for (let i = 0; i < loads.length; i++) {
+    if (!!isCpu[i] !== useCpu) continue;
+    if (best < 0 || loads[i]!.activeRequests < loads[best]!.activeRequests) {
+      best = i;
+      ties = 1;
+    } else if (loads[i]!.activeRequests === loads[best]!.activeRequests) {
       ties++;
       if (rng.int(ties) === 0) best = i;
     }

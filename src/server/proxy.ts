@@ -8,10 +8,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { request } from 'undici';
-import type { KvRouter } from '../router/index.js';
+import { DirectTargetError, type KvRouter } from '../router/index.js';
 import { PROMPT_IDS_HEADER, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
 import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
 import type { ServerContext } from './context.js';
+import { checkTargetUsable, directTarget, validTargets } from './direct.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
@@ -66,6 +67,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const raw = await readBody(req, ctx.opts.bodyLimitBytes ?? 8 * 1024 * 1024);
   const body = parseJsonBody(raw);
   checkFields(body);
+  // Direct mode: the client names the worker (400 / 404 before any work when it does not).
+  const target = ctx.mode === 'direct' ? directTarget(req, body, registry) : undefined;
   const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
   const stream = body.stream === true;
@@ -116,14 +119,32 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     for (let attempt = 1; ; attempt++) {
       let eligible: Eligible;
       try {
+        if (target) checkTargetUsable(registry, target, Date.now());
         eligible = eligibleWorkers(ctx.opts, registry, metrics, router, tried);
       } catch (err) {
         totals.rejected++;
         throw err;
       }
       const now = Date.now();
-      const pinned = ctx.sessions.pinned(session, eligible.ids, now);
-      const decision = router.route({ requestId, tokens, nowMs: now, overrides, allowedWorkers: pinned ? [pinned] : eligible.ids });
+      // Direct: the named worker (even when only it is busy) among the eligible ones, whose
+      // costs the decision record still shows; no session pinning.
+      const pinned = target ? undefined : ctx.sessions.pinned(session, eligible.ids, now);
+      const allowed = target ? [...new Set([...eligible.ids, target.id])] : pinned ? [pinned] : eligible.ids;
+      let decision;
+      try {
+        decision = router.route({
+          requestId,
+          tokens,
+          nowMs: now,
+          overrides,
+          allowedWorkers: allowed,
+          target: target ? { workerId: target.id, dpRank: target.dpRank } : undefined,
+        });
+      } catch (err) {
+        if (err instanceof DirectTargetError)
+          throw new HttpError(404, `${err.message}; valid: ${validTargets(registry)}`, 'invalid_request_error', 'worker_not_found');
+        throw err;
+      }
       const record: DecisionRecord = { ...decision, at_ms: now, attempt };
       if (session) record.session = session;
       if (pinned) record.pinned = true;
@@ -161,11 +182,21 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
           record.status = 'aborted';
           return;
         }
+        if (target) {
+          record.status = 'error';
+          noteFailure(ctx, st, `failed before the first byte (${(err as Error).message})`, false);
+          throw new HttpError(
+            502,
+            `worker ${st.ep.id} failed before the first byte (${(err as Error).message}); in direct mode the request is not sent elsewhere`,
+            'server_error',
+            'upstream_failed',
+          );
+        }
         record.status = 'retried';
         noteFailure(ctx, st, `failed before the first byte (${(err as Error).message})`);
         continue;
       }
-      if (upstream.statusCode >= 500 && upstream.statusCode !== 529) {
+      if (upstream.statusCode >= 500 && upstream.statusCode !== 529 && !target) {
         await upstream.body.dump().catch(() => {});
         router.free(requestId, Date.now());
         ctx.queue?.notify();
@@ -188,11 +219,14 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   }
 }
 
-function noteFailure(ctx: ServerContext, st: WorkerState, what: string): void {
+function noteFailure(ctx: ServerContext, st: WorkerState, what: string, retrying = true): void {
   st.errors++;
   st.breaker.onFailure(Date.now());
-  ctx.metrics.inc('dynamo_lab_router_retries_total', 'Requests retried on another worker before the first byte', { worker_id: st.ep.id });
-  ctx.opts.log?.(`worker ${st.ep.id} ${what}; trying another worker${st.breaker.state(Date.now()) === 'open' ? ' (circuit opened)' : ''}`);
+  if (retrying)
+    ctx.metrics.inc('dynamo_lab_router_retries_total', 'Requests retried on another worker before the first byte', { worker_id: st.ep.id });
+  ctx.opts.log?.(
+    `worker ${st.ep.id} ${what}${retrying ? '; trying another worker' : ''}${st.breaker.state(Date.now()) === 'open' ? ' (circuit opened)' : ''}`,
+  );
   void ctx.health.check(st);
 }
 

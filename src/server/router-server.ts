@@ -59,7 +59,14 @@ export class RouterServer {
     const events = opts.events ?? 'inproc';
     const mode = opts.mode ?? 'kv';
     const config = events === 'none' ? { ...opts.config, useKvEvents: false } : opts.config;
-    const core = new KvRouter({ blockSize: opts.blockSize, mode, config, seed: opts.seed, clock: () => performance.now() });
+    const core = new KvRouter({
+      blockSize: opts.blockSize,
+      mode,
+      config,
+      seed: opts.seed,
+      clock: () => performance.now(),
+      nonCpuToCpuRatio: opts.nonCpuToCpuRatio,
+    });
     const metrics = new Metrics();
     // pipelining 1 (undici's default): keep-alive connections to the workers; 0 would close every connection
     // after one request (a TCP connect per proxied request on both sides).

@@ -29,6 +29,8 @@ export interface WorkerEndpoint {
   readonly totalKvBlocks?: number;
   /** The engine's max_num_batched_tokens, for the prefill-tokens fraction busy threshold. */
   readonly maxNumBatchedTokens?: number;
+  /** Device class for device-aware-weighted routing (default cuda, Dynamo's non-CPU class). */
+  readonly device?: 'cpu' | 'cuda';
   /**
    * Co-located simulated worker: takes the prompt's token ids for a request id (its x-request-id)
    * so it does not tokenize the text again. The router calls it before forwarding.
@@ -111,6 +113,8 @@ export interface RouterServerOptions {
   readonly queue?: { readonly threshold: number; readonly maxQueued: number };
   /** Status when every worker is busy (default 529, Dynamo's DYN_HTTP_OVERLOAD_STATUS_CODE). */
   readonly overloadStatus?: number;
+  /** device-aware-weighted: non-CPU to CPU capacity ratio (Dynamo's DYN_ENCODER_CUDA_TO_CPU_RATIO, default 8). */
+  readonly nonCpuToCpuRatio?: number;
   /** ZMQ replay reply timeout (default 3000 ms). */
   readonly replayTimeoutMs?: number;
   /** ZMQ: ask for newer batches after this much silence (default 2000 ms; 0 = never). */

@@ -4,10 +4,12 @@
  *
  *   http://10.0.0.5:8000
  *   id=a,url=http://10.0.0.5:8000,zmq=tcp://10.0.0.5:5557,replay=tcp://10.0.0.5:5558,worker_id=7587889,kv_blocks=16384
+ *   id=c,url=http://10.0.0.7:8000,device=cpu
  *
  * `worker_id` is the Dynamo instance id (u64, decimal or 0x hex) that the worker's RouterEvents
  * carry on the NATS event plane; it maps those events to this worker. A worker whose `id` is
- * itself a decimal u64 needs no `worker_id` (it is its own Dynamo id).
+ * itself a decimal u64 needs no `worker_id` (it is its own Dynamo id). `device` (cpu | cuda,
+ * default cuda) is the worker's device class for `--mode device-aware-weighted`.
  */
 export interface WorkerSpec {
   id?: string;
@@ -22,9 +24,11 @@ export interface WorkerSpec {
   totalKvBlocks?: number;
   /** The engine's max_num_batched_tokens (for --active-prefill-tokens-threshold-frac). */
   maxNumBatchedTokens?: number;
+  /** Device class for device-aware-weighted routing (Dynamo's DeviceType). */
+  device?: 'cpu' | 'cuda';
 }
 
-const KEYS = ['id', 'url', 'zmq', 'replay', 'worker_id', 'kv_blocks', 'max_num_batched_tokens'] as const;
+const KEYS = ['id', 'url', 'zmq', 'replay', 'worker_id', 'kv_blocks', 'max_num_batched_tokens', 'device'] as const;
 
 export class WorkerSpecError extends Error {}
 
@@ -64,7 +68,7 @@ function positiveInt(v: unknown, what: string): number {
   return n;
 }
 
-/** `URL` or `key=value,...` (keys: id, url, zmq, replay, worker_id, kv_blocks, max_num_batched_tokens). */
+/** `URL` or `key=value,...` (keys: id, url, zmq, replay, worker_id, kv_blocks, max_num_batched_tokens, device). */
 export function parseWorkerSpec(text: string): WorkerSpec {
   const t = text.trim();
   if (!t.includes('=')) return { url: normaliseUrl(t) };
@@ -94,6 +98,11 @@ export function workerSpecFromObject(o: Record<string, unknown>): WorkerSpec {
   if (o.worker_id !== undefined) spec.dynamoWorkerId = parseDynamoWorkerId(o.worker_id as string);
   if (o.kv_blocks !== undefined) spec.totalKvBlocks = positiveInt(o.kv_blocks, 'kv_blocks');
   if (o.max_num_batched_tokens !== undefined) spec.maxNumBatchedTokens = positiveInt(o.max_num_batched_tokens, 'max_num_batched_tokens');
+  if (o.device !== undefined) {
+    const d = String(o.device).toLowerCase();
+    if (d !== 'cpu' && d !== 'cuda') throw new WorkerSpecError(`device must be cpu or cuda, got "${String(o.device)}"`);
+    spec.device = d;
+  }
   if (spec.replay && !spec.zmq) throw new WorkerSpecError('replay= needs zmq= (the PUB endpoint) too');
   return spec;
 }

@@ -47,6 +47,19 @@ export class WorkerRegistry {
     return this.states.values();
   }
 
+  /**
+   * The worker a client named (direct mode): its id, or its Dynamo worker_id (decimal; 0x hex
+   * accepted), as Dynamo's nvext.backend_instance_id carries it.
+   */
+  resolve(name: string): string | undefined {
+    if (this.states.has(name)) return name;
+    if (/^(0x[0-9a-f]+|\d+)$/i.test(name)) {
+      const dec = BigInt(name).toString();
+      return this.byDynamoId.get(dec) ?? (this.states.has(dec) ? dec : undefined);
+    }
+    return undefined;
+  }
+
   /** Connect to NATS when the events come from there (one subscription for every worker). */
   async startNats(): Promise<void> {
     if (this.events !== 'nats') return;
@@ -90,6 +103,7 @@ export class WorkerRegistry {
     if (w.dynamoWorkerId !== undefined) this.byDynamoId.set(w.dynamoWorkerId, w.id);
     this.core.addWorker(w.id);
     if (w.totalKvBlocks !== undefined) this.core.setWorkerCapacity(w.id, w.totalKvBlocks);
+    if (w.device !== undefined) this.core.setWorkerDevice(w.id, w.device);
     if (this.events === 'inproc' && w.onKvEvent) st.unsubscribe = w.onKvEvent((ev) => this.applyEvent(ev));
     if (this.events === 'zmq' && w.zmq) {
       st.zmq = new ZmqEventSource({
@@ -146,6 +160,7 @@ export class WorkerRegistry {
       dynamoWorkerId: spec.dynamoWorkerId,
       totalKvBlocks: spec.totalKvBlocks,
       maxNumBatchedTokens: spec.maxNumBatchedTokens,
+      device: spec.device,
     };
     try {
       this.add(ep);

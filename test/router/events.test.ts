@@ -323,7 +323,7 @@ test('medium -> tier mapping', () => {
   assert.equal(mediumToTier(3), undefined);
 });
 
-test('decoded vLLM events drive the router; non-device tiers are not indexed', async () => {
+test('decoded vLLM events drive the router; non-device tiers go to their own tier, not the device tree', async () => {
   const { KvRouter } = await import('../../src/router/index.js');
   const r = new KvRouter({ blockSize: BS });
   r.addWorker('w');
@@ -343,8 +343,11 @@ test('decoded vLLM events drive the router; non-device tiers are not indexed', a
   );
   assert.deepEqual(
     batch.events.map((e) => r.applyEvent(e).status),
-    ['ok', 'ignored'],
+    ['ok', 'ok'],
   );
   assert.equal(r.route({ requestId: 'a', tokens: [...toks8, 9], nowMs: 0 }).overlap_blocks, 2);
-  assert.equal(r.route({ requestId: 'b', tokens: [50, 51, 52, 53], nowMs: 0 }).overlap_blocks, 0);
+  const b = r.route({ requestId: 'b', tokens: [50, 51, 52, 53], nowMs: 0 });
+  assert.equal(b.overlap_blocks, 0);
+  // The CPU block is a host-tier root entry of w: credited as a host block, not a device one.
+  assert.equal(b.workers.find((w) => w.id === 'w')!.host_overlap_blocks, 1);
 });

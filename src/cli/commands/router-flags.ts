@@ -29,9 +29,14 @@ export const ROUTER_OPTIONS: Readonly<Record<string, OptionSpec>> = {
     valueName: 'url|spec',
     multiple: true,
     description:
-      'A worker: its OpenAI base URL, or id=NAME,url=URL[,zmq=tcp://h:p][,replay=tcp://h:p][,worker_id=N][,kv_blocks=N][,max_num_batched_tokens=N] (repeatable). worker_id is the Dynamo instance id its NATS KV events carry',
+      'A worker: its OpenAI base URL, or id=NAME,url=URL[,zmq=tcp://h:p][,replay=tcp://h:p][,worker_id=N][,kv_blocks=N][,max_num_batched_tokens=N][,device=cpu|cuda] (repeatable). worker_id is the Dynamo instance id its NATS KV events carry (and a name direct mode accepts); device is for --mode device-aware-weighted',
   },
-  mode: { type: 'string', valueName: 'mode', default: 'kv', description: `Routing policy: ${ROUTING_MODES.join(', ')}` },
+  mode: {
+    type: 'string',
+    valueName: 'mode',
+    default: 'kv',
+    description: `Routing policy: ${ROUTING_MODES.join(', ')}. direct: each request names its worker (nvext.backend_instance_id, as Dynamo, or the x-dynamo-lab-target-worker header). device-aware-weighted: Dynamo's CPU / non-CPU budget (device=cpu in --worker; ratio from DYN_ENCODER_CUDA_TO_CPU_RATIO, default 8), least in-flight within the class`,
+  },
   host: { type: 'string', valueName: 'addr', default: '127.0.0.1', description: 'Address to listen on' },
   port: { type: 'string', valueName: 'port', default: '8000', description: 'Port to listen on (0 = any free port)' },
   events: {
@@ -62,7 +67,18 @@ export const ROUTER_OPTIONS: Readonly<Record<string, OptionSpec>> = {
     type: 'string',
     valueName: 'yaml',
     description:
-      "YAML file with Dynamo 1.6's default policy parameters: overlap_score_credit, overlap_score_credit_decay, prefill_load_scale, decode_active_request_weight, router_temperature (flags given on the command line win)",
+      "YAML file with Dynamo 1.6's default policy parameters: overlap_score_credit, overlap_score_credit_decay, prefill_load_scale, decode_active_request_weight, router_temperature, host_cache_hit_weight, disk_cache_hit_weight (flags given on the command line win)",
+  },
+  'router-host-cache-hit-weight': {
+    type: 'string',
+    valueName: 'w',
+    description:
+      'Credit (0-1, default 0.75) per host-pinned (CPU offload) block continuing the GPU prefix overlap, when KV events carry a storage tier / medium',
+  },
+  'router-disk-cache-hit-weight': {
+    type: 'string',
+    valueName: 'w',
+    description: 'Credit (0-1, default 0.25) per disk / external-tier block continuing the GPU and host overlap',
   },
   'router-ttl-secs': {
     type: 'string',
@@ -198,6 +214,8 @@ export interface RouterCliFlags {
   readonly natsComponent: string;
   readonly config: KvRouterConfig;
   readonly queue?: { threshold: number; maxQueued: number };
+  /** DYN_ENCODER_CUDA_TO_CPU_RATIO, for --mode device-aware-weighted. */
+  readonly nonCpuToCpuRatio?: number;
   readonly busy?: BusyThresholds;
   readonly sessionAffinityTtlS: number;
   readonly healthIntervalS: number;
@@ -302,9 +320,21 @@ export async function parseRouterFlags(values: ParsedValues, env: NodeJS.Process
     ...policy,
     kvOverlapScoreWeight: numberFlag(values, 'kv-overlap-score-weight', (n) => n >= 0, 'a number >= 0'),
     temperature: numberFlag(values, 'router-temperature', (n) => n >= 0, 'a number >= 0') ?? policy.temperature,
+    hostCacheHitWeight:
+      numberFlag(values, 'router-host-cache-hit-weight', (n) => n >= 0 && n <= 1, 'a number from 0 to 1') ?? policy.hostCacheHitWeight,
+    diskCacheHitWeight:
+      numberFlag(values, 'router-disk-cache-hit-weight', (n) => n >= 0 && n <= 1, 'a number from 0 to 1') ?? policy.diskCacheHitWeight,
     ttlSecs,
     approximateCachePolicy: acp,
   });
+  // Dynamo reads the device-aware ratio from this environment variable (integer >= 1, default 8).
+  const ratioEnv = env.DYN_ENCODER_CUDA_TO_CPU_RATIO;
+  let nonCpuToCpuRatio: number | undefined;
+  if (ratioEnv !== undefined && ratioEnv !== '') {
+    nonCpuToCpuRatio = Number(ratioEnv);
+    if (!Number.isInteger(nonCpuToCpuRatio) || nonCpuToCpuRatio < 1)
+      throw new UsageError(`DYN_ENCODER_CUDA_TO_CPU_RATIO must be a whole number >= 1, not "${ratioEnv}".`);
+  }
   const queueThreshold = numberFlag(values, 'router-queue-threshold', (n) => n >= 0, 'a number >= 0');
   const queueMax = intFlag(values, 'router-queue-max', 0)!;
   if (events.kind === 'none') config.useKvEvents = false;
@@ -345,6 +375,7 @@ export async function parseRouterFlags(values: ParsedValues, env: NodeJS.Process
         );
   return {
     mode,
+    nonCpuToCpuRatio,
     host: values.host as string,
     port,
     blockSize,
