@@ -62,6 +62,11 @@ function parseModes(raw: string): RoutingMode[] {
   if (modes.length === 0) throw new UsageError('--modes needs at least one mode.');
   for (const m of modes)
     if (!ROUTING_MODES.includes(m)) throw new UsageError(`unknown mode "${m}" in --modes.`, `Modes: ${ROUTING_MODES.join(', ')}.`);
+  if (modes.includes('direct'))
+    throw new UsageError(
+      'the bench cannot replay --modes direct: a trace names no worker per request.',
+      `Compare the routing policies: ${ROUTING_MODES.filter((m) => m !== 'direct').join(', ')}.`,
+    );
   if (new Set(modes).size !== modes.length) throw new UsageError('--modes lists a mode twice.');
   return modes;
 }
