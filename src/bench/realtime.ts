@@ -29,6 +29,11 @@ export type PromptFormat = 'tokens' | 'text';
 
 export interface RealtimeOptions {
   url: string;
+  /**
+   * Several front ends of the same workers (router replicas): requests go to them in turn, in
+   * the order they are sent (`url` is then ignored).
+   */
+  urls?: readonly string[];
   model: string;
   speedup?: number;
   prompt?: PromptFormat;
@@ -50,7 +55,9 @@ export interface RealtimeResult {
 
 export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<RealtimeResult> {
   const speedup = opts.speedup ?? 1;
-  const base = opts.url.replace(/\/+$/, '').replace(/\/v1$/, '');
+  const bases = (opts.urls && opts.urls.length > 0 ? opts.urls : [opts.url]).map((u) => u.replace(/\/+$/, '').replace(/\/v1$/, ''));
+  const base = bases[0]!;
+  let sentCount = 0;
   const agent = new Agent({ connections: 1024, pipelining: 0, keepAliveTimeout: 30_000 });
   const records: RequestRecord[] = new Array(w.requests.length);
   const { firsts, nextTurn, t0 } = turnSchedule(w.requests);
@@ -107,6 +114,7 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
       stream: true,
       stream_options: { include_usage: true },
     });
+    const target = bases[sentCount++ % bases.length]!;
     const sent = performance.now();
     const rec: RequestRecord = { index: r.index, startMs: sent - start, inputTokens: r.inputLength, outputTokens: 0 };
     records[r.index] = rec;
@@ -115,7 +123,7 @@ export async function runRealtime(w: Workload, opts: RealtimeOptions): Promise<R
     const relay = () => reqAc.abort(ac.signal.reason);
     ac.signal.addEventListener('abort', relay, { once: true });
     try {
-      const res = await request(`${base}/v1/completions`, {
+      const res = await request(`${target}/v1/completions`, {
         method: 'POST',
         body,
         headers: {
