@@ -18,6 +18,7 @@ import {
   candidateCost,
   selectByCost,
   selectDeviceAware,
+  selectMinCost,
   selectLeastLoaded,
   selectPowerOfTwo,
   type CandidateInput,
@@ -473,7 +474,10 @@ export class KvRouter {
       }
     }
     let ttftX: Float64Array[] | null = null;
+    /** kv-ttft: Dynamo's kv costs, for deferring to kv's choice when kv-ttft gains little. */
+    let kvCosts: Float64Array | null = null;
     if (this._mode === 'kv-ttft') {
+      kvCosts = Float64Array.from(costs);
       ttftX = new Array(cands.length);
       const q = new Float64Array(N_TTFT_FEATURES);
       const tc = this.ttftConfig;
@@ -509,9 +513,20 @@ export class KvRouter {
     let pick: number;
     switch (this._mode) {
       case 'kv':
-      case 'kv-ttft':
         pick = selectByCost(costs, temperature, this.rng);
         break;
+      case 'kv-ttft': {
+        pick = selectByCost(costs, temperature, this.rng);
+        // Defer to Dynamo's kv choice unless kv-ttft expects it to cost clearly more: the
+        // predicted gain must beat the model's own error to be worth leaving kv's cache and
+        // load balance (ttft-model.ts, kvDeferMargin).
+        const m = this.ttftConfig.kvDeferMargin;
+        if (m > 0 && kvCosts) {
+          const k = selectMinCost(kvCosts, this.rng);
+          if (k !== pick && costs[k]! <= costs[pick]! * (1 + m) + this.ttftConfig.kvDeferMs) pick = k;
+        }
+        break;
+      }
       case 'round-robin':
         pick = this.rr++ % cands.length;
         if (this.rr >= 0x40000000) this.rr = 0;

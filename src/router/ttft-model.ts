@@ -73,6 +73,14 @@ export interface TtftModelConfig {
   decodeBlockMs: number;
   /** Upper bound of the load-dependent penalty (keeps overload from starving a hot worker's queue). */
   prefillPenaltyMax: number;
+  /**
+   * Policy: keep Dynamo's kv choice unless kv-ttft's own choice is predicted to cost less than
+   * kv's choice by more than this fraction (plus kvDeferMs): small predicted gains are within
+   * the model's error, and leaving kv's choice for them costs cache locality (0 = off).
+   */
+  kvDeferMargin: number;
+  /** Absolute part of the kv deferral band (ms of predicted cost). */
+  kvDeferMs: number;
 }
 
 /** The mocker's polynomial (sim/timing.ts) expressed in the scaled features, for a batch size B. */
@@ -93,6 +101,8 @@ export const DEFAULT_TTFT_MODEL_CONFIG: Readonly<TtftModelConfig> = Object.freez
   prefillPenaltyPerQueuedPass: 1,
   prefillPenaltyMax: Infinity,
   decodeBlockMs: 0.1,
+  kvDeferMargin: 0.02,
+  kvDeferMs: 0,
 });
 
 /**

@@ -141,8 +141,8 @@ function storedFor(workerId: string, toks: number[], eventId: number): RouterEve
 }
 
 /** Worker a holds 70 of the prompt's 80 blocks and decodes one long unrelated request; b is idle. */
-function cachedBusyScenario(mode: 'kv' | 'kv-ttft'): KvRouter {
-  const r = new KvRouter({ blockSize: BS, mode, seed: 1 });
+function cachedBusyScenario(mode: 'kv' | 'kv-ttft', ttftModel: Partial<TtftModelConfig> = {}): KvRouter {
+  const r = new KvRouter({ blockSize: BS, mode, seed: 1, ttftModel });
   r.addWorker('a');
   r.addWorker('b');
   assert.equal(r.applyEvent(storedFor('a', tokens(70 * BS), 0)).status, 'ok');
@@ -180,6 +180,35 @@ test('kv-ttft takes the cached busy worker that Dynamo kv passes over (decode bl
   ] as const)
     assert.equal(typeof wa[k], 'number');
   assert.equal(wa.overlap_blocks, 70);
+});
+
+test("kv-ttft keeps Dynamo kv's choice unless its own is predicted to be cheaper by more than kvDeferMargin", () => {
+  const prompt = tokens(80 * BS);
+  const own = cachedBusyScenario('kv-ttft').route({ requestId: 'q', tokens: prompt, nowMs: 2 });
+  const wa = own.workers.find((w) => w.id === 'a')!;
+  const wb = own.workers.find((w) => w.id === 'b')!;
+  const gain = wb.cost / wa.cost - 1;
+  assert.equal(own.chosen, 'a');
+  assert.ok(gain > DEFAULT_TTFT_MODEL_CONFIG.kvDeferMargin, `predicted gain ${gain} beats the default margin`);
+  // A margin above the predicted gain: kv's choice (b) stands; the costs shown are unchanged.
+  const deferred = cachedBusyScenario('kv-ttft', { kvDeferMargin: gain * 1.01 }).route({ requestId: 'q', tokens: prompt, nowMs: 2 });
+  assert.equal(deferred.chosen, 'b');
+  assert.deepEqual(
+    deferred.workers.map((w) => w.cost),
+    own.workers.map((w) => w.cost),
+  );
+  // The absolute band does the same.
+  const byMs = cachedBusyScenario('kv-ttft', { kvDeferMargin: 1e-9, kvDeferMs: wb.cost - wa.cost + 1 }).route({
+    requestId: 'q',
+    tokens: prompt,
+    nowMs: 2,
+  });
+  assert.equal(byMs.chosen, 'b');
+  // Margin 0 turns the deferral off.
+  assert.equal(
+    cachedBusyScenario('kv-ttft', { kvDeferMargin: 0, kvDeferMs: 1e9 }).route({ requestId: 'q', tokens: prompt, nowMs: 2 }).chosen,
+    'a',
+  );
 });
 
 test('kv-ttft leaves the cached worker when its queued prefill costs more than the prefix saves', () => {
