@@ -88,6 +88,8 @@ interface Row {
   load_before: Load;
   load_after: Load;
   wall_s: number;
+  /** Replica sync counters per replica after the run (published / applied / unknown worker). */
+  sync?: Array<{ published: number; applied: number; unknown_worker: number; decode_errors: number }>;
 }
 const rows: Row[] = [];
 
@@ -121,7 +123,7 @@ async function modelOf(url: string): Promise<string> {
   return id;
 }
 
-async function measure(suiteName: string, config: string, load: number, urls: string[]): Promise<void> {
+async function measure(suiteName: string, config: string, load: number, urls: string[]): Promise<Row> {
   const before = await machineLoad();
   say(`[${suiteName}] ${config}, load ${load}x: ${workload.requests.length} requests (load average ${before.loadavg1})`);
   const t0 = performance.now();
@@ -136,10 +138,20 @@ async function measure(suiteName: string, config: string, load: number, urls: st
   });
   const after = await machineLoad();
   const result = summarize(r.records).result;
-  rows.push({ suite: suiteName, config, load, result, load_before: before, load_after: after, wall_s: (performance.now() - t0) / 1000 });
+  const row: Row = {
+    suite: suiteName,
+    config,
+    load,
+    result,
+    load_before: before,
+    load_after: after,
+    wall_s: (performance.now() - t0) / 1000,
+  };
+  rows.push(row);
   say(
     `  done in ${((performance.now() - t0) / 1000).toFixed(1)} s: TTFT avg ${result.ttft_ms.avg.toFixed(0)} ms, hit ${(100 * result.prefix_hit_rate).toFixed(1)} %, ${result.errors} errors${result.error_summary ? ` (${result.error_summary.map((e) => `${e.count}x ${e.message}`).join('; ')})` : ''}`,
   );
+  return row;
 }
 
 async function suiteModes(): Promise<void> {
@@ -266,12 +278,31 @@ async function suiteReplicas(): Promise<void> {
             { timeoutMs: 30_000, daemons: routers.map((r) => r.d) },
           );
         }
-        await measure(
+        const row = await measure(
           'replicas',
           c.name,
           replicaLoad,
           routers.map((r) => r.url),
         );
+        if (c.sync) {
+          row.sync = [];
+          for (const r of routers) {
+            const v = (await getJson(`${r.url}/debug/workers`)) as {
+              replica_sync?: { published: number; applied: number; unknown_worker: number; decode_errors: number };
+            };
+            const x = v.replica_sync;
+            if (x)
+              row.sync.push({
+                published: x.published,
+                applied: x.applied,
+                unknown_worker: x.unknown_worker,
+                decode_errors: x.decode_errors,
+              });
+          }
+          say(
+            `  replica sync: ${row.sync.map((x, i) => `replica ${i} published ${x.published}, applied ${x.applied}, unknown worker ${x.unknown_worker}`).join('; ')}`,
+          );
+        }
       } finally {
         for (const r of routers) await stopDaemon(r.d);
         await stopDaemon(sims.d);
@@ -286,6 +317,10 @@ if (suite === 'modes' || suite === 'all') await suiteModes();
 if (suite === 'replicas' || suite === 'all') await suiteReplicas();
 
 const f0 = (x: number) => x.toFixed(0);
+const spread = (m: Record<string, number>) => {
+  const v = Object.values(m);
+  return v.length ? `${Math.min(...v)}-${Math.max(...v)}` : '-';
+};
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 const lines: string[] = [];
 lines.push(
@@ -301,6 +336,7 @@ lines.push(
     'hit'.padStart(7),
     'predicted'.padStart(9),
     'errors'.padStart(6),
+    'reqs/worker min-max'.padStart(19),
     'load avg before/after'.padStart(22),
   ].join('  '),
 );
@@ -316,6 +352,7 @@ for (const r of rows) {
       pct(r.result.prefix_hit_rate).padStart(7),
       pct(r.result.predicted_hit_rate).padStart(9),
       String(r.result.errors).padStart(6),
+      spread(r.result.requests_per_worker).padStart(19),
       `${r.load_before.loadavg1} / ${r.load_after.loadavg1}`.padStart(22),
     ].join('  '),
   );
