@@ -13,20 +13,31 @@
  *  3. Then waiting requests, FCFS, while running < maxNumSeqs and no preemption happened in
  *     this pass. On its first schedule a request's prompt is matched against the prefix
  *     cache (longest leading run of cached full blocks); those tokens are not computed.
- *  4. pass time = prefill_ms(new prompt tokens in the pass) / speedup
- *               + decode_ms(used blocks / num_gpu_blocks) / (speedup * decodeSpeedup)
- *     where the decode term is charged when at least one request emits a token in the pass.
+ *  4. pass time = prefill_ms(prompt tokens computed in the pass) / speedup
+ *               + decode_ms(sum of the decoding requests' lengths / (num_gpu_blocks * block_size))
+ *                 / (speedup * decodeSpeedup)
+ *     where "decoding" means the request's sequence was fully computed before this pass (it
+ *     computes its newest token now); the decode term is 0 when no request is decoding.
  *  5. At pass end every request whose sequence is fully computed emits one token: the pass
- *     that completes a prompt emits the first token (so a lone request's TTFT is the sum of
- *     its prefill chunk times plus one decode step), later passes one token each.
+ *     that completes a prompt emits the first token without a decode term of its own, so a
+ *     lone request's TTFT is the sum of its prefill chunk times; later passes one token each.
+ *
+ * Steps 4-5 are what Dynamo 1.6.1's mocker does (checked against it by timing its streamed
+ * tokens: `npm run bench:peers -- --fidelity`): a lone request's first token comes one prefill
+ * time after it arrives, whatever the decode speed; a request whose prompt completes beside
+ * decoding requests gets its first token at the end of that pass (prefill + their decode); the
+ * decode time grows with the decoding requests' summed lengths, a shared prefix counted once
+ * per request, and not with the prompt that is being prefilled. (Dynamo v1.1's engine charged
+ * a decode step in the prompt's last pass too.)
  *
  * Sequences: the KV of the prompt and of every output token but the newest is resident
  * (the newest token is the next pass's input), so output tokens extend the sequence and
  * a partial tail block is promoted to a full block (Stored) when it fills up.
  *
- * cached_tokens: like Dynamo's mocker, min(overlap_blocks * block_size, prompt_tokens); a
- * fully cached prompt computes no prompt token (prefill term 0). (vLLM itself caps the hit
- * at prompt_tokens - 1; we follow the mocker.)
+ * cached_tokens: like vLLM and Dynamo 1.6.1's mocker, the cached blocks are matched over the
+ * prompt minus its last token, so at least one prompt token is always computed: a fully cached
+ * 4,096-token prompt reports 4,080 cached tokens with blocks of 16 (the last block is
+ * recomputed). cached_tokens = matched blocks * block_size.
  *
  * Over 400 lines on purpose: the scheduling pass (steps 1-5 above) is one state machine over
  * the waiting/running queues; block allocation is already in kv-manager.ts, timing in timing.ts.
@@ -508,8 +519,10 @@ export class SimEngine {
     while (!preempted && this.waiting.length > 0 && this.running.length < this.maxNumSeqs) {
       const s = this.waiting[0]!;
       const target = s.tokens.length;
-      const overlap = this.kv.prefixMatch(s, Math.floor(target / this.blockSize));
-      const cached = Math.min(overlap * this.blockSize, target);
+      // At least the last token is computed (vLLM; Dynamo 1.6.1's mocker): match at most the
+      // full blocks before it.
+      const overlap = this.kv.prefixMatch(s, Math.floor((target - 1) / this.blockSize));
+      const cached = overlap * this.blockSize;
       const remaining = target - cached;
       if (remaining > 0 && budget <= 0) break;
       const n = Math.min(remaining, budget);
@@ -545,14 +558,20 @@ export class SimEngine {
       return undefined;
     }
 
+    // Prompt tokens computed in this pass (a preempted request recomputing its output tokens
+    // is not charged for them, as in the mocker) and the decoding requests' summed lengths.
     let prefillTokens = 0;
-    let emitting = 0;
+    let decodeKvTokens = 0;
+    let decoding = 0;
     for (const e of entries) {
-      if (e.prefill) prefillTokens += e.n;
-      if (e.newKv === e.seq.tokens.length) emitting++;
+      if (e.prefill) prefillTokens += Math.min(e.newKv, e.seq.promptLen) - Math.min(e.newKv - e.n, e.seq.promptLen);
+      else {
+        decoding++;
+        decodeKvTokens += e.seq.tokens.length;
+      }
     }
     const p = scaled(prefillMs(prefillTokens), this.speedup);
-    const d = emitting > 0 ? scaled(decodeMs(this.kv.usedBlocks() / this.numGpuBlocks), this.speedup * this.decodeSpeedup) : 0;
+    const d = decoding > 0 ? scaled(decodeMs(decodeKvTokens / (this.numGpuBlocks * this.blockSize)), this.speedup * this.decodeSpeedup) : 0;
     this.counters.passes++;
     this.counters.busyMs += p + d;
     return { entries, start: now, end: now + p + d };

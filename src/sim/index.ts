@@ -19,6 +19,6 @@ export {
 } from './engine.js';
 export { RealClock, VirtualClock, type Clock, type Cancel } from './clock.js';
 export { KvBlockManager, type BlockHolder, type BlockSource, type KvManagerOptions } from './kv-manager.js';
-export { prefillMs, decodeMs, scaled, singleRequestTtftMs } from './timing.js';
+export { prefillMs, decodeMs, scaled, singleRequestItlMs, singleRequestTtftMs } from './timing.js';
 export { ZmqKvPublisher, encodeVllmBatch, toVllmWireEvent, seqFrame, REPLAY_BUFFER_BATCHES, type VllmWireEvent } from './zmq.js';
 export { Rng, seedFromString } from './rng.js';

@@ -27,17 +27,11 @@ export function scaled(ms: number, speedup: number): number {
 
 /**
  * The model's time to first token for a lone request on an idle engine: the prompt is
- * computed in chunks of at most `maxNumBatchedTokens` (one pass each) and the last pass also
- * emits the first token, so it adds one decode step at the usage reached then.
- * `cachedTokens` are skipped (prefix cache hit). Speedup 1.
+ * computed in chunks of at most `maxNumBatchedTokens` (one pass each) and the last chunk's pass
+ * emits the first token; no request is decoding, so no pass has a decode term (Dynamo 1.6.1's
+ * mocker). `cachedTokens` are skipped (prefix cache hit). Speedup 1.
  */
-export function singleRequestTtftMs(opts: {
-  promptTokens: number;
-  cachedTokens?: number;
-  maxNumBatchedTokens: number;
-  blockSize: number;
-  numGpuBlocks: number;
-}): number {
+export function singleRequestTtftMs(opts: { promptTokens: number; cachedTokens?: number; maxNumBatchedTokens: number }): number {
   const cached = Math.min(opts.cachedTokens ?? 0, opts.promptTokens);
   let remaining = opts.promptTokens - cached;
   let ms = 0;
@@ -46,6 +40,13 @@ export function singleRequestTtftMs(opts: {
     ms += prefillMs(n);
     remaining -= n;
   }
-  const activeBlocks = Math.ceil(opts.promptTokens / opts.blockSize);
-  return ms + decodeMs(activeBlocks / opts.numGpuBlocks);
+  return ms;
+}
+
+/**
+ * The model's time between two output tokens of a lone request: one decode pass at the
+ * request's length (prompt + tokens generated so far) over the cache's capacity. Speedup 1.
+ */
+export function singleRequestItlMs(opts: { sequenceTokens: number; blockSize: number; numGpuBlocks: number }): number {
+  return decodeMs(opts.sequenceTokens / (opts.numGpuBlocks * opts.blockSize));
 }

@@ -24,10 +24,10 @@ function runOne(tokens: number[], opts: ConstructorParameters<typeof SimEngine>[
 for (const isl of [1000, 8000, 32_000]) {
   test(`virtual-time TTFT of a lone ${isl}-token prompt equals the polynomial within 1%`, () => {
     const { first, engine } = runOne(prompt(isl));
-    // Chunks of at most 8192 tokens, one pass each; the last pass adds one decode step.
+    // Chunks of at most 8192 tokens, one pass each; the last one emits the first token (no
+    // request is decoding, so no pass has a decode term).
     let expected = 0;
     for (let left = isl; left > 0; left -= 8192) expected += polyPrefill(Math.min(left, 8192));
-    expected += polyDecode(Math.ceil(isl / 16) / 16384);
     assert.ok(Math.abs(first.ttftMs - expected) / expected < 0.01, `ttft ${first.ttftMs} vs polynomial ${expected}`);
     assert.equal(engine.stats().passes, Math.ceil(isl / 8192));
   });
@@ -49,8 +49,10 @@ test('decode steps follow the polynomial and a repeated prompt reports cached to
   engine.submit({ requestId: 'a', tokens, maxTokens: 4, onToken: (_t, at) => times.push(at), onDone: (r) => res.push(r) });
   clock.runUntilIdle();
   assert.equal(times.length, 4);
+  assert.ok(Math.abs(times[0]! - polyPrefill(100)) < 1e-9, `first token after the prefill alone: ${times[0]}`);
+  // The pass that computes the 3rd token decodes a sequence of 100 + 2 tokens.
   const itl = times[2]! - times[1]!;
-  assert.ok(Math.abs(itl - polyDecode(7 / 16384)) < 1e-9, `itl ${itl}`);
+  assert.ok(Math.abs(itl - polyDecode(102 / (16384 * 16))) < 1e-9, `itl ${itl}`);
   assert.equal(res[0]!.cachedTokens, 0);
   assert.equal(res[0]!.outputTokens.length, 4);
   assert.ok(res[0]!.outputTokens.every((t) => t >= 1000 && t < 2000));
@@ -60,9 +62,75 @@ test('decode steps follow the polynomial and a repeated prompt reports cached to
   clock.runUntilIdle();
   assert.equal(res[1]!.cachedTokens, 96); // 6 full blocks of 16 out of 100 tokens
   assert.equal(res[1]!.cachedBlocks, 6);
-  // Only 4 tokens are computed: prefill(4) + decode.
-  assert.ok(Math.abs(res[1]!.ttftMs! - (polyPrefill(4) + polyDecode(7 / 16384))) < 1e-9);
+  // Only 4 tokens are computed, in one prefill pass.
+  assert.ok(Math.abs(res[1]!.ttftMs! - polyPrefill(4)) < 1e-9);
   assert.equal(res[1]!.arrivalMs, t0);
+});
+
+test('the first token ends the prefill pass: a lone TTFT does not depend on the decode speed', () => {
+  const slow = runOne(prompt(3000), { decodeSpeedup: 0.05 }, 3);
+  const fast = runOne(prompt(3000), {}, 3);
+  assert.equal(slow.first.ttftMs, polyPrefill(3000));
+  assert.equal(fast.first.ttftMs, polyPrefill(3000));
+  // The two later tokens each take one (slow) decode pass.
+  assert.ok(Math.abs(slow.done.finishMs - slow.first.timeMs - 20 * (polyDecode(3001 / 262144) + polyDecode(3002 / 262144))) < 1e-9);
+});
+
+test('a prompt that completes beside decoding requests gets its first token at the end of that pass', () => {
+  const clock = new VirtualClock();
+  const engine = new SimEngine({ decodeSpeedup: 0.05 }, clock);
+  const aTimes: number[] = [];
+  let bFirst: FirstTokenInfo | undefined;
+  engine.submit({ requestId: 'a', tokens: prompt(32, 1), maxTokens: 8, onToken: (_t, at) => aTimes.push(at) });
+  clock.runUntil(polyPrefill(32)); // a's prefill pass is over: a decodes from now on
+  assert.equal(aTimes.length, 1);
+  engine.submit({ requestId: 'b', tokens: prompt(3000, 50_000), maxTokens: 1, onFirstToken: (f) => (bFirst = f) });
+  clock.runUntilIdle();
+  // b waits for a's decode pass in flight (33 tokens), then shares a pass: b's prefill plus the
+  // decode of a alone (34 tokens; b's prompt is not decoding). Both tokens end that pass.
+  const decodeA = (len: number) => polyDecode(len / 262144) / 0.05;
+  const passStart = polyPrefill(32) + decodeA(33);
+  assert.ok(Math.abs(bFirst!.timeMs - (passStart + polyPrefill(3000) + decodeA(34))) < 1e-9, `b first ${bFirst!.timeMs}`);
+  assert.equal(aTimes[2], bFirst!.timeMs);
+});
+
+test("decode time grows with the decoding requests' summed lengths, a shared prefix counted per request", () => {
+  const clock = new VirtualClock();
+  const engine = new SimEngine({}, clock);
+  const shared = prompt(8000, 7);
+  engine.submit({ requestId: 'warm', tokens: [...shared, 1, 2, 3], maxTokens: 1 });
+  clock.runUntilIdle();
+  const times: Record<string, number[]> = { a: [], b: [] };
+  for (const id of ['a', 'b'] as const)
+    engine.submit({
+      requestId: id,
+      tokens: [...shared, id === 'a' ? 11 : 21, 12, 13],
+      maxTokens: 4,
+      onToken: (_t, at) => times[id]!.push(at),
+    });
+  clock.runUntilIdle();
+  // Both prompts (8,003 tokens, 8,000 cached) prefill in one pass; then both decode together.
+  assert.equal(times.a![0], times.b![0]);
+  const itl = times.a![2]! - times.a![1]!;
+  assert.ok(Math.abs(itl - polyDecode((2 * 8005) / 262144)) < 1e-9, `itl ${itl} vs two sequences of 8,005 tokens`);
+});
+
+test('a fully cached prompt still computes its last block: cached tokens stop one token short', () => {
+  const cachedOf = (n: number) => {
+    const clock = new VirtualClock();
+    const engine = new SimEngine({}, clock);
+    const res: EngineResult[] = [];
+    for (const id of ['x', 'y']) {
+      engine.submit({ requestId: id, tokens: prompt(n, 3), maxTokens: 1, onDone: (r) => res.push(r) });
+      clock.runUntilIdle();
+    }
+    return [res[1]!.cachedTokens, Math.round(res[1]!.ttftMs! * 1e6) / 1e6];
+  };
+  const r6 = (x: number) => Math.round(x * 1e6) / 1e6;
+  assert.deepEqual(cachedOf(4096), [4080, r6(polyPrefill(16))]);
+  assert.deepEqual(cachedOf(4097), [4096, r6(polyPrefill(1))]);
+  assert.deepEqual(cachedOf(32), [16, r6(polyPrefill(16))]);
+  assert.deepEqual(cachedOf(15), [0, r6(polyPrefill(15))]);
 });
 
 test('chunked prefill: a long prompt is split by max_num_batched_tokens and decodes keep running', () => {
@@ -185,7 +253,7 @@ test('without chunked prefill a prompt waits until it fits the token budget whol
   engine.submit({ requestId: 'b', tokens: prompt(60, 900), maxTokens: 2, onFirstToken: (f) => (first.b = f.timeMs) });
   clock.runUntilIdle();
   // b does not fit next to a in the first pass (60 + 60 > 100), so it is not split: it runs in pass 2.
-  assert.ok(Math.abs(first.a! - (polyPrefill(60) + polyDecode(4 / 16384))) < 1e-9, `a ${first.a}`);
+  assert.ok(Math.abs(first.a! - polyPrefill(60)) < 1e-9, `a ${first.a}`);
   assert.ok(first.b! > first.a!);
   assert.throws(() => engine.submit({ requestId: 'c', tokens: prompt(101), maxTokens: 1 }), SimRequestError);
 });
