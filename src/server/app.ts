@@ -20,6 +20,7 @@ import {
 } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { publishGauges, workersView } from './observability.js';
+import { overlapOf } from './overlap.js';
 import { proxyCompletion } from './proxy.js';
 import { workerSpecFromObject, WorkerSpecError, type WorkerSpec } from './worker-spec.js';
 
@@ -76,6 +77,10 @@ const ROUTES: Record<string, Record<string, Handler>> = {
     },
   },
   '/debug/workers': { GET: (ctx, _req, res) => sendJson(res, 200, workersView(ctx)) },
+  '/debug/overlap': {
+    POST: async (ctx, req, res) =>
+      sendJson(res, 200, await overlapOf(ctx, parseJsonBody(await readBody(req, ctx.opts.bodyLimitBytes ?? 8 * 1024 * 1024)))),
+  },
   '/admin/workers': { GET: (ctx, _req, res) => sendJson(res, 200, workersView(ctx)), POST: addWorker },
 };
 
@@ -108,7 +113,7 @@ async function handle(ctx: ServerContext, req: IncomingMessage, res: ServerRespo
   req.resume();
   throw new HttpError(
     404,
-    `no route for ${method} ${path.slice(0, 200)}: the router serves /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics, /debug/decisions, /debug/workers and /admin/workers`,
+    `no route for ${method} ${path.slice(0, 200)}: the router serves /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics, /debug/decisions, /debug/workers, /debug/overlap and /admin/workers`,
     'invalid_request_error',
     'not_found',
   );

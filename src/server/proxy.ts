@@ -24,7 +24,7 @@ import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
  * requests), natively and off the event loop, through the per-piece token cache. Prompt limits
  * (the tokenizer's maxChars / maxTokens) answer 413 / 400.
  */
-async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<number[]> {
+export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<number[]> {
   try {
     if (path === '/v1/chat/completions') {
       const messages = body.messages;
@@ -81,10 +81,11 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   // Streams always ask the worker for the usage chunk (the router books cached tokens and counts
   // tokens from it); it is passed on only when the client asked for it.
   const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  const upstreamBody =
+  const upstreamObj =
     stream && !clientWantsUsage
-      ? JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } })
-      : raw;
+      ? { ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
+      : body;
+  const upstreamBody = upstreamObj === body ? raw : JSON.stringify(upstreamObj);
   const overrides = readOverrides(body);
   const session = ctx.sessions.sessionOf(req);
   const tried = new Set<string>();
@@ -163,7 +164,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       try {
         upstream = await request(`${st.ep.url}${path}`, {
           method: 'POST',
-          body: upstreamBody,
+          // A Dynamo frontend in --router-mode direct is told which worker to use.
+          body: ctx.opts.dynamoDirect ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!) : upstreamBody,
           headers: {
             'content-type': 'application/json',
             'x-request-id': uuid,
@@ -217,6 +219,20 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     if (clientGone) router.free(requestId, Date.now());
     ctx.queue?.notify();
   }
+}
+
+/** A stand-in value, replaced by the instance id's digits after JSON.stringify. */
+const INSTANCE_SLOT = `dynamo-lab-backend-instance-id-${randomUUID()}`;
+
+/**
+ * The request body with `nvext.backend_instance_id` = Dynamo worker `id` (a u64 in decimal), the
+ * field a Dynamo frontend in --router-mode direct routes by. The id is written digit for digit:
+ * as a JS number it would lose precision beyond 2^53.
+ */
+export function withBackendInstanceId(body: Record<string, unknown>, id: string): string {
+  if (!/^\d+$/.test(id)) throw new Error(`a Dynamo instance id is a decimal integer, not "${id}"`);
+  const nvext = body.nvext !== null && typeof body.nvext === 'object' && !Array.isArray(body.nvext) ? body.nvext : {};
+  return JSON.stringify({ ...body, nvext: { ...nvext, backend_instance_id: INSTANCE_SLOT } }).replace(`"${INSTANCE_SLOT}"`, id);
 }
 
 function noteFailure(ctx: ServerContext, st: WorkerState, what: string, retrying = true): void {

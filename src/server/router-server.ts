@@ -22,6 +22,7 @@ import type { RouterEvent } from '../router/types.js';
 import { loadChatTokenizer } from '../tokenizer/index.js';
 import { listenOn } from '../base/net.js';
 import { createApp } from './app.js';
+import { overlapOf, type OverlapView } from './overlap.js';
 import type { ServerContext } from './context.js';
 import { HealthChecker } from './eligibility.js';
 import { Metrics } from './metrics.js';
@@ -194,6 +195,15 @@ export class RouterServer {
 
   decisions(limit = 50): DecisionRecord[] {
     return this.ctx.decisions.recent(limit);
+  }
+
+  /**
+   * How many leading blocks of a request's prompt each worker holds in the index now (chat
+   * `messages` or completions `prompt`, tokenised as the proxy does); nothing is booked. For
+   * waiting until a served request's KV events have arrived. Also POST /debug/overlap.
+   */
+  overlapOf(body: Record<string, unknown>): Promise<OverlapView> {
+    return overlapOf(this.ctx, body);
   }
 
   /** Wait until every ZMQ source has finished its replay (tests, startup). */

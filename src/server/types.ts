@@ -115,6 +115,13 @@ export interface RouterServerOptions {
   readonly overloadStatus?: number;
   /** device-aware-weighted: non-CPU to CPU capacity ratio (Dynamo's DYN_ENCODER_CUDA_TO_CPU_RATIO, default 8). */
   readonly nonCpuToCpuRatio?: number;
+  /**
+   * The workers' url is a Dynamo frontend started with `--router-mode direct`, an HTTP gateway to
+   * Dynamo's request plane: every forwarded request names the chosen worker in
+   * `nvext.backend_instance_id` (its dynamoWorkerId), so the frontend sends it there and does not
+   * choose again. Every worker then needs a dynamoWorkerId.
+   */
+  readonly dynamoDirect?: boolean;
   /** ZMQ replay reply timeout (default 3000 ms). */
   readonly replayTimeoutMs?: number;
   /** ZMQ: ask for newer batches after this much silence (default 2000 ms; 0 = never). */

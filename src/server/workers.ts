@@ -83,6 +83,10 @@ export class WorkerRegistry {
 
   add(w: WorkerEndpoint): void {
     if (this.states.has(w.id)) throw new Error(`worker ${w.id} is already registered`);
+    if (this.opts.dynamoDirect && !/^\d+$/.test(w.dynamoWorkerId ?? ''))
+      throw new Error(
+        `worker ${w.id} has no Dynamo worker_id: in front of a Dynamo frontend in --router-mode direct every worker needs worker_id=<instance id> (the frontend's /health lists them)`,
+      );
     if (w.dynamoWorkerId !== undefined && this.byDynamoId.has(w.dynamoWorkerId))
       throw new Error(`Dynamo worker_id ${w.dynamoWorkerId} already belongs to worker ${this.byDynamoId.get(w.dynamoWorkerId)}`);
     const st: WorkerState = {

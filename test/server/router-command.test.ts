@@ -125,6 +125,15 @@ test('usage errors name the problem', async () => {
   await assert.rejects(run({ worker: ['http://a:1'], events: 'zmq' }), /--events zmq needs ZMQ endpoints/);
   await assert.rejects(run({ sim: '1', 'active-decode-blocks-threshold': '2' }), /fraction from 0 to 1/);
   await assert.rejects(run({ worker: ['http://a:1'], events: 'nats://127.0.0.1:1' }), /cannot connect to NATS/);
+  await assert.rejects(
+    run({ sim: '2', 'dynamo-direct': true }),
+    (e: Error) => e instanceof UsageError && /--dynamo-direct goes with --worker specs/.test(e.message),
+  );
+  await assert.rejects(
+    run({ worker: ['id=a,url=http://a:1,worker_id=7', 'id=b,url=http://a:1'], 'dynamo-direct': true }),
+    (e: Error) =>
+      e instanceof UsageError && /--dynamo-direct needs worker_id=<Dynamo instance id> on every --worker; b has none/.test(e.message),
+  );
 });
 
 test('router --sim 2 --tokenizer <llama3 dir>: engines on threads, the router and workers count with that tokenizer; inproc events follow the prefix', async () => {

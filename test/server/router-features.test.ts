@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SimWorker } from '../../src/sim/index.js';
 import { RouterServer } from '../../src/server/router-server.js';
+import { withBackendInstanceId } from '../../src/server/proxy.js';
 import { routerCommand } from '../../src/cli/commands/router.js';
 import type { ParsedValues } from '../../src/cli/command.js';
 import { UserError, UsageError } from '../../src/base/errors.js';
@@ -216,4 +217,68 @@ test('router --events none --router-ttl-secs: the router forgets routed prompts 
     await waitFor(async () => (await metric(url, 'dynamo_lab_router_indexed_blocks')) === 0, 'TTL expiry of the routed blocks', 10_000);
     assert.equal(await send(), 0);
   });
+});
+
+test('POST /debug/overlap: what the index holds of a prompt per worker, before and after a request (nothing booked)', async () => {
+  const sims = await startSims(2, { speedup: 0 });
+  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, mode: 'kv' });
+  try {
+    const messages = [
+      { role: 'system', content: SYSTEM_PROMPT },
+      { role: 'user', content: 'What does the router index?' },
+    ];
+    const overlap = async () => {
+      const r = await fetch(`${router.url}/debug/overlap`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ messages }),
+      });
+      assert.equal(r.status, 200);
+      return (await r.json()) as { isl_tokens: number; block_size: number; prompt_blocks: number; workers: Record<string, number> };
+    };
+    const before = await overlap();
+    assert.deepEqual(before.workers, { 'worker-0': 0, 'worker-1': 0 });
+    assert.equal(before.prompt_blocks, Math.floor(before.isl_tokens / 16));
+    assert.ok(before.prompt_blocks >= 4);
+    const r = await fetch(`${router.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages, max_tokens: 2 }),
+    });
+    const served = r.headers.get('x-dynamo-lab-worker')!;
+    await r.arrayBuffer();
+    const after = await overlap();
+    assert.equal(after.workers[served], after.prompt_blocks, 'the serving worker holds every full block of the prompt');
+    assert.equal(after.workers[served === 'worker-0' ? 'worker-1' : 'worker-0'], 0);
+    assert.equal(router.decisions().length, 1, 'the queries routed nothing');
+    assert.equal((await router.overlapOf({ prompt: 'unrelated words' })).workers[served], 0);
+    const bad = await fetch(`${router.url}/debug/overlap`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"prompt": 3}',
+    });
+    assert.equal(bad.status, 400);
+    assert.match(
+      ((await bad.json()) as { error: { message: string } }).error.message,
+      /"prompt" must be a string or a non-empty array of token ids/,
+    );
+  } finally {
+    await router.close();
+    await Promise.all(sims.map((s) => s.close()));
+  }
+});
+
+test('dynamoDirect: the chosen worker is named in nvext.backend_instance_id digit for digit; every worker needs its Dynamo id', async () => {
+  const id = '17233061588424748156'; // > 2^53: a JS number would round it
+  const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }], nvext: { extra_fields: ['worker_id'], backend_instance_id: 1 } };
+  const text = withBackendInstanceId(body, id);
+  assert.match(text, /"backend_instance_id":17233061588424748156[,}]/);
+  assert.deepEqual(JSON.parse(text).nvext.extra_fields, ['worker_id'], 'other nvext fields stay');
+  assert.equal(JSON.parse(text).messages[0].content, 'hi');
+  assert.match(withBackendInstanceId({ prompt: 'x', nvext: 'junk' }, '5'), /"nvext":\{"backend_instance_id":5\}/);
+  assert.throws(() => withBackendInstanceId({}, '12a'), /decimal integer/);
+  await assert.rejects(
+    RouterServer.start({ workers: [{ id: 'a', url: 'http://127.0.0.1:1' }], blockSize: 16, port: 0, dynamoDirect: true, health: false }),
+    /worker a has no Dynamo worker_id: in front of a Dynamo frontend in --router-mode direct every worker needs worker_id=<instance id>/,
+  );
 });

@@ -124,6 +124,11 @@ export const ROUTER_OPTIONS: Readonly<Record<string, OptionSpec>> = {
     valueName: 'nats://host:port',
     description: 'NATS server(s) for --router-replica-sync (default: the --events nats:// server, else nats://127.0.0.1:4222)',
   },
+  'dynamo-direct': {
+    type: 'boolean',
+    description:
+      "The --worker urls are a Dynamo frontend started with --router-mode direct (a gateway to Dynamo's request plane, e.g. in front of mocker workers): each request names the chosen worker in nvext.backend_instance_id (its worker_id=), so the frontend sends it there without choosing again",
+  },
   'router-session-affinity-ttl-secs': {
     type: 'string',
     valueName: 's',
@@ -224,6 +229,8 @@ export interface RouterCliFlags {
   readonly maxBodyBytes: number;
   readonly apiKey?: string;
   readonly replicaSync?: string[];
+  /** --dynamo-direct: the workers sit behind a Dynamo frontend in --router-mode direct. */
+  readonly dynamoDirect: boolean;
   readonly speedup?: number;
   readonly seed?: number;
   readonly maxPromptTokens?: number;
@@ -366,6 +373,19 @@ export async function parseRouterFlags(values: ParsedValues, env: NodeJS.Process
   }
   const speedup = numberFlag(values, 'speedup', (n) => n >= 0, 'a number >= 0');
   if (speedup !== undefined && sim === undefined) throw new UsageError('--speedup applies to simulated workers (--sim).');
+  const dynamoDirect = values['dynamo-direct'] === true;
+  if (dynamoDirect) {
+    if (sim !== undefined || discover !== undefined)
+      throw new UsageError(
+        '--dynamo-direct goes with --worker specs (the workers behind a Dynamo frontend in --router-mode direct), not --sim or --discover.',
+      );
+    const missing = specs.filter((s) => s.dynamoWorkerId === undefined);
+    if (missing.length)
+      throw new UsageError(
+        `--dynamo-direct needs worker_id=<Dynamo instance id> on every --worker; ${missing.map((s) => s.id ?? s.url).join(', ')} has none.`,
+        "The frontend's GET /health lists the instance ids of its generate endpoints.",
+      );
+  }
   const warnings: string[] = [];
   if (events.kind === 'nats')
     for (const s of specs)
@@ -398,6 +418,7 @@ export async function parseRouterFlags(values: ParsedValues, env: NodeJS.Process
     maxBodyBytes: maxBody,
     apiKey,
     replicaSync,
+    dynamoDirect,
     speedup,
     seed: values.seed !== undefined ? Number(values.seed) : undefined,
     maxPromptTokens: intFlag(values, 'max-prompt-tokens', 1),

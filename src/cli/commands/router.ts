@@ -27,7 +27,7 @@ export const routerCommand: Command = {
   name: 'router',
   summary: 'Run the KV-aware router (OpenAI API) in front of simulated or real workers',
   usage:
-    'dynamo-lab router [--sim <n> | --worker <url|spec>... | --discover <k8s-label-selector>] [--mode kv|kv-ttft|round-robin|random|least-loaded|power-of-two|direct|device-aware-weighted] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>] [--router-policy-config <yaml>] [--router-ttl-secs <s>] [--router-approximate-cache-policy ttl|lru] [--router-queue-threshold <frac>] [--router-replica-sync [--nats nats://host:port]]',
+    'dynamo-lab router [--sim <n> | --worker <url|spec>... | --discover <k8s-label-selector>] [--mode kv|kv-ttft|round-robin|random|least-loaded|power-of-two|direct|device-aware-weighted] [--host 127.0.0.1] [--port 8000] [--events inproc|none|zmq|zmq://host:port[+replay][,..]|nats://host:port] [--block-size <n>] [--kv-overlap-score-weight <w>] [--router-temperature <t>] [--router-policy-config <yaml>] [--router-ttl-secs <s>] [--router-approximate-cache-policy ttl|lru] [--router-queue-threshold <frac>] [--router-replica-sync [--nats nats://host:port]] [--dynamo-direct]',
   examples: [
     'dynamo-lab router --sim 4',
     'dynamo-lab router --sim 4 --events zmq',
@@ -37,6 +37,7 @@ export const routerCommand: Command = {
     'dynamo-lab router --worker http://10.0.0.5:8000 --events none --active-prefill-tokens-threshold 16000',
     'dynamo-lab router --sim 4 --mode direct   # clients name the worker: nvext.backend_instance_id or x-dynamo-lab-target-worker',
     'dynamo-lab router --worker id=g,url=http://10.0.0.5:8000 --worker id=c,url=http://10.0.0.6:8000,device=cpu --mode device-aware-weighted',
+    'dynamo-lab router --worker id=a,url=http://127.0.0.1:8080,worker_id=7587889123 --worker id=b,url=http://127.0.0.1:8080,worker_id=7587889124 --events nats://127.0.0.1:4222 --dynamo-direct',
   ],
   options: ROUTER_OPTIONS,
   async run(values, _p, ctx) {
@@ -201,6 +202,7 @@ export const routerCommand: Command = {
           events: events.kind,
           nats: events.nats ? { servers: events.nats, namespace: f.natsNamespace, component: f.natsComponent } : undefined,
           busy: f.busy,
+          dynamoDirect: f.dynamoDirect,
           sessionAffinityTtlMs: f.sessionAffinityTtlS * 1000,
           queue: f.queue,
           nonCpuToCpuRatio: f.nonCpuToCpuRatio,
