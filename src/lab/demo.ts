@@ -30,6 +30,10 @@ export interface DemoResult {
   /** Which demo run (one per demo.run step) produced it. */
   readonly run?: number;
   readonly worker: string | null;
+  /** The worker as the serving side named it (Dynamo's frontend: nvext decode_worker_id), when it does. */
+  readonly served_by?: string | null;
+  /** The response's x-request-id (dynamo-lab's router: its decision's request id). */
+  readonly request_id?: string | null;
   readonly cached_tokens: number | null;
   readonly prompt_tokens: number | null;
   readonly ttft_ms: number;
@@ -138,12 +142,15 @@ export async function sendDemoRequest(
     return typeof v === 'string' ? v : Array.isArray(v) ? v[0]! : null;
   };
   const overlap = header('x-dynamo-lab-overlap-blocks');
+  const servedBy = dynamoWorker !== null && opts.dynamoWorkerName ? opts.dynamoWorkerName(dynamoWorker) : null;
   return {
     mode: opts.mode ?? header('x-dynamo-lab-mode') ?? 'unknown',
     group: r.group ?? 'default',
     prompt: r.label ?? r.prompt,
     reuses_prefix: r.reuses_prefix ?? false,
-    worker: header('x-dynamo-lab-worker') ?? (dynamoWorker !== null && opts.dynamoWorkerName ? opts.dynamoWorkerName(dynamoWorker) : null),
+    worker: header('x-dynamo-lab-worker') ?? servedBy,
+    ...(opts.dynamoWorkerName ? { served_by: servedBy } : {}),
+    request_id: header('x-request-id'),
     cached_tokens: usage?.prompt_tokens_details?.cached_tokens ?? null,
     prompt_tokens: usage?.prompt_tokens ?? null,
     ttft_ms: Math.round((ttft < 0 ? latency : ttft) * 100) / 100,

@@ -13,12 +13,12 @@
 import { checkServing, logsGrepParams, showLogLines, showMetrics } from './observe.js';
 import { DynamoStack } from '../../engine/dynamo.js';
 import { ensureVenv } from '../../engine/venv.js';
-import { RouterServer } from '../../server/router-server.js';
 import { DEFAULT_MODEL } from '../../tokenizer/index.js';
 import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
 import { demoTable, workerTable, type WorkerBar } from '../format.js';
 import { scenarioRequests } from '../scenarios.js';
-import type { LocalSession } from '../session.js';
+import { indexedSince, startShadowRouter, waitIndexed, workerName } from './dynamo-shared.js';
+import { ROUTER_IN_PLACE_DYNAMO } from './in-place.js';
 import { num, patternParam, str, type ActionDef } from './types.js';
 
 /** Dynamo's --router-mode for a lab mode. */
@@ -46,46 +46,8 @@ function condenseSelected(line: string, stack: DynamoStack): string {
     .replace(/ (?:method|uri|version)=\S+/g, '')
     .replace(/ host_pinned_blocks=0 disk_blocks=0/, '')
     .replace(/ worker_type=decode dp_rank=0/, '')
+    .replace(/ x_request_id="([0-9a-f]{8})[0-9a-f]*"/, ' x_request_id=$1…')
     .replace(/worker_id=(\d+)/, (_m, id: string) => `worker_id=${id} (${name(id)})`);
-}
-
-/** worker-0, worker-1, … in the mocker's creation order. */
-function workerName(stack: DynamoStack): (id: string) => string {
-  return (id) => {
-    const gens = stack.workerIdGenerations();
-    for (let g = gens.length - 1; g >= 0; g--) {
-      const i = gens[g]!.indexOf(id);
-      if (i >= 0) return g === gens.length - 1 ? `worker-${i}` : `worker-${i} before restart ${gens.length - 1 - g}`;
-    }
-    return `dynamo-${id}`;
-  };
-}
-
-/**
- * dynamo-lab's embedded router on the mocker's NATS KV events (restarted whenever the mocker is,
- * since restarted workers have new ids and empty caches).
- */
-async function startShadowRouter(session: LocalSession, out: (l: string) => void): Promise<void> {
-  const stack = session.dynamo!;
-  if (session.router) {
-    await session.router.close();
-    session.router = undefined;
-  }
-  const ids = stack.workerIds();
-  session.router = await RouterServer.start({
-    workers: ids.map((id, i) => ({ id: `worker-${i}`, url: stack.frontendUrl, dynamoWorkerId: id, totalKvBlocks: stack.shape.gpuBlocks })),
-    blockSize: stack.shape.blockSize,
-    mode: 'kv',
-    port: 0,
-    events: 'nats',
-    nats: { servers: [stack.natsUrl], namespace: stack.namespace, component: 'backend' },
-    health: false,
-    log: session.logger('router'),
-  });
-  session.endpoints.push({ id: 'router', url: session.router.url });
-  out(
-    `dynamo-lab router ${session.router.url}: indexes the ${ids.length} mocker workers' KV events from ${stack.natsUrl} (namespace ${stack.namespace}) and forwards to the frontend`,
-  );
 }
 
 export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
@@ -246,18 +208,22 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
       }
       out(`Dynamo frontend ${stack.frontendUrl} --router-mode ${mode}`);
       const name = workerName(stack);
+      const run = ++session.demoRuns;
       const results: DemoResult[] = [];
       for (const r of requests) {
         if (signal.aborted) break;
         const prev = results.at(-1);
         const history = r.follow_up && prev ? [...prev.messages, { role: 'assistant', content: prev.output_text }] : [];
-        const res = await sendDemoRequest(stack.frontendUrl, r, {
-          model,
-          mode: str(params.mode, 'kv'),
-          signal,
-          history,
-          dynamoWorkerName: name,
-        });
+        const res = {
+          ...(await sendDemoRequest(stack.frontendUrl, r, {
+            model,
+            mode: str(params.mode, 'kv'),
+            signal,
+            history,
+            dynamoWorkerName: name,
+          })),
+          run,
+        };
         results.push(res);
         session.demo.push(res);
       }
@@ -277,14 +243,22 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'workers.status': {
     describe: () => "show, per mocker worker, the blocks dynamo-lab's router indexed from the real KV events on NATS",
     requires: ['router'],
-    async run(_p, { session, out, emit }) {
+    async run(_p, { session, out, emit, signal }) {
       if (!session.router) return { ok: false, error: "dynamo-lab's router is not running beside the frontend" };
-      await session.router.eventsIdle();
+      // KV events reach the router over NATS on their own: wait until it holds every prompt block of
+      // each request served since it started, on the worker that served it.
+      const missing = await waitIndexed(session.router, indexedSince(session), { signal });
+      for (const m of missing)
+        out(
+          `(after 10 s the router holds ${m.indexed} of ${m.blocks} blocks of "${m.result.prompt}" on ${m.result.worker}: KV events late or lost)`,
+        );
       emit(workerTable(session.router.workersView().workers as unknown as WorkerBar[]));
       out(`(built from the mocker's KV events on ${session.dynamo!.natsUrl}; Dynamo's frontend keeps its own index from the same events)`);
       return { ok: true };
     },
   },
+
+  'router.in-place': ROUTER_IN_PLACE_DYNAMO,
 
   'metrics.show': {
     describe: (p) =>

@@ -4,6 +4,7 @@
  */
 import { BENCH_ACTIONS } from './bench.js';
 import { DYNAMO_ACTIONS } from './dynamo.js';
+import { ROUTER_IN_PLACE } from './in-place.js';
 import { NATS_ACTIONS } from './nats.js';
 import { OBSERVE_ACTIONS } from './observe.js';
 import { ROUTER_ACTIONS } from './router.js';
@@ -20,6 +21,7 @@ const ACTIONS: Readonly<Record<string, ActionDef>> = {
   ...SYSTEM_ACTIONS,
   ...WORKERS_ACTIONS,
   ...ROUTER_ACTIONS,
+  'router.in-place': ROUTER_IN_PLACE,
   ...TRAFFIC_ACTIONS,
   ...OBSERVE_ACTIONS,
   ...NATS_ACTIONS,
