@@ -8,6 +8,11 @@
  * - Dynamo's frontend + mocker come up on loopback only (every socket checked with ss), route a
  *   shared-prefix series to the worker holding the prefix (the frontend's `Selected worker` log
  *   line and nvext worker_id agree), and report the cached tokens.
+ * - dynamo-lab's router in place of Dynamo's, same mocker workers: the frontend runs with
+ *   `--router-mode direct` and forwards to the worker each request names; `dynamo-lab router
+ *   --dynamo-direct` indexes the mocker's KV events from NATS and chooses. Its decisions equal the
+ *   workers that served (the frontend's log and the response's worker id) and its predicted cached
+ *   tokens equal the mocker's reported ones.
  */
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -195,6 +200,143 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
           );
     } finally {
       await stopDaemon(router);
+    }
+  });
+
+  it("dynamo-lab's router in place of Dynamo's: a frontend in --router-mode direct forwards to the worker the router chose", {
+    timeout: 240_000,
+  }, async () => {
+    const direct = await startDynamo(
+      { id: 'dynamo-direct', family: 'dynamo', policy: 'direct', label: 'Dynamo direct' },
+      {
+        venv: venv!,
+        model,
+        shape: { workers: 2, gpuBlocks: 1024, blockSize: 16, speedup: 1 },
+        dir: join(dir, 'direct'),
+      },
+    );
+    let router: ReturnType<typeof startDaemon> | undefined;
+    try {
+      const ids = direct.workerIds();
+      assert.equal(ids.length, 2);
+      router = startDaemon(
+        'dynamo-lab-router-direct',
+        [
+          ...cliArgv(),
+          'router',
+          ...ids.flatMap((id, i) => ['--worker', `id=w${i},url=${direct.url},worker_id=${id}`]),
+          '--dynamo-direct',
+          '--events',
+          direct.dynamo!.natsUrl,
+          '--nats-namespace',
+          direct.dynamo!.namespace,
+          '--port',
+          '0',
+          '--json',
+          '--health-interval',
+          '0',
+          '--seed',
+          '1',
+        ],
+        { logDir: join(dir, 'direct') },
+      );
+      const url = await waitFor(
+        'dynamo-lab router',
+        async () => {
+          const l = router!
+            .output()
+            .split('\n')
+            .find((x) => x.startsWith('{'));
+          return l ? (JSON.parse(l) as { url: string }).url : undefined;
+        },
+        { timeoutMs: 60_000, daemons: [router] },
+      );
+      await waitFor(
+        'the router subscribed to NATS',
+        async () => (((await getJson(`${url}/debug/workers`)) as { nats?: { connected?: boolean } }).nats?.connected ? true : undefined),
+        { timeoutMs: 20_000, daemons: [router] },
+      );
+      const loop = await checkLoopback([...direct.daemons, router].map((d) => d.proc.pid!));
+      assert.ok(loop.ok, `sockets off loopback:\n${describeOffenders(loop)}`);
+
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused' });
+      const rows: Array<{ requestId: string; chose: string; served: string; cached: number }> = [];
+      for (const prefix of [
+        'A design review of the cache-aware router, section by section. '.repeat(10),
+        'Notes on river boats. '.repeat(20),
+      ]) {
+        for (const q of ['Summarize it.', 'List the risks.', 'Who owns it?']) {
+          const prompt = prefix + q;
+          const raw = await client.completions
+            .create({
+              model: model.name,
+              prompt,
+              max_tokens: 4,
+              nvext: { extra_fields: ['worker_id'] },
+            } as unknown as OpenAI.CompletionCreateParamsNonStreaming)
+            .asResponse();
+          const text = await raw.text(); // instance ids exceed 2^53: read them as text
+          const served = /"decode_worker_id":(\d+)/.exec(text)?.[1];
+          assert.ok(served, `the frontend named no worker: ${text.slice(0, 300)}`);
+          const chose = raw.headers.get('x-dynamo-lab-worker')!;
+          rows.push({
+            requestId: raw.headers.get('x-request-id')!,
+            chose,
+            served,
+            cached: Number(/"cached_tokens":(\d+)/.exec(text)?.[1]),
+          });
+          // The next decision must see this request's blocks: wait until the router indexed them
+          // from the mocker's KV events (they travel over NATS, not with the response).
+          await waitFor(
+            `the router indexed the prompt's blocks on ${chose}`,
+            async () => {
+              const r = await fetch(`${url}/debug/overlap`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ prompt }),
+              });
+              const o = (await r.json()) as { prompt_blocks: number; workers: Record<string, number> };
+              return o.workers[chose] === o.prompt_blocks ? true : undefined;
+            },
+            { timeoutMs: 20_000, daemons: [router] },
+          );
+        }
+      }
+      // The router's choice is where the request went: the response's worker id and the frontend's log.
+      for (const r of rows)
+        assert.equal(r.served, ids[Number(r.chose.slice(1))], `request ${r.requestId}: router chose ${r.chose}, served by ${r.served}`);
+      const log = stripVTControlCharacters(direct.daemons.find((d) => d.name === 'dynamo-frontend')!.output());
+      for (const r of rows) {
+        const uuid = r.requestId.replace(/^cmpl-/, '');
+        const m = new RegExp(`Selected worker router_mode="direct" worker_id=(\\d+).*?x_request_id="${uuid}"`).exec(log);
+        assert.ok(m, `no direct-mode Selected worker line for ${uuid}`);
+        assert.equal(m[1], r.served);
+      }
+      // Each series stays on one worker, and the router predicted exactly the cached tokens the mocker reported.
+      assert.equal(new Set(rows.slice(0, 3).map((r) => r.chose)).size, 1, rows.map((r) => r.chose).join(','));
+      assert.equal(new Set(rows.slice(3).map((r) => r.chose)).size, 1, rows.map((r) => r.chose).join(','));
+      const decisions = (
+        (await getJson(`${url}/debug/decisions?limit=50`)) as {
+          decisions: Array<{ request_id: string; chosen: string; cached_tokens: number; achieved_cached_tokens?: number }>;
+        }
+      ).decisions;
+      for (const r of rows) {
+        const d = decisions.find((x) => x.request_id === r.requestId);
+        assert.ok(d, `decision ${r.requestId}`);
+        assert.equal(d.chosen, r.chose);
+        assert.equal(d.achieved_cached_tokens, r.cached);
+        assert.equal(
+          d.cached_tokens,
+          r.cached,
+          `request ${r.requestId}: predicted ${d.cached_tokens} cached tokens, the mocker reported ${r.cached}`,
+        );
+      }
+      for (const i of [1, 2, 4, 5])
+        assert.ok(rows[i]!.cached >= 16 * 5, `later requests reuse their prefix: ${rows.map((r) => r.cached).join(', ')}`);
+      assert.deepEqual([rows[0]!.cached, rows[3]!.cached], [0, 0], 'first requests of a series find nothing cached');
+    } finally {
+      if (router) await stopDaemon(router);
+      await direct.stop();
     }
   });
 });
