@@ -223,10 +223,12 @@ test('the same scheduler runs on the real clock (sleeps until pass end)', async 
     engine.submit({ requestId: 'a', tokens: prompt(1000), maxTokens: 3, onDone: resolve }),
   );
   const elapsed = performance.now() - t0;
-  const model = (polyPrefill(1000) + 3 * polyDecode(63 / 16384)) / 2;
+  // The pass that completes the prompt emits the first token; the other two are decode passes.
+  const model = (polyPrefill(1000) + 2 * polyDecode(63 / 16384)) / 2;
   assert.equal(res.completionTokens, 3);
   assert.ok(elapsed >= model * 0.9, `elapsed ${elapsed} ms >= model ${model} ms`);
-  assert.ok(elapsed < model + 200, `elapsed ${elapsed} ms not far above ${model} ms`);
+  // Only a gross bound above (a unit slip would be 1000x): a loaded machine wakes timers late.
+  assert.ok(elapsed < model + 2000, `elapsed ${elapsed} ms not far above ${model} ms`);
   engine.close();
 });
 
