@@ -15,16 +15,25 @@
  * --concurrency chat streams while /health is probed the same way.
  *
  * Prints per format the router's added TTFT p50 (1 stream) and the throughput ratio router/direct
- * (--concurrency streams); --json prints everything.
+ * (--concurrency streams); --json prints everything. Under load it also reads the router's own
+ * event-loop delay (GET /metrics, dynamo_lab_router_event_loop_delay_*) and, on Linux, the CPU time
+ * per request of the router and of the worker (the schedstat of every thread in /proc/<pid>/task) and how long the
+ * router's main thread waited for a CPU while it was runnable (the machine's share, not the router's
+ * own work).
+ *
+ * The load generator keeps its connections alive as OpenAI clients do; --no-keepalive opens one
+ * connection per request instead (undici pipelining 0, what this benchmark did before).
  *
  * Run: npm run bench:proxy -- [--json] [--prompt chat,tokens] [--concurrency 256] [--requests 1024]
  *                             [--prompt-tokens 8192] [--max-tokens 16] [--events zmq|none]
  *                             [--distinct-prompts 64] [--unique-chat] [--no-sim | --only-sim] [--sim-speedup 1]
- *                             [--profile-router <dir>]   (node --cpu-prof of the router process; <dir>/sim8
+ *                             [--no-keepalive] [--profile-router <dir>]   (node --cpu-prof of the router process; <dir>/sim8
  *                                                         for the `router --sim 8` phase, all threads)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 
@@ -46,6 +55,7 @@ const UNIQUE_CHAT = argv.includes('--unique-chat');
 const RUN_SIM = !argv.includes('--no-sim');
 const ONLY_SIM = argv.includes('--only-sim');
 const SIM_SPEEDUP = arg('sim-speedup', '1');
+const KEEPALIVE = !argv.includes('--no-keepalive');
 const MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
 type Format = 'chat' | 'tokens';
 for (const f of FORMATS) if (f !== 'chat' && f !== 'tokens') throw new Error(`--prompt takes chat and/or tokens, got ${f}`);
@@ -217,10 +227,90 @@ function healthProbe(
   };
 }
 
+/** CPU time of every thread of `pid` and of its main thread, and the main thread's run-queue wait (ns; Linux). */
+function schedTimes(pid: number | undefined): { cpu: number; mainRun: number; mainWait: number } | undefined {
+  if (!pid || process.platform !== 'linux') return undefined;
+  try {
+    let cpu = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        cpu += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return { cpu, mainRun: run!, mainWait: wait! };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The router's event-loop delay gauges (ms) since the previous scrape; a scrape also starts a new period. */
+async function loopDelay(routerUrl: string): Promise<{ p50: number; p99: number; max: number } | undefined> {
+  try {
+    const text = await (await fetch(`${routerUrl}/metrics`)).text();
+    const g = (q: string) => Number(new RegExp(`^dynamo_lab_router_event_loop_delay_${q}_seconds (\\S+)`, 'm').exec(text)?.[1]) * 1000;
+    const p99 = g('p99');
+    return Number.isFinite(p99) ? { p50: r3(g('p50')), p99: r3(p99), max: r3(g('max')) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface ProcessLoad {
+  /** CPU time of the whole process (all threads) per request (ms). */
+  cpu_ms_per_request?: number;
+  /** CPU time of its main thread (the event loop) per request (ms). */
+  main_thread_cpu_ms_per_request?: number;
+  /** Share of the wall time the main thread ran / waited for a CPU while runnable. */
+  main_thread_running_share?: number;
+  main_thread_runqueue_wait_share?: number;
+  /** The router's event-loop delay over the phase (ms beyond its 10 ms sampling interval). */
+  event_loop_delay_ms?: { p50: number; p99: number; max: number };
+  loadavg: { start: number[]; end: number[] };
+}
+
+function describeProcess(what: string, p: ProcessLoad): string {
+  const parts: string[] = [];
+  if (p.event_loop_delay_ms)
+    parts.push(
+      `event-loop delay p50 ${p.event_loop_delay_ms.p50} / p99 ${p.event_loop_delay_ms.p99} / max ${p.event_loop_delay_ms.max} ms`,
+    );
+  if (p.cpu_ms_per_request !== undefined)
+    parts.push(
+      `CPU ${p.cpu_ms_per_request} ms/request (main thread ${p.main_thread_cpu_ms_per_request}; main thread ran ${Math.round(100 * p.main_thread_running_share!)}% of the time and waited for a CPU ${Math.round(100 * p.main_thread_runqueue_wait_share!)}%)`,
+    );
+  parts.push(`load average ${p.loadavg.start[0]} -> ${p.loadavg.end[0]}`);
+  return `${what} ${parts.join(', ')}`;
+}
+
+/** Watches a process over one load phase (`routerUrl`: also its event-loop delay). */
+async function watchProcess(pid: number | undefined, routerUrl?: string): Promise<{ stop: (requests: number) => Promise<ProcessLoad> }> {
+  if (routerUrl) await loopDelay(routerUrl); // starts a new measuring period
+  const la = () => loadavg().map((x) => Math.round(x * 100) / 100);
+  const start = { t: performance.now(), s: schedTimes(pid), la: la() };
+  return {
+    stop: async (requests) => {
+      const wallNs = (performance.now() - start.t) * 1e6;
+      const end = schedTimes(pid);
+      const out: ProcessLoad = { loadavg: { start: start.la, end: la() } };
+      if (start.s && end) {
+        out.cpu_ms_per_request = r3((end.cpu - start.s.cpu) / 1e6 / requests);
+        out.main_thread_cpu_ms_per_request = r3((end.mainRun - start.s.mainRun) / 1e6 / requests);
+        out.main_thread_running_share = r3((end.mainRun - start.s.mainRun) / wallNs);
+        out.main_thread_runqueue_wait_share = r3((end.mainWait - start.s.mainWait) / wallNs);
+      }
+      if (routerUrl) out.event_loop_delay_ms = await loopDelay(routerUrl);
+      return out;
+    },
+  };
+}
+
 async function load(baseUrl: string, payloads: Buffer[], total: number, concurrency: number, format: Format): Promise<PhaseResult> {
   const path = format === 'chat' ? '/v1/chat/completions' : '/v1/completions';
   let promptTokens: number | undefined;
-  const agent = new Agent({ connections: concurrency + 8, pipelining: 0, keepAliveTimeout: 30_000 });
+  const agent = new Agent({ connections: concurrency + 8, pipelining: KEEPALIVE ? 1 : 0, keepAliveTimeout: 30_000 });
   const ttft: number[] = [];
   const lat: number[] = [];
   let errors = 0;
@@ -308,6 +398,8 @@ interface FormatResult {
     throughput_ratio: number;
     added_ttft_p50_ms: number;
     router_health: Awaited<ReturnType<ReturnType<typeof healthProbe>['stop']>>;
+    router_process: ProcessLoad;
+    worker_process_direct: ProcessLoad;
   };
 }
 
@@ -369,9 +461,13 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       const serialRouter = await load(routerUrl, bodies('sr', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
       say(`${format}: ${CONCURRENCY} streams: router, direct ...`);
       const probe = healthProbe(routerUrl);
+      const routerWatch = await watchProcess(router.proc.pid, routerUrl);
       const loadRouter = await load(routerUrl, bodies('lr', REQUESTS), REQUESTS, CONCURRENCY, format);
+      const routerProcess = await routerWatch.stop(REQUESTS);
       const routerHealth = await probe.stop();
+      const workerWatch = await watchProcess(sim.proc.pid);
       const loadDirect = await load(w!.url, bodies('ld', REQUESTS), REQUESTS, CONCURRENCY, format);
+      const workerProcess = await workerWatch.stop(REQUESTS);
       const r = {
         format,
         prompt_tokens: serialRouter.prompt_tokens,
@@ -387,6 +483,8 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           throughput_ratio: r3(loadRouter.requests_per_s / loadDirect.requests_per_s),
           added_ttft_p50_ms: r3(loadRouter.ttft_ms.p50 - loadDirect.ttft_ms.p50),
           router_health: routerHealth,
+          router_process: routerProcess,
+          worker_process_direct: workerProcess,
         },
       };
       results.push(r);
@@ -394,6 +492,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         `${format} (${r.prompt_tokens} prompt tokens): 1 stream added TTFT p50 ${r.serial.added_ttft_p50_ms} ms (direct ${serialDirect.ttft_ms.p50}, router ${serialRouter.ttft_ms.p50}); ` +
           `${CONCURRENCY} streams throughput ${loadRouter.requests_per_s} vs direct ${loadDirect.requests_per_s} req/s = ${r.loaded.throughput_ratio}x; router /health p99 ${routerHealth.p99_ms} ms, max ${routerHealth.max_ms} ms`,
       );
+      say(`${format}: ${describeProcess('router', routerProcess)}; ${describeProcess('worker (direct)', workerProcess)}`);
     }
     const metrics = await (await fetch(`${routerUrl}/metrics`)).text();
     const overhead = {
@@ -425,12 +524,21 @@ async function simPhase(): Promise<Record<string, unknown>> {
     say(`router --sim 8 (speedup ${SIM_SPEEDUP}) at ${url}: ${REQUESTS} chat requests, ${CONCURRENCY} streams, probing /health ...`);
     await load(url, makeBodies('chat', 64, docs, [], 'warm'), 64, 32, 'chat');
     const probe = healthProbe(url);
+    const watch = await watchProcess(router.proc.pid, url);
     const r = await load(url, makeBodies('chat', REQUESTS, docs, [], 'sim'), REQUESTS, CONCURRENCY, 'chat');
+    const proc = await watch.stop(REQUESTS);
     const health = await probe.stop();
     say(
       `router --sim 8: ${r.requests_per_s} req/s, TTFT p50 ${r.ttft_ms.p50} ms; /health p50 ${health.p50_ms} ms, p99 ${health.p99_ms} ms, max ${health.max_ms} ms over ${health.probes} probes (${health.failures} failed)`,
     );
-    return { speedup: Number(SIM_SPEEDUP), load: r, health, health_max_within_50ms: health.max_ms <= 50 && health.failures === 0 };
+    say(`router --sim 8: ${describeProcess('process', proc)}`);
+    return {
+      speedup: Number(SIM_SPEEDUP),
+      load: r,
+      health,
+      process: proc,
+      health_max_within_50ms: health.max_ms <= 50 && health.failures === 0,
+    };
   } finally {
     await stop(router);
   }
@@ -454,6 +562,7 @@ async function main(): Promise<void> {
       concurrency: CONCURRENCY,
       events: EVENTS,
       worker_speedup: 0,
+      client_keepalive: KEEPALIVE,
     },
     machine: {
       cpus: os.cpus().length,

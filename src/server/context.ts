@@ -3,6 +3,7 @@
  * the mode keeps the index and the booked load), the worker registry, health, sessions, the
  * decision log and metrics. Built once by the composition root (router-server.ts).
  */
+import type { IntervalHistogram } from 'node:perf_hooks';
 import type { Agent } from 'undici';
 import type { KvRouter, RoutingMode } from '../router/index.js';
 import type { ChatTokenizer } from '../tokenizer/index.js';
@@ -35,4 +36,6 @@ export interface ServerContext {
   replicas?: ReplicaSync;
   /** Upstream requests in flight, aborted on close. */
   readonly inflight: Set<AbortController>;
+  /** Event-loop delay since the previous /metrics scrape (dynamo_lab_router_event_loop_delay_*_seconds). */
+  readonly loopDelay: IntervalHistogram;
 }

@@ -226,4 +226,24 @@ export function publishGauges(ctx: ServerContext): void {
     const v = value(ctx, view);
     if (v !== undefined && v !== null) metrics.set(name, help, {}, v);
   }
+  publishLoopDelay(ctx);
 }
+
+/**
+ * The router's event-loop delay since the previous scrape: a timer due every 10 ms is sampled, and
+ * how late it ran is how long a request (/health included) could wait before the router's thread got
+ * to it, whether the thread was busy or waiting for a CPU.
+ */
+function publishLoopDelay(ctx: ServerContext): void {
+  const h = ctx.loopDelay;
+  if (h.count === 0) return;
+  const late = (ns: number) => Math.max(0, ns - LOOP_DELAY_RESOLUTION_MS * 1e6) / 1e9;
+  const help = (what: string) => `Event-loop delay, ${what} since the previous /metrics scrape (s)`;
+  ctx.metrics.set('dynamo_lab_router_event_loop_delay_p50_seconds', help('median'), {}, late(h.percentile(50)));
+  ctx.metrics.set('dynamo_lab_router_event_loop_delay_p99_seconds', help('99th percentile'), {}, late(h.percentile(99)));
+  ctx.metrics.set('dynamo_lab_router_event_loop_delay_max_seconds', help('maximum'), {}, late(h.max));
+  h.reset();
+}
+
+/** Sampling interval of the event-loop delay monitor (ms). */
+export const LOOP_DELAY_RESOLUTION_MS = 10;

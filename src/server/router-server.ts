@@ -16,6 +16,7 @@
  * Workers come from the constructor options and at runtime from POST/DELETE /admin/workers.
  */
 import type { Server } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import { KvRouter, type RoutingMode } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
@@ -27,7 +28,7 @@ import type { ServerContext } from './context.js';
 import { HealthChecker } from './eligibility.js';
 import { Metrics } from './metrics.js';
 import type { NatsSourceStats } from './nats-events.js';
-import { DecisionLog, workersView } from './observability.js';
+import { DecisionLog, LOOP_DELAY_RESOLUTION_MS, workersView } from './observability.js';
 import { RouterQueue } from './queue.js';
 import { ReplicaSync, replicaWorkerU64, type ReplicaSyncStats } from './replica-sync.js';
 import { SessionAffinity } from './sessions.js';
@@ -106,6 +107,7 @@ export class RouterServer {
       totals,
       inflight: new Set(),
       queue,
+      loopDelay: monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS }),
     };
   }
 
@@ -145,6 +147,7 @@ export class RouterServer {
       throw err;
     }
     s.ctx.health.start();
+    s.ctx.loopDelay.enable();
     if (s.ctx.events === 'none') {
       // Approximate mode: expire routed blocks (TTL) and stale bookings even when no request comes.
       s.expiryTimer = setInterval(() => s.ctx.core.expire(Date.now()), 1000);
@@ -253,6 +256,7 @@ export class RouterServer {
     if (this.closed) return;
     this.closed = true;
     this.ctx.health.stop();
+    this.ctx.loopDelay.disable();
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.ctx.queue?.close();
     // Peers free our bookings on the goodbye; the aborts below then publish nothing more.

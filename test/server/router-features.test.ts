@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { SimWorker } from '../../src/sim/index.js';
 import { RouterServer } from '../../src/server/router-server.js';
 import { withBackendInstanceId } from '../../src/server/proxy.js';
@@ -281,4 +282,36 @@ test('dynamoDirect: the chosen worker is named in nvext.backend_instance_id digi
     RouterServer.start({ workers: [{ id: 'a', url: 'http://127.0.0.1:1' }], blockSize: 16, port: 0, dynamoDirect: true, health: false }),
     /worker a has no Dynamo worker_id: in front of a Dynamo frontend in --router-mode direct every worker needs worker_id=<instance id>/,
   );
+});
+
+test('/metrics: the router event-loop delay since the previous scrape (p50, p99, max; ms beyond the sampling interval)', async () => {
+  const router = await RouterServer.start({ workers: [], blockSize: 16, port: 0 });
+  // A second monitor on this loop ticks in the same timers phase as the router's: its sample count
+  // tells when the router's has sampled (a scrape resets the router's, whose next tick only re-arms it).
+  const own = monitorEventLoopDelay({ resolution: 10 });
+  own.enable();
+  const ticks = async (n: number) => {
+    const c = own.count;
+    await waitFor(() => own.count >= c + n, `${n} monitor ticks`);
+  };
+  try {
+    await waitFor(async () => (await metric(router.url, 'dynamo_lab_router_event_loop_delay_max_seconds')) !== undefined, 'a first period');
+    await ticks(2);
+    const until = performance.now() + 150;
+    while (performance.now() < until);
+    await ticks(1);
+    const text = await (await fetch(`${router.url}/metrics`)).text(); // one scrape: one period
+    const gauge = (q: string) => Number(new RegExp(`^dynamo_lab_router_event_loop_delay_${q}_seconds (\\S+)$`, 'm').exec(text)?.[1]);
+    const [p50, p99, max] = [gauge('p50'), gauge('p99'), gauge('max')];
+    assert.ok(max >= 0.12 && max < 5, `max delay ${max} s covers the 150 ms block`);
+    assert.ok(p50 >= 0 && p50 <= p99 && p99 <= max, `p50 ${p50} <= p99 ${p99} <= max ${max}`);
+    // The scrape started a new period: a quiet loop shows no 150 ms delay any more.
+    await waitFor(async () => {
+      await ticks(3);
+      return (await metric(router.url, 'dynamo_lab_router_event_loop_delay_max_seconds'))! < 0.12;
+    }, 'a new period');
+  } finally {
+    own.disable();
+    await router.close();
+  }
 });
