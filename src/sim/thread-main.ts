@@ -8,21 +8,27 @@
  *                            {t:'events', events: RouterEvent[]}   (in order, batched per tick)
  *                            {t:'log', line} / {t:'error', message} / {t:'closed'}
  */
-import { getPriority, setPriority } from 'node:os';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RouterEvent } from '../router/types.js';
 import { SimWorker, type SimWorkerOptions } from './worker.js';
 import { PromptTokenInbox } from './prompt-inbox.js';
 
 const port = parentPort!;
-const SIM_THREAD_NICE = 5;
+/**
+ * The lowest priority. A simulated engine stands for a GPU, which takes no CPU from a real router;
+ * at nice 19 (CFS weight 15 against 1024 at nice 0) the router's thread runs first whenever both
+ * are runnable, and the engines use what is left. At nice 5 (weight 335) eight busy engines
+ * together outweighed the router's thread, and its /health answers waited for a CPU.
+ */
+const SIM_THREAD_NICE = 19;
 
 // On Linux, nice is per thread: lower this engine thread's priority so that, when the CPU is
 // short, the router's own thread (relaying streams, answering /health) runs first. Elsewhere
 // the call would renice the whole process, router included, so it is skipped.
 if (process.platform === 'linux') {
   try {
-    setPriority(0, Math.min(19, getPriority(0) + SIM_THREAD_NICE));
+    setPriority(0, SIM_THREAD_NICE);
   } catch {
     // not permitted: run at the same priority
   }

@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { RouterServer } from '../../src/server/router-server.js';
 import { ThreadedSimWorker } from '../../src/sim/threads.js';
 import { loadChatTokenizer } from '../../src/tokenizer/index.js';
@@ -71,4 +72,16 @@ test("the worker takes the router's token ids and does not tokenize the prompt a
   assert.equal(direct.status, 200);
   const s0 = (await (await fetch(`${sims[0]!.url}/debug/sim`)).json()) as { promptsTokenized: number };
   assert.equal(s0.promptsTokenized, after[0]!.promptsTokenized + 1);
+});
+
+test('on Linux the engine threads run at nice 19, so the router thread wins the CPU whenever both are runnable', {
+  skip: process.platform !== 'linux',
+}, () => {
+  const nice = (tid: string) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]); // field 19: nice
+  };
+  const nices = readdirSync('/proc/self/task').map(nice);
+  assert.equal(nices.filter((n) => n === 19).length, sims.length, `one nice-19 thread per engine (thread nices: ${nices.join(' ')})`);
+  assert.ok(nice(String(process.pid)) < 19, 'the main thread keeps its priority');
 });
