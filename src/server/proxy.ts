@@ -6,7 +6,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { StringDecoder } from 'node:string_decoder';
 import { request } from 'undici';
 import { DirectTargetError, type KvRouter } from '../router/index.js';
 import { PROMPT_IDS_HEADER, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
@@ -276,7 +275,6 @@ async function relay(
   let firstAt = 0;
   const body: Buffer[] = [];
   let bodyBytes = 0;
-  const decoder = new StringDecoder('utf8');
   try {
     for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
       if (firstAt === 0) {
@@ -290,7 +288,7 @@ async function relay(
       st.lastOkAt = Date.now();
       if (sse) {
         const hadToken = sse.firstTokenAt > 0;
-        const out = sse.push(decoder.write(chunk), performance.now());
+        const out = sse.push(chunk, performance.now());
         // Prefill ends at the first generated token (a role chunk may come first).
         if (!hadToken && sse.firstTokenAt > 0) {
           // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
@@ -298,7 +296,7 @@ async function relay(
           router.markPrefillCompleted(record.request_id, Date.now());
           ctx.queue?.notify();
         }
-        if (out && !res.write(out)) {
+        if (out.length > 0 && !res.write(out)) {
           // Wait for the client to take it, or to go away: a client that stops reading and then
           // disconnects must not hold its booking (and the worker's stream) until expiry.
           await drainedOrClosed(res);
@@ -311,10 +309,11 @@ async function relay(
       }
     }
     if (sse) {
-      const rest = sse.finish(decoder.end());
+      const rest = sse.finish();
       if (!sse.sawDone) {
         // The worker closed the stream without [DONE]: say so instead of a silent cut.
-        res.end(rest + sseError('the worker ended the stream before it was complete', 'upstream_incomplete'));
+        if (rest.length > 0) res.write(rest);
+        res.end(sseError('the worker ended the stream before it was complete', 'upstream_incomplete'));
         record.status = 'error';
         st.errors++;
         ctx.totals.errors++;
@@ -324,7 +323,8 @@ async function relay(
           { worker_id: st.ep.id },
         );
       } else {
-        res.end(rest);
+        if (rest.length > 0) res.end(rest);
+        else res.end();
         record.status = 'ok';
       }
     } else {
@@ -378,7 +378,8 @@ async function relay(
           'Streams the router ended with an SSE error because the worker failed mid-stream',
           { worker_id: st.ep.id },
         );
-        res.end(sse.finish(decoder.end(), true) + sseError(`${why}; retry the request`, 'upstream_failed'));
+        sse.finish(true);
+        res.end(sseError(`${why}; retry the request`, 'upstream_failed'));
       } else {
         sendError(res, new HttpError(502, `${why}; retry the request`, 'server_error', 'upstream_failed'));
       }
