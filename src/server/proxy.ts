@@ -23,7 +23,7 @@ import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
  * requests), natively and off the event loop, through the per-piece token cache. Prompt limits
  * (the tokenizer's maxChars / maxTokens) answer 413 / 400.
  */
-export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<number[]> {
+export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<Uint32Array> {
   try {
     if (path === '/v1/chat/completions') {
       const messages = body.messages;
@@ -46,16 +46,17 @@ export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, bo
             'invalid_messages',
           );
       });
-      return await tokenizer.encodeChat(messages as ChatMessage[]);
+      return await tokenizer.encodeChatIds(messages as ChatMessage[]);
     }
     const prompt = body.prompt;
-    if (typeof prompt === 'string') return await tokenizer.encode(prompt);
+    if (typeof prompt === 'string') return await tokenizer.encodeIds(prompt);
   } catch (err) {
     if (err instanceof TokenizerError)
       throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
     throw err;
   }
-  if (Array.isArray(body.prompt) && body.prompt.length > 0 && isTokenIds(body.prompt)) return body.prompt;
+  const ids = Array.isArray(body.prompt) && body.prompt.length > 0 ? tokenIds(body.prompt) : undefined;
+  if (ids) return ids;
   throw new HttpError(400, '"prompt" must be a string or a non-empty array of token ids', 'invalid_request_error', 'invalid_prompt');
 }
 
@@ -80,11 +81,11 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   // Streams always ask the worker for the usage chunk (the router books cached tokens and counts
   // tokens from it); it is passed on only when the client asked for it.
   const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  const upstreamObj =
-    stream && !clientWantsUsage
-      ? { ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
-      : body;
-  const upstreamBody = upstreamObj === body ? raw : JSON.stringify(upstreamObj);
+  const wantUsage = stream && !clientWantsUsage;
+  const upstreamObj = wantUsage
+    ? { ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
+    : body;
+  const upstreamBody = wantUsage ? withUsageOption(raw, body) : raw;
   const overrides = readOverrides(body);
   const session = ctx.sessions.sessionOf(req);
   const tried = new Set<string>();
@@ -403,6 +404,25 @@ function drainedOrClosed(res: ServerResponse): Promise<void> {
   });
 }
 
+const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true},');
+
+/**
+ * The body with `stream_options.include_usage` set. Without a `stream_options` key the option is
+ * spliced in after the opening brace (a copy of the bytes; re-serialising a long prompt, 8k token
+ * ids say, costs far more); otherwise the parsed body is serialised again.
+ */
+export function withUsageOption(raw: Buffer, body: Record<string, unknown>): Buffer | string {
+  if (!Object.hasOwn(body, 'stream_options')) {
+    let i = 0;
+    while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
+    let j = i + 1;
+    while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
+    if (i < raw.length && j < raw.length && raw[j] !== 0x7d)
+      return Buffer.concat([raw.subarray(0, i + 1), USAGE_OPTION, raw.subarray(i + 1)]);
+  }
+  return JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } });
+}
+
 function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array with a non-object part';
   return v === null ? 'null' : `a ${typeof v}`;
@@ -426,12 +446,15 @@ function checkFields(body: Record<string, unknown>): void {
     throw new HttpError(400, `"model" must be a string, not ${describe(body.model)}`, 'invalid_request_error', 'invalid_model');
 }
 
-function isTokenIds(a: unknown[]): a is number[] {
+/** Token ids given as a JSON array, checked and copied into u32s in one pass (undefined if one is not an id). */
+function tokenIds(a: unknown[]): Uint32Array | undefined {
+  const out = new Uint32Array(a.length);
   for (let i = 0; i < a.length; i++) {
     const t = a[i];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) return false;
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) return undefined;
+    out[i] = t;
   }
-  return true;
+  return out;
 }
 
 function readOverrides(

@@ -33,9 +33,10 @@ export interface WorkerEndpoint {
   readonly device?: 'cpu' | 'cuda';
   /**
    * Co-located simulated worker: takes the prompt's token ids for a request id (its x-request-id)
-   * so it does not tokenize the text again. The router calls it before forwarding.
+   * so it does not tokenize the text again. The router calls it before forwarding; the array
+   * stays the router's (copy it before transferring it).
    */
-  readonly provideTokens?: (requestId: string, ids: readonly number[]) => void;
+  readonly provideTokens?: (requestId: string, ids: Uint32Array) => void;
 }
 
 export interface HealthCheckOptions {

@@ -78,8 +78,8 @@ export class ThreadedSimWorker {
   }
 
   /** Hand the prompt's token ids for request `requestId` (its x-request-id) to the worker. */
-  provideTokens(requestId: string, ids: readonly number[]): void {
-    const a = Uint32Array.from(ids);
+  provideTokens(requestId: string, ids: Uint32Array | readonly number[]): void {
+    const a = ids instanceof Uint32Array ? ids.slice() : Uint32Array.from(ids); // a copy to transfer
     this.thread.postMessage({ t: 'ids', id: requestId, ids: a }, [a.buffer]);
   }
 

@@ -159,6 +159,11 @@ export class ChatTokenizer {
 
   /** Token ids of a text (no special tokens added), through the piece cache when exact. */
   async encode(text: string): Promise<number[]> {
+    return Array.from(await this.encodeIds(text));
+  }
+
+  /** Token ids of a text as a fresh Uint32Array (the router's form: hashed and handed over without conversion). */
+  async encodeIds(text: string): Promise<Uint32Array> {
     if (this.limits.maxChars !== undefined && text.length > this.limits.maxChars) {
       throw new TokenizerError(
         `the prompt is ${text.length} characters long, over this server's limit of ${this.limits.maxChars}; send a shorter prompt`,
@@ -166,7 +171,7 @@ export class ChatTokenizer {
         'prompt_too_long',
       );
     }
-    const ids = this.encoder ? await this.encoder.encode(text) : await this.native.encode(text);
+    const ids = this.encoder ? await this.encoder.encode(text) : Uint32Array.from(await this.native.encode(text));
     if (this.limits.maxTokens !== undefined && ids.length > this.limits.maxTokens) {
       throw new TokenizerError(
         `This model's maximum context length is ${this.limits.maxTokens} tokens. However, your prompt has ${ids.length} tokens. Please reduce the length of the messages or prompt.`,
@@ -180,6 +185,11 @@ export class ChatTokenizer {
   /** Render the chat template and tokenize the result. */
   encodeChat(messages: readonly ChatMessage[], opts?: RenderOptions): Promise<number[]> {
     return this.encode(this.renderChat(messages, opts));
+  }
+
+  /** encodeChat as a fresh Uint32Array. */
+  encodeChatIds(messages: readonly ChatMessage[], opts?: RenderOptions): Promise<Uint32Array> {
+    return this.encodeIds(this.renderChat(messages, opts));
   }
 
   /** Tokenize without the cache (reference path, and for benchmarks). */

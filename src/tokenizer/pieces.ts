@@ -179,7 +179,8 @@ export class PiecewiseEncoder {
     private readonly encodeBatch: (texts: string[]) => Promise<number[][]>,
   ) {}
 
-  async encode(s: string): Promise<number[]> {
+  /** Token ids of `s` as one fresh Uint32Array (the caller may transfer or keep it; cache entries are never handed out). */
+  async encode(s: string): Promise<Uint32Array> {
     // parts: a number is an added token's id; a string is a stretch of text to look up.
     const parts: (number | Uint32Array | Promise<Uint32Array>)[] = [];
     const missTexts: string[] = [];
@@ -215,17 +216,22 @@ export class PiecewiseEncoder {
       }
     }
     let n = 0;
-    const resolved: (number | Uint32Array)[] = [];
-    for (const p of parts) {
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
       const v = p instanceof Promise ? await p : p;
-      resolved.push(v);
+      parts[i] = v;
       n += typeof v === 'number' ? 1 : v.length;
     }
-    const out = new Array<number>(n);
+    // The ids as u32, what the router hashes and hands to co-located workers: pieces are copied
+    // in with memcpy (a number[] would cost an element loop here and another one in the hashing).
+    const out = new Uint32Array(n);
     let k = 0;
-    for (const v of resolved) {
+    for (const v of parts as (number | Uint32Array)[]) {
       if (typeof v === 'number') out[k++] = v;
-      else for (let i = 0; i < v.length; i++) out[k++] = v[i]!;
+      else {
+        out.set(v, k);
+        k += v.length;
+      }
     }
     return out;
   }

@@ -1,9 +1,11 @@
-/** Unit tests: circuit breaker, worker specs, --events zmq:// parsing, usage extraction. */
+/** Unit tests: circuit breaker, worker specs, --events zmq:// parsing, usage extraction, the usage option spliced into bodies. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CircuitBreaker } from '../../src/server/breaker.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError } from '../../src/server/worker-spec.js';
 import { extractUsage } from '../../src/server/router-server.js';
+import { withUsageOption } from '../../src/server/proxy.js';
+import fc from 'fast-check';
 
 test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
   const b = new CircuitBreaker({ failureThreshold: 2, cooldownMs: 100 });
@@ -67,4 +69,32 @@ test('usage is read from the tail of an SSE stream or a JSON body', () => {
     'data: {"choices":[]}\n\ndata: {"usage":{"prompt_tokens":320,"completion_tokens":6,"total_tokens":326,"prompt_tokens_details":{"cached_tokens":304}}}\n\ndata: [DONE]\n\n';
   assert.deepEqual(extractUsage(sse), { prompt: 320, completion: 6, cached: 304 });
   assert.deepEqual(extractUsage('{"choices":[]}'), { prompt: undefined, completion: undefined, cached: undefined });
+});
+
+test('the upstream body asks for the usage chunk: spliced in when there is no stream_options, else re-serialised', () => {
+  fc.assert(
+    fc.property(
+      fc.dictionary(
+        fc.string().filter((k) => k !== 'stream_options' && k !== '__proto__'),
+        fc.jsonValue(),
+        { minKeys: 1 },
+      ),
+      fc.option(fc.oneof(fc.constant(null), fc.record({ include_usage: fc.boolean() }), fc.record({ other: fc.integer() })), {
+        nil: undefined,
+      }),
+      fc.constantFrom(undefined, 0, 2, '\t'),
+      (fields, streamOptions, indent) => {
+        const body: Record<string, unknown> = { ...fields };
+        if (streamOptions !== undefined) body.stream_options = streamOptions;
+        const raw = Buffer.from(` \n${JSON.stringify(body, null, indent)}`);
+        const out = withUsageOption(raw, JSON.parse(raw.toString()));
+        const parsed = JSON.parse(out.toString());
+        const expected = { ...body, stream_options: { ...(streamOptions ?? {}), include_usage: true } };
+        assert.deepEqual(parsed, JSON.parse(JSON.stringify(expected))); // as JSON (-0 is 0)
+        if (streamOptions === undefined) assert.ok(Buffer.isBuffer(out), 'spliced, not re-serialised');
+      },
+    ),
+    { numRuns: 500 },
+  );
+  assert.deepEqual(JSON.parse(withUsageOption(Buffer.from('{}'), {}).toString()), { stream_options: { include_usage: true } });
 });

@@ -114,7 +114,7 @@ test('the cache stays within its byte budget and evicts least recently used piec
   const s = tok.cacheStats();
   assert.ok(s.entries < 300, 'old pieces were evicted');
   const hits = s.hits;
-  await tok.encodeChat([keep, { role: 'user', content: 'message 299: ' + 'word '.repeat(40) }]);
+  await tok.encodeChat([keep, { role: 'user', content: `message 299: ${'word '.repeat(40)}` }]);
   assert.ok(tok.cacheStats().hits >= hits + 2, 'recently used pieces are still cached');
 });
 
@@ -193,4 +193,20 @@ test('the added-token splitter matches leftmost-longest like a regex alternation
     ),
     { numRuns: 500 },
   );
+});
+
+test('encodeChatIds / encodeIds: the same ids as a fresh Uint32Array each time (cached pieces are copied, never handed out)', async () => {
+  const tok = ChatTokenizer.load(undefined, { cacheBytes: 1 << 20 });
+  const messages: ChatMessage[] = [{ role: 'user', content: `a long document ${'word '.repeat(500)}` }];
+  const first = await tok.encodeChatIds(messages);
+  assert.ok(first instanceof Uint32Array);
+  assert.deepEqual(Array.from(first), await tok.encodeChat(messages));
+  const expected = Array.from(first);
+  first.fill(0); // the caller owns it: a later request must not see this
+  const second = await tok.encodeChatIds(messages);
+  assert.notEqual(second, first);
+  assert.deepEqual(Array.from(second), expected);
+  assert.ok(tok.cacheStats().hits > 0, 'the second request was served by the cache');
+  const text = 'hello there';
+  assert.deepEqual(Array.from(await tok.encodeIds(text)), await tok.encodeUncached(text));
 });
