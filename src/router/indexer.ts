@@ -151,6 +151,8 @@ export class RadixIndexer {
   private scratchPairs = new Uint32Array(this.scratchBig.buffer);
   private scratchTok = new Uint32Array(this.scratchTokBig.buffer);
   private scoreScratch = new Int32Array(32);
+  /** Sink of `U64Table.touch` reads (kept so the prefetching loads stay). */
+  private touched = 0;
 
   constructor(opts: IndexerOptions = {}) {
     this.maxIndexedBlocks = opts.maxIndexedBlocks ?? Infinity;
@@ -252,10 +254,9 @@ export class RadixIndexer {
       let t = this.lowerTiers.get(ev.storageTier);
       if (!t) this.lowerTiers.set(ev.storageTier, (t = new LowerTierIndex()));
       t.apply(slot, ev.data);
-      res = { status: 'ok' };
+      res = OK;
     } else res = this.applyData(slot, ev.data);
-    if (gap) res.gap = gap;
-    return res;
+    return gap ? { ...res, gap } : res;
   }
 
   applyData(slot: number, data: KvCacheEventData): ApplyResult {
@@ -298,13 +299,11 @@ export class RadixIndexer {
           splitU64(hs[i]!, p, 0);
           if (!this.removeBlock(slot, p[0]!, p[1]!)) missing++;
         }
-        return missing === 0
-          ? { status: 'ok' }
-          : { status: 'block_not_found', detail: `${missing} of ${hs.length} removed block(s) not found` };
+        return missing === 0 ? OK : { status: 'block_not_found', detail: `${missing} of ${hs.length} removed block(s) not found` };
       }
       case 'cleared':
         this.clearSlot(slot);
-        return { status: 'ok' };
+        return OK;
       default:
         return { status: 'ignored', detail: 'unknown event data' };
     }
@@ -353,6 +352,14 @@ export class RadixIndexer {
     }
     const word = slot >>> 5;
     const bit = 1 << (slot & 31);
+    // Room for every block up front (no resize inside the loop), then one pass over the blocks'
+    // lookup entries so their cache lines load in parallel before the loop probes them in turn.
+    lookup.reserveFor(n);
+    if (n > 2) this.touched ^= lookup.touch(0, blockPairs, n);
+    const ns = this.ns;
+    let nd = this.nd; // reloaded after allocNode, which may grow the arena
+    // After a node was created in this event, the next block's parent has no children yet: no search.
+    let fresh = false;
     for (let i = 0; i < n; i++) {
       const tlo = tokenPairs[2 * i]!;
       const thi = tokenPairs[2 * i + 1]!;
@@ -360,31 +367,34 @@ export class RadixIndexer {
       const bhi = blockPairs[2 * i + 1]!;
       // One probe of the slot's lookup serves both the reuse check and the insert / update below
       // (nothing in between modifies the lookup).
-      lookup.reserve();
       const li = lookup.findSlot(0, blo, bhi);
-      let child = this.childOf(cur, tlo, thi);
+      let child = fresh ? -1 : this.childOf(cur, tlo, thi);
       if (child < 0) {
         const reuse = li >= 0 ? lookup.valueAt(li) : -1;
         if (
           reuse >= 0 &&
-          this.nd[reuse * this.ns + F_LO] === (tlo | 0) &&
-          this.nd[reuse * this.ns + F_HI] === (thi | 0) &&
+          nd[reuse * ns + F_LO] === (tlo | 0) &&
+          nd[reuse * ns + F_HI] === (thi | 0) &&
           !this.isAncestorOrSelf(reuse, cur)
         ) {
           child = reuse;
-          const oldParent = this.nd[child * this.ns + F_PARENT]!;
+          const oldParent = nd[child * ns + F_PARENT]!;
           if (oldParent !== NONE) this.unlinkFromParent(child);
           this.linkChild(cur, child);
           if (oldParent !== NONE) this.maybeFree(oldParent);
+          fresh = false; // a re-attached node keeps its children
         } else {
           child = this.allocNode(tlo, thi);
+          nd = this.nd;
           this.linkChild(cur, child);
+          fresh = true;
         }
       }
-      const w = child * this.ns + F_BITS + word;
-      if ((this.nd[w]! & bit) === 0) {
-        this.nd[w] = this.nd[w]! | bit;
-        this.nd[child * this.ns + F_WCOUNT]!++;
+      const cb = child * ns;
+      const w = cb + F_BITS + word;
+      if ((nd[w]! & bit) === 0) {
+        nd[w] = nd[w]! | bit;
+        nd[cb + F_WCOUNT]!++;
       }
       this.nodeHash[2 * child] = blo;
       this.nodeHash[2 * child + 1] = bhi;
@@ -392,15 +402,15 @@ export class RadixIndexer {
       if (li < 0) {
         idx = ~li;
         lookup.insertAt(idx, 0, blo, bhi, child);
-        this.nd[child * this.ns + F_LREFS]!++;
+        nd[cb + F_LREFS]!++;
         this.totalEntries++;
       } else {
         idx = li;
         const old = lookup.valueAt(li);
         if (old !== child) {
           lookup.setValueAt(li, child);
-          this.nd[child * this.ns + F_LREFS]!++;
-          this.nd[old * this.ns + F_LREFS]!--;
+          nd[cb + F_LREFS]!++;
+          nd[old * ns + F_LREFS]!--;
           this.maybeFree(old);
         }
       }
@@ -420,7 +430,7 @@ export class RadixIndexer {
       cur = child;
     }
     if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
-    return { status: 'ok' };
+    return OK;
   }
 
   /** Whether two of the n block hashes (or one and the parent) are equal. */
@@ -935,6 +945,9 @@ export class RadixIndexer {
     if (tableEntries !== this.children.size) throw new Error(`children table has ${this.children.size} entries, expected ${tableEntries}`);
   }
 }
+
+/** The result of every event that applied cleanly: one shared, frozen object (no allocation per event). */
+const OK: ApplyResult = Object.freeze({ status: 'ok' });
 
 function invalidSeq(detail: string): ApplyResult {
   return { status: 'invalid_block_sequence', detail };

@@ -56,7 +56,8 @@ function mix(tag: number, lo: number, hi: number): number {
 
 /**
  * Entries are interleaved in one Int32Array (`[tag, lo, hi, value]` per entry) so that a probe
- * touches one cache line. Tags must be >= 0; tag -1 marks an empty entry. lo / hi are stored as
+ * touches one cache line. Tags must be >= 0 and are stored as tag + 1: 0 marks an empty entry, so a
+ * new table needs no fill (fresh memory is already zeros). lo / hi are stored as
  * int32 bit patterns and accepted as u32 or int32.
  */
 export class U64Table {
@@ -80,7 +81,7 @@ export class U64Table {
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
     this.withAux = withAux;
-    this.data = new Int32Array(cap * 4).fill(-1);
+    this.data = new Int32Array(cap * 4);
     this.aux = withAux ? new Float64Array(cap) : null;
   }
 
@@ -136,6 +137,28 @@ export class U64Table {
     if ((this._size + 1) * 2 > this.cap) this.resize(this.cap * 2);
   }
 
+  /** Make room for `k` more inserts: no resize happens during the next `k` inserts. */
+  reserveFor(k: number): void {
+    if ((this._size + k) * 2 <= this.cap) return;
+    let cap = this.cap * 2;
+    while ((this._size + k) * 2 > cap) cap *= 2;
+    this.resize(cap);
+  }
+
+  /**
+   * Read the home entry of each of `n` keys (interleaved u32 pairs) ahead of probing them one by
+   * one: the loads are independent, so the CPU fetches their cache lines in parallel instead of
+   * one miss at a time inside a longer loop. Returns a value derived from the loads (keep it, so
+   * the loads are not optimised away).
+   */
+  touch(tag: number, pairs: Uint32Array, n: number): number {
+    const d = this.data;
+    const shift = this.shift;
+    let acc = 0;
+    for (let i = 0; i < n; i++) acc ^= d[(mix(tag, pairs[2 * i]! | 0, pairs[2 * i + 1]! | 0) >>> shift) << 2]!;
+    return acc;
+  }
+
   /**
    * Index of the entry, or `~i` (negative) where `i` is the empty entry where the key would be
    * inserted. Valid for `insertAt` only until the table is next modified; call `reserve` first.
@@ -143,14 +166,15 @@ export class U64Table {
   findSlot(tag: number, lo: number, hi: number): number {
     const d = this.data;
     const mask = this.mask;
+    const key = tag + 1;
     lo |= 0;
     hi |= 0;
     let i = mix(tag, lo, hi) >>> this.shift;
     for (;;) {
       const b = i << 2;
       const t = d[b]!;
-      if (t === -1) return ~i;
-      if (d[b + 1] === lo && d[b + 2] === hi && t === tag) return i;
+      if (t === 0) return ~i;
+      if (d[b + 1] === lo && d[b + 2] === hi && t === key) return i;
       i = (i + 1) & mask;
     }
   }
@@ -159,7 +183,7 @@ export class U64Table {
   insertAt(i: number, tag: number, lo: number, hi: number, value: number): void {
     const d = this.data;
     const b = i << 2;
-    d[b] = tag;
+    d[b] = tag + 1;
     d[b + 1] = lo;
     d[b + 2] = hi;
     d[b + 3] = value;
@@ -184,8 +208,8 @@ export class U64Table {
     for (;;) {
       j = (j + 1) & mask;
       const bj = j << 2;
-      if (d[bj] === -1) break;
-      const home = mix(d[bj]!, d[bj + 1]!, d[bj + 2]!) >>> shift;
+      if (d[bj] === 0) break;
+      const home = mix(d[bj]! - 1, d[bj + 1]!, d[bj + 2]!) >>> shift;
       // Leave j in place if its home lies cyclically in (hole, j].
       const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
       if (stays) continue;
@@ -197,16 +221,16 @@ export class U64Table {
       if (this.aux) this.aux[hole] = this.aux[j]!;
       hole = j;
     }
-    d[hole << 2] = -1;
+    d[hole << 2] = 0;
     this._size--;
   }
 
   // Entry accessors for iteration: for (let i = 0; i < t.capacity; i++) if (t.isUsed(i)) ...
   isUsed(i: number): boolean {
-    return this.data[i << 2] !== -1;
+    return this.data[i << 2] !== 0;
   }
   tagAt(i: number): number {
-    return this.data[i << 2]!;
+    return this.data[i << 2]! - 1;
   }
   loAt(i: number): number {
     return this.data[(i << 2) + 1]! >>> 0;
@@ -231,10 +255,10 @@ export class U64Table {
       this.cap = this.minCap;
       this.mask = this.cap - 1;
       this.shift = 32 - Math.log2(this.cap);
-      this.data = new Int32Array(this.cap * 4).fill(-1);
+      this.data = new Int32Array(this.cap * 4);
       this.aux = this.withAux ? new Float64Array(this.cap) : null;
     } else {
-      for (let i = 0; i < this.cap; i++) this.data[i << 2] = -1;
+      for (let i = 0; i < this.cap; i++) this.data[i << 2] = 0;
     }
     this._size = 0;
   }
@@ -247,15 +271,15 @@ export class U64Table {
     this.mask = newCap - 1;
     this.shift = 32 - Math.log2(newCap);
     const shift = this.shift;
-    const d = (this.data = new Int32Array(newCap * 4).fill(-1));
+    const d = (this.data = new Int32Array(newCap * 4));
     this.aux = this.withAux ? new Float64Array(newCap) : null;
     const mask = this.mask;
     for (let k = 0; k < oldCap; k++) {
       const bk = k << 2;
       const t = old[bk]!;
-      if (t === -1) continue;
-      let i = mix(t, old[bk + 1]!, old[bk + 2]!) >>> shift;
-      while (d[i << 2] !== -1) i = (i + 1) & mask;
+      if (t === 0) continue;
+      let i = mix(t - 1, old[bk + 1]!, old[bk + 2]!) >>> shift;
+      while (d[i << 2] !== 0) i = (i + 1) & mask;
       const b = i << 2;
       d[b] = t;
       d[b + 1] = old[bk + 1]!;
