@@ -8,7 +8,7 @@
  * local block hashes). Requests are spread round-robin over the workers as Stored events (chain
  * from the root, block_hash = chained hash), interleaved with find_matches lookups of the next
  * requests. Block ops = stored blocks + looked-up blocks. route_* times a full KvRouter.route of
- * 8,192 token ids at block size 16 over 8 workers: block hashing + find_matches + sequence
+ * 8,192 token ids (a Uint32Array, as the request path hands them) at block size 16 over 8 workers: block hashing + find_matches + sequence
  * hashing + load projection + selection + booking (the request is freed right after).
  * Without the trace file (e.g. a clean clone outside the workspace) a synthetic trace is used.
  *
@@ -17,9 +17,10 @@
  * request; the default, used for route_*), 'js' (src/router/xxh3.ts) and 'native'
  * (@node-rs/xxhash, one N-API call per block). For each: route p50/p99, the route's stage
  * breakdown (medians of timings_us) and hashing alone (8,192 tokens, block size 16: block
- * hashes, sequence hashes; hash_8192_p50_us is both together; token ids as number[] as the
- * tokenizer hands them to the router, and block_hash_8192_u32_p50_us from a Uint32Array, which
- * the wasm backend copies with one memcpy instead of an element loop).
+ * hashes, sequence hashes; hash_8192_p50_us is both together; token ids as a number[] (what a
+ * caller with a plain array pays), and block_hash_8192_u32_p50_us from a Uint32Array (what the
+ * router's request path hands over), which the wasm backend copies with one memcpy instead of an
+ * element loop).
  * dynamo_radix_tree: the same indexer event stream (Stored events + find_matches of the next
  * request, untimed loop) replayed through Dynamo's own Rust RadixTree, crate dynamo-kv-router
  * 1.6.1 from crates.io, by the harness in scripts/dynamo-radix-bench (built here with
@@ -28,6 +29,8 @@
  * (max(5, --repeat) pairs: one run of ours, then one harness process of 7 rounds), and the ratio is
  * the median of the pairs' ratios, so load from elsewhere on the machine falls on both alike
  * (indexer_vs_dynamo_cpu_ratio: the same on CPU time).
+ * request_path_hashing: block hashing of the ids the router's tokenizer returns for a ~8k-token
+ * chat prompt (ChatTokenizer.encodeChatIds: a Uint32Array), as route() hashes them.
  * --hash-impl wasm|js|native|all picks what runs (default all; route_* reports the default backend when run).
  */
 import { spawnSync } from 'node:child_process';
@@ -36,6 +39,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KvRouter, RadixIndexer, toPairs, type RouterEvent } from '../src/router/index.js';
+import { loadChatTokenizer } from '../src/tokenizer/index.js';
 import {
   computeBlockHashPairs,
   computeSequenceHashPairs,
@@ -247,7 +251,10 @@ function benchRoute(iters: number, breakdown = false) {
   // 16 shared "system prompts" of 4,096 tokens; each worker caches some of them (via a routed request
   // in approximate-free style: Stored events built from the router's own hashes).
   const prefixes = Array.from({ length: 16 }, () => Array.from({ length: 4096 }, () => rnd() % 150000));
-  const prompts = Array.from({ length: 64 }, (_, i) => [...prefixes[i % 16]!, ...Array.from({ length: ISL - 4096 }, () => rnd() % 150000)]);
+  // Token ids as the request path hands them to route(): a Uint32Array (the tokenizer's output).
+  const prompts = Array.from({ length: 64 }, (_, i) =>
+    Uint32Array.from([...prefixes[i % 16]!, ...Array.from({ length: ISL - 4096 }, () => rnd() % 150000)]),
+  );
   // Warm the indexer: route each prompt once and keep it cached on the chosen worker (as a worker would).
   for (let i = 0; i < prompts.length; i++) {
     const d = r.route({ requestId: `warm-${i}`, tokens: prompts[i]!, nowMs: i });
@@ -408,7 +415,43 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function main() {
+/**
+ * Block hashing on the request path: the ids the router's tokenizer hands over for a ~8k-token chat
+ * prompt (ChatTokenizer.encodeChatIds, through the piece cache, a Uint32Array), hashed as route()
+ * does. p50 of the block hashes alone and of block + sequence hashes.
+ */
+async function benchRequestPathHashing(iters: number) {
+  const tok = await loadChatTokenizer();
+  let s = 11;
+  const words = 'the cache router worker block token prefix request model stream latency memory engine event index hash'.split(' ');
+  const text = Array.from({ length: 8000 }, () => words[(s = (Math.imul(s, 1103515245) + 12345) >>> 0) % words.length]).join(' ');
+  const ids = await tok.encodeChatIds([{ role: 'user', content: text }]);
+  const blk = new Float64Array(iters);
+  const both = new Float64Array(iters);
+  let sink = 0;
+  for (let i = 0; i < iters; i++) {
+    const again = await tok.encodeChatIds([{ role: 'user', content: text }]); // a fresh array each time, as per request
+    const t0 = process.hrtime.bigint();
+    const local = computeBlockHashPairs(again, 16);
+    const t1 = process.hrtime.bigint();
+    const sq = computeSequenceHashPairs(local);
+    const t2 = process.hrtime.bigint();
+    blk[i] = Number(t1 - t0) / 1000;
+    both[i] = Number(t2 - t0) / 1000;
+    sink += sq[0]!;
+  }
+  blk.sort();
+  both.sort();
+  return {
+    tokens: ids.length,
+    array: ids.constructor.name,
+    block_p50_us: round3(pct(blk, 50)),
+    block_and_seq_p50_us: round3(pct(both, 50)),
+    sink,
+  };
+}
+
+async function main() {
   const args = parseArgs(process.argv.slice(2));
   const { source, requests } = loadTrace(args.trace);
   // Our indexer and Dynamo's RadixTree take turns on the same event stream (one of ours, then one
@@ -433,6 +476,8 @@ function main() {
     if (harness && 'cleanup' in harness) harness.cleanup();
   }
   const { hash_impl, routes, routeImpl } = compareHashImpls(args);
+  const requestPath = [];
+  for (let i = 0; i < Math.max(3, args.repeat); i++) requestPath.push(await benchRequestPathHashing(Math.max(200, args.routeIters >> 2)));
   const ours = Math.round(median(runs.map((r) => r.opsPerS)));
   const rust: Record<string, unknown> | undefined = !args.rust
     ? undefined
@@ -481,6 +526,13 @@ function main() {
     route_p50_us: round3(median(routes.map((r) => r.p50))),
     route_p99_us: round3(median(routes.map((r) => r.p99))),
     route_hash_impl: routeImpl,
+    request_path_hashing: {
+      note: 'ids from ChatTokenizer.encodeChatIds (what the router hashes), block size 16, default hash backend; medians of the repeats',
+      tokens: requestPath[0]!.tokens,
+      array: requestPath[0]!.array,
+      block_hash_p50_us: round3(median(requestPath.map((r) => r.block_p50_us))),
+      block_and_seq_hash_p50_us: round3(median(requestPath.map((r) => r.block_and_seq_p50_us))),
+    },
     hash_impl,
     node: process.version,
     loadavg_1m: round3(loadavg()[0]!),
@@ -493,4 +545,7 @@ function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-main();
+main().catch((err) => {
+  process.stderr.write(`bench-router failed: ${(err as Error).stack ?? err}\n`);
+  process.exitCode = 1;
+});
