@@ -40,6 +40,8 @@ function contentText(content: ChatMessage['content']): string {
 /** A compiled chat template plus the special-token strings it may reference. */
 export class ChatTemplate {
   private readonly template: Template;
+  /** The shipped default template is also written out in code (same output, no interpreter). */
+  private readonly isDefault: boolean;
 
   constructor(
     readonly source: string,
@@ -50,9 +52,19 @@ export class ChatTemplate {
     } catch (err) {
       throw new ChatTemplateError(`the chat template does not parse as Jinja: ${(err as Error).message}`);
     }
+    this.isDefault = source === DEFAULT_CHATML_TEMPLATE;
   }
 
   render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+    if (this.isDefault) {
+      const fast = renderDefault(messages, opts.addGenerationPrompt ?? true);
+      if (fast !== undefined) return fast;
+    }
+    return this.renderJinja(messages, opts);
+  }
+
+  /** Through the Jinja interpreter, whatever the template (tests compare the default's fast path with it). */
+  renderJinja(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
     // Content parts become one string, as vLLM does for text-only models; other fields pass through.
     const msgs = messages.map((m) => (typeof m.content === 'string' ? m : { ...m, content: contentText(m.content) }));
     const ctx: Record<string, unknown> = {
@@ -84,6 +96,20 @@ export const DEFAULT_CHATML_TEMPLATE =
   "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}" +
   '{%- endfor %}' +
   "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+/**
+ * DEFAULT_CHATML_TEMPLATE written out: the router renders every chat request with it, and the Jinja
+ * interpreter costs several times the string concatenation it amounts to. Undefined (use Jinja)
+ * when a role is not a string. The template reads only roles, contents and add_generation_prompt.
+ */
+function renderDefault(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string | undefined {
+  let out = messages.length === 0 || messages[0]!.role !== 'system' ? `<|im_start|>system\n${DEFAULT_SYSTEM_PROMPT}<|im_end|>\n` : '';
+  for (const m of messages) {
+    if (typeof m.role !== 'string') return undefined;
+    out += `<|im_start|>${m.role}\n${typeof m.content === 'string' ? m.content : contentText(m.content)}<|im_end|>\n`;
+  }
+  return addGenerationPrompt ? `${out}<|im_start|>assistant\n` : out;
+}
 
 /** Special-token variables from a tokenizer_config.json (values may be strings or AddedToken objects). */
 export function specialTokenVars(config: Record<string, unknown>): Record<string, string> {

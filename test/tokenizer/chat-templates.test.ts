@@ -10,7 +10,15 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadChatTokenizer, TokenizerError, type ChatMessage, type ChatTokenizer } from '../../src/tokenizer/index.js';
+import fc from 'fast-check';
+import {
+  ChatTemplate,
+  DEFAULT_CHATML_TEMPLATE,
+  loadChatTokenizer,
+  TokenizerError,
+  type ChatMessage,
+  type ChatTokenizer,
+} from '../../src/tokenizer/index.js';
 
 const compiled = import.meta.url.includes('/dist/test/');
 const FIXTURES = fileURLToPath(
@@ -76,4 +84,25 @@ test('a missing tokenizer path names the problem and what to give instead', asyn
     assert.match(err.message, /tokenizer\.json/);
     return true;
   });
+});
+
+test('the default ChatML template written out in code renders exactly what Jinja renders from its source', () => {
+  const t = new ChatTemplate(DEFAULT_CHATML_TEMPLATE);
+  const text = fc.oneof(
+    fc.string(),
+    fc.constantFrom('', '<|im_start|>user\n', '{{ x }}', '{% if %}', '日本語 🙂', ' \n\t', '\'quoted\' "double"'),
+  );
+  const content = fc.oneof(
+    text,
+    fc.constant(null),
+    fc.array(fc.oneof(fc.record({ type: fc.constant('text'), text }), fc.record({ type: fc.constant('image_url') })), { maxLength: 3 }),
+  );
+  const role = fc.constantFrom('system', 'user', 'assistant', 'tool', 'developer', '', 'System');
+  fc.assert(
+    fc.property(fc.array(fc.record({ role, content }), { maxLength: 5 }), fc.boolean(), (messages, addGenerationPrompt) => {
+      const msgs = messages as ChatMessage[];
+      assert.equal(t.render(msgs, { addGenerationPrompt }), t.renderJinja(msgs, { addGenerationPrompt }));
+    }),
+    { numRuns: 300 },
+  );
 });
