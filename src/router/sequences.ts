@@ -116,11 +116,15 @@ export class ActiveSequences {
     this.ensureSlot(slot);
     const t = this.tables[slot]!;
     if (seqPairs) {
+      // Room for every block first: one probe per block, no resize inside the loop.
+      t.reserveFor(blocks);
       for (let i = 0; i < blocks; i++) {
-        const idx = t.find(0, seqPairs[2 * i]!, seqPairs[2 * i + 1]!);
+        const lo = seqPairs[2 * i]!;
+        const hi = seqPairs[2 * i + 1]!;
+        const idx = t.findSlot(0, lo, hi);
         if (idx >= 0) t.addValueAt(idx, 1);
         else {
-          t.set(0, seqPairs[2 * i]!, seqPairs[2 * i + 1]!, 1);
+          t.insertAt(~idx, 0, lo, hi, 1);
           this.uniqueBlocks[slot]!++;
         }
       }
