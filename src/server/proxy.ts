@@ -6,7 +6,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { request } from 'undici';
 import { DirectTargetError, type KvRouter } from '../router/index.js';
 import { PROMPT_IDS_HEADER, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
 import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
@@ -16,6 +15,7 @@ import { eligibleWorkers, type Eligible } from './eligibility.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { SseRelay, sseError } from './sse-relay.js';
+import { dispatchUpstream, type UpstreamAnswer } from './upstream.js';
 import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
 
 /**
@@ -160,23 +160,28 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       // Tokenize once: a co-located simulated worker takes the ids instead of the text's tokens.
       const handOver = st.ep.provideTokens !== undefined;
       if (handOver) st.ep.provideTokens!(uuid, tokens);
-      let upstream;
+      let upstream: UpstreamAnswer;
       try {
-        upstream = await request(`${st.ep.url}${path}`, {
-          method: 'POST',
-          // A Dynamo frontend in --router-mode direct is told which worker to use.
-          body: ctx.opts.dynamoDirect ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!) : upstreamBody,
-          headers: {
-            'content-type': 'application/json',
-            'x-request-id': uuid,
-            ...(handOver ? { [PROMPT_IDS_HEADER]: '1' } : {}),
-            ...(stream ? { accept: 'text/event-stream' } : {}),
+        const dest = workerTarget(st.ep.url, path);
+        upstream = await dispatchUpstream(
+          ctx.agent,
+          {
+            origin: dest.origin,
+            path: dest.path,
+            method: 'POST',
+            // A Dynamo frontend in --router-mode direct is told which worker to use.
+            body: ctx.opts.dynamoDirect ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!) : upstreamBody,
+            headers: {
+              'content-type': 'application/json',
+              'x-request-id': uuid,
+              ...(handOver ? { [PROMPT_IDS_HEADER]: '1' } : {}),
+              ...(stream ? { accept: 'text/event-stream' } : {}),
+            },
+            headersTimeout: 300_000,
+            bodyTimeout: 300_000,
           },
-          dispatcher: ctx.agent,
-          signal: client.signal,
-          headersTimeout: 300_000,
-          bodyTimeout: 300_000,
-        });
+          client.signal,
+        );
       } catch (err) {
         router.free(requestId, Date.now());
         ctx.queue?.notify();
@@ -199,7 +204,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
         continue;
       }
       if (upstream.statusCode >= 500 && upstream.statusCode !== 529 && !target) {
-        await upstream.body.dump().catch(() => {});
+        await upstream.dump().catch(() => {});
         router.free(requestId, Date.now());
         ctx.queue?.notify();
         record.status = 'retried';
@@ -249,7 +254,7 @@ function noteFailure(ctx: ServerContext, st: WorkerState, what: string, retrying
 /** Pass the worker's answer through as it comes (SSE event by event), timing it and reading `usage`. */
 async function relay(
   ctx: ServerContext,
-  upstream: Awaited<ReturnType<typeof request>>,
+  upstream: UpstreamAnswer,
   res: ServerResponse,
   record: DecisionRecord,
   router: KvRouter,
@@ -277,7 +282,7 @@ async function relay(
   const body: Buffer[] = [];
   let bodyBytes = 0;
   try {
-    for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+    await upstream.consume((chunk) => {
       if (firstAt === 0) {
         firstAt = performance.now();
         // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
@@ -297,18 +302,23 @@ async function relay(
           router.markPrefillCompleted(record.request_id, Date.now());
           ctx.queue?.notify();
         }
+        if (res.destroyed) throw new Error('the client went away');
         if (out.length > 0 && !res.write(out)) {
-          // Wait for the client to take it, or to go away: a client that stops reading and then
-          // disconnects must not hold its booking (and the worker's stream) until expiry.
-          await drainedOrClosed(res);
-          if (res.destroyed) throw new Error('the client went away');
+          // Stop reading from the worker until the client takes it, or goes away: a client that
+          // stops reading and then disconnects must not hold its booking (and the worker's
+          // stream) until expiry.
+          upstream.pause();
+          void drainedOrClosed(res).then(() => {
+            if (res.destroyed) upstream.abort(new Error('the client went away'));
+            else upstream.resume();
+          });
         }
       } else {
         // Non-streamed answers are held until complete, so a worker failing mid-body becomes a 502.
         bodyBytes += chunk.length;
         if (bodyBytes <= 64 * 1024 * 1024) body.push(chunk);
       }
-    }
+    });
     if (sse) {
       const rest = sse.finish();
       if (!sse.sawDone) {
@@ -402,6 +412,20 @@ function drainedOrClosed(res: ServerResponse): Promise<void> {
     res.on('drain', done);
     res.on('close', done);
   });
+}
+
+const targets = new Map<string, { origin: string; base: string }>();
+
+/** Origin and path of `${workerUrl}${path}` for undici's dispatch (worker URLs parsed once). */
+function workerTarget(workerUrl: string, path: string): { origin: string; path: string } {
+  let t = targets.get(workerUrl);
+  if (!t) {
+    const u = new URL(workerUrl);
+    t = { origin: u.origin, base: u.pathname.replace(/\/+$/, '') };
+    if (targets.size > 4096) targets.clear();
+    targets.set(workerUrl, t);
+  }
+  return { origin: t.origin, path: t.base + path };
 }
 
 const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true},');
