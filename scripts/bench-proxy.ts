@@ -198,6 +198,9 @@ const url = process.argv[1] + '/health', every = Number(process.argv[2]);
 const lat = []; let failures = 0, running = true;
 process.stdin.on('data', () => { running = false; }); process.stdin.resume();
 (async () => {
+  // One untimed request first: the probe process's own first fetch (loading undici, connecting)
+  // is not the router's latency.
+  try { await (await fetch(url, { signal: AbortSignal.timeout(10000) })).text(); } catch {}
   while (running) {
     const s = performance.now();
     try { const r = await fetch(url, { signal: AbortSignal.timeout(10000) }); await r.text(); if (r.status !== 200) failures++; } catch { failures++; }
