@@ -3,7 +3,7 @@
  * the prompt tokenised as the proxy does it, looked up per worker; nothing is routed or booked.
  */
 import type { ServerContext } from './context.js';
-import { tokenizeRequest } from './proxy.js';
+import { tokenizeRequest } from './request-body.js';
 
 /** What the router's index holds of a request's prompt: the full blocks per worker (a query: nothing is booked). */
 export interface OverlapView {

@@ -7,58 +7,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { DirectTargetError, type KvRouter } from '../router/index.js';
-import { PROMPT_IDS_HEADER, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
+import { PROMPT_IDS_HEADER } from '../tokenizer/index.js';
 import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { checkTargetUsable, directTarget, validTargets } from './direct.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
+import { checkFields, readOverrides, tokenizeRequest, withBackendInstanceId, withUsageOption } from './request-body.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { SseRelay, sseError } from './sse-relay.js';
 import { dispatchUpstream, type UpstreamAnswer } from './upstream.js';
 import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
-
-/**
- * The prompt's token ids, tokenised the way the workers do (the model's chat template for chat
- * requests), natively and off the event loop, through the per-piece token cache. Prompt limits
- * (the tokenizer's maxChars / maxTokens) answer 413 / 400.
- */
-export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<Uint32Array> {
-  try {
-    if (path === '/v1/chat/completions') {
-      const messages = body.messages;
-      if (!Array.isArray(messages) || messages.length === 0)
-        throw new HttpError(400, '"messages" must be a non-empty array of {role, content}', 'invalid_request_error', 'invalid_messages');
-      messages.forEach((m, i) => {
-        if (!m || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string')
-          throw new HttpError(400, `messages[${i}] needs a string "role" and a "content"`, 'invalid_request_error', 'invalid_messages');
-        const c = (m as { content?: unknown }).content;
-        const ok =
-          c === undefined ||
-          c === null ||
-          typeof c === 'string' ||
-          (Array.isArray(c) && c.every((p) => p !== null && typeof p === 'object' && !Array.isArray(p)));
-        if (!ok)
-          throw new HttpError(
-            400,
-            `messages[${i}].content must be a string, an array of content parts ({"type":"text","text":...}) or null, not ${describe(c)}`,
-            'invalid_request_error',
-            'invalid_messages',
-          );
-      });
-      return await tokenizer.encodeChatIds(messages as ChatMessage[]);
-    }
-    const prompt = body.prompt;
-    if (typeof prompt === 'string') return await tokenizer.encodeIds(prompt);
-  } catch (err) {
-    if (err instanceof TokenizerError)
-      throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
-    throw err;
-  }
-  const ids = Array.isArray(body.prompt) && body.prompt.length > 0 ? tokenIds(body.prompt) : undefined;
-  if (ids) return ids;
-  throw new HttpError(400, '"prompt" must be a string or a non-empty array of token ids', 'invalid_request_error', 'invalid_prompt');
-}
 
 export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   const { metrics, registry, totals } = ctx;
@@ -224,20 +183,6 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     if (clientGone) router.free(requestId, Date.now());
     ctx.queue?.notify();
   }
-}
-
-/** A stand-in value, replaced by the instance id's digits after JSON.stringify. */
-const INSTANCE_SLOT = `dynamo-lab-backend-instance-id-${randomUUID()}`;
-
-/**
- * The request body with `nvext.backend_instance_id` = Dynamo worker `id` (a u64 in decimal), the
- * field a Dynamo frontend in --router-mode direct routes by. The id is written digit for digit:
- * as a JS number it would lose precision beyond 2^53.
- */
-export function withBackendInstanceId(body: Record<string, unknown>, id: string): string {
-  if (!/^\d+$/.test(id)) throw new Error(`a Dynamo instance id is a decimal integer, not "${id}"`);
-  const nvext = body.nvext !== null && typeof body.nvext === 'object' && !Array.isArray(body.nvext) ? body.nvext : {};
-  return JSON.stringify({ ...body, nvext: { ...nvext, backend_instance_id: INSTANCE_SLOT } }).replace(`"${INSTANCE_SLOT}"`, id);
 }
 
 function noteFailure(ctx: ServerContext, st: WorkerState, what: string, retrying = true): void {
@@ -426,71 +371,4 @@ function workerTarget(workerUrl: string, path: string): { origin: string; path: 
     targets.set(workerUrl, t);
   }
   return { origin: t.origin, path: t.base + path };
-}
-
-const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true},');
-
-/**
- * The body with `stream_options.include_usage` set. Without a `stream_options` key the option is
- * spliced in after the opening brace (a copy of the bytes; re-serialising a long prompt, 8k token
- * ids say, costs far more); otherwise the parsed body is serialised again.
- */
-export function withUsageOption(raw: Buffer, body: Record<string, unknown>): Buffer | string {
-  if (!Object.hasOwn(body, 'stream_options')) {
-    let i = 0;
-    while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
-    let j = i + 1;
-    while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
-    if (i < raw.length && j < raw.length && raw[j] !== 0x7d)
-      return Buffer.concat([raw.subarray(0, i + 1), USAGE_OPTION, raw.subarray(i + 1)]);
-  }
-  return JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } });
-}
-
-function describe(v: unknown): string {
-  if (Array.isArray(v)) return 'an array with a non-object part';
-  return v === null ? 'null' : `a ${typeof v}`;
-}
-
-/** The fields the router itself reads must have the right types (the worker checks the rest). */
-function checkFields(body: Record<string, unknown>): void {
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
-    throw new HttpError(400, `"stream" must be true or false, not ${describe(body.stream)}`, 'invalid_request_error', 'invalid_stream');
-  const so = body.stream_options;
-  if (so !== undefined && so !== null && (typeof so !== 'object' || Array.isArray(so)))
-    throw new HttpError(
-      400,
-      '"stream_options" must be an object such as {"include_usage": true}',
-      'invalid_request_error',
-      'invalid_stream_options',
-    );
-  if (so && body.stream !== true)
-    throw new HttpError(400, '"stream_options" is only allowed when "stream" is true', 'invalid_request_error', 'invalid_stream_options');
-  if (body.model !== undefined && typeof body.model !== 'string')
-    throw new HttpError(400, `"model" must be a string, not ${describe(body.model)}`, 'invalid_request_error', 'invalid_model');
-}
-
-/** Token ids given as a JSON array, checked and copied into u32s in one pass (undefined if one is not an id). */
-function tokenIds(a: unknown[]): Uint32Array | undefined {
-  const out = new Uint32Array(a.length);
-  for (let i = 0; i < a.length; i++) {
-    const t = a[i];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) return undefined;
-    out[i] = t;
-  }
-  return out;
-}
-
-function readOverrides(
-  body: Record<string, unknown>,
-): { overlapScoreCredit?: number; prefillLoadScale?: number; temperature?: number } | undefined {
-  const nvext = body.nvext as { router_config_override?: Record<string, unknown> } | undefined;
-  const o = nvext?.router_config_override;
-  if (!o || typeof o !== 'object') return undefined;
-  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-  return {
-    overlapScoreCredit: num(o.overlap_score_credit),
-    prefillLoadScale: num(o.prefill_load_scale),
-    temperature: num(o.router_temperature),
-  };
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { SimWorker } from '../../src/sim/index.js';
 import { RouterServer } from '../../src/server/router-server.js';
-import { withBackendInstanceId } from '../../src/server/proxy.js';
+import { withBackendInstanceId } from '../../src/server/request-body.js';
 import { routerCommand } from '../../src/cli/commands/router.js';
 import type { ParsedValues } from '../../src/cli/command.js';
 import { UserError, UsageError } from '../../src/base/errors.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { CircuitBreaker } from '../../src/server/breaker.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError } from '../../src/server/worker-spec.js';
 import { extractUsage } from '../../src/server/router-server.js';
-import { withUsageOption } from '../../src/server/proxy.js';
+import { withUsageOption } from '../../src/server/request-body.js';
 import fc from 'fast-check';
 
 test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
