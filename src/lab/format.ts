@@ -26,13 +26,13 @@ export function demoTable(results: readonly DemoResult[], workerIds: readonly st
       { header: 'prompt' },
       { header: 'worker' },
       { header: 'cached/prompt', align: 'right' },
-      { header: 'cached share' },
+      { header: 'cached share', visual: true },
       { header: 'TTFT ms', align: 'right' },
     ],
     rows: results.map((r, i) => {
       const cached = r.cached_tokens ?? 0;
       const prompt = r.prompt_tokens ?? 0;
-      return [String(i + 1), truncate(r.prompt, 48), r.worker ?? '?', `${cached}/${prompt}`, bar(cached, prompt, 10), r.ttft_ms.toFixed(1)];
+      return [String(i + 1), truncate(r.prompt, 64), r.worker ?? '?', `${cached}/${prompt}`, bar(cached, prompt, 10), r.ttft_ms.toFixed(1)];
     }),
     notes: [`requests per worker: ${ids.map((id) => `${id} ${'■'.repeat(counts.get(id) ?? 0)} ${counts.get(id) ?? 0}`).join('   ')}`],
   };
@@ -89,7 +89,7 @@ export function workerTable(workers: readonly WorkerBar[]): TableResult {
     columns: [
       { header: 'worker' },
       { header: 'cached blocks', align: 'right' },
-      { header: '' },
+      { header: '', visual: true },
       { header: 'active blocks', align: 'right' },
       { header: 'prefill tokens', align: 'right' },
       { header: 'requests', align: 'right' },
