@@ -76,7 +76,11 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
       `compare TTFT and cached tokens of the latest kv run with the latest ${str(p.other, 'round-robin')} run${p.min_ratio !== undefined ? `; on long-prefix scenarios kv must be at least ${num(p.min_ratio, 3)}x faster to first token` : ''}`,
     async run(params, { session, out, emit }) {
       const other = str(params.other, 'round-robin');
-      const modes = [...new Set(session.demo.map((r) => r.mode))];
+      // The modes whose latest run sent the same scenarios as the latest kv run (all modes when kv never ran).
+      const kvGroups = new Set(latestRun(session.demo, 'kv').map((r) => r.group));
+      const modes = [...new Set(session.demo.map((r) => r.mode))].filter(
+        (m) => !kvGroups.size || latestRun(session.demo, m).some((r) => kvGroups.has(r.group)),
+      );
       if (!modes.length) {
         out('No demo results in this session yet: run the two demo steps first (or `dynamo-lab start --from demo`).');
         return { ok: true };
@@ -84,14 +88,14 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
       // All requests of the latest run of each mode.
       const overall: TableResult = {
         kind: 'table',
-        title: 'latest run per mode, all requests',
+        title: 'latest run per mode on the same scenarios, all requests',
         columns: [
           { header: 'mode' },
           { header: 'requests', align: 'right' },
           { header: 'TTFT avg ms', align: 'right' },
           { header: 'p50', align: 'right' },
           { header: 'p99', align: 'right' },
-          { header: 'cached/prompt tokens', align: 'right' },
+          { header: 'cached/prompt', align: 'right' },
           { header: 'hit %', align: 'right' },
         ],
         rows: modes.map((m) => {
@@ -117,31 +121,32 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         out(`Run both a kv and a ${other} demo step to compare them per scenario.`);
         return { ok: true };
       }
+      // One group of rows per scenario (its name, then one row per mode), so the table fits 76 columns.
       emit({
         kind: 'table',
-        title: 'per scenario, requests that can reuse a prefix (2nd onwards)',
+        title: 'per scenario, requests 2 onwards (the ones that can reuse a prefix)',
         columns: [
-          { header: 'scenario' },
-          { header: 'mode' },
+          { header: 'scenario / mode' },
           { header: 'requests', align: 'right' },
           { header: 'TTFT avg ms', align: 'right' },
           { header: 'p50', align: 'right' },
-          { header: 'cached/prompt tokens', align: 'right' },
-          { header: `${other} / kv`, align: 'right' },
+          { header: 'cached/prompt', align: 'right' },
+          { header: 'TTFT ÷ kv', align: 'right' },
         ],
-        rows: cmp.flatMap((c) =>
-          [c.kv, c.other]
+        rows: cmp.flatMap((c) => [
+          [c.group, '', '', '', '', ''],
+          ...[c.kv, c.other]
             .filter((x) => x !== undefined)
-            .map((m, i) => [
-              i === 0 ? c.group : '',
-              m.mode,
+            .map((m) => [
+              `  ${m.mode}`,
               String(m.n),
               m.ttft_avg_ms.toFixed(1),
               m.ttft_p50_ms.toFixed(1),
               `${m.cached_tokens}/${m.prompt_tokens}`,
-              i === 0 && c.ratio !== undefined ? `${c.ratio.toFixed(2)}x` : '',
+              m.mode !== 'kv' && c.ratio !== undefined ? `${c.ratio.toFixed(2)}x` : '',
             ]),
-        ),
+        ]),
+        notes: [`TTFT ÷ kv: the mode's average TTFT divided by kv's on the same requests (above 1: kv was faster).`],
       });
       const minRatio = params.min_ratio === undefined ? undefined : num(params.min_ratio, 3);
       const failed: string[] = [];
