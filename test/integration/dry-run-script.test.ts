@@ -13,7 +13,7 @@ import { SimWorker } from '../../src/sim/index.js';
 import { RouterServer } from '../../src/server/router-server.js';
 import { runCli, tempStateDir } from '../helpers/cli.js';
 
-const bash5 = Number(spawnSync('bash', ['-c', 'echo ${BASH_VERSINFO[0]}'], { encoding: 'utf8' }).stdout.trim()) >= 5;
+const bash5 = Number(spawnSync('bash', ['-c', 'echo "$BASH_VERSINFO"'], { encoding: 'utf8' }).stdout.trim()) >= 5;
 const hasCurl = spawnSync('curl', ['--version']).status === 0;
 const skip = !bash5 || !hasCurl ? 'needs bash 5 and curl' : false;
 

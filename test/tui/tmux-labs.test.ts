@@ -89,7 +89,7 @@ function assertResultsShown(where: string, capture: string, results: Array<{ ste
         for (const w of cell.split(/\s+/).filter(Boolean))
           assert.ok(
             words.has(w) || shown.includes(w),
-            `${where}, step ${step}, row ${r + 1}: "${w}" of ${result.columns[c]!.header || 'column ' + (c + 1)} is not on screen:\n${shown}`,
+            `${where}, step ${step}, row ${r + 1}: "${w}" of ${result.columns[c]!.header || `column ${c + 1}`} is not on screen:\n${shown}`,
           );
       });
     });
