@@ -1,13 +1,52 @@
 /** Requests through the router: the scripted demo scenarios and background traffic. */
 import type { RoutingMode } from '../../router/index.js';
 import { DEFAULT_MODEL } from '../../tokenizer/index.js';
-import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
-import { demoTable, formatTraffic } from '../format.js';
+import { expectationCheck, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
+import { demoTable, formatTraffic, trafficTable } from '../format.js';
 import { loadScenarios, scenarioRequests } from '../scenarios.js';
 import { compareModes, latestRun, percentile } from '../compare.js';
 import type { TableResult } from '../results.js';
 import { DEFAULT_TRAFFIC_PROMPT, sendTraffic } from '../traffic.js';
 import { num, str, type ActionDef } from './types.js';
+
+/**
+ * What a traffic step says about the spread, as a pass/fail line: `even` (round-robin: per-worker
+ * counts differ by at most one), `spread` (more than one worker, none took more than half),
+ * `cached` (every request read prompt tokens from the cache).
+ */
+export function trafficCheck(results: readonly DemoResult[], expect: string | undefined): { ok: boolean; text: string } | undefined {
+  if (!expect) return undefined;
+  const counts = new Map<string, number>();
+  for (const r of results) counts.set(r.worker ?? '?', (counts.get(r.worker ?? '?') ?? 0) + 1);
+  const spread = [...counts.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([w, n]) => `${w} ${n}`)
+    .join(', ');
+  if (expect === 'even') {
+    const ns = [...counts.values()];
+    const ok = Math.max(...ns) - Math.min(...ns) <= 1;
+    return { ok, text: `${ok ? 'the requests were split evenly' : 'the requests were not split evenly'} over the workers (${spread})` };
+  }
+  if (expect === 'spread') {
+    const top = Math.max(...counts.values());
+    const ok = counts.size > 1 && top <= results.length / 2;
+    return {
+      ok,
+      text: `${counts.size} workers served requests, the busiest ${top} of ${results.length}${ok ? '' : ' (expected more than one worker and none above half)'} (${spread})`,
+    };
+  }
+  if (expect === 'cached') {
+    const none = results.filter((r) => !r.cached_tokens).length;
+    return {
+      ok: none === 0,
+      text:
+        none === 0
+          ? `all ${results.length} requests read prompt tokens from the cache`
+          : `${none} of ${results.length} requests read nothing from the cache`,
+    };
+  }
+  return { ok: false, text: `unknown traffic expectation "${expect}" (use even, spread or cached)` };
+}
 
 export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'demo.run': {
@@ -54,19 +93,12 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
           `${mode} routing: one row per request`,
         ),
       );
-      const expect = typeof params.expect === 'string' ? params.expect : undefined;
-      const problem = checkExpectation(results, expect);
-      if (expect)
-        emit({
-          kind: 'check',
-          ok: !problem,
-          text:
-            problem ??
-            (expect === 'same-worker'
-              ? 'every request after the first of its scenario went to the same worker as the first and reported cached tokens'
-              : 'consecutive requests went to different workers'),
-        });
-      if (problem) return { ok: false, error: problem };
+      const check = expectationCheck(results, typeof params.expect === 'string' ? params.expect : undefined, {
+        minCachedShare: typeof params.min_cached_share === 'number' ? params.min_cached_share : undefined,
+        blockSize: session.blockSize,
+      });
+      if (check) emit({ kind: 'check', ...check });
+      if (check && !check.ok) return { ok: false, error: check.text };
       return { ok: true };
     },
   },
@@ -180,7 +212,7 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
     describe: (p) =>
       `send ${num(p.requests, 30)} chat requests, ${num(p.concurrency, 3)} at a time, through the router${p.mode ? ` in ${str(p.mode, 'kv')} mode` : ''}`,
     requires: ['workers', 'router'],
-    async run(params, { session, out, signal }) {
+    async run(params, { session, out, emit, signal }) {
       const router = session.router!;
       if (typeof params.mode === 'string') router.setMode(params.mode as RoutingMode);
       const total = num(params.requests, 30);
@@ -193,14 +225,21 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         mode: router.mode,
         signal,
       });
-      for (const l of formatTraffic(
-        results,
-        session.workers.map((w) => w.id),
-        wallSeconds,
-      ))
-        out(l);
+      const ids = session.workers.map((w) => w.id);
+      for (const l of formatTraffic(results, ids, wallSeconds)) out(l);
+      emit(
+        trafficTable(
+          results,
+          ids,
+          wallSeconds,
+          `${router.mode} routing: ${results.length} requests, ${num(params.concurrency, 3)} at a time`,
+        ),
+      );
+      const check = trafficCheck(results, typeof params.expect === 'string' ? params.expect : undefined);
+      if (check) emit({ kind: 'check', ...check });
       session.traffic.push(...results);
       if (errors.length) return { ok: false, error: `${errors.length} of ${total} requests failed; first: ${errors[0]}` };
+      if (check && !check.ok) return { ok: false, error: check.text };
       return { ok: true };
     },
   },
