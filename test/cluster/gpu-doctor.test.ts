@@ -116,7 +116,8 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
     const run = (need: number, dgd: string) =>
       spawnSync('bash', ['-c', `set -euo pipefail\n${helper}\nlab_gpu_check ${need} ${dgd}`], {
         encoding: 'utf8',
-        env: { PATH: '/usr/bin:/bin', KUBECONFIG: cp.kubeconfig },
+        // kubectl keeps its discovery cache under $HOME/.kube: a throw-away home, not the checkout.
+        env: { PATH: '/usr/bin:/bin', KUBECONFIG: cp.kubeconfig, HOME: cp.dir },
         timeout: 60_000,
       });
     const two = run(2, 'vllm-kv-demo');
