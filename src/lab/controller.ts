@@ -20,8 +20,13 @@ export interface ControllerOptions {
   /** Start at this step index (from `--from`). */
   readonly from?: number;
   readonly signal: AbortSignal;
-  /** Full output of every step, appended as it comes. */
+  /** Full output of every step, appended as it comes; the structured results go next to it (resultsFileOf). */
   readonly logFile?: string;
+}
+
+/** Where a run's structured results are kept: one JSON line per result, `{"step": id, "result": …}`. */
+export function resultsFileOf(logFile: string): string {
+  return `${logFile.replace(/\.log$/, '')}.results.jsonl`;
 }
 
 export class LabController {
@@ -100,6 +105,13 @@ export class LabController {
     };
     const emit = (result: StepResult) => {
       for (const l of resultLines(result)) this.log(l);
+      if (this.opts.logFile) {
+        try {
+          appendFileSync(resultsFileOf(this.opts.logFile), `${JSON.stringify({ step: cur.step.id, result })}\n`);
+        } catch {
+          /* like the log: never fail the lab on it */
+        }
+      }
       this.dispatch({ type: 'result', result });
     };
     let ok = false;

@@ -27,6 +27,8 @@ export interface DemoResult {
   readonly prompt: string;
   /** A prefix this request shares was sent earlier in its scenario (so a cache could serve it). */
   readonly reuses_prefix: boolean;
+  /** It continued the previous request's conversation (resent it with the answer). */
+  readonly follow_up?: boolean;
   /** Which demo run (one per demo.run step) produced it. */
   readonly run?: number;
   readonly worker: string | null;
@@ -47,7 +49,7 @@ export interface DemoResult {
 export class DemoError extends Error {}
 
 /** The messages of a request; `history` is the earlier conversation for follow-ups. */
-function messagesOf(r: DemoRequest, history: readonly ChatTurn[] = []): ChatTurn[] {
+export function messagesOf(r: DemoRequest, history: readonly ChatTurn[] = []): ChatTurn[] {
   if (history.length) return [...history, { role: 'user', content: r.prompt }];
   return r.system
     ? [
@@ -148,6 +150,7 @@ export async function sendDemoRequest(
     group: r.group ?? 'default',
     prompt: r.label ?? r.prompt,
     reuses_prefix: r.reuses_prefix ?? false,
+    ...(r.follow_up ? { follow_up: true } : {}),
     worker: header('x-dynamo-lab-worker') ?? servedBy,
     ...(opts.dynamoWorkerName ? { served_by: servedBy } : {}),
     request_id: header('x-request-id'),
@@ -161,28 +164,78 @@ export async function sendDemoRequest(
   };
 }
 
-/** Check an expectation about where a group's requests went; returns a problem or null. */
-export function checkExpectation(results: readonly DemoResult[], expect: string | undefined): string | null {
-  if (!expect) return null;
+export interface ExpectOptions {
+  /** same-worker: every request after the first of its group reports at least this share of its prompt cached. */
+  readonly minCachedShare?: number;
+  /** same-worker: with the block size, each follow-up turn must read at least the previous turn's prompt (whole blocks) from cache. */
+  readonly blockSize?: number;
+}
+
+/**
+ * An expectation about where a group's requests went, as a pass/fail line: `same-worker` (every
+ * request after the first of its group went to the first one's worker and read cached tokens;
+ * options tighten it) or `alternate` (consecutive requests went to different workers).
+ */
+export function expectationCheck(
+  results: readonly DemoResult[],
+  expect: string | undefined,
+  opts: ExpectOptions = {},
+): { ok: boolean; text: string } | undefined {
+  if (!expect) return undefined;
   const groups = new Map<string, DemoResult[]>();
   for (const r of results) groups.set(r.group, [...(groups.get(r.group) ?? []), r]);
   if (expect === 'same-worker') {
+    const share = opts.minCachedShare;
+    const followUps = results.some((r) => r.follow_up) && opts.blockSize !== undefined;
     for (const [g, rs] of groups) {
       const first = rs[0]!.worker;
       const strays = rs.slice(1).filter((r) => r.worker !== first);
       if (strays.length)
-        return `in group "${g}" request 1 went to ${first} but ${strays.map((r) => `"${r.prompt}" went to ${r.worker}`).join(', ')}`;
+        return {
+          ok: false,
+          text: `in group "${g}" request 1 went to ${first} but ${strays.map((r) => `"${r.prompt}" went to ${r.worker}`).join(', ')}`,
+        };
       const uncached = rs.slice(1).filter((r) => !r.cached_tokens);
-      if (uncached.length) return `in group "${g}" ${uncached.map((r) => `"${r.prompt}"`).join(', ')} reported no cached tokens`;
+      if (uncached.length)
+        return { ok: false, text: `in group "${g}" ${uncached.map((r) => `"${r.prompt}"`).join(', ')} reported no cached tokens` };
+      if (share !== undefined) {
+        const low = rs.slice(1).filter((r) => (r.cached_tokens ?? 0) < share * (r.prompt_tokens ?? 0));
+        if (low.length)
+          return {
+            ok: false,
+            text: `in group "${g}" ${low.map((r) => `"${r.prompt}" had ${r.cached_tokens}/${r.prompt_tokens} cached`).join(', ')}: expected at least ${Math.round(share * 100)} % of each prompt`,
+          };
+      }
+      if (followUps) {
+        const bs = opts.blockSize!;
+        for (let i = 1; i < rs.length; i++) {
+          const r = rs[i]!;
+          const need = Math.floor((rs[i - 1]!.prompt_tokens ?? 0) / bs) * bs;
+          if (r.follow_up && (r.cached_tokens ?? 0) < need)
+            return {
+              ok: false,
+              text: `in group "${g}" the follow-up "${r.prompt}" read ${r.cached_tokens} tokens from cache, less than the previous turn's ${need} (whole blocks)`,
+            };
+        }
+      }
     }
-    return null;
+    return {
+      ok: true,
+      text: `every request after the first of its scenario went to the same worker as the first and reported cached tokens${share !== undefined ? ` (at least ${Math.round(share * 100)} % of its prompt)` : ''}${followUps ? "; each follow-up turn read at least the previous turn's whole prompt blocks from cache" : ''}`,
+    };
   }
   if (expect === 'alternate') {
     for (let i = 1; i < results.length; i++) {
       if (results[i]!.worker === results[i - 1]!.worker)
-        return `requests ${i} and ${i + 1} both went to ${results[i]!.worker}; round-robin should alternate`;
+        return { ok: false, text: `requests ${i} and ${i + 1} both went to ${results[i]!.worker}; round-robin should alternate` };
     }
-    return null;
+    return { ok: true, text: 'consecutive requests went to different workers' };
   }
-  return `unknown expectation "${expect}" (use same-worker or alternate)`;
+  return { ok: false, text: `unknown expectation "${expect}" (use same-worker or alternate)` };
+}
+
+/** Check an expectation about where a group's requests went; returns a problem or null. */
+export function checkExpectation(results: readonly DemoResult[], expect: string | undefined, opts: ExpectOptions = {}): string | null {
+  const c = expectationCheck(results, expect, opts);
+  return c && !c.ok ? c.text : null;
 }

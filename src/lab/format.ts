@@ -26,13 +26,13 @@ export function demoTable(results: readonly DemoResult[], workerIds: readonly st
       { header: 'prompt' },
       { header: 'worker' },
       { header: 'cached/prompt', align: 'right' },
-      { header: 'cached share' },
+      { header: 'cached share', visual: true },
       { header: 'TTFT ms', align: 'right' },
     ],
     rows: results.map((r, i) => {
       const cached = r.cached_tokens ?? 0;
       const prompt = r.prompt_tokens ?? 0;
-      return [String(i + 1), truncate(r.prompt, 48), r.worker ?? '?', `${cached}/${prompt}`, bar(cached, prompt, 10), r.ttft_ms.toFixed(1)];
+      return [String(i + 1), truncate(r.prompt, 64), r.worker ?? '?', `${cached}/${prompt}`, bar(cached, prompt, 10), r.ttft_ms.toFixed(1)];
     }),
     notes: [`requests per worker: ${ids.map((id) => `${id} ${'■'.repeat(counts.get(id) ?? 0)} ${counts.get(id) ?? 0}`).join('   ')}`],
   };
@@ -73,6 +73,54 @@ export function formatTraffic(results: readonly DemoResult[], workerIds: readonl
   return lines;
 }
 
+/**
+ * Concurrent traffic as a table result: requests, cached/prompt tokens and TTFT p50 per worker
+ * (with a bar of the requests), and the totals and percentiles in the notes.
+ */
+export function trafficTable(
+  results: readonly DemoResult[],
+  workerIds: readonly string[],
+  wallSeconds: number,
+  title?: string,
+): TableResult {
+  const byWorker = new Map<string, DemoResult[]>();
+  for (const r of results) byWorker.set(r.worker ?? '?', [...(byWorker.get(r.worker ?? '?') ?? []), r]);
+  const ids = workerIds.length ? [...workerIds, ...[...byWorker.keys()].filter((k) => !workerIds.includes(k))] : [...byWorker.keys()];
+  const max = Math.max(1, ...[...byWorker.values()].map((v) => v.length));
+  const sorted = (xs: number[]) => xs.sort((a, b) => a - b);
+  const sum = (rs: readonly DemoResult[], k: 'cached_tokens' | 'prompt_tokens') => rs.reduce((a, r) => a + (r[k] ?? 0), 0);
+  const ttft = sorted(results.map((r) => r.ttft_ms));
+  const lat = sorted(results.map((r) => r.latency_ms));
+  const cached = sum(results, 'cached_tokens');
+  const prompt = sum(results, 'prompt_tokens');
+  return {
+    kind: 'table',
+    title,
+    columns: [
+      { header: 'worker' },
+      { header: 'requests', align: 'right' },
+      { header: '', visual: true },
+      { header: 'cached/prompt', align: 'right' },
+      { header: 'TTFT p50 ms', align: 'right' },
+    ],
+    rows: ids.map((id) => {
+      const rs = byWorker.get(id) ?? [];
+      return [
+        id,
+        String(rs.length),
+        bar(rs.length, max, 20),
+        `${sum(rs, 'cached_tokens')}/${sum(rs, 'prompt_tokens')}`,
+        rs.length ? percentile(sorted(rs.map((r) => r.ttft_ms)), 50).toFixed(1) : '',
+      ];
+    }),
+    notes: [
+      `${results.length} requests in ${wallSeconds.toFixed(1)} s (${(results.length / Math.max(wallSeconds, 1e-9)).toFixed(1)} req/s)`,
+      `TTFT ms p50 ${percentile(ttft, 50).toFixed(1)}  p90 ${percentile(ttft, 90).toFixed(1)}  p99 ${percentile(ttft, 99).toFixed(1)} · latency ms p50 ${percentile(lat, 50).toFixed(1)}  p90 ${percentile(lat, 90).toFixed(1)}  p99 ${percentile(lat, 99).toFixed(1)}`,
+      `prompt tokens from cache: ${cached}/${prompt} (${prompt ? ((100 * cached) / prompt).toFixed(0) : 0} %)`,
+    ],
+  };
+}
+
 export interface WorkerBar {
   readonly id: string;
   readonly cached_blocks: number;
@@ -89,7 +137,7 @@ export function workerTable(workers: readonly WorkerBar[]): TableResult {
     columns: [
       { header: 'worker' },
       { header: 'cached blocks', align: 'right' },
-      { header: '' },
+      { header: '', visual: true },
       { header: 'active blocks', align: 'right' },
       { header: 'prefill tokens', align: 'right' },
       { header: 'requests', align: 'right' },

@@ -14,9 +14,11 @@ export interface Scenario {
 }
 
 let cache: Record<string, Scenario> | undefined;
+let rawCache: Record<string, Scenario> | undefined;
 
-export function loadScenarios(): Record<string, Scenario> {
-  if (cache) return cache;
+/** The scenarios as written: `{{filler:…}}` markers not expanded (the dry-run script expands them itself). */
+export function loadRawScenarios(): Record<string, Scenario> {
+  if (rawCache) return rawCache;
   const file = join(labsDir(), 'scenarios.yaml');
   const data = parse(readFileSync(file, 'utf8')) as { scenarios?: Record<string, Scenario> };
   if (!data?.scenarios || typeof data.scenarios !== 'object') throw new Error(`${file}: "scenarios" must be a mapping`);
@@ -24,14 +26,25 @@ export function loadScenarios(): Record<string, Scenario> {
     if (!Array.isArray(sc.requests) || !sc.requests.every((r) => typeof r?.prompt === 'string'))
       throw new Error(`${file}: scenario ${name} needs a list of requests with a "prompt"`);
   }
-  for (const sc of Object.values(data.scenarios)) {
-    (sc as unknown as { requests: DemoRequest[] }).requests = sc.requests.map((r) => ({
-      ...r,
-      prompt: expandFiller(r.prompt),
-      ...(r.system ? { system: expandFiller(r.system) } : {}),
-    }));
-  }
-  cache = data.scenarios;
+  rawCache = data.scenarios;
+  return rawCache;
+}
+
+export function loadScenarios(): Record<string, Scenario> {
+  if (cache) return cache;
+  cache = Object.fromEntries(
+    Object.entries(loadRawScenarios()).map(([name, sc]) => [
+      name,
+      {
+        ...sc,
+        requests: sc.requests.map((r) => ({
+          ...r,
+          prompt: expandFiller(r.prompt),
+          ...(r.system ? { system: expandFiller(r.system) } : {}),
+        })),
+      },
+    ]),
+  );
   return cache;
 }
 

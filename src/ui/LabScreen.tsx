@@ -1,5 +1,6 @@
 import React from 'react';
 import { Box, Static, Text } from 'ink';
+import wrapAnsi from 'wrap-ansi';
 import type { LabState } from '../lab/state.js';
 import type { FlatStep } from '../lab/types.js';
 import { CurrentStep, FinishedStep, hiddenLines, stepLines, type Line } from './StepView.js';
@@ -49,6 +50,11 @@ function SectionBar({
   );
 }
 
+/** The question before a step that removes things; wrapped (never cut) so "(y/n)" is always on screen. */
+function confirmText(cur: FlatStep): string {
+  return `“${cur.step.title}” removes what the lab started. Run it? (y/n)`;
+}
+
 /** The step box's lines and the key context, computed for a terminal size (shared with LabApp). */
 export function screenModel(p: Properties): { lines: Line[]; room: number; keyCtx: KeyContext; offset: number } {
   const columns = p.columns ?? 80;
@@ -70,8 +76,10 @@ export function screenModel(p: Properties): { lines: Line[]; room: number; keyCt
         })
       : [];
   const footerRows = p.footer ? Math.ceil(p.footer.length / Math.max(20, columns)) : 0;
-  // section bar, box borders + 2 title rows, confirm line, keys line, footer, one spare row.
-  const room = Math.max(3, rows - 1 - 4 - (p.state.phase === 'confirm' ? 1 : 0) - 1 - footerRows - 1);
+  const confirmRows =
+    p.state.phase === 'confirm' && cur ? wrapAnsi(confirmText(cur), Math.max(20, columns), { hard: true }).split('\n').length : 0;
+  // section bar, box borders + 2 title rows, confirm lines, keys line, footer, one spare row.
+  const room = Math.max(3, rows - 1 - 4 - confirmRows - 1 - footerRows - 1);
   const max = Math.max(0, lines.length - (room - 1));
   const offset =
     lines.length <= room
@@ -127,8 +135,8 @@ export function LabScreen(p: Properties): React.ReactElement {
         />
       ) : null}
       {state.phase === 'confirm' && cur ? (
-        <Text color="red" bold wrap="truncate-end">
-          “{cur.step.title}” removes what the lab started. Run it? (y/n)
+        <Text color="red" bold wrap="wrap">
+          {confirmText(cur)}
         </Text>
       ) : null}
       {state.phase === 'finished' ? (
@@ -142,7 +150,7 @@ export function LabScreen(p: Properties): React.ReactElement {
           {model.keyCtx.canScroll ? <Text dimColor> · ↑↓ scroll</Text> : null}
         </Text>
       ) : (
-        <HintBar bindings={bindingsFor(state.phase, model.keyCtx)} />
+        <HintBar bindings={bindingsFor(state.phase, model.keyCtx)} width={columns} />
       )}
       {footer ? <Text dimColor>{footer}</Text> : null}
     </Box>

@@ -1,33 +1,12 @@
 import React from 'react';
 import { Box, Text } from 'ink';
-import { columnWidths, padCell, type StepResult } from '../lab/results.js';
+import { tableText, type StepResult } from '../lab/results.js';
 
-/** A table result: aligned columns, the header always on top; a check: a PASS/FAIL line. */
-/** Column widths that fit `width`: the widest left-aligned (text) column gives way first, cells get "…". */
-export function fitWidths(result: Extract<StepResult, { kind: 'table' }>, width: number): number[] {
-  const w = columnWidths(result);
-  let over = w.reduce((a, b) => a + b, 0) + 2 * (w.length - 1) - width;
-  while (over > 0) {
-    let idx = -1;
-    for (let i = 0; i < w.length; i++) if (result.columns[i]!.align !== 'right' && w[i]! > 8 && (idx < 0 || w[i]! > w[idx]!)) idx = i;
-    if (idx < 0) break;
-    const cut = Math.min(over, w[idx]! - 8);
-    w[idx] = w[idx]! - cut;
-    over -= cut;
-  }
-  return w;
-}
-
-const fit = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, Math.max(0, n - 1))}…`);
-
-/** One table row as text, each cell cut to its width. */
-export function tableRow(result: Extract<StepResult, { kind: 'table' }>, w: readonly number[], cells: readonly string[]): string {
-  return cells
-    .map((c, i) => padCell(fit(c, w[i]!), w[i]!, result.columns[i]!.align))
-    .join('  ')
-    .trimEnd();
-}
-
+/**
+ * A table result: the header on top, aligned columns laid out for `width` (cells wrap, a bar
+ * column may be left out with a note, narrow terminals get one block per row; nothing is cut);
+ * a check: a PASS/FAIL line.
+ */
 export function ResultView({ result, width = 200 }: { readonly result: StepResult; readonly width?: number }): React.ReactElement {
   if (result.kind === 'check') {
     return (
@@ -39,20 +18,21 @@ export function ResultView({ result, width = 200 }: { readonly result: StepResul
       </Text>
     );
   }
-  const w = fitWidths(result, width);
-  const row = (cells: readonly string[]) => tableRow(result, w, cells);
+  const t = tableText(result, width);
   return (
     <Box flexDirection="column" marginTop={1}>
       {result.title ? <Text bold>{result.title}</Text> : null}
-      <Text bold color="cyan" wrap="truncate-end">
-        {row(result.columns.map((c) => c.header))}
-      </Text>
-      {result.rows.map((r, i) => (
-        <Text key={i} wrap="truncate-end">
-          {row(r)}
+      {(t.header ?? []).map((l, i) => (
+        <Text key={`h${i}`} bold color="cyan" wrap="truncate-end">
+          {l}
         </Text>
       ))}
-      {(result.notes ?? []).map((n, i) => (
+      {t.rows.flat().map((l, i) => (
+        <Text key={i} wrap="truncate-end">
+          {l === '' ? ' ' : l}
+        </Text>
+      ))}
+      {[...(t.note ? [t.note] : []), ...(result.notes ?? [])].map((n, i) => (
         <Text key={`n${i}`} dimColor wrap="wrap">
           {n}
         </Text>

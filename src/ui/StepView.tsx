@@ -3,8 +3,8 @@ import { Box, Text } from 'ink';
 import wrapAnsi from 'wrap-ansi';
 import type { StepState } from '../lab/state.js';
 import type { FlatStep } from '../lab/types.js';
-import type { StepResult } from '../lab/results.js';
-import { ResultView, fitWidths, tableRow } from './ResultView.js';
+import { tableText, type StepResult } from '../lab/results.js';
+import { ResultView } from './ResultView.js';
 
 const ICONS: Record<StepState['status'], { icon: string; color: string }> = {
   pending: { icon: '○', color: 'gray' },
@@ -86,21 +86,13 @@ function verbatim(text: string, width: number, style: Omit<Line, 'text'> = {}): 
 
 function resultRows(r: StepResult, width: number): Line[] {
   if (r.kind === 'check') return wrapped(`${r.ok ? '✓ PASS' : '✗ FAIL'} ${r.text}`, width, { color: r.ok ? 'green' : 'red' });
-  const w = fitWidths(r, width);
+  const t = tableText(r, width);
   return [
     { text: '' },
-    ...(r.title ? [{ text: r.title, bold: true }] : []),
-    {
-      text: tableRow(
-        r,
-        w,
-        r.columns.map((c) => c.header),
-      ),
-      bold: true,
-      color: 'cyan',
-    },
-    ...r.rows.map((row) => ({ text: tableRow(r, w, row) })),
-    ...(r.notes ?? []).flatMap((n) => wrapped(n, width, { dim: true })),
+    ...(r.title ? wrapped(r.title, width, { bold: true }) : []),
+    ...(t.header ?? []).map((text) => ({ text, bold: true, color: 'cyan' })),
+    ...t.rows.flat().map((text) => ({ text })),
+    ...[...(t.note ? [t.note] : []), ...(r.notes ?? [])].flatMap((n) => wrapped(n, width, { dim: true })),
   ];
 }
 

@@ -33,6 +33,8 @@ export interface KeyBinding {
   /** Shown in the hint bar; bindings without a label are bound but not shown (the scroll keys' aliases). */
   readonly label?: string;
   readonly description: string;
+  /** Used instead of `description` when the whole bar does not fit the terminal's width. */
+  readonly short?: string;
   readonly command: KeyCommand;
   readonly when: readonly Phase[];
   readonly only?: keyof KeyContext;
@@ -43,14 +45,22 @@ export const KEY_BINDINGS: readonly KeyBinding[] = [
   { key: 'return', label: 'Enter', description: 'run', command: 'run', when: ['ready'] },
   { key: 's', label: 's', description: 'skip', command: 'skip', when: ['ready'] },
   { key: 'h', label: 'h', description: 'hint', command: 'hint', when: ['ready', 'running'], only: 'hasHint' },
-  { key: 'e', label: 'e', description: 'show hidden output', command: 'expand', when: ['ready', 'running'], only: 'canExpand' },
+  {
+    key: 'e',
+    label: 'e',
+    description: 'show hidden output',
+    short: 'hidden output',
+    command: 'expand',
+    when: ['ready', 'running'],
+    only: 'canExpand',
+  },
   { key: 'up', label: '↑↓', description: 'scroll', command: 'scroll-up', when: ['ready', 'running', 'confirm'], only: 'canScroll' },
   { key: 'down', description: 'scroll', command: 'scroll-down', when: ['ready', 'running', 'confirm'], only: 'canScroll' },
   { key: 'pageup', description: 'page up', command: 'page-up', when: ['ready', 'running', 'confirm'], only: 'canScroll' },
   { key: 'pagedown', description: 'page down', command: 'page-down', when: ['ready', 'running', 'confirm'], only: 'canScroll' },
-  { key: 'y', label: 'y', description: 'yes, run it', command: 'confirm', when: ['confirm'], dangerous: true },
+  { key: 'y', label: 'y', description: 'yes, run it', short: 'yes', command: 'confirm', when: ['confirm'], dangerous: true },
   { key: 'n', label: 'n', description: 'no', command: 'cancel', when: ['confirm'] },
-  { key: 'q', label: 'q', description: 'quit (progress is saved)', command: 'quit', when: ['ready', 'confirm'] },
+  { key: 'q', label: 'q', description: 'quit (progress is saved)', short: 'quit', command: 'quit', when: ['ready', 'confirm'] },
 ];
 
 export function bindingsFor(phase: Phase, ctx: KeyContext = {}): KeyBinding[] {

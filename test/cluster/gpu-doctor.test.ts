@@ -10,7 +10,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
 import { existsSync } from 'node:fs';
-import { realHelm } from './real-parts.js';
+import { spawnSync } from 'node:child_process';
+import { REPO_ROOT, realHelm } from './real-parts.js';
 import { skipReason, start, runCli, helmStub, createPod, ensureNs, envFor, waitPodReady, type HelmStub } from './helpers.js';
 import { probeCluster } from '../../src/cluster/index.js';
 
@@ -108,6 +109,29 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
 
     const one = await runCli(['check', 'gpu', '--need', '1'], envFor(cp, stub));
     assert.equal(one.code, 0, one.stderr);
+  });
+
+  it("the dry-run script's GPU check (kubectl and awk, no dynamo-lab) agrees with check gpu: 1 of 2 free, the lab's own DGD counts as free", async () => {
+    const helper = readFileSync(join(REPO_ROOT, 'manifests', 'script', 'lab-gpu-check.sh'), 'utf8');
+    const run = (need: number, dgd: string) =>
+      spawnSync('bash', ['-c', `set -euo pipefail\n${helper}\nlab_gpu_check ${need} ${dgd}`], {
+        encoding: 'utf8',
+        // kubectl keeps its discovery cache under $HOME/.kube: a throw-away home, not the checkout.
+        env: { PATH: '/usr/bin:/bin', KUBECONFIG: cp.kubeconfig, HOME: cp.dir },
+        timeout: 60_000,
+      });
+    const two = run(2, 'vllm-kv-demo');
+    assert.equal(two.status, 1, two.stdout + two.stderr);
+    assert.match(two.stdout, /gpu-node-1\s+1\n/);
+    assert.match(two.stdout, /lab1\/vllm-disagg-router-decode-0 {2}1 GPU\(s\)\n/);
+    assert.match(two.stdout, /Free GPUs: 1 of 2; the lab needs 2/);
+    assert.match(two.stderr, /Not enough free GPUs/);
+    const one = run(1, 'vllm-kv-demo');
+    assert.equal(one.status, 0, one.stdout + one.stderr);
+    const own = run(2, 'vllm-disagg-router');
+    assert.equal(own.status, 0, own.stdout + own.stderr);
+    assert.match(own.stdout, /vllm-disagg-router-decode-0 {2}1 GPU\(s\) {2}\(this lab\)/);
+    assert.match(own.stdout, /Free GPUs: 2 of 2/);
   });
 
   it('RBAC denial: a user with no rights gets a 403 that names the verb and resource', async () => {

@@ -93,7 +93,7 @@ test('every local action works end to end and cleanup frees every port', { timeo
   assert.match(out('metrics'), /dynamo_component_router_requests_total/);
   assert.match(out('metrics'), /vllm:num_requests_running/);
   assert.match(out('health'), /✓ router/);
-  assert.match(out('compare'), /latest run per mode, all requests/);
+  assert.match(out('compare'), /latest run per mode on the same scenarios, all requests/);
   assert.match(out('router'), /router healthy; serving \S+/);
   assert.match(out('logs'), /prefix cache hit/);
   assert.match(out('logs'), /^=== \S+ \(\d+ matching lines?\)$/m);

@@ -76,6 +76,16 @@ test('the hint bar is generated from the key table and hides keys that do not ap
   assert.ok(KEY_BINDINGS.every((b) => b.description.length > 0));
 });
 
+test('the hint bar fits 80 columns with every key: short descriptions instead of squeezed words', () => {
+  const all = bindingsFor('ready', { hasHint: true, canExpand: true, canScroll: true });
+  const wide = render(<HintBar bindings={all} width={200} />).lastFrame() ?? '';
+  assert.match(wide, /e show hidden output · ↑↓ scroll · q quit \(progress is saved\)/);
+  const narrow = render(<HintBar bindings={all} width={80} />).lastFrame() ?? '';
+  assert.equal(narrow, 'Enter run · s skip · h hint · e hidden output · ↑↓ scroll · q quit');
+  const confirm = render(<HintBar bindings={bindingsFor('confirm', { canScroll: true })} width={40} />).lastFrame() ?? '';
+  assert.equal(confirm, '↑↓ scroll · y yes · n no · q quit');
+});
+
 test('LabScreen shows the current step, its diagram, what will run, and the sections', () => {
   const steps = flattenSteps(lab);
   const state = initialState(steps);

@@ -107,6 +107,7 @@ test('a full kv-routing run with keys: Enter runs, s skips, q quits and resumes,
     assert.match(demo, /Explain quantum computing in simple ter/);
     assert.match(demo, /requests per worker/);
     for (const next of [
+      /Our router in place of Dynamo's router/,
       /The same prompts with round-robin/,
       /Compare kv and round-robin/,
       /Find the prefix-cache lines/,

@@ -11,6 +11,9 @@ import { runCli, tempStateDir } from '../helpers/cli.js';
 import { packagePath } from '../../src/base/paths.js';
 import { listLabIds, loadLab } from '../../src/lab/load.js';
 import { flattenSteps } from '../../src/lab/types.js';
+import { spawnSync } from 'node:child_process';
+import { compileGrep, LOG_PATTERNS } from '../../src/cluster/logs.js';
+import { toEre } from '../../src/cli/dry-script.js';
 
 const SECRET = 'hf_dryrun_Secret_4242';
 
@@ -319,4 +322,72 @@ test('kv-routing: `dynamo-lab deploy` is spelled out as kubectl apply heredocs, 
   assert.match(s, /kubectl wait --for=condition=Ready dynamographdeployment\/vllm-kv-demo/);
   // Helpers that only exist in dynamo-lab run only when it is installed.
   for (const l of runnableLines(s).filter((x) => /^\s*dynamo-lab /.test(x))) assert.fail(`bare dynamo-lab call: ${l}`);
+});
+
+/** A line that runs dynamo-lab as a command (not a mention such as --field-manager=dynamo-lab). */
+const INVOKES = /(?:^|[;&|(]|\bthen|\bdo|\$\()\s*dynamo-lab\s/;
+
+for (const lab of SEED_LABS) {
+  test(`${lab}: the dry run calls no dynamo-lab command, except one that is marked with the reason it has no plain equivalent`, {
+    timeout: 120_000,
+  }, async () => {
+    const lines = (await dryRun(lab)).split('\n');
+    lines.forEach((l, i) => {
+      const runByHand = l.startsWith('# run by hand: ') ? l.slice('# run by hand: '.length) : undefined;
+      if (runByHand !== undefined) assert.doesNotMatch(runByHand, INVOKES, `${lab}: a run-by-hand line needs dynamo-lab: ${l}`);
+      if (l.startsWith('#') || !INVOKES.test(l)) return;
+      assert.match(lines[i - 1] ?? '', /^# needs dynamo-lab: \S.{20,}/, `${lab}, line ${i + 1}: a dynamo-lab call without a reason: ${l}`);
+      assert.match(l, /^if command -v dynamo-lab >\/dev\/null; then /, `${lab}: it runs only when dynamo-lab is installed: ${l}`);
+    });
+  });
+}
+
+test('the spelled-out commands: demo and traffic as curl through lab_chat, logs as kubectl logs | grep, check gpu as kubectl + awk', {
+  timeout: 120_000,
+}, async () => {
+  const kv = await dryRun('kv-demo');
+  assert.match(kv, /^lab_chat\(\) \{$/m, 'the request helper is defined once at the top');
+  assert.equal(kv.split('\n').filter((l) => l === 'lab_chat() {').length, 1);
+  assert.match(kv, /curl -sS -N --fail-with-body/);
+  assert.match(kv, /^lab_gpu_check 4 kv-routing$/m);
+  // The conversation's second turn carries the first turn's answer.
+  assert.match(kv, /^lab_answer_1=\$lab_answer$/m);
+  assert.match(kv, /"role":"assistant","content":"'"\$lab_answer_1"'"/);
+  // Traffic: 5 requests, 5 at a time, then a summary.
+  assert.match(kv, /^for i in \$\(seq 1 5\); do$/m);
+  assert.match(kv, /while \(\( \$\(jobs -rp \| wc -l\) >= 5 \)\); do wait -n; done/);
+  assert.match(kv, /Tell me about topic number '"\$i"' in a few sentences\./);
+  assert.match(kv, /^lab_summary "\$lab_out"$/m);
+  // Logs: the operator's labels and the release's decision lines as an extended regex.
+  assert.match(
+    kv,
+    /^kubectl logs --namespace dynamo-cloud -l nvidia\.com\/dynamo-graph-deployment-name=kv-routing,nvidia\.com\/dynamo-component=Frontend --all-containers --prefix --tail=100 \| grep -iE '\(Formula for worker_id=\[0-9\]\+/m,
+  );
+  assert.match(kv, /^# run by hand: kubectl logs .* --follow --max-log-requests 20 \| grep --line-buffered -iE /m);
+  // The long texts are defined once and referenced from the bodies.
+  const kvr = await dryRun('kv-routing');
+  assert.equal(kvr.split('\n').filter((l) => l.startsWith('lab_text_support_guide_6000=')).length, 1);
+  assert.ok(kvr.split('\n').filter((l) => l.includes('"$lab_text_support_guide_6000"')).length >= 8);
+});
+
+test('every log pattern as the script greps it (POSIX ERE, grep -iE) matches the same real log lines as the JS regex', () => {
+  const fixtures = JSON.parse(readFileSync(packagePath('test', 'cluster', 'fixtures', 'log-lines.json'), 'utf8')) as Record<
+    string,
+    { lines: Array<{ text: string }> }
+  >;
+  // Every fixture's lines (the releases' frontends and the workers) under every release's patterns.
+  const texts = Object.values(fixtures).flatMap((f) => (typeof f === 'object' && Array.isArray(f.lines) ? f.lines.map((l) => l.text) : []));
+  assert.ok(texts.length > 10);
+  for (const release of ['0.8.0', '1.0.2', '1.6.1']) {
+    for (const name of Object.keys(LOG_PATTERNS)) {
+      const re = compileGrep(undefined, name, release)!;
+      const r = spawnSync('grep', ['-iE', toEre(re.source)], { input: `${texts.join('\n')}\n`, encoding: 'utf8' });
+      assert.ok(r.status === 0 || r.status === 1, `grep -E rejected ${name} @${release}: ${r.stderr}`);
+      assert.deepEqual(
+        r.stdout.split('\n').filter(Boolean),
+        texts.filter((t) => re.test(t)),
+        `${name} @${release}: ${toEre(re.source)}`,
+      );
+    }
+  }
 });

@@ -14,7 +14,7 @@ import { LocalSession } from '../../lab/session.js';
 import { ClusterRunner, DryRunner, LocalRunner, type StepRunner } from '../../lab/runner.js';
 import { LabController } from '../../lab/controller.js';
 import { MASK, displayCommand, maskSecrets, secretValues } from '../../lab/commands.js';
-import { scriptLines } from '../dry-script.js';
+import { ClusterScript } from '../dry-script.js';
 import type { DemoResult } from '../../lab/demo.js';
 import type { StepResult } from '../../lab/results.js';
 import { resultLines } from '../../lab/results.js';
@@ -67,6 +67,8 @@ function dryRunScript(
     for (const n of names) out.push(`#   ${n}=${SECRET_NAME.test(n) && vars[n] ? MASK : vars[n]}`);
   }
   out.push('set -euo pipefail', '');
+  const script = new ClusterScript();
+  const helpersAt = out.length;
   for (const s of lab.sections) {
     out.push(`# ===== ${s.title} =====`);
     for (const st of s.steps) {
@@ -74,7 +76,7 @@ function dryRunScript(
       if (cluster) {
         // The real script: every command, with the lab's own dynamo-lab deploy/install spelled out.
         if (st.cluster?.note) out.push(...st.cluster.note.split('\n').map((l) => `# ${l}`));
-        for (const c of cluster.commands(st)) out.push(...scriptLines(c, displayCommand(c)));
+        for (const c of cluster.commands(st)) out.push(...script.lines(c, displayCommand(c)));
         out.push('');
         continue;
       }
@@ -87,6 +89,7 @@ function dryRunScript(
       out.push('');
     }
   }
+  out.splice(helpersAt, 0, ...script.preamble());
   return out.join('\n');
 }
 

@@ -234,7 +234,9 @@ export const DYNAMO_ACTIONS: Readonly<Record<string, ActionDef>> = {
           `${str(params.mode, 'kv')} routing (Dynamo frontend): one row per request`,
         ),
       );
-      const problem = checkExpectation(results, typeof params.expect === 'string' ? params.expect : undefined);
+      const problem = checkExpectation(results, typeof params.expect === 'string' ? params.expect : undefined, {
+        minCachedShare: typeof params.min_cached_share === 'number' ? params.min_cached_share : undefined,
+      });
       if (problem) return { ok: false, error: problem };
       return { ok: true };
     },

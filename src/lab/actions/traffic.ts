@@ -1,13 +1,52 @@
 /** Requests through the router: the scripted demo scenarios and background traffic. */
 import type { RoutingMode } from '../../router/index.js';
 import { DEFAULT_MODEL } from '../../tokenizer/index.js';
-import { checkExpectation, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
-import { demoTable, formatTraffic } from '../format.js';
+import { expectationCheck, sendDemoRequest, type DemoRequest, type DemoResult } from '../demo.js';
+import { demoTable, formatTraffic, trafficTable } from '../format.js';
 import { loadScenarios, scenarioRequests } from '../scenarios.js';
 import { compareModes, latestRun, percentile } from '../compare.js';
 import type { TableResult } from '../results.js';
 import { DEFAULT_TRAFFIC_PROMPT, sendTraffic } from '../traffic.js';
 import { num, str, type ActionDef } from './types.js';
+
+/**
+ * What a traffic step says about the spread, as a pass/fail line: `even` (round-robin: per-worker
+ * counts differ by at most one), `spread` (more than one worker, none took more than half),
+ * `cached` (every request read prompt tokens from the cache).
+ */
+export function trafficCheck(results: readonly DemoResult[], expect: string | undefined): { ok: boolean; text: string } | undefined {
+  if (!expect) return undefined;
+  const counts = new Map<string, number>();
+  for (const r of results) counts.set(r.worker ?? '?', (counts.get(r.worker ?? '?') ?? 0) + 1);
+  const spread = [...counts.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([w, n]) => `${w} ${n}`)
+    .join(', ');
+  if (expect === 'even') {
+    const ns = [...counts.values()];
+    const ok = Math.max(...ns) - Math.min(...ns) <= 1;
+    return { ok, text: `${ok ? 'the requests were split evenly' : 'the requests were not split evenly'} over the workers (${spread})` };
+  }
+  if (expect === 'spread') {
+    const top = Math.max(...counts.values());
+    const ok = counts.size > 1 && top <= results.length / 2;
+    return {
+      ok,
+      text: `${counts.size} workers served requests, the busiest ${top} of ${results.length}${ok ? '' : ' (expected more than one worker and none above half)'} (${spread})`,
+    };
+  }
+  if (expect === 'cached') {
+    const none = results.filter((r) => !r.cached_tokens).length;
+    return {
+      ok: none === 0,
+      text:
+        none === 0
+          ? `all ${results.length} requests read prompt tokens from the cache`
+          : `${none} of ${results.length} requests read nothing from the cache`,
+    };
+  }
+  return { ok: false, text: `unknown traffic expectation "${expect}" (use even, spread or cached)` };
+}
 
 export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
   'demo.run': {
@@ -54,19 +93,12 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
           `${mode} routing: one row per request`,
         ),
       );
-      const expect = typeof params.expect === 'string' ? params.expect : undefined;
-      const problem = checkExpectation(results, expect);
-      if (expect)
-        emit({
-          kind: 'check',
-          ok: !problem,
-          text:
-            problem ??
-            (expect === 'same-worker'
-              ? 'every request after the first of its scenario went to the same worker as the first and reported cached tokens'
-              : 'consecutive requests went to different workers'),
-        });
-      if (problem) return { ok: false, error: problem };
+      const check = expectationCheck(results, typeof params.expect === 'string' ? params.expect : undefined, {
+        minCachedShare: typeof params.min_cached_share === 'number' ? params.min_cached_share : undefined,
+        blockSize: session.blockSize,
+      });
+      if (check) emit({ kind: 'check', ...check });
+      if (check && !check.ok) return { ok: false, error: check.text };
       return { ok: true };
     },
   },
@@ -76,7 +108,11 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
       `compare TTFT and cached tokens of the latest kv run with the latest ${str(p.other, 'round-robin')} run${p.min_ratio !== undefined ? `; on long-prefix scenarios kv must be at least ${num(p.min_ratio, 3)}x faster to first token` : ''}`,
     async run(params, { session, out, emit }) {
       const other = str(params.other, 'round-robin');
-      const modes = [...new Set(session.demo.map((r) => r.mode))];
+      // The modes whose latest run sent the same scenarios as the latest kv run (all modes when kv never ran).
+      const kvGroups = new Set(latestRun(session.demo, 'kv').map((r) => r.group));
+      const modes = [...new Set(session.demo.map((r) => r.mode))].filter(
+        (m) => !kvGroups.size || latestRun(session.demo, m).some((r) => kvGroups.has(r.group)),
+      );
       if (!modes.length) {
         out('No demo results in this session yet: run the two demo steps first (or `dynamo-lab start --from demo`).');
         return { ok: true };
@@ -84,14 +120,14 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
       // All requests of the latest run of each mode.
       const overall: TableResult = {
         kind: 'table',
-        title: 'latest run per mode, all requests',
+        title: 'latest run per mode on the same scenarios, all requests',
         columns: [
           { header: 'mode' },
           { header: 'requests', align: 'right' },
           { header: 'TTFT avg ms', align: 'right' },
           { header: 'p50', align: 'right' },
           { header: 'p99', align: 'right' },
-          { header: 'cached/prompt tokens', align: 'right' },
+          { header: 'cached/prompt', align: 'right' },
           { header: 'hit %', align: 'right' },
         ],
         rows: modes.map((m) => {
@@ -117,31 +153,32 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         out(`Run both a kv and a ${other} demo step to compare them per scenario.`);
         return { ok: true };
       }
+      // One group of rows per scenario (its name, then one row per mode), so the table fits 76 columns.
       emit({
         kind: 'table',
-        title: 'per scenario, requests that can reuse a prefix (2nd onwards)',
+        title: 'per scenario, requests 2 onwards (the ones that can reuse a prefix)',
         columns: [
-          { header: 'scenario' },
-          { header: 'mode' },
+          { header: 'scenario / mode' },
           { header: 'requests', align: 'right' },
           { header: 'TTFT avg ms', align: 'right' },
           { header: 'p50', align: 'right' },
-          { header: 'cached/prompt tokens', align: 'right' },
-          { header: `${other} / kv`, align: 'right' },
+          { header: 'cached/prompt', align: 'right' },
+          { header: 'TTFT ÷ kv', align: 'right' },
         ],
-        rows: cmp.flatMap((c) =>
-          [c.kv, c.other]
+        rows: cmp.flatMap((c) => [
+          [c.group, '', '', '', '', ''],
+          ...[c.kv, c.other]
             .filter((x) => x !== undefined)
-            .map((m, i) => [
-              i === 0 ? c.group : '',
-              m.mode,
+            .map((m) => [
+              `  ${m.mode}`,
               String(m.n),
               m.ttft_avg_ms.toFixed(1),
               m.ttft_p50_ms.toFixed(1),
               `${m.cached_tokens}/${m.prompt_tokens}`,
-              i === 0 && c.ratio !== undefined ? `${c.ratio.toFixed(2)}x` : '',
+              m.mode !== 'kv' && c.ratio !== undefined ? `${c.ratio.toFixed(2)}x` : '',
             ]),
-        ),
+        ]),
+        notes: [`TTFT ÷ kv: the mode's average TTFT divided by kv's on the same requests (above 1: kv was faster).`],
       });
       const minRatio = params.min_ratio === undefined ? undefined : num(params.min_ratio, 3);
       const failed: string[] = [];
@@ -175,7 +212,7 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
     describe: (p) =>
       `send ${num(p.requests, 30)} chat requests, ${num(p.concurrency, 3)} at a time, through the router${p.mode ? ` in ${str(p.mode, 'kv')} mode` : ''}`,
     requires: ['workers', 'router'],
-    async run(params, { session, out, signal }) {
+    async run(params, { session, out, emit, signal }) {
       const router = session.router!;
       if (typeof params.mode === 'string') router.setMode(params.mode as RoutingMode);
       const total = num(params.requests, 30);
@@ -188,14 +225,21 @@ export const TRAFFIC_ACTIONS: Readonly<Record<string, ActionDef>> = {
         mode: router.mode,
         signal,
       });
-      for (const l of formatTraffic(
-        results,
-        session.workers.map((w) => w.id),
-        wallSeconds,
-      ))
-        out(l);
+      const ids = session.workers.map((w) => w.id);
+      for (const l of formatTraffic(results, ids, wallSeconds)) out(l);
+      emit(
+        trafficTable(
+          results,
+          ids,
+          wallSeconds,
+          `${router.mode} routing: ${results.length} requests, ${num(params.concurrency, 3)} at a time`,
+        ),
+      );
+      const check = trafficCheck(results, typeof params.expect === 'string' ? params.expect : undefined);
+      if (check) emit({ kind: 'check', ...check });
       session.traffic.push(...results);
       if (errors.length) return { ok: false, error: `${errors.length} of ${total} requests failed; first: ${errors[0]}` };
+      if (check && !check.ok) return { ok: false, error: check.text };
       return { ok: true };
     },
   },
