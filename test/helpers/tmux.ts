@@ -4,7 +4,7 @@
  * the screen for a condition; nothing sleeps for a fixed time.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_ARGV } from './cli.js';
@@ -33,9 +33,11 @@ export class TmuxServer {
     return execFileSync('tmux', ['-L', this.socket, '-f', this.conf, ...args], { encoding: 'utf8' });
   }
 
-  /** Stop the server (every session on it). */
+  /** Stop the server (every session on it) and remove its socket file, which kill-server leaves behind. */
   kill(): void {
     spawnSync('tmux', ['-L', this.socket, 'kill-server']);
+    // Where tmux puts -L sockets (the server may already have exited with its last session).
+    rmSync(join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, this.socket), { force: true });
   }
 }
 
