@@ -39,6 +39,7 @@ import {
   machineLoad,
   repoRoot,
   say,
+  simArgv,
   startDaemon,
   stopDaemon,
   waitFor,
@@ -183,28 +184,7 @@ async function startSimWorkers(
 ): Promise<{ d: Daemon; list: Array<{ id: string; url: string; zmq: string; zmq_replay: string }> }> {
   const d = startDaemon(
     name,
-    [
-      ...cliArgv(),
-      'sim',
-      '--workers',
-      String(workers),
-      '--port',
-      '0',
-      '--host',
-      LOOPBACK,
-      '--gpu-blocks',
-      String(gpuBlocks),
-      '--block-size',
-      String(blockSize),
-      '--speedup',
-      String(simSpeedup),
-      '--zmq-port',
-      '0',
-      '--replay-port',
-      '0',
-      '--json',
-      '--quiet',
-    ],
+    [...simArgv({ workers, gpuBlocks, blockSize, speedup: simSpeedup }), '--zmq-port', '0', '--replay-port', '0'],
     { env, logDir: dir },
   );
   const list = await waitFor(

@@ -32,6 +32,28 @@ export function cliArgv(): string[] {
   return fromTs ? [process.execPath, '--import', 'tsx', cli] : [process.execPath, cli];
 }
 
+/** `dynamo-lab sim` on loopback, any free port, with the given worker shape (JSON worker list, no chatter). */
+export function simArgv(shape: { workers: number; gpuBlocks: number; blockSize: number; speedup: number }): string[] {
+  return [
+    ...cliArgv(),
+    'sim',
+    '--workers',
+    String(shape.workers),
+    '--port',
+    '0',
+    '--host',
+    LOOPBACK,
+    '--gpu-blocks',
+    String(shape.gpuBlocks),
+    '--block-size',
+    String(shape.blockSize),
+    '--speedup',
+    String(shape.speedup),
+    '--json',
+    '--quiet',
+  ];
+}
+
 export const say = (s: string): void => {
   process.stderr.write(s + '\n');
 };

@@ -17,6 +17,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   cliArgv,
+  simArgv,
   freePort,
   getJson,
   getText,
@@ -190,26 +191,7 @@ export async function startSims(
   opts: { zmq: boolean; name?: string; seed?: number },
 ): Promise<{ daemon: Daemon; workers: SimWorker[] }> {
   const { workers, gpuBlocks, blockSize, speedup } = ctx.shape;
-  const args = [
-    ...cliArgv(),
-    'sim',
-    '--workers',
-    String(workers),
-    '--port',
-    '0',
-    '--host',
-    LOOPBACK,
-    '--gpu-blocks',
-    String(gpuBlocks),
-    '--block-size',
-    String(blockSize),
-    '--speedup',
-    String(speedup),
-    '--model',
-    ctx.model.name,
-    '--json',
-    '--quiet',
-  ];
+  const args = [...simArgv({ workers, gpuBlocks, blockSize, speedup }), '--model', ctx.model.name];
   if (opts.zmq) args.push('--zmq-port', '0', '--replay-port', '0');
   if (opts.seed !== undefined) args.push('--seed', String(opts.seed));
   const daemon = startDaemon(opts.name ?? 'dynamo-lab-sim', args, {
