@@ -35,6 +35,7 @@ const lab: LabDefinition = {
         step('router', 'router.start', { mode: 'kv' }, 'router.healthy'),
         step('multi-turn', 'demo.run', { mode: 'kv', reset_cache: true, expect: 'same-worker', scenarios: ['multi-turn'] }),
         step('spread', 'demo.run', { mode: 'round-robin', reset_cache: true, expect: 'alternate', scenarios: ['load-spread'] }),
+        step('in-place', 'router.in-place', { reset_cache: true, expect: 'same-worker', scenarios: ['multi-turn'] }),
         step('retune', 'router.start', { mode: 'kv', kv_overlap_score_weight: 0, router_temperature: 0.5 }),
         step('traffic', 'traffic.run', { requests: 12, concurrency: 4, max_tokens: 4 }),
         step('status', 'workers.status'),

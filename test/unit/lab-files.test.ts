@@ -149,3 +149,14 @@ test('commands are shown shell-quoted with variables substituted and secrets mas
   const withEnv = displayCommand({ argv: ['run'], env: { TOKEN: 'abcdef' }, secretEnv: ['TOKEN'] }, {});
   assert.equal(withEnv, `TOKEN=${MASK} run`);
 });
+
+test('router.in-place names a bad scenario list before it sends anything', async () => {
+  const action = actionFor('router.in-place')!;
+  const ctx = { session: {}, out: () => {}, emit: () => {}, signal: new AbortController().signal } as never;
+  const unknown = await action.run({ scenarios: ['no-such-scenario'] }, ctx);
+  assert.equal(unknown.ok, false);
+  assert.match(String(unknown.error), /unknown scenario "no-such-scenario" \(known: .*shared-prefix/);
+  const none = await action.run({}, ctx);
+  assert.equal(none.ok, false);
+  assert.match(String(none.error), /needs "scenarios"/);
+});

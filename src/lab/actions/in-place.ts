@@ -31,11 +31,23 @@ interface Row {
   cached: number | null;
 }
 
-function scenarios(params: Readonly<Record<string, unknown>>): DemoRequest[] {
+/** What both in-place actions take: the scenarios' requests, the model, the expectation. */
+interface InPlaceParams {
+  requests: DemoRequest[];
+  model: string;
+  expect?: string;
+}
+
+function inPlaceParams(params: Readonly<Record<string, unknown>>): InPlaceParams | { error: string } {
   const list = Array.isArray(params.scenarios) ? (params.scenarios as string[]) : [];
-  const requests = scenarioRequests(list);
-  if (!requests.length) throw new Error('router.in-place needs "scenarios": a list of scenario names from labs/scenarios.yaml');
-  return requests;
+  let requests: DemoRequest[];
+  try {
+    requests = scenarioRequests(list);
+  } catch (err) {
+    return { error: (err as Error).message }; // an unknown scenario name
+  }
+  if (!requests.length) return { error: 'router.in-place needs "scenarios": a list of scenario names from labs/scenarios.yaml' };
+  return { requests, model: str(params.model, DEFAULT_MODEL), expect: typeof params.expect === 'string' ? params.expect : undefined };
 }
 
 /** Poll `find` for up to `ms` (log lines are written asynchronously). */
@@ -143,12 +155,8 @@ export const ROUTER_IN_PLACE: ActionDef = {
   requires: ['workers', 'router'],
   async run(params, ctx) {
     const { session, out, signal } = ctx;
-    let requests: DemoRequest[];
-    try {
-      requests = scenarios(params);
-    } catch (err) {
-      return { ok: false, error: (err as Error).message };
-    }
+    const p = inPlaceParams(params);
+    if ('error' in p) return { ok: false, error: p.error };
     const router = session.router!;
     router.setMode('kv');
     if (params.reset_cache) {
@@ -158,7 +166,7 @@ export const ROUTER_IN_PLACE: ActionDef = {
       }
       out('prefix caches emptied on every worker');
     }
-    const results = await sendAll(router.url, requests, { model: str(params.model, DEFAULT_MODEL), signal });
+    const results = await sendAll(router.url, p.requests, { model: p.model, signal });
     const rows: Row[] = [];
     for (const res of results) {
       const d = decisionOf(session, res.request_id);
@@ -183,7 +191,7 @@ export const ROUTER_IN_PLACE: ActionDef = {
         cached: seen?.cached ?? res.cached_tokens,
       });
     }
-    return report(rows, results, typeof params.expect === 'string' ? params.expect : undefined, false, ctx);
+    return report(rows, results, p.expect, false, ctx);
   },
 };
 
@@ -193,12 +201,8 @@ export const ROUTER_IN_PLACE_DYNAMO: ActionDef = {
   requires: ['workers'],
   async run(params, ctx) {
     const { session, out, signal } = ctx;
-    let requests: DemoRequest[];
-    try {
-      requests = scenarios(params);
-    } catch (err) {
-      return { ok: false, error: (err as Error).message };
-    }
+    const p = inPlaceParams(params);
+    if ('error' in p) return { ok: false, error: p.error };
     const stack = session.dynamo!;
     try {
       stack.frontendOptions = { mode: 'direct', args: [] };
@@ -225,8 +229,8 @@ export const ROUTER_IN_PLACE_DYNAMO: ActionDef = {
     const ids = stack.workerIds();
     for (const [i, id] of ids.entries()) out(`  worker-${i} = Dynamo instance ${id}`);
     const frontendLogStart = session.logsOf('frontend').length;
-    const results = await sendAll(router.url, requests, {
-      model: str(params.model, DEFAULT_MODEL),
+    const results = await sendAll(router.url, p.requests, {
+      model: p.model,
       signal,
       dynamoWorkerName: name,
       // The next decision must see this request's blocks: wait until the router indexed them.
@@ -265,6 +269,6 @@ export const ROUTER_IN_PLACE_DYNAMO: ActionDef = {
       });
     }
     out(`(every decision with each worker's overlap, load and cost: ${router.url}/debug/decisions; the frontend's lines: the log step)`);
-    return report(rows, results, typeof params.expect === 'string' ? params.expect : undefined, true, ctx);
+    return report(rows, results, p.expect, true, ctx);
   },
 };
