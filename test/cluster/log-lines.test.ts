@@ -112,6 +112,26 @@ describe("cluster: the labs' log steps use the presets for their release", () =>
     assert.ok(decisions >= 1);
   });
 
+  it('every `dynamo-lab logs` of the Frontend finds the decision lines of its release (no pattern that matches nothing)', () => {
+    // The lab's release picks the fixture: 0.5/0.7 have no fixture of their own (the table
+    // infers their lines from 0.8.0), so they are checked against 0.8.0.
+    const fixtureOf = (release: string) =>
+      RELEASE_FIXTURES.find((f) => releaseInfo(f).id === releaseInfo(release).id) ??
+      (releaseInfo(release).decisionLines === releaseInfo('0.8.0').decisionLines ? '0.8.0' : undefined);
+    const cmds = labClusterCommands().filter(
+      (c) => c.argv[0] === 'dynamo-lab' && c.argv[1] === 'logs' && /^frontend$/i.test(flagValue(c.argv, '--component') ?? ''),
+    );
+    assert.ok(cmds.length >= 2, `found ${cmds.length} frontend log commands`);
+    for (const c of cmds) {
+      const fixture = fixtureOf(c.release);
+      assert.ok(fixture, `${c.lab}/${c.step}: no log fixture for release ${c.release}`);
+      const re = compileGrep(flagValue(c.argv, '--grep'), flagValue(c.argv, '--pattern'), flagValue(c.argv, '--release'))!;
+      assert.ok(re, `${c.lab}/${c.step}: shows every frontend line (no pattern)`);
+      for (const l of FIX[fixture]!.lines.filter((x) => x.kind === 'decision'))
+        assert.match(l.text, re, `${c.lab}/${c.step}: /${re.source}/ misses the ${c.release} decision line ${l.text}`);
+    }
+  });
+
   it("a decisions step's text names its release's lines and their levels, and no hint sends readers to debug for info lines", () => {
     const steps = new Set(
       labClusterCommands()
