@@ -4,6 +4,7 @@
  * live in manifests/ as YAML; they are parsed first and placeholders are substituted in the
  * parsed tree, so no value is ever spliced into YAML text.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { packagePath } from '../base/paths.js';
@@ -141,28 +142,45 @@ function usesPolicyConfig(s: Pick<DeploySpec, 'release' | 'router'>): boolean {
   return s.router === 'kv' && releaseInfo(s.release).router.knobs === 'policy-config';
 }
 
+function policyText(s: DeploySpec): string {
+  return stringify(routerPolicyConfig(s));
+}
+
+/**
+ * The frontend reads `--router-policy-config` once, at start-up, and the operator does not roll
+ * a pod when only a mounted ConfigMap changes. So the policy's digest goes into the frontend's
+ * environment: new knobs change the pod template, the operator replaces the frontend pod and
+ * `deploy` waits for the new one.
+ */
+export const POLICY_DIGEST_ENV = 'DYNAMO_LAB_ROUTER_POLICY_SHA256';
+
+function policyDigest(s: DeploySpec): string {
+  return createHash('sha256').update(policyText(s)).digest('hex').slice(0, 16);
+}
+
 export function renderPolicyConfigMap(s: DeploySpec): KubeObject | undefined {
   if (!usesPolicyConfig(s)) return undefined;
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: { name: policyConfigMapName(s.name), namespace: s.namespace, labels: labLabels() },
-    data: { [POLICY_CONFIG_FILE]: stringify(routerPolicyConfig(s)) },
+    data: { [POLICY_CONFIG_FILE]: policyText(s) },
   };
 }
 
 export function renderDgd(s: DeploySpec): KubeObject {
   const rel = releaseInfo(s.release);
+  const policy = usesPolicyConfig(s);
   const frontendEnv = env([
     ['DYN_ROUTER_MODE', s.router],
     ['NATS_SERVER', s.natsUrl],
     ['DYN_LOG', 'info'],
+    [POLICY_DIGEST_ENV, policy ? policyDigest(s) : undefined],
   ]);
   const workerEnv = env([
     ['NATS_SERVER', s.natsUrl],
     ['DYN_LOG', 'info'],
   ]);
-  const policy = usesPolicyConfig(s);
   const annotations: Record<string, string> = {};
   if (s.discoveryBackend && rel.discovery.annotation) annotations[rel.discovery.annotation] = s.discoveryBackend;
   const vars: Vars = {

@@ -18,7 +18,7 @@ import {
   POLICY_CONFIG_MOUNT,
   POLICY_CONFIG_FILE,
 } from '../../src/cluster/releases.js';
-import { renderDgd, renderPolicyConfigMap, type DeploySpec } from '../../src/cluster/manifests.js';
+import { POLICY_DIGEST_ENV, renderDgd, renderPolicyConfigMap, type DeploySpec } from '../../src/cluster/manifests.js';
 import { buildDgdPlan } from '../../src/cluster/deploy.js';
 import { REPO_ROOT, flagValue, labClusterCommands, labTexts } from './real-parts.js';
 
@@ -118,6 +118,26 @@ describe('release table', () => {
       assert.match(json, new RegExp(`"mountPath":"${POLICY_CONFIG_MOUNT}"`));
     }
     assert.equal(renderPolicyConfigMap({ ...base, release: '1.2.0' }), undefined);
+  });
+
+  it('item 6: at 1.6 new knobs change the frontend pod template (the policy file is read at start-up only)', () => {
+    // Without this the operator keeps the old frontend pod (a ConfigMap change rolls nothing),
+    // the frontend keeps the old policy, and `deploy` (frontendWillChange) does not wait.
+    const frontend = (spec: DeploySpec): unknown => {
+      const dgd = renderDgd(spec) as unknown as {
+        spec: { services?: { Frontend: unknown }; components?: Array<{ name: string }> };
+      };
+      return dgd.spec.services?.Frontend ?? dgd.spec.components?.find((c) => c.name === 'Frontend');
+    };
+    for (const version of ['v1alpha1', 'v1beta1'] as const) {
+      const a = { ...base, version, release: '1.6.1', overlapWeight: 1, temperature: 0 };
+      const b = { ...a, overlapWeight: 1.5, temperature: 0.1 };
+      assert.notDeepEqual(frontend(a), frontend(b), `${version}: knobs 1/0 vs 1.5/0.1`);
+      assert.deepEqual(frontend(a), frontend({ ...a }), `${version}: same knobs, same pod template`);
+      assert.match(JSON.stringify(frontend(b)), new RegExp(`"name":"${POLICY_DIGEST_ENV}","value":"[0-9a-f]{16}"`));
+      // Releases that take flags already change the args; no digest there.
+      assert.doesNotMatch(JSON.stringify(renderDgd({ ...a, release: '1.2.0' })), new RegExp(POLICY_DIGEST_ENV));
+    }
   });
 
   it('item 12: dynamoNamespace is rendered only for releases that honour it (before 0.8)', () => {
