@@ -95,7 +95,9 @@ export function labTexts(): Array<{ lab: string; step: string; release: string; 
     const release = lab.vars?.RELEASE_VERSION ?? '';
     for (const sec of lab.sections) {
       for (const st of sec.steps) {
-        const text = [st.title, st.body, st.hint, st.cluster?.note, st.local?.note].filter(Boolean).join('\n');
+        const text = [st.title, st.body, st.diagram, st.hint, st.cluster?.note, st.verify?.cluster?.note, st.local?.note]
+          .filter(Boolean)
+          .join('\n');
         out.push({ lab: lab.id, step: st.id, release, text });
       }
     }

@@ -220,6 +220,8 @@ describe('lab texts state per-release facts from the table', () => {
     const rel = releaseInfo(dist[0]!.release);
     assert.ok(all.includes(rel.discovery.platformValue!), 'names the platform value');
     assert.ok(all.includes(rel.discovery.annotation!), 'names the per-DGD annotation');
+    // Named and called out, not dropped silently.
+    assert.ok(all.includes('dynamo.nvidia.com/discovery-backend'), "the seed's annotation is named");
     for (const t of dist) {
       if (t.text.includes('dynamo.nvidia.com/discovery-backend'))
         assert.match(t.text, /do not exist/, `${t.step}: the seed annotation must be called out`);
@@ -256,8 +258,41 @@ describe('lab texts state per-release facts from the table', () => {
     }
   });
 
+  it('the labs say plainly where a seed instruction is outdated, at the step that replaces it', () => {
+    // [lab, step, what the text must say, issue item]
+    const callouts: Array<[string, string, RegExp, string]> = [
+      ['distributed', 'install-etcd', /seed's `preUpgradeHook\.enabled` is not a key of this chart/, '1'],
+      ['grove', 'install-etcd', /seed's `preUpgradeHook\.enabled` is not a key of this chart/, '1'],
+      ['kv-demo', 'routing-decisions', /seed's `grep -E "\(routing\|overlap\|score\)"` matches none/, '2'],
+      ['kv-routing', 'router-view', /seed grepped the frontend for "overlap\|score\|routing", which finds none/, '2'],
+      ['distributed', 'deploy-nats-kv', /seed's annotations `dynamo\.nvidia\.com\/discovery-backend: "nats"`.*do not exist/, '5'],
+      ['router-ab', 'shared-model-cache', /seed's `spec\.pvcs`.*the 0\.5\.0 CRD has neither field/, '7'],
+      ['router-ab', 'platform', /seed goes straight to the platform install and has no CRD step/, '8'],
+      ['router-ab', 'troubleshooting', /seed's `kubectl patch dynamographdeployment` does not/, '9'],
+      ['distributed', 'deploy-k8s-native', /seed's manifest sets `dynamoNamespace: .*the operator ignores that field/, '12'],
+      ['kv-routing', 'start-sim-workers', /seed's manifest sets `dynamoNamespace: .*the operator ignores that field/, '12'],
+      ['kv-routing', 'start-nats', /without `--version` you get whatever chart is newest/, '13'],
+      ['kv-demo', 'tune-weight-temperature', /seed patched the DGD and then ran `kubectl wait/, 'kubectl wait claim'],
+    ];
+    const texts = labTexts();
+    for (const [lab, step, re, item] of callouts) {
+      const t = texts.find((x) => x.lab === lab && x.step === step);
+      assert.ok(t, `${lab}/${step} exists (item ${item})`);
+      assert.match(t.text.replace(/\s+/g, ' '), re, `${lab}/${step} (item ${item})`);
+    }
+  });
+
   it('unverified claims settled: no "one line per request" for real vLLM workers, no kubectl wait right after a patch', () => {
     for (const t of labTexts()) assert.doesNotMatch(t.text, /^Each worker logs one line per request/m, `${t.lab}/${t.step}`);
+    // Where a lab greps real workers for the cache line, it says the line is periodic.
+    const cacheSteps = new Set(
+      labClusterCommands()
+        .filter((c) => c.argv[1] === 'logs' && flagValue(c.argv, '--pattern') === 'cache')
+        .map((c) => `${c.lab}/${c.step}`),
+    );
+    assert.ok(cacheSteps.size >= 2);
+    for (const t of labTexts().filter((x) => cacheSteps.has(`${x.lab}/${x.step}`)))
+      assert.match(t.text, /about every 10 seconds while (it is )?busy/, `${t.lab}/${t.step}: vLLM's stats line is periodic`);
     const cmds = labClusterCommands();
     cmds.forEach((c, i) => {
       if (c.argv[0] === 'kubectl' && c.argv[1] === 'patch' && !c.manual) {
