@@ -285,22 +285,28 @@ function fmt(n: number): string {
 export const POLICY_CONFIG_MOUNT = '/etc/dynamo-lab/router-policy';
 export const POLICY_CONFIG_FILE = 'policy.yaml';
 
+/** The worker-selection instance the 1.6+ policy file defines ("default" is reserved). */
+export const POLICY_INSTANCE = 'dynamo-lab';
+/** Dynamo's built-in cost function as a worker-selection policy type (1.6.1). */
+export const POLICY_TYPE = 'dynamo-default-cost-fn';
+
 /**
- * The `--router-policy-config` document for 1.6+: the default worker selector with the three
- * knobs as its parameters (they replace the deprecated flags). UNVERIFIED shape: read from
- * the 1.6.1 `--help` ("use overlap_score_credit in the default policy parameters in
- * --router-policy-config", "worker_selection.prefill/decode") and main's worker_selection
- * YAML; `python -m dynamo.frontend --router-policy-config … --dump-config-to /dev/stdout`
- * shows what a frontend made of it.
+ * The `--router-policy-config` document for 1.6+: one worker-selection instance of Dynamo's
+ * built-in cost function carrying the three knobs as its parameters (they replace the
+ * deprecated flags), selected for aggregated workers. Checked against the ai-dynamo 1.6.1
+ * frontend (test/peers/dynamo.test.ts): it refuses the instance name "default" ("reserved for
+ * Dynamo's built-in selector") and the type "default" (the linked types are
+ * dynamo-default-cost-fn, dynamo-two-tier-cost-fn, thunderagent), rejects unknown parameter
+ * names, and the file below starts a frontend whose logit follows prefill_load_scale.
  */
 export function routerPolicyConfig(k: RouterKnobs): Record<string, unknown> {
   return {
     worker_selection: {
-      aggregated: 'default',
+      aggregated: POLICY_INSTANCE,
       instances: [
         {
-          name: 'default',
-          type: 'default',
+          name: POLICY_INSTANCE,
+          type: POLICY_TYPE,
           parameters: {
             overlap_score_credit: k.overlapCredit ?? 1,
             prefill_load_scale: k.overlapWeight ?? 1,

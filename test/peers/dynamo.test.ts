@@ -13,9 +13,12 @@
  *   --dynamo-direct` indexes the mocker's KV events from NATS and chooses. Its decisions equal the
  *   workers that served (the frontend's log and the response's worker id) and its predicted cached
  *   tokens equal the mocker's reported ones.
+ * - The `--router-policy-config` file `dynamo-lab deploy` mounts for 1.6+ starts the frontend,
+ *   and its prefill_load_scale reaches the cost (the Selected worker logit); the first shape we
+ *   shipped (an instance named "default") makes the frontend exit.
  */
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -28,6 +31,8 @@ import { startDynamo, SYSTEMS, type Running } from '../../scripts/peers/systems.
 import { ensureVenv, type Venv } from '../../scripts/peers/venv.js';
 import { loadChatTokenizer, tokenizeChat } from '../../src/tokenizer/index.js';
 import { stripVTControlCharacters } from 'node:util';
+import { stringify } from 'yaml';
+import { routerPolicyConfig } from '../../src/cluster/releases.js';
 
 let venv: Venv | undefined;
 let skip: string | false = false;
@@ -338,5 +343,49 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
       if (router) await stopDaemon(router);
       await direct.stop();
     }
+  });
+  it('the 1.6 policy file deploy renders is accepted by the real frontend and its knobs reach the cost', { timeout: 600_000 }, async () => {
+    const spec = SYSTEMS.find((s) => s.id === 'dynamo-kv')!;
+    const shape = { workers: 2, gpuBlocks: 1024, blockSize: 16, speedup: 0 };
+    const prompt = 'Explain the history of the printing press in Europe, with dates and the people involved. '.repeat(4);
+    const policyFile = (name: string, doc: unknown) => {
+      const f = join(dir, `${name}.yaml`);
+      writeFileSync(f, stringify(doc));
+      return f;
+    };
+    // The first request on idle workers: its logit is the cost of the prompt on an empty worker.
+    const logitWith = async (scale: number): Promise<number> => {
+      const f = policyFile(`scale-${scale}`, routerPolicyConfig({ overlapWeight: scale, temperature: 0 }));
+      const run = await startDynamo(spec, { venv: venv!, model, shape, dir: join(dir, `policy-${scale}`) }, ['--router-policy-config', f]);
+      try {
+        const client = new OpenAI({ baseURL: `${run.url}/v1`, apiKey: 'unused' });
+        await client.chat.completions.create({ model: model.name, messages: [{ role: 'user', content: prompt }], max_tokens: 2 });
+        const fe = run.daemons.find((d) => d.name === 'dynamo-frontend')!;
+        const line = await waitFor(
+          'the frontend logs its decision',
+          async () =>
+            stripVTControlCharacters(fe.output())
+              .split('\n')
+              .find((l) => /Selected worker router_mode="kv"/.test(l)),
+          { timeoutMs: 30_000, daemons: run.daemons },
+        );
+        const logit = /logit=([\d.]+)/.exec(line)?.[1];
+        assert.ok(logit, line);
+        return Number(logit);
+      } finally {
+        await run.stop();
+      }
+    };
+    const l1 = await logitWith(1);
+    const l3 = await logitWith(3);
+    assert.ok(l3 > l1, `prefill_load_scale 3 must raise the cost of the same prompt: logit ${l3} vs ${l1}`);
+    // The shape shipped before (instance and type "default") is refused at start-up.
+    const old = policyFile('old-shape', {
+      worker_selection: { aggregated: 'default', instances: [{ name: 'default', type: 'default', parameters: { prefill_load_scale: 1 } }] },
+    });
+    await assert.rejects(
+      startDynamo(spec, { venv: venv!, model, shape, dir: join(dir, 'policy-old') }, ['--router-policy-config', old]),
+      /reserved for Dynamo's built-in selector/,
+    );
   });
 });
