@@ -7,7 +7,7 @@
  *   texts in shell variables, follow-up turns carry the answer of the turn before), printing
  *   TTFT, total time and cached/prompt tokens;
  * - `traffic`: the same requests N at a time, then TTFT percentiles and the cached share;
- * - `logs`: `kubectl logs -l <the DGD's component> | grep -iE <the pattern>`;
+ * - `logs`: `kubectl logs -l <the DGD's component> | sed <colour codes off> | grep -iE <the pattern>`;
  * - `check gpu`: allocatable GPUs per node and the pods holding them, compared with the need.
  * Only what has no plain equivalent (the virtual-time benchmark replays dynamo-lab's own
  * simulator) stays a dynamo-lab call, marked with the reason and run only when it is installed.
@@ -272,7 +272,10 @@ export class ClusterScript {
     ]
       .map(shellQuote)
       .join(' ');
-    const grep = re ? ` | grep ${follow ? '--line-buffered ' : ''}-iE ${shellQuote(toEre(re.source))}` : '';
+    // Colour codes off first (Dynamo colours its log fields even into a pipe), then the pattern.
+    const grep = re
+      ? ` | sed ${follow ? '-u ' : ''}${shellQuote('s/\\x1b\\[[0-9;]*m//g')} | grep ${follow ? '--line-buffered ' : ''}-iE ${shellQuote(toEre(re.source))}`
+      : '';
     const line = `${kubectl}${grep}${!follow && re ? ` || echo ${shellQuote(`(no lines match in the last ${one(f, 'tail') ?? 100} of each container)`)}` : ''}`;
     return [manual ? `# run by hand: ${line}` : line];
   }

@@ -6,6 +6,7 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { Writable } from 'node:stream';
+import { stripVTControlCharacters } from 'node:util';
 import type { Cluster } from './kube.js';
 import { ClusterError, ClusterInputError } from './errors.js';
 import { LABEL_COMPONENT, LABEL_COMPONENT_TYPE, LABEL_DGD } from './manifests.js';
@@ -69,6 +70,15 @@ export function compileGrep(grep: string | undefined, pattern: string | undefine
   }
 }
 
+/**
+ * Does a log line match? Matched without its terminal colour codes: Dynamo's frontend colours
+ * its structured fields even when writing to a pipe (`worker_id` ESC[0m ESC[2m= ESC[0m …),
+ * which would hide `worker_id=…` from any pattern.
+ */
+export function logLineMatches(grep: RegExp, line: string): boolean {
+  return grep.test(line.includes('\u001b') ? stripVTControlCharacters(line) : line);
+}
+
 export interface LogTarget {
   namespace: string;
   pod: string;
@@ -127,7 +137,7 @@ export async function readLogs(cluster: Cluster, t: LogTarget, tailLines: number
   );
   const lines = String(text ?? '').split('\n');
   if (lines.length && lines[lines.length - 1] === '') lines.pop();
-  return grep ? lines.filter((l) => grep.test(l)) : lines;
+  return grep ? lines.filter((l) => logLineMatches(grep, l)) : lines;
 }
 
 const TS = /^(\d{4}-\d{2}-\d{2}T\S+)\s(.*)$/;
@@ -170,7 +180,7 @@ export async function followLogs(
                 if (ts && since && ts === since && raw === lastLine) continue;
                 if (ts) since = ts;
                 lastLine = raw;
-                if (!o.grep || o.grep.test(line)) o.onLine(t, line);
+                if (!o.grep || logLineMatches(o.grep, line)) o.onLine(t, line);
               }
               cb();
             },

@@ -76,6 +76,11 @@ const SELECTED_V0 = 'Selected worker: worker_id=\\d+ dp_rank=\\S+, logit: -?[\\d
 const FORMULA_V0 = 'Formula for worker_id=\\d+(?: dp_rank=\\S+)? with \\d+ cached blocks: -?[\\d.]+ = ';
 const SELECTED_V16 =
   'Selected worker: worker_type=[\\w-]+, worker_id=\\d+ dp_rank=\\S+, logit: -?[\\d.]+, effective cached blocks: [\\d.]+';
+/**
+ * What the ai-dynamo 1.6.1 frontend really prints (captured from the peers venv): the message
+ * "Selected worker" with structured fields, colour codes between them (logs.ts strips those).
+ */
+const SELECTED_V16_FIELDS = 'Selected worker router_mode="kv" .*worker_id=\\d+ worker_type=[\\w-]+ dp_rank=\\d+ logit=-?[\\d.]+';
 
 const ROUTER_METRICS = [
   'dynamo_component_router_requests_total',
@@ -189,7 +194,19 @@ export const RELEASES: readonly DynamoRelease[] = [
       tieBreak: 'random',
     },
     decisionLines: [
-      { id: 'selected', regex: SELECTED_V16, level: 'info', about: 'the chosen worker, its type, logit and effective cached blocks' },
+      {
+        id: 'selected',
+        regex: SELECTED_V16_FIELDS,
+        level: 'info',
+        about: 'the chosen worker, its type and logit, as structured fields (the 1.6.1 frontend as released)',
+      },
+      {
+        id: 'selected',
+        regex: SELECTED_V16,
+        level: 'info',
+        about:
+          'the chosen worker, its type, logit and effective cached blocks (the form quoted from the 1.6 source; not seen from the 1.6.1 wheel)',
+      },
     ],
     routerMetrics: ROUTER_METRICS,
     discovery: K8S_DISCOVERY,

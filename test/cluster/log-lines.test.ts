@@ -9,13 +9,17 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RELEASES, decisionPattern, releaseInfo } from '../../src/cluster/releases.js';
-import { compileGrep, LOG_PATTERNS } from '../../src/cluster/logs.js';
+import { compileGrep, LOG_PATTERNS, logLineMatches } from '../../src/cluster/logs.js';
+import { toEre } from '../../src/cli/dry-script.js';
+import { spawnSync } from 'node:child_process';
 import { REPO_ROOT, flagValue, labClusterCommands, labTexts } from './real-parts.js';
 
 interface Line {
   kind: 'decision' | 'cache' | 'events' | 'noise';
   level: 'info' | 'debug' | 'trace';
   text: string;
+  /** The same line with the colour codes the frontend writes into a pipe. */
+  ansi?: string;
 }
 const FIX = JSON.parse(readFileSync(join(REPO_ROOT, 'test', 'cluster', 'fixtures', 'log-lines.json'), 'utf8')) as Record<
   string,
@@ -66,6 +70,21 @@ describe('cluster: log presets against real log lines of each release', () => {
     assert.doesNotMatch(sel08, v16);
     const any = compileGrep(undefined, 'decisions')!;
     for (const rel of RELEASE_FIXTURES) for (const l of FIX[rel]!.lines.filter((x) => x.kind === 'decision')) assert.match(l.text, any);
+  });
+
+  it("1.6.1: the line the released frontend prints, colour codes included, is found by `logs` and by the dry-run script's grep", () => {
+    const l = FIX['1.6.1']!.lines.find((x) => x.ansi)!;
+    assert.ok(l, 'fixture has the captured 1.6.1 line');
+    const re = compileGrep(undefined, 'decisions', '1.6.1')!;
+    assert.match(l.text, re);
+    // The codes sit between each field name and its '=': matched raw, the pattern finds nothing.
+    assert.doesNotMatch(l.ansi!, re);
+    assert.ok(logLineMatches(re, l.ansi!), 'logs strips the codes before matching');
+    const sh = spawnSync('bash', ['-c', `sed 's/\\x1b\\[[0-9;]*m//g' | grep -iE '${toEre(re.source)}'`], {
+      input: `${l.ansi}\n`,
+      encoding: 'utf8',
+    });
+    assert.equal(sh.status, 0, `dry-run pipeline: ${sh.stderr}`);
   });
 
   it('every decision-line pattern of every table entry matches some real line (none matches nothing)', () => {

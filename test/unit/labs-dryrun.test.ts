@@ -361,9 +361,9 @@ test('the spelled-out commands: demo and traffic as curl through lab_chat, logs 
   // Logs: the operator's labels and the release's decision lines as an extended regex.
   assert.match(
     kv,
-    /^kubectl logs --namespace dynamo-cloud -l nvidia\.com\/dynamo-graph-deployment-name=kv-routing,nvidia\.com\/dynamo-component=Frontend --all-containers --prefix --tail=100 \| grep -iE '\(Formula for worker_id=\[0-9\]\+/m,
+    /^kubectl logs --namespace dynamo-cloud -l nvidia\.com\/dynamo-graph-deployment-name=kv-routing,nvidia\.com\/dynamo-component=Frontend --all-containers --prefix --tail=100 \| sed 's\/\\x1b\\\[\[0-9;\]\*m\/\/g' \| grep -iE '\(Formula for worker_id=\[0-9\]\+/m,
   );
-  assert.match(kv, /^# run by hand: kubectl logs .* --follow --max-log-requests 20 \| grep --line-buffered -iE /m);
+  assert.match(kv, /^# run by hand: kubectl logs .* --follow --max-log-requests 20 \| sed -u '[^']*' \| grep --line-buffered -iE /m);
   // The long texts are defined once and referenced from the bodies.
   const kvr = await dryRun('kv-routing');
   assert.equal(kvr.split('\n').filter((l) => l.startsWith('lab_text_support_guide_6000=')).length, 1);
