@@ -8,7 +8,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
@@ -23,6 +24,7 @@ import {
   setDgdReady,
   waitForObject,
   mergePatch,
+  ROOT,
   type HelmStub,
 } from './helpers.js';
 import { Cluster, loadKubeContext, discoverWorkers, portForwardPods, nodePortUrl, waitFor } from '../../src/cluster/index.js';
@@ -458,6 +460,15 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
       '2026-11-21T05:00:09.000000000Z stdout F 2026-11-21T05:00:09.000001Z  INFO dynamo_llm::kv_router::scheduler: Selected worker: worker_type=aggregated, worker_id=7587888160958631 dp_rank=0, logit: 4.000, effective cached blocks: 2\n2026-11-21T05:00:10.000000000Z stdout F INFO noise\n',
     );
     await follow.waitFor(/effective cached blocks: 2/, 20_000);
+    // The line the released 1.6.1 frontend writes, colour codes and all (captured, in the fixture).
+    const real = (
+      JSON.parse(readFileSync(join(ROOT, 'test', 'cluster', 'fixtures', 'log-lines.json'), 'utf8')) as Record<
+        string,
+        { lines: Array<{ ansi?: string }> }
+      >
+    )['1.6.1']!.lines.find((l) => l.ansi)!.ansi!;
+    appendFileSync(cp.logsFile, `2026-11-21T05:00:11.000000000Z stdout F ${real}\n`);
+    await follow.waitFor(/logit\S*=\S*14\.1875/, 20_000);
     follow.child.kill('SIGINT');
     const fr = await follow.done;
     assert.equal(fr.code, 130);
