@@ -387,5 +387,11 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
       startDynamo(spec, { venv: venv!, model, shape, dir: join(dir, 'policy-old') }, ['--router-policy-config', old]),
       /reserved for Dynamo's built-in selector/,
     );
+    // The flat form (dynamo-lab's shorthand, README) is refused by the real frontend, as the README says.
+    const flat = policyFile('flat', { overlap_score_credit: 1, prefill_load_scale: 1 });
+    await assert.rejects(
+      startDynamo(spec, { venv: venv!, model, shape, dir: join(dir, 'policy-flat') }, ['--router-policy-config', flat]),
+      /unknown field `overlap_score_credit`/,
+    );
   });
 });

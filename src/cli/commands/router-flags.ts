@@ -67,7 +67,7 @@ export const ROUTER_OPTIONS: Readonly<Record<string, OptionSpec>> = {
     type: 'string',
     valueName: 'yaml',
     description:
-      "YAML file with Dynamo 1.6's default policy parameters: overlap_score_credit, overlap_score_credit_decay, prefill_load_scale, decode_active_request_weight, router_temperature, host_cache_hit_weight, disk_cache_hit_weight (flags given on the command line win)",
+      "Dynamo 1.6's policy file: worker_selection with one dynamo-default-cost-fn instance whose parameters (overlap_score_credit, overlap_score_credit_decay, prefill_load_scale, decode_active_request_weight, router_temperature, host_cache_hit_weight, disk_cache_hit_weight) set the cost; the same file Dynamo's frontend takes (flags given on the command line win)",
   },
   'router-host-cache-hit-weight': {
     type: 'string',
