@@ -13,20 +13,8 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
-import {
-  skipReason,
-  start,
-  runCli,
-  spawnCli,
-  helmStub,
-  createPod,
-  envFor,
-  setDgdReady,
-  waitForObject,
-  mergePatch,
-  ROOT,
-  type HelmStub,
-} from './helpers.js';
+import { skipReason, start, runCli, spawnCli, createPod, envFor, setDgdReady, waitForObject, mergePatch, ROOT } from './helpers.js';
+import { helmForTests } from './real-parts.js';
 import { Cluster, loadKubeContext, discoverWorkers, portForwardPods, nodePortUrl, waitFor } from '../../src/cluster/index.js';
 
 const skip = skipReason();
@@ -38,7 +26,8 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
   let core: k8s.CoreV1Api;
   let custom: k8s.CustomObjectsApi;
   let ext: k8s.ApiextensionsV1Api;
-  let stub: HelmStub;
+  /** The real helm (CI builds it); deploy, cleanup and doctor run it against the test API server. */
+  let stub: ReturnType<typeof helmForTests>;
   let httpServer: http.Server;
   let zmqServer: net.Server;
   /** The lab's DynamoGraphDeployment `name` as the API server stores it (v1beta1). */
@@ -62,7 +51,7 @@ describe('cluster: deploy, wait, logs, port-forward, cleanup', { skip, timeout: 
       { port: 5557, target: (zmqServer.address() as net.AddressInfo).port },
     ];
     ({ cp, core, custom, ext } = await start({ forwards }));
-    stub = helmStub();
+    stub = helmForTests();
   });
   after(async () => {
     await cp?.stop();

@@ -11,7 +11,7 @@ import type * as k8s from '@kubernetes/client-node';
 import type { ControlPlane } from '../../scripts/cluster-env/control-plane.js';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { REPO_ROOT, realHelm } from './real-parts.js';
+import { REPO_ROOT, helmForTests, realHelm } from './real-parts.js';
 import { skipReason, start, runCli, helmStub, createPod, ensureNs, envFor, waitPodReady, type HelmStub } from './helpers.js';
 import { probeCluster } from '../../src/cluster/index.js';
 
@@ -213,7 +213,7 @@ describe('cluster: check gpu, doctor, contexts and errors', { skip, timeout: 300
   });
 
   it('doctor as a user without rights: the RBAC check lists what is missing', async () => {
-    const r = await runCli(['doctor'], { ...envFor(cp, stub), KUBECONFIG: cp.kubeconfigNobody });
+    const r = await runCli(['doctor'], { ...envFor(cp, helmForTests()), KUBECONFIG: cp.kubeconfigNobody });
     assert.equal(r.code, 1);
     assert.match(
       r.stdout,

@@ -262,7 +262,7 @@ export async function waitForObject<T>(fn: () => Promise<T>, timeoutMs = 30_000)
 
 export function envFor(
   cp: ControlPlane,
-  stub?: HelmStub,
+  stub?: Pick<HelmStub, 'bin'> & { log?: string },
   extra: Record<string, string | undefined> = {},
 ): Record<string, string | undefined> {
   return { KUBECONFIG: cp.kubeconfig, HELM_BIN: stub?.bin ?? '/nonexistent/helm', HELM_STUB_LOG: stub?.log, HF_TOKEN: undefined, ...extra };

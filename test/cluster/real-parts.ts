@@ -9,7 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parse } from 'yaml';
-import { ROOT } from './helpers.js';
+import { ROOT, helmStub, type HelmStub } from './helpers.js';
 import { TOOLING } from '../../src/cluster/releases.js';
 import { listLabIds, loadLab } from '../../src/lab/load.js';
 import { substitute } from '../../src/lab/commands.js';
@@ -44,6 +44,16 @@ export function realPartsMissing(
   if (process.env.DYNAMO_LAB_REQUIRE_CLUSTER === '1') throw new Error(`DYNAMO_LAB_REQUIRE_CLUSTER=1 but ${msg}`);
   process.stderr.write(`# skipped: ${msg}\n`);
   return msg;
+}
+
+/**
+ * The helm a test runs: the real one (scripts/cluster-env/build-helm.sh) when it is built, which CI
+ * requires (DYNAMO_LAB_REQUIRE_CLUSTER=1 makes a missing one an error); the recording stub only on
+ * a machine without it. Tests that need a failure real helm cannot give use helmStub() directly.
+ */
+export function helmForTests(): Pick<HelmStub, 'bin' | 'remove'> & { log?: string; real: boolean } {
+  if (!realPartsMissing({ helm: true })) return { bin: realHelm(), real: true, remove: () => {} };
+  return { ...helmStub(), real: false };
 }
 
 /** A release's real CRD object (gunzipped, first YAML document with a kind). */
