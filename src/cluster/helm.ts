@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { packagePath } from '../base/paths.js';
 import { shellQuote } from '../base/shell.js';
 import { ClusterError } from './errors.js';
-import { TOOLING, helmVersionOk } from './releases.js';
+import { TOOLING, helmMinimum, helmVersionOk } from './releases.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -189,14 +189,15 @@ function helmAdvice(stderr: string): string | undefined {
   return undefined;
 }
 
-/** helm's version and whether it meets the release table's minimum (TOOLING.helm.min). */
+/** helm's version and whether it meets the release table's minimum (the release's row, else the strictest row). */
 export async function helmVersionCheck(
   signal?: AbortSignal,
+  release?: string,
 ): Promise<{ found: boolean; raw?: string; version?: string; ok: boolean; min: string; why: string }> {
   const raw = await helmVersion(signal);
-  const base = { min: TOOLING.helm.min, why: TOOLING.helm.why };
+  const base = { min: helmMinimum(release), why: TOOLING.helm.why };
   if (!raw) return { found: false, ok: false, ...base };
-  return { found: true, raw, ...helmVersionOk(raw), ...base };
+  return { found: true, raw, ...helmVersionOk(raw, base.min), ...base };
 }
 
 async function helmVersion(signal?: AbortSignal): Promise<string | undefined> {

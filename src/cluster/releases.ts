@@ -34,6 +34,13 @@ export interface LogLine {
   readonly about: string;
 }
 
+export interface ReleaseTooling {
+  /** The oldest Helm the labs' commands work with. */
+  readonly helmMin: string;
+  /** Chart versions pinned with `--version` (values checked against them). */
+  readonly charts: { readonly nats: string; readonly etcd: string };
+}
+
 export interface DynamoRelease {
   readonly id: ReleaseId;
   /** The tag this entry was checked against (or `inferred from …`). */
@@ -64,6 +71,8 @@ export interface DynamoRelease {
   readonly decisionLines: readonly LogLine[];
   /** Router metrics on the frontend's /metrics (empty: the frontend exports none). */
   readonly routerMetrics: readonly string[];
+  /** The minimum Helm and the NATS / etcd chart versions the labs install for this release. */
+  readonly tooling: ReleaseTooling;
   /** Worker registry choice on the operator side. */
   readonly discovery: {
     readonly platformValue?: string;
@@ -109,6 +118,50 @@ const K8S_DISCOVERY = {
 } as const;
 
 /**
+ * The tools and charts behind the rows' `tooling`: the Helm the labs need and the NATS and etcd
+ * charts they install beside Dynamo's platform, with where each comes from.
+ */
+export const TOOLING = {
+  helm: {
+    /** `helm uninstall --ignore-not-found` (used by the labs' cleanup) exists from Helm 3.13. */
+    min: '3.13.0',
+    why: "`helm uninstall --ignore-not-found` (the labs' cleanup) needs Helm 3.13 or newer",
+    /** The version the test tier builds and runs. */
+    tested: '3.22.0',
+  },
+  charts: {
+    /** The values in manifests/helm/nats-values.yaml use the 1.x/2.x `config.jetstream.*` keys (written for chart 1.x); checked against 2.14.2. */
+    nats: {
+      chart: 'nats',
+      version: '2.14.2',
+      repoName: 'nats',
+      repoUrl: 'https://nats-io.github.io/k8s/helm/charts/',
+      file: 'nats-2.14.2.tgz',
+      valuesWrittenFor: '1.x (config.jetstream.* keys), unchanged in 2.x',
+    },
+    etcd: {
+      chart: 'etcd',
+      version: '12.0.20',
+      repoName: 'bitnami',
+      repoUrl: 'https://charts.bitnami.com/bitnami',
+      file: 'etcd-12.0.20.tgz',
+      valuesWrittenFor: '12.x',
+    },
+  },
+} as const;
+
+/**
+ * What every release row pins today. The labs install NATS and etcd from their own charts (not
+ * Dynamo's), with values checked against one version of each, and the cleanup's Helm flag sets
+ * the Helm minimum; none of that has changed between the releases in this table. A release that
+ * needs another chart or Helm gets its own value in its row.
+ */
+const LAB_TOOLING: ReleaseTooling = {
+  helmMin: TOOLING.helm.min,
+  charts: { nats: TOOLING.charts.nats.version, etcd: TOOLING.charts.etcd.version },
+};
+
+/**
  * Oldest first. Every entry spells out every field, even where it repeats its neighbour: a row
  * reads as the whole story of one release, and the tests compare the rows field by field.
  */
@@ -123,6 +176,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     router: { knobs: 'weight', deprecatedFlags: [], tieBreak: 'smaller tree size, then random' },
     decisionLines: V0_LINES_INFO,
     routerMetrics: [],
+    tooling: LAB_TOOLING,
     discovery: ETCD_DISCOVERY,
   },
   {
@@ -135,6 +189,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     router: { knobs: 'weight', deprecatedFlags: [], tieBreak: 'smaller tree size, then random' },
     decisionLines: V0_LINES_INFO,
     routerMetrics: [],
+    tooling: LAB_TOOLING,
     discovery: ETCD_DISCOVERY,
   },
   {
@@ -147,6 +202,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     router: { knobs: 'weight', deprecatedFlags: [], tieBreak: 'smaller tree size, then random' },
     decisionLines: V0_LINES_INFO,
     routerMetrics: [],
+    tooling: LAB_TOOLING,
     discovery: K8S_DISCOVERY,
   },
   {
@@ -159,6 +215,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     router: { knobs: 'weight', deprecatedFlags: [], tieBreak: 'smaller tree size, then random' },
     decisionLines: V1_LINES,
     routerMetrics: ROUTER_METRICS,
+    tooling: LAB_TOOLING,
     discovery: K8S_DISCOVERY,
   },
   {
@@ -171,6 +228,7 @@ export const RELEASES: readonly DynamoRelease[] = [
     router: { knobs: 'credit-flags', deprecatedFlags: ['--kv-overlap-score-weight'], tieBreak: 'random' },
     decisionLines: V1_LINES,
     routerMetrics: ROUTER_METRICS,
+    tooling: LAB_TOOLING,
     discovery: K8S_DISCOVERY,
   },
   {
@@ -209,39 +267,10 @@ export const RELEASES: readonly DynamoRelease[] = [
       },
     ],
     routerMetrics: ROUTER_METRICS,
+    tooling: LAB_TOOLING,
     discovery: K8S_DISCOVERY,
   },
 ];
-
-/** Tools and charts, the same for every release. */
-export const TOOLING = {
-  helm: {
-    /** `helm uninstall --ignore-not-found` (used by the labs' cleanup) exists from Helm 3.13. */
-    min: '3.13.0',
-    why: "`helm uninstall --ignore-not-found` (the labs' cleanup) needs Helm 3.13 or newer",
-    /** The version the test tier builds and runs. */
-    tested: '3.22.0',
-  },
-  charts: {
-    /** The values in manifests/helm/nats-values.yaml use the 1.x/2.x `config.jetstream.*` keys (written for chart 1.x); checked against 2.14.2. */
-    nats: {
-      chart: 'nats',
-      version: '2.14.2',
-      repoName: 'nats',
-      repoUrl: 'https://nats-io.github.io/k8s/helm/charts/',
-      file: 'nats-2.14.2.tgz',
-      valuesWrittenFor: '1.x (config.jetstream.* keys), unchanged in 2.x',
-    },
-    etcd: {
-      chart: 'etcd',
-      version: '12.0.20',
-      repoName: 'bitnami',
-      repoUrl: 'https://charts.bitnami.com/bitnami',
-      file: 'etcd-12.0.20.tgz',
-      valuesWrittenFor: '12.x',
-    },
-  },
-} as const;
 
 /** Parse "0.8.0", "v1.2.1", "1.2.0-rc1" into [major, minor, patch]; undefined if not a version. */
 export function parseVersion(v: string): [number, number, number] | undefined {
@@ -276,12 +305,18 @@ export function decisionPattern(release?: string): string {
   return [...new Set(lines.map((l) => l.regex))].join('|');
 }
 
+/** The Helm minimum of a release's row; without a release, the strictest over the table. */
+export function helmMinimum(release?: string): string {
+  if (release) return releaseInfo(release).tooling.helmMin;
+  return RELEASES.map((r) => r.tooling.helmMin).reduce((a, b) => (compareVersions(parseVersion(a)!, parseVersion(b)!) >= 0 ? a : b));
+}
+
 /** Does `helm version --short` output ("v3.22.0+g…", "v3.12") satisfy the table's minimum? */
-export function helmVersionOk(versionOutput: string): { ok: boolean; version?: string } {
+export function helmVersionOk(versionOutput: string, minimum: string = helmMinimum()): { ok: boolean; version?: string } {
   const m = /v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(versionOutput);
   if (!m) return { ok: false };
   const have = [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
-  const min = parseVersion(TOOLING.helm.min)!;
+  const min = parseVersion(minimum)!;
   return { ok: compareVersions(have, min) >= 0, version: `${m[1]}.${m[2]}${m[3] !== undefined ? `.${m[3]}` : ''}` };
 }
 

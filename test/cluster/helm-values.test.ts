@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { TOOLING } from '../../src/cluster/releases.js';
+import { TOOLING, releaseInfo } from '../../src/cluster/releases.js';
 import { CHARTS, installPlan } from '../../src/cluster/helm.js';
 import { CHARTS_DIR, REPO_ROOT, flagValue, helmSets, labClusterCommands, realHelm, realPartsMissing } from './real-parts.js';
 
@@ -171,14 +171,22 @@ describe('cluster: chart values against the real charts (helm template)', { skip
     );
   });
 
-  it('every helm install of NATS/etcd pins the chart version the values were checked against', () => {
+  it("every helm install of NATS/etcd pins the chart version of its lab's release row (the one the values were checked against)", () => {
     const installs = labClusterCommands().filter((c) => c.argv[0] === 'helm' && c.argv[1] === 'upgrade' && CHART_OF[c.argv[4]!]);
-    for (const c of installs)
+    assert.ok(installs.length >= 4, `the labs install NATS and etcd (${installs.length} installs found)`);
+    for (const c of installs) {
+      const chart = CHART_OF[c.argv[4]!]!;
       assert.equal(
         flagValue(c.argv, '--version'),
-        TOOLING.charts[CHART_OF[c.argv[4]!]!].version,
-        `${c.lab}/${c.step}: ${c.argv.join(' ')}`,
+        releaseInfo(c.release).tooling.charts[chart],
+        `${c.lab}/${c.step} (release ${c.release}): ${c.argv.join(' ')}`,
       );
+      assert.equal(
+        TOOLING.charts[chart].version,
+        releaseInfo(c.release).tooling.charts[chart],
+        'the packaged chart the tests render is that version',
+      );
+    }
     const saved = process.env.DYNAMO_LAB_CHARTS_DIR;
     delete process.env.DYNAMO_LAB_CHARTS_DIR;
     try {

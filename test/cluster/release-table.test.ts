@@ -12,6 +12,7 @@ import { parse } from 'yaml';
 import {
   RELEASES,
   TOOLING,
+  helmMinimum,
   helmVersionOk,
   releaseInfo,
   routerArgs,
@@ -166,6 +167,19 @@ describe('release table', () => {
     const sh = readFileSync(join(REPO_ROOT, 'scripts', 'cluster-env', 'build-helm.sh'), 'utf8');
     assert.equal(/HELM_VERSION="\$\{HELM_VERSION:-([\d.]+)\}"/.exec(sh)?.[1], TOOLING.helm.tested);
     assert.ok(helmVersionOk(`v${TOOLING.helm.tested}`).ok);
+  });
+
+  it('every release row pins the Helm minimum and the NATS / etcd chart versions; the check follows the row', () => {
+    for (const r of RELEASES) {
+      assert.match(r.tooling.helmMin, /^\d+\.\d+\.\d+$/, r.id);
+      assert.match(r.tooling.charts.nats, /^\d+\.\d+\.\d+$/, r.id);
+      assert.match(r.tooling.charts.etcd, /^\d+\.\d+\.\d+$/, r.id);
+      assert.equal(helmMinimum(`${r.from.join('.')}.0`), r.tooling.helmMin, r.id);
+    }
+    // Without a release, the strictest row's minimum; the check compares against what it is given.
+    assert.equal(helmMinimum(), '3.13.0');
+    assert.equal(helmVersionOk('v3.14.0', '3.15.0').ok, false);
+    assert.equal(helmVersionOk('v3.15.1', '3.15.0').ok, true);
   });
 
   it('item 10: helm minimum 3.13 (uninstall --ignore-not-found) and the version check', () => {
