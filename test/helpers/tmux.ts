@@ -25,8 +25,11 @@ export class TmuxServer {
 
   constructor() {
     this.conf = join(mkdtempSync(join(tmpdir(), 'dl-tmux-')), 'tmux.conf');
-    // Enough scrollback for a whole lab; no status line, so the pane is the whole window.
-    writeFileSync(this.conf, 'set -g history-limit 200000\nset -g status off\n');
+    // Enough scrollback for a whole lab; no status line, so the pane is the whole window. The
+    // server stays up when its last session ends (exit-empty off) until kill(): otherwise a test
+    // that killed its sessions leaves a server on its way out, and the next test's new-session
+    // can reach it and fail with "server exited unexpectedly" (seen once under a CPU hog).
+    writeFileSync(this.conf, 'set -g history-limit 200000\nset -g status off\nset -s exit-empty off\n');
   }
 
   run(...args: string[]): string {
