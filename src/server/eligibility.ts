@@ -87,7 +87,7 @@ export class HealthChecker {
     let timedOut = false;
     let hard = false;
     let error = '';
-    let instance: string | undefined;
+    let info: HealthInfo = {};
     const t0 = performance.now();
     try {
       const r = await request(`${st.ep.url}/health`, {
@@ -99,7 +99,7 @@ export class HealthChecker {
       const text = await r.body.text();
       ok = r.statusCode === 200;
       if (!ok) error = `GET /health answered ${r.statusCode}`;
-      else instance = instanceOf(text);
+      else info = healthInfo(text);
     } catch (err) {
       const e = err as Error & { code?: string; cause?: { code?: string } };
       const code = e.code ?? e.cause?.code ?? '';
@@ -115,6 +115,7 @@ export class HealthChecker {
     st.lastCheckMs = now;
     if (!this.registry.has(st.ep.id)) return ok;
     if (ok) {
+      const instance = info.instance;
       st.healthRttMs = st.healthRttMs === undefined ? rtt : 0.8 * st.healthRttMs + 0.2 * rtt;
       st.healthTimeoutMs = Math.max(base, (st.healthTimeoutMs ?? base) / 2);
       st.lastOkAt = now;
@@ -124,6 +125,7 @@ export class HealthChecker {
           ? `its instance id changed from ${st.instanceId} to ${instance}`
           : undefined;
       if (instance) st.instanceId = instance;
+      st.tokenizerFingerprint = info.tokenizer;
       st.hardDown = false;
       if (restarted) this.onRestart(st, restarted);
       st.healthFailures = 0;
@@ -139,7 +141,11 @@ export class HealthChecker {
         return false;
       }
     }
-    if (hard) st.hardDown = true;
+    if (hard) {
+      st.hardDown = true;
+      // Whatever comes back on this address may tokenize differently: ask it again first.
+      st.tokenizerFingerprint = undefined;
+    }
     st.healthFailures++;
     st.lastHealthError = error;
     // A refused connection is a dead process: take it out at once; timeouts need the threshold.
@@ -167,13 +173,21 @@ const DOWN_RECHECK_MS = 500;
 const MAX_TIMEOUT_MS = 30_000;
 
 /** The instance id in a /health body (`{"instance_id": ...}`), when the worker reports one. */
-function instanceOf(text: string): string | undefined {
-  if (!text.startsWith('{')) return undefined;
+interface HealthInfo {
+  /** The worker process's instance id (a new one means it restarted). */
+  instance?: string;
+  /** Its tokenizer's fingerprint (dynamo-lab sims): when it equals the router's, the router sends token ids. */
+  tokenizer?: string;
+}
+
+function healthInfo(text: string): HealthInfo {
+  if (!text.startsWith('{')) return {};
   try {
-    const v = (JSON.parse(text) as { instance_id?: unknown }).instance_id;
-    return typeof v === 'string' && v.length <= 128 ? v : undefined;
+    const o = JSON.parse(text) as { instance_id?: unknown; tokenizer?: unknown };
+    const str = (v: unknown) => (typeof v === 'string' && v.length <= 128 ? v : undefined);
+    return { instance: str(o.instance_id), tokenizer: str(o.tokenizer) };
   } catch {
-    return undefined;
+    return {};
   }
 }
 

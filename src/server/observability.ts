@@ -6,6 +6,7 @@
 import type { ServerContext } from './context.js';
 import { busyReason } from './eligibility.js';
 import type { Metrics } from './metrics.js';
+import { promptIdsRoute } from './workers.js';
 import type { DecisionRecord, RouterServerOptions, WorkerState, WorkerView, WorkersView } from './types.js';
 
 const HIT_BUCKETS = [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1];
@@ -113,6 +114,7 @@ export function workersView(ctx: ServerContext): WorkersView {
     };
     if (st.lastHealthError) v.health_error = st.lastHealthError;
     if (st.ep.dynamoWorkerId) v.dynamo_worker_id = st.ep.dynamoWorkerId;
+    v.prompt_ids = promptIdsRoute(st, ctx.tokenizer.fingerprint);
     if (st.zmq) v.events = st.zmq.stats;
     workers.push(v);
   }

@@ -12,10 +12,11 @@ import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { checkTargetUsable, directTarget, validTargets } from './direct.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
-import { checkFields, readOverrides, tokenizeRequest, withBackendInstanceId, withUsageOption } from './request-body.js';
+import { checkFields, readOverrides, tokenizeRequest, withBackendInstanceId, withTokenData, withUsageOption } from './request-body.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { SseRelay, sseError } from './sse-relay.js';
+import { promptIdsRoute } from './workers.js';
 import { dispatchUpstream, type UpstreamAnswer } from './upstream.js';
 import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
 
@@ -117,7 +118,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       st.lastIsl = decision.isl_tokens;
       st.breaker.onAttempt(now);
       // Tokenize once: a co-located simulated worker takes the ids instead of the text's tokens.
-      const handOver = st.ep.provideTokens !== undefined;
+      const idsRoute = promptIdsRoute(st, ctx.tokenizer.fingerprint);
+      const handOver = idsRoute === 'in-process';
       if (handOver) st.ep.provideTokens!(uuid, tokens);
       let upstream: UpstreamAnswer;
       try {
@@ -129,7 +131,12 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
             path: dest.path,
             method: 'POST',
             // A Dynamo frontend in --router-mode direct is told which worker to use.
-            body: ctx.opts.dynamoDirect ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!) : upstreamBody,
+            body: ctx.opts.dynamoDirect
+              ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!)
+              : // Tokenize once over HTTP too: a worker with the router's tokenizer gets the ids.
+                idsRoute === 'nvext.token_data'
+                ? withTokenData(upstreamBody, body, tokens)
+                : upstreamBody,
             headers: {
               'content-type': 'application/json',
               'x-request-id': uuid,

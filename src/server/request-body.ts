@@ -67,20 +67,50 @@ export function withBackendInstanceId(body: Record<string, unknown>, id: string)
 const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true},');
 
 /**
+ * `field` (`"key":value,`) spliced in after the opening brace of a JSON object body that has at
+ * least one member, or undefined when the body is not shaped so (a copy of the bytes: re-serialising
+ * a long prompt costs far more).
+ */
+function spliceFirst(raw: Buffer, field: Buffer): Buffer | undefined {
+  let i = 0;
+  while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
+  let j = i + 1;
+  while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
+  if (i < raw.length && j < raw.length && raw[j] !== 0x7d) return Buffer.concat([raw.subarray(0, i + 1), field, raw.subarray(i + 1)]);
+  return undefined;
+}
+
+/**
  * The body with `stream_options.include_usage` set. Without a `stream_options` key the option is
- * spliced in after the opening brace (a copy of the bytes; re-serialising a long prompt, 8k token
- * ids say, costs far more); otherwise the parsed body is serialised again.
+ * spliced in after the opening brace; otherwise the parsed body is serialised again.
  */
 export function withUsageOption(raw: Buffer, body: Record<string, unknown>): Buffer | string {
   if (!Object.hasOwn(body, 'stream_options')) {
-    let i = 0;
-    while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
-    let j = i + 1;
-    while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
-    if (i < raw.length && j < raw.length && raw[j] !== 0x7d)
-      return Buffer.concat([raw.subarray(0, i + 1), USAGE_OPTION, raw.subarray(i + 1)]);
+    const spliced = spliceFirst(raw, USAGE_OPTION);
+    if (spliced) return spliced;
   }
   return JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } });
+}
+
+/** A stand-in value, replaced by the token ids after JSON.stringify. */
+const TOKEN_DATA_SLOT = `dynamo-lab-token-data-${randomUUID()}`;
+
+/**
+ * The body to send on (`sent`: the client's bytes, possibly with the usage option) with
+ * `nvext.token_data` = the prompt's token ids, Dynamo's field for a pre-tokenized prompt: a worker
+ * whose tokenizer is the router's takes them instead of tokenizing the prompt again. Spliced in
+ * when the client sent no `nvext`; merged into the client's `nvext` (re-serialised) otherwise.
+ */
+export function withTokenData(sent: Buffer | string, body: Record<string, unknown>, ids: Uint32Array): Buffer | string {
+  const list = `[${ids.join(',')}]`;
+  if (!Object.hasOwn(body, 'nvext')) {
+    const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, Buffer.from(`"nvext":{"token_data":${list}},`));
+    if (spliced) return spliced;
+  }
+  // The client's own nvext (rare): merge into exactly what would have been sent.
+  const upstream = JSON.parse(sent.toString()) as Record<string, unknown>;
+  const nvext = upstream.nvext !== null && typeof upstream.nvext === 'object' && !Array.isArray(upstream.nvext) ? upstream.nvext : {};
+  return JSON.stringify({ ...upstream, nvext: { ...nvext, token_data: TOKEN_DATA_SLOT } }).replace(`"${TOKEN_DATA_SLOT}"`, list);
 }
 
 function describe(v: unknown): string {

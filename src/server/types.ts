@@ -164,6 +164,11 @@ export interface WorkerState {
   hardDown?: boolean;
   /** The instance id the worker's /health reported last (restart detection). */
   instanceId?: string;
+  /**
+   * The tokenizer fingerprint the worker's /health reported last (dynamo-lab sims). When it equals
+   * the router's own, requests carry the router's token ids as `nvext.token_data`.
+   */
+  tokenizerFingerprint?: string;
   readonly breaker: CircuitBreaker;
   zmq?: ZmqEventSource;
   unsubscribe?: () => void;
@@ -204,6 +209,12 @@ export interface WorkerView {
   predicted_hit_rate: number | null;
   achieved_hit_rate: number | null;
   dynamo_worker_id?: string;
+  /**
+   * How the worker gets the prompt's token ids from the router: handed over in process (threaded
+   * sims), sent as `nvext.token_data` (its /health reported the router's tokenizer), or not at all
+   * (it tokenizes the prompt itself).
+   */
+  prompt_ids?: 'in-process' | 'nvext.token_data' | 'none';
   events?: ZmqSourceStats;
 }
 

@@ -13,6 +13,16 @@ import type { WorkerSpec } from './worker-spec.js';
 import { ZmqEventSource } from './zmq-events.js';
 import type { EventSourceKind, RouterServerOptions, WorkerEndpoint, WorkerState } from './types.js';
 
+/**
+ * How a worker gets the prompt's token ids from the router (tokenize once): handed over in process
+ * (threaded sims), as `nvext.token_data` when its /health reported the router's tokenizer
+ * fingerprint, or not at all (the worker tokenizes the prompt itself).
+ */
+export function promptIdsRoute(st: WorkerState, routerTokenizer: string): 'in-process' | 'nvext.token_data' | 'none' {
+  if (st.ep.provideTokens) return 'in-process';
+  return st.tokenizerFingerprint === routerTokenizer ? 'nvext.token_data' : 'none';
+}
+
 export class WorkerRegistry {
   readonly states = new Map<string, WorkerState>();
   private readonly byDynamoId = new Map<string, string>();

@@ -84,10 +84,37 @@ export interface SimWorkerStats extends EngineStats {
   id: string;
   url: string;
   httpRequests: number;
-  /** Prompts whose token ids a co-located router handed over (not tokenized here). */
+  /** Prompts whose token ids a router handed over (in process, or as nvext.token_data): not tokenized here. */
   promptsHandedOver: number;
   /** Text prompts this worker tokenized itself. */
   promptsTokenized: number;
+}
+
+/**
+ * `nvext.token_data`: the prompt's token ids, computed by a router that tokenizes exactly as this
+ * worker does (its /health `tokenizer` fingerprint matched). Dynamo's own field: with it, Dynamo's
+ * preprocessor skips tokenizing too. Undefined when absent; 400 when it is not a list of token ids.
+ */
+function tokenDataOf(body: Record<string, unknown>, vocabSize: number | undefined): number[] | undefined {
+  const nvext = body.nvext;
+  if (nvext === null || typeof nvext !== 'object' || Array.isArray(nvext)) return undefined;
+  const ids = (nvext as { token_data?: unknown }).token_data;
+  if (ids === undefined || ids === null) return undefined;
+  const bad = (why: string) =>
+    new HttpError(
+      400,
+      `nvext.token_data must be a non-empty array of the prompt's token ids (${why}); leave it out and the worker tokenizes the prompt itself`,
+      'invalid_request_error',
+      'invalid_token_data',
+    );
+  if (!Array.isArray(ids) || ids.length === 0) throw bad(Array.isArray(ids) ? 'it is empty' : `got ${typeof ids}`);
+  const limit = vocabSize ?? 2 ** 32;
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= limit)
+      throw bad(`item ${i} is ${JSON.stringify(t)?.slice(0, 40)}${vocabSize ? `, not an id below the vocabulary size ${vocabSize}` : ''}`);
+  }
+  return ids as number[];
 }
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
@@ -319,7 +346,16 @@ export class SimWorker {
       '/v1/chat/completions': { POST: () => this.generate(req, res, 'chat') },
       '/v1/completions': { POST: () => this.generate(req, res, 'completion') },
       '/v1/models': { GET: () => this.models(res) },
-      '/health': { GET: () => this.sendJson(res, 200, { status: 'ok', worker: this.id, instance_id: this.instanceId }) },
+      '/health': {
+        GET: () =>
+          this.sendJson(res, 200, {
+            status: 'ok',
+            worker: this.id,
+            instance_id: this.instanceId,
+            // A router whose tokenizer has this fingerprint sends the prompt's ids (nvext.token_data).
+            ...(this.tokenizer ? { tokenizer: this.tokenizer.fingerprint } : {}),
+          }),
+      },
       '/metrics': { GET: () => this.metrics(res) },
       '/tokenize': { POST: () => this.tokenize(req, res) },
       '/detokenize': { POST: () => this.detokenize(req, res) },
@@ -426,6 +462,8 @@ export class SimWorker {
     // Tokenize once: a co-located router already tokenized this prompt and handed the ids over.
     if (this.promptTokens && typeof given === 'string' && req.headers[PROMPT_IDS_HEADER] === '1')
       tokens = await this.promptTokens.take(given, 2000);
+    // Or a router with the same tokenizer sent them in the body, as Dynamo's frontend does.
+    if (!tokens) tokens = tokenDataOf(body, this.tokenizer?.vocabSize);
     if (tokens) this.promptsHandedOver++;
     if (kind === 'chat') {
       const messages = parseMessages(body.messages);

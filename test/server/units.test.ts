@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { CircuitBreaker } from '../../src/server/breaker.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError } from '../../src/server/worker-spec.js';
 import { extractUsage } from '../../src/server/router-server.js';
-import { withUsageOption } from '../../src/server/request-body.js';
+import { withTokenData, withUsageOption } from '../../src/server/request-body.js';
 import fc from 'fast-check';
 
 test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
@@ -97,4 +97,39 @@ test('the upstream body asks for the usage chunk: spliced in when there is no st
     { numRuns: 500 },
   );
   assert.deepEqual(JSON.parse(withUsageOption(Buffer.from('{}'), {}).toString()), { stream_options: { include_usage: true } });
+});
+
+test("the upstream body carries the router's token ids as nvext.token_data: spliced without a client nvext, merged into it otherwise", () => {
+  fc.assert(
+    fc.property(
+      fc.dictionary(
+        fc.string().filter((k) => k !== 'nvext' && k !== 'stream_options' && k !== '__proto__'),
+        fc.jsonValue(),
+        { minKeys: 1 },
+      ),
+      fc.option(
+        fc.oneof(fc.constant(null), fc.record({ agent_hints: fc.record({ osl: fc.nat() }) }), fc.record({ token_data: fc.constant([9]) })),
+        {
+          nil: undefined,
+        },
+      ),
+      fc.boolean(),
+      fc.uint32Array({ minLength: 1, maxLength: 300 }),
+      (fields, nvext, usage, ids) => {
+        const body: Record<string, unknown> = { ...fields };
+        if (nvext !== undefined) body.nvext = nvext;
+        const raw = Buffer.from(JSON.stringify(body));
+        const sent = usage ? withUsageOption(raw, body) : raw;
+        const out = withTokenData(sent, body, ids);
+        const parsed = JSON.parse(out.toString());
+        const expected = {
+          ...JSON.parse(sent.toString()),
+          nvext: { ...(nvext && typeof nvext === 'object' ? nvext : {}), token_data: [...ids] },
+        };
+        assert.deepEqual(parsed, JSON.parse(JSON.stringify(expected)));
+        if (nvext === undefined) assert.ok(Buffer.isBuffer(out), 'spliced, not re-serialised');
+      },
+    ),
+    { numRuns: 300 },
+  );
 });
