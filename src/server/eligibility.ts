@@ -76,6 +76,23 @@ export class HealthChecker {
     });
   }
 
+  /**
+   * Ask a newly added worker's /health who it is (instance id, tokenizer fingerprint), once, even
+   * with periodic checks off; changes nothing about its health (a failure is left to the checks).
+   */
+  async identify(st: WorkerState): Promise<void> {
+    try {
+      const r = await request(`${st.ep.url}/health`, { dispatcher: this.agent, headersTimeout: 3000, bodyTimeout: 3000 });
+      const text = await r.body.text();
+      if (r.statusCode !== 200 || this.registry.get(st.ep.id) !== st) return;
+      const info = healthInfo(text);
+      st.instanceId ??= info.instance;
+      st.tokenizerFingerprint ??= info.tokenizer;
+    } catch {
+      // Unreachable now: the periodic checks (when on) or the first request will tell.
+    }
+  }
+
   /** Run one health check of a worker now (also used after a failed proxy attempt). */
   async check(st: WorkerState): Promise<boolean> {
     if (st.checking || this.closed) return st.healthy;

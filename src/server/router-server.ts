@@ -90,15 +90,17 @@ export class RouterServer {
         })
       : undefined;
     const totals = { requests: 0, errors: 0, rejected: 0, promptTokensWithUsage: 0, predictedCachedWithUsage: 0, achievedCached: 0 };
+    const health = new HealthChecker(opts, registry, agent, metrics, (st, why) => {
+      registry.workerRestarted(st.ep.id, why);
+    });
+    registry.onAdded = (st) => void health.identify(st);
     this.ctx = {
       opts,
       core,
       events,
       mode,
       registry,
-      health: new HealthChecker(opts, registry, agent, metrics, (st, why) => {
-        registry.workerRestarted(st.ep.id, why);
-      }),
+      health,
       sessions,
       decisions: new DecisionLog(opts, metrics, () => totals.requests++),
       metrics,

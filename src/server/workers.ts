@@ -27,6 +27,8 @@ export class WorkerRegistry {
   readonly states = new Map<string, WorkerState>();
   private readonly byDynamoId = new Map<string, string>();
   private nats?: NatsEventSource;
+  /** Called after a worker is added (the server asks its /health who it is). */
+  onAdded?: (st: WorkerState) => void;
 
   constructor(
     private readonly opts: RouterServerOptions,
@@ -114,6 +116,7 @@ export class WorkerRegistry {
       achievedCached: 0,
     };
     this.states.set(w.id, st);
+    this.onAdded?.(st);
     if (w.dynamoWorkerId !== undefined) this.byDynamoId.set(w.dynamoWorkerId, w.id);
     this.core.addWorker(w.id);
     if (w.totalKvBlocks !== undefined) this.core.setWorkerCapacity(w.id, w.totalKvBlocks);

@@ -128,3 +128,17 @@ test('bad nvext.token_data is a 400 naming the field; well-formed ids are the pr
   assert.equal(ok.status, 200);
   assert.equal(((await ok.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens, 5);
 });
+
+test('with health checks off the router still asks each added worker once who it is', async () => {
+  const quiet = await RouterServer.start({ workers: [{ id: 'same', url: same[0]!.url }], blockSize: 16, port: 0, events: 'none', health: false });
+  try {
+    await waitFor(() => quiet.workersView().workers[0]?.prompt_ids === 'nvext.token_data', 'the one-time /health at registration');
+    const b = await counts(same[0]!);
+    await chatVia(quiet.url, 'One more question about the timetable, sent through a router without health checks.');
+    const a = await counts(same[0]!);
+    assert.equal(a.promptsHandedOver - b.promptsHandedOver, 1);
+    assert.equal(a.promptsTokenized - b.promptsTokenized, 0);
+  } finally {
+    await quiet.close();
+  }
+});
