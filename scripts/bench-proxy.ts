@@ -118,7 +118,18 @@ function tokenBodies(): Buffer[] {
   const rnd = rng(12345);
   for (let p = 0; p < DISTINCT; p++) {
     const prompt = Array.from({ length: PROMPT_TOKENS }, () => rnd() % 150_000);
-    out.push(Buffer.from(JSON.stringify({ model: MODEL, prompt, max_tokens: MAX_TOKENS, stream: true, ignore_eos: true })));
+    out.push(
+      Buffer.from(
+        JSON.stringify({
+          model: MODEL,
+          prompt,
+          max_tokens: MAX_TOKENS,
+          stream: true,
+          stream_options: { include_usage: true },
+          ignore_eos: true,
+        }),
+      ),
+    );
   }
   return out;
 }
