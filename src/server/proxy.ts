@@ -31,6 +31,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const target = ctx.mode === 'direct' ? directTarget(req, body, registry) : undefined;
   const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
+  // A prompt given as token ids needs no tokenizing at the worker either: no ids to send along.
+  const textPrompt = path === '/v1/chat/completions' || typeof body.prompt === 'string';
   const stream = body.stream === true;
   const router = ctx.core;
   if (router.mode !== ctx.mode) router.mode = ctx.mode;
@@ -134,7 +136,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
             body: ctx.opts.dynamoDirect
               ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!)
               : // Tokenize once over HTTP too: a worker with the router's tokenizer gets the ids.
-                idsRoute === 'nvext.token_data'
+                idsRoute === 'nvext.token_data' && textPrompt
                 ? withTokenData(upstreamBody, body, tokens)
                 : upstreamBody,
             headers: {

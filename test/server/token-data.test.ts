@@ -130,7 +130,13 @@ test('bad nvext.token_data is a 400 naming the field; well-formed ids are the pr
 });
 
 test('with health checks off the router still asks each added worker once who it is', async () => {
-  const quiet = await RouterServer.start({ workers: [{ id: 'same', url: same[0]!.url }], blockSize: 16, port: 0, events: 'none', health: false });
+  const quiet = await RouterServer.start({
+    workers: [{ id: 'same', url: same[0]!.url }],
+    blockSize: 16,
+    port: 0,
+    events: 'none',
+    health: false,
+  });
   try {
     await waitFor(() => quiet.workersView().workers[0]?.prompt_ids === 'nvext.token_data', 'the one-time /health at registration');
     const b = await counts(same[0]!);
@@ -138,6 +144,23 @@ test('with health checks off the router still asks each added worker once who it
     const a = await counts(same[0]!);
     assert.equal(a.promptsHandedOver - b.promptsHandedOver, 1);
     assert.equal(a.promptsTokenized - b.promptsTokenized, 0);
+    // /v1/completions: a text prompt gets its ids sent along; a prompt of token ids needs none.
+    const complete = async (prompt: unknown) => {
+      const r = await fetch(`${quiet.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt, max_tokens: 2 }),
+      });
+      assert.equal(r.status, 200, await r.clone().text());
+      return ((await r.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+    };
+    assert.ok((await complete('A plain completion prompt about platform changes.')) > 0);
+    const c = await counts(same[0]!);
+    assert.equal(c.promptsHandedOver - a.promptsHandedOver, 1, 'a text prompt: ids sent');
+    assert.equal(await complete([101, 102, 103, 104]), 4);
+    const d = await counts(same[0]!);
+    assert.equal(d.promptsHandedOver - c.promptsHandedOver, 0, 'token ids as the prompt: nothing to send along');
+    assert.equal(d.promptsTokenized - c.promptsTokenized, 0);
   } finally {
     await quiet.close();
   }
