@@ -5,7 +5,7 @@
  * option for streams; the chosen Dynamo instance for a frontend in --router-mode direct).
  */
 import { randomUUID } from 'node:crypto';
-import { TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
+import { idsJson, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
 import { HttpError } from '../base/http.js';
 
 /**
@@ -102,7 +102,7 @@ const TOKEN_DATA_SLOT = `dynamo-lab-token-data-${randomUUID()}`;
  * when the client sent no `nvext`; merged into the client's `nvext` (re-serialised) otherwise.
  */
 export function withTokenData(sent: Buffer | string, body: Record<string, unknown>, ids: Uint32Array): Buffer | string {
-  const list = `[${ids.join(',')}]`;
+  const list = `[${idsJson(ids)}]`;
   if (!Object.hasOwn(body, 'nvext')) {
     const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, Buffer.from(`"nvext":{"token_data":${list}},`));
     if (spliced) return spliced;

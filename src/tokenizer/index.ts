@@ -22,7 +22,7 @@ export {
   type RenderOptions,
 } from './template.js';
 export { NativeTokenizer, NativeTokenizerError } from './native.js';
-export type { PieceCacheStats } from './pieces.js';
+export { idsJson, type PieceCacheStats } from './pieces.js';
 import { loadTokenizer as loadChatTokenizer } from './chat-tokenizer.js';
 import { ChatTemplate, DEFAULT_CHATML_TEMPLATE, type ChatMessage } from './template.js';
 

@@ -166,6 +166,34 @@ export class PieceCache {
   }
 }
 
+/** Each cached piece's ids as JSON list items ("1,2,3"), made once per piece. */
+const pieceJson = new WeakMap<Uint32Array, string>();
+/** The pieces an encoded prompt was assembled from (added-token ids and cached pieces' ids). */
+const partsOf = new WeakMap<Uint32Array, readonly (number | Uint32Array)[]>();
+
+/**
+ * The ids of a prompt `encode` returned, as JSON list items ("1,2,3", no brackets). Assembled from
+ * the pieces' own JSON, made once per cached piece: a repeated system prompt or earlier turn is not
+ * turned into digits again for every request (the router sends these ids as `nvext.token_data`).
+ */
+export function idsJson(ids: Uint32Array): string {
+  const parts = partsOf.get(ids);
+  if (!parts) return ids.join(',');
+  let out = '';
+  for (const p of parts) {
+    let piece: string;
+    if (typeof p === 'number') piece = String(p);
+    else {
+      if (p.length === 0) continue;
+      let j = pieceJson.get(p);
+      if (j === undefined) pieceJson.set(p, (j = p.join(',')));
+      piece = j;
+    }
+    out = out.length === 0 ? piece : `${out},${piece}`;
+  }
+  return out;
+}
+
 /**
  * Encode `s` piecewise: cached pieces are reused, the rest go to `encodeBatch` in one call.
  * Concurrent requests that miss on the same piece share one encode.
@@ -233,6 +261,7 @@ export class PiecewiseEncoder {
         k += v.length;
       }
     }
+    partsOf.set(out, parts as (number | Uint32Array)[]);
     return out;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The per-piece token cache: over many random multi-turn conversations, tokenizing turn by turn
  * through the cache gives exactly the ids of tokenizing the whole rendered prompt from scratch,
- * and the cache really served the earlier turns. Plus its size bound, prompt limits, and that
+ * and the cache really served the earlier turns (and the ids' JSON assembled from the cached
+ * pieces' JSON is the ids' JSON). Plus its size bound, prompt limits, and that
  * encoding runs off the event loop.
  */
 import { test } from 'node:test';
@@ -9,7 +10,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import fc from 'fast-check';
-import { ChatTokenizer, loadChatTokenizer, TokenizerError, type ChatMessage } from '../../src/tokenizer/index.js';
+import { ChatTokenizer, idsJson, loadChatTokenizer, TokenizerError, type ChatMessage } from '../../src/tokenizer/index.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 60);
 const require = createRequire(import.meta.url);
@@ -62,6 +63,9 @@ async function checkTurnByTurn(tok: ChatTokenizer, msgs: ChatMessage[]): Promise
     const cached = await tok.encodeChat(turn);
     const full = await tok.encodeUncached(text);
     assert.deepEqual(cached, full, `turn ${n} of ${JSON.stringify(turn)}`);
+    // The JSON the router sends as nvext.token_data, assembled from the cached pieces' own JSON.
+    const ids = await tok.encodeChatIds(turn);
+    assert.equal(idsJson(ids), full.join(','), `token_data of turn ${n} of ${JSON.stringify(turn)}`);
   }
 }
 
