@@ -82,15 +82,25 @@ export class HealthChecker {
    */
   async identify(st: WorkerState): Promise<void> {
     try {
-      const r = await request(`${st.ep.url}/health`, { dispatcher: this.agent, headersTimeout: 3000, bodyTimeout: 3000 });
-      const text = await r.body.text();
-      if (r.statusCode !== 200 || this.registry.get(st.ep.id) !== st) return;
-      const info = healthInfo(text);
+      const { status, info } = await this.getHealth(st, 3000);
+      if (status !== 200 || this.registry.get(st.ep.id) !== st) return;
       st.instanceId ??= info.instance;
       st.tokenizerFingerprint ??= info.tokenizer;
     } catch {
       // Unreachable now: the periodic checks (when on) or the first request will tell.
     }
+  }
+
+  /** GET the worker's /health: its status and what its body says (throws what undici throws). */
+  private async getHealth(st: WorkerState, timeoutMs: number): Promise<{ status: number; info: HealthInfo }> {
+    const r = await request(`${st.ep.url}/health`, {
+      dispatcher: this.agent,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await r.body.text();
+    return { status: r.statusCode, info: r.statusCode === 200 ? healthInfo(text) : {} };
   }
 
   /** Run one health check of a worker now (also used after a failed proxy attempt). */
@@ -107,16 +117,10 @@ export class HealthChecker {
     let info: HealthInfo = {};
     const t0 = performance.now();
     try {
-      const r = await request(`${st.ep.url}/health`, {
-        dispatcher: this.agent,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        signal: AbortSignal.timeout(timeout),
-      });
-      const text = await r.body.text();
-      ok = r.statusCode === 200;
-      if (!ok) error = `GET /health answered ${r.statusCode}`;
-      else info = healthInfo(text);
+      const got = await this.getHealth(st, timeout);
+      ok = got.status === 200;
+      if (!ok) error = `GET /health answered ${got.status}`;
+      else info = got.info;
     } catch (err) {
       const e = err as Error & { code?: string; cause?: { code?: string } };
       const code = e.code ?? e.cause?.code ?? '';
@@ -189,7 +193,7 @@ export class HealthChecker {
 const DOWN_RECHECK_MS = 500;
 const MAX_TIMEOUT_MS = 30_000;
 
-/** The instance id in a /health body (`{"instance_id": ...}`), when the worker reports one. */
+/** What a worker's /health body says about it (`{"instance_id": ..., "tokenizer": ...}`), when it says it. */
 interface HealthInfo {
   /** The worker process's instance id (a new one means it restarted). */
   instance?: string;

@@ -57,17 +57,18 @@ interface ResolvedSource {
   template?: string;
 }
 
-function readJson(path: string, what: string, bytes?: Buffer): Record<string, unknown> {
+function readBytes(path: string, what: string): Buffer {
   try {
-    return JSON.parse((bytes ?? readFileSync(path)).toString('utf8')) as Record<string, unknown>;
+    return readFileSync(path);
   } catch (err) {
     throw new TokenizerError(`cannot read ${what} ${path}: ${(err as Error).message}`, 500);
   }
 }
 
-function readBytes(path: string, what: string): Buffer {
+/** `path` as JSON (`bytes`: its contents when already read). */
+function readJson(path: string, what: string, bytes = readBytes(path, what)): Record<string, unknown> {
   try {
-    return readFileSync(path);
+    return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
   } catch (err) {
     throw new TokenizerError(`cannot read ${what} ${path}: ${(err as Error).message}`, 500);
   }
