@@ -10,6 +10,7 @@ import type { ChatTokenizer } from '../tokenizer/index.js';
 import type { HealthChecker } from './eligibility.js';
 import type { Metrics } from './metrics.js';
 import type { DecisionLog } from './observability.js';
+import type { TurnPacer } from './pacer.js';
 import type { RouterQueue } from './queue.js';
 import type { ReplicaSync } from './replica-sync.js';
 import type { SessionAffinity } from './sessions.js';
@@ -36,6 +37,8 @@ export interface ServerContext {
   replicas?: ReplicaSync;
   /** Upstream requests in flight, aborted on close. */
   readonly inflight: Set<AbortController>;
+  /** Requests take turns for their synchronous work (pacer.ts). */
+  readonly pacer: TurnPacer;
   /** Event-loop delay since the previous /metrics scrape (dynamo_lab_router_event_loop_delay_*_seconds). */
   readonly loopDelay: IntervalHistogram;
 }

@@ -25,12 +25,16 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const started = performance.now();
   metrics.inc('dynamo_component_router_requests_started_total', 'Requests received by the router');
   const raw = await readBody(req, ctx.opts.bodyLimitBytes ?? 8 * 1024 * 1024);
+  // Two turns of the loop per request (pacer.ts): one to parse and look up cached tokens, one to
+  // route and dispatch; sockets are polled between them, so a burst of requests does not stall /health.
+  await ctx.pacer.turn();
   const body = parseJsonBody(raw);
   checkFields(body);
   // Direct mode: the client names the worker (400 / 404 before any work when it does not).
   const target = ctx.mode === 'direct' ? directTarget(req, body, registry) : undefined;
   const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
+  await ctx.pacer.turn();
   // A prompt given as token ids needs no tokenizing at the worker either: no ids to send along.
   const textPrompt = path === '/v1/chat/completions' || typeof body.prompt === 'string';
   const stream = body.stream === true;

@@ -29,6 +29,7 @@ import { HealthChecker } from './eligibility.js';
 import { Metrics } from './metrics.js';
 import type { NatsSourceStats } from './nats-events.js';
 import { DecisionLog, LOOP_DELAY_RESOLUTION_MS, workersView } from './observability.js';
+import { TurnPacer } from './pacer.js';
 import { RouterQueue } from './queue.js';
 import { ReplicaSync, replicaWorkerU64, type ReplicaSyncStats } from './replica-sync.js';
 import { SessionAffinity } from './sessions.js';
@@ -108,6 +109,7 @@ export class RouterServer {
       tokenizer,
       totals,
       inflight: new Set(),
+      pacer: new TurnPacer(),
       queue,
       loopDelay: monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS }),
     };

@@ -1,0 +1,123 @@
+/**
+ * Requests take turns on the router's thread (src/server/pacer.ts): when a burst of requests
+ * arrives together, other sockets are served between any two of them. Here the burst and a
+ * /debug/decisions request reach the router in the same poll phase (one process, loopback
+ * sockets written back to back); the debug request is answered before any of the burst is routed,
+ * where without turns every request ahead of it would have been routed first. Order-based, not
+ * timed: it holds on a loaded machine too.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { RouterServer } from '../../src/server/router-server.js';
+import type { SimWorker } from '../../src/sim/index.js';
+import { startSims } from './helpers.js';
+
+const BURST = 24;
+let sims: SimWorker[] = [];
+let router: RouterServer;
+
+before(async () => {
+  sims = await startSims(2);
+  router = await RouterServer.start({
+    workers: sims.map((w) => ({ id: w.id, url: w.url })),
+    blockSize: 16,
+    port: 0,
+    events: 'none',
+    health: { intervalMs: 0 },
+  });
+});
+
+after(async () => {
+  await router?.close();
+  await Promise.all(sims.map((w) => w.close()));
+});
+
+/** A keep-alive HTTP/1.1 connection that sends raw requests and reads one response at a time. */
+class Conn {
+  private buf = '';
+  private wake?: () => void;
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      this.buf += d;
+      this.wake?.();
+    });
+  }
+
+  static open(port: number): Promise<Conn> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, '127.0.0.1', () => resolve(new Conn(s)));
+      s.once('error', reject);
+    });
+  }
+
+  send(method: string, path: string, body?: string): void {
+    const head = [`${method} ${path} HTTP/1.1`, 'host: 127.0.0.1', 'connection: keep-alive'];
+    if (body !== undefined) head.push('content-type: application/json', `content-length: ${Buffer.byteLength(body)}`);
+    this.socket.write(`${head.join('\r\n')}\r\n\r\n${body ?? ''}`);
+  }
+
+  /** The next complete response (content-length framed, as the router answers these). */
+  async response(): Promise<{ status: number; body: string }> {
+    for (;;) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const head = this.buf.slice(0, end);
+        const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+        assert.ok(Number.isFinite(len), `a content-length framed response, got: ${head}`);
+        if (Buffer.byteLength(this.buf.slice(end + 4)) >= len) {
+          const rest = Buffer.from(this.buf.slice(end + 4));
+          this.buf = rest.subarray(len).toString();
+          return { status: Number(head.split(' ')[1]), body: rest.subarray(0, len).toString() };
+        }
+      }
+      await new Promise<void>((r) => (this.wake = r));
+    }
+  }
+}
+
+test('a burst of requests takes turns: a request that arrives with it is answered before the burst is routed', async () => {
+  const port = Number(new URL(router.url).port);
+  const chatBody = JSON.stringify({
+    messages: [{ role: 'user', content: 'Which platform does the 7:42 to Leeds leave from, and is it on time today?' }],
+    max_tokens: 2,
+  });
+  // One request first: the prompt's tokens are cached, so each request of the burst has all of
+  // its work ready at once (no wait for the tokenizer's thread between reading and routing).
+  const warm = await Conn.open(port);
+  warm.send('POST', '/v1/chat/completions', chatBody);
+  assert.equal((await warm.response()).status, 200);
+  warm.socket.destroy();
+
+  // Connections the router has accepted and served once: their next bytes are read in one poll.
+  const conns = await Promise.all(Array.from({ length: BURST + 1 }, () => Conn.open(port)));
+  for (const c of conns) c.send('GET', '/health');
+  for (const c of conns) assert.equal((await c.response()).status, 200);
+  const decisions = async () =>
+    ((await (await fetch(`${router.url}/debug/decisions?limit=256`)).json()) as { decisions: Array<{ request_id: string }> }).decisions;
+  const before = (await decisions()).length;
+
+  const probe = conns[BURST]!;
+  for (const c of conns.slice(0, BURST)) c.send('POST', '/v1/chat/completions', chatBody);
+  probe.send('GET', '/debug/decisions?limit=256');
+
+  const seen = JSON.parse((await probe.response()).body) as { decisions: Array<{ request_id: string }> };
+  const answers = await Promise.all(conns.slice(0, BURST).map((c) => c.response()));
+  for (const a of answers) assert.equal(a.status, 200, a.body);
+  const routedWhenProbed = seen.decisions.length - before;
+  assert.ok(
+    routedWhenProbed < BURST / 2,
+    `the debug request waited for ${routedWhenProbed} of the ${BURST} requests sent before it to be routed`,
+  );
+  // Turns are taken in arrival order: the burst was routed in the order it was sent.
+  const ids = answers.map((a) => (JSON.parse(a.body) as { id: string }).id);
+  assert.deepEqual(
+    (await decisions())
+      .slice(0, BURST)
+      .map((d) => d.request_id)
+      .reverse(),
+    ids,
+  );
+  for (const c of conns) c.socket.destroy();
+});
