@@ -1,30 +1,49 @@
 /**
  * Requests take turns on the router's thread.
  *
- * Admitting a request costs the router's thread about a millisecond in one piece: the cached
- * part of tokenizing, the routing decision, the upstream dispatch. When hundreds of requests
- * arrive together, their sockets become readable in the same poll phase of the event loop, and
- * each one's piece would run there, back to back, while every other socket waits: a /health
- * probe, or the next SSE chunk of a stream already running, waited for the whole burst (about
- * 100 ms for 256 streams of 8k-token chats on this 2-core machine).
+ * Admitting a request costs the router's thread up to a millisecond or two in one piece: parsing,
+ * the cached part of tokenizing, the routing decision, the upstream dispatch. When hundreds of
+ * requests arrive together, their sockets become readable in the same poll phase of the event
+ * loop, and each one's piece would run there, back to back, while every other socket waits: a
+ * /health probe, or the next SSE chunk of a stream already running, waited for the whole burst
+ * (100-250 ms for 256 streams of 8k-token chats on this 2-core machine).
  *
- * Through the pacer each request runs its piece in a turn of its own (a setImmediate callback,
- * which Node runs after the poll phase), one request per turn, in arrival order. Sockets are
- * polled between any two requests, so /health and running streams wait for one request's piece
- * at most. A turn costs the loop a few microseconds, against a millisecond of work per request.
+ * Through the pacer, requests go on at once until those that did in this pass of the loop have
+ * taken `budgetMs`; the rest wait and then go one per turn (a setImmediate callback, which Node
+ * runs after the poll phase), in arrival order. Sockets are polled between any two turns, so
+ * /health and running streams wait for the budget plus one request's piece at most. Requests
+ * that arrive one by one never wait; a turn costs the loop a few microseconds.
  */
 export class TurnPacer {
   private readonly waiting: Array<() => void> = [];
   private head = 0;
   private scheduled = false;
+  /** When the requests that went on inline in this pass of the loop began (-1: none yet). */
+  private windowStart = -1;
+
+  /** `budgetMs`: how long requests may run inline, back to back, before the rest take turns. */
+  constructor(private readonly budgetMs = 4) {}
 
   /** Requests waiting for their turn. */
   get depth(): number {
     return this.waiting.length - this.head;
   }
 
-  /** Resolves in a later turn of the event loop, after every request that asked before. */
-  turn(): Promise<void> {
+  /**
+   * Undefined when the request may go on at once (nobody waits and the requests before it in
+   * this pass of the loop took less than the budget); otherwise a promise that resolves in a
+   * later turn of the event loop, after every request that asked before.
+   */
+  turn(): Promise<void> | undefined {
+    if (this.depth === 0) {
+      const now = performance.now();
+      if (this.windowStart < 0) {
+        this.windowStart = now;
+        setImmediate(this.closeWindow);
+        return undefined;
+      }
+      if (now - this.windowStart < this.budgetMs) return undefined;
+    }
     return new Promise<void>((resolve) => {
       this.waiting.push(resolve);
       if (!this.scheduled) {
@@ -33,6 +52,11 @@ export class TurnPacer {
       }
     });
   }
+
+  /** The loop got past its poll phase: the next request may go on inline again. */
+  private readonly closeWindow = (): void => {
+    this.windowStart = -1;
+  };
 
   /** Lets one request go on; its continuation runs right after this callback, before the next poll. */
   private readonly next = (): void => {

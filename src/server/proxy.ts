@@ -25,8 +25,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const started = performance.now();
   metrics.inc('dynamo_component_router_requests_started_total', 'Requests received by the router');
   const raw = await readBody(req, ctx.opts.bodyLimitBytes ?? 8 * 1024 * 1024);
-  // Two turns of the loop per request (pacer.ts): one to parse and look up cached tokens, one to
-  // route and dispatch; sockets are polled between them, so a burst of requests does not stall /health.
+  // Requests take turns in a burst (pacer.ts), twice: to parse and look up cached tokens, then to
+  // route and dispatch; sockets are polled between turns, so a burst does not stall /health.
   await ctx.pacer.turn();
   const body = parseJsonBody(raw);
   checkFields(body);

@@ -109,7 +109,7 @@ export class RouterServer {
       tokenizer,
       totals,
       inflight: new Set(),
-      pacer: new TurnPacer(),
+      pacer: new TurnPacer(opts.turnBudgetMs),
       queue,
       loopDelay: monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS }),
     };

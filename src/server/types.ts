@@ -74,6 +74,11 @@ export interface RouterServerOptions {
   /** When set, every endpoint but /health and /metrics needs `Authorization: Bearer <apiKey>`. */
   readonly apiKey?: string;
   readonly bodyLimitBytes?: number;
+  /**
+   * How long requests may run back to back on the router's thread in one pass of the event loop
+   * before the rest take turns (pacer.ts); default 4 ms.
+   */
+  readonly turnBudgetMs?: number;
   /** HF tokenizer directory or tokenizer.json for chat templates and hashing (default: the shipped Qwen one). */
   readonly tokenizer?: string;
   /** Prompt limits applied when tokenizing (too many characters: 413; too many tokens: 400). */
