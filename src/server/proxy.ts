@@ -28,6 +28,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   // Requests take turns in a burst (pacer.ts), twice: to parse and look up cached tokens, then to
   // route and dispatch; sockets are polled between turns, so a burst does not stall /health.
   await ctx.pacer.turn();
+  // A client that went away while its request waited for a turn gets no work done for it.
+  if (res.destroyed) return;
   const body = parseJsonBody(raw);
   checkFields(body);
   // Direct mode: the client names the worker (400 / 404 before any work when it does not).
@@ -35,6 +37,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
   await ctx.pacer.turn();
+  if (res.destroyed) return;
   // A prompt given as token ids needs no tokenizing at the worker either: no ids to send along.
   const textPrompt = path === '/v1/chat/completions' || typeof body.prompt === 'string';
   const stream = body.stream === true;

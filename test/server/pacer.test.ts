@@ -146,3 +146,22 @@ test('the pacer: inline within the budget, then turns in arrival order; a new pa
   await new Promise((r) => setImmediate(r));
   assert.equal(strict.turn(), undefined, 'a new pass of the loop: inline again');
 });
+
+test('a client that leaves while its request waits for a turn is not routed', async () => {
+  const port = Number(new URL(router.url).port);
+  const body = (i: number) =>
+    JSON.stringify({ messages: [{ role: 'user', content: `Is the 8:15 to York running today? (${i})` }], max_tokens: 2 });
+  const conns = await Promise.all(Array.from({ length: 4 }, () => Conn.open(port)));
+  for (const c of conns) c.send('GET', '/health');
+  for (const c of conns) assert.equal((await c.response()).status, 200);
+  const routed = async () =>
+    ((await (await fetch(`${router.url}/debug/decisions?limit=256`)).json()) as { decisions: unknown[] }).decisions.length;
+  const before = await routed();
+  // Budget 0: the first request goes on, the others wait; the last one's client leaves at once.
+  conns.forEach((c, i) => c.send('POST', '/v1/chat/completions', body(i)));
+  conns[3]!.socket.destroy();
+  for (const c of conns.slice(0, 3)) assert.equal((await c.response()).status, 200);
+  // The three answered requests were routed; the fourth, queued behind them, was not.
+  assert.equal((await routed()) - before, 3);
+  for (const c of conns) c.socket.destroy();
+});
