@@ -158,7 +158,7 @@ test('a client that leaves while its request waits for a turn is not routed', as
     ((await (await fetch(`${router.url}/debug/decisions?limit=256`)).json()) as { decisions: unknown[] }).decisions.length;
   const before = await routed();
   // Budget 0: the first request goes on, the others wait; the last one's client leaves at once.
-  conns.forEach((c, i) => c.send('POST', '/v1/chat/completions', body(i)));
+  for (const [i, c] of conns.entries()) c.send('POST', '/v1/chat/completions', body(i));
   conns[3]!.socket.destroy();
   for (const c of conns.slice(0, 3)) assert.equal((await c.response()).status, 200);
   // The three answered requests were routed; the fourth, queued behind them, was not.
