@@ -550,7 +550,7 @@ async function main(): Promise<number> {
           `  ${r.pair}: TTFT avg ${r.ttft_avg}x, TTFT p99 ${r.ttft_p99}x, ITL ${r.itl_avg}x, E2E avg ${r.e2e_avg}x, output tok/s ${r.output_tokens_per_s}x, hit ${r.hit_rate}x`,
       ),
       '',
-      `written: ${join(out, 'peers.json')}, summary.csv, runs.csv, ttft_by_system.svg, hit_rate_by_system.svg (per-run logs and aiperf artifacts under runs/)`,
+      `written: ${join(out, 'peers.json')}, summary.csv, runs.csv, ttft_by_system.svg, hit_rate_by_system.svg (per-run logs, aiperf artifacts and, for dynamo-lab systems, the router's and each sim's /metrics at the end of the run under runs/)`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
   }

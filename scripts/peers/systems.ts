@@ -13,7 +13,7 @@
  * Same workers x blocks x block size, the same timing model (the mocker's polynomial, which the
  * sim implements) and the same speedup everywhere.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   cliArgv,
@@ -213,8 +213,15 @@ export async function startSims(
   return { daemon, workers: list };
 }
 
-async function simStats(workers: SimWorker[]): Promise<number[]> {
-  return Promise.all(workers.map(async (w) => promSum(parseProm(await getText(`${w.url}/metrics`)), 'vllm:request_success_total')));
+/** Requests each sim served; every sim's /metrics is kept in `dir` (worker-<id>.prom) for a closer look. */
+async function simStats(workers: SimWorker[], dir: string): Promise<number[]> {
+  return Promise.all(
+    workers.map(async (w) => {
+      const text = await getText(`${w.url}/metrics`);
+      writeFileSync(join(dir, `worker-${w.id}.prom`), text);
+      return promSum(parseProm(text), 'vllm:request_success_total');
+    }),
+  );
 }
 
 export async function startLab(spec: SystemSpec, ctx: StartContext): Promise<Running> {
@@ -275,9 +282,13 @@ export async function startLab(spec: SystemSpec, ctx: StartContext): Promise<Run
     daemons,
     workerIds: () => sims.workers.map((w) => w.id),
     async stats() {
-      const samples = parseProm(await getText(`${url}/metrics`));
-      const pred = samples.find((s) => s.name === 'dynamo_lab_router_predicted_hit_rate');
-      return { perWorker: await simStats(sims.workers), predictedHitRate: spec.policy === 'round-robin' || !pred ? null : pred.value };
+      const text = await getText(`${url}/metrics`);
+      writeFileSync(join(ctx.dir, 'router.prom'), text);
+      const pred = parseProm(text).find((s) => s.name === 'dynamo_lab_router_predicted_hit_rate');
+      return {
+        perWorker: await simStats(sims.workers, ctx.dir),
+        predictedHitRate: spec.policy === 'round-robin' || !pred ? null : pred.value,
+      };
     },
     stop: stopAll,
   };
@@ -337,7 +348,7 @@ export async function startSglang(spec: SystemSpec, ctx: StartContext): Promise<
     daemons,
     workerIds: () => sims.workers.map((w) => w.id),
     async stats() {
-      return { perWorker: await simStats(sims.workers), predictedHitRate: null };
+      return { perWorker: await simStats(sims.workers, ctx.dir), predictedHitRate: null };
     },
     stop: stopAll,
   };
