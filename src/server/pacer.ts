@@ -8,20 +8,21 @@
  * /health probe, or the next SSE chunk of a stream already running, waited for the whole burst
  * (100-250 ms for 256 streams of 8k-token chats on this 2-core machine).
  *
- * Through the pacer, requests go on at once until those that did in this pass of the loop have
- * taken `budgetMs`; the rest wait and then go one per turn (a setImmediate callback, which Node
- * runs after the poll phase), in arrival order. Sockets are polled between any two turns, so
- * /health and running streams wait for the budget plus one request's piece at most. Requests
- * that arrive one by one never wait; a turn costs the loop a few microseconds.
+ * Through the pacer, requests go on at once until `budgetMs` have passed since the first of them
+ * went on in this pass of the loop (wall time, so other work of the pass counts too); later ones
+ * wait and then go one per turn (a setImmediate callback, which Node runs after the poll phase),
+ * in arrival order. Sockets are polled between any two turns, so /health and running streams
+ * wait for about the budget plus one request's piece. Requests that arrive one by one never
+ * wait; a turn costs the loop a few microseconds.
  */
 export class TurnPacer {
   private readonly waiting: Array<() => void> = [];
   private head = 0;
   private scheduled = false;
-  /** When the requests that went on inline in this pass of the loop began (-1: none yet). */
+  /** When the first request that went on inline in this pass of the loop did so (-1: none yet). */
   private windowStart = -1;
 
-  /** `budgetMs`: how long requests may run inline, back to back, before the rest take turns. */
+  /** `budgetMs`: how long after the first inline request of a pass others may still go on inline. */
   constructor(private readonly budgetMs = 4) {}
 
   /** Requests waiting for their turn. */
