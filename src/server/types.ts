@@ -75,8 +75,8 @@ export interface RouterServerOptions {
   readonly apiKey?: string;
   readonly bodyLimitBytes?: number;
   /**
-   * How long requests may run back to back on the router's thread in one pass of the event loop
-   * before the rest take turns (pacer.ts); default 4 ms.
+   * How long after the first request that goes on in one pass of the event loop others may still
+   * go on at once before the rest take turns (pacer.ts); default 4 ms.
    */
   readonly turnBudgetMs?: number;
   /** HF tokenizer directory or tokenizer.json for chat templates and hashing (default: the shipped Qwen one). */
