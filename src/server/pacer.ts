@@ -31,9 +31,9 @@ export class TurnPacer {
   }
 
   /**
-   * Undefined when the request may go on at once (nobody waits and the requests before it in
-   * this pass of the loop took less than the budget); otherwise a promise that resolves in a
-   * later turn of the event loop, after every request that asked before.
+   * Undefined when the request may go on at once (nobody waits, and less than `budgetMs` has
+   * passed since the first inline request of this pass of the loop); otherwise a promise that
+   * resolves in a later turn of the event loop, after every request that asked before.
    */
   turn(): Promise<void> | undefined {
     if (this.depth === 0) {

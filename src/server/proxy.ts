@@ -27,17 +27,14 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const raw = await readBody(req, ctx.opts.bodyLimitBytes ?? 8 * 1024 * 1024);
   // Requests take turns in a burst (pacer.ts), twice: to parse and look up cached tokens, then to
   // route and dispatch; sockets are polled between turns, so a burst does not stall /health.
-  await ctx.pacer.turn();
-  // A client that went away while its request waited for a turn gets no work done for it.
-  if (res.destroyed) return;
+  if (!(await takeTurn(ctx, res))) return;
   const body = parseJsonBody(raw);
   checkFields(body);
   // Direct mode: the client names the worker (400 / 404 before any work when it does not).
   const target = ctx.mode === 'direct' ? directTarget(req, body, registry) : undefined;
   const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
-  await ctx.pacer.turn();
-  if (res.destroyed) return;
+  if (!(await takeTurn(ctx, res))) return;
   // A prompt given as token ids needs no tokenizing at the worker either: no ids to send along.
   const textPrompt = path === '/v1/chat/completions' || typeof body.prompt === 'string';
   const stream = body.stream === true;
@@ -199,6 +196,12 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     if (clientGone) router.free(requestId, Date.now());
     ctx.queue?.notify();
   }
+}
+
+/** Wait for this request's turn (pacer.ts); false when its client went away meanwhile: no work is done for it. */
+async function takeTurn(ctx: ServerContext, res: ServerResponse): Promise<boolean> {
+  await ctx.pacer.turn();
+  return !res.destroyed;
 }
 
 function noteFailure(ctx: ServerContext, st: WorkerState, what: string, retrying = true): void {

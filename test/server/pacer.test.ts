@@ -38,12 +38,11 @@ after(async () => {
 
 /** A keep-alive HTTP/1.1 connection that sends raw requests and reads one response at a time. */
 class Conn {
-  private buf = '';
+  private buf = Buffer.alloc(0);
   private wake?: () => void;
   private constructor(readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      this.buf += d;
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
       this.wake?.();
     });
   }
@@ -66,13 +65,14 @@ class Conn {
     for (;;) {
       const end = this.buf.indexOf('\r\n\r\n');
       if (end >= 0) {
-        const head = this.buf.slice(0, end);
+        const head = this.buf.subarray(0, end).toString();
         const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
         assert.ok(Number.isFinite(len), `a content-length framed response, got: ${head}`);
-        if (Buffer.byteLength(this.buf.slice(end + 4)) >= len) {
-          const rest = Buffer.from(this.buf.slice(end + 4));
-          this.buf = rest.subarray(len).toString();
-          return { status: Number(head.split(' ')[1]), body: rest.subarray(0, len).toString() };
+        const start = end + 4;
+        if (this.buf.length - start >= len) {
+          const body = this.buf.subarray(start, start + len).toString();
+          this.buf = this.buf.subarray(start + len);
+          return { status: Number(head.split(' ')[1]), body };
         }
       }
       await new Promise<void>((r) => (this.wake = r));
