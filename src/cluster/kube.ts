@@ -83,6 +83,8 @@ export interface ProbeResult {
   readonly reachable: boolean;
   /** Why not, in one line (no kubeconfig, connection refused, 401, timeout...). */
   readonly reason?: string;
+  /** The HTTP status of GET /version when the server answered but the probe failed (401, 500...). */
+  readonly status?: number;
   readonly server?: string;
   readonly context?: string;
   /** gitVersion of the API server, when reachable. */
@@ -141,11 +143,17 @@ export async function probeCluster(opts: KubeOptions = {}, signal?: AbortSignal,
       return {
         reachable: false,
         ...base,
+        status: 401,
         reason: `the API server at ${ctx.server} rejected the credentials of context "${ctx.contextName}" (401 Unauthorized)`,
       };
     // 403 on /version still proves a working connection and credentials that authenticate.
     if (res.status === 403) return { reachable: true, ...base };
-    return { reachable: false, ...base, reason: `the API server at ${ctx.server} answered ${res.status} to GET /version` };
+    return {
+      reachable: false,
+      ...base,
+      status: res.status,
+      reason: `the API server at ${ctx.server} answered ${res.status} to GET /version`,
+    };
   } catch (err) {
     const code = networkCode(err) ?? (err as Error).message;
     return { reachable: false, ...base, reason: `cannot reach the API server at ${ctx.server} (${code})` };
@@ -200,7 +208,9 @@ export async function connect(opts: KubeOptions, signal?: AbortSignal): Promise<
   const probe = await probeCluster(opts, signal);
   if (signal?.aborted) throw signal.reason ?? new Error('aborted');
   if (!probe.reachable) {
-    if (probe.reason?.includes('401')) {
+    // The status, not the reason's text: a reason names the server, and a port such as 40193
+    // contains "401".
+    if (probe.status === 401) {
       throw new ClusterError(
         `The Kubernetes API server rejected your credentials (401 Unauthorized): context "${ctx.contextName}", server ${ctx.server}.`,
         'Refresh your credentials for this context, or pick another one with --context.',
