@@ -28,6 +28,7 @@ import {
   sleep,
   stopDaemon,
   tail,
+  groupCpuSeconds,
   type Load,
 } from './common.js';
 import { runDifferential } from './differential.js';
@@ -78,6 +79,12 @@ interface RunResult {
   load_before: Load;
   load_after: Load;
   loopback: { checks: number; sockets_max: number; ok: boolean; offenders: string };
+  /**
+   * CPU seconds used while aiperf ran: each of the system's daemons (its whole process group) and
+   * aiperf itself (its last sample, taken every 250 ms). On 2 cores the system and the load
+   * generator share the CPU, so a system that needs more of it slows itself and aiperf.
+   */
+  cpu_s?: { system: number; daemons: Record<string, number>; aiperf: number };
   wall_s: number;
   artifacts: string;
 }
@@ -122,7 +129,11 @@ async function runOne(
     );
     const pg = () => running!.daemons.map((d) => d.proc.pid!).filter(Boolean);
     checks.push(await checkLoopback(pg()));
+    const groups = new Map(running.daemons.filter((d) => d.proc.pid).map((d) => [d.name, d.proc.pid!]));
+    const cpuBefore = groupCpuSeconds(groups);
     const aiperf = startAiperf(ctx.venv, ctx.model, running.url, ctx.slice.path, join(dir, 'aiperf'), dir);
+    let aiperfCpu = 0;
+    const aiperfGroup = new Map([['aiperf', aiperf.proc.pid!]]);
     // While aiperf runs: check the sockets of every process (the system's and aiperf's) now and then.
     let done = false;
     const exit = aiperf.exited.then((c) => {
@@ -133,7 +144,10 @@ async function runOne(
       await sleep(5000);
       while (!done) {
         checks.push(await checkLoopback([...pg(), aiperf.proc.pid!]));
-        for (let i = 0; i < 40 && !done; i++) await sleep(250);
+        for (let i = 0; i < 40 && !done; i++) {
+          aiperfCpu = Math.max(aiperfCpu, groupCpuSeconds(aiperfGroup).aiperf ?? 0);
+          await sleep(250);
+        }
       }
     })();
     const timeoutMs = (ctx.slice.durationS + 600) * 1000;
@@ -144,6 +158,16 @@ async function runOne(
     }
     await watcher;
     if (code !== 0) throw new Error(`aiperf exited with ${code}; log ${aiperf.logPath}:\n${tail(aiperf.output(), 25)}`);
+    const cpuAfter = groupCpuSeconds(groups);
+    const daemonsCpu = Object.fromEntries([...groups.keys()].map((n) => [n, round((cpuAfter[n] ?? 0) - (cpuBefore[n] ?? 0), 2)]));
+    const cpu = {
+      system: round(
+        Object.values(daemonsCpu).reduce((a, b) => a + b, 0),
+        2,
+      ),
+      daemons: daemonsCpu,
+      aiperf: round(aiperfCpu, 2),
+    };
     const metrics = await readAiperf(join(dir, 'aiperf'));
     const stats = await running.stats();
     await running.stop();
@@ -165,11 +189,18 @@ async function runOne(
       load_before: loadBefore,
       load_after: loadAfter,
       loopback,
+      cpu_s: cpu,
       wall_s: round((Date.now() - t0) / 1000, 1),
     };
     if (!loopback.ok) r.error = `a socket left loopback:\n${loopback.offenders}`;
     say(
-      `[${spec.id} #${rep}] ${r.ok ? 'done' : 'FAILED'}: TTFT avg ${metrics.ttft_ms.avg.toFixed(0)} ms, ITL ${metrics.itl_ms.avg.toFixed(1)} ms, hit ${(metrics.hit_rate * 100).toFixed(1)} %, errors ${metrics.errors}, workers [${stats.perWorker.join(' ')}], ${loopback.checks} loopback checks (max ${loopback.sockets_max} sockets)${r.error ? '\n' + r.error : ''}`,
+      `[${spec.id} #${rep}] ${r.ok ? 'done' : 'FAILED'}: TTFT avg ${metrics.ttft_ms.avg.toFixed(0)} ms, ITL ${metrics.itl_ms.avg.toFixed(1)} ms, hit ${(metrics.hit_rate * 100).toFixed(1)} %, CPU s ${Object.entries(
+        cpu.daemons,
+      )
+        .map(([n, v]) => `${n} ${v.toFixed(1)}`)
+        .join(
+          ' + ',
+        )} (aiperf ${cpu.aiperf.toFixed(1)}), errors ${metrics.errors}, workers [${stats.perWorker.join(' ')}], ${loopback.checks} loopback checks (max ${loopback.sockets_max} sockets)${r.error ? '\n' + r.error : ''}`,
     );
     return r;
   } catch (e) {
@@ -205,6 +236,8 @@ interface SystemSummary {
   hit_rate: number;
   predicted_hit_rate: number | null;
   per_worker_requests: number[];
+  /** Median CPU seconds the system's processes used while aiperf ran. */
+  cpu_s: number;
   errors: number;
   requests: number;
 }
@@ -230,6 +263,7 @@ function summarize(spec: SystemSpec, runs: RunResult[]): SystemSummary {
     hit_rate: med((m) => m.hit_rate),
     predicted_hit_rate: preds.length ? round(median(preds), 4) : null,
     per_worker_requests: mid?.per_worker_requests ?? [],
+    cpu_s: round(median(ok.map((r) => r.cpu_s?.system ?? NaN)), 1),
     errors: ok.reduce((s, r) => s + r.metrics!.errors, 0) + runs.filter((r) => !r.metrics).length,
     requests: ok.reduce((s, r) => s + r.metrics!.requests, 0),
   };
@@ -287,6 +321,7 @@ function table(sum: SystemSummary[], runs: RunResult[]): string {
     'out tok/s',
     'hit',
     'predicted',
+    'CPU s',
     'requests per worker',
     'errors',
     'load before -> after',
@@ -305,6 +340,7 @@ function table(sum: SystemSummary[], runs: RunResult[]): string {
       fmt(s.output_tokens_per_s),
       pct(s.hit_rate),
       pct(s.predicted_hit_rate),
+      fmt(s.cpu_s, 1),
       s.per_worker_requests.join(' '),
       String(s.errors),
       load,
@@ -312,12 +348,12 @@ function table(sum: SystemSummary[], runs: RunResult[]): string {
   });
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
-    '| ' + cells.map((c, i) => (i === 0 || i === 10 || i === 12 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ') + ' |';
+    '| ' + cells.map((c, i) => (i === 0 || i === 11 || i === 13 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ') + ' |';
   return [
     line(head),
     '|' +
       w
-        .map((n, i) => (i === 0 || i === 10 || i === 12 ? ':' : '') + '-'.repeat(n + 1) + (i === 0 || i === 10 || i === 12 ? '' : ':'))
+        .map((n, i) => (i === 0 || i === 11 || i === 13 ? ':' : '') + '-'.repeat(n + 1) + (i === 0 || i === 11 || i === 13 ? '' : ':'))
         .join('|') +
       '|',
     ...rows.map(line),
@@ -497,6 +533,8 @@ async function main(): Promise<number> {
         predicted_hit_rate: r.predicted_hit_rate,
         per_worker_requests: r.per_worker_requests,
         errors: r.metrics?.errors,
+        cpu_system_s: r.cpu_s?.system,
+        cpu_aiperf_s: r.cpu_s?.aiperf,
         load_before: r.load_before.loadavg1,
         load_after: r.load_after.loadavg1,
         loopback_ok: r.loopback.ok,

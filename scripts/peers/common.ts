@@ -4,7 +4,7 @@
  * HTTP conditions. Everything binds and talks on 127.0.0.1.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync, type WriteStream } from 'node:fs';
 import { loadavg, homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,6 +66,39 @@ export interface Load {
   uptime: string;
 }
 /** The machine load now (`uptime`'s line and /proc/loadavg's numbers). */
+/** Clock ticks per second of /proc's utime and stime (USER_HZ: 100 on Linux's x86 and arm builds). */
+const CLK_TCK = 100;
+
+/**
+ * CPU seconds (user + system) used so far by every live process in each of these process groups
+ * (a daemon is started in its own group, so its group is it and every child it started). Read
+ * from /proc; {} where there is no /proc.
+ */
+export function groupCpuSeconds(groups: ReadonlyMap<string, number>): Record<string, number> {
+  const byGroup = new Map<number, number>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return {};
+  }
+  for (const pid of pids) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // ended meanwhile
+    }
+    // Fields after the command name (which may hold spaces): state ppid pgrp ... utime(14) stime(15).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const pgrp = Number(f[2]);
+    byGroup.set(pgrp, (byGroup.get(pgrp) ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK);
+  }
+  const out: Record<string, number> = {};
+  for (const [name, pg] of groups) out[name] = byGroup.get(pg) ?? 0;
+  return out;
+}
+
 export async function machineLoad(): Promise<Load> {
   const [l1, l5, l15] = loadavg();
   let line = '';
