@@ -117,6 +117,8 @@ export class RouterServer {
 
   static async start(opts: RouterServerOptions): Promise<RouterServer> {
     const s = new RouterServer(opts, await loadChatTokenizer(opts.tokenizer, { limits: opts.promptLimits }));
+    // The fast tokenizer threads build (~1 s) while the rest starts; requests use them from the start.
+    const tokenizerReady = s.ctx.tokenizer.backendReady();
     try {
       await s.ctx.registry.startNats();
       for (const w of opts.workers) s.addWorker(w);
@@ -144,6 +146,10 @@ export class RouterServer {
       const addr = await listenOn(s.server, opts.port ?? 8000, host);
       s.port = addr.port;
       s.url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+      const backend = await tokenizerReady;
+      opts.log?.(
+        `tokenizer: ${backend.name === 'tiktoken' ? 'fast byte-level BPE threads (tiktoken)' : `HF tokenizers library (${backend.reason})`}`,
+      );
     } catch (err) {
       await s.ctx.replicas?.close();
       await s.ctx.registry.shutdownSources();

@@ -1,6 +1,8 @@
 /**
  * A model's tokenizer and chat template, loaded from HF files:
- *   - tokenizer.json: encoded by the native HF `tokenizers` library off the event loop;
+ *   - tokenizer.json: encoded off the event loop, by the fast byte-level BPE threads when they
+ *     give the same ids (fast-bpe.ts), else by the native HF `tokenizers` library (which also
+ *     decodes, and is the reference the fast threads are checked against);
  *   - tokenizer_config.json `chat_template` (or chat_template.jinja): rendered with Jinja;
  *   - a bounded per-piece token cache, so a multi-turn request only tokenizes its new turns.
  *
@@ -12,6 +14,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
+import { byteLevelBytes, tiktokenRanks } from './byte-level.js';
+import { FastBpePool, fastBpeSpec, VERIFY_SAMPLE } from './fast-bpe.js';
 import { NativeTokenizer } from './native.js';
 import { AddedTokenSplitter, PieceCache, PiecewiseEncoder, piecewiseExact, type AddedTokenSpec, type PieceCacheStats } from './pieces.js';
 import {
@@ -48,6 +53,12 @@ export interface PromptLimits {
 export interface LoadOptions {
   cacheBytes?: number;
   limits?: PromptLimits;
+  /**
+   * Which encoder tokenizes prompt text: 'auto' (default) uses the fast byte-level BPE threads
+   * (fast-bpe.ts) when they give exactly the HF library's ids, else the HF library; 'hf' always
+   * uses the HF library. The environment variable DYNAMO_LAB_TOKENIZER_BACKEND=hf does the same.
+   */
+  backend?: 'auto' | 'hf';
 }
 
 interface ResolvedSource {
@@ -103,17 +114,6 @@ function resolveSource(source: string | undefined): ResolvedSource {
   return { label: tokenizerPath, tokenizerPath, config, template };
 }
 
-/** GPT-2 byte-level alphabet: the char each byte is written as in a ByteLevel vocabulary. */
-function byteLevelDecoder(): Map<string, number> {
-  const m = new Map<string, number>();
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    m.set(String.fromCharCode(printable ? b : 256 + extra++), b);
-  }
-  return m;
-}
-
 export class ChatTokenizer {
   readonly native: NativeTokenizer;
   readonly label: string;
@@ -122,9 +122,11 @@ export class ChatTokenizer {
   readonly piecewise: boolean;
   readonly limits: PromptLimits;
   private readonly encoder: PiecewiseEncoder | undefined;
+  /** The fast encoder's threads (started on first use), when this tokenizer qualifies. */
+  private readonly fast: FastBpePool | undefined;
+  private readonly fastSkipped: string | undefined;
   private readonly cache: PieceCache;
   private readonly byteLevel: boolean;
-  private byteMap: Map<string, number> | undefined;
   private readonly texts = new Map<number, string>();
   private readonly textDecoder = new TextDecoder('utf-8');
   /**
@@ -157,8 +159,68 @@ export class ChatTokenizer {
     this.cache = new PieceCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
     this.piecewise = piecewiseExact(added, json.normalizer != null);
     this.encoder = this.piecewise
-      ? new PiecewiseEncoder(new AddedTokenSplitter(added), this.cache, (t) => this.native.encodeBatch(t))
+      ? new PiecewiseEncoder(new AddedTokenSplitter(added), this.cache, (t) => this.encodePieces(t))
       : undefined;
+    const backend = opts.backend ?? (process.env.DYNAMO_LAB_TOKENIZER_BACKEND === 'hf' ? 'hf' : 'auto');
+    const spec: ReturnType<typeof fastBpeSpec> =
+      backend === 'hf'
+        ? { reason: 'the HF library was asked for' }
+        : !isMainThread
+          ? // A simulated engine's thread (router --sim) tokenizes only direct text requests: threads of
+            // its own (~80 MB each, per engine) would cost more than they save.
+            { reason: 'loaded on a worker thread' }
+          : !this.piecewise
+            ? { reason: 'added tokens strip whitespace or match normalised text' }
+            : fastBpeSpec(json);
+    if ('pattern' in spec)
+      this.fast = new FastBpePool(tiktokenRanks((json.model as { vocab: Record<string, number> }).vocab), spec, (enc) =>
+        this.verifyFast(enc),
+      );
+    else this.fastSkipped = spec.reason;
+  }
+
+  /**
+   * Which encoder tokenizes prompt text now: 'tiktoken' (the fast byte-level BPE threads) or 'hf'
+   * (the HF library), with the reason when it is not the fast one.
+   */
+  get backend(): { name: 'tiktoken' | 'hf'; reason?: string } {
+    if (this.fast?.state === 'on') return { name: 'tiktoken' };
+    if (!this.fast) return { name: 'hf', reason: this.fastSkipped };
+    return { name: 'hf', reason: this.fast.state === 'off' ? this.fast.reason : `the fast encoder is ${this.fast.state}` };
+  }
+
+  /** Start (once) and wait for the fast encoder; resolves to the backend then in use. */
+  async backendReady(): Promise<ChatTokenizer['backend']> {
+    await this.fast?.start();
+    return this.backend;
+  }
+
+  /** Stretches without added tokens: the fast threads when on (starting them on first use), else the HF library. */
+  private async encodePieces(texts: string[]): Promise<ArrayLike<number>[]> {
+    const f = this.fast;
+    if (f) {
+      if (f.state === 'on') {
+        try {
+          return await f.encodeBatch(texts);
+        } catch {
+          /* the threads failed (the pool is off now, with its reason): the HF library below */
+        }
+      } else if (f.state === 'idle') void f.start();
+    }
+    return this.native.encodeBatch(texts);
+  }
+
+  /** The fast encoder against the HF library on VERIFY_SAMPLE, line by line and whole: the first difference, if any. */
+  private async verifyFast(encode: (texts: string[]) => Promise<Uint32Array[]>): Promise<string | undefined> {
+    const texts = [...VERIFY_SAMPLE, VERIFY_SAMPLE.join('\n')];
+    const [fast, ref] = await Promise.all([encode(texts), this.native.encodeBatch(texts)]);
+    for (let i = 0; i < texts.length; i++) {
+      const a = fast[i]!;
+      const b = ref[i]!;
+      const at = a.length === b.length ? b.findIndex((x, k) => x !== a[k]) : Math.min(a.length, b.length);
+      if (at >= 0) return `sample ${i + 1} of ${texts.length}, token ${at}: ${a[at] ?? 'end'} instead of ${b[at] ?? 'end'}`;
+    }
+    return undefined;
   }
 
   /** Load a tokenizer: undefined/'qwen' = the shipped default, else a directory or a tokenizer.json path. */
@@ -241,14 +303,7 @@ export class ChatTokenizer {
     if (t !== undefined) return t;
     const raw = this.native.idToToken(id) ?? '';
     if (this.byteLevel) {
-      this.byteMap ??= byteLevelDecoder();
-      const bytes: number[] = [];
-      for (const ch of raw) {
-        const b = this.byteMap.get(ch);
-        if (b === undefined) bytes.push(...Buffer.from(ch, 'utf8'));
-        else bytes.push(b);
-      }
-      t = this.textDecoder.decode(Uint8Array.from(bytes));
+      t = this.textDecoder.decode(byteLevelBytes(raw));
     } else {
       t = raw.replace(/\u2581/g, ' ');
     }

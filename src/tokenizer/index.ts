@@ -1,8 +1,9 @@
 /**
  * The tokenizer and chat template shared by the router and the simulated workers, so both hash
- * exactly the same tokens. See chat-tokenizer.ts (loading, limits, cache), native.ts (the HF
- * `tokenizers` N-API binding, off the event loop), template.ts (Jinja chat templates) and
- * pieces.ts (the per-piece token cache).
+ * exactly the same tokens. See chat-tokenizer.ts (loading, limits, cache), fast-bpe.ts (byte-level
+ * BPE on tokenizer threads, verified against the HF library), native.ts (the HF `tokenizers`
+ * N-API binding, off the event loop), template.ts (Jinja chat templates) and pieces.ts (the
+ * per-piece token cache).
  */
 export {
   ChatTokenizer,

@@ -204,7 +204,7 @@ export class PiecewiseEncoder {
   constructor(
     private readonly splitter: AddedTokenSplitter,
     readonly cache: PieceCache,
-    private readonly encodeBatch: (texts: string[]) => Promise<number[][]>,
+    private readonly encodeBatch: (texts: string[]) => Promise<ArrayLike<number>[]>,
   ) {}
 
   /** Token ids of `s` as one fresh Uint32Array (the caller may transfer or keep it; cache entries are never handed out). */
@@ -230,7 +230,7 @@ export class PiecewiseEncoder {
       (id) => void parts.push(id),
     );
     if (missTexts.length > 0) {
-      const batch = this.encodeBatch(missTexts).then((all) => all.map((ids) => Uint32Array.from(ids)));
+      const batch = this.encodeBatch(missTexts).then((all) => all.map((ids) => (ids instanceof Uint32Array ? ids : Uint32Array.from(ids))));
       for (let i = 0; i < missTexts.length; i++) {
         const p = batch.then((all) => all[i]!);
         this.inflight.set(missKeys[i]!, p);
