@@ -228,6 +228,7 @@ export const routerCommand: Command = {
             mode,
             block_size: blockSize,
             events: events.kind,
+            tokenizer: tokenizer.backend.name,
             ...(replicaSync ? { replica_sync: { servers: replicaSync, router_id: s.replicaSyncStats()?.router_id } } : {}),
             workers: workers.map((w) => ({
               id: w.id,
