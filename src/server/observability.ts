@@ -207,6 +207,16 @@ const ROUTER_GAUGES: ReadonlyArray<[string, string, (ctx: ServerContext, view: W
     (ctx) => ctx.tokenizer.cacheStats().bytes,
   ],
   [
+    'dynamo_lab_router_tokenized_pieces_fast',
+    'Prompt pieces tokenized by the fast byte-level BPE threads (total)',
+    (ctx) => ctx.tokenizer.piecesBy.tiktoken,
+  ],
+  [
+    'dynamo_lab_router_tokenized_pieces_hf',
+    'Prompt pieces tokenized by the HF tokenizers library (total)',
+    (ctx) => ctx.tokenizer.piecesBy.hf,
+  ],
+  [
     'dynamo_frontend_router_queue_pending_requests',
     'Requests waiting in the router queue (--router-queue-threshold)',
     (ctx) => ctx.queue?.depth,

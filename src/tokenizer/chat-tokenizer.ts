@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { byteLevelBytes, tiktokenRanks } from './byte-level.js';
-import { FastBpePool, fastBpeSpec, VERIFY_SAMPLE } from './fast-bpe.js';
+import { FastBpePool, fastBpeSpec, hasLongRun, VERIFY_SAMPLE } from './fast-bpe.js';
 import { NativeTokenizer } from './native.js';
 import { AddedTokenSplitter, PieceCache, PiecewiseEncoder, piecewiseExact, type AddedTokenSpec, type PieceCacheStats } from './pieces.js';
 import {
@@ -189,6 +189,9 @@ export class ChatTokenizer {
     return { name: 'hf', reason: this.fast.state === 'off' ? this.fast.reason : `the fast encoder is ${this.fast.state}` };
   }
 
+  /** Text pieces (stretches between added tokens) each encoder has tokenized so far. */
+  readonly piecesBy = { tiktoken: 0, hf: 0 };
+
   /** Start (once) and wait for the fast encoder; resolves to the backend then in use. */
   async backendReady(): Promise<ChatTokenizer['backend']> {
     await this.fast?.start();
@@ -200,13 +203,26 @@ export class ChatTokenizer {
     const f = this.fast;
     if (f) {
       if (f.state === 'on') {
+        // A text that may hold a very long pre-token goes to the HF library (fast-bpe.ts MAX_FAST_RUN).
+        const long = texts.map((t) => hasLongRun(t));
+        const fastTexts = texts.filter((_, i) => !long[i]);
+        const hfTexts = texts.filter((_, i) => long[i]);
         try {
-          return await f.encodeBatch(texts);
+          const [a, b] = await Promise.all([
+            fastTexts.length ? f.encodeBatch(fastTexts) : [],
+            hfTexts.length ? this.native.encodeBatch(hfTexts) : [],
+          ]);
+          this.piecesBy.tiktoken += fastTexts.length;
+          this.piecesBy.hf += hfTexts.length;
+          let i = 0;
+          let j = 0;
+          return long.map((l) => (l ? b[j++]! : a[i++]!));
         } catch {
           /* the threads failed (the pool is off now, with its reason): the HF library below */
         }
       } else if (f.state === 'idle') void f.start();
     }
+    this.piecesBy.hf += texts.length;
     return this.native.encodeBatch(texts);
   }
 

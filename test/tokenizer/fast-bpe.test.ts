@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { ChatTokenizer } from '../../src/tokenizer/index.js';
-import { fastBpeSpec } from '../../src/tokenizer/fast-bpe.js';
+import { fastBpeSpec, hasLongRun } from '../../src/tokenizer/fast-bpe.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 60);
 const require = createRequire(import.meta.url);
@@ -174,9 +174,45 @@ test('the fast encoder runs off the event loop: timers keep firing while a large
     if (!done) setImmediate(tick);
   };
   setImmediate(tick);
+  const fastBefore = tok.piecesBy.tiktoken;
   const ids = await tok.encodeIds(text);
   done = true;
   assert.ok(ids.length > 50_000);
   assert.ok(ticks >= 2, `the event loop turned ${ticks} times during the encode (a synchronous tokenizer gives 0)`);
-  assert.equal(tok.backend.name, 'tiktoken');
+  assert.equal(tok.piecesBy.tiktoken, fastBefore + 1, 'the prompt went to the fast encoder');
+});
+
+test('hasLongRun finds every text with a letter or space pre-token over the limit, and any pre-token over twice it (checked against the pre-tokenizer regex)', () => {
+  // Qwen's pattern without its (?i:...) contractions (pieces of at most 3 characters).
+  const pre = /[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
+  const longest = (t: string, re = pre) => Math.max(0, ...[...t.matchAll(re)].map((m) => Buffer.byteLength(m[0])));
+  // Letter pieces (with their one leading character) and whitespace pieces lie within one run.
+  const oneRun = /[^\r\n\p{L}\p{N}]?\p{L}+|\s+/gu;
+  const limit = 64;
+  const run = fc.tuple(
+    fc.constantFrom('a', 'Z', '7', ' ', '\n', '!', '-', '数', 'é', '\u3000', '—', '🙂'),
+    fc.integer({ min: 1, max: 90 }),
+  );
+  const text = fc.array(run, { maxLength: 12 }).map((rs) => rs.map(([c, n]) => c.repeat(n)).join(''));
+  fc.assert(
+    fc.property(text, (t) => {
+      if (longest(t) > 2 * limit + 1) assert.ok(hasLongRun(t, limit), `missed a pre-token of ${longest(t)} bytes in ${JSON.stringify(t)}`);
+      if (longest(t, oneRun) > limit + 4)
+        assert.ok(hasLongRun(t, limit), `missed a letter or space pre-token of ${longest(t, oneRun)} bytes in ${JSON.stringify(t)}`);
+    }),
+    { numRuns: RUNS * 50 },
+  );
+  assert.equal(hasLongRun('word '.repeat(10_000), limit), false);
+  assert.equal(hasLongRun('x'.repeat(limit + 1), limit), true);
+});
+
+test('text with a very long pre-token (one 100k-letter word, a paragraph of Chinese) goes to the HF library, with the same ids', async () => {
+  const tok = ChatTokenizer.load();
+  assert.equal((await tok.backendReady()).name, 'tiktoken');
+  const before = { ...tok.piecesBy };
+  await sameAsHf(tok, 'short words only, as most prompts are');
+  assert.deepEqual(tok.piecesBy, { tiktoken: before.tiktoken + 1, hf: before.hf });
+  await sameAsHf(tok, `a ${'q'.repeat(100_000)} b`);
+  await sameAsHf(tok, '数据库缓存路由器的性能，真的很快。'.repeat(40));
+  assert.deepEqual(tok.piecesBy, { tiktoken: before.tiktoken + 1, hf: before.hf + 2 });
 });
