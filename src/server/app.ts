@@ -26,7 +26,8 @@ import { workerSpecFromObject, WorkerSpecError, type WorkerSpec } from './worker
 
 /** An http.Server answering with the app; errors become OpenAI-shaped JSON (503/529 with retry-after). */
 export function createApp(ctx: ServerContext): Server {
-  const server = createServer(guardedServerOptions(ctx.opts.timeouts), (req, res) => {
+  const timeouts = { keepAliveTimeoutMs: CLIENT_KEEPALIVE_MS, ...ctx.opts.timeouts };
+  const server = createServer(guardedServerOptions(timeouts), (req, res) => {
     handle(ctx, req, res).catch((err) => {
       const headers: Record<string, string> = {};
       if (err instanceof HttpError && (err.status === 529 || err.status === 503)) headers['retry-after'] = '1';
@@ -34,9 +35,20 @@ export function createApp(ctx: ServerContext): Server {
       sendError(res, err, headers);
     });
   });
-  guardServer(server, ctx.opts.timeouts);
+  guardServer(server, timeouts);
   return server;
 }
+
+/**
+ * How long the router keeps an idle client connection open (Node's default is 5 s). A server
+ * that closes an idle connection at the moment its client sends a request on it resets that
+ * request (ECONNRESET at the client, and the router never sees it). Client pools keep idle
+ * connections for up to 5 s (httpx, so the openai client) or 15 s (aiohttp, so aiperf), and
+ * mostly do not read the Keep-Alive header: a bench:peers run lost one of 300 trace requests that
+ * way. The server must outlast them, as a load balancer in front of such clients does; the idle
+ * bound (120 s) still closes connections nobody uses.
+ */
+const CLIENT_KEEPALIVE_MS = 65_000;
 
 /** sha256 of the configured key, compared in constant time with the presented one's. */
 function checkAuth(ctx: ServerContext, req: IncomingMessage): void {

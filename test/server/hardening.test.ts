@@ -353,6 +353,37 @@ test('slow clients are cut off: unfinished headers and a stalled body', async ()
   }
 });
 
+test('idle client connections are kept 65 s, longer than client pools keep them (no reset of a request sent as the server closes)', async () => {
+  // aiohttp (aiperf) keeps an idle connection 15 s and httpx (the openai client) 5 s, and neither
+  // reads this header: a router that closed at Node's 5 s reset a request now and then.
+  const sims = await startSims(1);
+  const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0 });
+  try {
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const agent = new http.Agent({ keepAlive: true });
+      http.get({ host: '127.0.0.1', port: router.port, path: '/health', agent }, resolve).on('error', reject);
+    });
+    res.resume();
+    assert.equal(res.headers['keep-alive'], 'timeout=65');
+    // An explicit setting still wins.
+    const short = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, timeouts: { keepAliveTimeoutMs: 2000 } });
+    try {
+      const r2 = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: short.port, path: '/health', agent: new http.Agent({ keepAlive: true }) }, resolve)
+          .on('error', reject);
+      });
+      r2.resume();
+      assert.equal(r2.headers['keep-alive'], 'timeout=2');
+    } finally {
+      await short.close();
+    }
+  } finally {
+    await router.close();
+    await Promise.all(sims.map((w) => w.close()));
+  }
+});
+
 test('a burst of 1,000 connections while the router is busy: the kernel holds them all until it accepts (listen backlog)', async (t) => {
   // Node's default backlog (511) drops the handshakes beyond it while the event loop is busy:
   // clients then see connect timeouts and resets (2,000 concurrent streams lost ~150 that way).
