@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { ChatTokenizer } from '../../src/tokenizer/index.js';
 import { fastBpeSpec, hasLongRun } from '../../src/tokenizer/fast-bpe.js';
+import { LARGE_PROMPT, loopTurnsDuring } from './loop-turns.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 60);
 const require = createRequire(import.meta.url);
@@ -166,19 +167,10 @@ test('DYNAMO_LAB_TOKENIZER_BACKEND=hf keeps the HF library; an idle pool does no
 test('the fast encoder runs off the event loop: timers keep firing while a large prompt is tokenized', async () => {
   const tok = ChatTokenizer.load();
   assert.equal((await tok.backendReady()).name, 'tiktoken');
-  const text = 'Lorem ipsum dolor sit amet, 日本語 🎉 1234. '.repeat(8_000); // ~100k tokens
-  let ticks = 0;
-  let done = false;
-  const tick = () => {
-    ticks++;
-    if (!done) setImmediate(tick);
-  };
-  setImmediate(tick);
   const fastBefore = tok.piecesBy.tiktoken;
-  const ids = await tok.encodeIds(text);
-  done = true;
+  const { result: ids, turns } = await loopTurnsDuring(() => tok.encodeIds(LARGE_PROMPT));
   assert.ok(ids.length > 50_000);
-  assert.ok(ticks >= 2, `the event loop turned ${ticks} times during the encode (a synchronous tokenizer gives 0)`);
+  assert.ok(turns >= 2, `the event loop turned ${turns} times during the encode (a synchronous tokenizer gives 0)`);
   assert.equal(tok.piecesBy.tiktoken, fastBefore + 1, 'the prompt went to the fast encoder');
 });
 

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import fc from 'fast-check';
 import { ChatTokenizer, idsJson, loadChatTokenizer, TokenizerError, type ChatMessage } from '../../src/tokenizer/index.js';
+import { LARGE_PROMPT, loopTurnsDuring } from './loop-turns.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 60);
 const require = createRequire(import.meta.url);
@@ -140,18 +141,9 @@ test('prompt limits: too many characters is 413, too many tokens is 400 with the
 
 test('encoding runs off the event loop: timers keep firing while a large prompt is tokenized', async () => {
   const tok = await loadChatTokenizer();
-  const text = 'Lorem ipsum dolor sit amet, 日本語 🎉 1234. '.repeat(8_000); // ~100k tokens
-  let ticks = 0;
-  let done = false;
-  const tick = () => {
-    ticks++;
-    if (!done) setImmediate(tick);
-  };
-  setImmediate(tick);
-  const ids = await tok.encodeUncached(text);
-  done = true;
+  const { result: ids, turns } = await loopTurnsDuring(() => tok.encodeUncached(LARGE_PROMPT));
   assert.ok(ids.length > 50_000);
-  assert.ok(ticks >= 2, `the event loop turned ${ticks} times during the encode (a synchronous tokenizer gives 0)`);
+  assert.ok(turns >= 2, `the event loop turned ${turns} times during the encode (a synchronous tokenizer gives 0)`);
 });
 
 test('token text for streaming is synchronous and matches the async decode', async () => {
