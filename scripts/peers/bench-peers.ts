@@ -160,11 +160,9 @@ async function runOne(
     if (code !== 0) throw new Error(`aiperf exited with ${code}; log ${aiperf.logPath}:\n${tail(aiperf.output(), 25)}`);
     const cpuAfter = groupCpuSeconds(groups);
     const daemonsCpu = Object.fromEntries([...groups.keys()].map((n) => [n, round((cpuAfter[n] ?? 0) - (cpuBefore[n] ?? 0), 2)]));
+    const systemCpu = Object.values(daemonsCpu).reduce((a, b) => a + b, 0);
     const cpu = {
-      system: round(
-        Object.values(daemonsCpu).reduce((a, b) => a + b, 0),
-        2,
-      ),
+      system: round(systemCpu, 2),
       daemons: daemonsCpu,
       aiperf: round(aiperfCpu, 2),
     };
@@ -193,14 +191,11 @@ async function runOne(
       wall_s: round((Date.now() - t0) / 1000, 1),
     };
     if (!loopback.ok) r.error = `a socket left loopback:\n${loopback.offenders}`;
+    const cpuText = Object.entries(cpu.daemons)
+      .map(([n, v]) => `${n} ${v.toFixed(1)}`)
+      .join(' + ');
     say(
-      `[${spec.id} #${rep}] ${r.ok ? 'done' : 'FAILED'}: TTFT avg ${metrics.ttft_ms.avg.toFixed(0)} ms, ITL ${metrics.itl_ms.avg.toFixed(1)} ms, hit ${(metrics.hit_rate * 100).toFixed(1)} %, CPU s ${Object.entries(
-        cpu.daemons,
-      )
-        .map(([n, v]) => `${n} ${v.toFixed(1)}`)
-        .join(
-          ' + ',
-        )} (aiperf ${cpu.aiperf.toFixed(1)}), errors ${metrics.errors}, workers [${stats.perWorker.join(' ')}], ${loopback.checks} loopback checks (max ${loopback.sockets_max} sockets)${r.error ? '\n' + r.error : ''}`,
+      `[${spec.id} #${rep}] ${r.ok ? 'done' : 'FAILED'}: TTFT avg ${metrics.ttft_ms.avg.toFixed(0)} ms, ITL ${metrics.itl_ms.avg.toFixed(1)} ms, hit ${(metrics.hit_rate * 100).toFixed(1)} %, CPU s ${cpuText} (aiperf ${cpu.aiperf.toFixed(1)}), errors ${metrics.errors}, workers [${stats.perWorker.join(' ')}], ${loopback.checks} loopback checks (max ${loopback.sockets_max} sockets)${r.error ? '\n' + r.error : ''}`,
     );
     return r;
   } catch (e) {

@@ -65,7 +65,6 @@ export interface Load {
   loadavg15: number;
   uptime: string;
 }
-/** The machine load now (`uptime`'s line and /proc/loadavg's numbers). */
 /** Clock ticks per second of /proc's utime and stime (USER_HZ: 100 on Linux's x86 and arm builds). */
 const CLK_TCK = 100;
 
@@ -99,6 +98,7 @@ export function groupCpuSeconds(groups: ReadonlyMap<string, number>): Record<str
   return out;
 }
 
+/** The machine load now (`uptime`'s line and /proc/loadavg's numbers). */
 export async function machineLoad(): Promise<Load> {
   const [l1, l5, l15] = loadavg();
   let line = '';

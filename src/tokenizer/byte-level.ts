@@ -3,47 +3,36 @@
  * printable character (bytes that are not printable are shifted to U+0100 and up).
  */
 
-let decoder: Map<string, number> | undefined;
 /** Byte of each alphabet character by char code (U+0000..U+0143), -1 outside the alphabet. */
-let byCode: Int16Array | undefined;
-
-/** The byte each character of a ByteLevel vocabulary stands for. */
-export function byteLevelDecoder(): Map<string, number> {
-  if (decoder) return decoder;
-  const m = new Map<string, number>();
+const BYTE_OF = (() => {
   const codes = new Int16Array(0x144).fill(-1);
   let extra = 0;
   for (let b = 0; b < 256; b++) {
     const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    const code = printable ? b : 256 + extra++;
-    m.set(String.fromCharCode(code), b);
-    codes[code] = b;
+    codes[printable ? b : 256 + extra++] = b;
   }
-  decoder = m;
-  byCode = codes;
-  return m;
-}
+  return codes;
+})();
 
 /** The bytes a ByteLevel token stands for; a character outside the alphabet stays as its UTF-8. */
 export function byteLevelBytes(token: string): Uint8Array {
-  if (!byCode) byteLevelDecoder();
-  const codes = byCode!;
   const out = new Uint8Array(token.length);
   for (let i = 0; i < token.length; i++) {
     const c = token.charCodeAt(i);
-    const b = c < codes.length ? codes[c]! : -1;
-    if (b < 0) return slowBytes(token);
+    const b = c < BYTE_OF.length ? BYTE_OF[c]! : -1;
+    if (b < 0) return mixedBytes(token);
     out[i] = b;
   }
   return out;
 }
 
-function slowBytes(token: string): Uint8Array {
-  const map = byteLevelDecoder();
+/** byteLevelBytes for a token with characters outside the alphabet (rare: none in Qwen or Llama 3). */
+function mixedBytes(token: string): Uint8Array {
   const bytes: number[] = [];
   for (const ch of token) {
-    const b = map.get(ch);
-    if (b === undefined) bytes.push(...Buffer.from(ch, 'utf8'));
+    const c = ch.charCodeAt(0);
+    const b = ch.length === 1 && c < BYTE_OF.length ? BYTE_OF[c]! : -1;
+    if (b < 0) bytes.push(...Buffer.from(ch, 'utf8'));
     else bytes.push(b);
   }
   return Uint8Array.from(bytes);

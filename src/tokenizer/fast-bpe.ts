@@ -132,9 +132,8 @@ interface Pending {
 
 interface Thread {
   worker: Worker;
+  /** Batches sent and not answered yet (the thread with fewest gets the next batch). */
   pending: Map<number, Pending>;
-  /** UTF-16 units of text sent and not answered yet (the least loaded thread gets the next batch). */
-  load: number;
 }
 
 export type FastBpeState = 'idle' | 'starting' | 'on' | 'off';
@@ -206,7 +205,7 @@ export class FastBpePool {
         // The process's own flags, less those a thread refuses (`node --input-type=module -e ...`).
         execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
       });
-      const t: Thread = { worker, pending: new Map(), load: 0 };
+      const t: Thread = { worker, pending: new Map() };
       worker.on('message', (m: { t?: string; id?: number; ids?: Uint32Array[]; error?: string }) => {
         if (m.t === 'ready') {
           // From now on referenced only while it has work (encodeBatch), so an idle pool never
@@ -219,10 +218,7 @@ export class FastBpePool {
         const p = t.pending.get(m.id!);
         if (!p) return;
         t.pending.delete(m.id!);
-        if (t.pending.size === 0) {
-          t.load = 0;
-          worker.unref();
-        }
+        if (t.pending.size === 0) worker.unref();
         if (m.error !== undefined) p.reject(new Error(m.error));
         else p.resolve(m.ids!);
       });
@@ -237,16 +233,13 @@ export class FastBpePool {
     });
   }
 
-  /** Token ids of each text (none may hold added tokens), on the least loaded thread. */
+  /** Token ids of each text (none may hold added tokens), on the thread with the fewest batches waiting. */
   encodeBatch(texts: string[], verifying = false): Promise<Uint32Array[]> {
     if (this._state !== 'on' && !(verifying && this._state === 'starting'))
       return Promise.reject(new Error(`the fast encoder is ${this._state}`));
     let t = this.threads[0]!;
-    for (const x of this.threads) if (x.load < t.load) t = x;
+    for (const x of this.threads) if (x.pending.size < t.pending.size) t = x;
     const id = this.nextId++;
-    let chars = 0;
-    for (const s of texts) chars += s.length;
-    t.load += chars;
     if (t.pending.size === 0) t.worker.ref();
     return new Promise((resolve, reject) => {
       t.pending.set(id, { resolve, reject });
