@@ -20,7 +20,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import { KvRouter, type RoutingMode } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
-import { loadChatTokenizer } from '../tokenizer/index.js';
+import { describeBackend, loadChatTokenizer } from '../tokenizer/index.js';
 import { listenOn } from '../base/net.js';
 import { createApp } from './app.js';
 import { overlapOf, type OverlapView } from './overlap.js';
@@ -147,9 +147,7 @@ export class RouterServer {
       s.port = addr.port;
       s.url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
       const backend = await tokenizerReady;
-      opts.log?.(
-        `tokenizer: ${backend.name === 'tiktoken' ? 'fast byte-level BPE threads (tiktoken)' : `HF tokenizers library (${backend.reason})`}`,
-      );
+      opts.log?.(`tokenizer: ${describeBackend(backend)}`);
     } catch (err) {
       await s.ctx.replicas?.close();
       await s.ctx.registry.shutdownSources();

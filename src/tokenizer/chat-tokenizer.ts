@@ -1,8 +1,9 @@
 /**
  * A model's tokenizer and chat template, loaded from HF files:
- *   - tokenizer.json: encoded off the event loop, by the fast byte-level BPE threads when they
- *     give the same ids (fast-bpe.ts), else by the native HF `tokenizers` library (which also
- *     decodes, and is the reference the fast threads are checked against);
+ *   - tokenizer.json: encoded off the event loop (threads.ts), by the fast byte-level BPE
+ *     threads when they give the same ids (fast-bpe.ts), else by the native HF `tokenizers`
+ *     library on a thread of its own (the library also decodes, and is the reference the fast
+ *     threads are checked against);
  *   - tokenizer_config.json `chat_template` (or chat_template.jinja): rendered with Jinja;
  *   - a bounded per-piece token cache, so a multi-turn request only tokenizes its new turns.
  *
@@ -16,8 +17,9 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { byteLevelBytes, tiktokenRanks } from './byte-level.js';
-import { FastBpePool, fastBpeSpec, hasLongRun, VERIFY_SAMPLE } from './fast-bpe.js';
+import { fastBpeSpec, hasLongRun, VERIFY_SAMPLE } from './fast-bpe.js';
 import { NativeTokenizer } from './native.js';
+import { TokenizerThreads } from './threads.js';
 import { AddedTokenSplitter, PieceCache, PiecewiseEncoder, piecewiseExact, type AddedTokenSpec, type PieceCacheStats } from './pieces.js';
 import {
   ChatTemplate,
@@ -55,10 +57,32 @@ export interface LoadOptions {
   limits?: PromptLimits;
   /**
    * Which encoder tokenizes prompt text: 'auto' (default) uses the fast byte-level BPE threads
-   * (fast-bpe.ts) when they give exactly the HF library's ids, else the HF library; 'hf' always
-   * uses the HF library. The environment variable DYNAMO_LAB_TOKENIZER_BACKEND=hf does the same.
+   * (fast-bpe.ts) when they give exactly the HF library's ids, else the HF library on its own
+   * thread; 'hf-thread' always the HF library on its thread; 'hf' the HF library called from the
+   * event loop (ids are made there). The environment variable DYNAMO_LAB_TOKENIZER_BACKEND takes
+   * the same values.
    */
-  backend?: 'auto' | 'hf';
+  backend?: TokenizerBackendChoice;
+}
+
+export type TokenizerBackendChoice = 'auto' | 'hf-thread' | 'hf';
+const BACKEND_CHOICES: readonly TokenizerBackendChoice[] = ['auto', 'hf-thread', 'hf'];
+
+/** Where prompt text is tokenized: 'tiktoken' and 'hf-thread' on tokenizer threads, 'hf' from the event loop. */
+export type TokenizerBackendName = 'tiktoken' | 'hf-thread' | 'hf';
+
+/** A backend as a line for logs: what tokenizes prompts, and why not tiktoken. */
+export function describeBackend(b: { name: TokenizerBackendName; reason?: string }): string {
+  if (b.name === 'tiktoken') return 'fast byte-level BPE threads (tiktoken)';
+  const why = b.reason ? `; not tiktoken: ${b.reason}` : '';
+  return b.name === 'hf-thread' ? `HF tokenizers library on its own thread${why}` : `HF tokenizers library from the event loop${why}`;
+}
+
+function backendFromEnv(): TokenizerBackendChoice {
+  const v = process.env.DYNAMO_LAB_TOKENIZER_BACKEND;
+  if (v === undefined || v === '') return 'auto';
+  if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as TokenizerBackendChoice;
+  throw new TokenizerError(`DYNAMO_LAB_TOKENIZER_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}, not "${v}"`, 500);
 }
 
 interface ResolvedSource {
@@ -122,8 +146,9 @@ export class ChatTokenizer {
   readonly piecewise: boolean;
   readonly limits: PromptLimits;
   private readonly encoder: PiecewiseEncoder | undefined;
-  /** The fast encoder's threads (started on first use), when this tokenizer qualifies. */
-  private readonly fast: FastBpePool | undefined;
+  /** Tokenizer threads (started on first use): tiktoken when this tokenizer qualifies, else the HF library. */
+  private readonly threads: TokenizerThreads | undefined;
+  /** Why prompt text is not tokenized by tiktoken threads (undefined when it is meant to be). */
   private readonly fastSkipped: string | undefined;
   private readonly cache: PieceCache;
   private readonly byteLevel: boolean;
@@ -161,67 +186,75 @@ export class ChatTokenizer {
     this.encoder = this.piecewise
       ? new PiecewiseEncoder(new AddedTokenSplitter(added), this.cache, (t) => this.encodePieces(t))
       : undefined;
-    const backend = opts.backend ?? (process.env.DYNAMO_LAB_TOKENIZER_BACKEND === 'hf' ? 'hf' : 'auto');
+    const backend = opts.backend ?? backendFromEnv();
     const spec: ReturnType<typeof fastBpeSpec> =
-      backend === 'hf'
-        ? { reason: 'the HF library was asked for' }
-        : !isMainThread
-          ? // A simulated engine's thread (router --sim) tokenizes only direct text requests: threads of
-            // its own (~80 MB each, per engine) would cost more than they save.
-            { reason: 'loaded on a worker thread' }
-          : !this.piecewise
-            ? { reason: 'added tokens strip whitespace or match normalised text' }
-            : fastBpeSpec(json);
-    if ('pattern' in spec)
-      this.fast = new FastBpePool(tiktokenRanks((json.model as { vocab: Record<string, number> }).vocab), spec, (enc) =>
-        this.verifyFast(enc),
-      );
-    else this.fastSkipped = spec.reason;
+      backend !== 'auto'
+        ? { reason: `DYNAMO_LAB_TOKENIZER_BACKEND or the caller asked for ${backend}` }
+        : !this.piecewise
+          ? { reason: 'added tokens strip whitespace or match normalised text' }
+          : fastBpeSpec(json);
+    if (!isMainThread) {
+      // A simulated engine's thread (router --sim) tokenizes only direct text requests: threads of
+      // its own (per engine) would cost more than they save.
+      this.fastSkipped = 'loaded on a worker thread';
+    } else if ('pattern' in spec) {
+      const ranks = tiktokenRanks((json.model as { vocab: Record<string, number> }).vocab);
+      this.threads = new TokenizerThreads({ kind: 'tiktoken', ranks, ...spec }, (enc) => this.verifyFast(enc));
+    } else {
+      this.fastSkipped = spec.reason;
+      if (backend !== 'hf') this.threads = new TokenizerThreads({ kind: 'hf', path: src.tokenizerPath });
+    }
   }
 
   /**
-   * Which encoder tokenizes prompt text now: 'tiktoken' (the fast byte-level BPE threads) or 'hf'
-   * (the HF library), with the reason when it is not the fast one.
+   * Which encoder tokenizes prompt text now: 'tiktoken' (the fast byte-level BPE threads),
+   * 'hf-thread' (the HF library on its thread) or 'hf' (the HF library from the event loop), with
+   * the reason when it is not tiktoken.
    */
-  get backend(): { name: 'tiktoken' | 'hf'; reason?: string } {
-    if (this.fast?.state === 'on') return { name: 'tiktoken' };
-    if (!this.fast) return { name: 'hf', reason: this.fastSkipped };
-    return { name: 'hf', reason: this.fast.state === 'off' ? this.fast.reason : `the fast encoder is ${this.fast.state}` };
+  get backend(): { name: TokenizerBackendName; reason?: string } {
+    const t = this.threads;
+    if (t?.state === 'on') return t.engine.kind === 'tiktoken' ? { name: 'tiktoken' } : { name: 'hf-thread', reason: this.fastSkipped };
+    if (!t) return { name: 'hf', reason: this.fastSkipped };
+    const why = t.state === 'off' ? t.reason : `the tokenizer threads are ${t.state}`;
+    return { name: 'hf', reason: this.fastSkipped ? `${this.fastSkipped}; ${why}` : why };
   }
 
-  /** Text pieces (stretches between added tokens) each encoder has tokenized so far. */
+  /** Text pieces (stretches between added tokens) each encoder has tokenized so far (hf: on its thread or not). */
   readonly piecesBy = { tiktoken: 0, hf: 0 };
 
-  /** Start (once) and wait for the fast encoder; resolves to the backend then in use. */
+  /** Start (once) and wait for the tokenizer threads; resolves to the backend then in use. */
   async backendReady(): Promise<ChatTokenizer['backend']> {
-    await this.fast?.start();
+    await this.threads?.start();
     return this.backend;
   }
 
-  /** Stretches without added tokens: the fast threads when on (starting them on first use), else the HF library. */
+  /** Texts without added tokens: the threads when on (starting them on first use), else the HF library from the event loop. */
   private async encodePieces(texts: string[]): Promise<ArrayLike<number>[]> {
-    const f = this.fast;
-    if (f) {
-      if (f.state === 'on') {
+    const f = this.threads;
+    if (f?.state === 'on') {
+      try {
+        if (f.engine.kind === 'hf') {
+          const ids = await f.encodeBatch(texts);
+          this.piecesBy.hf += texts.length;
+          return ids;
+        }
         // A text that may hold a very long pre-token goes to the HF library (fast-bpe.ts MAX_FAST_RUN).
         const long = texts.map((t) => hasLongRun(t));
         const fastTexts = texts.filter((_, i) => !long[i]);
         const hfTexts = texts.filter((_, i) => long[i]);
-        try {
-          const [a, b] = await Promise.all([
-            fastTexts.length ? f.encodeBatch(fastTexts) : [],
-            hfTexts.length ? this.native.encodeBatch(hfTexts) : [],
-          ]);
-          this.piecesBy.tiktoken += fastTexts.length;
-          this.piecesBy.hf += hfTexts.length;
-          let i = 0;
-          let j = 0;
-          return long.map((l) => (l ? b[j++]! : a[i++]!));
-        } catch {
-          /* the threads failed (the pool is off now, with its reason): the HF library below */
-        }
-      } else if (f.state === 'idle') void f.start();
-    }
+        const [a, b] = await Promise.all([
+          fastTexts.length ? f.encodeBatch(fastTexts) : [],
+          hfTexts.length ? this.native.encodeBatch(hfTexts) : [],
+        ]);
+        this.piecesBy.tiktoken += fastTexts.length;
+        this.piecesBy.hf += hfTexts.length;
+        let i = 0;
+        let j = 0;
+        return long.map((l) => (l ? b[j++]! : a[i++]!));
+      } catch {
+        /* the threads failed (off now, with their reason): the HF library below */
+      }
+    } else if (f?.state === 'idle') void f.start();
     this.piecesBy.hf += texts.length;
     return this.native.encodeBatch(texts);
   }
@@ -276,7 +309,7 @@ export class ChatTokenizer {
         'prompt_too_long',
       );
     }
-    const ids = this.encoder ? await this.encoder.encode(text) : Uint32Array.from(await this.native.encode(text));
+    const ids = this.encoder ? await this.encoder.encode(text) : await this.encodeWhole(text);
     if (this.limits.maxTokens !== undefined && ids.length > this.limits.maxTokens) {
       throw new TokenizerError(
         `This model's maximum context length is ${this.limits.maxTokens} tokens. However, your prompt has ${ids.length} tokens. Please reduce the length of the messages or prompt.`,
@@ -285,6 +318,24 @@ export class ChatTokenizer {
       );
     }
     return ids;
+  }
+
+  /**
+   * A text that is not encoded piece by piece (added tokens that strip whitespace or match
+   * normalised text): whole, by the HF library, on its thread when that is up.
+   */
+  private async encodeWhole(text: string): Promise<Uint32Array> {
+    const f = this.threads;
+    if (f?.engine.kind === 'hf') {
+      if (f.state === 'on') {
+        try {
+          return (await f.encodeBatch([text]))[0]!;
+        } catch {
+          /* off now, with its reason */
+        }
+      } else if (f.state === 'idle') void f.start();
+    }
+    return Uint32Array.from(await this.native.encode(text));
   }
 
   /** Render the chat template and tokenize the result. */

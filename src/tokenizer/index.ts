@@ -1,18 +1,21 @@
 /**
  * The tokenizer and chat template shared by the router and the simulated workers, so both hash
- * exactly the same tokens. See chat-tokenizer.ts (loading, limits, cache), fast-bpe.ts (byte-level
- * BPE on tokenizer threads, verified against the HF library), native.ts (the HF `tokenizers`
- * N-API binding, off the event loop), template.ts (Jinja chat templates) and pieces.ts (the
- * per-piece token cache).
+ * exactly the same tokens. See chat-tokenizer.ts (loading, limits, cache), threads.ts (tokenizer
+ * threads), fast-bpe.ts (when byte-level BPE by rank gives the HF library's ids), native.ts (the HF
+ * `tokenizers` N-API binding), template.ts (Jinja chat templates) and pieces.ts (the per-piece
+ * token cache).
  */
 export {
   ChatTokenizer,
   DEFAULT_CACHE_BYTES,
+  describeBackend,
   DEFAULT_MODEL,
   loadTokenizer as loadChatTokenizer,
   TokenizerError,
   type LoadOptions,
   type PromptLimits,
+  type TokenizerBackendChoice,
+  type TokenizerBackendName,
 } from './chat-tokenizer.js';
 export {
   ChatTemplate,

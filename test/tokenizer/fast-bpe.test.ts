@@ -133,7 +133,7 @@ test('a difference found on the verification sample keeps the HF library (a voca
 test('when a tokenizer thread dies, the tokenizer goes on with the HF library', async () => {
   const tok = ChatTokenizer.load();
   assert.equal((await tok.backendReady()).name, 'tiktoken');
-  const pool = (tok as unknown as { fast: { threads: { worker: { terminate(): Promise<number> } }[] } }).fast;
+  const pool = (tok as unknown as { threads: { threads: { worker: { terminate(): Promise<number> } }[] } }).threads;
   await pool.threads[0]!.worker.terminate();
   const b = tok.backend;
   assert.equal(b.name, 'hf');
