@@ -146,8 +146,16 @@ export class ChatTokenizer {
   readonly piecewise: boolean;
   readonly limits: PromptLimits;
   private readonly encoder: PiecewiseEncoder | undefined;
-  /** Tokenizer threads (started on first use): tiktoken when this tokenizer qualifies, else the HF library. */
-  private readonly threads: TokenizerThreads | undefined;
+  /** The tiktoken threads (started on first use), when this tokenizer qualifies. */
+  private readonly tiktoken: TokenizerThreads | undefined;
+  /**
+   * The HF library's thread: for all prompt text when tiktoken cannot be used, else for the texts
+   * tiktoken is not given (very long pre-tokens) or after its threads failed. Started on first use.
+   */
+  private hfThread: TokenizerThreads | undefined;
+  /** Whether an HF thread may be started (not on a worker thread, not DYNAMO_LAB_TOKENIZER_BACKEND=hf). */
+  private readonly hfThreadAllowed: boolean;
+  private readonly tokenizerPath: string;
   /** Why prompt text is not tokenized by tiktoken threads (undefined when it is meant to be). */
   private readonly fastSkipped: string | undefined;
   private readonly cache: PieceCache;
@@ -193,17 +201,24 @@ export class ChatTokenizer {
         : !this.piecewise
           ? { reason: 'added tokens strip whitespace or match normalised text' }
           : fastBpeSpec(json);
-    if (!isMainThread) {
-      // A simulated engine's thread (router --sim) tokenizes only direct text requests: threads of
-      // its own (per engine) would cost more than they save.
-      this.fastSkipped = 'loaded on a worker thread';
-    } else if ('pattern' in spec) {
+    this.tokenizerPath = src.tokenizerPath;
+    // A simulated engine's thread (router --sim) tokenizes only direct text requests: threads of
+    // its own (per engine) would cost more than they save.
+    this.hfThreadAllowed = isMainThread && backend !== 'hf';
+    if (!isMainThread) this.fastSkipped = 'loaded on a worker thread';
+    else if ('pattern' in spec) {
       const ranks = tiktokenRanks((json.model as { vocab: Record<string, number> }).vocab);
-      this.threads = new TokenizerThreads({ kind: 'tiktoken', ranks, ...spec }, (enc) => this.verifyFast(enc));
+      this.tiktoken = new TokenizerThreads({ kind: 'tiktoken', ranks, ...spec }, (enc) => this.verifyFast(enc));
     } else {
       this.fastSkipped = spec.reason;
-      if (backend !== 'hf') this.threads = new TokenizerThreads({ kind: 'hf', path: src.tokenizerPath });
+      this.hfThreadOf();
     }
+  }
+
+  /** The HF library's thread, created (not started) on first call; undefined where not allowed. */
+  private hfThreadOf(): TokenizerThreads | undefined {
+    if (!this.hfThread && this.hfThreadAllowed) this.hfThread = new TokenizerThreads({ kind: 'hf', path: this.tokenizerPath });
+    return this.hfThread;
   }
 
   /**
@@ -212,50 +227,64 @@ export class ChatTokenizer {
    * the reason when it is not tiktoken.
    */
   get backend(): { name: TokenizerBackendName; reason?: string } {
-    const t = this.threads;
-    if (t?.state === 'on') return t.engine.kind === 'tiktoken' ? { name: 'tiktoken' } : { name: 'hf-thread', reason: this.fastSkipped };
-    if (!t) return { name: 'hf', reason: this.fastSkipped };
-    const why = t.state === 'off' ? t.reason : `the tokenizer threads are ${t.state}`;
-    return { name: 'hf', reason: this.fastSkipped ? `${this.fastSkipped}; ${why}` : why };
+    if (this.tiktoken?.state === 'on') return { name: 'tiktoken' };
+    const reasons = [this.fastSkipped, this.tiktoken?.state === 'off' ? this.tiktoken.reason : undefined];
+    if (this.tiktoken && this.tiktoken.state !== 'off') reasons.push(`the tiktoken threads are ${this.tiktoken.state}`);
+    const h = this.hfThread;
+    if (h?.state === 'on') return { name: 'hf-thread', reason: reasons.filter(Boolean).join('; ') || undefined };
+    if (h && h.state !== 'idle') reasons.push(h.state === 'off' ? h.reason : `the HF thread is ${h.state}`);
+    return { name: 'hf', reason: reasons.filter(Boolean).join('; ') || undefined };
   }
 
   /** Text pieces (stretches between added tokens) each encoder has tokenized so far (hf: on its thread or not). */
   readonly piecesBy = { tiktoken: 0, hf: 0 };
 
-  /** Start (once) and wait for the tokenizer threads; resolves to the backend then in use. */
+  /**
+   * Start (once) and wait for the tokenizer threads: tiktoken's, or the HF library's when tiktoken
+   * cannot be used or its threads failed. Resolves to the backend then in use.
+   */
   async backendReady(): Promise<ChatTokenizer['backend']> {
-    await this.threads?.start();
+    await this.tiktoken?.start();
+    if (this.tiktoken?.state !== 'on') await this.hfThreadOf()?.start();
     return this.backend;
   }
 
-  /** Texts without added tokens: the threads when on (starting them on first use), else the HF library from the event loop. */
+  /** Texts without added tokens: the tiktoken threads when on (started on first use), else the HF library. */
   private async encodePieces(texts: string[]): Promise<ArrayLike<number>[]> {
-    const f = this.threads;
+    const f = this.tiktoken;
     if (f?.state === 'on') {
+      // A text that may hold a very long pre-token goes to the HF library (fast-bpe.ts MAX_FAST_RUN).
+      const long = texts.map((t) => hasLongRun(t));
+      const fastTexts = texts.filter((_, i) => !long[i]);
+      const hfTexts = texts.filter((_, i) => long[i]);
+      let a: Uint32Array[] | undefined;
       try {
-        if (f.engine.kind === 'hf') {
-          const ids = await f.encodeBatch(texts);
-          this.piecesBy.hf += texts.length;
-          return ids;
-        }
-        // A text that may hold a very long pre-token goes to the HF library (fast-bpe.ts MAX_FAST_RUN).
-        const long = texts.map((t) => hasLongRun(t));
-        const fastTexts = texts.filter((_, i) => !long[i]);
-        const hfTexts = texts.filter((_, i) => long[i]);
-        const [a, b] = await Promise.all([
-          fastTexts.length ? f.encodeBatch(fastTexts) : [],
-          hfTexts.length ? this.native.encodeBatch(hfTexts) : [],
-        ]);
+        a = fastTexts.length ? await f.encodeBatch(fastTexts) : [];
+      } catch {
+        /* the threads failed (off now, with their reason): all to the HF library below */
+      }
+      if (a) {
+        const b = hfTexts.length ? await this.encodeHf(hfTexts) : [];
         this.piecesBy.tiktoken += fastTexts.length;
-        this.piecesBy.hf += hfTexts.length;
         let i = 0;
         let j = 0;
         return long.map((l) => (l ? b[j++]! : a[i++]!));
-      } catch {
-        /* the threads failed (off now, with their reason): the HF library below */
       }
     } else if (f?.state === 'idle') void f.start();
+    return this.encodeHf(texts);
+  }
+
+  /** Texts by the HF library: on its thread when that is up (starting it on first use), else from the event loop. */
+  private async encodeHf(texts: string[]): Promise<ArrayLike<number>[]> {
     this.piecesBy.hf += texts.length;
+    const h = this.hfThreadOf();
+    if (h?.state === 'on') {
+      try {
+        return await h.encodeBatch(texts);
+      } catch {
+        /* the thread failed (off now, with its reason) */
+      }
+    } else if (h?.state === 'idle') void h.start();
     return this.native.encodeBatch(texts);
   }
 
@@ -325,17 +354,8 @@ export class ChatTokenizer {
    * normalised text): whole, by the HF library, on its thread when that is up.
    */
   private async encodeWhole(text: string): Promise<Uint32Array> {
-    const f = this.threads;
-    if (f?.engine.kind === 'hf') {
-      if (f.state === 'on') {
-        try {
-          return (await f.encodeBatch([text]))[0]!;
-        } catch {
-          /* off now, with its reason */
-        }
-      } else if (f.state === 'idle') void f.start();
-    }
-    return Uint32Array.from(await this.native.encode(text));
+    const [ids] = await this.encodeHf([text]);
+    return ids instanceof Uint32Array ? ids : Uint32Array.from(ids!);
   }
 
   /** Render the chat template and tokenize the result. */

@@ -103,7 +103,7 @@ test('when the HF thread dies, the tokenizer goes on from the event loop with th
     async (dir) => {
       const tok = ChatTokenizer.load(dir);
       assert.equal((await tok.backendReady()).name, 'hf-thread');
-      const pool = (tok as unknown as { threads: { threads: { worker: { terminate(): Promise<number> } }[] } }).threads;
+      const pool = (tok as unknown as { hfThread: { threads: { worker: { terminate(): Promise<number> } }[] } }).hfThread;
       await pool.threads[0]!.worker.terminate();
       const b = tok.backend;
       assert.equal(b.name, 'hf');
@@ -112,6 +112,23 @@ test('when the HF thread dies, the tokenizer goes on from the event loop with th
       assert.deepEqual(Array.from(await tok.encodeIds(text)), await tok.encodeUncached(text));
     },
   );
+});
+
+test('with tiktoken on, text with a very long pre-token goes to the HF thread, not to the event loop', async () => {
+  const tok = ChatTokenizer.load();
+  assert.equal((await tok.backendReady()).name, 'tiktoken');
+  const hf = (tok as unknown as { hfThreadOf(): { start(): Promise<void>; state: string } }).hfThreadOf();
+  await hf.start();
+  assert.equal(hf.state, 'on');
+  const inline = countInlineEncodes(tok);
+  const before = { ...tok.piecesBy };
+  const long = ['数据库缓存路由器的性能，真的很快。'.repeat(40), `a ${'q'.repeat(20_000)} b`];
+  const ids = [];
+  for (const t of long) ids.push(Array.from(await tok.encodeIds(t)));
+  assert.equal(inline.calls, 0, 'the event loop called the HF library to encode');
+  assert.deepEqual(tok.piecesBy, { tiktoken: before.tiktoken, hf: before.hf + 2 });
+  for (let i = 0; i < long.length; i++) assert.deepEqual(ids[i], await tok.encodeUncached(long[i]!));
+  assert.equal(tok.backend.name, 'tiktoken');
 });
 
 test('DYNAMO_LAB_TOKENIZER_BACKEND picks hf-thread or hf; any other value is an error naming the choices', () => {
