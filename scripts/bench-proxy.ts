@@ -10,7 +10,14 @@
  * ends with a per-request line, so no tokenizer cache can serve it whole (the cold case).
  *
  * Each format runs at 1 stream (the bare per-request cost) and at --concurrency streams, direct
- * and through the router; while the router is loaded, GET /health is probed every 20 ms.
+ * and through the router. Loaded, the two take turns for --rounds rounds (default 3; router
+ * first in even rounds, direct first in odd ones) and the throughput ratio is the median of the
+ * rounds' ratios: one run each, always in the same order, moved the ratio by 0.7-1.0 from one
+ * invocation to the next on this shared 2-core machine. A third side takes its turn in the same
+ * rounds: scripts/bare-proxy.ts, a proxy that only parses the JSON and relays (node:http +
+ * undici, as the router), so the router's ratio can be read against what any Node.js proxy costs
+ * here. Through every loaded run GET /health of the server under load is probed every 20 ms
+ * (router, bare proxy or worker: every side carries the probe).
  * Then (unless --no-sim) `router --sim 8` (engines in the router's process tree) takes
  * --concurrency chat streams while /health is probed the same way.
  *
@@ -27,7 +34,7 @@
  * Run: npm run bench:proxy -- [--json] [--prompt chat,tokens] [--concurrency 256] [--requests 1024]
  *                             [--prompt-tokens 8192] [--max-tokens 16] [--events zmq|none]
  *                             [--distinct-prompts 64] [--unique-chat] [--no-sim | --only-sim] [--sim-speedup 1]
- *                             [--no-keepalive] [--profile-router <dir>]   (node --cpu-prof of the router process; <dir>/sim8
+ *                             [--rounds 3] [--no-keepalive] [--profile-router <dir>]   (node --cpu-prof of the router process; <dir>/sim8
  *                                                         for the `router --sim 8` phase, all threads)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
@@ -56,6 +63,8 @@ const RUN_SIM = !argv.includes('--no-sim');
 const ONLY_SIM = argv.includes('--only-sim');
 const SIM_SPEEDUP = arg('sim-speedup', '1');
 const KEEPALIVE = !argv.includes('--no-keepalive');
+const ROUNDS = Number(arg('rounds', '3'));
+if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds must be a positive integer, got ${arg('rounds', '3')}`);
 const MODEL = 'Qwen/Qwen2.5-1.5B-Instruct';
 type Format = 'chat' | 'tokens';
 for (const f of FORMATS) if (f !== 'chat' && f !== 'tokens') throw new Error(`--prompt takes chat and/or tokens, got ${f}`);
@@ -74,7 +83,17 @@ interface Child {
 const PROFILE_DIR = arg('profile-router', '');
 
 function startCli(args: string[], nodeFlags: string[] = []): Child {
-  const proc = spawn(process.execPath, [...nodeFlags, ...NODE_ARGS, ...args], {
+  return startNode([...nodeFlags, ...NODE_ARGS, ...args], `dynamo-lab ${args.join(' ')}`);
+}
+
+/** scripts/bare-proxy.ts in front of `workerUrl`: what node:http + undici cost without the router. */
+function startBareProxy(workerUrl: string): Child {
+  const script = fileURLToPath(new URL(fromTs ? './bare-proxy.ts' : './bare-proxy.js', import.meta.url));
+  return startNode([...(fromTs ? ['--import', 'tsx'] : []), script, workerUrl], 'bare-proxy');
+}
+
+function startNode(argv: string[], what: string): Child {
+  const proc = spawn(process.execPath, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, CI: 'true', FORCE_COLOR: '0' },
   });
@@ -87,7 +106,7 @@ function startCli(args: string[], nodeFlags: string[] = []): Child {
       if (nl >= 0) resolve(out.slice(0, nl));
     });
     proc.stderr!.on('data', (d) => (err += d));
-    proc.once('exit', (code) => reject(new Error(`dynamo-lab ${args.join(' ')} exited with ${code}:\n${err}`)));
+    proc.once('exit', (code) => reject(new Error(`${what} exited with ${code}:\n${err}`)));
   });
   return { proc, firstLine };
 }
@@ -222,10 +241,7 @@ process.stdin.on('data', () => { running = false; }); process.stdin.resume();
   process.exit(0);
 })();`;
 
-function healthProbe(
-  baseUrl: string,
-  everyMs = 20,
-): { stop: () => Promise<{ probes: number; failures: number; p50_ms: number; p99_ms: number; max_ms: number }> } {
+function healthProbe(baseUrl: string, everyMs = 20): { stop: () => Promise<{ lat: number[]; failures: number }> } {
   const proc = spawn(process.execPath, ['-e', PROBE_SRC, baseUrl, String(everyMs)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
@@ -234,11 +250,24 @@ function healthProbe(
     stop: async () => {
       proc.stdin!.write('stop\n');
       await exited;
-      const { lat, failures } = JSON.parse(out) as { lat: number[]; failures: number };
-      lat.sort((a, b) => a - b);
-      return { probes: lat.length, failures, p50_ms: r3(pct(lat, 50)), p99_ms: r3(pct(lat, 99)), max_ms: r3(lat[lat.length - 1] ?? NaN) };
+      return JSON.parse(out) as { lat: number[]; failures: number };
     },
   };
+}
+
+interface HealthSummary {
+  probes: number;
+  failures: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+}
+
+/** Latency percentiles and the worst of several probes' samples. */
+function healthSummary(runs: { lat: number[]; failures: number }[]): HealthSummary {
+  const lat = runs.flatMap((r) => r.lat).sort((a, b) => a - b);
+  const failures = runs.reduce((n, r) => n + r.failures, 0);
+  return { probes: lat.length, failures, p50_ms: r3(pct(lat, 50)), p99_ms: r3(pct(lat, 99)), max_ms: r3(lat[lat.length - 1] ?? NaN) };
 }
 
 /** CPU time of every thread of `pid` and of its main thread, and the main thread's run-queue wait (ns; Linux). */
@@ -402,19 +431,50 @@ function histMean(metrics: string, name: string): number | undefined {
   return count ? r3(sum / count) : undefined;
 }
 
+type Side = 'router' | 'direct' | 'bare';
+
 interface FormatResult {
   format: Format;
   prompt_tokens: number | undefined;
   serial: { direct: PhaseResult; router: PhaseResult; added_ttft_p50_ms: number; added_latency_p50_ms: number };
   loaded: {
-    direct: PhaseResult;
-    router: PhaseResult;
+    /** Each round's runs (router and direct take turns, the order alternating by round). */
+    direct_runs: PhaseResult[];
+    router_runs: PhaseResult[];
+    /** Router / direct requests per second of each round, and their median. */
+    throughput_ratios: number[];
     throughput_ratio: number;
+    /** Median over rounds of the router's TTFT p50 minus the median of direct's. */
     added_ttft_p50_ms: number;
-    router_health: Awaited<ReturnType<ReturnType<typeof healthProbe>['stop']>>;
-    router_process: ProcessLoad;
-    worker_process_direct: ProcessLoad;
+    /** GET /health of the router, probed every 20 ms through its runs. */
+    router_health: HealthSummary;
+    /** The same probe on the worker through the direct runs (so both sides carry it). */
+    worker_health_direct: HealthSummary;
+    router_process: ProcessLoad[];
+    worker_process_direct: ProcessLoad[];
+    /** scripts/bare-proxy.ts (node:http + undici, JSON parse, no router) in the same rounds: the platform's own cost. */
+    bare_proxy_runs: PhaseResult[];
+    bare_proxy_throughput_ratios: number[];
+    bare_proxy_throughput_ratio: number;
+    /** Median over rounds of router / bare proxy requests per second. */
+    router_vs_bare_proxy_ratio: number;
+    bare_proxy_process: ProcessLoad[];
   };
+}
+
+/** One loaded run against `url`, with its /health probed and its process (`pid`) watched. */
+async function loadedRun(url: string, pid: number | undefined, isRouter: boolean, payloads: Buffer[], format: Format) {
+  const probe = healthProbe(url);
+  const watch = await watchProcess(pid, isRouter ? url : undefined);
+  const result = await load(url, payloads, REQUESTS, CONCURRENCY, format);
+  const process = await watch.stop(REQUESTS);
+  const health = await probe.stop();
+  return { result, process, health };
+}
+
+function median(xs: number[]): number {
+  const a = [...xs].sort((x, y) => x - y);
+  return a.length === 0 ? NaN : a.length % 2 ? a[a.length >> 1]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2;
 }
 
 async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Record<string, unknown> }> {
@@ -440,6 +500,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     ...(EVENTS === 'zmq' ? ['--zmq-port', '0', '--replay-port', '0'] : []),
   ]);
   let router: Child | undefined;
+  let bare: Child | undefined;
   try {
     const [w] = JSON.parse(await sim.firstLine) as Array<{ id: string; url: string; zmq: string | null; zmq_replay: string | null }>;
     const spec = EVENTS === 'zmq' ? `id=${w!.id},url=${w!.url},zmq=${w!.zmq},replay=${w!.zmq_replay}` : w!.url;
@@ -448,6 +509,8 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [],
     );
     const { url: routerUrl } = JSON.parse(await router.firstLine) as { url: string };
+    bare = startBareProxy(w!.url);
+    const { url: bareUrl } = JSON.parse(await bare.firstLine) as { url: string };
     say(
       `worker ${w!.url}, router ${routerUrl} (events ${EVENTS}); ${REQUESTS} requests x ~${PROMPT_TOKENS} prompt tokens, ${MAX_TOKENS} output tokens, ${CONCURRENCY} concurrent streams; formats ${FORMATS.join(', ')}${UNIQUE_CHAT ? ' (unique chat prompts)' : ''}`,
     );
@@ -462,27 +525,38 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         Math.min(CONCURRENCY, 64),
         format,
       );
-      await load(
-        routerUrl,
-        bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)),
-        Math.min(REQUESTS, 2 * DISTINCT),
-        Math.min(CONCURRENCY, 64),
-        format,
-      );
+      for (const url of [routerUrl, bareUrl])
+        await load(
+          url,
+          bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)),
+          Math.min(REQUESTS, 2 * DISTINCT),
+          Math.min(CONCURRENCY, 64),
+          format,
+        );
       // Alternate the order so neither path always runs on a warmer machine.
       say(`${format}: 1 stream: direct, router ...`);
       const serialDirect = await load(w!.url, bodies('sd', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
       const serialRouter = await load(routerUrl, bodies('sr', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
-      say(`${format}: ${CONCURRENCY} streams: router, direct ...`);
-      const probe = healthProbe(routerUrl);
-      const routerWatch = await watchProcess(router.proc.pid, routerUrl);
-      const loadRouter = await load(routerUrl, bodies('lr', REQUESTS), REQUESTS, CONCURRENCY, format);
-      const routerProcess = await routerWatch.stop(REQUESTS);
-      const routerHealth = await probe.stop();
-      const workerWatch = await watchProcess(sim.proc.pid);
-      const loadDirect = await load(w!.url, bodies('ld', REQUESTS), REQUESTS, CONCURRENCY, format);
-      const workerProcess = await workerWatch.stop(REQUESTS);
-      const r = {
+      say(`${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct and bare proxy, taking turns ...`);
+      type Run = Awaited<ReturnType<typeof loadedRun>>;
+      const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [] };
+      const sides: Side[] = ['router', 'direct', 'bare'];
+      for (let k = 0; k < ROUNDS; k++) {
+        // The order rotates by round, so no side always runs first on a cooler machine.
+        for (let j = 0; j < sides.length; j++) {
+          const side = sides[(j + k) % sides.length]!;
+          const [url, pid] =
+            side === 'router' ? [routerUrl, router.proc.pid] : side === 'bare' ? [bareUrl, bare.proc.pid] : [w!.url, sim.proc.pid];
+          runs[side].push(await loadedRun(url, pid, side === 'router', bodies(`l${side}${k}`, REQUESTS), format));
+        }
+      }
+      const routerRuns = runs.router;
+      const directRuns = runs.direct;
+      const perRound = (a: Run[], b: Run[]) => a.map((x, k) => r3(x.result.requests_per_s / b[k]!.result.requests_per_s));
+      const ratios = perRound(routerRuns, directRuns);
+      const bareRatios = perRound(runs.bare, directRuns);
+      const routerHealth = healthSummary(routerRuns.map((r) => r.health));
+      const r: FormatResult = {
         format,
         prompt_tokens: serialRouter.prompt_tokens,
         serial: {
@@ -492,21 +566,34 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           added_latency_p50_ms: r3(serialRouter.latency_ms.p50 - serialDirect.latency_ms.p50),
         },
         loaded: {
-          direct: loadDirect,
-          router: loadRouter,
-          throughput_ratio: r3(loadRouter.requests_per_s / loadDirect.requests_per_s),
-          added_ttft_p50_ms: r3(loadRouter.ttft_ms.p50 - loadDirect.ttft_ms.p50),
+          direct_runs: directRuns.map((x) => x.result),
+          router_runs: routerRuns.map((x) => x.result),
+          throughput_ratios: ratios,
+          throughput_ratio: r3(median(ratios)),
+          bare_proxy_runs: runs.bare.map((x) => x.result),
+          bare_proxy_throughput_ratios: bareRatios,
+          bare_proxy_throughput_ratio: r3(median(bareRatios)),
+          router_vs_bare_proxy_ratio: r3(median(perRound(routerRuns, runs.bare))),
+          added_ttft_p50_ms: r3(median(routerRuns.map((x) => x.result.ttft_ms.p50)) - median(directRuns.map((x) => x.result.ttft_ms.p50))),
           router_health: routerHealth,
-          router_process: routerProcess,
-          worker_process_direct: workerProcess,
+          worker_health_direct: healthSummary(directRuns.map((x) => x.health)),
+          router_process: routerRuns.map((x) => x.process),
+          worker_process_direct: directRuns.map((x) => x.process),
+          bare_proxy_process: runs.bare.map((x) => x.process),
         },
       };
+      const rps = (rs: Run[]) => rs.map((x) => x.result.requests_per_s).join(' / ');
       results.push(r);
       say(
         `${format} (${r.prompt_tokens} prompt tokens): 1 stream added TTFT p50 ${r.serial.added_ttft_p50_ms} ms (direct ${serialDirect.ttft_ms.p50}, router ${serialRouter.ttft_ms.p50}); ` +
-          `${CONCURRENCY} streams throughput ${loadRouter.requests_per_s} vs direct ${loadDirect.requests_per_s} req/s = ${r.loaded.throughput_ratio}x; router /health p99 ${routerHealth.p99_ms} ms, max ${routerHealth.max_ms} ms`,
+          `${CONCURRENCY} streams throughput router ${rps(routerRuns)} vs direct ${rps(directRuns)} req/s, ratios ${ratios.join(' / ')}, median ${r.loaded.throughput_ratio}x; router /health p99 ${routerHealth.p99_ms} ms, max ${routerHealth.max_ms} ms`,
       );
-      say(`${format}: ${describeProcess('router', routerProcess)}; ${describeProcess('worker (direct)', workerProcess)}`);
+      say(
+        `${format}: bare proxy ${rps(runs.bare)} req/s, ratios to direct ${bareRatios.join(' / ')}, median ${r.loaded.bare_proxy_throughput_ratio}x; router / bare proxy ${r.loaded.router_vs_bare_proxy_ratio}x`,
+      );
+      say(
+        `${format}: ${describeProcess('router', routerRuns[0]!.process)}; ${describeProcess('bare proxy', runs.bare[0]!.process)}; ${describeProcess('worker (direct)', directRuns[0]!.process)} (first round)`,
+      );
     }
     const metrics = await (await fetch(`${routerUrl}/metrics`)).text();
     const overhead = {
@@ -521,6 +608,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     };
     return { results, overhead };
   } finally {
+    if (bare) await stop(bare);
     if (router) await stop(router);
     await stop(sim);
   }
@@ -541,7 +629,7 @@ async function simPhase(): Promise<Record<string, unknown>> {
     const watch = await watchProcess(router.proc.pid, url);
     const r = await load(url, makeBodies('chat', REQUESTS, docs, [], 'sim'), REQUESTS, CONCURRENCY, 'chat');
     const proc = await watch.stop(REQUESTS);
-    const health = await probe.stop();
+    const health = healthSummary([await probe.stop()]);
     say(
       `router --sim 8: ${r.requests_per_s} req/s, TTFT p50 ${r.ttft_ms.p50} ms; /health p50 ${health.p50_ms} ms, p99 ${health.p99_ms} ms, max ${health.max_ms} ms over ${health.probes} probes (${health.failures} failed)`,
     );
@@ -596,7 +684,7 @@ async function main(): Promise<void> {
   else {
     for (const r of results) {
       say(
-        `${r.format.padEnd(6)} ~${r.prompt_tokens} tok | 1 stream: router added TTFT p50 ${r.serial.added_ttft_p50_ms} ms | ${CONCURRENCY} streams: throughput ${r.loaded.throughput_ratio}x direct, added TTFT p50 ${r.loaded.added_ttft_p50_ms} ms, router /health max ${r.loaded.router_health.max_ms} ms`,
+        `${r.format.padEnd(6)} ~${r.prompt_tokens} tok | 1 stream: router added TTFT p50 ${r.serial.added_ttft_p50_ms} ms | ${CONCURRENCY} streams: throughput ${r.loaded.throughput_ratio}x direct (bare proxy ${r.loaded.bare_proxy_throughput_ratio}x), added TTFT p50 ${r.loaded.added_ttft_p50_ms} ms, router /health max ${r.loaded.router_health.max_ms} ms`,
       );
     }
     say(`load average ${doc.machine.loadavg_start.join(' ')} -> ${doc.machine.loadavg_end.join(' ')}`);
