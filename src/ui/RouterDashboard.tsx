@@ -53,8 +53,12 @@ export interface RouterDashboardProps {
   };
   /** Recent log lines (worker up/down, retries), newest last. */
   readonly notices?: readonly string[];
-  /** Bar width in cells (default 12). */
+  /** Bar width in cells (default: what fits in `columns`, 4 to 12). */
   readonly barWidth?: number;
+  /** Terminal width: the worker table is sized to fit it (default 100). */
+  readonly columns?: number;
+  /** Terminal height: only the newest decisions that fit are shown (default: all given). */
+  readonly rows?: number;
 }
 
 const pct = (x: number | null) => (x === null ? '  –' : `${Math.round(x * 100)}%`.padStart(4));
@@ -69,9 +73,38 @@ function health(w: DashboardWorker): { text: string; color: string } {
   return { text: '● up', color: 'green' };
 }
 
+/** Cells of a worker row besides its two load bars: id, health, counts, the hit-rate bar and figures. */
+const fixedCells = (idW: number) => idW + 9 + 8 + 7 + 8 + 6 + HIT_BAR + 1 + 13;
+const HIT_BAR = 8;
+
+/** The per-worker overlap / cost line of a decision. */
+const costLine = (d: DashboardDecision) => d.workers.map((w) => `${w.id}: ${w.overlap_blocks}/${Math.round(w.cost * 10) / 10}`).join('  ');
+
+/**
+ * The newest decisions that fit in `rows` lines beside everything else on screen (a taller frame
+ * scrolls the title and the worker table out of an 80x24 terminal).
+ */
+function fittingDecisions(props: RouterDashboardProps, columns: number): readonly DashboardDecision[] {
+  if (props.rows === undefined) return props.decisions;
+  const errorLines = props.workers.filter((w) => !w.healthy && w.health_error).length;
+  const noticeLines = props.notices?.length ? 2 + props.notices.length : 0;
+  // title, totals, blank, table header, workers, blank, decisions title, blank, footer; one row spare.
+  let left = props.rows - 1 - (8 + Math.max(1, props.workers.length) + errorLines + noticeLines);
+  const out: DashboardDecision[] = [];
+  for (const d of props.decisions) {
+    left -= 1 + Math.max(1, Math.ceil((4 + costLine(d).length) / Math.max(20, columns)));
+    if (left < 0) break;
+    out.push(d);
+  }
+  return out;
+}
+
 export function RouterDashboard(props: RouterDashboardProps): React.ReactElement {
-  const width = props.barWidth ?? 12;
+  const columns = props.columns ?? 100;
+  const decisions = fittingDecisions(props, columns);
   const idW = Math.max(6, ...props.workers.map((w) => w.id.length)) + 1;
+  // Two bars share what the row leaves of the terminal (one column spare: a full line wraps in some terminals).
+  const width = props.barWidth ?? Math.max(4, Math.min(12, Math.floor((columns - 1 - fixedCells(idW)) / 2)));
   const maxCached = Math.max(1, ...props.workers.map((w) => w.cached_blocks));
   const maxActive = Math.max(1, ...props.workers.map((w) => w.active_blocks));
   const t = props.totals;
@@ -93,11 +126,12 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
       <Text bold>
         {pad('WORKER', idW)}
         {pad('HEALTH', 9)}
-        {pad('CACHED BLOCKS', width + 8)}
-        {pad('ACTIVE BLOCKS', width + 7)}
+        {pad(width + 8 > 13 ? 'CACHED BLOCKS' : 'CACHED', width + 8)}
+        {pad(width + 7 > 13 ? 'ACTIVE BLOCKS' : 'ACTIVE', width + 7)}
         {pad('PREFILL', 8)}
         {pad('REQS', 6)}
-        HIT RATE pred / achieved
+        {pad('HIT RATE', HIT_BAR + 1)}
+        pred / actual
       </Text>
       {props.workers.length === 0 ? <Text dimColor>no workers registered (POST /admin/workers to add one)</Text> : null}
       {props.workers.map((w) => {
@@ -110,7 +144,8 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
               <Text color="blue">{bar(w.cached_blocks, maxCached, width)}</Text>
               {lpad(w.cached_blocks, 7)} <Text color="magenta">{bar(w.active_blocks, maxActive, width)}</Text>
               {lpad(w.active_blocks, 6)} {lpad(w.active_prefill_tokens, 7)} {lpad(w.requests, 5)}{' '}
-              <Text color="green">{bar(w.achieved_hit_rate ?? 0, 1, 8)}</Text> {pct(w.predicted_hit_rate)} / {pct(w.achieved_hit_rate)}
+              <Text color="green">{bar(w.achieved_hit_rate ?? 0, 1, HIT_BAR)}</Text> {pct(w.predicted_hit_rate)} /{' '}
+              {pct(w.achieved_hit_rate)}
             </Text>
             {!w.healthy && w.health_error ? (
               <Text dimColor>
@@ -124,7 +159,7 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
       <Text> </Text>
       <Text bold>Last decisions (overlap blocks / cost per worker; lower cost wins)</Text>
       {props.decisions.length === 0 ? <Text dimColor>no requests yet: point an OpenAI client at {props.url}/v1</Text> : null}
-      {props.decisions.map((d, i) => (
+      {decisions.map((d, i) => (
         <Box key={`${d.request_id}-${d.attempt ?? 1}-${i}`} flexDirection="column">
           <Text>
             <Text dimColor>{d.request_id.slice(-8)}</Text> →{' '}
@@ -139,7 +174,7 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
           </Text>
           <Text dimColor>
             {'    '}
-            {d.workers.map((w) => `${w.id}: ${w.overlap_blocks}/${Math.round(w.cost * 10) / 10}`).join('  ')}
+            {costLine(d)}
           </Text>
         </Box>
       ))}
@@ -154,9 +189,7 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
         </Box>
       ) : null}
       <Text> </Text>
-      <Text dimColor>
-        Ctrl+C to stop · {props.url}/debug/decisions · {props.url}/metrics
-      </Text>
+      <Text dimColor>Ctrl+C to stop · more at /debug/decisions, /debug/workers, /metrics</Text>
     </Box>
   );
 }

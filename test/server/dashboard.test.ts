@@ -103,3 +103,44 @@ test('empty states explain what to do', () => {
   assert.match(f, /no workers registered \(POST \/admin\/workers/);
   assert.match(f, /no requests yet: point an OpenAI client at http:\/\/127\.0\.0\.1:8000\/v1/);
 });
+
+test('the worker table fits the terminal: 80 columns shrink the bars, a wide terminal gets full ones', () => {
+  const eight = Array.from({ length: 8 }, (_, i) => ({ ...base.workers[0]!, id: `worker-${i}`, cached_blocks: 1000 * (i + 1) }));
+  const rows = (columns: number) => {
+    const { lastFrame, unmount } = render(React.createElement(RouterDashboard, { ...base, workers: eight, columns }));
+    const f = lastFrame() ?? '';
+    unmount();
+    return f.split('\n').filter((l) => /^(WORKER|worker-\d)/.test(l));
+  };
+  const narrow = rows(80);
+  assert.equal(narrow.length, 9, 'header and 8 workers, each on one line');
+  for (const l of narrow) assert.ok(l.length <= 79, `${l.length} columns: ${l}`);
+  assert.match(narrow[0]!, /HIT RATE +pred \/ actual$/);
+  assert.match(narrow.at(-1)!, /█████ +8000 .* 90% \/  80%$/, 'the largest cache fills its (5-cell) bar');
+  const wide = rows(160);
+  assert.match(wide.at(-1)!, /█{12} +8000 /, 'full 12-cell bars');
+});
+
+test('at 80x24 with 8 workers the frame fits: title and worker table stay on screen, only the newest decisions that fit are listed', () => {
+  const eight = Array.from({ length: 8 }, (_, i) => ({ ...base.workers[0]!, id: `worker-${i}` }));
+  const decision = (i: number) => ({
+    ...base.decisions[0]!,
+    request_id: `req-0000000${i}`,
+    workers: eight.map((w, k) => ({ id: w.id, overlap_blocks: k, cost: 4.5 + k })),
+  });
+  const props = { ...base, workers: eight, decisions: Array.from({ length: 8 }, (_, i) => decision(i)), notices: ['tokenizer: x'] };
+  const frame = (rows?: number) => {
+    const { lastFrame, unmount } = render(React.createElement(RouterDashboard, { ...props, columns: 80, rows }));
+    const f = lastFrame() ?? '';
+    unmount();
+    return f;
+  };
+  const f = frame(24);
+  assert.ok(f.split('\n').length <= 23, `${f.split('\n').length} lines:\n${f}`);
+  assert.match(f, /^dynamo-lab router /);
+  assert.match(f, /^WORKER /m);
+  assert.match(f, /^00000000 → worker-0/m, 'the newest decision is shown');
+  assert.doesNotMatch(f, /00000007 →/, 'the oldest does not fit');
+  assert.match(f, /Recent events\ntokenizer: x/);
+  assert.match(frame(), /^00000007 →/m, 'without a height every decision given is listed');
+});

@@ -243,7 +243,13 @@ export const routerCommand: Command = {
       } else if (dashboard) {
         const { render } = await import('ink');
         const { RouterDashboard } = await import('../../ui/RouterDashboard.js');
-        const view = () => React.createElement(RouterDashboard, { ...s.dashboardState(8), notices: [...notices] });
+        const view = () =>
+          React.createElement(RouterDashboard, {
+            ...s.dashboardState(8),
+            notices: [...notices],
+            columns: process.stdout.columns,
+            rows: process.stdout.rows,
+          });
         ink = render(view(), { exitOnCtrlC: false });
         timer = setInterval(() => ink!.rerender(view()), 500);
       } else {
