@@ -45,7 +45,7 @@
  */
 import { LowerTierIndex, lowerTierMatches, type Continuation } from './lower-tier.js';
 import type { KvCacheEventData, RouterEvent, StorageTier, WorkerId, WorkerKey } from './types.js';
-import { U64Table, splitU64 } from './u64.js';
+import { mix, U64Table, splitU64 } from './u64.js';
 
 export type ApplyStatus = 'ok' | 'parent_block_not_found' | 'block_not_found' | 'invalid_block_sequence' | 'unknown_worker' | 'ignored';
 
@@ -137,6 +137,8 @@ export class RadixIndexer {
   private dupIdx = new Int32Array(256);
   private dupStamp = new Int32Array(256);
   private dupGen = 0;
+  /** Per block of the event being stored: `mix` of its block hash, computed once for the duplicate check, the prefetch and the probe. */
+  private blockMix = new Int32Array(128);
   /**
    * Whether lookup entries carry store stamps (the `aux` values), which only the memory bound and
    * TTL expiry read: off for an unbounded indexer until the first TTL store, saving a third of
@@ -329,6 +331,9 @@ export class RadixIndexer {
       this.stamped = true;
       for (const t of this.lookups) t?.enableAux();
     }
+    if (this.blockMix.length < n) this.blockMix = new Int32Array(n * 2);
+    const mixes = this.blockMix;
+    for (let i = 0; i < n; i++) mixes[i] = mix(0, blockPairs[2 * i]! | 0, blockPairs[2 * i + 1]! | 0);
     // Validate: no duplicate block hash, none equal to the parent.
     if (n > 1 || hasParent) {
       if (n <= 16) {
@@ -341,7 +346,8 @@ export class RadixIndexer {
           }
         }
       } else {
-        if (this.hasDuplicate(hasParent, parentLo, parentHi, blockPairs, n)) return invalidSeq('duplicate block hash (or equal to parent)');
+        if (this.hasDuplicate(hasParent, parentLo, parentHi, blockPairs, mixes, n))
+          return invalidSeq('duplicate block hash (or equal to parent)');
       }
     }
     let cur = ROOT;
@@ -355,7 +361,7 @@ export class RadixIndexer {
     // Room for every block up front (no resize inside the loop), then one pass over the blocks'
     // lookup entries so their cache lines load in parallel before the loop probes them in turn.
     lookup.reserveFor(n);
-    if (n > 2) this.touched ^= lookup.touch(0, blockPairs, n);
+    if (n > 2) this.touched ^= lookup.touchHashed(mixes, n);
     const ns = this.ns;
     let nd = this.nd; // reloaded after allocNode, which may grow the arena
     // After a node was created in this event, the next block's parent has no children yet: no search.
@@ -367,7 +373,7 @@ export class RadixIndexer {
       const bhi = blockPairs[2 * i + 1]!;
       // One probe of the slot's lookup serves both the reuse check and the insert / update below
       // (nothing in between modifies the lookup).
-      const li = lookup.findSlot(0, blo, bhi);
+      const li = lookup.findSlotHashed(mixes[i]!, 0, blo, bhi);
       let child = fresh ? -1 : this.childOf(cur, tlo, thi);
       if (child < 0) {
         const reuse = li >= 0 ? lookup.valueAt(li) : -1;
@@ -434,7 +440,7 @@ export class RadixIndexer {
   }
 
   /** Whether two of the n block hashes (or one and the parent) are equal. */
-  private hasDuplicate(hasParent: boolean, parentLo: number, parentHi: number, pairs: Uint32Array, n: number): boolean {
+  private hasDuplicate(hasParent: boolean, parentLo: number, parentHi: number, pairs: Uint32Array, mixes: Int32Array, n: number): boolean {
     let cap = 64;
     let bits = 6;
     while (cap < 2 * (n + 1)) {
@@ -459,9 +465,7 @@ export class RadixIndexer {
     for (let k = hasParent ? -1 : 0; k < n; k++) {
       const lo = k < 0 ? parentLo : pairs[2 * k]! | 0;
       const hi = k < 0 ? parentHi : pairs[2 * k + 1]! | 0;
-      let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca77);
-      h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
-      let i = (h ^ (h >>> 13)) >>> shift;
+      let i = (k < 0 ? mix(0, lo, hi) : mixes[k]!) >>> shift;
       while (stamp[i] === gen) {
         const j = idx[i]!;
         const jlo = j < 0 ? parentLo : pairs[2 * j]! | 0;
@@ -778,7 +782,8 @@ export class RadixIndexer {
     this.scoreScratch = new Int32Array(newStride * 32);
   }
 
-  private initNode(id: number, lo: number, hi: number): void {
+  /** `fresh`: the record was never used (ids from `nodeHigh` up are zeros: the arena grows by new zeroed arrays). */
+  private initNode(id: number, lo: number, hi: number, fresh = false): void {
     const b = id * this.ns;
     const nd = this.nd;
     nd[b + F_LO] = lo;
@@ -787,6 +792,7 @@ export class RadixIndexer {
     nd[b + F_FIRST] = NONE;
     nd[b + F_NEXT] = NONE;
     nd[b + F_PREV] = NONE;
+    if (fresh) return;
     nd[b + F_WCOUNT] = 0;
     nd[b + F_LREFS] = 0;
     nd[b + F_NCHILD] = 0;
@@ -796,12 +802,14 @@ export class RadixIndexer {
 
   private allocNode(lo: number, hi: number): number {
     let id: number;
+    let fresh = false;
     if (this.freeNodes.length > 0) id = this.freeNodes.pop()!;
     else {
       if (this.nodeHigh >= this.nodeCap) this.growNodes(this.nodeHigh + 1);
       id = this.nodeHigh++;
+      fresh = true;
     }
-    this.initNode(id, lo, hi);
+    this.initNode(id, lo, hi, fresh);
     this.liveNodes++;
     return id;
   }

@@ -47,7 +47,12 @@ export function asU64(h: bigint): bigint {
   return BigInt.asUintN(64, h);
 }
 
-function mix(tag: number, lo: number, hi: number): number {
+/**
+ * The table's hash of a key (`hashOf` in U64Table): a key's home entry is its top bits, so one
+ * value serves a table of any capacity. Callers that probe several tables, or check keys before
+ * probing, compute it once (`findSlotHashed`, `touchHashed`).
+ */
+export function mix(tag: number, lo: number, hi: number): number {
   let h = (lo ^ Math.imul(hi, 0x9e3779b1) ^ Math.imul(tag, 0x85ebca77)) | 0;
   h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
   h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
@@ -168,6 +173,32 @@ export class U64Table {
     let acc = 0;
     for (let i = 0; i < n; i++) acc ^= d[(mix(tag, pairs[2 * i]! | 0, pairs[2 * i + 1]! | 0) >>> shift) << 2]!;
     return acc;
+  }
+
+  /** `touch` for keys whose `mix` values are already in `hashes`. */
+  touchHashed(hashes: Int32Array, n: number): number {
+    const d = this.data;
+    const shift = this.shift;
+    let acc = 0;
+    for (let i = 0; i < n; i++) acc ^= d[(hashes[i]! >>> shift) << 2]!;
+    return acc;
+  }
+
+  /** `findSlot` for a key whose `mix(tag, lo, hi)` is `h`. */
+  findSlotHashed(h: number, tag: number, lo: number, hi: number): number {
+    const d = this.data;
+    const mask = this.mask;
+    const key = tag + 1;
+    lo |= 0;
+    hi |= 0;
+    let i = h >>> this.shift;
+    for (;;) {
+      const b = i << 2;
+      const t = d[b]!;
+      if (t === 0) return ~i;
+      if (d[b + 1] === lo && d[b + 2] === hi && t === key) return i;
+      i = (i + 1) & mask;
+    }
   }
 
   /**

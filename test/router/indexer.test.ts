@@ -67,6 +67,11 @@ test('unknown parent drops the whole event; duplicates are an invalid sequence',
   assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: [...long, long[7]!] }).status, 'invalid_block_sequence');
   assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: long }).status, 'ok');
   assert.equal(ix.blockCount(a), 41);
+  // ... and catches a block equal to the parent there too (the parent is hashed apart from the blocks).
+  const next = Array.from({ length: 30 }, (_, i) => ({ blockHash: BigInt(500 + i), tokensHash: BigInt(i) }));
+  next[21] = { blockHash: 139n, tokensHash: 21n };
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: 139n, blocks: next }).status, 'invalid_block_sequence');
+  assert.equal(ix.blockCount(a), 41, 'nothing of the rejected event was applied');
 });
 
 test('removed does not cascade; emptied node clears its children (Dynamo semantics)', () => {
