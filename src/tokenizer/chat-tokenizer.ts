@@ -82,7 +82,11 @@ function backendFromEnv(): TokenizerBackendChoice {
   const v = process.env.DYNAMO_LAB_TOKENIZER_BACKEND;
   if (v === undefined || v === '') return 'auto';
   if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as TokenizerBackendChoice;
-  throw new TokenizerError(`DYNAMO_LAB_TOKENIZER_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}, not "${v}"`, 500);
+  throw new TokenizerError(
+    `DYNAMO_LAB_TOKENIZER_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}, not "${v}"`,
+    500,
+    'invalid_tokenizer_backend',
+  );
 }
 
 interface ResolvedSource {
@@ -257,19 +261,20 @@ export class ChatTokenizer {
       const long = texts.map((t) => hasLongRun(t));
       const fastTexts = texts.filter((_, i) => !long[i]);
       const hfTexts = texts.filter((_, i) => long[i]);
-      let a: Uint32Array[] | undefined;
+      const fast = fastTexts.length ? f.encodeBatch(fastTexts) : Promise.resolve([]);
+      const slow = hfTexts.length ? this.encodeHf(hfTexts) : Promise.resolve([]);
+      let a: ArrayLike<number>[];
       try {
-        a = fastTexts.length ? await f.encodeBatch(fastTexts) : [];
-      } catch {
-        /* the threads failed (off now, with their reason): all to the HF library below */
-      }
-      if (a) {
-        const b = hfTexts.length ? await this.encodeHf(hfTexts) : [];
+        a = await fast;
         this.piecesBy.tiktoken += fastTexts.length;
-        let i = 0;
-        let j = 0;
-        return long.map((l) => (l ? b[j++]! : a[i++]!));
+      } catch {
+        // The threads failed (off now, with their reason): these texts go to the HF library too.
+        a = await this.encodeHf(fastTexts);
       }
+      const b = await slow;
+      let i = 0;
+      let j = 0;
+      return long.map((l) => (l ? b[j++]! : a[i++]!));
     } else if (f?.state === 'idle') void f.start();
     return this.encodeHf(texts);
   }

@@ -19,6 +19,7 @@ import { ThreadedSimWorker } from '../../sim/index.js';
 import { loadChatTokenizer, TokenizerError, type ChatTokenizer } from '../../tokenizer/index.js';
 import type { PortForwardHandle } from '../../cluster/index.js';
 import { parseRouterFlags, ROUTER_OPTIONS } from './router-flags.js';
+import { tokenizerHint } from '../tokenizer-hint.js';
 
 /** Dynamo worker ids given to simulated workers when they publish on NATS (worker i -> base + i). */
 const SIM_DYNAMO_WORKER_ID_BASE = 1000n;
@@ -63,11 +64,7 @@ export const routerCommand: Command = {
     try {
       tokenizer = await loadChatTokenizer(tokenizerSource, { limits: promptLimits });
     } catch (err) {
-      if (err instanceof TokenizerError)
-        throw new UserError(
-          err.message,
-          'Point --tokenizer at a model directory saved by transformers (tokenizer.json, tokenizer_config.json), or leave it out for the bundled Qwen tokenizer.',
-        );
+      if (err instanceof TokenizerError) throw new UserError(err.message, tokenizerHint(err));
       throw err;
     }
     const started: ThreadedSimWorker[] = [];

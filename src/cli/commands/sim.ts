@@ -7,6 +7,7 @@ import { UsageError, UserError } from '../../base/errors.js';
 import { PortInUseError } from '../../base/net.js';
 import { startSimWorkers, type SimWorker } from '../../sim/index.js';
 import { TokenizerError } from '../../tokenizer/index.js';
+import { tokenizerHint } from '../tokenizer-hint.js';
 
 const options = {
   workers: { type: 'string', short: 'w', valueName: 'n', description: 'Number of workers (default 2)' },
@@ -127,11 +128,7 @@ export const simCommand: Command = {
         );
       }
       if (e?.code === 'EACCES') throw new UserError(`Not allowed to listen there (${e.message}).`, 'Use a port above 1024.');
-      if (err instanceof TokenizerError)
-        throw new UserError(
-          err.message,
-          'Point --tokenizer at a model directory saved by transformers (tokenizer.json, tokenizer_config.json), or leave it out for the bundled Qwen tokenizer.',
-        );
+      if (err instanceof TokenizerError) throw new UserError(err.message, tokenizerHint(err));
       throw err;
     }
 
