@@ -159,8 +159,24 @@ test('router --sim 2 --tokenizer <llama3 dir>: engines on threads, the router an
   });
   await assert.rejects(
     routerCommand.run({ ...defaults, sim: '1', tokenizer: '/nonexistent/model' }, [], ctxWith(new AbortController().signal, true).ctx),
-    /no such file or directory/,
+    (err: Error & { tryMessage?: string }) =>
+      /no such file or directory/.test(err.message) && /Point --tokenizer at a model directory/.test(err.tryMessage ?? ''),
   );
+  // A bad tokenizer backend variable names the variable and its values (not --tokenizer).
+  const saved = process.env.DYNAMO_LAB_TOKENIZER_BACKEND;
+  process.env.DYNAMO_LAB_TOKENIZER_BACKEND = 'fast';
+  try {
+    await assert.rejects(
+      // (a source string not loaded yet in this process: loaded tokenizers are kept per source)
+      routerCommand.run({ ...defaults, sim: '1', tokenizer: `${llama}/` }, [], ctxWith(new AbortController().signal, true).ctx),
+      (err: Error & { tryMessage?: string }) =>
+        /DYNAMO_LAB_TOKENIZER_BACKEND must be one of auto, hf-thread, hf, not "fast"/.test(err.message) &&
+        /Unset DYNAMO_LAB_TOKENIZER_BACKEND/.test(err.tryMessage ?? ''),
+    );
+  } finally {
+    if (saved === undefined) delete process.env.DYNAMO_LAB_TOKENIZER_BACKEND;
+    else process.env.DYNAMO_LAB_TOKENIZER_BACKEND = saved;
+  }
 });
 
 test("router --router-replica-sync --nats URL: two router commands in front of the same workers see each other's bookings", async (t) => {
