@@ -206,19 +206,7 @@ export class U64Table {
    * inserted. Valid for `insertAt` only until the table is next modified; call `reserve` first.
    */
   findSlot(tag: number, lo: number, hi: number): number {
-    const d = this.data;
-    const mask = this.mask;
-    const key = tag + 1;
-    lo |= 0;
-    hi |= 0;
-    let i = mix(tag, lo, hi) >>> this.shift;
-    for (;;) {
-      const b = i << 2;
-      const t = d[b]!;
-      if (t === 0) return ~i;
-      if (d[b + 1] === lo && d[b + 2] === hi && t === key) return i;
-      i = (i + 1) & mask;
-    }
+    return this.findSlotHashed(mix(tag, lo | 0, hi | 0), tag, lo, hi);
   }
 
   /** Insert a new key at the empty entry `i` returned (as `~i`) by `findSlot`. */
