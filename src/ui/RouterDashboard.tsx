@@ -77,8 +77,20 @@ function health(w: DashboardWorker): { text: string; color: string } {
 const fixedCells = (idW: number) => idW + 9 + 8 + 7 + 8 + 6 + HIT_BAR + 1 + 13;
 const HIT_BAR = 8;
 
-/** The per-worker overlap / cost line of a decision. */
-const costLine = (d: DashboardDecision) => d.workers.map((w) => `${w.id}: ${w.overlap_blocks}/${Math.round(w.cost * 10) / 10}`).join('  ');
+/** A decision's per-worker overlap / cost, as indented lines that fit in `columns`. */
+function costLines(d: DashboardDecision, columns: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const w of d.workers) {
+    const item = `${w.id}: ${w.overlap_blocks}/${Math.round(w.cost * 10) / 10}`;
+    if (line && 4 + line.length + 2 + item.length > columns - 1) {
+      lines.push(line);
+      line = item;
+    } else line = line ? `${line}  ${item}` : item;
+  }
+  if (line) lines.push(line);
+  return lines.map((l) => `    ${l}`);
+}
 
 /**
  * The newest decisions that fit in `rows` lines beside everything else on screen (a taller frame
@@ -92,7 +104,7 @@ function fittingDecisions(props: RouterDashboardProps, columns: number): readonl
   let left = props.rows - 1 - (8 + Math.max(1, props.workers.length) + errorLines + noticeLines);
   const out: DashboardDecision[] = [];
   for (const d of props.decisions) {
-    left -= 1 + Math.max(1, Math.ceil((4 + costLine(d).length) / Math.max(20, columns)));
+    left -= 1 + Math.max(1, costLines(d, columns).length);
     if (left < 0) break;
     out.push(d);
   }
@@ -172,10 +184,7 @@ export function RouterDashboard(props: RouterDashboardProps): React.ReactElement
             {d.status && d.status !== 'ok' ? <Text color="red"> {d.status}</Text> : null}
             {d.achieved_cached_tokens !== undefined ? <Text dimColor> cached {d.achieved_cached_tokens}</Text> : null}
           </Text>
-          <Text dimColor>
-            {'    '}
-            {costLine(d)}
-          </Text>
+          <Text dimColor>{costLines(d, columns).join('\n')}</Text>
         </Box>
       ))}
       {props.notices?.length ? (

@@ -142,5 +142,7 @@ test('at 80x24 with 8 workers the frame fits: title and worker table stay on scr
   assert.match(f, /^00000000 → worker-0/m, 'the newest decision is shown');
   assert.doesNotMatch(f, /00000007 →/, 'the oldest does not fit');
   assert.match(f, /Recent events\ntokenizer: x/);
+  for (const l of f.split('\n')) assert.ok(l.length <= 79, `${l.length} columns: ${l}`);
+  assert.match(f, /\n {4}worker-0: 0\/4\.5 .*\n {4}worker-\d: /, 'the cost list wraps onto indented lines');
   assert.match(frame(), /^00000007 →/m, 'without a height every decision given is listed');
 });
