@@ -10,11 +10,10 @@
  * ends with a per-request line, so no tokenizer cache can serve it whole (the cold case).
  *
  * Each format runs at 1 stream (the bare per-request cost) and at --concurrency streams, direct
- * and through the router. Loaded, the two take turns for --rounds rounds (default 3; router
- * first in even rounds, direct first in odd ones) and the throughput ratio is the median of the
- * rounds' ratios: one run each, always in the same order, moved the ratio by 0.7-1.0 from one
- * invocation to the next on this shared 2-core machine. A third side takes its turn in the same
- * rounds: scripts/bare-proxy.ts, a proxy that only parses the JSON and relays (node:http +
+ * and through the router. Loaded, they take turns for --rounds rounds (default 3; the order
+ * rotates by round) and the throughput ratio is the median of the rounds' ratios: one run each,
+ * always in the same order, moved the ratio by 0.7-1.0 from one invocation to the next on this
+ * shared 2-core machine. A third side takes its turn in the same rounds: scripts/bare-proxy.ts, a proxy that only parses the JSON and relays (node:http +
  * undici, as the router), so the router's ratio can be read against what any Node.js proxy costs
  * here. Through every loaded run GET /health of the server under load is probed every 20 ms
  * (router, bare proxy or worker: every side carries the probe).
@@ -438,7 +437,7 @@ interface FormatResult {
   prompt_tokens: number | undefined;
   serial: { direct: PhaseResult; router: PhaseResult; added_ttft_p50_ms: number; added_latency_p50_ms: number };
   loaded: {
-    /** Each round's runs (router and direct take turns, the order alternating by round). */
+    /** Each round's runs (router, direct and bare proxy take turns, the order rotating by round). */
     direct_runs: PhaseResult[];
     router_runs: PhaseResult[];
     /** Router / direct requests per second of each round, and their median. */

@@ -48,9 +48,9 @@ export function asU64(h: bigint): bigint {
 }
 
 /**
- * The table's hash of a key (`hashOf` in U64Table): a key's home entry is its top bits, so one
- * value serves a table of any capacity. Callers that probe several tables, or check keys before
- * probing, compute it once (`findSlotHashed`, `touchHashed`).
+ * U64Table's hash of a key: a key's home entry is its top bits, so one value serves a table of
+ * any capacity. Callers that check keys before probing, or probe more than once, compute it once
+ * (`findSlotHashed`, `touchHashed`).
  */
 export function mix(tag: number, lo: number, hi: number): number {
   let h = (lo ^ Math.imul(hi, 0x9e3779b1) ^ Math.imul(tag, 0x85ebca77)) | 0;
@@ -162,20 +162,11 @@ export class U64Table {
   }
 
   /**
-   * Read the home entry of each of `n` keys (interleaved u32 pairs) ahead of probing them one by
-   * one: the loads are independent, so the CPU fetches their cache lines in parallel instead of
-   * one miss at a time inside a longer loop. Returns a value derived from the loads (keep it, so
-   * the loads are not optimised away).
+   * Read the home entry of each of `n` keys (their `mix` values in `hashes`) ahead of probing them
+   * one by one: the loads are independent, so the CPU fetches their cache lines in parallel
+   * instead of one miss at a time inside a longer loop. Returns a value derived from the loads
+   * (keep it, so the loads are not optimised away).
    */
-  touch(tag: number, pairs: Uint32Array, n: number): number {
-    const d = this.data;
-    const shift = this.shift;
-    let acc = 0;
-    for (let i = 0; i < n; i++) acc ^= d[(mix(tag, pairs[2 * i]! | 0, pairs[2 * i + 1]! | 0) >>> shift) << 2]!;
-    return acc;
-  }
-
-  /** `touch` for keys whose `mix` values are already in `hashes`. */
   touchHashed(hashes: Int32Array, n: number): number {
     const d = this.data;
     const shift = this.shift;

@@ -1,9 +1,9 @@
 /**
- * Entry point of a tokenizer thread (see threads.ts). It encodes batches of text stretches that
- * hold no added tokens with one of two engines, named in workerData:
+ * Entry point of a tokenizer thread (see threads.ts). It encodes batches of texts with one of two
+ * engines, named in workerData:
  * - 'tiktoken': a rank-based byte-pair encoder (the `tiktoken` package: tiktoken's Rust core
  *   compiled to WebAssembly) built from the rank file the parent made of an HF tokenizer.json
- *   (fast-bpe.ts says when that gives the HF library's ids);
+ *   (fast-bpe.ts says when that gives the HF library's ids), for text without added tokens;
  * - 'hf': the HF `tokenizers` library itself, loaded from the tokenizer.json. Its Rust work runs on
  *   libuv's thread pool either way; what this thread takes off the parent's event loop is turning
  *   each result into ids (the binding builds a JS array element by element: ~0.6 ms for 6k tokens,
