@@ -9,6 +9,7 @@ import { HttpError } from '../base/http.js';
 import type { Metrics } from './metrics.js';
 import type { BusyThresholds, RouterServerOptions, WorkerState } from './types.js';
 import type { WorkerRegistry } from './workers.js';
+import { TOKEN_DATA_B64 } from './request-body.js';
 
 /**
  * Active and passive health. Passive: any byte a worker sends for a request proves it alive
@@ -86,6 +87,7 @@ export class HealthChecker {
       if (status !== 200 || this.registry.get(st.ep.id) !== st) return;
       st.instanceId ??= info.instance;
       st.tokenizerFingerprint ??= info.tokenizer;
+      st.tokenDataB64 ??= info.b64;
     } catch {
       // Unreachable now: the periodic checks (when on) or the first request will tell.
     }
@@ -147,6 +149,7 @@ export class HealthChecker {
           : undefined;
       if (instance) st.instanceId = instance;
       st.tokenizerFingerprint = info.tokenizer;
+      st.tokenDataB64 = info.b64;
       st.hardDown = false;
       if (restarted) this.onRestart(st, restarted);
       st.healthFailures = 0;
@@ -166,6 +169,7 @@ export class HealthChecker {
       st.hardDown = true;
       // Whatever comes back on this address may tokenize differently: ask it again first.
       st.tokenizerFingerprint = undefined;
+      st.tokenDataB64 = undefined;
     }
     st.healthFailures++;
     st.lastHealthError = error;
@@ -199,14 +203,17 @@ interface HealthInfo {
   instance?: string;
   /** Its tokenizer's fingerprint (dynamo-lab sims): when it equals the router's, the router sends token ids. */
   tokenizer?: string;
+  /** It takes the ids as base64 too (`token_data_encodings` lists `base64-u32le`). */
+  b64?: boolean;
 }
 
 function healthInfo(text: string): HealthInfo {
   if (!text.startsWith('{')) return {};
   try {
-    const o = JSON.parse(text) as { instance_id?: unknown; tokenizer?: unknown };
+    const o = JSON.parse(text) as { instance_id?: unknown; tokenizer?: unknown; token_data_encodings?: unknown };
     const str = (v: unknown) => (typeof v === 'string' && v.length <= 128 ? v : undefined);
-    return { instance: str(o.instance_id), tokenizer: str(o.tokenizer) };
+    const b64 = Array.isArray(o.token_data_encodings) && o.token_data_encodings.includes(TOKEN_DATA_B64);
+    return { instance: str(o.instance_id), tokenizer: str(o.tokenizer), b64 };
   } catch {
     return {};
   }

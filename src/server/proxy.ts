@@ -140,8 +140,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
             body: ctx.opts.dynamoDirect
               ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!)
               : // Tokenize once over HTTP too: a worker with the router's tokenizer gets the ids.
-                idsRoute === 'nvext.token_data' && textPrompt
-                ? withTokenData(upstreamBody, body, tokens)
+                idsRoute.startsWith('nvext.') && textPrompt
+                ? withTokenData(upstreamBody, body, tokens, idsRoute === 'nvext.token_data_b64' ? 'base64' : 'json')
                 : upstreamBody,
             headers: {
               'content-type': 'application/json',

@@ -71,13 +71,19 @@ const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true},');
  * least one member, or undefined when the body is not shaped so (a copy of the bytes: re-serialising
  * a long prompt costs far more).
  */
-function spliceFirst(raw: Buffer, field: Buffer): Buffer | undefined {
+function spliceFirst(raw: Buffer, field: Buffer | string): Buffer | undefined {
   let i = 0;
   while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
   let j = i + 1;
   while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
-  if (i < raw.length && j < raw.length && raw[j] !== 0x7d) return Buffer.concat([raw.subarray(0, i + 1), field, raw.subarray(i + 1)]);
-  return undefined;
+  if (!(i < raw.length && j < raw.length && raw[j] !== 0x7d)) return undefined;
+  if (typeof field !== 'string') return Buffer.concat([raw.subarray(0, i + 1), field, raw.subarray(i + 1)]);
+  // An ASCII field (digits, base64): copied byte for byte, without a UTF-8 pass over a long string.
+  const out = Buffer.allocUnsafe(raw.length + field.length);
+  raw.copy(out, 0, 0, i + 1);
+  out.write(field, i + 1, 'latin1');
+  raw.copy(out, i + 1 + field.length, i + 1);
+  return out;
 }
 
 /**
@@ -96,21 +102,37 @@ export function withUsageOption(raw: Buffer, body: Record<string, unknown>): Buf
 const TOKEN_DATA_SLOT = `dynamo-lab-token-data-${randomUUID()}`;
 
 /**
- * The body to send on (`sent`: the client's bytes, possibly with the usage option) with
- * `nvext.token_data` = the prompt's token ids, Dynamo's field for a pre-tokenized prompt: a worker
- * whose tokenizer is the router's takes them instead of tokenizing the prompt again. Spliced in
- * when the client sent no `nvext`; merged into the client's `nvext` (re-serialised) otherwise.
+ * What a dynamo-lab sim lists in its /health `token_data_encodings` when it also takes the ids as
+ * `nvext.token_data_b64`: base64 of the ids as little-endian uint32s (a dynamo-lab extension; no
+ * other server lists it, so none is sent it).
  */
-export function withTokenData(sent: Buffer | string, body: Record<string, unknown>, ids: Uint32Array): Buffer | string {
-  const list = `[${idsJson(ids)}]`;
+export const TOKEN_DATA_B64 = 'base64-u32le';
+
+/**
+ * The body to send on (`sent`: the client's bytes, possibly with the usage option) with the
+ * prompt's token ids: `nvext.token_data`, Dynamo's field for a pre-tokenized prompt (`json`), or
+ * `nvext.token_data_b64` (`base64`, see TOKEN_DATA_B64). A worker whose tokenizer is the router's
+ * takes them instead of tokenizing the prompt again. Spliced in when the client sent no `nvext`;
+ * merged into the client's `nvext` (re-serialised) otherwise, replacing any ids the client put there.
+ */
+export function withTokenData(
+  sent: Buffer | string,
+  body: Record<string, unknown>,
+  ids: Uint32Array,
+  encoding: 'json' | 'base64' = 'json',
+): Buffer | string {
+  const field = encoding === 'json' ? 'token_data' : 'token_data_b64';
+  const value =
+    encoding === 'json' ? `[${idsJson(ids)}]` : `"${Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength).toString('base64')}"`;
   if (!Object.hasOwn(body, 'nvext')) {
-    const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, Buffer.from(`"nvext":{"token_data":${list}},`));
+    const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, `"nvext":{"${field}":${value}},`);
     if (spliced) return spliced;
   }
   // The client's own nvext (rare): merge into exactly what would have been sent.
   const upstream = JSON.parse(sent.toString()) as Record<string, unknown>;
   const nvext = upstream.nvext !== null && typeof upstream.nvext === 'object' && !Array.isArray(upstream.nvext) ? upstream.nvext : {};
-  return JSON.stringify({ ...upstream, nvext: { ...nvext, token_data: TOKEN_DATA_SLOT } }).replace(`"${TOKEN_DATA_SLOT}"`, list);
+  const { token_data: _, token_data_b64: __, ...rest } = nvext as Record<string, unknown>;
+  return JSON.stringify({ ...upstream, nvext: { ...rest, [field]: TOKEN_DATA_SLOT } }).replace(`"${TOKEN_DATA_SLOT}"`, value);
 }
 
 function describe(v: unknown): string {

@@ -174,6 +174,8 @@ export interface WorkerState {
    * the router's own, requests carry the router's token ids as `nvext.token_data`.
    */
   tokenizerFingerprint?: string;
+  /** Whether its /health also listed the compact form of the ids (`nvext.token_data_b64`, see request-body.ts). */
+  tokenDataB64?: boolean;
   readonly breaker: CircuitBreaker;
   zmq?: ZmqEventSource;
   unsubscribe?: () => void;
@@ -216,10 +218,10 @@ export interface WorkerView {
   dynamo_worker_id?: string;
   /**
    * How the worker gets the prompt's token ids from the router: handed over in process (threaded
-   * sims), sent as `nvext.token_data` (its /health reported the router's tokenizer), or not at all
-   * (it tokenizes the prompt itself).
+   * sims), sent as `nvext.token_data` (its /health reported the router's tokenizer) or as
+   * `nvext.token_data_b64` (it also listed that form), or not at all (it tokenizes the prompt itself).
    */
-  prompt_ids?: 'in-process' | 'nvext.token_data' | 'none';
+  prompt_ids?: 'in-process' | 'nvext.token_data' | 'nvext.token_data_b64' | 'none';
   events?: ZmqSourceStats;
 }
 

@@ -103,7 +103,8 @@ export interface EngineResult {
 
 export interface EngineRequest {
   requestId: string;
-  tokens: readonly number[];
+  /** The prompt's token ids (copied: the caller may reuse the array). */
+  tokens: ArrayLike<number>;
   maxTokens: number;
   /**
    * Optional precomputed hashes of the prompt's leading full blocks (local = XXH3 of the block's

@@ -13,6 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import { endianness } from 'node:os';
 import type { RouterEvent } from '../router/types.js';
 import {
   DEFAULT_MODEL,
@@ -93,29 +94,56 @@ export interface SimWorkerStats extends EngineStats {
 /**
  * `nvext.token_data`: the prompt's token ids, computed by a router that tokenizes exactly as this
  * worker does (its /health `tokenizer` fingerprint matched). Dynamo's own field: with it, Dynamo's
- * preprocessor skips tokenizing too. Undefined when absent; 400 when it is not a list of token ids.
+ * preprocessor skips tokenizing too. Or `nvext.token_data_b64`, the same ids as base64 of
+ * little-endian uint32s (a dynamo-lab extension this worker lists in /health
+ * `token_data_encodings`): parsing 8k ids out of JSON took ~0.2 ms of this thread per request,
+ * decoding them from base64 ~0.02 ms. Undefined when neither is given; 400 when the ids are not
+ * token ids, or both fields are given.
  */
-function tokenDataOf(body: Record<string, unknown>, vocabSize: number | undefined): number[] | undefined {
+function tokenDataOf(body: Record<string, unknown>, vocabSize: number | undefined): ArrayLike<number> | undefined {
   const nvext = body.nvext;
   if (nvext === null || typeof nvext !== 'object' || Array.isArray(nvext)) return undefined;
-  const ids = (nvext as { token_data?: unknown }).token_data;
-  if (ids === undefined || ids === null) return undefined;
-  const bad = (why: string) =>
+  const { token_data: list, token_data_b64: b64 } = nvext as { token_data?: unknown; token_data_b64?: unknown };
+  const given = (v: unknown) => v !== undefined && v !== null;
+  if (!given(list) && !given(b64)) return undefined;
+  const bad = (field: string, why: string) =>
     new HttpError(
       400,
-      `nvext.token_data must be a non-empty array of the prompt's token ids (${why}); leave it out and the worker tokenizes the prompt itself`,
+      `nvext.${field} must ${field === 'token_data' ? 'be a non-empty array of' : 'hold'} the prompt's token ids (${why}); leave it out and the worker tokenizes the prompt itself`,
       'invalid_request_error',
       'invalid_token_data',
     );
-  if (!Array.isArray(ids) || ids.length === 0) throw bad(Array.isArray(ids) ? 'it is empty' : `got ${typeof ids}`);
+  if (given(list) && given(b64)) throw bad('token_data', 'nvext.token_data_b64 was given too: send one of the two');
+  let ids: ArrayLike<unknown>;
+  const field = given(list) ? 'token_data' : 'token_data_b64';
+  if (field === 'token_data') {
+    if (!Array.isArray(list) || list.length === 0) throw bad(field, Array.isArray(list) ? 'it is empty' : `got ${typeof list}`);
+    ids = list;
+  } else {
+    if (typeof b64 !== 'string') throw bad(field, `as a base64 string, got ${typeof b64}`);
+    const bytes = Buffer.from(b64, 'base64');
+    // Buffer's decoder skips what is not base64: fewer bytes than the length promises means there was some.
+    if (b64.length % 4 !== 0 || bytes.length !== (b64.length / 4) * 3 - (b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0))
+      throw bad(field, 'as padded base64; it is not');
+    if (bytes.length === 0 || bytes.length % 4 !== 0)
+      throw bad(field, `as base64 of little-endian uint32s; it decodes to ${bytes.length} bytes, not a non-zero multiple of 4`);
+    ids = LITTLE_ENDIAN
+      ? new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length))
+      : Uint32Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readUInt32LE(4 * i));
+  }
   const limit = vocabSize ?? 2 ** 32;
   for (let i = 0; i < ids.length; i++) {
     const t = ids[i];
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= limit)
-      throw bad(`item ${i} is ${JSON.stringify(t)?.slice(0, 40)}${vocabSize ? `, not an id below the vocabulary size ${vocabSize}` : ''}`);
+      throw bad(
+        field,
+        `item ${i} is ${JSON.stringify(t)?.slice(0, 40)}${vocabSize ? `, not an id below the vocabulary size ${vocabSize}` : ''}`,
+      );
   }
-  return ids as number[];
+  return ids as ArrayLike<number>;
 }
+
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 /** Qwen2.5-1.5B-Instruct's max_position_embeddings (config.json), vLLM's default max_model_len for it. */
@@ -352,8 +380,11 @@ export class SimWorker {
             status: 'ok',
             worker: this.id,
             instance_id: this.instanceId,
-            // A router whose tokenizer has this fingerprint sends the prompt's ids (nvext.token_data).
-            ...(this.tokenizer ? { tokenizer: this.tokenizer.fingerprint } : {}),
+            // A router whose tokenizer has this fingerprint sends the prompt's ids (nvext.token_data,
+            // or the compact nvext.token_data_b64 where both ends are little-endian).
+            ...(this.tokenizer
+              ? { tokenizer: this.tokenizer.fingerprint, token_data_encodings: LITTLE_ENDIAN ? ['json', 'base64-u32le'] : ['json'] }
+              : {}),
           }),
       },
       '/metrics': { GET: () => this.metrics(res) },
@@ -457,7 +488,7 @@ export class SimWorker {
         'model_not_found',
       );
     }
-    let tokens: number[] | undefined;
+    let tokens: ArrayLike<number> | undefined;
     const given = req.headers['x-request-id'];
     // Tokenize once: a co-located router already tokenized this prompt and handed the ids over.
     if (this.promptTokens && typeof given === 'string' && req.headers[PROMPT_IDS_HEADER] === '1')

@@ -26,7 +26,7 @@ after(async () => {
 
 test('a prompt over the token limit is 400 context_length_exceeded, over the character limit 413; neither reaches a worker', async () => {
   // The router's one-time GET /health at registration is an HTTP request too: let it land first.
-  await waitFor(() => router.workersView().workers[0]?.prompt_ids === 'nvext.token_data', 'the router identifying its worker');
+  await waitFor(() => router.workersView().workers[0]?.prompt_ids === 'nvext.token_data_b64', 'the router identifying its worker');
   const before = sims[0]!.stats().httpRequests;
   const long = await chat(router.url, 'word '.repeat(400));
   assert.equal(long.status, 400);

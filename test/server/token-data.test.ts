@@ -1,12 +1,16 @@
 /**
  * Tokenize once over HTTP: a simulated worker reports its tokenizer's fingerprint on /health; a
- * router with the same tokenizer then sends the prompt's token ids as `nvext.token_data` (Dynamo's
- * field for a pre-tokenized prompt) and the worker does not tokenize the prompt again. A worker
- * whose tokenizer differs (here: the same vocabulary with another chat template) gets no ids.
+ * router with the same tokenizer then sends the prompt's token ids (as `nvext.token_data_b64`,
+ * which the sim lists in /health `token_data_encodings`; as `nvext.token_data`, Dynamo's field for
+ * a pre-tokenized prompt, to a worker that lists only the fingerprint) and the worker does not
+ * tokenize the prompt again. A worker whose tokenizer differs (here: the same vocabulary with
+ * another chat template) gets no ids.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,12 +78,13 @@ after(async () => {
 
 test('a worker reports its tokenizer fingerprint; the router sends ids only where it matches its own', async () => {
   const tok = await loadChatTokenizer();
-  const health = (await (await fetch(`${same[0]!.url}/health`)).json()) as { tokenizer?: string };
+  const health = (await (await fetch(`${same[0]!.url}/health`)).json()) as { tokenizer?: string; token_data_encodings?: string[] };
   assert.equal(health.tokenizer, tok.fingerprint);
+  assert.deepEqual(health.token_data_encodings, ['json', 'base64-u32le']);
   const otherHealth = (await (await fetch(`${other[0]!.url}/health`)).json()) as { tokenizer?: string };
   assert.ok(otherHealth.tokenizer && otherHealth.tokenizer !== tok.fingerprint, 'another template, another fingerprint');
   const view = () => new Map(router.workersView().workers.map((w) => [w.id, w.prompt_ids]));
-  await waitFor(() => view().get('same') === 'nvext.token_data', 'the router learning the worker tokenizes as it does');
+  await waitFor(() => view().get('same') === 'nvext.token_data_b64', 'the router learning the worker tokenizes as it does');
   assert.equal(view().get('other'), 'none');
 });
 
@@ -97,20 +102,21 @@ test('the matching worker takes the ids (same prompt_tokens as tokenizing itself
   }
   assert.deepEqual(Object.fromEntries(seen), { same: 2, other: 2 });
   const a = { same: await counts(same[0]!), other: await counts(other[0]!) };
-  assert.equal(a.same.promptsHandedOver - b.same.promptsHandedOver, 2, 'both requests came with nvext.token_data');
+  assert.equal(a.same.promptsHandedOver - b.same.promptsHandedOver, 2, 'both requests came with nvext.token_data_b64');
   assert.equal(a.same.promptsTokenized - b.same.promptsTokenized, 0);
   assert.equal(a.other.promptsHandedOver - b.other.promptsHandedOver, 0, 'a worker with another tokenizer gets no ids');
   assert.equal(a.other.promptsTokenized - b.other.promptsTokenized, 2);
 });
 
+/** A one-word chat request with this `nvext`, straight to the matching worker. */
+const post = (nvext: unknown) =>
+  fetch(`${same[0]!.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 2, nvext }),
+  });
+
 test('bad nvext.token_data is a 400 naming the field; well-formed ids are the prompt', async () => {
-  const url = `${same[0]!.url}/v1/chat/completions`;
-  const post = (nvext: unknown) =>
-    fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 2, nvext }),
-    });
   for (const bad of [
     { token_data: [] },
     { token_data: 'abc' },
@@ -129,6 +135,81 @@ test('bad nvext.token_data is a 400 naming the field; well-formed ids are the pr
   assert.equal(((await ok.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens, 5);
 });
 
+test('nvext.token_data_b64: base64 of little-endian u32 ids is the prompt; anything else is a 400 naming the field', async () => {
+  const b64 = (ids: number[]) => Buffer.from(new Uint32Array(ids).buffer).toString('base64');
+  for (const [bad, why] of [
+    [{ token_data_b64: '' }, /decodes to 0 bytes/],
+    [{ token_data_b64: 12 }, /base64 string, got number/],
+    [{ token_data_b64: b64([1, 2]).slice(0, -1) }, /padded base64/],
+    [{ token_data_b64: `${b64([1, 2]).slice(0, 4)}!${b64([1, 2]).slice(5)}` }, /padded base64/],
+    [{ token_data_b64: Buffer.from([1, 0, 0]).toString('base64') }, /3 bytes, not a non-zero multiple of 4/],
+    [{ token_data_b64: b64([5, 10_000_000]) }, /item 1 is 10000000, not an id below the vocabulary size/],
+    [{ token_data_b64: b64([5]), token_data: [5] }, /send one of the two/],
+  ] as const) {
+    const r = await post(bad);
+    assert.equal(r.status, 400, JSON.stringify(bad));
+    const e = (await r.json()) as { error: { code: string; message: string } };
+    assert.equal(e.error.code, 'invalid_token_data');
+    assert.match(e.error.message, /nvext\.token_data/);
+    assert.match(e.error.message, why, JSON.stringify(bad));
+  }
+  const ids = [100, 200, 300, 400, 500, 151_643, 7];
+  const ok = await post({ token_data_b64: b64(ids) });
+  assert.equal(ok.status, 200, await ok.clone().text());
+  assert.equal(((await ok.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens, ids.length);
+});
+
+test("a worker that lists only its fingerprint gets Dynamo's nvext.token_data: the router's ids, digit for digit", async () => {
+  const tok = await loadChatTokenizer();
+  const bodies: Record<string, unknown>[] = [];
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c) => (raw += c));
+    req.on('end', () => {
+      if (req.url === '/health') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', tokenizer: tok.fingerprint }));
+        return;
+      }
+      bodies.push(JSON.parse(raw) as Record<string, unknown>);
+      const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          id: 'x',
+          object: 'chat.completion',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+          usage,
+        }),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const r = await RouterServer.start({
+    workers: [{ id: 'plain', url: `http://127.0.0.1:${port}` }],
+    blockSize: 16,
+    port: 0,
+    events: 'none',
+    health: false,
+  });
+  try {
+    await waitFor(() => r.workersView().workers[0]?.prompt_ids === 'nvext.token_data', 'the router reading the fingerprint');
+    const messages = [{ role: 'user', content: 'Is the 7:42 to Leeds on time today?' }];
+    const answer = await fetch(`${r.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages, max_tokens: 1 }),
+    });
+    assert.equal(answer.status, 200, await answer.clone().text());
+    assert.equal(bodies.length, 1);
+    const nvext = bodies[0]!.nvext as { token_data?: number[]; token_data_b64?: string };
+    assert.deepEqual(nvext.token_data, [...(await tok.encodeChatIds(messages))]);
+    assert.equal(nvext.token_data_b64, undefined);
+  } finally {
+    await r.close();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
 test('with health checks off the router still asks each added worker once who it is', async () => {
   const quiet = await RouterServer.start({
     workers: [{ id: 'same', url: same[0]!.url }],
@@ -138,7 +219,7 @@ test('with health checks off the router still asks each added worker once who it
     health: false,
   });
   try {
-    await waitFor(() => quiet.workersView().workers[0]?.prompt_ids === 'nvext.token_data', 'the one-time /health at registration');
+    await waitFor(() => quiet.workersView().workers[0]?.prompt_ids === 'nvext.token_data_b64', 'the one-time /health at registration');
     const b = await counts(same[0]!);
     await chatVia(quiet.url, 'One more question about the timetable, sent through a router without health checks.');
     const a = await counts(same[0]!);

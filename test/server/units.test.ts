@@ -99,7 +99,7 @@ test('the upstream body asks for the usage chunk: spliced in when there is no st
   assert.deepEqual(JSON.parse(withUsageOption(Buffer.from('{}'), {}).toString()), { stream_options: { include_usage: true } });
 });
 
-test("the upstream body carries the router's token ids as nvext.token_data: spliced without a client nvext, merged into it otherwise", () => {
+test("the upstream body carries the router's token ids as nvext.token_data or token_data_b64: spliced without a client nvext, merged into it otherwise", () => {
   fc.assert(
     fc.property(
       fc.dictionary(
@@ -108,23 +108,41 @@ test("the upstream body carries the router's token ids as nvext.token_data: spli
         { minKeys: 1 },
       ),
       fc.option(
-        fc.oneof(fc.constant(null), fc.record({ agent_hints: fc.record({ osl: fc.nat() }) }), fc.record({ token_data: fc.constant([9]) })),
+        fc.oneof(
+          fc.constant(null),
+          fc.record({ agent_hints: fc.record({ osl: fc.nat() }) }),
+          fc.record({ token_data: fc.constant([9]) }),
+          fc.record({ token_data_b64: fc.constant('CQAAAA==') }),
+        ),
         {
           nil: undefined,
         },
       ),
       fc.boolean(),
       fc.uint32Array({ minLength: 1, maxLength: 300 }),
-      (fields, nvext, usage, ids) => {
+      fc.constantFrom('json' as const, 'base64' as const),
+      (fields, nvext, usage, ids, encoding) => {
         const body: Record<string, unknown> = { ...fields };
         if (nvext !== undefined) body.nvext = nvext;
         const raw = Buffer.from(JSON.stringify(body));
         const sent = usage ? withUsageOption(raw, body) : raw;
-        const out = withTokenData(sent, body, ids);
+        const out = withTokenData(sent, body, ids, encoding);
         const parsed = JSON.parse(out.toString());
+        if (encoding === 'base64') {
+          // The ids' little-endian bytes, read back here the way the sim reads them.
+          const bytes = Buffer.from(parsed.nvext.token_data_b64 as string, 'base64');
+          assert.deepEqual([...new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length))], [...ids]);
+          parsed.nvext.token_data_b64 = [...ids];
+        }
+        // The client's own ids (either field) are replaced by the router's.
+        const {
+          token_data: _a,
+          token_data_b64: _b,
+          ...clientNvext
+        } = (nvext && typeof nvext === 'object' ? nvext : {}) as Record<string, unknown>;
         const expected = {
           ...JSON.parse(sent.toString()),
-          nvext: { ...(nvext && typeof nvext === 'object' ? nvext : {}), token_data: [...ids] },
+          nvext: { ...clientNvext, [encoding === 'json' ? 'token_data' : 'token_data_b64']: [...ids] },
         };
         assert.deepEqual(parsed, JSON.parse(JSON.stringify(expected)));
         if (nvext === undefined) assert.ok(Buffer.isBuffer(out), 'spliced, not re-serialised');
