@@ -35,6 +35,7 @@
  *                             [--distinct-prompts 64] [--unique-chat] [--no-sim | --only-sim] [--sim-speedup 1]
  *                             [--rounds 3] [--no-keepalive] [--profile-router <dir>]   (node --cpu-prof of the router process; <dir>/sim8
  *                                                         for the `router --sim 8` phase, all threads)
+ *                             [--profile-worker <dir>]   (the same for the worker process)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -80,6 +81,7 @@ interface Child {
 }
 
 const PROFILE_DIR = arg('profile-router', '');
+const PROFILE_WORKER_DIR = arg('profile-worker', '');
 
 function startCli(args: string[], nodeFlags: string[] = []): Child {
   return startNode([...nodeFlags, ...NODE_ARGS, ...args], `dynamo-lab ${args.join(' ')}`);
@@ -269,8 +271,21 @@ function healthSummary(runs: { lat: number[]; failures: number }[]): HealthSumma
   return { probes: lat.length, failures, p50_ms: r3(pct(lat, 50)), p99_ms: r3(pct(lat, 99)), max_ms: r3(lat[lat.length - 1] ?? NaN) };
 }
 
+/** Read and write system calls of `pid` so far (/proc/<pid>/io; Linux). */
+function ioCalls(pid: number): { reads: number; writes: number } | undefined {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const n = (k: string) => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1]);
+    return { reads: n('syscr'), writes: n('syscw') };
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU time of every thread of `pid` and of its main thread, and the main thread's run-queue wait (ns; Linux). */
-function schedTimes(pid: number | undefined): { cpu: number; mainRun: number; mainWait: number } | undefined {
+function schedTimes(
+  pid: number | undefined,
+): { cpu: number; mainRun: number; mainWait: number; io?: { reads: number; writes: number } } | undefined {
   if (!pid || process.platform !== 'linux') return undefined;
   try {
     let cpu = 0;
@@ -282,7 +297,7 @@ function schedTimes(pid: number | undefined): { cpu: number; mainRun: number; ma
       }
     }
     const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map(Number);
-    return { cpu, mainRun: run!, mainWait: wait! };
+    return { cpu, mainRun: run!, mainWait: wait!, io: ioCalls(pid) };
   } catch {
     return undefined;
   }
@@ -308,6 +323,8 @@ interface ProcessLoad {
   /** Share of the wall time the main thread ran / waited for a CPU while runnable. */
   main_thread_running_share?: number;
   main_thread_runqueue_wait_share?: number;
+  /** Read / write system calls per request (socket reads and writes, all threads). */
+  syscalls_per_request?: { read: number; write: number };
   /** The router's event-loop delay over the phase (ms beyond its 10 ms sampling interval). */
   event_loop_delay_ms?: { p50: number; p99: number; max: number };
   loadavg: { start: number[]; end: number[] };
@@ -323,6 +340,8 @@ function describeProcess(what: string, p: ProcessLoad): string {
     parts.push(
       `CPU ${p.cpu_ms_per_request} ms/request (main thread ${p.main_thread_cpu_ms_per_request}; main thread ran ${Math.round(100 * p.main_thread_running_share!)}% of the time and waited for a CPU ${Math.round(100 * p.main_thread_runqueue_wait_share!)}%)`,
     );
+  if (p.syscalls_per_request)
+    parts.push(`${p.syscalls_per_request.read} read / ${p.syscalls_per_request.write} write system calls per request`);
   parts.push(`load average ${p.loadavg.start[0]} -> ${p.loadavg.end[0]}`);
   return `${what} ${parts.join(', ')}`;
 }
@@ -342,6 +361,11 @@ async function watchProcess(pid: number | undefined, routerUrl?: string): Promis
         out.main_thread_cpu_ms_per_request = r3((end.mainRun - start.s.mainRun) / 1e6 / requests);
         out.main_thread_running_share = r3((end.mainRun - start.s.mainRun) / wallNs);
         out.main_thread_runqueue_wait_share = r3((end.mainWait - start.s.mainWait) / wallNs);
+        if (start.s.io && end.io)
+          out.syscalls_per_request = {
+            read: r3((end.io.reads - start.s.io.reads) / requests),
+            write: r3((end.io.writes - start.s.io.writes) / requests),
+          };
       }
       if (routerUrl) out.event_loop_delay_ms = await loopDelay(routerUrl);
       return out;
@@ -458,17 +482,51 @@ interface FormatResult {
     /** Median over rounds of router / bare proxy requests per second. */
     router_vs_bare_proxy_ratio: number;
     bare_proxy_process: ProcessLoad[];
+    /** The worker's process through the router's runs. */
+    worker_process_router: ProcessLoad[];
+    /** Per round and side: CPU time per request of the load generator, the worker and the proxy. */
+    cpu_ms_per_request: Record<Side, CpuBudget[]>;
   };
 }
 
 /** One loaded run against `url`, with its /health probed and its process (`pid`) watched. */
-async function loadedRun(url: string, pid: number | undefined, isRouter: boolean, payloads: Buffer[], format: Format) {
+async function loadedRun(
+  url: string,
+  pid: number | undefined,
+  isRouter: boolean,
+  payloads: Buffer[],
+  format: Format,
+  workerPid: number | undefined,
+) {
   const probe = healthProbe(url);
   const watch = await watchProcess(pid, isRouter ? url : undefined);
+  // The worker behind a proxy too: a router that hands the worker token ids makes the worker's share smaller.
+  const watchWorker = workerPid !== pid ? await watchProcess(workerPid) : undefined;
+  const clientStart = process.cpuUsage();
   const result = await load(url, payloads, REQUESTS, CONCURRENCY, format);
-  const process = await watch.stop(REQUESTS);
+  const client = process.cpuUsage(clientStart);
+  const proc = await watch.stop(REQUESTS);
+  const worker = watchWorker ? await watchWorker.stop(REQUESTS) : proc;
   const health = await probe.stop();
-  return { result, process, health };
+  const cpu: CpuBudget = {
+    client_ms: r3((client.user + client.system) / 1000 / REQUESTS),
+    worker_ms: worker.cpu_ms_per_request,
+    proxy_ms: watchWorker ? proc.cpu_ms_per_request : 0,
+  };
+  return { result, process: proc, worker, cpu, health };
+}
+
+/** CPU time per request of each process on the path (ms, all threads): the load generator, the worker, the proxy (0 when direct). */
+interface CpuBudget {
+  client_ms: number;
+  worker_ms: number | undefined;
+  proxy_ms: number | undefined;
+}
+
+function describeBudget(side: string, runs: { cpu: CpuBudget }[]): string {
+  const med = (f: (b: CpuBudget) => number | undefined) => r3(median(runs.map((r) => f(r.cpu) ?? NaN)));
+  const total = med((b) => b.client_ms + (b.worker_ms ?? NaN) + (b.proxy_ms ?? NaN));
+  return `${side} ${total} (load generator ${med((b) => b.client_ms)}, worker ${med((b) => b.worker_ms)}${side === 'direct' ? '' : `, proxy ${med((b) => b.proxy_ms)}`})`;
 }
 
 function median(xs: number[]): number {
@@ -480,24 +538,27 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
   const tokenPayloads = FORMATS.includes('tokens') ? tokenBodies() : [];
   const docs = FORMATS.includes('chat') ? chatDocuments() : [];
   const blocks = Math.ceil(((PROMPT_TOKENS + 64 + MAX_TOKENS) / 16) * (CONCURRENCY + 2 * DISTINCT)) + 1024;
-  const sim = startCli([
-    'sim',
-    '--workers',
-    '1',
-    '--port',
-    '0',
-    '--speedup',
-    '0',
-    '--gpu-blocks',
-    String(blocks),
-    '--max-num-seqs',
-    String(Math.max(256, CONCURRENCY)),
-    '--max-num-batched-tokens',
-    String(Math.max(8192, PROMPT_TOKENS + 64)),
-    '--quiet',
-    '--json',
-    ...(EVENTS === 'zmq' ? ['--zmq-port', '0', '--replay-port', '0'] : []),
-  ]);
+  const sim = startCli(
+    [
+      'sim',
+      '--workers',
+      '1',
+      '--port',
+      '0',
+      '--speedup',
+      '0',
+      '--gpu-blocks',
+      String(blocks),
+      '--max-num-seqs',
+      String(Math.max(256, CONCURRENCY)),
+      '--max-num-batched-tokens',
+      String(Math.max(8192, PROMPT_TOKENS + 64)),
+      '--quiet',
+      '--json',
+      ...(EVENTS === 'zmq' ? ['--zmq-port', '0', '--replay-port', '0'] : []),
+    ],
+    PROFILE_WORKER_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_WORKER_DIR] : [],
+  );
   let router: Child | undefined;
   let bare: Child | undefined;
   try {
@@ -546,7 +607,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           const side = sides[(j + k) % sides.length]!;
           const [url, pid] =
             side === 'router' ? [routerUrl, router.proc.pid] : side === 'bare' ? [bareUrl, bare.proc.pid] : [w!.url, sim.proc.pid];
-          runs[side].push(await loadedRun(url, pid, side === 'router', bodies(`l${side}${k}`, REQUESTS), format));
+          runs[side].push(await loadedRun(url, pid, side === 'router', bodies(`l${side}${k}`, REQUESTS), format, sim.proc.pid));
         }
       }
       const routerRuns = runs.router;
@@ -579,6 +640,12 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           router_process: routerRuns.map((x) => x.process),
           worker_process_direct: directRuns.map((x) => x.process),
           bare_proxy_process: runs.bare.map((x) => x.process),
+          worker_process_router: routerRuns.map((x) => x.worker),
+          cpu_ms_per_request: {
+            router: routerRuns.map((x) => x.cpu),
+            direct: directRuns.map((x) => x.cpu),
+            bare: runs.bare.map((x) => x.cpu),
+          },
         },
       };
       const rps = (rs: Run[]) => rs.map((x) => x.result.requests_per_s).join(' / ');
@@ -589,6 +656,9 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       );
       say(
         `${format}: bare proxy ${rps(runs.bare)} req/s, ratios to direct ${bareRatios.join(' / ')}, median ${r.loaded.bare_proxy_throughput_ratio}x; router / bare proxy ${r.loaded.router_vs_bare_proxy_ratio}x`,
+      );
+      say(
+        `${format}: CPU ms per request, all processes (median of rounds): ${describeBudget('direct', directRuns)}; ${describeBudget('router', routerRuns)}; ${describeBudget('bare proxy', runs.bare)}`,
       );
       say(
         `${format}: ${describeProcess('router', routerRuns[0]!.process)}; ${describeProcess('bare proxy', runs.bare[0]!.process)}; ${describeProcess('worker (direct)', directRuns[0]!.process)} (first round)`,
