@@ -5,16 +5,22 @@
  * beside `dynamo-lab router` so the router's throughput can be read against what the platform
  * (node:http + undici, on this machine) costs by itself.
  *
- *   node dist/scripts/bare-proxy.js <worker base URL>    prints {"url": ...} once listening
+ * With --tcp it does not speak HTTP at all: each client connection gets its own connection to the
+ * worker and the bytes are piped both ways. That is the cost of the extra hop alone (a process in
+ * between, two more sockets), without parsing or writing HTTP.
+ *
+ *   node dist/scripts/bare-proxy.js <worker base URL> [--tcp]    prints {"url": ...} once listening
  */
 import { createServer } from 'node:http';
+import { connect, createServer as createTcpServer, type Server } from 'node:net';
 import { Agent, request } from 'undici';
 
 const target = process.argv[2];
 if (!target) {
-  process.stderr.write('usage: bare-proxy <worker base URL>\n');
+  process.stderr.write('usage: bare-proxy <worker base URL> [--tcp]\n');
   process.exit(2);
 }
+const TCP = process.argv[3] === '--tcp';
 // The router's own settings: keep-alive connections to the worker, clients kept 65 s.
 const agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 1 });
 const server = createServer(async (req, res) => {
@@ -41,12 +47,25 @@ const server = createServer(async (req, res) => {
   }
 });
 server.keepAliveTimeout = 65_000;
-server.listen(0, '127.0.0.1', () => {
-  const addr = server.address();
+
+const worker = new URL(target);
+const relay = createTcpServer((client) => {
+  const up = connect(Number(worker.port), worker.hostname);
+  client.pipe(up);
+  up.pipe(client);
+  client.on('error', () => up.destroy());
+  up.on('error', () => client.destroy());
+  client.on('close', () => up.destroy());
+  up.on('close', () => client.destroy());
+});
+
+const listening: Server = TCP ? relay : server;
+listening.listen(0, '127.0.0.1', () => {
+  const addr = listening.address();
   if (addr && typeof addr === 'object') process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${addr.port}` })}\n`);
 });
 process.on('SIGTERM', () => {
-  server.close();
+  listening.close();
   void agent.close();
   process.exit(0);
 });

@@ -13,10 +13,13 @@
  * and through the router. Loaded, they take turns for --rounds rounds (default 3; the order
  * rotates by round) and the throughput ratio is the median of the rounds' ratios: one run each,
  * always in the same order, moved the ratio by 0.7-1.0 from one invocation to the next on this
- * shared 2-core machine. A third side takes its turn in the same rounds: scripts/bare-proxy.ts, a proxy that only parses the JSON and relays (node:http +
- * undici, as the router), so the router's ratio can be read against what any Node.js proxy costs
- * here. Through every loaded run GET /health of the server under load is probed every 20 ms
- * (router, bare proxy or worker: every side carries the probe).
+ * shared 2-core machine. Two more sides take their turns in the same rounds: scripts/bare-proxy.ts,
+ * a proxy that only parses the JSON and relays (node:http + undici, as the router), so the router's
+ * ratio can be read against what any Node.js HTTP proxy costs here; and the same script with --tcp,
+ * which pipes bytes without speaking HTTP: the cost of the extra hop alone. The CPU time per
+ * request of the load generator, the worker and the proxy is read for every side: on 2 shared
+ * cores, whatever a proxy spends is taken from the worker. Through every loaded run GET /health
+ * of the server under load is probed every 20 ms (every side carries the probe).
  * Then (unless --no-sim) `router --sim 8` (engines in the router's process tree) takes
  * --concurrency chat streams while /health is probed the same way.
  *
@@ -88,9 +91,9 @@ function startCli(args: string[], nodeFlags: string[] = []): Child {
 }
 
 /** scripts/bare-proxy.ts in front of `workerUrl`: what node:http + undici cost without the router. */
-function startBareProxy(workerUrl: string): Child {
+function startBareProxy(workerUrl: string, tcp = false): Child {
   const script = fileURLToPath(new URL(fromTs ? './bare-proxy.ts' : './bare-proxy.js', import.meta.url));
-  return startNode([...(fromTs ? ['--import', 'tsx'] : []), script, workerUrl], 'bare-proxy');
+  return startNode([...(fromTs ? ['--import', 'tsx'] : []), script, workerUrl, ...(tcp ? ['--tcp'] : [])], 'bare-proxy');
 }
 
 function startNode(argv: string[], what: string): Child {
@@ -454,7 +457,7 @@ function histMean(metrics: string, name: string): number | undefined {
   return count ? r3(sum / count) : undefined;
 }
 
-type Side = 'router' | 'direct' | 'bare';
+type Side = 'router' | 'direct' | 'bare' | 'tcp';
 
 interface FormatResult {
   format: Format;
@@ -482,6 +485,11 @@ interface FormatResult {
     /** Median over rounds of router / bare proxy requests per second. */
     router_vs_bare_proxy_ratio: number;
     bare_proxy_process: ProcessLoad[];
+    /** scripts/bare-proxy.ts --tcp (bytes piped both ways, no HTTP) in the same rounds: the cost of the hop alone. */
+    tcp_relay_runs: PhaseResult[];
+    tcp_relay_throughput_ratios: number[];
+    tcp_relay_throughput_ratio: number;
+    tcp_relay_process: ProcessLoad[];
     /** The worker's process through the router's runs. */
     worker_process_router: ProcessLoad[];
     /** Per round and side: CPU time per request of the load generator, the worker and the proxy. */
@@ -561,6 +569,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
   );
   let router: Child | undefined;
   let bare: Child | undefined;
+  let tcp: Child | undefined;
   try {
     const [w] = JSON.parse(await sim.firstLine) as Array<{ id: string; url: string; zmq: string | null; zmq_replay: string | null }>;
     const spec = EVENTS === 'zmq' ? `id=${w!.id},url=${w!.url},zmq=${w!.zmq},replay=${w!.zmq_replay}` : w!.url;
@@ -571,6 +580,8 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     const { url: routerUrl } = JSON.parse(await router.firstLine) as { url: string };
     bare = startBareProxy(w!.url);
     const { url: bareUrl } = JSON.parse(await bare.firstLine) as { url: string };
+    tcp = startBareProxy(w!.url, true);
+    const { url: tcpUrl } = JSON.parse(await tcp.firstLine) as { url: string };
     say(
       `worker ${w!.url}, router ${routerUrl} (events ${EVENTS}); ${REQUESTS} requests x ~${PROMPT_TOKENS} prompt tokens, ${MAX_TOKENS} output tokens, ${CONCURRENCY} concurrent streams; formats ${FORMATS.join(', ')}${UNIQUE_CHAT ? ' (unique chat prompts)' : ''}`,
     );
@@ -585,7 +596,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         Math.min(CONCURRENCY, 64),
         format,
       );
-      for (const url of [routerUrl, bareUrl])
+      for (const url of [routerUrl, bareUrl, tcpUrl])
         await load(
           url,
           bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)),
@@ -597,16 +608,21 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       say(`${format}: 1 stream: direct, router ...`);
       const serialDirect = await load(w!.url, bodies('sd', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
       const serialRouter = await load(routerUrl, bodies('sr', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
-      say(`${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct and bare proxy, taking turns ...`);
+      say(`${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct, bare proxy and TCP relay, taking turns ...`);
       type Run = Awaited<ReturnType<typeof loadedRun>>;
-      const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [] };
-      const sides: Side[] = ['router', 'direct', 'bare'];
+      const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [], tcp: [] };
+      const sides: Side[] = ['router', 'direct', 'bare', 'tcp'];
+      const where: Record<Side, [string, number | undefined]> = {
+        router: [routerUrl, router.proc.pid],
+        direct: [w!.url, sim.proc.pid],
+        bare: [bareUrl, bare.proc.pid],
+        tcp: [tcpUrl, tcp.proc.pid],
+      };
       for (let k = 0; k < ROUNDS; k++) {
         // The order rotates by round, so no side always runs first on a cooler machine.
         for (let j = 0; j < sides.length; j++) {
           const side = sides[(j + k) % sides.length]!;
-          const [url, pid] =
-            side === 'router' ? [routerUrl, router.proc.pid] : side === 'bare' ? [bareUrl, bare.proc.pid] : [w!.url, sim.proc.pid];
+          const [url, pid] = where[side];
           runs[side].push(await loadedRun(url, pid, side === 'router', bodies(`l${side}${k}`, REQUESTS), format, sim.proc.pid));
         }
       }
@@ -615,6 +631,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       const perRound = (a: Run[], b: Run[]) => a.map((x, k) => r3(x.result.requests_per_s / b[k]!.result.requests_per_s));
       const ratios = perRound(routerRuns, directRuns);
       const bareRatios = perRound(runs.bare, directRuns);
+      const tcpRatios = perRound(runs.tcp, directRuns);
       const routerHealth = healthSummary(routerRuns.map((r) => r.health));
       const r: FormatResult = {
         format,
@@ -640,11 +657,16 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           router_process: routerRuns.map((x) => x.process),
           worker_process_direct: directRuns.map((x) => x.process),
           bare_proxy_process: runs.bare.map((x) => x.process),
+          tcp_relay_runs: runs.tcp.map((x) => x.result),
+          tcp_relay_throughput_ratios: tcpRatios,
+          tcp_relay_throughput_ratio: r3(median(tcpRatios)),
+          tcp_relay_process: runs.tcp.map((x) => x.process),
           worker_process_router: routerRuns.map((x) => x.worker),
           cpu_ms_per_request: {
             router: routerRuns.map((x) => x.cpu),
             direct: directRuns.map((x) => x.cpu),
             bare: runs.bare.map((x) => x.cpu),
+            tcp: runs.tcp.map((x) => x.cpu),
           },
         },
       };
@@ -655,10 +677,11 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           `${CONCURRENCY} streams throughput router ${rps(routerRuns)} vs direct ${rps(directRuns)} req/s, ratios ${ratios.join(' / ')}, median ${r.loaded.throughput_ratio}x; router /health p99 ${routerHealth.p99_ms} ms, max ${routerHealth.max_ms} ms`,
       );
       say(
-        `${format}: bare proxy ${rps(runs.bare)} req/s, ratios to direct ${bareRatios.join(' / ')}, median ${r.loaded.bare_proxy_throughput_ratio}x; router / bare proxy ${r.loaded.router_vs_bare_proxy_ratio}x`,
+        `${format}: bare proxy ${rps(runs.bare)} req/s, ratios to direct ${bareRatios.join(' / ')}, median ${r.loaded.bare_proxy_throughput_ratio}x; router / bare proxy ${r.loaded.router_vs_bare_proxy_ratio}x; ` +
+          `TCP relay (no HTTP) ${rps(runs.tcp)} req/s, ratios to direct ${tcpRatios.join(' / ')}, median ${r.loaded.tcp_relay_throughput_ratio}x`,
       );
       say(
-        `${format}: CPU ms per request, all processes (median of rounds): ${describeBudget('direct', directRuns)}; ${describeBudget('router', routerRuns)}; ${describeBudget('bare proxy', runs.bare)}`,
+        `${format}: CPU ms per request, all processes (median of rounds): ${describeBudget('direct', directRuns)}; ${describeBudget('router', routerRuns)}; ${describeBudget('bare proxy', runs.bare)}; ${describeBudget('TCP relay', runs.tcp)}`,
       );
       say(
         `${format}: ${describeProcess('router', routerRuns[0]!.process)}; ${describeProcess('bare proxy', runs.bare[0]!.process)}; ${describeProcess('worker (direct)', directRuns[0]!.process)} (first round)`,
@@ -677,6 +700,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     };
     return { results, overhead };
   } finally {
+    if (tcp) await stop(tcp);
     if (bare) await stop(bare);
     if (router) await stop(router);
     await stop(sim);
