@@ -17,6 +17,7 @@
 import { xxh3 } from '@node-rs/xxhash';
 import { xxh3View, xxh3Pair16, xxh3ChainPairs, xxh3Words17to128, xxh3_64 } from './xxh3.js';
 import { wasmBlockPairs, wasmBlockSizeSupported, wasmChainPairs, wasmHashAvailable } from './xxh3-wasm.js';
+import { LITTLE_ENDIAN } from '../base/endian.js';
 
 export const XXH3_SEED = 1337n;
 const U64_MASK = (1n << 64n) - 1n;
@@ -65,7 +66,6 @@ export function saltedSeed(salt?: HashSalt): bigint {
 let scratch = new Uint8Array(64 * 4);
 let scratchView = new DataView(scratch.buffer);
 let scratchU32 = new Uint32Array(scratch.buffer);
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 function ensureScratch(bytes: number): void {
   if (scratch.byteLength < bytes) {

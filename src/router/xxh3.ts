@@ -19,6 +19,7 @@
  * xxh3ChainPairs, the 17-128 byte words path) on purpose: a shared helper would hand back four
  * u32 halves through scratch state on every block; the test vectors check every copy.
  */
+import { LITTLE_ENDIAN } from '../base/endian.js';
 
 /** The default 192-byte secret (xxHash spec, "Seed and Secret"). */
 const DEFAULT_SECRET = new Uint8Array([
@@ -571,7 +572,6 @@ export function xxh3Words17to128(
 
 const B64 = new BigUint64Array(1);
 const B64_U32 = new Uint32Array(B64.buffer);
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const RES = new Uint32Array(2);
 
 let scratch = new Uint8Array(256);

@@ -9,7 +9,7 @@ import { HttpError } from '../base/http.js';
 import type { Metrics } from './metrics.js';
 import type { BusyThresholds, RouterServerOptions, WorkerState } from './types.js';
 import type { WorkerRegistry } from './workers.js';
-import { TOKEN_DATA_B64 } from './request-body.js';
+import { TOKEN_DATA_B64 } from '../tokenizer/index.js';
 
 /**
  * Active and passive health. Passive: any byte a worker sends for a request proves it alive

@@ -5,7 +5,7 @@
  * option for streams; the chosen Dynamo instance for a frontend in --router-mode direct).
  */
 import { randomUUID } from 'node:crypto';
-import { idsJson, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
+import { idsJson, idsToBase64, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
 import { HttpError } from '../base/http.js';
 
 /**
@@ -102,16 +102,9 @@ export function withUsageOption(raw: Buffer, body: Record<string, unknown>): Buf
 const TOKEN_DATA_SLOT = `dynamo-lab-token-data-${randomUUID()}`;
 
 /**
- * What a dynamo-lab sim lists in its /health `token_data_encodings` when it also takes the ids as
- * `nvext.token_data_b64`: base64 of the ids as little-endian uint32s (a dynamo-lab extension; no
- * other server lists it, so none is sent it).
- */
-export const TOKEN_DATA_B64 = 'base64-u32le';
-
-/**
  * The body to send on (`sent`: the client's bytes, possibly with the usage option) with the
  * prompt's token ids: `nvext.token_data`, Dynamo's field for a pre-tokenized prompt (`json`), or
- * `nvext.token_data_b64` (`base64`, see TOKEN_DATA_B64). A worker whose tokenizer is the router's
+ * `nvext.token_data_b64` (`base64`, see tokenizer/token-data.ts). A worker whose tokenizer is the router's
  * takes them instead of tokenizing the prompt again. Spliced in when the client sent no `nvext`;
  * merged into the client's `nvext` (re-serialised) otherwise, replacing any ids the client put there.
  */
@@ -122,8 +115,7 @@ export function withTokenData(
   encoding: 'json' | 'base64' = 'json',
 ): Buffer | string {
   const field = encoding === 'json' ? 'token_data' : 'token_data_b64';
-  const value =
-    encoding === 'json' ? `[${idsJson(ids)}]` : `"${Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength).toString('base64')}"`;
+  const value = encoding === 'json' ? `[${idsJson(ids)}]` : `"${idsToBase64(ids)}"`;
   if (!Object.hasOwn(body, 'nvext')) {
     const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, `"nvext":{"${field}":${value}},`);
     if (spliced) return spliced;

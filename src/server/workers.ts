@@ -3,7 +3,6 @@
  * from the admin API; each one's events reach the router core's index in-process (simulated
  * workers), over ZeroMQ (vLLM PUB + replay) or, for all workers at once, over NATS (Dynamo).
  */
-import { endianness } from 'node:os';
 import type { KvRouter } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
 import { HttpError } from '../base/http.js';
@@ -17,9 +16,8 @@ import type { EventSourceKind, RouterServerOptions, WorkerEndpoint, WorkerState 
 /**
  * How a worker gets the prompt's token ids from the router (tokenize once): handed over in process
  * (threaded sims), as `nvext.token_data` when its /health reported the router's tokenizer
- * fingerprint (as `nvext.token_data_b64` when it also listed that form: parsing 8k ids from JSON
- * cost the worker ~0.2 ms per request, decoding base64 a tenth of that), or not at all (the worker
- * tokenizes the prompt itself).
+ * fingerprint (as `nvext.token_data_b64` when it also listed that form, see
+ * tokenizer/token-data.ts), or not at all (the worker tokenizes the prompt itself).
  */
 export function promptIdsRoute(
   st: WorkerState,
@@ -27,11 +25,8 @@ export function promptIdsRoute(
 ): 'in-process' | 'nvext.token_data' | 'nvext.token_data_b64' | 'none' {
   if (st.ep.provideTokens) return 'in-process';
   if (st.tokenizerFingerprint !== routerTokenizer) return 'none';
-  return st.tokenDataB64 && LITTLE_ENDIAN ? 'nvext.token_data_b64' : 'nvext.token_data';
+  return st.tokenDataB64 ? 'nvext.token_data_b64' : 'nvext.token_data';
 }
-
-/** The compact form sends the ids' bytes as this machine stores them: little-endian only. */
-const LITTLE_ENDIAN = endianness() === 'LE';
 
 export class WorkerRegistry {
   readonly states = new Map<string, WorkerState>();

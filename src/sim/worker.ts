@@ -13,12 +13,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import { endianness } from 'node:os';
 import type { RouterEvent } from '../router/types.js';
 import {
   DEFAULT_MODEL,
+  idsFromBase64,
   loadChatTokenizer,
   PROMPT_IDS_HEADER,
+  TOKEN_DATA_ENCODINGS,
   TokenizerError,
   type ChatTokenizer,
   type PromptLimits,
@@ -94,11 +95,9 @@ export interface SimWorkerStats extends EngineStats {
 /**
  * `nvext.token_data`: the prompt's token ids, computed by a router that tokenizes exactly as this
  * worker does (its /health `tokenizer` fingerprint matched). Dynamo's own field: with it, Dynamo's
- * preprocessor skips tokenizing too. Or `nvext.token_data_b64`, the same ids as base64 of
- * little-endian uint32s (a dynamo-lab extension this worker lists in /health
- * `token_data_encodings`): parsing 8k ids out of JSON took ~0.2 ms of this thread per request,
- * decoding them from base64 ~0.02 ms. Undefined when neither is given; 400 when the ids are not
- * token ids, or both fields are given.
+ * preprocessor skips tokenizing too. Or `nvext.token_data_b64`, the same ids in the compact form
+ * this worker lists in /health `token_data_encodings` (tokenizer/token-data.ts). Undefined when
+ * neither is given; 400 when the ids are not token ids, or both fields are given.
  */
 function tokenDataOf(body: Record<string, unknown>, vocabSize: number | undefined): ArrayLike<number> | undefined {
   const nvext = body.nvext;
@@ -121,15 +120,9 @@ function tokenDataOf(body: Record<string, unknown>, vocabSize: number | undefine
     ids = list;
   } else {
     if (typeof b64 !== 'string') throw bad(field, `as a base64 string, got ${typeof b64}`);
-    const bytes = Buffer.from(b64, 'base64');
-    // Buffer's decoder skips what is not base64: fewer bytes than the length promises means there was some.
-    if (b64.length % 4 !== 0 || bytes.length !== (b64.length / 4) * 3 - (b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0))
-      throw bad(field, 'as padded base64; it is not');
-    if (bytes.length === 0 || bytes.length % 4 !== 0)
-      throw bad(field, `as base64 of little-endian uint32s; it decodes to ${bytes.length} bytes, not a non-zero multiple of 4`);
-    ids = LITTLE_ENDIAN
-      ? new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length))
-      : Uint32Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readUInt32LE(4 * i));
+    const decoded = idsFromBase64(b64);
+    if (!(decoded instanceof Uint32Array)) throw bad(field, decoded.error);
+    ids = decoded;
   }
   const limit = vocabSize ?? 2 ** 32;
   for (let i = 0; i < ids.length; i++) {
@@ -142,8 +135,6 @@ function tokenDataOf(body: Record<string, unknown>, vocabSize: number | undefine
   }
   return ids as ArrayLike<number>;
 }
-
-const LITTLE_ENDIAN = endianness() === 'LE';
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 /** Qwen2.5-1.5B-Instruct's max_position_embeddings (config.json), vLLM's default max_model_len for it. */
@@ -381,10 +372,8 @@ export class SimWorker {
             worker: this.id,
             instance_id: this.instanceId,
             // A router whose tokenizer has this fingerprint sends the prompt's ids (nvext.token_data,
-            // or the compact nvext.token_data_b64 where both ends are little-endian).
-            ...(this.tokenizer
-              ? { tokenizer: this.tokenizer.fingerprint, token_data_encodings: LITTLE_ENDIAN ? ['json', 'base64-u32le'] : ['json'] }
-              : {}),
+            // or the compact nvext.token_data_b64).
+            ...(this.tokenizer ? { tokenizer: this.tokenizer.fingerprint, token_data_encodings: TOKEN_DATA_ENCODINGS } : {}),
           }),
       },
       '/metrics': { GET: () => this.metrics(res) },

@@ -27,6 +27,7 @@ export {
 } from './template.js';
 export { NativeTokenizer, NativeTokenizerError } from './native.js';
 export { idsJson, type PieceCacheStats } from './pieces.js';
+export { idsFromBase64, idsToBase64, TOKEN_DATA_B64, TOKEN_DATA_ENCODINGS } from './token-data.js';
 import { loadTokenizer as loadChatTokenizer } from './chat-tokenizer.js';
 import { ChatTemplate, DEFAULT_CHATML_TEMPLATE, type ChatMessage } from './template.js';
 

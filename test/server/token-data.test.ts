@@ -108,6 +108,10 @@ test('the matching worker takes the ids (same prompt_tokens as tokenizing itself
   assert.equal(a.other.promptsTokenized - b.other.promptsTokenized, 2);
 });
 
+/** A router in front of one worker, no events, no periodic health checks (one /health at registration). */
+const routerWithoutChecks = (id: string, url: string) =>
+  RouterServer.start({ workers: [{ id, url }], blockSize: 16, port: 0, events: 'none', health: false });
+
 /** A one-word chat request with this `nvext`, straight to the matching worker. */
 const post = (nvext: unknown) =>
   fetch(`${same[0]!.url}/v1/chat/completions`, {
@@ -184,13 +188,7 @@ test("a worker that lists only its fingerprint gets Dynamo's nvext.token_data: t
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const r = await RouterServer.start({
-    workers: [{ id: 'plain', url: `http://127.0.0.1:${port}` }],
-    blockSize: 16,
-    port: 0,
-    events: 'none',
-    health: false,
-  });
+  const r = await routerWithoutChecks('plain', `http://127.0.0.1:${port}`);
   try {
     await waitFor(() => r.workersView().workers[0]?.prompt_ids === 'nvext.token_data', 'the router reading the fingerprint');
     const messages = [{ role: 'user', content: 'Is the 7:42 to Leeds on time today?' }];
@@ -211,13 +209,7 @@ test("a worker that lists only its fingerprint gets Dynamo's nvext.token_data: t
 });
 
 test('with health checks off the router still asks each added worker once who it is', async () => {
-  const quiet = await RouterServer.start({
-    workers: [{ id: 'same', url: same[0]!.url }],
-    blockSize: 16,
-    port: 0,
-    events: 'none',
-    health: false,
-  });
+  const quiet = await routerWithoutChecks('same', same[0]!.url);
   try {
     await waitFor(() => quiet.workersView().workers[0]?.prompt_ids === 'nvext.token_data_b64', 'the one-time /health at registration');
     const b = await counts(same[0]!);

@@ -5,6 +5,7 @@ import { CircuitBreaker } from '../../src/server/breaker.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError } from '../../src/server/worker-spec.js';
 import { extractUsage } from '../../src/server/router-server.js';
 import { withTokenData, withUsageOption } from '../../src/server/request-body.js';
+import { idsFromBase64 } from '../../src/tokenizer/index.js';
 import fc from 'fast-check';
 
 test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
@@ -129,9 +130,13 @@ test("the upstream body carries the router's token ids as nvext.token_data or to
         const out = withTokenData(sent, body, ids, encoding);
         const parsed = JSON.parse(out.toString());
         if (encoding === 'base64') {
-          // The ids' little-endian bytes, read back here the way the sim reads them.
+          // The ids' little-endian bytes, read back by hand and the way the sim reads them.
           const bytes = Buffer.from(parsed.nvext.token_data_b64 as string, 'base64');
-          assert.deepEqual([...new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length))], [...ids]);
+          assert.deepEqual(
+            Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readUInt32LE(4 * i)),
+            [...ids],
+          );
+          assert.deepEqual([...(idsFromBase64(parsed.nvext.token_data_b64) as Uint32Array)], [...ids]);
           parsed.nvext.token_data_b64 = [...ids];
         }
         // The client's own ids (either field) are replaced by the router's.
