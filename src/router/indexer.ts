@@ -86,13 +86,10 @@ export interface IndexerOptions {
   maxIndexedBlocks?: number;
 }
 
-export function slotKeyOf(workerId: WorkerId, dpRank: number): string {
-  return `${workerId}\u0000${dpRank}`;
-}
-
 export class RadixIndexer {
   // ---- slots: one per (worker, dp_rank) ----
-  private readonly slotByKey = new Map<string, number>();
+  /** Per worker: its slots as [dpRank, slot, dpRank, slot, ...] (a worker has few dp ranks); no key string is built per event. */
+  private readonly slotsByWorker = new Map<WorkerId, number[]>();
   private slotWorkerIds: (WorkerId | undefined)[] = [];
   private slotDpRanks: number[] = [];
   private lookups: (U64Table | null)[] = [];
@@ -137,6 +134,8 @@ export class RadixIndexer {
   private dupIdx = new Int32Array(256);
   private dupStamp = new Int32Array(256);
   private dupGen = 0;
+  /** `mayHaveDuplicate`'s bit set: all zeros between events. */
+  private readonly dupBits = new Uint32Array(2048);
   /** Per block of the event being stored: `mix` of its block hash, computed once for the duplicate check, the prefetch and the probe. */
   private blockMix = new Int32Array(128);
   /**
@@ -170,13 +169,14 @@ export class RadixIndexer {
 
   /** Slot id of (worker, dp_rank), creating it if needed. */
   ensureSlot(workerId: WorkerId, dpRank: number): number {
-    const key = slotKeyOf(workerId, dpRank);
-    const existing = this.slotByKey.get(key);
-    if (existing !== undefined) return existing;
+    const existing = this.slotOf(workerId, dpRank);
+    if (existing >= 0) return existing;
     const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.slotCount++;
     if (slot >= this.stride * 32) this.growStride(Math.ceil((slot + 1) / 32));
     if (this.scoreScratch.length < this.slotCount) this.scoreScratch = new Int32Array(this.stride * 32);
-    this.slotByKey.set(key, slot);
+    const ranks = this.slotsByWorker.get(workerId);
+    if (ranks) ranks.push(dpRank, slot);
+    else this.slotsByWorker.set(workerId, [dpRank, slot]);
     this.slotWorkerIds[slot] = workerId;
     this.slotDpRanks[slot] = dpRank;
     this.lookups[slot] = new U64Table(64, this.stamped);
@@ -185,7 +185,10 @@ export class RadixIndexer {
   }
 
   slotOf(workerId: WorkerId, dpRank: number): number {
-    return this.slotByKey.get(slotKeyOf(workerId, dpRank)) ?? -1;
+    const ranks = this.slotsByWorker.get(workerId);
+    if (ranks === undefined) return -1;
+    for (let i = 0; i < ranks.length; i += 2) if (ranks[i] === dpRank) return ranks[i + 1]!;
+    return -1;
   }
 
   /** Highest slot id + 1 (slot ids are dense; freed ids are reused). */
@@ -224,7 +227,9 @@ export class RadixIndexer {
       }
     }
     for (const t of this.lowerTiers.values()) t.removeSlot(slot);
-    this.slotByKey.delete(slotKeyOf(id, this.slotDpRanks[slot]!));
+    const ranks = this.slotsByWorker.get(id)!;
+    for (let i = 0; i < ranks.length; i += 2) if (ranks[i + 1] === slot) ranks.splice(i, 2);
+    if (ranks.length === 0) this.slotsByWorker.delete(id);
     this.slotWorkerIds[slot] = undefined;
     this.lookups[slot] = null;
     this.freeSlots.push(slot);
@@ -346,7 +351,10 @@ export class RadixIndexer {
           }
         }
       } else {
-        if (this.hasDuplicate(hasParent, parentLo, parentHi, blockPairs, mixes, n))
+        if (
+          this.mayHaveDuplicate(hasParent, parentLo, parentHi, mixes, n) &&
+          this.hasDuplicate(hasParent, parentLo, parentHi, blockPairs, mixes, n)
+        )
           return invalidSeq('duplicate block hash (or equal to parent)');
       }
     }
@@ -437,6 +445,36 @@ export class RadixIndexer {
     }
     if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
     return OK;
+  }
+
+  /**
+   * A quick filter before `hasDuplicate`: one bit per block hash in a 64k-bit set (8 KB, stays in
+   * L1) addressed by 16 bits of its mix. No bit hit twice means no two hashes are equal; a bit hit
+   * twice (likely two different hashes: about n²/2^17 of events) sends the event to the exact check.
+   */
+  private mayHaveDuplicate(hasParent: boolean, parentLo: number, parentHi: number, mixes: Int32Array, n: number): boolean {
+    const set = this.dupBits;
+    let hit = false;
+    let k = 0;
+    if (hasParent) {
+      const b = mix(0, parentLo | 0, parentHi | 0) >>> 16;
+      set[b >>> 5] = 1 << (b & 31);
+    }
+    for (; k < n; k++) {
+      const b = mixes[k]! >>> 16;
+      const w = b >>> 5;
+      const m = 1 << (b & 31);
+      const v = set[w]!;
+      if ((v & m) !== 0) {
+        hit = true;
+        break;
+      }
+      set[w] = v | m;
+    }
+    // Leave the set empty for the next event.
+    if (hasParent) set[(mix(0, parentLo | 0, parentHi | 0) >>> 16) >>> 5] = 0;
+    for (let j = Math.min(k, n - 1); j >= 0; j--) set[mixes[j]! >>> 21] = 0;
+    return hit;
   }
 
   /** Whether two of the n block hashes (or one and the parent) are equal. */

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RadixIndexer, computeBlockHashes, computeSequenceHashes, toPairs, type KvCacheEventData } from '../../src/router/index.js';
+import { mix } from '../../src/router/u64.js';
 
 const local = (p: number[]) => computeBlockHashes(p, 1);
 const seq = (p: number[]) => computeSequenceHashes(local(p));
@@ -119,6 +120,58 @@ test('cleared affects only the emitting (worker, dp_rank); removeSlot scrubs eve
   ix.removeWorker('b');
   assert.equal(ix.indexedBlocks, 0);
   assert.equal(ix.nodeCount, 1);
+});
+
+test('slots of one worker: each dp rank found, removed and reused on its own', () => {
+  const ix = new RadixIndexer();
+  const s = [3, 0, 7].map((r) => ix.ensureSlot('w', r));
+  assert.deepEqual(
+    [3, 0, 7].map((r) => ix.slotOf('w', r)),
+    s,
+  );
+  assert.equal(ix.slotOf('w', 1), -1);
+  assert.equal(ix.ensureSlot('w', 0), s[1], 'ensureSlot of a known rank returns its slot');
+  ix.removeSlot(s[1]!);
+  assert.equal(ix.slotOf('w', 0), -1);
+  assert.equal(ix.slotOf('w', 3), s[0]);
+  assert.equal(ix.slotOf('w', 7), s[2]);
+  const again = ix.ensureSlot('w', 0);
+  assert.equal(ix.slotOf('w', 0), again);
+  ix.removeWorker('w');
+  for (const r of [0, 3, 7]) assert.equal(ix.slotOf('w', r), -1);
+  assert.deepEqual(ix.slots(), []);
+});
+
+test('long events: distinct hashes that share a bit of the quick filter are not duplicates', () => {
+  // Two block hashes with the same 16 top bits of their mix: the filter flags the event and the
+  // exact check must accept it; a real duplicate in the next event is still rejected.
+  const byBits = new Map<number, number>();
+  let pair: [number, number] | undefined;
+  for (let lo = 1; !pair; lo++) {
+    const b = mix(0, lo, 0) >>> 16;
+    const other = byBits.get(b);
+    if (other !== undefined) pair = [other, lo];
+    else byBits.set(b, lo);
+  }
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  const blocks = Array.from({ length: 30 }, (_, i) => ({ blockHash: BigInt(0x7000_0000 + i), tokensHash: BigInt(i) }));
+  blocks[4] = { blockHash: BigInt(pair[0]), tokensHash: 4n };
+  blocks[25] = { blockHash: BigInt(pair[1]), tokensHash: 25n };
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks }).status, 'ok');
+  assert.equal(ix.blockCount(a), 30);
+  const dup = blocks.map((b, i) => ({ blockHash: b.blockHash + 1000n, tokensHash: BigInt(i) }));
+  dup[29] = dup[3]!;
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: null, blocks: dup }).status, 'invalid_block_sequence');
+  // The parent shares the bit of a block: flagged, then accepted.
+  const child = Array.from({ length: 20 }, (_, i) => ({ blockHash: BigInt(0x7100_0000 + i), tokensHash: BigInt(100 + i) }));
+  const parentLo = 0x7000_0000 + 29;
+  let lo2 = 1;
+  while (mix(0, lo2, 0) >>> 16 !== mix(0, parentLo, 0) >>> 16 || lo2 === parentLo) lo2++;
+  child[11] = { blockHash: BigInt(lo2), tokensHash: 111n };
+  assert.equal(ix.applyData(a, { type: 'stored', parentHash: blocks[29]!.blockHash, blocks: child }).status, 'ok');
+  assert.equal(ix.blockCount(a), 50);
+  ix.checkInvariants();
 });
 
 test('more than 32 slots use multi-word bitsets', () => {
