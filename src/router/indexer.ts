@@ -269,6 +269,15 @@ export class RadixIndexer {
   applyData(slot: number, data: KvCacheEventData): ApplyResult {
     switch (data.type) {
       case 'stored': {
+        const pairs = data.pairs;
+        if (pairs) {
+          if (pairs.block.length % 2 !== 0 || pairs.tokens.length !== pairs.block.length)
+            return invalidSeq('stored pairs of different or odd lengths');
+          const hasParent = data.parentHash !== null && data.parentHash !== undefined;
+          const pp = this.scratchPairs;
+          if (hasParent) splitU64(data.parentHash, pp, 0);
+          return this.storePairs(slot, hasParent, pp[0]!, pp[1]!, pairs.block, pairs.tokens, pairs.block.length >>> 1, -1);
+        }
         const n = data.blocks.length;
         // Room for n block hashes plus the parent hash at [2n, 2n+1] (a typed array silently
         // drops out-of-range writes, which made the parent of a 128-block event look unknown).

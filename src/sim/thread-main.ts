@@ -10,7 +10,7 @@
  */
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { RouterEvent } from '../router/types.js';
+import { toWire, type WireEvent } from './thread-events.js';
 import { SimWorker, type SimWorkerOptions } from './worker.js';
 import { PromptTokenInbox } from './prompt-inbox.js';
 
@@ -36,7 +36,7 @@ if (process.platform === 'linux') {
 const { options, tokenTexts, logging } = workerData as { options: SimWorkerOptions; tokenTexts?: [number, string][]; logging: boolean };
 
 const inbox = new PromptTokenInbox();
-let pending: RouterEvent[] = [];
+let pending: WireEvent[] = [];
 let scheduled = false;
 const flush = () => {
   scheduled = false;
@@ -54,7 +54,7 @@ try {
     tokenTexts: tokenTexts ? new Map(tokenTexts) : undefined,
   });
   worker.onKvEvent((ev) => {
-    pending.push(ev);
+    pending.push(toWire(ev));
     if (!scheduled) {
       scheduled = true;
       setImmediate(flush);

@@ -2,13 +2,14 @@
  * Simulated workers on their own threads: `router --sim N` starts each SimWorker (engine, HTTP
  * server, SSE streams) in a worker thread, so the engines' passes and streams cannot starve the
  * router's event loop. What the in-process path offered is kept across the thread boundary:
- *   - KV events: posted by the thread (batched per tick, in order) and delivered to the router's
- *     indexer as RouterEvents, no ZMQ needed;
+ *   - KV events: posted by the thread (batched per tick, in order; Stored hashes as u32 pairs,
+ *     thread-events.ts) and delivered to the router's indexer as RouterEvents, no ZMQ needed;
  *   - prompt token ids: the router posts the ids it computed for a request (`provideTokens`), and
  *     the worker uses them instead of tokenizing the text again.
  */
 import { Worker } from 'node:worker_threads';
 import type { RouterEvent } from '../router/types.js';
+import { fromWire, type WireEvent } from './thread-events.js';
 import type { SimWorkerOptions } from './worker.js';
 
 export interface ThreadedSimWorkerOptions extends Omit<SimWorkerOptions, 'log' | 'clock' | 'promptTokens' | 'tokenTexts'> {
@@ -45,7 +46,10 @@ export class ThreadedSimWorker {
       let w: ThreadedSimWorker | undefined;
       thread.on('message', (m: { t: string; [k: string]: unknown }) => {
         if (m.t === 'events') {
-          for (const ev of m.events as RouterEvent[]) for (const l of w?.listeners ?? []) l(ev);
+          for (const wire of m.events as WireEvent[]) {
+            const ev = fromWire(wire);
+            for (const l of w?.listeners ?? []) l(ev);
+          }
         } else if (m.t === 'log') log?.(m.line as string);
         else if (m.t === 'ready') {
           w = new ThreadedSimWorker(

@@ -11,6 +11,7 @@ import {
   parseJsonExact,
   type RouterEvent,
 } from '../../src/router/index.js';
+import { plainData } from '../helpers/events.js';
 
 const enc = (v: unknown) => encode(v, { useBigInt64: true });
 const BIG = 18_000_000_000_000_000_000n; // > 2^63: needs uint64 on the wire
@@ -150,7 +151,11 @@ const toks8 = [1, 2, 3, 4, 5, 6, 7, 8];
 
 function expectStored(e: RouterEvent, parent: bigint | null, hashes: bigint[], toks: number[], lora?: string) {
   const local = computeBlockHashes(toks, BS, lora ? { loraName: lora } : undefined);
-  assert.deepEqual(e.data, { type: 'stored', parentHash: parent, blocks: hashes.map((h, i) => ({ blockHash: h, tokensHash: local[i]! })) });
+  assert.deepEqual(plainData(e.data), {
+    type: 'stored',
+    parentHash: parent,
+    blocks: hashes.map((h, i) => ({ blockHash: h, tokensHash: local[i]! })),
+  });
 }
 
 test('vLLM positional batch with tagged-array events, signed hashes and tail fields', () => {

@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RadixIndexer, computeBlockHashes, computeSequenceHashes, toPairs, type KvCacheEventData } from '../../src/router/index.js';
+import {
+  RadixIndexer,
+  computeBlockHashes,
+  computeSequenceHashes,
+  storedFromPairs,
+  toPairs,
+  type KvCacheEventData,
+} from '../../src/router/index.js';
 import { mix } from '../../src/router/u64.js';
 
 const local = (p: number[]) => computeBlockHashes(p, 1);
@@ -267,4 +274,44 @@ test('a Stored event with a parent and exactly 128 blocks (one 8,192-token prefi
     assert.deepEqual(scores(ix, q), [n + 2]);
     ix.checkInvariants();
   }
+});
+
+test('Stored events as u32 pairs: the same index as bigint blocks; lazy blocks; malformed pairs rejected', () => {
+  const p = [1, 2, 3, 4, 5];
+  const plain = store(p);
+  if (plain.type !== 'stored') throw new Error('unreachable');
+  const blockPairs = toPairs(plain.blocks.map((b) => b.blockHash));
+  const tokenPairs = toPairs(plain.blocks.map((b) => b.tokensHash));
+  const viaPairs = storedFromPairs(null, blockPairs, tokenPairs);
+  assert.deepEqual(
+    viaPairs.blocks.map((b) => [b.blockHash, b.tokensHash]),
+    plain.blocks.map((b) => [b.blockHash, b.tokensHash]),
+  );
+  const ix = new RadixIndexer();
+  const a = ix.ensureSlot('a', 0);
+  const b = ix.ensureSlot('b', 0);
+  assert.equal(ix.applyData(a, plain).status, 'ok');
+  assert.equal(ix.applyData(b, viaPairs).status, 'ok');
+  assert.deepEqual(scores(ix, p), [5, 5]);
+  // With a parent: extend b's chain by one block, given as pairs.
+  const ext = store([1, 2, 3, 4, 5, 6], 5);
+  if (ext.type !== 'stored') throw new Error('unreachable');
+  const extPairs = storedFromPairs(
+    ext.parentHash,
+    toPairs(ext.blocks.map((x) => x.blockHash)),
+    toPairs(ext.blocks.map((x) => x.tokensHash)),
+  );
+  assert.equal(ix.applyData(b, extPairs).status, 'ok');
+  assert.deepEqual(scores(ix, [1, 2, 3, 4, 5, 6]), [5, 6]);
+  ix.checkInvariants();
+  assert.throws(() => storedFromPairs(null, new Uint32Array(4), new Uint32Array(2)), /two equal, even lengths/);
+  assert.throws(() => storedFromPairs(null, new Uint32Array(3), new Uint32Array(3)), /two equal, even lengths/);
+  const bad: KvCacheEventData = {
+    type: 'stored',
+    parentHash: null,
+    blocks: [],
+    pairs: { block: new Uint32Array(4), tokens: new Uint32Array(2) },
+  };
+  assert.equal(ix.applyData(a, bad).status, 'invalid_block_sequence');
+  assert.equal(ix.blockCount(a), 5);
 });

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { RouterServer } from '../../src/server/router-server.js';
 import { ThreadedSimWorker } from '../../src/sim/threads.js';
+import { fromWire, toWire } from '../../src/sim/thread-events.js';
+import { fromPairs, type RouterEvent } from '../../src/router/index.js';
 import { loadChatTokenizer } from '../../src/tokenizer/index.js';
 import { cachedBlocks, chat, SYSTEM_PROMPT, waitFor } from './helpers.js';
 
@@ -51,6 +53,57 @@ test('KV events cross the thread boundary into the indexer; the second request i
   assert.equal(second.status, 200);
   assert.equal(second.headers.get('x-dynamo-lab-worker'), w1, 'routed to the worker holding the shared prefix');
   assert.ok(Number(second.headers.get('x-dynamo-lab-overlap-blocks')) > 0, 'the router predicted a prefix hit');
+});
+
+test('Stored events cross the boundary as u32 pairs and keep every hash', async () => {
+  // The wire form through a structured clone (what postMessage does), both ways.
+  const ev: RouterEvent = {
+    workerId: 'w',
+    dpRank: 1,
+    eventId: 7,
+    data: {
+      type: 'stored',
+      parentHash: 0xffff_ffff_0000_0001n,
+      blocks: [
+        { blockHash: 0x8000_0000_0000_0000n, tokensHash: 1n },
+        { blockHash: 2n ** 64n - 1n, tokensHash: 0x1234_5678_9abc_def0n },
+      ],
+    },
+  };
+  const back = fromWire(structuredClone(toWire(ev)));
+  assert.equal(back.workerId, 'w');
+  assert.equal(back.dpRank, 1);
+  assert.equal(back.eventId, 7);
+  assert.equal(back.data.type, 'stored');
+  if (back.data.type !== 'stored' || ev.data.type !== 'stored') return;
+  assert.equal(back.data.parentHash, ev.data.parentHash);
+  assert.ok(back.data.pairs, 'arrives with its pairs');
+  assert.deepEqual(
+    back.data.blocks.map((b) => [b.blockHash, b.tokensHash]),
+    ev.data.blocks.map((b) => [b.blockHash, b.tokensHash]),
+  );
+  const removed: RouterEvent = { workerId: 'w', dpRank: 0, eventId: 8, data: { type: 'removed', blockHashes: [5n] } };
+  assert.deepEqual(fromWire(structuredClone(toWire(removed))), removed);
+  // And from a real worker thread: the events the router receives carry pairs.
+  const seen: RouterEvent[] = [];
+  const offs = sims.map((w) => w.onKvEvent((e) => seen.push(e)));
+  try {
+    const before = seen.length;
+    const r = await chat(router.url, 'Pairs across threads?', { system: `A fresh prefix, ${'not cached anywhere yet. '.repeat(8)}` });
+    assert.equal(r.status, 200);
+    await waitFor(() => seen.slice(before).some((e) => e.data.type === 'stored'), 'a Stored event from the thread');
+    for (const e of seen) {
+      if (e.data.type !== 'stored') continue;
+      assert.ok(e.data.pairs, 'Stored events from a thread carry pairs');
+      assert.equal(e.data.pairs.block.length, e.data.blocks.length * 2);
+      assert.deepEqual(
+        fromPairs(e.data.pairs.block),
+        e.data.blocks.map((b) => b.blockHash),
+      );
+    }
+  } finally {
+    for (const off of offs) off();
+  }
 });
 
 test("the worker takes the router's token ids and does not tokenize the prompt again", async () => {

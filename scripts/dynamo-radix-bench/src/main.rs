@@ -5,7 +5,8 @@
 //!   worker_id, event_id, n, then n pairs (block_hash, tokens_hash).
 //! Loop (same as the TypeScript indexer bench's untimed pass): apply the Stored event of request i,
 //! then find_matches(tokens hashes of request i + 1, early_exit = false).
-//! Block ops = stored blocks + looked-up blocks.
+//! Block ops = stored blocks + looked-up blocks. `warmup` rounds run first and are not counted
+//! (the TypeScript side runs as many before its counted rounds).
 use dynamo_kv_router::protocols::{
     ExternalSequenceBlockHash, KvCacheEvent, KvCacheEventData, KvCacheStoreData, KvCacheStoredBlockData,
     LocalBlockHash, RouterEvent,
@@ -25,8 +26,9 @@ fn cpu_time_ns() -> u128 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).expect("usage: dynamo-radix-bench <events.bin> [repeat]");
+    let path = args.get(1).expect("usage: dynamo-radix-bench <events.bin> [repeat] [warmup]");
     let repeat: usize = args.get(2).and_then(|x| x.parse().ok()).unwrap_or(3);
+    let warmup: usize = args.get(3).and_then(|x| x.parse().ok()).unwrap_or(0);
     let bytes = std::fs::read(path).expect("read events file");
     let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
     let mut reqs: Vec<(u64, u64, Vec<(u64, u64)>)> = Vec::new();
@@ -43,7 +45,7 @@ fn main() {
     // rounds' ops over all rounds' CPU time (/proc ticks are 10 ms, too coarse for one round).
     let rounds = repeat.max(7);
     let (mut all_ops, mut all_cpu) = (0u64, 0u128);
-    for _ in 0..rounds {
+    for round in 0..warmup + rounds {
         // Built before timing; consumed by value inside the timed loop.
         let events: Vec<RouterEvent> = reqs
             .iter()
@@ -93,6 +95,9 @@ fn main() {
         }
         let ns = t0.elapsed().as_nanos();
         let cpu = cpu_time_ns().saturating_sub(cpu0);
+        if round < warmup {
+            continue;
+        }
         all_ops += ops;
         all_cpu += cpu;
         results.push((ops as f64 / (ns as f64 / 1e9), 0.0, ops, sink));
@@ -100,7 +105,7 @@ fn main() {
     results.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
     let m = results[results.len() / 2];
     println!(
-        "{{\"crate\":\"dynamo-kv-router 1.6.1\",\"block_ops\":{},\"block_ops_per_s\":{},\"block_ops_per_cpu_s\":{},\"repeat\":{},\"sink\":{}}}",
-        m.2, m.0.round(), (all_ops as f64 / (all_cpu.max(1) as f64 / 1e9)).round(), results.len(), m.3
+        "{{\"crate\":\"dynamo-kv-router 1.6.1\",\"block_ops\":{},\"block_ops_per_s\":{},\"block_ops_per_cpu_s\":{},\"repeat\":{},\"warmup\":{},\"sink\":{}}}",
+        m.2, m.0.round(), (all_ops as f64 / (all_cpu.max(1) as f64 / 1e9)).round(), results.len(), warmup, m.3
     );
 }

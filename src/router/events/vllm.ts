@@ -6,8 +6,9 @@
  *     `tokens_hash` is recomputed from `token_ids` (LoRA name as salt); hashes may be signed i64
  *     (cast to u64); the event's block size must equal the worker's.
  */
-import { computeBlockHashes } from '../hashing.js';
-import type { KvCacheEventData, RouterEvent, StorageTier, WorkerId } from '../types.js';
+import { computeBlockHashPairs } from '../hashing.js';
+import { storedFromPairs, type KvCacheEventData, type RouterEvent, type StorageTier, type WorkerId } from '../types.js';
+import { toPairs } from '../u64.js';
 import type { DecodeResult, DroppedEvent } from './types.js';
 import { decodeMsgpack, describe, isObj, toHashList, toSafeInt, toU64 } from './values.js';
 
@@ -206,12 +207,9 @@ export function decodeVllmZmqBatch(
         continue;
       }
       const loraName = typeof f.lora_name === 'string' && f.lora_name !== '' ? f.lora_name : undefined;
-      const local = computeBlockHashes(toks as number[], bs, loraName ? { loraName } : undefined);
-      push(tier, {
-        type: 'stored',
-        parentHash,
-        blocks: hashes.map((h, k) => ({ blockHash: h, tokensHash: local[k]! })),
-      });
+      // Both hash lists as u32 pairs, which the indexer reads directly (`blocks` is made only if read).
+      const local = computeBlockHashPairs(toks as number[], bs, loraName ? { loraName } : undefined);
+      push(tier, storedFromPairs(parentHash, toPairs(hashes), local));
     }
     const res: DecodeResult = { ok: true, events, dpRank, nextEventId: nextId };
     if (dropped.length > 0) res.dropped = dropped;
