@@ -64,13 +64,15 @@ const F_PARENT = 2;
 const F_FIRST = 3;
 const F_NEXT = 4;
 const F_PREV = 5;
-const F_WCOUNT = 6;
-const F_LREFS = 7;
-/** Number of children. */
-const F_NCHILD = 8;
-/** 1 when the node's children are also registered in the global children table. */
-const F_TABLE = 9;
-const F_BITS = 10;
+const F_LREFS = 6;
+/**
+ * Number of children, and in the top bit (TABLE_BIT) whether they are also registered in the
+ * global children table. A node has no worker count field: its bitset words are all zero or not.
+ */
+const F_NCHILD = 7;
+const F_BITS = 8;
+const TABLE_BIT = 1 << 31;
+const COUNT_MASK = 0x7fffffff;
 /**
  * Nodes with up to this many children are searched by walking their child list (records are
  * usually adjacent in memory: chains are allocated in order); busier nodes (the root, popular
@@ -223,7 +225,7 @@ export class RadixIndexer {
       const w = n * this.ns + F_BITS + word;
       if ((this.nd[w]! & bit) !== 0) {
         this.nd[w] = this.nd[w]! & ~bit;
-        if (--this.nd[n * this.ns + F_WCOUNT]! === 0) this.onNodeEmptied(n);
+        if (this.noWorkers(n)) this.onNodeEmptied(n);
       }
     }
     for (const t of this.lowerTiers.values()) t.removeSlot(slot);
@@ -415,10 +417,7 @@ export class RadixIndexer {
       }
       const cb = child * ns;
       const w = cb + F_BITS + word;
-      if ((nd[w]! & bit) === 0) {
-        nd[w] = nd[w]! | bit;
-        nd[cb + F_WCOUNT]!++;
-      }
+      nd[w] = nd[w]! | bit;
       this.nodeHash[2 * child] = blo;
       this.nodeHash[2 * child + 1] = bhi;
       let idx: number;
@@ -543,12 +542,9 @@ export class RadixIndexer {
     this.nd[node * this.ns + F_LREFS]!--;
     const w = node * this.ns + F_BITS + (slot >>> 5);
     const bit = 1 << (slot & 31);
-    if ((this.nd[w]! & bit) !== 0) {
-      this.nd[w] = this.nd[w]! & ~bit;
-      this.nd[node * this.ns + F_WCOUNT]!--;
-    }
+    this.nd[w] = this.nd[w]! & ~bit;
     // As Dynamo: after a removal, an empty worker set clears the node's children.
-    if (this.nd[node * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
+    if (this.noWorkers(node)) this.onNodeEmptied(node);
     this.maybeFree(node);
   }
 
@@ -566,11 +562,8 @@ export class RadixIndexer {
       this.nd[node * this.ns + F_LREFS]!--;
       this.totalEntries--;
       const w = node * this.ns + F_BITS + word;
-      if ((this.nd[w]! & bit) !== 0) {
-        this.nd[w] = this.nd[w]! & ~bit;
-        this.nd[node * this.ns + F_WCOUNT]!--;
-      }
-      if (this.nd[node * this.ns + F_WCOUNT] === 0) this.onNodeEmptied(node);
+      this.nd[w] = this.nd[w]! & ~bit;
+      if (this.noWorkers(node)) this.onNodeEmptied(node);
       touched.push(node);
     }
     lookup.clear();
@@ -840,10 +833,8 @@ export class RadixIndexer {
     nd[b + F_NEXT] = NONE;
     nd[b + F_PREV] = NONE;
     if (fresh) return;
-    nd[b + F_WCOUNT] = 0;
     nd[b + F_LREFS] = 0;
-    nd[b + F_NCHILD] = 0;
-    nd[b + F_TABLE] = id === ROOT ? 1 : 0;
+    nd[b + F_NCHILD] = id === ROOT ? TABLE_BIT : 0;
     for (let k = b + F_BITS, e = b + this.ns; k < e; k++) nd[k] = 0;
   }
 
@@ -866,7 +857,7 @@ export class RadixIndexer {
     const nd = this.nd;
     const ns = this.ns;
     const b = p * ns;
-    if (nd[b + F_TABLE] !== 0) return this.children.get(p, lo, hi);
+    if (nd[b + F_NCHILD]! < 0) return this.children.get(p, lo, hi); // TABLE_BIT
     lo |= 0;
     hi |= 0;
     for (let c = nd[b + F_FIRST]!; c !== NONE; c = nd[c * ns + F_NEXT]!) {
@@ -887,10 +878,10 @@ export class RadixIndexer {
     nd[cb + F_PREV] = NONE;
     if (first !== NONE) nd[first * ns + F_PREV] = c;
     nd[pb + F_FIRST] = c;
-    const count = ++nd[pb + F_NCHILD]!;
-    if (nd[pb + F_TABLE] !== 0) this.children.set(p, nd[cb + F_LO]!, nd[cb + F_HI]!, c);
-    else if (count > SMALL_CHILDREN) {
-      nd[pb + F_TABLE] = 1;
+    const v = ++nd[pb + F_NCHILD]!;
+    if (v < 0) this.children.set(p, nd[cb + F_LO]!, nd[cb + F_HI]!, c);
+    else if (v > SMALL_CHILDREN) {
+      nd[pb + F_NCHILD] = v | TABLE_BIT;
       for (let k = c; k !== NONE; k = nd[k * ns + F_NEXT]!) this.children.set(p, nd[k * ns + F_LO]!, nd[k * ns + F_HI]!, k);
     }
   }
@@ -902,7 +893,7 @@ export class RadixIndexer {
     const p = nd[cb + F_PARENT]!;
     if (p === NONE) return;
     const pb = p * ns;
-    if (nd[pb + F_TABLE] !== 0) this.children.delete(p, nd[cb + F_LO]!, nd[cb + F_HI]!);
+    if (nd[pb + F_NCHILD]! < 0) this.children.delete(p, nd[cb + F_LO]!, nd[cb + F_HI]!);
     const prev = nd[cb + F_PREV]!;
     const next = nd[cb + F_NEXT]!;
     if (prev !== NONE) nd[prev * ns + F_NEXT] = next;
@@ -914,6 +905,13 @@ export class RadixIndexer {
     nd[cb + F_PREV] = NONE;
   }
 
+  /** Whether no slot holds the node (all its bitset words are zero). */
+  private noWorkers(node: number): boolean {
+    const b = node * this.ns + F_BITS;
+    for (let k = 0; k < this.stride; k++) if (this.nd[b + k] !== 0) return false;
+    return true;
+  }
+
   private isAncestorOrSelf(candidate: number, node: number): boolean {
     for (let n = node; n !== NONE; n = this.nd[n * this.ns + F_PARENT]!) if (n === candidate) return true;
     return false;
@@ -923,7 +921,7 @@ export class RadixIndexer {
   private onNodeEmptied(node: number): void {
     if (node === ROOT) return;
     const ns = this.ns;
-    const inTable = this.nd[node * ns + F_TABLE] !== 0;
+    const inTable = this.nd[node * ns + F_NCHILD]! < 0;
     let c = this.nd[node * ns + F_FIRST]!;
     while (c !== NONE) {
       const cb = c * ns;
@@ -937,7 +935,6 @@ export class RadixIndexer {
     }
     this.nd[node * ns + F_FIRST] = NONE;
     this.nd[node * ns + F_NCHILD] = 0;
-    this.nd[node * ns + F_TABLE] = 0;
   }
 
   /**
@@ -950,8 +947,8 @@ export class RadixIndexer {
     while (
       n !== ROOT &&
       n !== NONE &&
-      this.nd[n * this.ns + F_WCOUNT] === 0 &&
       this.nd[n * this.ns + F_LREFS] === 0 &&
+      this.noWorkers(n) &&
       this.nd[n * this.ns + F_FIRST] === NONE
     ) {
       const p = this.nd[n * this.ns + F_PARENT]!;
@@ -979,9 +976,6 @@ export class RadixIndexer {
     for (let n = 1; n < this.nodeHigh; n++) {
       if (free.has(n)) continue;
       if (refs[n] !== this.nd[n * this.ns + F_LREFS]) throw new Error(`node ${n} refs ${refs[n]} != ${this.nd[n * this.ns + F_LREFS]}`);
-      let cnt = 0;
-      for (let k = 0; k < this.stride; k++) cnt += popcount(this.nd[n * this.ns + F_BITS + k]!);
-      if (cnt !== this.nd[n * this.ns + F_WCOUNT]) throw new Error(`node ${n} worker count`);
       const p = this.nd[n * this.ns + F_PARENT]!;
       if (p !== NONE && this.childOf(p, this.nd[n * this.ns + F_LO]!, this.nd[n * this.ns + F_HI]!) !== n)
         throw new Error(`node ${n} not in parent's children`);
@@ -994,8 +988,8 @@ export class RadixIndexer {
         cnt++;
         if (this.nd[c * this.ns + F_PARENT] !== n) throw new Error(`child ${c} of ${n} has parent ${this.nd[c * this.ns + F_PARENT]}`);
       }
-      if (cnt !== this.nd[n * this.ns + F_NCHILD]) throw new Error(`node ${n} child count`);
-      if (this.nd[n * this.ns + F_TABLE] !== 0) tableEntries += cnt;
+      if (cnt !== (this.nd[n * this.ns + F_NCHILD]! & COUNT_MASK)) throw new Error(`node ${n} child count`);
+      if (this.nd[n * this.ns + F_NCHILD]! < 0) tableEntries += cnt;
     }
     if (tableEntries !== this.children.size) throw new Error(`children table has ${this.children.size} entries, expected ${tableEntries}`);
   }
