@@ -28,7 +28,7 @@
  * 1.6.1 from crates.io, by the harness in scripts/dynamo-radix-bench (built here with
  * `cargo build --release` on first use; needs cargo and crates.io; --no-rust skips it), and
  * indexer_vs_dynamo_ratio = our indexer_block_ops_per_s / its block_ops_per_s: the two take turns
- * (max(5, --repeat) pairs: one run of ours, then one harness process; each side runs 3 uncounted
+ * (max(9, --repeat) pairs: one run of ours, then one harness process; each side runs 3 uncounted
  * warm-up rounds, then reports the median of 7 rounds, a fresh index per round; our median with
  * the warm-up rounds included is indexer_block_ops_per_s_warmup_included), and the ratio is
  * the median of the pairs' ratios, so load from elsewhere on the machine falls on both alike
@@ -442,6 +442,11 @@ const RUST_ROUNDS = 7;
 const ROUNDS = RUST_ROUNDS;
 /** Uncounted rounds before them, on both sides. */
 const WARMUP = 3;
+/**
+ * Turns of the two sides (at least). Single pairs range over about ±0.15 here (GC and page
+ * faults land in some of our rounds), so the median takes nine.
+ */
+const INDEXER_PAIRS = 9;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -496,7 +501,7 @@ async function main() {
   const rustRuns: Record<string, unknown>[] = [];
   let rustError = harness && 'error' in harness ? harness.error : undefined;
   try {
-    for (let i = 0; i < Math.max(5, args.repeat); i++) {
+    for (let i = 0; i < Math.max(INDEXER_PAIRS, args.repeat); i++) {
       runs.push(benchIndexer(stream));
       if (harness && 'run' in harness && !rustError) {
         try {
@@ -538,6 +543,7 @@ async function main() {
     indexer_block_ops_per_cpu_s: Math.round(median(runs.map((r) => r.opsPerCpuS))),
     indexer_block_ops_per_s_warmup_included: Math.round(median(runs.map((r) => r.opsPerSAllRounds))),
     indexer_warmup_rounds: WARMUP,
+    indexer_pairs: runs.length,
     store_block_ops_per_s: Math.round(median(runs.map((r) => r.storeOpsPerS))),
     find_matches_p50_us: round3(median(runs.map((r) => r.p50))),
     find_matches_p99_us: round3(median(runs.map((r) => r.p99))),
