@@ -153,6 +153,8 @@ export class RadixIndexer {
   private scratchTokBig = new BigUint64Array(128);
   private scratchPairs = new Uint32Array(this.scratchBig.buffer);
   private scratchTok = new Uint32Array(this.scratchTokBig.buffer);
+  /** A Stored event's parent hash as (lo, hi). */
+  private readonly parentPair = new Uint32Array(2);
   private scoreScratch = new Int32Array(32);
   /** Sink of `U64Table.touch` reads (kept so the prefetching loads stay). */
   private touched = 0;
@@ -271,21 +273,20 @@ export class RadixIndexer {
   applyData(slot: number, data: KvCacheEventData): ApplyResult {
     switch (data.type) {
       case 'stored': {
+        const hasParent = data.parentHash !== null && data.parentHash !== undefined;
+        const parent = this.parentPair;
+        if (hasParent) splitU64(data.parentHash, parent, 0);
         const pairs = data.pairs;
         if (pairs) {
           if (pairs.block.length % 2 !== 0 || pairs.tokens.length !== pairs.block.length)
             return invalidSeq('stored pairs of different or odd lengths');
-          const hasParent = data.parentHash !== null && data.parentHash !== undefined;
-          const pp = this.scratchPairs;
-          if (hasParent) splitU64(data.parentHash, pp, 0);
-          return this.storePairs(slot, hasParent, pp[0]!, pp[1]!, pairs.block, pairs.tokens, pairs.block.length >>> 1, -1);
+          return this.storePairs(slot, hasParent, parent[0]!, parent[1]!, pairs.block, pairs.tokens, pairs.block.length >>> 1, -1);
         }
+        // Bigint blocks: into u64 scratch arrays, read back as pairs through views of the same buffers.
         const n = data.blocks.length;
-        // Room for n block hashes plus the parent hash at [2n, 2n+1] (a typed array silently
-        // drops out-of-range writes, which made the parent of a 128-block event look unknown).
-        if (this.scratchBig.length < n + 1) {
-          this.scratchBig = new BigUint64Array(n * 2 + 1);
-          this.scratchTokBig = new BigUint64Array(n * 2 + 1);
+        if (this.scratchBig.length < n) {
+          this.scratchBig = new BigUint64Array(n * 2);
+          this.scratchTokBig = new BigUint64Array(n * 2);
           this.scratchPairs = new Uint32Array(this.scratchBig.buffer);
           this.scratchTok = new Uint32Array(this.scratchTokBig.buffer);
         }
@@ -297,17 +298,7 @@ export class RadixIndexer {
           bb[i] = b.blockHash;
           tb[i] = b.tokensHash;
         }
-        const bp = this.scratchPairs;
-        const tp = this.scratchTok;
-        let plo = 0;
-        let phi = 0;
-        const hasParent = data.parentHash !== null && data.parentHash !== undefined;
-        if (hasParent) {
-          bb[n] = data.parentHash;
-          plo = bp[2 * n]!;
-          phi = bp[2 * n + 1]!;
-        }
-        return this.storePairs(slot, hasParent, plo, phi, bp, tp, n, -1);
+        return this.storePairs(slot, hasParent, parent[0]!, parent[1]!, this.scratchPairs, this.scratchTok, n, -1);
       }
       case 'removed': {
         const hs = data.blockHashes;
@@ -464,10 +455,8 @@ export class RadixIndexer {
     const set = this.dupBits;
     let hit = false;
     let k = 0;
-    if (hasParent) {
-      const b = mix(0, parentLo | 0, parentHi | 0) >>> 16;
-      set[b >>> 5] = 1 << (b & 31);
-    }
+    const pb = hasParent ? mix(0, parentLo | 0, parentHi | 0) >>> 16 : 0;
+    if (hasParent) set[pb >>> 5] = 1 << (pb & 31);
     for (; k < n; k++) {
       const b = mixes[k]! >>> 16;
       const w = b >>> 5;
@@ -480,7 +469,7 @@ export class RadixIndexer {
       set[w] = v | m;
     }
     // Leave the set empty for the next event.
-    if (hasParent) set[(mix(0, parentLo | 0, parentHi | 0) >>> 16) >>> 5] = 0;
+    if (hasParent) set[pb >>> 5] = 0;
     for (let j = Math.min(k, n - 1); j >= 0; j--) set[mixes[j]! >>> 21] = 0;
     return hit;
   }

@@ -6,7 +6,7 @@
  * thread. Other events cross as they are.
  */
 import { storedFromPairs, type RouterEvent, type StoredBlock } from '../router/types.js';
-import { splitU64 } from '../router/u64.js';
+import { toPairs } from '../router/u64.js';
 
 interface StoredOnWire {
   readonly type: 'stored-pairs';
@@ -33,11 +33,5 @@ export function fromWire(w: WireEvent): RouterEvent {
 }
 
 function packBlocks(blocks: readonly StoredBlock[]): { block: Uint32Array; tokens: Uint32Array } {
-  const block = new Uint32Array(blocks.length * 2);
-  const tokens = new Uint32Array(blocks.length * 2);
-  for (let i = 0; i < blocks.length; i++) {
-    splitU64(blocks[i]!.blockHash, block, 2 * i);
-    splitU64(blocks[i]!.tokensHash, tokens, 2 * i);
-  }
-  return { block, tokens };
+  return { block: toPairs(blocks.map((b) => b.blockHash)), tokens: toPairs(blocks.map((b) => b.tokensHash)) };
 }

@@ -4,7 +4,7 @@
  * either way, after checking that the pairs, when present, hold exactly those hashes.
  */
 import assert from 'node:assert/strict';
-import { fromPairs, type KvCacheEventData } from '../../src/router/index.js';
+import { fromPairs, storedFromPairs, toPairs, type KvCacheEventData } from '../../src/router/index.js';
 
 export function plainData(d: KvCacheEventData): KvCacheEventData {
   if (d.type !== 'stored') return d;
@@ -22,4 +22,10 @@ export function plainData(d: KvCacheEventData): KvCacheEventData {
     );
   }
   return { type: 'stored', parentHash: d.parentHash, blocks };
+}
+
+/** The same Stored event as the decoders and the sim threads hand it over: hashes as u32 pairs. */
+export function viaPairs(d: KvCacheEventData): KvCacheEventData {
+  if (d.type !== 'stored') return d;
+  return storedFromPairs(d.parentHash, toPairs(d.blocks.map((b) => b.blockHash)), toPairs(d.blocks.map((b) => b.tokensHash)));
 }

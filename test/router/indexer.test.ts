@@ -9,6 +9,7 @@ import {
   type KvCacheEventData,
 } from '../../src/router/index.js';
 import { mix } from '../../src/router/u64.js';
+import { viaPairs } from '../helpers/events.js';
 
 const local = (p: number[]) => computeBlockHashes(p, 1);
 const seq = (p: number[]) => computeSequenceHashes(local(p));
@@ -280,27 +281,22 @@ test('Stored events as u32 pairs: the same index as bigint blocks; lazy blocks; 
   const p = [1, 2, 3, 4, 5];
   const plain = store(p);
   if (plain.type !== 'stored') throw new Error('unreachable');
-  const blockPairs = toPairs(plain.blocks.map((b) => b.blockHash));
-  const tokenPairs = toPairs(plain.blocks.map((b) => b.tokensHash));
-  const viaPairs = storedFromPairs(null, blockPairs, tokenPairs);
+  const paired = viaPairs(plain);
+  if (paired.type !== 'stored') throw new Error('unreachable');
   assert.deepEqual(
-    viaPairs.blocks.map((b) => [b.blockHash, b.tokensHash]),
+    paired.blocks.map((b) => [b.blockHash, b.tokensHash]),
     plain.blocks.map((b) => [b.blockHash, b.tokensHash]),
   );
   const ix = new RadixIndexer();
   const a = ix.ensureSlot('a', 0);
   const b = ix.ensureSlot('b', 0);
   assert.equal(ix.applyData(a, plain).status, 'ok');
-  assert.equal(ix.applyData(b, viaPairs).status, 'ok');
+  assert.equal(ix.applyData(b, paired).status, 'ok');
   assert.deepEqual(scores(ix, p), [5, 5]);
   // With a parent: extend b's chain by one block, given as pairs.
   const ext = store([1, 2, 3, 4, 5, 6], 5);
   if (ext.type !== 'stored') throw new Error('unreachable');
-  const extPairs = storedFromPairs(
-    ext.parentHash,
-    toPairs(ext.blocks.map((x) => x.blockHash)),
-    toPairs(ext.blocks.map((x) => x.tokensHash)),
-  );
+  const extPairs = viaPairs(ext);
   assert.equal(ix.applyData(b, extPairs).status, 'ok');
   assert.deepEqual(scores(ix, [1, 2, 3, 4, 5, 6]), [5, 6]);
   ix.checkInvariants();

@@ -11,12 +11,12 @@ import {
   RadixIndexer,
   computeBlockHashes,
   computeSequenceHashes,
-  storedFromPairs,
   toPairs,
   type KvCacheEventData,
   type RouterEvent,
 } from '../../src/router/index.js';
 import { RefIndexer, RefLoad } from './reference.js';
+import { viaPairs } from '../helpers/events.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 200);
 
@@ -99,12 +99,6 @@ function adversarialData(op: any): KvCacheEventData {
   }
   if (op.kind === 'remove') return { type: 'removed', blockHashes: op.hashes };
   return { type: 'cleared' };
-}
-
-/** The same Stored event as the decoders and the sim threads hand it over: hashes as u32 pairs. */
-function viaPairs(d: KvCacheEventData): KvCacheEventData {
-  if (d.type !== 'stored') return d;
-  return storedFromPairs(d.parentHash, toPairs(d.blocks.map((b) => b.blockHash)), toPairs(d.blocks.map((b) => b.tokensHash)));
 }
 
 function checkAgainstReference(
