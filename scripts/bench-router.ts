@@ -29,10 +29,13 @@
  * `cargo build --release` on first use; needs cargo and crates.io; --no-rust skips it), and
  * indexer_vs_dynamo_ratio = our indexer_block_ops_per_s / its block_ops_per_s: the two take turns
  * (max(9, --repeat) pairs: one run of ours, then one harness process; each side runs 3 uncounted
- * warm-up rounds, then reports the median of 7 rounds, a fresh index per round; our median with
- * the warm-up rounds included is indexer_block_ops_per_s_warmup_included), and the ratio is
- * the median of the pairs' ratios, so load from elsewhere on the machine falls on both alike
- * (indexer_vs_dynamo_cpu_ratio: the same on CPU time).
+ * warm-up rounds, then reports the median of 7 rounds, a fresh index per round, dropped after the
+ * round's timer (ours: RadixIndexer.dispose, which hands its arrays to the pool for the next index);
+ * our median with the warm-up rounds included is indexer_block_ops_per_s_warmup_included), and the
+ * ratio is the median of the pairs' ratios, so load from elsewhere on the machine falls on both alike
+ * (indexer_vs_dynamo_cpu_ratio: the same on CPU time). Then as many pairs again with each of our
+ * indexes left to the GC instead: indexer_block_ops_per_s_without_dispose and
+ * indexer_vs_dynamo_ratio_without_dispose.
  * request_path_hashing: block hashing of the ids the router's tokenizer returns for a ~8k-token
  * chat prompt (ChatTokenizer.encodeChatIds: a Uint32Array), as route() hashes them.
  * --hash-impl wasm|js|native|all picks what runs (default all; route_* reports the default backend when run).
@@ -199,58 +202,78 @@ function benchIndexer({ ids, events, queries }: ReturnType<typeof indexerStream>
     }
   }
   const elapsedNs = Number(process.hrtime.bigint() - t0);
+  const nodes = ix.nodeCount;
+  const indexed = ix.indexedBlocks;
+  ix.dispose();
   // Timer reads inside the loop are included in elapsed; subtract their measured cost.
   const timerNs = timerOverheadNs() * 2 * (events.length - LOOKAHEAD);
   const found = lat
     .subarray(0, events.length - LOOKAHEAD)
     .slice()
     .sort();
-  // Pure throughput passes without per-call timers: the same statistic as the Rust harness, a
-  // fresh index per round and the median round's ops/s (one round is tens of ms, so a single GC or
-  // preemption moves one round a lot); CPU over the counted rounds. Both sides first run WARMUP
-  // rounds that are not counted: here the first rounds after the harness ran take page faults
-  // on every fresh typed array (the previous indexes' memory went back to the OS), 8-20 ms of
-  // system time a round; the harness's nodes come from malloc's reused heap.
-  const roundNs: number[] = [];
-  const allNs: number[] = [];
-  let cpuUs = 0;
-  for (let round = 0; round < WARMUP + ROUNDS; round++) {
-    const ix2 = new RadixIndexer();
-    for (const id of ids) ix2.ensureSlot(id, 0);
-    const c0 = process.cpuUsage();
-    const u0 = process.hrtime.bigint();
-    for (let i = 0; i < events.length; i++) {
-      ix2.applyEvent(events[i]!);
-      const q = queries[i + LOOKAHEAD];
-      if (q) sink += ix2.findMatchesPairs(q, q.length >>> 1)[0]!;
-    }
-    const ns = Number(process.hrtime.bigint() - u0);
-    const c = process.cpuUsage(c0);
-    allNs.push(ns);
-    if (round < WARMUP) continue;
-    roundNs.push(ns);
-    cpuUs += c.user + c.system;
-  }
-  const untimedNs = median(roundNs);
-  const cpuNs = (cpuUs * 1000) / ROUNDS;
+  const rounds = indexerRounds({ ids, events, queries }, ops, true);
+  sink += rounds.sink;
   // Stores only.
   const ix3 = new RadixIndexer();
   for (const id of ids) ix3.ensureSlot(id, 0);
   const v0 = process.hrtime.bigint();
   for (let i = 0; i < events.length; i++) ix3.applyEvent(events[i]!);
   const storeNs = Number(process.hrtime.bigint() - v0);
+  ix3.dispose();
   return {
     blockOps: ops,
-    opsPerS: ops / (untimedNs / 1e9),
-    opsPerCpuS: ops / (Math.max(1, cpuNs) / 1e9),
-    opsPerSAllRounds: ops / (median(allNs) / 1e9),
+    opsPerS: rounds.opsPerS,
+    opsPerCpuS: rounds.opsPerCpuS,
+    opsPerSAllRounds: rounds.opsPerSAllRounds,
     opsPerSTimed: ops / (Math.max(1, elapsedNs - timerNs) / 1e9),
     storeOpsPerS: storeOps / (storeNs / 1e9),
     p50: pct(found, 50),
     p99: pct(found, 99),
     mean: found.reduce((a, b) => a + b, 0) / Math.max(1, found.length),
-    nodes: ix.nodeCount,
-    indexed: ix.indexedBlocks,
+    nodes,
+    indexed,
+    sink,
+  };
+}
+
+/**
+ * Throughput passes without per-call timers: the same statistic as the Rust harness, a fresh index
+ * per round and the median round's ops/s (one round is tens of ms, so a single GC or preemption
+ * moves one round a lot); CPU over the counted rounds. Both sides first run WARMUP rounds that are
+ * not counted. `dispose`: each round's index is disposed after the timer, as the harness drops its
+ * tree after its timer, so its arrays go back to the pool (src/router/pool.ts) for the next index
+ * as the tree's nodes go back to Rust's allocator. Without it each index is left to the GC (what a
+ * caller that never disposes gets): fresh typed arrays from the OS, with page faults on first touch
+ * (8-20 ms of system time in some rounds) and GC work in others.
+ */
+function indexerRounds({ ids, events, queries }: ReturnType<typeof indexerStream>, ops: number, dispose: boolean) {
+  const LOOKAHEAD = 1;
+  const roundNs: number[] = [];
+  const allNs: number[] = [];
+  let cpuUs = 0;
+  let sink = 0;
+  for (let round = 0; round < WARMUP + ROUNDS; round++) {
+    const ix = new RadixIndexer();
+    for (const id of ids) ix.ensureSlot(id, 0);
+    const c0 = process.cpuUsage();
+    const u0 = process.hrtime.bigint();
+    for (let i = 0; i < events.length; i++) {
+      ix.applyEvent(events[i]!);
+      const q = queries[i + LOOKAHEAD];
+      if (q) sink += ix.findMatchesPairs(q, q.length >>> 1)[0]!;
+    }
+    const ns = Number(process.hrtime.bigint() - u0);
+    const c = process.cpuUsage(c0);
+    if (dispose) ix.dispose();
+    allNs.push(ns);
+    if (round < WARMUP) continue;
+    roundNs.push(ns);
+    cpuUs += c.user + c.system;
+  }
+  return {
+    opsPerS: ops / (median(roundNs) / 1e9),
+    opsPerCpuS: ops / (Math.max(1, (cpuUs * 1000) / ROUNDS) / 1e9),
+    opsPerSAllRounds: ops / (median(allNs) / 1e9),
     sink,
   };
 }
@@ -499,18 +522,26 @@ async function main() {
   const stream = indexerStream(requests, args.workers);
   const runs: ReturnType<typeof benchIndexer>[] = [];
   const rustRuns: Record<string, unknown>[] = [];
+  const gcRuns: ReturnType<typeof indexerRounds>[] = [];
+  const rustGcRuns: Record<string, unknown>[] = [];
   let rustError = harness && 'error' in harness ? harness.error : undefined;
   try {
-    for (let i = 0; i < Math.max(INDEXER_PAIRS, args.repeat); i++) {
-      runs.push(benchIndexer(stream));
-      if (harness && 'run' in harness && !rustError) {
-        try {
-          rustRuns.push(harness.run(RUST_ROUNDS, WARMUP));
-        } catch (err) {
-          rustError = (err as Error).message;
+    const turn = (ours: () => void, theirs: Record<string, unknown>[]) => {
+      for (let i = 0; i < Math.max(INDEXER_PAIRS, args.repeat); i++) {
+        ours();
+        if (harness && 'run' in harness && !rustError) {
+          try {
+            theirs.push(harness.run(RUST_ROUNDS, WARMUP));
+          } catch (err) {
+            rustError = (err as Error).message;
+          }
         }
       }
-    }
+    };
+    turn(() => runs.push(benchIndexer(stream)), rustRuns);
+    // Then the same turns with each index left to the GC (after the first phase, so its garbage
+    // cannot land in the first phase's rounds).
+    turn(() => gcRuns.push(indexerRounds(stream, runs[0]!.blockOps, false)), rustGcRuns);
   } finally {
     if (harness && 'cleanup' in harness) harness.cleanup();
   }
@@ -542,6 +573,7 @@ async function main() {
     indexer_block_ops_per_s: ours,
     indexer_block_ops_per_cpu_s: Math.round(median(runs.map((r) => r.opsPerCpuS))),
     indexer_block_ops_per_s_warmup_included: Math.round(median(runs.map((r) => r.opsPerSAllRounds))),
+    indexer_block_ops_per_s_without_dispose: Math.round(median(gcRuns.map((r) => r.opsPerS))),
     indexer_warmup_rounds: WARMUP,
     indexer_pairs: runs.length,
     store_block_ops_per_s: Math.round(median(runs.map((r) => r.storeOpsPerS))),
@@ -558,6 +590,9 @@ async function main() {
             ? {
                 indexer_vs_dynamo_ratio: paired((r) => r.opsPerS, 'block_ops_per_s'),
                 indexer_vs_dynamo_cpu_ratio: paired((r) => r.opsPerCpuS, 'block_ops_per_cpu_s'),
+                indexer_vs_dynamo_ratio_without_dispose: round3(
+                  median(rustGcRuns.map((rr, i) => gcRuns[i]!.opsPerS / (rr.block_ops_per_s as number))),
+                ),
                 indexer_vs_dynamo_ratios_per_pair: rustRuns.map((rr, i) => round3(runs[i]!.opsPerS / (rr.block_ops_per_s as number))),
               }
             : {}),

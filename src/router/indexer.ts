@@ -45,6 +45,7 @@
  */
 import { LowerTierIndex, lowerTierMatches, type Continuation } from './lower-tier.js';
 import type { KvCacheEventData, RouterEvent, StorageTier, WorkerId, WorkerKey } from './types.js';
+import { recycle, takeInt32 } from './pool.js';
 import { mix, U64Table, splitU64 } from './u64.js';
 
 export type ApplyStatus = 'ok' | 'parent_block_not_found' | 'block_not_found' | 'invalid_block_sequence' | 'unknown_worker' | 'ignored';
@@ -86,6 +87,10 @@ const TTL_BUCKET_MS = 100;
 export interface IndexerOptions {
   /** Upper bound on (worker, block) entries; Infinity (default) = unbounded. */
   maxIndexedBlocks?: number;
+}
+
+function disposedError(): Error {
+  return new Error('RadixIndexer used after dispose(): its memory went back to the pool; create a new index');
 }
 
 export class RadixIndexer {
@@ -158,6 +163,8 @@ export class RadixIndexer {
   private scoreScratch = new Int32Array(32);
   /** Sink of `U64Table.touch` reads (kept so the prefetching loads stay). */
   private touched = 0;
+  /** Set by `dispose`: the memory belongs to the pool, so every use throws. */
+  private disposed = false;
 
   constructor(opts: IndexerOptions = {}) {
     this.maxIndexedBlocks = opts.maxIndexedBlocks ?? Infinity;
@@ -173,6 +180,7 @@ export class RadixIndexer {
 
   /** Slot id of (worker, dp_rank), creating it if needed. */
   ensureSlot(workerId: WorkerId, dpRank: number): number {
+    if (this.disposed) throw disposedError();
     const existing = this.slotOf(workerId, dpRank);
     if (existing >= 0) return existing;
     const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.slotCount++;
@@ -216,6 +224,7 @@ export class RadixIndexer {
 
   /** Drop a (worker, dp_rank) entirely: all its blocks, and the slot. */
   removeSlot(slot: number): void {
+    if (this.disposed) throw disposedError();
     const id = this.slotWorkerIds[slot];
     if (id === undefined) return;
     this.clearSlot(slot);
@@ -249,6 +258,7 @@ export class RadixIndexer {
 
   /** Apply a decoded RouterEvent. Unknown (worker, dp_rank) -> `unknown_worker` unless autoRegister. */
   applyEvent(ev: RouterEvent, autoRegister = false): ApplyResult {
+    if (this.disposed) throw disposedError();
     let slot = this.slotOf(ev.workerId, ev.dpRank);
     if (slot < 0) {
       if (!autoRegister) return { status: 'unknown_worker', detail: `unknown worker ${ev.workerId} dp_rank ${ev.dpRank}` };
@@ -271,6 +281,7 @@ export class RadixIndexer {
   }
 
   applyData(slot: number, data: KvCacheEventData): ApplyResult {
+    if (this.disposed) throw disposedError();
     switch (data.type) {
       case 'stored': {
         const hasParent = data.parentHash !== null && data.parentHash !== undefined;
@@ -516,6 +527,7 @@ export class RadixIndexer {
 
   /** Remove one block of a slot; false when it is not indexed. */
   removeBlock(slot: number, lo: number, hi: number): boolean {
+    if (this.disposed) throw disposedError();
     const lookup = this.lookups[slot];
     if (!lookup) return false;
     const i = lookup.find(0, lo, hi);
@@ -539,6 +551,7 @@ export class RadixIndexer {
 
   /** All blocks of one slot (the slot stays registered). */
   clearSlot(slot: number): void {
+    if (this.disposed) throw disposedError();
     const lookup = this.lookups[slot];
     if (!lookup) return;
     this.lruQueues.delete(slot);
@@ -570,6 +583,7 @@ export class RadixIndexer {
 
   /** Record a routing decision's blocks (local + sequence hashes, from the root) with a TTL. */
   storeWithTtl(slot: number, seqPairs: Uint32Array, localPairs: Uint32Array, n: number, nowMs: number, ttlMs: number): ApplyResult {
+    if (this.disposed) throw disposedError();
     return this.storePairs(slot, false, 0, 0, seqPairs, localPairs, n, RadixIndexer.ttlBucket(nowMs, ttlMs));
   }
 
@@ -579,6 +593,7 @@ export class RadixIndexer {
    * removed (as an engine's LRU would evict them). Returns the store result.
    */
   storeWithLru(slot: number, seqPairs: Uint32Array, localPairs: Uint32Array, n: number, capacityBlocks: number): ApplyResult {
+    if (this.disposed) throw disposedError();
     if (!this.stamped) {
       this.stamped = true;
       for (const t of this.lookups) t?.enableAux();
@@ -685,6 +700,7 @@ export class RadixIndexer {
    * Returns an Int32Array indexed by slot (valid until the next call; length >= slotLimit).
    */
   findMatchesPairs(pairs: Uint32Array, n: number, earlyExit = false): Int32Array {
+    if (this.disposed) throw disposedError();
     const scores = this.scoreScratch;
     scores.fill(0, 0, this.slotCount);
     if (n === 0) return scores;
@@ -782,6 +798,23 @@ export class RadixIndexer {
     return lowerTierMatches(this.lowerTiers, pairs, n, device);
   }
 
+  /**
+   * Hand this index's memory to the pool (./pool.ts) for the next index, as a dropped Rust tree's
+   * memory goes back to its allocator. The index is empty and must not be used afterwards.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    recycle(this.nd);
+    recycle(this.nodeHash);
+    this.nd = new Int32Array(0);
+    this.nodeHash = new Int32Array(0);
+    this.nodeCap = 0;
+    for (const t of this.lookups) t?.release();
+    this.lookups = [];
+    this.children.release();
+  }
+
   // =========================================================================================
   // Node management
   // =========================================================================================
@@ -790,11 +823,13 @@ export class RadixIndexer {
     // Grow 4x: fewer copies of the arena (and fewer large allocations, which drive GC).
     let cap = Math.max(this.nodeCap * 4, 1024);
     while (cap < minCap) cap *= 2;
-    const nd = new Int32Array(cap * this.ns);
+    const nd = takeInt32(cap * this.ns);
     nd.set(this.nd);
+    recycle(this.nd);
     this.nd = nd;
-    const nh = new Int32Array(cap * 2);
+    const nh = takeInt32(cap * 2);
     nh.set(this.nodeHash);
+    recycle(this.nodeHash);
     this.nodeHash = nh;
     this.nodeCap = cap;
   }
@@ -803,8 +838,9 @@ export class RadixIndexer {
     const old = this.nd;
     const os = this.ns;
     const ns = F_BITS + newStride;
-    const nd = new Int32Array(this.nodeCap * ns);
+    const nd = takeInt32(this.nodeCap * ns);
     for (let n = 0; n < this.nodeHigh; n++) for (let k = 0; k < os; k++) nd[n * ns + k] = old[n * os + k]!;
+    recycle(old);
     this.nd = nd;
     this.ns = ns;
     this.stride = newStride;

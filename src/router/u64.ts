@@ -7,6 +7,8 @@
  * Keys are compared exactly: no truncation of the 64-bit hash.
  */
 
+import { recycle, takeFloat64, takeInt32 } from './pool.js';
+
 const B64 = new BigUint64Array(1);
 const B64_U32 = new Uint32Array(B64.buffer);
 
@@ -62,7 +64,7 @@ export function mix(tag: number, lo: number, hi: number): number {
 /**
  * Entries are interleaved in one Int32Array (`[tag, lo, hi, value]` per entry) so that a probe
  * touches one cache line. Tags must be >= 0 and are stored as tag + 1: 0 marks an empty entry, so a
- * new table needs no fill (fresh memory is already zeros). lo / hi are stored as
+ * new table needs no fill (new arrays and arrays from the pool, ./pool.ts, are zeros). lo / hi are stored as
  * int32 bit patterns and accepted as u32 or int32.
  */
 export class U64Table {
@@ -72,9 +74,9 @@ export class U64Table {
    * resize re-inserts them in (almost) increasing position order: sequential, cache-friendly. */
   private shift: number;
   private _size = 0;
-  private data: Int32Array;
+  private data: Int32Array<ArrayBuffer>;
   /** Optional auxiliary value per entry (stamps), indexed by entry index. */
-  aux: Float64Array | null;
+  aux: Float64Array<ArrayBuffer> | null;
   private withAux: boolean;
   private readonly minCap: number;
 
@@ -86,15 +88,15 @@ export class U64Table {
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
     this.withAux = withAux;
-    this.data = new Int32Array(cap * 4);
-    this.aux = withAux ? new Float64Array(cap) : null;
+    this.data = takeInt32(cap * 4);
+    this.aux = withAux ? takeFloat64(cap) : null;
   }
 
   /** Allocate the auxiliary values (zeros) if the table was built without them. */
   enableAux(): void {
     if (this.withAux) return;
     this.withAux = true;
-    this.aux = new Float64Array(this.cap);
+    this.aux = takeFloat64(this.cap);
   }
 
   get size(): number {
@@ -276,8 +278,10 @@ export class U64Table {
       this.cap = this.minCap;
       this.mask = this.cap - 1;
       this.shift = 32 - Math.log2(this.cap);
-      this.data = new Int32Array(this.cap * 4);
-      this.aux = this.withAux ? new Float64Array(this.cap) : null;
+      recycle(this.data);
+      recycle(this.aux);
+      this.data = takeInt32(this.cap * 4);
+      this.aux = this.withAux ? takeFloat64(this.cap) : null;
     } else {
       for (let i = 0; i < this.cap; i++) this.data[i << 2] = 0;
     }
@@ -292,8 +296,8 @@ export class U64Table {
     this.mask = newCap - 1;
     this.shift = 32 - Math.log2(newCap);
     const shift = this.shift;
-    const d = (this.data = new Int32Array(newCap * 4));
-    this.aux = this.withAux ? new Float64Array(newCap) : null;
+    const d = (this.data = takeInt32(newCap * 4));
+    this.aux = this.withAux ? takeFloat64(newCap) : null;
     const mask = this.mask;
     for (let k = 0; k < oldCap; k++) {
       const bk = k << 2;
@@ -308,5 +312,17 @@ export class U64Table {
       d[b + 3] = old[bk + 3]!;
       if (this.aux && oldAux) this.aux[i] = oldAux[k]!;
     }
+    recycle(old);
+    recycle(oldAux);
+  }
+
+  /** Hand the table's memory to the pool (./pool.ts); the table is empty and unusable afterwards. */
+  release(): void {
+    recycle(this.data);
+    recycle(this.aux);
+    this.data = new Int32Array(0);
+    this.aux = null;
+    this.cap = 0;
+    this._size = 0;
   }
 }
