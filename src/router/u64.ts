@@ -316,13 +316,15 @@ export class U64Table {
     recycle(oldAux);
   }
 
-  /** Hand the table's memory to the pool (./pool.ts); the table is empty and unusable afterwards. */
+  /** Hand the table's arrays to the pool (./pool.ts): the table is empty again, at its initial capacity. */
   release(): void {
     recycle(this.data);
     recycle(this.aux);
-    this.data = new Int32Array(0);
-    this.aux = null;
-    this.cap = 0;
+    this.cap = this.minCap;
+    this.mask = this.cap - 1;
+    this.shift = 32 - Math.log2(this.cap);
+    this.data = takeInt32(this.cap * 4);
+    this.aux = this.withAux ? takeFloat64(this.cap) : null;
     this._size = 0;
   }
 }

@@ -57,6 +57,11 @@ test('U64Table: a resize hands the old array back; a released table leaves nothi
   for (let i = 0; i < 200; i++) assert.equal(u.get(i & 3, i, ~i), -1, `key ${i} gone`);
   u.set(1, 5, ~5, 42);
   assert.equal(u.get(1, 5, ~5), 42);
+  // The released table itself is empty and usable.
+  assert.equal(t.size, 0);
+  assert.equal(t.get(0, 0, ~0), -1);
+  t.set(2, 9, 9, 7);
+  assert.equal(t.get(2, 9, 9), 7);
 });
 
 const WORKERS = ['w0', 'w1', 'w2', 'w3'];
