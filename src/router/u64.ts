@@ -273,18 +273,13 @@ export class U64Table {
     return (this.data[k] = this.data[k]! + delta);
   }
 
+  /** Empty the table: a table that grew well past its initial capacity hands its arrays back (`release`). */
   clear(): void {
     if (this.cap > this.minCap * 4) {
-      this.cap = this.minCap;
-      this.mask = this.cap - 1;
-      this.shift = 32 - Math.log2(this.cap);
-      recycle(this.data);
-      recycle(this.aux);
-      this.data = takeInt32(this.cap * 4);
-      this.aux = this.withAux ? takeFloat64(this.cap) : null;
-    } else {
-      for (let i = 0; i < this.cap; i++) this.data[i << 2] = 0;
+      this.release();
+      return;
     }
+    for (let i = 0; i < this.cap; i++) this.data[i << 2] = 0;
     this._size = 0;
   }
 
