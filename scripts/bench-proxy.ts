@@ -39,6 +39,8 @@
  *                             [--rounds 3] [--no-keepalive] [--profile-router <dir>]   (node --cpu-prof of the router process; <dir>/sim8
  *                                                         for the `router --sim 8` phase, all threads)
  *                             [--profile-worker <dir>]   (the same for the worker process)
+ *                             [--router-b-cli <main.js>] [--router-b-node-flags "<flags>"]   (a second router taking turns
+ *                                                         in the same rounds: another build's CLI and/or other Node.js flags)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -85,6 +87,13 @@ interface Child {
 
 const PROFILE_DIR = arg('profile-router', '');
 const PROFILE_WORKER_DIR = arg('profile-worker', '');
+/**
+ * A second router (side "router B") that takes its turns in the same rounds: the same CLI under other
+ * Node.js flags, or another build's CLI (its dist/src/cli/main.js), for an A/B of a change.
+ */
+const ROUTER_B_FLAGS = arg('router-b-node-flags', '').split(/\s+/).filter(Boolean);
+const ROUTER_B_CLI = arg('router-b-cli', '');
+const ROUTER_B = ROUTER_B_FLAGS.length > 0 || ROUTER_B_CLI !== '';
 
 function startCli(args: string[], nodeFlags: string[] = []): Child {
   return startNode([...nodeFlags, ...NODE_ARGS, ...args], `dynamo-lab ${args.join(' ')}`);
@@ -285,22 +294,31 @@ function ioCalls(pid: number): { reads: number; writes: number } | undefined {
   }
 }
 
+/** A thread's name (/proc/.../comm) without its number: V8's GC and compiler helpers, libuv's pool, workers. */
+function threadGroup(comm: string): string {
+  return comm.replace(/[\s#:_-]*\d+$/, '') || comm;
+}
+
 /** CPU time of every thread of `pid` and of its main thread, and the main thread's run-queue wait (ns; Linux). */
 function schedTimes(
   pid: number | undefined,
-): { cpu: number; mainRun: number; mainWait: number; io?: { reads: number; writes: number } } | undefined {
+): { cpu: number; mainRun: number; mainWait: number; byName: Map<string, number>; io?: { reads: number; writes: number } } | undefined {
   if (!pid || process.platform !== 'linux') return undefined;
   try {
     let cpu = 0;
+    const byName = new Map<string, number>();
     for (const t of readdirSync(`/proc/${pid}/task`)) {
       try {
-        cpu += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+        const ns = Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+        cpu += ns;
+        const name = t === String(pid) ? 'main' : threadGroup(readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim());
+        byName.set(name, (byName.get(name) ?? 0) + ns);
       } catch {
         // the thread ended meanwhile
       }
     }
     const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map(Number);
-    return { cpu, mainRun: run!, mainWait: wait!, io: ioCalls(pid) };
+    return { cpu, mainRun: run!, mainWait: wait!, byName, io: ioCalls(pid) };
   } catch {
     return undefined;
   }
@@ -326,6 +344,8 @@ interface ProcessLoad {
   /** Share of the wall time the main thread ran / waited for a CPU while runnable. */
   main_thread_running_share?: number;
   main_thread_runqueue_wait_share?: number;
+  /** CPU time per request (ms) by thread name: main, V8's helper threads (GC, compiler), libuv's pool, worker threads. */
+  cpu_ms_per_request_by_thread?: Record<string, number>;
   /** Read / write system calls per request (socket reads and writes, all threads). */
   syscalls_per_request?: { read: number; write: number };
   /** The router's event-loop delay over the phase (ms beyond its 10 ms sampling interval). */
@@ -343,6 +363,10 @@ function describeProcess(what: string, p: ProcessLoad): string {
     parts.push(
       `CPU ${p.cpu_ms_per_request} ms/request (main thread ${p.main_thread_cpu_ms_per_request}; main thread ran ${Math.round(100 * p.main_thread_running_share!)}% of the time and waited for a CPU ${Math.round(100 * p.main_thread_runqueue_wait_share!)}%)`,
     );
+  if (p.cpu_ms_per_request_by_thread) {
+    const others = Object.entries(p.cpu_ms_per_request_by_thread).filter(([n]) => n !== 'main');
+    if (others.length) parts.push(`other threads ${others.map(([n, ms]) => `${n} ${ms}`).join(', ')} ms/request`);
+  }
   if (p.syscalls_per_request)
     parts.push(`${p.syscalls_per_request.read} read / ${p.syscalls_per_request.write} write system calls per request`);
   parts.push(`load average ${p.loadavg.start[0]} -> ${p.loadavg.end[0]}`);
@@ -364,6 +388,12 @@ async function watchProcess(pid: number | undefined, routerUrl?: string): Promis
         out.main_thread_cpu_ms_per_request = r3((end.mainRun - start.s.mainRun) / 1e6 / requests);
         out.main_thread_running_share = r3((end.mainRun - start.s.mainRun) / wallNs);
         out.main_thread_runqueue_wait_share = r3((end.mainWait - start.s.mainWait) / wallNs);
+        const byThread: Record<string, number> = {};
+        for (const [name, ns] of end.byName) {
+          const ms = (ns - (start.s.byName.get(name) ?? 0)) / 1e6 / requests;
+          if (ms >= 0.0005) byThread[name] = r3(ms);
+        }
+        out.cpu_ms_per_request_by_thread = byThread;
         if (start.s.io && end.io)
           out.syscalls_per_request = {
             read: r3((end.io.reads - start.s.io.reads) / requests),
@@ -457,7 +487,7 @@ function histMean(metrics: string, name: string): number | undefined {
   return count ? r3(sum / count) : undefined;
 }
 
-type Side = 'router' | 'direct' | 'bare' | 'tcp';
+type Side = 'router' | 'direct' | 'bare' | 'tcp' | 'routerB';
 
 interface FormatResult {
   format: Format;
@@ -490,10 +520,20 @@ interface FormatResult {
     tcp_relay_throughput_ratios: number[];
     tcp_relay_throughput_ratio: number;
     tcp_relay_process: ProcessLoad[];
+    /** With --router-b-node-flags: the same router under other Node.js flags, in the same rounds. */
+    router_b?: {
+      node_flags: string[];
+      cli?: string;
+      runs: PhaseResult[];
+      throughput_ratios: number[];
+      throughput_ratio: number;
+      vs_router_ratio: number;
+      process: ProcessLoad[];
+    };
     /** The worker's process through the router's runs. */
     worker_process_router: ProcessLoad[];
     /** Per round and side: CPU time per request of the load generator, the worker and the proxy. */
-    cpu_ms_per_request: Record<Side, CpuBudget[]>;
+    cpu_ms_per_request: Record<Exclude<Side, 'routerB'>, CpuBudget[]>;
   };
 }
 
@@ -570,6 +610,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
   let router: Child | undefined;
   let bare: Child | undefined;
   let tcp: Child | undefined;
+  let routerB: Child | undefined;
   try {
     const [w] = JSON.parse(await sim.firstLine) as Array<{ id: string; url: string; zmq: string | null; zmq_replay: string | null }>;
     const spec = EVENTS === 'zmq' ? `id=${w!.id},url=${w!.url},zmq=${w!.zmq},replay=${w!.zmq_replay}` : w!.url;
@@ -578,6 +619,24 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [],
     );
     const { url: routerUrl } = JSON.parse(await router.firstLine) as { url: string };
+    if (ROUTER_B) {
+      const args = [
+        'router',
+        '--worker',
+        spec,
+        '--events',
+        EVENTS === 'zmq' ? 'zmq' : 'none',
+        '--port',
+        '0',
+        '--health-interval',
+        '0',
+        '--json',
+      ];
+      routerB = ROUTER_B_CLI
+        ? startNode([...ROUTER_B_FLAGS, ROUTER_B_CLI, ...args], `router B (${ROUTER_B_CLI})`)
+        : startCli(args, ROUTER_B_FLAGS);
+    }
+    const routerBUrl = routerB ? (JSON.parse(await routerB.firstLine) as { url: string }).url : '';
     bare = startBareProxy(w!.url);
     const { url: bareUrl } = JSON.parse(await bare.firstLine) as { url: string };
     tcp = startBareProxy(w!.url, true);
@@ -596,7 +655,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         Math.min(CONCURRENCY, 64),
         format,
       );
-      for (const url of [routerUrl, bareUrl, tcpUrl])
+      for (const url of [routerUrl, bareUrl, tcpUrl, ...(routerB ? [routerBUrl] : [])])
         await load(
           url,
           bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)),
@@ -610,20 +669,23 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       const serialRouter = await load(routerUrl, bodies('sr', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
       say(`${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct, bare proxy and TCP relay, taking turns ...`);
       type Run = Awaited<ReturnType<typeof loadedRun>>;
-      const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [], tcp: [] };
-      const sides: Side[] = ['router', 'direct', 'bare', 'tcp'];
+      const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [], tcp: [], routerB: [] };
+      const sides: Side[] = ['router', 'direct', 'bare', 'tcp', ...(routerB ? (['routerB'] as const) : [])];
       const where: Record<Side, [string, number | undefined]> = {
         router: [routerUrl, router.proc.pid],
         direct: [w!.url, sim.proc.pid],
         bare: [bareUrl, bare.proc.pid],
         tcp: [tcpUrl, tcp.proc.pid],
+        routerB: [routerBUrl, routerB?.proc.pid],
       };
       for (let k = 0; k < ROUNDS; k++) {
         // The order rotates by round, so no side always runs first on a cooler machine.
         for (let j = 0; j < sides.length; j++) {
           const side = sides[(j + k) % sides.length]!;
           const [url, pid] = where[side];
-          runs[side].push(await loadedRun(url, pid, side === 'router', bodies(`l${side}${k}`, REQUESTS), format, sim.proc.pid));
+          runs[side].push(
+            await loadedRun(url, pid, side === 'router' || side === 'routerB', bodies(`l${side}${k}`, REQUESTS), format, sim.proc.pid),
+          );
         }
       }
       const routerRuns = runs.router;
@@ -661,6 +723,19 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           tcp_relay_throughput_ratios: tcpRatios,
           tcp_relay_throughput_ratio: r3(median(tcpRatios)),
           tcp_relay_process: runs.tcp.map((x) => x.process),
+          ...(routerB
+            ? {
+                router_b: {
+                  node_flags: ROUTER_B_FLAGS,
+                  ...(ROUTER_B_CLI ? { cli: ROUTER_B_CLI } : {}),
+                  runs: runs.routerB.map((x) => x.result),
+                  throughput_ratios: perRound(runs.routerB, directRuns),
+                  throughput_ratio: r3(median(perRound(runs.routerB, directRuns))),
+                  vs_router_ratio: r3(median(perRound(runs.routerB, routerRuns))),
+                  process: runs.routerB.map((x) => x.process),
+                },
+              }
+            : {}),
           worker_process_router: routerRuns.map((x) => x.worker),
           cpu_ms_per_request: {
             router: routerRuns.map((x) => x.cpu),
@@ -680,6 +755,11 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         `${format}: bare proxy ${rps(runs.bare)} req/s, ratios to direct ${bareRatios.join(' / ')}, median ${r.loaded.bare_proxy_throughput_ratio}x; router / bare proxy ${r.loaded.router_vs_bare_proxy_ratio}x; ` +
           `TCP relay (no HTTP) ${rps(runs.tcp)} req/s, ratios to direct ${tcpRatios.join(' / ')}, median ${r.loaded.tcp_relay_throughput_ratio}x`,
       );
+      if (routerB)
+        say(
+          `${format}: router B (${ROUTER_B_CLI || 'node'}${ROUTER_B_FLAGS.length ? ` ${ROUTER_B_FLAGS.join(' ')}` : ''}) ${rps(runs.routerB)} req/s, ratios to direct ${perRound(runs.routerB, directRuns).join(' / ')}, ` +
+            `median ${r3(median(perRound(runs.routerB, directRuns)))}x; router B / router ${r3(median(perRound(runs.routerB, routerRuns)))}x; ${describeBudget('router B', runs.routerB)}; ${describeProcess('router B', runs.routerB[0]!.process)}`,
+        );
       say(
         `${format}: CPU ms per request, all processes (median of rounds): ${describeBudget('direct', directRuns)}; ${describeBudget('router', routerRuns)}; ${describeBudget('bare proxy', runs.bare)}; ${describeBudget('TCP relay', runs.tcp)}`,
       );
@@ -701,6 +781,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     return { results, overhead };
   } finally {
     if (tcp) await stop(tcp);
+    if (routerB) await stop(routerB);
     if (bare) await stop(bare);
     if (router) await stop(router);
     await stop(sim);
