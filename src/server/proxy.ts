@@ -240,69 +240,78 @@ async function relay(
   if (sse) {
     headers['cache-control'] = 'no-cache';
     res.writeHead(upstream.statusCode, headers);
-    res.flushHeaders();
   }
   let firstAt = 0;
+  let wrote = false;
   const body: Buffer[] = [];
   let bodyBytes = 0;
-  try {
-    await upstream.consume((chunk) => {
-      if (firstAt === 0) {
-        firstAt = performance.now();
-        // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
-        if (!sse) {
-          router.markPrefillCompleted(record.request_id, Date.now());
-          ctx.queue?.notify();
-        }
+  // The worker's stream ended: end the client's in the same turn, so that when the worker's last
+  // events and its end came in one read, they go on in one write.
+  const endStream = (relay: SseRelay) => {
+    const rest = relay.finish();
+    if (!relay.sawDone) {
+      // The worker closed the stream without [DONE]: say so instead of a silent cut.
+      if (rest.length > 0) res.write(rest);
+      res.end(sseError('the worker ended the stream before it was complete', 'upstream_incomplete'));
+      record.status = 'error';
+      st.errors++;
+      ctx.totals.errors++;
+      ctx.metrics.inc(
+        'dynamo_lab_router_streams_failed_total',
+        'Streams the router ended with an SSE error because the worker failed mid-stream',
+        { worker_id: st.ep.id },
+      );
+    } else {
+      if (rest.length > 0) res.end(rest);
+      else res.end();
+      record.status = 'ok';
+    }
+  };
+  const onChunk = (chunk: Buffer) => {
+    if (firstAt === 0) {
+      firstAt = performance.now();
+      // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
+      if (!sse) {
+        router.markPrefillCompleted(record.request_id, Date.now());
+        ctx.queue?.notify();
       }
-      st.lastOkAt = Date.now();
-      if (sse) {
-        const hadToken = sse.firstTokenAt > 0;
-        const out = sse.push(chunk, performance.now());
-        // Prefill ends at the first generated token (a role chunk may come first).
-        if (!hadToken && sse.firstTokenAt > 0) {
-          // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
-          router.observeTtft(record.request_id, Date.now() - record.at_ms);
-          router.markPrefillCompleted(record.request_id, Date.now());
-          ctx.queue?.notify();
-        }
-        if (res.destroyed) throw new Error('the client went away');
-        if (out.length > 0 && !res.write(out)) {
-          // Stop reading from the worker until the client takes it, or goes away: a client that
-          // stops reading and then disconnects must not hold its booking (and the worker's
-          // stream) until expiry.
-          upstream.pause();
-          void drainedOrClosed(res).then(() => {
-            if (res.destroyed) upstream.abort(new Error('the client went away'));
-            else upstream.resume();
-          });
-        }
-      } else {
-        // Non-streamed answers are held until complete, so a worker failing mid-body becomes a 502.
-        bodyBytes += chunk.length;
-        if (bodyBytes <= 64 * 1024 * 1024) body.push(chunk);
-      }
-    });
+    }
+    st.lastOkAt = Date.now();
     if (sse) {
-      const rest = sse.finish();
-      if (!sse.sawDone) {
-        // The worker closed the stream without [DONE]: say so instead of a silent cut.
-        if (rest.length > 0) res.write(rest);
-        res.end(sseError('the worker ended the stream before it was complete', 'upstream_incomplete'));
-        record.status = 'error';
-        st.errors++;
-        ctx.totals.errors++;
-        ctx.metrics.inc(
-          'dynamo_lab_router_streams_failed_total',
-          'Streams the router ended with an SSE error because the worker failed mid-stream',
-          { worker_id: st.ep.id },
-        );
-      } else {
-        if (rest.length > 0) res.end(rest);
-        else res.end();
-        record.status = 'ok';
+      const hadToken = sse.firstTokenAt > 0;
+      const out = sse.push(chunk, performance.now());
+      // Prefill ends at the first generated token (a role chunk may come first).
+      if (!hadToken && sse.firstTokenAt > 0) {
+        // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
+        router.observeTtft(record.request_id, Date.now() - record.at_ms);
+        router.markPrefillCompleted(record.request_id, Date.now());
+        ctx.queue?.notify();
+      }
+      if (res.destroyed) throw new Error('the client went away');
+      if (out.length > 0) wrote = true;
+      if (out.length > 0 && !res.write(out)) {
+        // Stop reading from the worker until the client takes it, or goes away: a client that
+        // stops reading and then disconnects must not hold its booking (and the worker's
+        // stream) until expiry.
+        upstream.pause();
+        void drainedOrClosed(res).then(() => {
+          if (res.destroyed) upstream.abort(new Error('the client went away'));
+          else upstream.resume();
+        });
       }
     } else {
+      // Non-streamed answers are held until complete, so a worker failing mid-body becomes a 502.
+      bodyBytes += chunk.length;
+      if (bodyBytes <= 64 * 1024 * 1024) body.push(chunk);
+    }
+  };
+  try {
+    const consumed = upstream.consume(onChunk, sse ? () => endStream(sse) : undefined);
+    // consume() has passed on what came with the worker's headers; when that wrote nothing, the
+    // headers go out alone now, as the worker sent them (one write instead of two when it did).
+    if (sse && !wrote && !res.writableEnded) res.flushHeaders();
+    await consumed;
+    if (!sse) {
       const text = Buffer.concat(body);
       res.writeHead(upstream.statusCode, { ...headers, 'content-length': String(text.length) });
       res.end(text);

@@ -11,8 +11,12 @@ import type { Dispatcher } from 'undici';
 export interface UpstreamAnswer {
   readonly statusCode: number;
   readonly headers: IncomingHttpHeaders;
-  /** Deliver the body to `onChunk` (chunks that came with the headers first); resolves at its end. */
-  consume(onChunk: (chunk: Buffer) => void): Promise<void>;
+  /**
+   * Deliver the body to `onChunk` (chunks that came with the headers first); resolves at its end.
+   * `onEnd` runs at the end of a complete body, in the same turn as the last chunk when they came
+   * together (a relay that ends its own answer there sends the last bytes and its end in one write).
+   */
+  consume(onChunk: (chunk: Buffer) => void, onEnd?: () => void): Promise<void>;
   /** Read the body and drop it (a small error body, before trying another worker). */
   dump(): Promise<void>;
   pause(): void;
@@ -27,6 +31,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamAnswer {
   private head?: { resolve: (a: UpstreamAnswer) => void; reject: (e: Error) => void };
   private body?: { resolve: () => void; reject: (e: Error) => void };
   private onChunk?: (chunk: Buffer) => void;
+  private onEnd?: () => void;
   private early: Buffer[] = [];
   private ended = false;
   private failed?: Error;
@@ -83,14 +88,23 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamAnswer {
     const b = this.body;
     if (!b) return;
     this.body = undefined;
+    if (!this.failed && this.onEnd) {
+      try {
+        this.onEnd();
+      } catch (err) {
+        b.reject(err as Error);
+        return;
+      }
+    }
     if (this.failed) b.reject(this.failed);
     else b.resolve();
   }
 
   // ---- the answer
-  consume(onChunk: (chunk: Buffer) => void): Promise<void> {
+  consume(onChunk: (chunk: Buffer) => void, onEnd?: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
       this.body = { resolve, reject };
+      this.onEnd = onEnd;
       try {
         for (const c of this.early) onChunk(c);
       } catch (err) {

@@ -2,9 +2,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type RequestListener } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { SimWorker, type SimWorkerOptions } from '../../src/sim/index.js';
-import type { RouterServer } from '../../src/server/router-server.js';
+import { RouterServer } from '../../src/server/router-server.js';
 import { sleep } from '../helpers/wait.js';
 
 export const SYSTEM_PROMPT = 'You are a careful assistant for a railway company. Timetables, fares and safety rules follow. '.repeat(24);
@@ -21,6 +23,38 @@ export async function startSims(n: number, extra: Partial<SimWorkerOptions> = {}
 }
 
 export { sleep, waitFor } from '../helpers/wait.js';
+
+/**
+ * A router (no events, no health checks) in front of one worker 'w' whose answers the test
+ * scripts with `handler` (a plain node:http server); close() stops both.
+ */
+export async function routerBeforeScriptedWorker(handler: RequestListener): Promise<{ router: RouterServer; close(): Promise<void> }> {
+  const upstream = createServer(handler);
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const closeUpstream = async () => {
+    upstream.closeAllConnections();
+    await new Promise((r) => upstream.close(r));
+  };
+  try {
+    const router = await RouterServer.start({
+      workers: [{ id: 'w', url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }],
+      blockSize: 16,
+      port: 0,
+      events: 'none',
+      health: false,
+    });
+    return {
+      router,
+      close: async () => {
+        await router.close();
+        await closeUpstream();
+      },
+    };
+  } catch (err) {
+    await closeUpstream();
+    throw err;
+  }
+}
 
 export function cachedBlocks(router: RouterServer, id: string): number {
   return router.workersView().workers.find((w) => w.id === id)?.cached_blocks ?? 0;

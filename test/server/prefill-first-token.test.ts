@@ -6,18 +6,16 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { RouterServer } from '../../src/server/router-server.js';
-import { waitFor } from './helpers.js';
+import type { RouterServer } from '../../src/server/router-server.js';
+import { routerBeforeScriptedWorker, waitFor } from './helpers.js';
 
-let upstream: http.Server;
 let router: RouterServer;
+let stop: () => Promise<void> = async () => {};
 let release: () => void = () => {};
 let roleSent = false;
 
 before(async () => {
-  upstream = http.createServer((req, res) => {
+  ({ router, close: stop } = await routerBeforeScriptedWorker((req, res) => {
     req.resume();
     if (req.url === '/health') return void res.end('{"status":"ok"}');
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -39,23 +37,10 @@ before(async () => {
       });
       res.end('data: [DONE]\n\n');
     };
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-  const port = (upstream.address() as AddressInfo).port;
-  router = await RouterServer.start({
-    workers: [{ id: 'w', url: `http://127.0.0.1:${port}` }],
-    blockSize: 16,
-    port: 0,
-    events: 'none',
-    health: false,
-  });
+  }));
 });
 
-after(async () => {
-  await router?.close();
-  upstream.closeAllConnections();
-  await new Promise((r) => upstream.close(r));
-});
+after(() => stop());
 
 const prefillTokens = () => router.workersView().workers[0]!.active_prefill_tokens;
 const ttftCount = async () =>
