@@ -71,18 +71,22 @@ const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true},');
  * least one member, or undefined when the body is not shaped so (a copy of the bytes: re-serialising
  * a long prompt costs far more).
  */
-function spliceFirst(raw: Buffer, field: Buffer | string): Buffer | undefined {
+function spliceFirst(raw: Buffer, field: Buffer | readonly string[]): Buffer | undefined {
   let i = 0;
   while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
   let j = i + 1;
   while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
   if (!(i < raw.length && j < raw.length && raw[j] !== 0x7d)) return undefined;
-  if (typeof field !== 'string') return Buffer.concat([raw.subarray(0, i + 1), field, raw.subarray(i + 1)]);
-  // An ASCII field (digits, base64): copied byte for byte, without a UTF-8 pass over a long string.
-  const out = Buffer.allocUnsafe(raw.length + field.length);
+  if (Buffer.isBuffer(field)) return Buffer.concat([raw.subarray(0, i + 1), field, raw.subarray(i + 1)]);
+  // An ASCII field (names, digits, base64) in parts: each copied byte for byte, without a UTF-8
+  // pass over a long string, and without first joining the parts into one more long string.
+  let len = 0;
+  for (const part of field) len += part.length;
+  const out = Buffer.allocUnsafe(raw.length + len);
   raw.copy(out, 0, 0, i + 1);
-  out.write(field, i + 1, 'latin1');
-  raw.copy(out, i + 1 + field.length, i + 1);
+  let at = i + 1;
+  for (const part of field) at += out.write(part, at, 'latin1');
+  raw.copy(out, at, i + 1);
   return out;
 }
 
@@ -115,11 +119,16 @@ export function withTokenData(
   encoding: 'json' | 'base64' = 'json',
 ): Buffer | string {
   const field = encoding === 'json' ? 'token_data' : 'token_data_b64';
-  const value = encoding === 'json' ? `[${idsJson(ids)}]` : `"${idsToBase64(ids)}"`;
+  const [open, encoded, close] = encoding === 'json' ? ['[', idsJson(ids), ']'] : ['"', idsToBase64(ids), '"'];
   if (!Object.hasOwn(body, 'nvext')) {
-    const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, `"nvext":{"${field}":${value}},`);
+    const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, [
+      `"nvext":{"${field}":${open}`,
+      encoded,
+      `${close}},`,
+    ]);
     if (spliced) return spliced;
   }
+  const value = `${open}${encoded}${close}`;
   // The client's own nvext (rare): merge into exactly what would have been sent.
   const upstream = JSON.parse(sent.toString()) as Record<string, unknown>;
   const nvext = upstream.nvext !== null && typeof upstream.nvext === 'object' && !Array.isArray(upstream.nvext) ? upstream.nvext : {};
