@@ -520,7 +520,7 @@ interface FormatResult {
     tcp_relay_throughput_ratios: number[];
     tcp_relay_throughput_ratio: number;
     tcp_relay_process: ProcessLoad[];
-    /** With --router-b-node-flags: the same router under other Node.js flags, in the same rounds. */
+    /** With --router-b-cli / --router-b-node-flags: another build or other Node.js flags, in the same rounds. */
     router_b?: {
       node_flags: string[];
       cli?: string;
@@ -614,28 +614,24 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
   try {
     const [w] = JSON.parse(await sim.firstLine) as Array<{ id: string; url: string; zmq: string | null; zmq_replay: string | null }>;
     const spec = EVENTS === 'zmq' ? `id=${w!.id},url=${w!.url},zmq=${w!.zmq},replay=${w!.zmq_replay}` : w!.url;
-    router = startCli(
-      ['router', '--worker', spec, '--events', EVENTS === 'zmq' ? 'zmq' : 'none', '--port', '0', '--health-interval', '0', '--json'],
-      PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [],
-    );
+    const routerArgs = [
+      'router',
+      '--worker',
+      spec,
+      '--events',
+      EVENTS === 'zmq' ? 'zmq' : 'none',
+      '--port',
+      '0',
+      '--health-interval',
+      '0',
+      '--json',
+    ];
+    router = startCli(routerArgs, PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []);
     const { url: routerUrl } = JSON.parse(await router.firstLine) as { url: string };
-    if (ROUTER_B) {
-      const args = [
-        'router',
-        '--worker',
-        spec,
-        '--events',
-        EVENTS === 'zmq' ? 'zmq' : 'none',
-        '--port',
-        '0',
-        '--health-interval',
-        '0',
-        '--json',
-      ];
+    if (ROUTER_B)
       routerB = ROUTER_B_CLI
-        ? startNode([...ROUTER_B_FLAGS, ROUTER_B_CLI, ...args], `router B (${ROUTER_B_CLI})`)
-        : startCli(args, ROUTER_B_FLAGS);
-    }
+        ? startNode([...ROUTER_B_FLAGS, ROUTER_B_CLI, ...routerArgs], `router B (${ROUTER_B_CLI})`)
+        : startCli(routerArgs, ROUTER_B_FLAGS);
     const routerBUrl = routerB ? (JSON.parse(await routerB.firstLine) as { url: string }).url : '';
     bare = startBareProxy(w!.url);
     const { url: bareUrl } = JSON.parse(await bare.firstLine) as { url: string };

@@ -288,16 +288,18 @@ async function relay(
         ctx.queue?.notify();
       }
       if (res.destroyed) throw new Error('the client went away');
-      if (out.length > 0) wrote = true;
-      if (out.length > 0 && !res.write(out)) {
-        // Stop reading from the worker until the client takes it, or goes away: a client that
-        // stops reading and then disconnects must not hold its booking (and the worker's
-        // stream) until expiry.
-        upstream.pause();
-        void drainedOrClosed(res).then(() => {
-          if (res.destroyed) upstream.abort(new Error('the client went away'));
-          else upstream.resume();
-        });
+      if (out.length > 0) {
+        wrote = true;
+        if (!res.write(out)) {
+          // Stop reading from the worker until the client takes it, or goes away: a client that
+          // stops reading and then disconnects must not hold its booking (and the worker's
+          // stream) until expiry.
+          upstream.pause();
+          void drainedOrClosed(res).then(() => {
+            if (res.destroyed) upstream.abort(new Error('the client went away'));
+            else upstream.resume();
+          });
+        }
       }
     } else {
       // Non-streamed answers are held until complete, so a worker failing mid-body becomes a 502.

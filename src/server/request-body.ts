@@ -64,20 +64,19 @@ export function withBackendInstanceId(body: Record<string, unknown>, id: string)
   return JSON.stringify({ ...body, nvext: { ...nvext, backend_instance_id: INSTANCE_SLOT } }).replace(`"${INSTANCE_SLOT}"`, id);
 }
 
-const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true},');
+const USAGE_OPTION = ['"stream_options":{"include_usage":true},'];
 
 /**
- * `field` (`"key":value,`) spliced in after the opening brace of a JSON object body that has at
+ * `field` (`"key":value,`, ASCII, in parts) spliced in after the opening brace of a JSON object body that has at
  * least one member, or undefined when the body is not shaped so (a copy of the bytes: re-serialising
  * a long prompt costs far more).
  */
-function spliceFirst(raw: Buffer, field: Buffer | readonly string[]): Buffer | undefined {
+function spliceFirst(raw: Buffer, field: readonly string[]): Buffer | undefined {
   let i = 0;
   while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
   let j = i + 1;
   while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
   if (!(i < raw.length && j < raw.length && raw[j] !== 0x7d)) return undefined;
-  if (Buffer.isBuffer(field)) return Buffer.concat([raw.subarray(0, i + 1), field, raw.subarray(i + 1)]);
   // An ASCII field (names, digits, base64) in parts: each copied byte for byte, without a UTF-8
   // pass over a long string, and without first joining the parts into one more long string.
   let len = 0;

@@ -88,16 +88,17 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamAnswer {
     const b = this.body;
     if (!b) return;
     this.body = undefined;
-    if (!this.failed && this.onEnd) {
-      try {
-        this.onEnd();
-      } catch (err) {
-        b.reject(err as Error);
-        return;
-      }
+    if (this.failed) {
+      b.reject(this.failed);
+      return;
     }
-    if (this.failed) b.reject(this.failed);
-    else b.resolve();
+    try {
+      this.onEnd?.();
+    } catch (err) {
+      b.reject(err as Error);
+      return;
+    }
+    b.resolve();
   }
 
   // ---- the answer
