@@ -88,6 +88,7 @@ export class HealthChecker {
       st.instanceId ??= info.instance;
       st.tokenizerFingerprint ??= info.tokenizer;
       st.tokenDataB64 ??= info.b64;
+      st.tokenDataWithoutText ??= info.withoutText;
     } catch {
       // Unreachable now: the periodic checks (when on) or the first request will tell.
     }
@@ -150,6 +151,7 @@ export class HealthChecker {
       if (instance) st.instanceId = instance;
       st.tokenizerFingerprint = info.tokenizer;
       st.tokenDataB64 = info.b64;
+      st.tokenDataWithoutText = info.withoutText;
       st.hardDown = false;
       if (restarted) this.onRestart(st, restarted);
       st.healthFailures = 0;
@@ -170,6 +172,7 @@ export class HealthChecker {
       // Whatever comes back on this address may tokenize differently: ask it again first.
       st.tokenizerFingerprint = undefined;
       st.tokenDataB64 = undefined;
+      st.tokenDataWithoutText = undefined;
     }
     st.healthFailures++;
     st.lastHealthError = error;
@@ -205,15 +208,22 @@ interface HealthInfo {
   tokenizer?: string;
   /** It takes the ids as base64 too (`token_data_encodings` lists `base64-u32le`). */
   b64?: boolean;
+  /** It takes the ids in place of the prompt's text (`token_data_without_text: true`). */
+  withoutText?: boolean;
 }
 
 function healthInfo(text: string): HealthInfo {
   if (!text.startsWith('{')) return {};
   try {
-    const o = JSON.parse(text) as { instance_id?: unknown; tokenizer?: unknown; token_data_encodings?: unknown };
+    const o = JSON.parse(text) as {
+      instance_id?: unknown;
+      tokenizer?: unknown;
+      token_data_encodings?: unknown;
+      token_data_without_text?: unknown;
+    };
     const str = (v: unknown) => (typeof v === 'string' && v.length <= 128 ? v : undefined);
     const b64 = Array.isArray(o.token_data_encodings) && o.token_data_encodings.includes(TOKEN_DATA_B64);
-    return { instance: str(o.instance_id), tokenizer: str(o.tokenizer), b64 };
+    return { instance: str(o.instance_id), tokenizer: str(o.tokenizer), b64, withoutText: o.token_data_without_text === true };
   } catch {
     return {};
   }

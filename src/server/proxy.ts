@@ -12,7 +12,7 @@ import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { checkTargetUsable, directTarget, validTargets } from './direct.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
-import { checkFields, readOverrides, tokenizeRequest, withBackendInstanceId, withTokenData, withUsageOption } from './request-body.js';
+import { checkFields, readOverrides, tokenizeRequest, withBackendInstanceId, withIdsForPrompt, withUsageOption } from './request-body.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { SseRelay, sseError } from './sse-relay.js';
@@ -35,8 +35,6 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
   const tokenizedAt = performance.now();
   if (!(await takeTurn(ctx, res))) return;
-  // A prompt given as token ids needs no tokenizing at the worker either: no ids to send along.
-  const textPrompt = path === '/v1/chat/completions' || typeof body.prompt === 'string';
   const stream = body.stream === true;
   const router = ctx.core;
   if (router.mode !== ctx.mode) router.mode = ctx.mode;
@@ -51,7 +49,9 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   const upstreamObj = wantUsage
     ? { ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
     : body;
-  const upstreamBody = wantUsage ? withUsageOption(raw, body) : raw;
+  // The client's body as it is (with the usage option), for a worker that gets the prompt itself.
+  let asSent: Buffer | string | undefined;
+  const clientBody = () => (asSent ??= wantUsage ? withUsageOption(raw, body) : raw);
   const overrides = readOverrides(body);
   const session = ctx.sessions.sessionOf(req);
   const tried = new Set<string>();
@@ -123,7 +123,8 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       st.requests++;
       st.lastIsl = decision.isl_tokens;
       st.breaker.onAttempt(now);
-      // Tokenize once: a co-located simulated worker takes the ids instead of the text's tokens.
+      // Tokenize once: a simulated worker with the router's tokenizer takes the router's ids in
+      // place of the prompt (handed over in process, or in the body).
       const idsRoute = promptIdsRoute(st, ctx.tokenizer.fingerprint);
       const handOver = idsRoute === 'in-process';
       if (handOver) st.ep.provideTokens!(uuid, tokens);
@@ -139,10 +140,13 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
             // A Dynamo frontend in --router-mode direct is told which worker to use.
             body: ctx.opts.dynamoDirect
               ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!)
-              : // Tokenize once over HTTP too: a worker with the router's tokenizer gets the ids.
-                idsRoute.startsWith('nvext.') && textPrompt
-                ? withTokenData(upstreamBody, body, tokens, idsRoute === 'nvext.token_data_b64' ? 'base64' : 'json')
-                : upstreamBody,
+              : idsRoute === 'none'
+                ? clientBody()
+                : withIdsForPrompt(
+                    body,
+                    wantUsage,
+                    handOver ? undefined : { tokens, encoding: idsRoute === 'nvext.token_data_b64' ? 'base64' : 'json' },
+                  ),
             headers: {
               'content-type': 'application/json',
               'x-request-id': uuid,

@@ -1,8 +1,9 @@
 /**
  * The client's request body as the router reads and reshapes it: the prompt's token ids (chat
  * template or prompt string, through the tokenizer), the fields the router itself checks, the
- * per-request router overrides (nvext), and the two rewrites of the body sent on (the usage
- * option for streams; the chosen Dynamo instance for a frontend in --router-mode direct).
+ * per-request router overrides (nvext), and the rewrites of the body sent on (the usage option
+ * for streams; the token ids in place of the prompt; the chosen Dynamo instance for a frontend in
+ * --router-mode direct).
  */
 import { randomUUID } from 'node:crypto';
 import { idsJson, idsToBase64, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
@@ -64,27 +65,22 @@ export function withBackendInstanceId(body: Record<string, unknown>, id: string)
   return JSON.stringify({ ...body, nvext: { ...nvext, backend_instance_id: INSTANCE_SLOT } }).replace(`"${INSTANCE_SLOT}"`, id);
 }
 
-const USAGE_OPTION = ['"stream_options":{"include_usage":true},'];
+const USAGE_OPTION = '"stream_options":{"include_usage":true},';
 
 /**
- * `field` (`"key":value,`, ASCII, in parts) spliced in after the opening brace of a JSON object body that has at
+ * `field` (`"key":value,`, ASCII) spliced in after the opening brace of a JSON object body that has at
  * least one member, or undefined when the body is not shaped so (a copy of the bytes: re-serialising
  * a long prompt costs far more).
  */
-function spliceFirst(raw: Buffer, field: readonly string[]): Buffer | undefined {
+function spliceFirst(raw: Buffer, field: string): Buffer | undefined {
   let i = 0;
   while (i < raw.length && raw[i] !== 0x7b) i++; // '{' after JSON whitespace: the body parsed as an object
   let j = i + 1;
   while (j < raw.length && (raw[j] === 0x20 || raw[j] === 0x09 || raw[j] === 0x0a || raw[j] === 0x0d)) j++;
   if (!(i < raw.length && j < raw.length && raw[j] !== 0x7d)) return undefined;
-  // An ASCII field (names, digits, base64) in parts: each copied byte for byte, without a UTF-8
-  // pass over a long string, and without first joining the parts into one more long string.
-  let len = 0;
-  for (const part of field) len += part.length;
-  const out = Buffer.allocUnsafe(raw.length + len);
+  const out = Buffer.allocUnsafe(raw.length + field.length);
   raw.copy(out, 0, 0, i + 1);
-  let at = i + 1;
-  for (const part of field) at += out.write(part, at, 'latin1');
+  const at = i + 1 + out.write(field, i + 1, 'latin1');
   raw.copy(out, at, i + 1);
   return out;
 }
@@ -102,37 +98,42 @@ export function withUsageOption(raw: Buffer, body: Record<string, unknown>): Buf
 }
 
 /** A stand-in value, replaced by the token ids after JSON.stringify. */
-const TOKEN_DATA_SLOT = `dynamo-lab-token-data-${randomUUID()}`;
+const TOKEN_DATA_SLOT = `"dynamo-lab-token-data-${randomUUID()}"`;
 
 /**
- * The body to send on (`sent`: the client's bytes, possibly with the usage option) with the
- * prompt's token ids: `nvext.token_data`, Dynamo's field for a pre-tokenized prompt (`json`), or
- * `nvext.token_data_b64` (`base64`, see tokenizer/token-data.ts). A worker whose tokenizer is the router's
- * takes them instead of tokenizing the prompt again. Spliced in when the client sent no `nvext`;
- * merged into the client's `nvext` (re-serialised) otherwise, replacing any ids the client put there.
+ * The body for a worker that takes the router's token ids in place of the prompt, as Dynamo's
+ * frontend sends its workers a preprocessed request (token ids, not messages): the client's fields
+ * without `messages` / `prompt`, the usage option when `includeUsage`, and the ids as
+ * `nvext.token_data` (`json`, Dynamo's field for a pre-tokenized prompt) or `nvext.token_data_b64`
+ * (`base64`, see tokenizer/token-data.ts), replacing any the client put there. No ids when `ids`
+ * is undefined: they were handed over in process. What is left of the body is small: the prompt
+ * was the long part, so leaving it out saves the router writing it and the worker parsing it.
  */
-export function withTokenData(
-  sent: Buffer | string,
+export function withIdsForPrompt(
   body: Record<string, unknown>,
-  ids: Uint32Array,
-  encoding: 'json' | 'base64' = 'json',
+  includeUsage: boolean,
+  ids?: { tokens: Uint32Array; encoding: 'json' | 'base64' },
 ): Buffer | string {
-  const field = encoding === 'json' ? 'token_data' : 'token_data_b64';
-  const [open, encoded, close] = encoding === 'json' ? ['[', idsJson(ids), ']'] : ['"', idsToBase64(ids), '"'];
-  if (!Object.hasOwn(body, 'nvext')) {
-    const spliced = spliceFirst(typeof sent === 'string' ? Buffer.from(sent) : sent, [
-      `"nvext":{"${field}":${open}`,
-      encoded,
-      `${close}},`,
-    ]);
-    if (spliced) return spliced;
-  }
-  const value = `${open}${encoded}${close}`;
-  // The client's own nvext (rare): merge into exactly what would have been sent.
-  const upstream = JSON.parse(sent.toString()) as Record<string, unknown>;
-  const nvext = upstream.nvext !== null && typeof upstream.nvext === 'object' && !Array.isArray(upstream.nvext) ? upstream.nvext : {};
-  const { token_data: _, token_data_b64: __, ...rest } = nvext as Record<string, unknown>;
-  return JSON.stringify({ ...upstream, nvext: { ...rest, [field]: TOKEN_DATA_SLOT } }).replace(`"${TOKEN_DATA_SLOT}"`, value);
+  const { messages: _m, prompt: _p, ...rest } = body;
+  if (includeUsage) rest.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
+  if (!ids) return JSON.stringify(rest);
+  const field = ids.encoding === 'json' ? 'token_data' : 'token_data_b64';
+  const nvext = body.nvext !== null && typeof body.nvext === 'object' && !Array.isArray(body.nvext) ? body.nvext : {};
+  const { token_data: _, token_data_b64: __, ...others } = nvext as Record<string, unknown>;
+  rest.nvext = { ...others, [field]: TOKEN_DATA_SLOT.slice(1, -1) };
+  const json = JSON.stringify(rest);
+  const at = json.indexOf(TOKEN_DATA_SLOT);
+  // The ids (ASCII) written into the body as they are, without first joining them with the rest into one more long string.
+  const [open, encoded, close] = ids.encoding === 'json' ? ['[', idsJson(ids.tokens), ']'] : ['"', idsToBase64(ids.tokens), '"'];
+  const head = json.slice(0, at);
+  const tail = json.slice(at + TOKEN_DATA_SLOT.length);
+  const out = Buffer.allocUnsafe(Buffer.byteLength(head) + open.length + encoded.length + close.length + Buffer.byteLength(tail));
+  let n = out.write(head, 0, 'utf8');
+  n += out.write(open, n, 'latin1');
+  n += out.write(encoded, n, 'latin1');
+  n += out.write(close, n, 'latin1');
+  out.write(tail, n, 'utf8');
+  return out;
 }
 
 function describe(v: unknown): string {

@@ -171,11 +171,14 @@ export interface WorkerState {
   instanceId?: string;
   /**
    * The tokenizer fingerprint the worker's /health reported last (dynamo-lab sims). When it equals
-   * the router's own, requests carry the router's token ids as `nvext.token_data`.
+   * the router's own and the worker takes ids without the text, requests carry the router's token
+   * ids in place of the prompt (workers.ts promptIdsRoute).
    */
   tokenizerFingerprint?: string;
   /** Whether its /health also listed the compact form of the ids (`nvext.token_data_b64`, see request-body.ts). */
   tokenDataB64?: boolean;
+  /** Whether its /health said it takes the ids in place of the prompt's text (`token_data_without_text`). */
+  tokenDataWithoutText?: boolean;
   readonly breaker: CircuitBreaker;
   zmq?: ZmqEventSource;
   unsubscribe?: () => void;

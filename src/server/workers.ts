@@ -14,17 +14,18 @@ import { ZmqEventSource } from './zmq-events.js';
 import type { EventSourceKind, RouterServerOptions, WorkerEndpoint, WorkerState } from './types.js';
 
 /**
- * How a worker gets the prompt's token ids from the router (tokenize once): handed over in process
- * (threaded sims), as `nvext.token_data` when its /health reported the router's tokenizer
- * fingerprint (as `nvext.token_data_b64` when it also listed that form, see
- * tokenizer/token-data.ts), or not at all (the worker tokenizes the prompt itself).
+ * How a worker gets the prompt's token ids from the router (tokenize once), in place of the
+ * prompt's text: handed over in process (threaded sims), or in the body as `nvext.token_data` when
+ * its /health reported the router's tokenizer fingerprint and `token_data_without_text` (as
+ * `nvext.token_data_b64` when it also listed that form, see tokenizer/token-data.ts); or not at all
+ * (the worker gets the client's prompt and tokenizes it itself).
  */
 export function promptIdsRoute(
   st: WorkerState,
   routerTokenizer: string,
 ): 'in-process' | 'nvext.token_data' | 'nvext.token_data_b64' | 'none' {
   if (st.ep.provideTokens) return 'in-process';
-  if (st.tokenizerFingerprint !== routerTokenizer) return 'none';
+  if (st.tokenizerFingerprint !== routerTokenizer || !st.tokenDataWithoutText) return 'none';
   return st.tokenDataB64 ? 'nvext.token_data_b64' : 'nvext.token_data';
 }
 

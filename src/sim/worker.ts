@@ -96,8 +96,10 @@ export interface SimWorkerStats extends EngineStats {
  * `nvext.token_data`: the prompt's token ids, computed by a router that tokenizes exactly as this
  * worker does (its /health `tokenizer` fingerprint matched). Dynamo's own field: with it, Dynamo's
  * preprocessor skips tokenizing too. Or `nvext.token_data_b64`, the same ids in the compact form
- * this worker lists in /health `token_data_encodings` (tokenizer/token-data.ts). Undefined when
- * neither is given; 400 when the ids are not token ids, or both fields are given.
+ * this worker lists in /health `token_data_encodings` (tokenizer/token-data.ts). With either, the
+ * prompt's text (`messages` / `prompt`) may be left out (/health `token_data_without_text`): the
+ * ids are the prompt. Undefined when neither is given; 400 when the ids are not token ids, or both
+ * fields are given.
  */
 function tokenDataOf(body: Record<string, unknown>, vocabSize: number | undefined): ArrayLike<number> | undefined {
   const nvext = body.nvext;
@@ -372,8 +374,10 @@ export class SimWorker {
             worker: this.id,
             instance_id: this.instanceId,
             // A router whose tokenizer has this fingerprint sends the prompt's ids (nvext.token_data,
-            // or the compact nvext.token_data_b64).
-            ...(this.tokenizer ? { tokenizer: this.tokenizer.fingerprint, token_data_encodings: TOKEN_DATA_ENCODINGS } : {}),
+            // or the compact nvext.token_data_b64) in place of its text.
+            ...(this.tokenizer
+              ? { tokenizer: this.tokenizer.fingerprint, token_data_encodings: TOKEN_DATA_ENCODINGS, token_data_without_text: true }
+              : {}),
           }),
       },
       '/metrics': { GET: () => this.metrics(res) },
@@ -480,20 +484,28 @@ export class SimWorker {
     let tokens: ArrayLike<number> | undefined;
     const given = req.headers['x-request-id'];
     // Tokenize once: a co-located router already tokenized this prompt and handed the ids over.
-    if (this.promptTokens && typeof given === 'string' && req.headers[PROMPT_IDS_HEADER] === '1')
-      tokens = await this.promptTokens.take(given, 2000);
+    const handedOver = this.promptTokens !== undefined && typeof given === 'string' && req.headers[PROMPT_IDS_HEADER] === '1';
+    if (handedOver) tokens = await this.promptTokens!.take(given as string, 2000);
     // Or a router with the same tokenizer sent them in the body, as Dynamo's frontend does.
     if (!tokens) tokens = tokenDataOf(body, this.tokenizer?.vocabSize);
-    if (tokens) this.promptsHandedOver++;
-    if (kind === 'chat') {
-      const messages = parseMessages(body.messages);
-      if (!tokens) {
+    if (tokens) {
+      // The ids are the prompt: a router that sends them leaves the text out (see /health
+      // token_data_without_text), as Dynamo's frontend sends its workers token ids, not messages.
+      this.promptsHandedOver++;
+    } else {
+      if ((kind === 'chat' ? body.messages : body.prompt) === undefined && handedOver)
+        throw new HttpError(
+          503,
+          `the router's token ids for request ${String(given)} did not arrive within 2 s and the request carries no prompt text; retry it`,
+          'server_error',
+          'prompt_ids_missing',
+        );
+      if (kind === 'chat') {
+        const messages = parseMessages(body.messages);
         tokens = await this.tokenizing((t) => t.encodeChat(messages));
         this.promptsTokenized++;
-      }
-    } else {
-      if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');
-      if (!tokens) {
+      } else {
+        if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');
         const input = completionPrompt(body.prompt);
         if (typeof input === 'string') {
           tokens = await this.tokenizing((t) => t.encode(input));

@@ -1,10 +1,12 @@
 /**
- * Tokenize once over HTTP: a simulated worker reports its tokenizer's fingerprint on /health; a
- * router with the same tokenizer then sends the prompt's token ids (as `nvext.token_data_b64`,
- * which the sim lists in /health `token_data_encodings`; as `nvext.token_data`, Dynamo's field for
- * a pre-tokenized prompt, to a worker that lists only the fingerprint) and the worker does not
- * tokenize the prompt again. A worker whose tokenizer differs (here: the same vocabulary with
- * another chat template) gets no ids.
+ * Tokenize once over HTTP: a simulated worker reports its tokenizer's fingerprint on /health and
+ * that it takes token ids without the prompt's text; a router with the same tokenizer then sends
+ * the prompt's token ids in place of the prompt (as `nvext.token_data_b64`, which the sim lists in
+ * /health `token_data_encodings`; as `nvext.token_data`, Dynamo's field for a pre-tokenized prompt,
+ * to a worker that does not list it), as Dynamo's frontend sends its workers token ids, and the
+ * worker does not tokenize the prompt again. A worker whose tokenizer differs (here: the same
+ * vocabulary with another chat template), or that does not take ids without the text, gets the
+ * client's prompt.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,9 +80,14 @@ after(async () => {
 
 test('a worker reports its tokenizer fingerprint; the router sends ids only where it matches its own', async () => {
   const tok = await loadChatTokenizer();
-  const health = (await (await fetch(`${same[0]!.url}/health`)).json()) as { tokenizer?: string; token_data_encodings?: string[] };
+  const health = (await (await fetch(`${same[0]!.url}/health`)).json()) as {
+    tokenizer?: string;
+    token_data_encodings?: string[];
+    token_data_without_text?: boolean;
+  };
   assert.equal(health.tokenizer, tok.fingerprint);
   assert.deepEqual(health.token_data_encodings, ['json', 'base64-u32le']);
+  assert.equal(health.token_data_without_text, true);
   const otherHealth = (await (await fetch(`${other[0]!.url}/health`)).json()) as { tokenizer?: string };
   assert.ok(otherHealth.tokenizer && otherHealth.tokenizer !== tok.fingerprint, 'another template, another fingerprint');
   const view = () => new Map(router.workersView().workers.map((w) => [w.id, w.prompt_ids]));
@@ -163,49 +170,96 @@ test('nvext.token_data_b64: base64 of little-endian u32 ids is the prompt; anyth
   assert.equal(((await ok.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens, ids.length);
 });
 
-test("a worker that lists only its fingerprint gets Dynamo's nvext.token_data: the router's ids, digit for digit", async () => {
-  const tok = await loadChatTokenizer();
-  const bodies: Record<string, unknown>[] = [];
-  const server = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c) => (raw += c));
-    req.on('end', () => {
-      if (req.url === '/health') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', tokenizer: tok.fingerprint }));
-        return;
-      }
-      bodies.push(JSON.parse(raw) as Record<string, unknown>);
-      const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(
-        JSON.stringify({
-          id: 'x',
-          object: 'chat.completion',
-          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-          usage,
-        }),
-      );
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  const r = await routerWithoutChecks('plain', `http://127.0.0.1:${port}`);
-  try {
-    await waitFor(() => r.workersView().workers[0]?.prompt_ids === 'nvext.token_data', 'the router reading the fingerprint');
-    const messages = [{ role: 'user', content: 'Is the 7:42 to Leeds on time today?' }];
-    const answer = await fetch(`${r.url}/v1/chat/completions`, {
+test('ids with no text: a body of nvext.token_data(_b64) without messages or prompt is that prompt; with neither, a 400 naming the field', async () => {
+  const send = (path: string, body: Record<string, unknown>) =>
+    fetch(`${same[0]!.url}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages, max_tokens: 1 }),
+      body: JSON.stringify({ max_tokens: 2, ...body }),
     });
-    assert.equal(answer.status, 200, await answer.clone().text());
-    assert.equal(bodies.length, 1);
-    const nvext = bodies[0]!.nvext as { token_data?: number[]; token_data_b64?: string };
-    assert.deepEqual(nvext.token_data, [...(await tok.encodeChatIds(messages))]);
-    assert.equal(nvext.token_data_b64, undefined);
-  } finally {
-    await r.close();
-    await new Promise((resolve) => server.close(resolve));
+  const ids = [100, 200, 300, 400, 500, 151_643, 7];
+  const b64 = Buffer.from(new Uint32Array(ids).buffer).toString('base64');
+  for (const [path, nvext] of [
+    ['/v1/chat/completions', { token_data_b64: b64 }],
+    ['/v1/completions', { token_data: ids }],
+  ] as const) {
+    const ok = await send(path, { nvext });
+    assert.equal(ok.status, 200, await ok.clone().text());
+    assert.equal(((await ok.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens, ids.length, path);
   }
+  for (const [path, field] of [
+    ['/v1/chat/completions', /messages/],
+    ['/v1/completions', /prompt/],
+  ] as const) {
+    const bad = await send(path, {});
+    assert.equal(bad.status, 400, path);
+    assert.match(((await bad.json()) as { error: { message: string } }).error.message, field);
+  }
+});
+
+test("what a worker is sent: the client's prompt when it lists only its fingerprint; Dynamo's nvext.token_data in place of the text when it takes ids without text", async () => {
+  const tok = await loadChatTokenizer();
+  const scripted = async (health: Record<string, unknown>) => {
+    const got: Record<string, unknown>[] = [];
+    const server = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c) => (raw += c));
+      req.on('end', () => {
+        if (req.url === '/health') {
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ status: 'ok', tokenizer: tok.fingerprint, ...health }));
+          return;
+        }
+        got.push(JSON.parse(raw) as Record<string, unknown>);
+        const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            id: 'x',
+            object: 'chat.completion',
+            choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+            usage,
+          }),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { server, got, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  };
+  const textOnly = await scripted({});
+  const idsAlone = await scripted({ token_data_without_text: true });
+  const messages = [{ role: 'user', content: 'Is the 7:42 to Leeds on time today?' }];
+  const request = { messages, max_tokens: 1, temperature: 0.25, nvext: { agent_hints: { osl: 1 }, token_data: [1, 2] } };
+  for (const [id, url, route] of [
+    ['text', textOnly.url, 'none'],
+    ['ids', idsAlone.url, 'nvext.token_data'],
+  ] as const) {
+    const r = await routerWithoutChecks(id, url);
+    try {
+      await waitFor(() => r.workersView().workers[0]?.prompt_ids === route, `the router reading the ${id} worker's /health`);
+      const answer = await fetch(`${r.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(request),
+      });
+      assert.equal(answer.status, 200, await answer.clone().text());
+    } finally {
+      await r.close();
+    }
+  }
+  await Promise.all([textOnly, idsAlone].map((w) => new Promise((resolve) => w.server.close(resolve))));
+  assert.deepEqual(textOnly.got, [request], 'the client’s body as it came');
+  assert.deepEqual(
+    idsAlone.got,
+    [
+      {
+        max_tokens: 1,
+        temperature: 0.25,
+        nvext: { agent_hints: { osl: 1 }, token_data: [...(await tok.encodeChatIds(messages))] },
+      },
+    ],
+    'no messages; the router’s ids in place of the client’s',
+  );
 });
 
 test('with health checks off the router still asks each added worker once who it is', async () => {
@@ -232,7 +286,7 @@ test('with health checks off the router still asks each added worker once who it
     assert.equal(c.promptsHandedOver - a.promptsHandedOver, 1, 'a text prompt: ids sent');
     assert.equal(await complete([101, 102, 103, 104]), 4);
     const d = await counts(same[0]!);
-    assert.equal(d.promptsHandedOver - c.promptsHandedOver, 0, 'token ids as the prompt: nothing to send along');
+    assert.equal(d.promptsHandedOver - c.promptsHandedOver, 1, 'token ids as the prompt: sent on as base64 in place of the JSON list');
     assert.equal(d.promptsTokenized - c.promptsTokenized, 0);
   } finally {
     await quiet.close();

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { CircuitBreaker } from '../../src/server/breaker.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError } from '../../src/server/worker-spec.js';
 import { extractUsage } from '../../src/server/router-server.js';
-import { withTokenData, withUsageOption } from '../../src/server/request-body.js';
+import { withIdsForPrompt, withUsageOption } from '../../src/server/request-body.js';
 import { idsFromBase64 } from '../../src/tokenizer/index.js';
 import fc from 'fast-check';
 
@@ -100,34 +100,33 @@ test('the upstream body asks for the usage chunk: spliced in when there is no st
   assert.deepEqual(JSON.parse(withUsageOption(Buffer.from('{}'), {}).toString()), { stream_options: { include_usage: true } });
 });
 
-test("the upstream body carries the router's token ids as nvext.token_data or token_data_b64: spliced without a client nvext, merged into it otherwise", () => {
+test("a body with the router's token ids in place of the prompt: no messages or prompt, the client's other fields, the ids as nvext.token_data or token_data_b64", () => {
   fc.assert(
     fc.property(
       fc.dictionary(
         fc.string().filter((k) => k !== 'nvext' && k !== 'stream_options' && k !== '__proto__'),
         fc.jsonValue(),
-        { minKeys: 1 },
       ),
+      fc.option(fc.oneof(fc.constant([{ role: 'user', content: 'a long prompt ☃' }]), fc.string()), { nil: undefined }),
       fc.option(
         fc.oneof(
           fc.constant(null),
           fc.record({ agent_hints: fc.record({ osl: fc.nat() }) }),
-          fc.record({ token_data: fc.constant([9]) }),
+          fc.record({ token_data: fc.constant([9]), other: fc.string() }),
           fc.record({ token_data_b64: fc.constant('CQAAAA==') }),
         ),
-        {
-          nil: undefined,
-        },
+        { nil: undefined },
       ),
+      fc.option(fc.record({ include_usage: fc.boolean(), other: fc.integer() }), { nil: undefined }),
       fc.boolean(),
       fc.uint32Array({ minLength: 1, maxLength: 300 }),
-      fc.constantFrom('json' as const, 'base64' as const),
-      (fields, nvext, usage, ids, encoding) => {
+      fc.constantFrom('json' as const, 'base64' as const, 'in-process' as const),
+      (fields, prompt, nvext, streamOptions, usage, ids, encoding) => {
         const body: Record<string, unknown> = { ...fields };
+        if (prompt !== undefined) body[typeof prompt === 'string' ? 'prompt' : 'messages'] = prompt;
         if (nvext !== undefined) body.nvext = nvext;
-        const raw = Buffer.from(JSON.stringify(body));
-        const sent = usage ? withUsageOption(raw, body) : raw;
-        const out = withTokenData(sent, body, ids, encoding);
+        if (streamOptions !== undefined) body.stream_options = streamOptions;
+        const out = withIdsForPrompt(body, usage, encoding === 'in-process' ? undefined : { tokens: ids, encoding });
         const parsed = JSON.parse(out.toString());
         if (encoding === 'base64') {
           // The ids' little-endian bytes, read back by hand and the way the sim reads them.
@@ -139,18 +138,19 @@ test("the upstream body carries the router's token ids as nvext.token_data or to
           assert.deepEqual([...(idsFromBase64(parsed.nvext.token_data_b64) as Uint32Array)], [...ids]);
           parsed.nvext.token_data_b64 = [...ids];
         }
-        // The client's own ids (either field) are replaced by the router's.
-        const {
-          token_data: _a,
-          token_data_b64: _b,
-          ...clientNvext
-        } = (nvext && typeof nvext === 'object' ? nvext : {}) as Record<string, unknown>;
-        const expected = {
-          ...JSON.parse(sent.toString()),
-          nvext: { ...clientNvext, [encoding === 'json' ? 'token_data' : 'token_data_b64']: [...ids] },
-        };
+        const { messages: _m, prompt: _p, ...rest } = body;
+        const expected: Record<string, unknown> = { ...rest };
+        if (usage) expected.stream_options = { ...streamOptions, include_usage: true };
+        if (encoding !== 'in-process') {
+          // The client's own ids (either field) are replaced by the router's.
+          const {
+            token_data: _a,
+            token_data_b64: _b,
+            ...clientNvext
+          } = (nvext && typeof nvext === 'object' ? nvext : {}) as Record<string, unknown>;
+          expected.nvext = { ...clientNvext, [encoding === 'json' ? 'token_data' : 'token_data_b64']: [...ids] };
+        }
         assert.deepEqual(parsed, JSON.parse(JSON.stringify(expected)));
-        if (nvext === undefined) assert.ok(Buffer.isBuffer(out), 'spliced, not re-serialised');
       },
     ),
     { numRuns: 300 },

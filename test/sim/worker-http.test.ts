@@ -4,9 +4,10 @@ import net from 'node:net';
 import OpenAI from 'openai';
 import { Subscriber } from 'zeromq';
 import { decode } from '@msgpack/msgpack';
-import { DEFAULT_MODEL, tokenizeChat } from '../../src/tokenizer/index.js';
+import { DEFAULT_MODEL, PROMPT_IDS_HEADER, tokenizeChat } from '../../src/tokenizer/index.js';
 import type { RouterEvent } from '../../src/router/types.js';
 import { SimWorker, startSimWorkers } from '../../src/sim/index.js';
+import { PromptTokenInbox } from '../../src/sim/prompt-inbox.js';
 import { PortInUseError } from '../../src/base/net.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -514,5 +515,30 @@ test('chat streams send the role chunk together with the first token, after pref
     while (!(await reader.read()).done);
   } finally {
     await w.close();
+  }
+});
+
+test('ids handed over in process are the prompt; when they do not come and the body has no text, a 503 asks for a retry', async () => {
+  const inbox = new PromptTokenInbox();
+  const w = await SimWorker.start({ id: 'worker-inbox', port: 0, speedup: 20, promptTokens: inbox });
+  try {
+    const send = (requestId: string) =>
+      fetch(`${w.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': requestId, [PROMPT_IDS_HEADER]: '1' },
+        body: JSON.stringify({ max_tokens: 2 }),
+      });
+    inbox.put('handed', new Uint32Array([11, 12, 13, 14, 15]));
+    const ok = await send('handed');
+    assert.equal(ok.status, 200, await ok.clone().text());
+    assert.equal(((await ok.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens, 5);
+    const lost = await send('never-handed');
+    assert.equal(lost.status, 503);
+    const e = ((await lost.json()) as { error: { code: string; message: string } }).error;
+    assert.equal(e.code, 'prompt_ids_missing');
+    assert.match(e.message, /never-handed.*did not arrive.*retry/);
+  } finally {
+    await w.close();
+    inbox.close();
   }
 });
