@@ -16,6 +16,7 @@ import { checkFields, readOverrides, tokenizeRequest, withBackendInstanceId, wit
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { SseRelay, sseError } from './sse-relay.js';
+import { ChunkedWriter } from './chunked-writer.js';
 import { promptIdsRoute } from './workers.js';
 import { dispatchUpstream, type UpstreamAnswer } from './upstream.js';
 import { extractUsage, recordUsage, TOKEN_BUCKETS } from './usage.js';
@@ -241,22 +242,22 @@ async function relay(
   const retryAfter = upstream.headers['retry-after'];
   if (typeof retryAfter === 'string') headers['retry-after'] = retryAfter;
   const sse = stream && upstream.statusCode < 400 ? new SseRelay(clientWantsUsage) : undefined;
-  if (sse) {
-    headers['cache-control'] = 'no-cache';
-    res.writeHead(upstream.statusCode, headers);
-  }
+  if (sse) headers['cache-control'] = 'no-cache';
+  // A stream's headers go out now (one write with its first events when they came together, see
+  // below); a whole answer's once it is complete, with its length.
+  const out = sse ? new ChunkedWriter(res.writeHead(upstream.statusCode, headers)) : undefined;
   let firstAt = 0;
   let wrote = false;
   const body: Buffer[] = [];
   let bodyBytes = 0;
   // The worker's stream ended: end the client's in the same turn, so that when the worker's last
   // events and its end came in one read, they go on in one write.
-  const endStream = (relay: SseRelay) => {
+  const endStream = (relay: SseRelay, out: ChunkedWriter) => {
     const rest = relay.finish();
     if (!relay.sawDone) {
       // The worker closed the stream without [DONE]: say so instead of a silent cut.
-      if (rest.length > 0) res.write(rest);
-      res.end(sseError('the worker ended the stream before it was complete', 'upstream_incomplete'));
+      out.write(rest);
+      out.end(sseError('the worker ended the stream before it was complete', 'upstream_incomplete'));
       record.status = 'error';
       st.errors++;
       ctx.totals.errors++;
@@ -266,8 +267,7 @@ async function relay(
         { worker_id: st.ep.id },
       );
     } else {
-      if (rest.length > 0) res.end(rest);
-      else res.end();
+      out.end(rest);
       record.status = 'ok';
     }
   };
@@ -281,9 +281,9 @@ async function relay(
       }
     }
     st.lastOkAt = Date.now();
-    if (sse) {
+    if (sse && out) {
       const hadToken = sse.firstTokenAt > 0;
-      const out = sse.push(chunk, performance.now());
+      const events = sse.push(chunk, performance.now());
       // Prefill ends at the first generated token (a role chunk may come first).
       if (!hadToken && sse.firstTokenAt > 0) {
         // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
@@ -292,9 +292,9 @@ async function relay(
         ctx.queue?.notify();
       }
       if (res.destroyed) throw new Error('the client went away');
-      if (out.length > 0) {
+      if (events.length > 0) {
         wrote = true;
-        if (!res.write(out)) {
+        if (!out.write(events)) {
           // Stop reading from the worker until the client takes it, or goes away: a client that
           // stops reading and then disconnects must not hold its booking (and the worker's
           // stream) until expiry.
@@ -312,7 +312,7 @@ async function relay(
     }
   };
   try {
-    const consumed = upstream.consume(onChunk, sse ? () => endStream(sse) : undefined);
+    const consumed = upstream.consume(onChunk, sse && out ? () => endStream(sse, out) : undefined);
     // consume() has passed on what came with the worker's headers; when that wrote nothing, the
     // headers go out alone now, as the worker sent them (one write instead of two when it did).
     if (sse && !wrote && !res.writableEnded) res.flushHeaders();
@@ -362,14 +362,14 @@ async function relay(
       const why = `the worker ${st.ep.id} failed mid-${sse ? 'stream' : 'answer'} (${(err as Error).message})`;
       ctx.opts.log?.(`request ${record.request_id}: ${why}`);
       void ctx.health.check(st);
-      if (sse) {
+      if (sse && out) {
         ctx.metrics.inc(
           'dynamo_lab_router_streams_failed_total',
           'Streams the router ended with an SSE error because the worker failed mid-stream',
           { worker_id: st.ep.id },
         );
         sse.finish(true);
-        res.end(sseError(`${why}; retry the request`, 'upstream_failed'));
+        out.end(sseError(`${why}; retry the request`, 'upstream_failed'));
       } else {
         sendError(res, new HttpError(502, `${why}; retry the request`, 'server_error', 'upstream_failed'));
       }
