@@ -11,8 +11,10 @@ type Metric = Counter | Gauge | Histogram;
 
 /** Label names in a fixed (sorted) order, so series print the same way whatever the call site. */
 function sorted(labels: Labels): Labels {
+  const keys = Object.keys(labels);
+  if (keys.length < 2) return labels; // most updates: nothing to order (and no copy on the request path)
   const out: Labels = {};
-  for (const k of Object.keys(labels).sort()) out[k] = labels[k]!;
+  for (const k of keys.sort()) out[k] = labels[k]!;
   return out;
 }
 
@@ -21,9 +23,9 @@ export class Metrics {
   private readonly metrics = new Map<string, Metric>();
 
   private get<M extends Metric>(name: string, kind: new (cfg: never) => M, make: () => M): M {
-    const m = this.metrics.get(name) ?? make();
+    let m = this.metrics.get(name);
+    if (!m) this.metrics.set(name, (m = make()));
     if (!(m instanceof kind)) throw new TypeError(`metric ${name} is a ${m.constructor.name}, not a ${kind.name}`);
-    this.metrics.set(name, m);
     return m;
   }
 
