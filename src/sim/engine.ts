@@ -42,6 +42,7 @@
  * Over 400 lines on purpose: the scheduling pass (steps 1-5 above) is one state machine over
  * the waiting/running queues; block allocation is already in kv-manager.ts, timing in timing.ts.
  */
+import { toNumberArray } from '../base/arrays.js';
 import { hashTokenBlock, nextSequenceHash } from '../router/hashing.js';
 import type { KvCacheEventData, RouterEvent } from '../router/types.js';
 import type { Cancel, Clock } from './clock.js';
@@ -184,7 +185,7 @@ class Seq implements BlockSource, BlockHolder {
     readonly bs: number,
     readonly arrival: number,
   ) {
-    this.tokens = Array.from(req.tokens);
+    this.tokens = toNumberArray(req.tokens);
     this.promptLen = this.tokens.length;
     const pre = req.promptBlockHashes;
     if (pre) {

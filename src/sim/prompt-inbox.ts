@@ -5,7 +5,7 @@
  */
 export interface PromptTokenSource {
   /** The ids for `requestId` if the router sent (or is sending) them; undefined after `waitMs`. */
-  take(requestId: string, waitMs: number): Promise<number[] | undefined>;
+  take(requestId: string, waitMs: number): Promise<Uint32Array | undefined>;
 }
 
 export class PromptTokenInbox implements PromptTokenSource {
@@ -32,11 +32,11 @@ export class PromptTokenInbox implements PromptTokenSource {
     } else this.ready.set(requestId, { ids, at: performance.now() });
   }
 
-  take(requestId: string, waitMs: number): Promise<number[] | undefined> {
+  take(requestId: string, waitMs: number): Promise<Uint32Array | undefined> {
     const r = this.ready.get(requestId);
     if (r) {
       this.ready.delete(requestId);
-      return Promise.resolve(Array.from(r.ids));
+      return Promise.resolve(r.ids);
     }
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -45,7 +45,7 @@ export class PromptTokenInbox implements PromptTokenSource {
       }, waitMs);
       this.waiting.set(requestId, (ids) => {
         clearTimeout(timer);
-        resolve(ids ? Array.from(ids) : undefined);
+        resolve(ids);
       });
     });
   }

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { toNumberArray } from '../base/arrays.js';
 import { dirname, join, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { byteLevelBytes, tiktokenRanks } from './byte-level.js';
@@ -331,7 +332,7 @@ export class ChatTokenizer {
 
   /** Token ids of a text (no special tokens added), through the piece cache when exact. */
   async encode(text: string): Promise<number[]> {
-    return Array.from(await this.encodeIds(text));
+    return toNumberArray(await this.encodeIds(text));
   }
 
   /** Token ids of a text as a fresh Uint32Array (the router's form: hashed and handed over without conversion). */
