@@ -105,8 +105,8 @@ const TOKEN_DATA_SLOT = `"dynamo-lab-token-data-${randomUUID()}"`;
  * frontend sends its workers a preprocessed request (token ids, not messages): the client's fields
  * without `messages` / `prompt`, the usage option when `includeUsage`, and the ids as
  * `nvext.token_data` (`json`, Dynamo's field for a pre-tokenized prompt) or `nvext.token_data_b64`
- * (`base64`, see tokenizer/token-data.ts), replacing any the client put there. No ids when `ids`
- * is undefined: they were handed over in process. What is left of the body is small: the prompt
+ * (`base64`, see tokenizer/token-data.ts). Ids the client put in its `nvext` are left out either
+ * way. No ids when `ids` is undefined: they were handed over in process. What is left of the body is small: the prompt
  * was the long part, so leaving it out saves the router writing it and the worker parsing it.
  */
 export function withIdsForPrompt(
@@ -116,10 +116,12 @@ export function withIdsForPrompt(
 ): Buffer | string {
   const { messages: _m, prompt: _p, ...rest } = body;
   if (includeUsage) rest.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
+  // Ids the client put in its nvext are never sent on: the router's are the prompt.
+  const nvext = body.nvext !== null && typeof body.nvext === 'object' && !Array.isArray(body.nvext) ? body.nvext : undefined;
+  const { token_data: _, token_data_b64: __, ...others } = (nvext ?? {}) as Record<string, unknown>;
+  if (nvext) rest.nvext = others;
   if (!ids) return JSON.stringify(rest);
   const field = ids.encoding === 'json' ? 'token_data' : 'token_data_b64';
-  const nvext = body.nvext !== null && typeof body.nvext === 'object' && !Array.isArray(body.nvext) ? body.nvext : {};
-  const { token_data: _, token_data_b64: __, ...others } = nvext as Record<string, unknown>;
   rest.nvext = { ...others, [field]: TOKEN_DATA_SLOT.slice(1, -1) };
   const json = JSON.stringify(rest);
   const at = json.indexOf(TOKEN_DATA_SLOT);

@@ -141,15 +141,15 @@ test("a body with the router's token ids in place of the prompt: no messages or 
         const { messages: _m, prompt: _p, ...rest } = body;
         const expected: Record<string, unknown> = { ...rest };
         if (usage) expected.stream_options = { ...streamOptions, include_usage: true };
-        if (encoding !== 'in-process') {
-          // The client's own ids (either field) are replaced by the router's.
-          const {
-            token_data: _a,
-            token_data_b64: _b,
-            ...clientNvext
-          } = (nvext && typeof nvext === 'object' ? nvext : {}) as Record<string, unknown>;
+        // The client's own ids (either field) are never sent on; the router's are, unless handed over in process.
+        const {
+          token_data: _a,
+          token_data_b64: _b,
+          ...clientNvext
+        } = (nvext && typeof nvext === 'object' ? nvext : {}) as Record<string, unknown>;
+        if (encoding !== 'in-process')
           expected.nvext = { ...clientNvext, [encoding === 'json' ? 'token_data' : 'token_data_b64']: [...ids] };
-        }
+        else if (nvext && typeof nvext === 'object') expected.nvext = clientNvext;
         assert.deepEqual(parsed, JSON.parse(JSON.stringify(expected)));
       },
     ),
