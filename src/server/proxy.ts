@@ -12,7 +12,15 @@ import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { checkTargetUsable, directTarget, validTargets } from './direct.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
-import { checkFields, readOverrides, tokenizeRequest, withBackendInstanceId, withIdsForPrompt, withUsageOption } from './request-body.js';
+import {
+  checkFields,
+  readOverrides,
+  tokenizeRequest,
+  usageOn,
+  withBackendInstanceId,
+  withIdsForPrompt,
+  withUsageOption,
+} from './request-body.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { SseRelay, sseError } from './sse-relay.js';
@@ -47,9 +55,6 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   // tokens from it); it is passed on only when the client asked for it.
   const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
   const wantUsage = stream && !clientWantsUsage;
-  const upstreamObj = wantUsage
-    ? { ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
-    : body;
   // The client's body as it is (with the usage option), for a worker that gets the prompt itself.
   let asSent: Buffer | string | undefined;
   const clientBody = () => (asSent ??= wantUsage ? withUsageOption(raw, body) : raw);
@@ -140,7 +145,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
             method: 'POST',
             // A Dynamo frontend in --router-mode direct is told which worker to use.
             body: ctx.opts.dynamoDirect
-              ? withBackendInstanceId(upstreamObj, st.ep.dynamoWorkerId!)
+              ? withBackendInstanceId(wantUsage ? { ...body, stream_options: usageOn(body) } : body, st.ep.dynamoWorkerId!)
               : idsRoute === 'none'
                 ? clientBody()
                 : withIdsForPrompt(

@@ -67,6 +67,11 @@ export function withBackendInstanceId(body: Record<string, unknown>, id: string)
 
 const USAGE_OPTION = '"stream_options":{"include_usage":true},';
 
+/** The body's `stream_options` with `include_usage` set. */
+export function usageOn(body: Record<string, unknown>): Record<string, unknown> {
+  return { ...(body.stream_options as object | undefined), include_usage: true };
+}
+
 /**
  * `field` (`"key":value,`, ASCII) spliced in after the opening brace of a JSON object body that has at
  * least one member, or undefined when the body is not shaped so (a copy of the bytes: re-serialising
@@ -94,7 +99,7 @@ export function withUsageOption(raw: Buffer, body: Record<string, unknown>): Buf
     const spliced = spliceFirst(raw, USAGE_OPTION);
     if (spliced) return spliced;
   }
-  return JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } });
+  return JSON.stringify({ ...body, stream_options: usageOn(body) });
 }
 
 /** A stand-in value, replaced by the token ids after JSON.stringify. */
@@ -115,7 +120,7 @@ export function withIdsForPrompt(
   ids?: { tokens: Uint32Array; encoding: 'json' | 'base64' },
 ): Buffer | string {
   const { messages: _m, prompt: _p, ...rest } = body;
-  if (includeUsage) rest.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
+  if (includeUsage) rest.stream_options = usageOn(body);
   // Ids the client put in its nvext are never sent on: the router's are the prompt.
   const nvext = body.nvext !== null && typeof body.nvext === 'object' && !Array.isArray(body.nvext) ? body.nvext : undefined;
   const { token_data: _, token_data_b64: __, ...others } = (nvext ?? {}) as Record<string, unknown>;

@@ -502,13 +502,14 @@ export class SimWorker {
         );
       if (kind === 'chat') {
         const messages = parseMessages(body.messages);
-        tokens = await this.tokenizing((t) => t.encodeChat(messages));
+        // As a Uint32Array: the engine makes its one copy (toNumberArray).
+        tokens = await this.tokenizing((t) => t.encodeChatIds(messages));
         this.promptsTokenized++;
       } else {
         if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');
         const input = completionPrompt(body.prompt);
         if (typeof input === 'string') {
-          tokens = await this.tokenizing((t) => t.encode(input));
+          tokens = await this.tokenizing((t) => t.encodeIds(input));
           this.promptsTokenized++;
         } else tokens = input;
       }
