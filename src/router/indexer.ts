@@ -31,7 +31,8 @@
  * the router under-predict overlap, never over-predict it. Evictions are counted.
  *
  * Approximate mode (TTL): `storeWithTtl` records blocks whose expiry is rounded up to 100 ms
- * buckets; storing again refreshes the expiry; `expireTtl(nowMs)` removes expired blocks.
+ * buckets; storing again refreshes the expiry; `expireTtl(nowMs)` removes expired blocks. The
+ * records a refresh superseded are compacted away, so they stay within four per indexed block.
  *
  * Lower storage tiers (host / disk / external, from events that carry a tier) are kept in
  * separate continuation indexes (lower-tier.ts); each node remembers the engine block hash it
@@ -83,6 +84,8 @@ const COUNT_MASK = 0x7fffffff;
 const SMALL_CHILDREN = 6;
 const NONE = -1;
 const TTL_BUCKET_MS = 100;
+/** Compact the TTL entries only once there are this many (and more than four times the indexed blocks). */
+const TTL_COMPACT_MIN = 65_536;
 
 export interface IndexerOptions {
   /** Upper bound on (worker, block) entries; Infinity (default) = unbounded. */
@@ -130,6 +133,8 @@ export class RadixIndexer {
   private fifoStamp: number[] = [];
   private fifoHead = 0;
   private ttlBuckets = new Map<number, number[]>();
+  /** TTL entries (slot, lo, hi, stamp) across the buckets, current or superseded by a later store. */
+  private ttlPending = 0;
   /** Approximate mode, LRU policy: per slot, stores in order (lo, hi, stamp), oldest first. */
   private lruQueues = new Map<number, { q: number[]; head: number }>();
   private _lruEvictions = 0;
@@ -450,10 +455,12 @@ export class RadixIndexer {
         let b = this.ttlBuckets.get(ttlBucket);
         if (!b) this.ttlBuckets.set(ttlBucket, (b = []));
         b.push(slot, blo, bhi, stamp);
+        this.ttlPending++;
       }
       cur = child;
     }
     if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
+    if (this.ttlPending > TTL_COMPACT_MIN && this.ttlPending > 4 * this.totalEntries) this.compactTtl();
     return OK;
   }
 
@@ -641,6 +648,7 @@ export class RadixIndexer {
     for (const t of due) {
       const entries = this.ttlBuckets.get(t)!;
       this.ttlBuckets.delete(t);
+      this.ttlPending -= entries.length / 4;
       for (let k = 0; k < entries.length; k += 4) {
         const slot = entries[k]!;
         const lookup = this.lookups[slot];
@@ -653,6 +661,46 @@ export class RadixIndexer {
       }
     }
     return removed;
+  }
+
+  /**
+   * Drop the TTL entries a later store superseded. Routing a prefix again refreshes its blocks'
+   * expiry by adding an entry in a later bucket; the earlier one is only skipped when its bucket
+   * comes due. Without this the buckets held an entry per routed block per request within the TTL
+   * (at 500 requests/s of 512 blocks and a 120 s TTL, ~30 million); with it, at most four times
+   * the indexed blocks. A pass looks up each entry once; it runs after at least three entries per
+   * indexed block were added since the last one.
+   */
+  private compactTtl(): void {
+    let kept = 0;
+    for (const [t, entries] of this.ttlBuckets) {
+      let w = 0;
+      for (let k = 0; k < entries.length; k += 4) {
+        const slot = entries[k]!;
+        const lookup = this.lookups[slot];
+        if (!lookup) continue;
+        const i = lookup.find(0, entries[k + 1]!, entries[k + 2]!);
+        if (i < 0 || lookup.aux![i] !== entries[k + 3]) continue;
+        if (w !== k) {
+          entries[w] = slot;
+          entries[w + 1] = entries[k + 1]!;
+          entries[w + 2] = entries[k + 2]!;
+          entries[w + 3] = entries[k + 3]!;
+        }
+        w += 4;
+      }
+      if (w === 0) this.ttlBuckets.delete(t);
+      else {
+        entries.length = w;
+        kept += w / 4;
+      }
+    }
+    this.ttlPending = kept;
+  }
+
+  /** TTL entries held (approximate mode), superseded ones included until the next compaction. */
+  get ttlEntries(): number {
+    return this.ttlPending;
   }
 
   private evictOverflow(): void {

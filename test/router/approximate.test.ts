@@ -34,6 +34,29 @@ test('approximate ttl: routed blocks expire ttl after the last routing (time pas
   assert.equal(overlapOn(r, p, d0.chosen), 0, 'expired at the next routing decision');
 });
 
+test('approximate ttl: routing the same prefixes again and again keeps the TTL records bounded by the blocks, and the latest routing still sets the expiry', () => {
+  const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false, ttlSecs: 60 }) });
+  r.addWorker('a');
+  const prompts = Array.from({ length: 8 }, (_, k) => prompt(64, 1 + k * 10_000));
+  // 8 prompts x 64 blocks = 512 blocks, routed 2,000 times each: 1,024,000 stores within the TTL.
+  let t = 0;
+  let most = 0;
+  for (let i = 0; i < 2_000; i++)
+    for (const [k, p] of prompts.entries()) {
+      t += 1;
+      r.route({ requestId: `r${i}.${k}`, tokens: p, nowMs: t });
+      r.free(`r${i}.${k}`, t);
+      most = Math.max(most, r.indexer.ttlEntries);
+    }
+  assert.equal(r.indexer.indexedBlocks, 512);
+  assert.ok(most <= 65_536 + 64, `TTL records peaked at ${most}`);
+  // Every block was last routed at t - 7..t: none expires before t - 7 + 60 s, all by t + 60.1 s.
+  assert.equal(r.expire(t - 8 + 60_000).expiredBlocks, 0);
+  for (const p of prompts) assert.equal(overlapOn(r, p, 'a'), 64);
+  assert.equal(r.expire(t + 60_100).expiredBlocks, 512);
+  assert.equal(r.indexer.ttlEntries, 0);
+});
+
 test('--router-ttl-secs sets the TTL; expire() runs it without a route', () => {
   const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false, ttlSecs: 5 }) });
   r.addWorker('a');
