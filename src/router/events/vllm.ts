@@ -11,33 +11,10 @@ import { storedFromPairs, type KvCacheEventData, type RouterEvent, type StorageT
 import { toPairs } from '../u64.js';
 import type { DecodeResult, DroppedEvent } from './types.js';
 import { decodeMsgpack, describe, isObj, toHashList, toSafeInt, toU64 } from './values.js';
+import { decodeVllmBatchFast } from './vllm-fast.js';
+import { mediumToTier, NON_MAIN_ATTENTION, REMOVED_ORDER, STORED_ORDER } from './vllm-fields.js';
 
-/** vLLM `medium` -> storage tier; undefined = unknown medium (the event is dropped). */
-export function mediumToTier(medium: unknown): StorageTier | undefined {
-  if (medium === null || medium === undefined) return 'device';
-  if (typeof medium !== 'string') return undefined;
-  switch (medium.toUpperCase()) {
-    case 'GPU':
-    case 'DEVICE':
-      return 'device';
-    case 'CPU':
-    case 'CPU_PINNED':
-    case 'CPU_TIER1':
-      return 'host_pinned';
-    case 'DISK':
-    case 'NVME':
-    case 'STORAGE':
-    case 'CPU_TIER2':
-      return 'disk';
-    case 'EXTERNAL':
-    case 'NETWORK':
-    case 'REMOTE':
-    case 'SHARED':
-      return 'external';
-    default:
-      return undefined;
-  }
-}
+export { mediumToTier };
 
 interface VllmFields {
   type: string;
@@ -51,24 +28,6 @@ interface VllmFields {
   kv_cache_spec_kind?: unknown;
   locality?: unknown;
 }
-
-const STORED_ORDER = [
-  'block_hashes',
-  'parent_block_hash',
-  'token_ids',
-  'block_size',
-  'lora_id',
-  'medium',
-  'lora_name',
-  'extra_keys',
-  'group_idx',
-  'kv_cache_spec_kind',
-  'kv_cache_spec_sliding_window',
-  'locality',
-  'ownership',
-  'session_id',
-] as const;
-const REMOVED_ORDER = ['block_hashes', 'medium', 'group_idx'] as const;
 
 function vllmFields(ev: unknown): VllmFields | string {
   if (Array.isArray(ev)) {
@@ -86,8 +45,6 @@ function vllmFields(ev: unknown): VllmFields | string {
   return 'event is neither a tagged array nor a map';
 }
 
-const NON_MAIN_ATTENTION = /sliding|mamba|chunk|cross|local/i;
-
 /**
  * Decode one vLLM KV-event batch (the msgpack payload frame) into RouterEvents for `workerId`.
  * Accepted events get consecutive ids from `eventIdStart` (default 0); `nextEventId` is returned.
@@ -96,11 +53,15 @@ const NON_MAIN_ATTENTION = /sliding|mamba|chunk|cross|local/i;
  */
 export function decodeVllmZmqBatch(
   payload: Uint8Array,
-  opts: { workerId: WorkerId; blockSize: number; eventIdStart?: number },
+  opts: { workerId: WorkerId; blockSize: number; eventIdStart?: number; generic?: boolean },
 ): DecodeResult {
   try {
     if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1)
       return { ok: false, reason: `invalid expected block size ${opts.blockSize}` };
+    // The common case straight off the bytes (vllm-fast.ts); anything else below. `generic` skips
+    // the fast path (the test that compares the two).
+    const fast = opts.generic ? undefined : decodeVllmBatchFast(payload, opts);
+    if (fast) return fast;
     const d = decodeMsgpack(payload);
     if (!d.ok) return d;
     const v = d.value;
