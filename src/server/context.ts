@@ -8,7 +8,6 @@ import type { Agent } from 'undici';
 import type { KvRouter, RoutingMode } from '../router/index.js';
 import type { ChatTokenizer } from '../tokenizer/index.js';
 import type { HealthChecker } from './eligibility.js';
-import type { WorkerConnections } from './h1-upstream.js';
 import type { Metrics } from './metrics.js';
 import type { DecisionLog } from './observability.js';
 import type { TurnPacer } from './pacer.js';
@@ -29,10 +28,7 @@ export interface ServerContext {
   readonly sessions: SessionAffinity;
   readonly decisions: DecisionLog;
   readonly metrics: Metrics;
-  /** undici: health checks, /v1/models, and proxied requests to workers that are not http:. */
   readonly agent: Agent;
-  /** Proxied requests to http: workers (h1-upstream.ts). */
-  readonly upstream: WorkerConnections;
   readonly tokenizer: ChatTokenizer;
   readonly totals: Totals;
   /** Router queueing (--router-queue-threshold), when on. */

@@ -137,33 +137,33 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       let upstream: UpstreamAnswer;
       try {
         const dest = workerTarget(st.ep.url, path);
-        const call = {
-          origin: dest.origin,
-          path: dest.path,
-          method: 'POST',
-          // A Dynamo frontend in --router-mode direct is told which worker to use.
-          body: ctx.opts.dynamoDirect
-            ? withBackendInstanceId(wantUsage ? { ...body, stream_options: usageOn(body) } : body, st.ep.dynamoWorkerId!)
-            : idsRoute === 'none'
-              ? clientBody()
-              : withIdsForPrompt(
-                  body,
-                  wantUsage,
-                  handOver ? undefined : { tokens, encoding: idsRoute === 'nvext.token_data_b64' ? 'base64' : 'json' },
-                ),
-          headers: {
-            'content-type': 'application/json',
-            'x-request-id': uuid,
-            ...(handOver ? { [PROMPT_IDS_HEADER]: '1' } : {}),
-            ...(stream ? { accept: 'text/event-stream' } : {}),
+        upstream = await dispatchUpstream(
+          ctx.agent,
+          {
+            origin: dest.origin,
+            path: dest.path,
+            method: 'POST',
+            // A Dynamo frontend in --router-mode direct is told which worker to use.
+            body: ctx.opts.dynamoDirect
+              ? withBackendInstanceId(wantUsage ? { ...body, stream_options: usageOn(body) } : body, st.ep.dynamoWorkerId!)
+              : idsRoute === 'none'
+                ? clientBody()
+                : withIdsForPrompt(
+                    body,
+                    wantUsage,
+                    handOver ? undefined : { tokens, encoding: idsRoute === 'nvext.token_data_b64' ? 'base64' : 'json' },
+                  ),
+            headers: {
+              'content-type': 'application/json',
+              'x-request-id': uuid,
+              ...(handOver ? { [PROMPT_IDS_HEADER]: '1' } : {}),
+              ...(stream ? { accept: 'text/event-stream' } : {}),
+            },
+            headersTimeout: 300_000,
+            bodyTimeout: 300_000,
           },
-          headersTimeout: 300_000,
-          bodyTimeout: 300_000,
-        };
-        // http: workers through the router's own client (h1-upstream.ts, the hot path), others through undici.
-        upstream = await (dest.origin.startsWith('http:')
-          ? ctx.upstream.dispatch(call, client.signal)
-          : dispatchUpstream(ctx.agent, call, client.signal));
+          client.signal,
+        );
       } catch (err) {
         router.free(requestId, Date.now());
         ctx.queue?.notify();

@@ -7,7 +7,7 @@
  *                      │         │            ▲
  *                      │         │            └── KV events: workers.ts (in-process | ZMQ | NATS)
  *                      │         ├── eligibility.ts (health checks, circuit breakers, busy) + sessions.ts
- *                      │         └──h1-upstream.ts──▶ worker /v1/...  (retry on another worker before the first byte)
+ *                      │         └──undici──▶ worker /v1/...  (retry on another worker before the first byte)
  *                      └── observability.ts (/metrics, /debug/*) + usage.ts (achieved vs predicted hits)
  *
  * This file is the composition root: it builds the shared context and keeps the public API.
@@ -18,7 +18,6 @@
 import type { Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent } from 'undici';
-import { WorkerConnections } from './h1-upstream.js';
 import { KvRouter, type RoutingMode } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
 import { describeBackend, loadChatTokenizer } from '../tokenizer/index.js';
@@ -107,7 +106,6 @@ export class RouterServer {
       decisions: new DecisionLog(opts, metrics, () => totals.requests++),
       metrics,
       agent,
-      upstream: new WorkerConnections(),
       tokenizer,
       totals,
       inflight: new Set(),
@@ -153,7 +151,6 @@ export class RouterServer {
     } catch (err) {
       await s.ctx.replicas?.close();
       await s.ctx.registry.shutdownSources();
-      s.ctx.upstream.close();
       await s.ctx.agent.close();
       throw err;
     }
@@ -279,7 +276,6 @@ export class RouterServer {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
-    this.ctx.upstream.close();
     await this.ctx.agent.close();
   }
 }

@@ -24,85 +24,20 @@ export interface UpstreamAnswer {
   abort(reason: Error): void;
 }
 
-/**
- * The body side of an answer, shared by both clients (undici's here, the router's own in
- * h1-upstream.ts): chunks that come before `consume()` wait in order, a throwing `onChunk` aborts
- * the call, and the body's promise settles once, at the end or at the first failure.
- */
-export abstract class AnswerBody implements UpstreamAnswer {
+class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamAnswer {
   statusCode = 0;
   headers: IncomingHttpHeaders = {};
-  protected ended = false;
-  protected failed?: Error;
+  private controller?: Dispatcher.DispatchController;
+  private head?: { resolve: (a: UpstreamAnswer) => void; reject: (e: Error) => void };
   private body?: { resolve: () => void; reject: (e: Error) => void };
   private onChunk?: (chunk: Buffer) => void;
   private onEnd?: () => void;
   private early: Buffer[] = [];
-
-  abstract pause(): void;
-  abstract resume(): void;
-  abstract abort(reason: Error): void;
-
-  /** Hand on the next piece of the body. */
-  protected deliver(chunk: Buffer): void {
-    if (this.onChunk) this.onChunk(chunk);
-    else this.early.push(chunk);
-  }
-
-  /** Settle the body's promise after `ended` or `failed` was set (no-op before consume()). */
-  protected settle(): void {
-    const b = this.body;
-    if (!b) return;
-    this.body = undefined;
-    if (this.failed) {
-      b.reject(this.failed);
-      return;
-    }
-    try {
-      this.onEnd?.();
-    } catch (err) {
-      b.reject(err as Error);
-      return;
-    }
-    b.resolve();
-  }
-
-  consume(onChunk: (chunk: Buffer) => void, onEnd?: () => void): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.body = { resolve, reject };
-      this.onEnd = onEnd;
-      try {
-        for (const c of this.early) onChunk(c);
-      } catch (err) {
-        this.body = undefined;
-        this.abort(err as Error);
-        reject(err);
-        return;
-      }
-      this.early = [];
-      this.onChunk = (chunk) => {
-        try {
-          onChunk(chunk);
-        } catch (err) {
-          this.abort(err as Error);
-        }
-      };
-      if (this.ended || this.failed) this.settle();
-    });
-  }
-
-  dump(): Promise<void> {
-    return this.consume(() => {});
-  }
-}
-
-class UpstreamCall extends AnswerBody implements Dispatcher.DispatchHandler {
-  private controller?: Dispatcher.DispatchController;
-  private head?: { resolve: (a: UpstreamAnswer) => void; reject: (e: Error) => void };
+  private ended = false;
+  private failed?: Error;
   private abortReason?: Error;
 
   constructor(private readonly signal: AbortSignal | undefined) {
-    super();
     signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
@@ -131,7 +66,8 @@ class UpstreamCall extends AnswerBody implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.deliver(chunk);
+    if (this.onChunk) this.onChunk(chunk);
+    else this.early.push(chunk);
   }
 
   onResponseEnd(): void {
@@ -149,7 +85,49 @@ class UpstreamCall extends AnswerBody implements Dispatcher.DispatchHandler {
 
   private finish(): void {
     this.signal?.removeEventListener('abort', this.onAbort);
-    this.settle();
+    const b = this.body;
+    if (!b) return;
+    this.body = undefined;
+    if (this.failed) {
+      b.reject(this.failed);
+      return;
+    }
+    try {
+      this.onEnd?.();
+    } catch (err) {
+      b.reject(err as Error);
+      return;
+    }
+    b.resolve();
+  }
+
+  // ---- the answer
+  consume(onChunk: (chunk: Buffer) => void, onEnd?: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.body = { resolve, reject };
+      this.onEnd = onEnd;
+      try {
+        for (const c of this.early) onChunk(c);
+      } catch (err) {
+        this.body = undefined;
+        this.abort(err as Error);
+        reject(err);
+        return;
+      }
+      this.early = [];
+      this.onChunk = (chunk) => {
+        try {
+          onChunk(chunk);
+        } catch (err) {
+          this.abort(err as Error);
+        }
+      };
+      if (this.ended || this.failed) this.finish();
+    });
+  }
+
+  dump(): Promise<void> {
+    return this.consume(() => {});
   }
 
   pause(): void {
@@ -168,8 +146,7 @@ class UpstreamCall extends AnswerBody implements Dispatcher.DispatchHandler {
   }
 }
 
-/** The reason an abort signal carries, as an Error. */
-export function signalReason(signal: AbortSignal): Error {
+function signalReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('This operation was aborted');
 }
 
