@@ -29,5 +29,9 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Files run one at a time: integration tests start servers and a TUI, and the machine has 2 cores.
-const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// A file that has not finished in 20 minutes fails (a test that fails and leaves a server open
+// would otherwise hold the run until CI kills it); the longest file takes a few minutes.
+const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=1200000', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+});
 process.exit(res.status ?? 1);
