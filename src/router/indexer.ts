@@ -84,7 +84,7 @@ const COUNT_MASK = 0x7fffffff;
 const SMALL_CHILDREN = 6;
 const NONE = -1;
 const TTL_BUCKET_MS = 100;
-/** Compact the TTL entries only once there are this many (and more than four times the indexed blocks). */
+/** Compact the TTL (or eviction-order) records only once there are this many (and more than four times the indexed blocks). */
 const TTL_COMPACT_MIN = 65_536;
 
 export interface IndexerOptions {
@@ -460,6 +460,8 @@ export class RadixIndexer {
       cur = child;
     }
     if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
+    const fifoPending = this.fifoSlot.length - this.fifoHead;
+    if (fifoPending > TTL_COMPACT_MIN && fifoPending > 4 * this.totalEntries) this.compactFifo();
     if (this.ttlPending > TTL_COMPACT_MIN && this.ttlPending > 4 * this.totalEntries) this.compactTtl();
     return OK;
   }
@@ -696,6 +698,40 @@ export class RadixIndexer {
       }
     }
     this.ttlPending = kept;
+  }
+
+  /**
+   * Drop the eviction-order records a later store of the same block superseded (the memory bound's
+   * FIFO): storing a block again adds a record at the tail and the earlier one stays until the head
+   * reaches it. While the index stays under its bound the head never moves, so without this the
+   * records grew with every store. Order is kept: each block's live record is its latest store.
+   */
+  private compactFifo(): void {
+    let w = 0;
+    for (let k = this.fifoHead; k < this.fifoSlot.length; k++) {
+      const slot = this.fifoSlot[k]!;
+      const lookup = this.lookups[slot];
+      if (!lookup) continue;
+      const lo = this.fifoLo[k]!;
+      const hi = this.fifoHi[k]!;
+      const i = lookup.find(0, lo, hi);
+      if (i < 0 || lookup.aux![i] !== this.fifoStamp[k]) continue;
+      this.fifoSlot[w] = slot;
+      this.fifoLo[w] = lo;
+      this.fifoHi[w] = hi;
+      this.fifoStamp[w] = this.fifoStamp[k]!;
+      w++;
+    }
+    this.fifoSlot.length = w;
+    this.fifoLo.length = w;
+    this.fifoHi.length = w;
+    this.fifoStamp.length = w;
+    this.fifoHead = 0;
+  }
+
+  /** Eviction-order records held (memory bound), superseded ones included until the next compaction. */
+  get fifoEntries(): number {
+    return this.fifoSlot.length - this.fifoHead;
   }
 
   /** TTL entries held (approximate mode), superseded ones included until the next compaction. */

@@ -225,6 +225,28 @@ test('memory bound evicts the least recently stored entries first', () => {
   ix.checkInvariants();
 });
 
+test('memory bound: storing the same blocks again and again keeps the eviction-order records bounded, and eviction still goes by the latest store', () => {
+  const ix = new RadixIndexer({ maxIndexedBlocks: 600 });
+  const a = ix.ensureSlot('a', 0);
+  const prompts = Array.from({ length: 8 }, (_, k) => Array.from({ length: 64 }, (_, i) => 1 + k * 1000 + i));
+  // 512 blocks, under the bound of 600, stored 300 times each: 153,600 stores, no eviction.
+  let most = 0;
+  for (let r = 0; r < 300; r++)
+    for (const p of prompts) {
+      ix.applyData(a, store(p));
+      most = Math.max(most, ix.fifoEntries);
+    }
+  assert.equal(ix.indexedBlocks, 512);
+  assert.equal(ix.evictions, 0);
+  assert.ok(most <= 65_536 + 64, `eviction-order records peaked at ${most}`);
+  // Prompt 0 was stored longest ago: 100 new blocks push out its first 12 (512 + 100 - 600).
+  ix.applyData(a, store(Array.from({ length: 100 }, (_, i) => 900_000 + i)));
+  assert.equal(ix.evictions, 12);
+  assert.deepEqual(scores(ix, prompts[0]!), [0]);
+  assert.deepEqual(scores(ix, prompts[1]!), [64]);
+  ix.checkInvariants();
+});
+
 test('re-storing a detached block re-attaches its whole subtree (lookup reuse)', () => {
   const ix = new RadixIndexer();
   const a = ix.ensureSlot('a', 0);
