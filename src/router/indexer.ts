@@ -85,7 +85,7 @@ const SMALL_CHILDREN = 6;
 const NONE = -1;
 const TTL_BUCKET_MS = 100;
 /** Compact the TTL (or eviction-order) records only once there are this many (and more than four times the indexed blocks). */
-const TTL_COMPACT_MIN = 65_536;
+const COMPACT_MIN = 65_536;
 
 export interface IndexerOptions {
   /** Upper bound on (worker, block) entries; Infinity (default) = unbounded. */
@@ -461,8 +461,8 @@ export class RadixIndexer {
     }
     if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
     const fifoPending = this.fifoSlot.length - this.fifoHead;
-    if (fifoPending > TTL_COMPACT_MIN && fifoPending > 4 * this.totalEntries) this.compactFifo();
-    if (this.ttlPending > TTL_COMPACT_MIN && this.ttlPending > 4 * this.totalEntries) this.compactTtl();
+    if (fifoPending > COMPACT_MIN && fifoPending > 4 * this.totalEntries) this.compactFifo();
+    if (this.ttlPending > COMPACT_MIN && this.ttlPending > 4 * this.totalEntries) this.compactTtl();
     return OK;
   }
 
@@ -622,8 +622,8 @@ export class RadixIndexer {
       const hi = e.q[e.head + 1]!;
       const stamp = e.q[e.head + 2]!;
       e.head += 3;
-      const i = lookup.find(0, lo, hi);
-      if (i >= 0 && lookup.aux![i] === stamp) {
+      const i = this.currentAt(slot, lo, hi, stamp);
+      if (i >= 0) {
         this.removeEntryAt(slot, lookup, i);
         this._lruEvictions++;
       }
@@ -653,16 +653,26 @@ export class RadixIndexer {
       this.ttlPending -= entries.length / 4;
       for (let k = 0; k < entries.length; k += 4) {
         const slot = entries[k]!;
-        const lookup = this.lookups[slot];
-        if (!lookup) continue;
-        const i = lookup.find(0, entries[k + 1]!, entries[k + 2]!);
-        if (i >= 0 && lookup.aux![i] === entries[k + 3]) {
-          this.removeEntryAt(slot, lookup, i);
+        const i = this.currentAt(slot, entries[k + 1]!, entries[k + 2]!, entries[k + 3]!);
+        if (i >= 0) {
+          this.removeEntryAt(slot, this.lookups[slot]!, i);
           removed++;
         }
       }
     }
     return removed;
+  }
+
+  /**
+   * Where block (lo, hi) sits in `slot`'s lookup when `stamp` is still its latest store; -1 when
+   * the block is gone or was stored again since (the records the TTL buckets, the memory bound's
+   * FIFO and the LRU queues keep are checked this way before they act).
+   */
+  private currentAt(slot: number, lo: number, hi: number, stamp: number): number {
+    const lookup = this.lookups[slot];
+    if (!lookup) return -1;
+    const i = lookup.find(0, lo, hi);
+    return i >= 0 && lookup.aux![i] === stamp ? i : -1;
   }
 
   /**
@@ -679,10 +689,7 @@ export class RadixIndexer {
       let w = 0;
       for (let k = 0; k < entries.length; k += 4) {
         const slot = entries[k]!;
-        const lookup = this.lookups[slot];
-        if (!lookup) continue;
-        const i = lookup.find(0, entries[k + 1]!, entries[k + 2]!);
-        if (i < 0 || lookup.aux![i] !== entries[k + 3]) continue;
+        if (this.currentAt(slot, entries[k + 1]!, entries[k + 2]!, entries[k + 3]!) < 0) continue;
         if (w !== k) {
           entries[w] = slot;
           entries[w + 1] = entries[k + 1]!;
@@ -710,16 +717,14 @@ export class RadixIndexer {
     let w = 0;
     for (let k = this.fifoHead; k < this.fifoSlot.length; k++) {
       const slot = this.fifoSlot[k]!;
-      const lookup = this.lookups[slot];
-      if (!lookup) continue;
       const lo = this.fifoLo[k]!;
       const hi = this.fifoHi[k]!;
-      const i = lookup.find(0, lo, hi);
-      if (i < 0 || lookup.aux![i] !== this.fifoStamp[k]) continue;
+      const stamp = this.fifoStamp[k]!;
+      if (this.currentAt(slot, lo, hi, stamp) < 0) continue;
       this.fifoSlot[w] = slot;
       this.fifoLo[w] = lo;
       this.fifoHi[w] = hi;
-      this.fifoStamp[w] = this.fifoStamp[k]!;
+      this.fifoStamp[w] = stamp;
       w++;
     }
     this.fifoSlot.length = w;
@@ -743,11 +748,9 @@ export class RadixIndexer {
     while (this.totalEntries > this.maxIndexedBlocks && this.fifoHead < this.fifoSlot.length) {
       const k = this.fifoHead++;
       const slot = this.fifoSlot[k]!;
-      const lookup = this.lookups[slot];
-      if (!lookup) continue;
-      const i = lookup.find(0, this.fifoLo[k]!, this.fifoHi[k]!);
-      if (i >= 0 && lookup.aux![i] === this.fifoStamp[k]) {
-        this.removeEntryAt(slot, lookup, i);
+      const i = this.currentAt(slot, this.fifoLo[k]!, this.fifoHi[k]!, this.fifoStamp[k]!);
+      if (i >= 0) {
+        this.removeEntryAt(slot, this.lookups[slot]!, i);
         this._evictions++;
       }
     }
