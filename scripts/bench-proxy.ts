@@ -20,6 +20,9 @@
  * request of the load generator, the worker and the proxy is read for every side: on 2 shared
  * cores, whatever a proxy spends is taken from the worker. Through every loaded run GET /health
  * of the server under load is probed every 20 ms (every side carries the probe).
+ * With --sglang, sglang-router (Rust; from the peers venv, as bench:peers runs it) takes its turns in
+ * the same rounds in front of the same worker: what a native router costs on this machine, with
+ * --sglang-policy cache_aware (its approximate prefix tree on the text, the default) or round_robin.
  * Then (unless --no-sim) `router --sim 8` (engines in the router's process tree) takes
  * --concurrency chat streams while /health is probed the same way.
  *
@@ -41,6 +44,8 @@
  *                             [--profile-worker <dir>]   (the same for the worker process)
  *                             [--router-b-cli <main.js>] [--router-b-node-flags "<flags>"]   (a second router taking turns
  *                                                         in the same rounds: another build's CLI and/or other Node.js flags)
+ *                             [--sglang] [--sglang-policy cache_aware|round_robin]   (sglang-router 0.3.2 as one more side;
+ *                                                         creates the peers venv on first use, ~4 min)
  *   or: node --import tsx scripts/bench-proxy.ts ...
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -48,6 +53,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
+import { ensureVenv, PINS } from '../src/engine/venv.js';
 
 const argv = process.argv.slice(2);
 function arg(name: string, def: string): string {
@@ -94,6 +100,11 @@ const PROFILE_WORKER_DIR = arg('profile-worker', '');
 const ROUTER_B_FLAGS = arg('router-b-node-flags', '').split(/\s+/).filter(Boolean);
 const ROUTER_B_CLI = arg('router-b-cli', '');
 const ROUTER_B = ROUTER_B_FLAGS.length > 0 || ROUTER_B_CLI !== '';
+/** sglang-router, a router in Rust, as one more side in the same rounds (the peers venv has it). */
+const SGLANG = argv.includes('--sglang');
+const SGLANG_POLICY = arg('sglang-policy', 'cache_aware');
+if (SGLANG_POLICY !== 'cache_aware' && SGLANG_POLICY !== 'round_robin')
+  throw new Error(`--sglang-policy takes cache_aware or round_robin, got ${SGLANG_POLICY}`);
 
 function startCli(args: string[], nodeFlags: string[] = []): Child {
   return startNode([...nodeFlags, ...NODE_ARGS, ...args], `dynamo-lab ${args.join(' ')}`);
@@ -103,6 +114,73 @@ function startCli(args: string[], nodeFlags: string[] = []): Child {
 function startBareProxy(workerUrl: string, tcp = false): Child {
   const script = fileURLToPath(new URL(fromTs ? './bare-proxy.ts' : './bare-proxy.js', import.meta.url));
   return startNode([...(fromTs ? ['--import', 'tsx'] : []), script, workerUrl, ...(tcp ? ['--tcp'] : [])], 'bare-proxy');
+}
+
+/**
+ * sglang-router in front of `workerUrl`, from the peers venv (created on first use), logging
+ * warnings only (at info it logs every request). Its circuit breaker is off: one failed request
+ * would otherwise fail the next ones for a minute, and the run counts every failure anyway.
+ */
+async function startSglang(workerUrl: string): Promise<Child & { url: string }> {
+  const venv = await ensureVenv({ say });
+  const [port, promPort] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${port}`;
+  const proc = spawn(
+    venv.python,
+    [
+      '-m',
+      'sglang_router.launch_router',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--prometheus-host',
+      '127.0.0.1',
+      '--prometheus-port',
+      String(promPort),
+      '--policy',
+      SGLANG_POLICY,
+      '--log-level',
+      'warn',
+      '--disable-circuit-breaker',
+      '--worker-urls',
+      workerUrl,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HF_HUB_OFFLINE: '1', NO_COLOR: '1' } },
+  );
+  let err = '';
+  proc.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
+  const exited = new Promise<never>((_, reject) =>
+    proc.once('exit', (code) => reject(new Error(`sglang-router exited with ${code}:\n${err}`))),
+  );
+  exited.catch(() => {});
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const ok = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (proc.exitCode !== null) await exited;
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`sglang-router at ${url} did not answer /health within 60 s:\n${err}`);
+    }
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 250))]);
+  }
+  return { proc, firstLine: Promise.resolve(''), url };
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
 }
 
 function startNode(argv: string[], what: string): Child {
@@ -487,7 +565,7 @@ function histMean(metrics: string, name: string): number | undefined {
   return count ? r3(sum / count) : undefined;
 }
 
-type Side = 'router' | 'direct' | 'bare' | 'tcp' | 'routerB';
+type Side = 'router' | 'direct' | 'bare' | 'tcp' | 'routerB' | 'sglang';
 
 interface FormatResult {
   format: Format;
@@ -530,10 +608,22 @@ interface FormatResult {
       vs_router_ratio: number;
       process: ProcessLoad[];
     };
+    /** With --sglang: sglang-router (Rust) in front of the same worker, in the same rounds. */
+    sglang?: {
+      version: string;
+      policy: string;
+      runs: PhaseResult[];
+      throughput_ratios: number[];
+      throughput_ratio: number;
+      /** Median over rounds of the router's requests per second / sglang-router's. */
+      router_vs_sglang_ratio: number;
+      process: ProcessLoad[];
+      cpu_ms_per_request: CpuBudget[];
+    };
     /** The worker's process through the router's runs. */
     worker_process_router: ProcessLoad[];
     /** Per round and side: CPU time per request of the load generator, the worker and the proxy. */
-    cpu_ms_per_request: Record<Exclude<Side, 'routerB'>, CpuBudget[]>;
+    cpu_ms_per_request: Record<Exclude<Side, 'routerB' | 'sglang'>, CpuBudget[]>;
   };
 }
 
@@ -611,6 +701,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
   let bare: Child | undefined;
   let tcp: Child | undefined;
   let routerB: Child | undefined;
+  let sglang: (Child & { url: string }) | undefined;
   try {
     const [w] = JSON.parse(await sim.firstLine) as Array<{ id: string; url: string; zmq: string | null; zmq_replay: string | null }>;
     const spec = EVENTS === 'zmq' ? `id=${w!.id},url=${w!.url},zmq=${w!.zmq},replay=${w!.zmq_replay}` : w!.url;
@@ -637,6 +728,8 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     const { url: bareUrl } = JSON.parse(await bare.firstLine) as { url: string };
     tcp = startBareProxy(w!.url, true);
     const { url: tcpUrl } = JSON.parse(await tcp.firstLine) as { url: string };
+    if (SGLANG) sglang = await startSglang(w!.url);
+    const sglangUrl = sglang?.url ?? '';
     say(
       `worker ${w!.url}, router ${routerUrl} (events ${EVENTS}); ${REQUESTS} requests x ~${PROMPT_TOKENS} prompt tokens, ${MAX_TOKENS} output tokens, ${CONCURRENCY} concurrent streams; formats ${FORMATS.join(', ')}${UNIQUE_CHAT ? ' (unique chat prompts)' : ''}`,
     );
@@ -651,7 +744,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         Math.min(CONCURRENCY, 64),
         format,
       );
-      for (const url of [routerUrl, bareUrl, tcpUrl, ...(routerB ? [routerBUrl] : [])])
+      for (const url of [routerUrl, bareUrl, tcpUrl, ...(routerB ? [routerBUrl] : []), ...(sglang ? [sglangUrl] : [])])
         await load(
           url,
           bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)),
@@ -663,16 +756,26 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       say(`${format}: 1 stream: direct, router ...`);
       const serialDirect = await load(w!.url, bodies('sd', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
       const serialRouter = await load(routerUrl, bodies('sr', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
-      say(`${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct, bare proxy and TCP relay, taking turns ...`);
+      say(
+        `${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct, bare proxy, TCP relay${routerB ? ', router B' : ''}${sglang ? `, sglang-router ${SGLANG_POLICY}` : ''}, taking turns ...`,
+      );
       type Run = Awaited<ReturnType<typeof loadedRun>>;
-      const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [], tcp: [], routerB: [] };
-      const sides: Side[] = ['router', 'direct', 'bare', 'tcp', ...(routerB ? (['routerB'] as const) : [])];
+      const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [], tcp: [], routerB: [], sglang: [] };
+      const sides: Side[] = [
+        'router',
+        'direct',
+        'bare',
+        'tcp',
+        ...(routerB ? (['routerB'] as const) : []),
+        ...(sglang ? (['sglang'] as const) : []),
+      ];
       const where: Record<Side, [string, number | undefined]> = {
         router: [routerUrl, router.proc.pid],
         direct: [w!.url, sim.proc.pid],
         bare: [bareUrl, bare.proc.pid],
         tcp: [tcpUrl, tcp.proc.pid],
         routerB: [routerBUrl, routerB?.proc.pid],
+        sglang: [sglangUrl, sglang?.proc.pid],
       };
       for (let k = 0; k < ROUNDS; k++) {
         // The order rotates by round, so no side always runs first on a cooler machine.
@@ -732,6 +835,20 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
                 },
               }
             : {}),
+          ...(sglang
+            ? {
+                sglang: {
+                  version: PINS['sglang-router'],
+                  policy: SGLANG_POLICY,
+                  runs: runs.sglang.map((x) => x.result),
+                  throughput_ratios: perRound(runs.sglang, directRuns),
+                  throughput_ratio: r3(median(perRound(runs.sglang, directRuns))),
+                  router_vs_sglang_ratio: r3(median(perRound(routerRuns, runs.sglang))),
+                  process: runs.sglang.map((x) => x.process),
+                  cpu_ms_per_request: runs.sglang.map((x) => x.cpu),
+                },
+              }
+            : {}),
           worker_process_router: routerRuns.map((x) => x.worker),
           cpu_ms_per_request: {
             router: routerRuns.map((x) => x.cpu),
@@ -756,6 +873,14 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           `${format}: router B (${ROUTER_B_CLI || 'node'}${ROUTER_B_FLAGS.length ? ` ${ROUTER_B_FLAGS.join(' ')}` : ''}) ${rps(runs.routerB)} req/s, ratios to direct ${perRound(runs.routerB, directRuns).join(' / ')}, ` +
             `median ${r3(median(perRound(runs.routerB, directRuns)))}x; router B / router ${r3(median(perRound(runs.routerB, routerRuns)))}x; ${describeBudget('router B', runs.routerB)}; ${describeProcess('router B', runs.routerB[0]!.process)}`,
         );
+      if (sglang) {
+        const errors = runs.sglang.reduce((n, x) => n + x.result.errors, 0);
+        say(
+          `${format}: sglang-router ${PINS['sglang-router']} ${SGLANG_POLICY} (Rust) ${rps(runs.sglang)} req/s, ratios to direct ${perRound(runs.sglang, directRuns).join(' / ')}, ` +
+            `median ${r3(median(perRound(runs.sglang, directRuns)))}x; router / sglang-router ${r3(median(perRound(routerRuns, runs.sglang)))}x; ${describeBudget('sglang-router', runs.sglang)}` +
+            `${errors ? `; ${errors} failed requests (not counted in req/s)` : ''}; ${describeProcess('sglang-router', runs.sglang[0]!.process)}`,
+        );
+      }
       say(
         `${format}: CPU ms per request, all processes (median of rounds): ${describeBudget('direct', directRuns)}; ${describeBudget('router', routerRuns)}; ${describeBudget('bare proxy', runs.bare)}; ${describeBudget('TCP relay', runs.tcp)}`,
       );
@@ -776,6 +901,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     };
     return { results, overhead };
   } finally {
+    if (sglang) await stop(sglang);
     if (tcp) await stop(tcp);
     if (routerB) await stop(routerB);
     if (bare) await stop(bare);
