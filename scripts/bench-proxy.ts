@@ -21,7 +21,7 @@
  * cores, whatever a proxy spends is taken from the worker. Through every loaded run GET /health
  * of the server under load is probed every 20 ms (every side carries the probe).
  * With --sglang, sglang-router (Rust; from the peers venv, as bench:peers runs it) takes its turns in
- * the same rounds in front of the same worker: what a native router costs on this machine, with
+ * the chat rounds in front of the same worker (0.3.2 takes no token-id prompts): what a native router costs here, with
  * --sglang-policy cache_aware (its approximate prefix tree on the text, the default) or round_robin.
  * Then (unless --no-sim) `router --sim 8` (engines in the router's process tree) takes
  * --concurrency chat streams while /health is probed the same way.
@@ -54,6 +54,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { ensureVenv, PINS } from '../src/engine/venv.js';
+import { freePort } from './peers/common.js';
 
 const argv = process.argv.slice(2);
 function arg(name: string, def: string): string {
@@ -169,18 +170,6 @@ async function startSglang(workerUrl: string): Promise<Child & { url: string }> 
     await Promise.race([exited, new Promise((r) => setTimeout(r, 250))]);
   }
   return { proc, firstLine: Promise.resolve(''), url };
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 function startNode(argv: string[], what: string): Child {
@@ -736,6 +725,9 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
     const results: FormatResult[] = [];
     for (const format of FORMATS) {
       const bodies = (phase: string, n: number) => makeBodies(format, n, docs, tokenPayloads, phase);
+      // sglang-router 0.3.2 takes a prompt only as text (a string or strings): chat rounds only.
+      const withSglang = sglang !== undefined && format === 'chat';
+      if (sglang && !withSglang) say(`${format}: no sglang-router side (version ${PINS['sglang-router']} does not take token-id prompts)`);
       // Warm both paths (connections, JIT, the worker's prefix cache for the cycled prompts).
       await load(
         w!.url,
@@ -744,7 +736,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         Math.min(CONCURRENCY, 64),
         format,
       );
-      for (const url of [routerUrl, bareUrl, tcpUrl, ...(routerB ? [routerBUrl] : []), ...(sglang ? [sglangUrl] : [])])
+      for (const url of [routerUrl, bareUrl, tcpUrl, ...(routerB ? [routerBUrl] : []), ...(withSglang ? [sglangUrl] : [])])
         await load(
           url,
           bodies('warm-r', Math.min(REQUESTS, 2 * DISTINCT)),
@@ -757,7 +749,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
       const serialDirect = await load(w!.url, bodies('sd', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
       const serialRouter = await load(routerUrl, bodies('sr', SERIAL_REQUESTS), SERIAL_REQUESTS, 1, format);
       say(
-        `${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct, bare proxy, TCP relay${routerB ? ', router B' : ''}${sglang ? `, sglang-router ${SGLANG_POLICY}` : ''}, taking turns ...`,
+        `${format}: ${CONCURRENCY} streams, ${ROUNDS} rounds of router, direct, bare proxy, TCP relay${routerB ? ', router B' : ''}${withSglang ? `, sglang-router ${SGLANG_POLICY}` : ''}, taking turns ...`,
       );
       type Run = Awaited<ReturnType<typeof loadedRun>>;
       const runs: Record<Side, Run[]> = { router: [], direct: [], bare: [], tcp: [], routerB: [], sglang: [] };
@@ -767,7 +759,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
         'bare',
         'tcp',
         ...(routerB ? (['routerB'] as const) : []),
-        ...(sglang ? (['sglang'] as const) : []),
+        ...(withSglang ? (['sglang'] as const) : []),
       ];
       const where: Record<Side, [string, number | undefined]> = {
         router: [routerUrl, router.proc.pid],
@@ -835,7 +827,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
                 },
               }
             : {}),
-          ...(sglang
+          ...(withSglang
             ? {
                 sglang: {
                   version: PINS['sglang-router'],
@@ -873,7 +865,7 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           `${format}: router B (${ROUTER_B_CLI || 'node'}${ROUTER_B_FLAGS.length ? ` ${ROUTER_B_FLAGS.join(' ')}` : ''}) ${rps(runs.routerB)} req/s, ratios to direct ${perRound(runs.routerB, directRuns).join(' / ')}, ` +
             `median ${r3(median(perRound(runs.routerB, directRuns)))}x; router B / router ${r3(median(perRound(runs.routerB, routerRuns)))}x; ${describeBudget('router B', runs.routerB)}; ${describeProcess('router B', runs.routerB[0]!.process)}`,
         );
-      if (sglang) {
+      if (withSglang) {
         const errors = runs.sglang.reduce((n, x) => n + x.result.errors, 0);
         say(
           `${format}: sglang-router ${PINS['sglang-router']} ${SGLANG_POLICY} (Rust) ${rps(runs.sglang)} req/s, ratios to direct ${perRound(runs.sglang, directRuns).join(' / ')}, ` +
@@ -980,7 +972,7 @@ async function main(): Promise<void> {
   else {
     for (const r of results) {
       say(
-        `${r.format.padEnd(6)} ~${r.prompt_tokens} tok | 1 stream: router added TTFT p50 ${r.serial.added_ttft_p50_ms} ms | ${CONCURRENCY} streams: throughput ${r.loaded.throughput_ratio}x direct (bare proxy ${r.loaded.bare_proxy_throughput_ratio}x), added TTFT p50 ${r.loaded.added_ttft_p50_ms} ms, router /health max ${r.loaded.router_health.max_ms} ms`,
+        `${r.format.padEnd(6)} ~${r.prompt_tokens} tok | 1 stream: router added TTFT p50 ${r.serial.added_ttft_p50_ms} ms | ${CONCURRENCY} streams: throughput ${r.loaded.throughput_ratio}x direct (bare proxy ${r.loaded.bare_proxy_throughput_ratio}x${r.loaded.sglang ? `, sglang-router ${r.loaded.sglang.throughput_ratio}x` : ''}), added TTFT p50 ${r.loaded.added_ttft_p50_ms} ms, router /health max ${r.loaded.router_health.max_ms} ms`,
       );
     }
     say(`load average ${doc.machine.loadavg_start.join(' ')} -> ${doc.machine.loadavg_end.join(' ')}`);
