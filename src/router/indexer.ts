@@ -44,6 +44,7 @@
  * eviction queue share one typed-array layout and its invariants; split into files they would
  * have to export that layout. The naive-reference property tests cover it as one unit.
  */
+import { TtlRecords } from './ttl-records.js';
 import { LowerTierIndex, lowerTierMatches, type Continuation } from './lower-tier.js';
 import type { KvCacheEventData, RouterEvent, StorageTier, WorkerId, WorkerKey } from './types.js';
 import { recycle, takeInt32 } from './pool.js';
@@ -132,9 +133,8 @@ export class RadixIndexer {
   private fifoHi: number[] = [];
   private fifoStamp: number[] = [];
   private fifoHead = 0;
-  private ttlBuckets = new Map<number, number[]>();
-  /** TTL entries (slot, lo, hi, stamp) across the buckets, current or superseded by a later store. */
-  private ttlPending = 0;
+  /** Approximate mode, TTL policy: (slot, lo, hi, stamp) per store, by expiry bucket, current or superseded by a later store. */
+  private readonly ttl = new TtlRecords();
   /** Approximate mode, LRU policy: per slot, stores in order (lo, hi, stamp), oldest first. */
   private lruQueues = new Map<number, { q: number[]; head: number }>();
   private _lruEvictions = 0;
@@ -451,18 +451,13 @@ export class RadixIndexer {
         this.fifoHi.push(bhi);
         this.fifoStamp.push(stamp);
       }
-      if (ttlBucket >= 0) {
-        let b = this.ttlBuckets.get(ttlBucket);
-        if (!b) this.ttlBuckets.set(ttlBucket, (b = []));
-        b.push(slot, blo, bhi, stamp);
-        this.ttlPending++;
-      }
+      if (ttlBucket >= 0) this.ttl.push(ttlBucket, slot, blo, bhi, stamp);
       cur = child;
     }
     if (this.totalEntries > this.maxIndexedBlocks) this.evictOverflow();
     const fifoPending = this.fifoSlot.length - this.fifoHead;
     if (fifoPending > COMPACT_MIN && fifoPending > 4 * this.totalEntries) this.compactFifo();
-    if (this.ttlPending > COMPACT_MIN && this.ttlPending > 4 * this.totalEntries) this.compactTtl();
+    if (this.ttl.size > COMPACT_MIN && this.ttl.size > 4 * this.totalEntries) this.compactTtl();
     return OK;
   }
 
@@ -642,24 +637,14 @@ export class RadixIndexer {
 
   /** Remove TTL-expired blocks (bucket time <= nowMs). Returns how many were removed. */
   expireTtl(nowMs: number): number {
-    if (this.ttlBuckets.size === 0) return 0;
-    const due: number[] = [];
-    for (const t of this.ttlBuckets.keys()) if (t <= nowMs) due.push(t);
-    due.sort((a, b) => a - b);
     let removed = 0;
-    for (const t of due) {
-      const entries = this.ttlBuckets.get(t)!;
-      this.ttlBuckets.delete(t);
-      this.ttlPending -= entries.length / 4;
-      for (let k = 0; k < entries.length; k += 4) {
-        const slot = entries[k]!;
-        const i = this.currentAt(slot, entries[k + 1]!, entries[k + 2]!, entries[k + 3]!);
-        if (i >= 0) {
-          this.removeEntryAt(slot, this.lookups[slot]!, i);
-          removed++;
-        }
+    this.ttl.expire(nowMs, (slot, lo, hi, stamp) => {
+      const i = this.currentAt(slot, lo, hi, stamp);
+      if (i >= 0) {
+        this.removeEntryAt(slot, this.lookups[slot]!, i);
+        removed++;
       }
-    }
+    });
     return removed;
   }
 
@@ -684,27 +669,7 @@ export class RadixIndexer {
    * indexed block were added since the last one.
    */
   private compactTtl(): void {
-    let kept = 0;
-    for (const [t, entries] of this.ttlBuckets) {
-      let w = 0;
-      for (let k = 0; k < entries.length; k += 4) {
-        const slot = entries[k]!;
-        if (this.currentAt(slot, entries[k + 1]!, entries[k + 2]!, entries[k + 3]!) < 0) continue;
-        if (w !== k) {
-          entries[w] = slot;
-          entries[w + 1] = entries[k + 1]!;
-          entries[w + 2] = entries[k + 2]!;
-          entries[w + 3] = entries[k + 3]!;
-        }
-        w += 4;
-      }
-      if (w === 0) this.ttlBuckets.delete(t);
-      else {
-        entries.length = w;
-        kept += w / 4;
-      }
-    }
-    this.ttlPending = kept;
+    this.ttl.compact((slot, lo, hi, stamp) => this.currentAt(slot, lo, hi, stamp) >= 0);
   }
 
   /**
@@ -741,7 +706,7 @@ export class RadixIndexer {
 
   /** TTL entries held (approximate mode), superseded ones included until the next compaction. */
   get ttlEntries(): number {
-    return this.ttlPending;
+    return this.ttl.size;
   }
 
   private evictOverflow(): void {
