@@ -44,7 +44,7 @@
  */
 import { toNumberArray } from '../base/arrays.js';
 import { computeBlockHashPairs, computeSequenceHashPairs, hashTokenBlock, nextSequenceHash } from '../router/hashing.js';
-import { fromPairs } from '../router/u64.js';
+import { joinU64, splitU64, toPairs } from '../router/u64.js';
 import type { KvCacheEventData, RouterEvent } from '../router/types.js';
 import type { Cancel, Clock } from './clock.js';
 import { KvBlockManager, type BlockHolder, type BlockSource } from './kv-manager.js';
@@ -164,8 +164,17 @@ export interface EngineStats {
 
 type SeqState = 'waiting' | 'running' | 'done';
 
+const EMPTY_PAIRS: Uint32Array = new Uint32Array(0);
+
+/** `a` copied into a new array of `len` u32s. */
+function grownPairs(a: Uint32Array, len: number): Uint32Array {
+  const c = new Uint32Array(len);
+  c.set(a.subarray(0, Math.min(a.length, len)));
+  return c;
+}
+
 class Seq implements BlockSource, BlockHolder {
-  held: bigint[] = [];
+  held: number[] = [];
   partial = false;
   readonly tokens: number[];
   readonly promptLen: number;
@@ -178,8 +187,11 @@ class Seq implements BlockSource, BlockHolder {
   firstTokenAt?: number;
   lastTokenAt?: number;
   preemptions = 0;
-  private local: bigint[] = [];
-  private chain: bigint[] = [];
+  /** Local and chained hashes of the full blocks hashed so far, as u32 pairs [lo, hi, ...]. */
+  private local: Uint32Array = EMPTY_PAIRS;
+  private chain: Uint32Array = EMPTY_PAIRS;
+  /** Full blocks hashed so far. */
+  private hashed = 0;
 
   constructor(
     readonly req: EngineRequest,
@@ -191,8 +203,9 @@ class Seq implements BlockSource, BlockHolder {
     const pre = req.promptBlockHashes;
     if (pre) {
       const n = Math.min(pre.local.length, pre.seq.length, Math.floor(this.promptLen / bs));
-      this.local = pre.local.slice(0, n);
-      this.chain = pre.seq.slice(0, n);
+      this.local = toPairs(pre.local.slice(0, n));
+      this.chain = toPairs(pre.seq.slice(0, n));
+      this.hashed = n;
     }
   }
 
@@ -201,32 +214,49 @@ class Seq implements BlockSource, BlockHolder {
   }
 
   private ensure(i: number): void {
-    if (i < this.chain.length) return;
+    if (i < this.hashed) return;
     const promptBlocks = Math.floor(this.promptLen / this.bs);
-    if (this.chain.length === 0 && i < promptBlocks && promptBlocks > 1) {
+    if (this.hashed === 0 && i < promptBlocks && promptBlocks > 1) {
       // The prompt's blocks in one batch (WASM, as the router hashes them): ~5x faster for 512
       // blocks than one JS XXH3 and one bigint chain step per block.
       const tokens = this.tokens.length === this.promptLen ? this.tokens : this.tokens.slice(0, this.promptLen);
-      const local = computeBlockHashPairs(tokens, this.bs);
-      this.local = fromPairs(local);
-      this.chain = fromPairs(computeSequenceHashPairs(local));
+      this.local = computeBlockHashPairs(tokens, this.bs);
+      this.chain = computeSequenceHashPairs(this.local);
+      this.hashed = promptBlocks;
     }
-    while (this.chain.length <= i) {
-      const j = this.chain.length;
+    while (this.hashed <= i) {
+      // Blocks filled while decoding: one at a time.
+      const j = this.hashed;
+      if (this.chain.length < 2 * (j + 1)) {
+        const len = Math.max(2 * (j + 1), this.chain.length * 2, 16);
+        this.local = grownPairs(this.local, len);
+        this.chain = grownPairs(this.chain, len);
+      }
       const local = hashTokenBlock(this.tokens, j * this.bs, this.bs);
-      this.local.push(local);
-      this.chain.push(j === 0 ? local : nextSequenceHash(this.chain[j - 1]!, local));
+      splitU64(local, this.local, 2 * j);
+      splitU64(j === 0 ? local : nextSequenceHash(joinU64(this.chain[2 * j - 2]!, this.chain[2 * j - 1]!), local), this.chain, 2 * j);
+      this.hashed++;
     }
+  }
+
+  seqLo(i: number): number {
+    this.ensure(i);
+    return this.chain[2 * i]!;
+  }
+
+  seqHi(i: number): number {
+    this.ensure(i);
+    return this.chain[2 * i + 1]!;
   }
 
   seqHash(i: number): bigint {
     this.ensure(i);
-    return this.chain[i]!;
+    return joinU64(this.chain[2 * i]!, this.chain[2 * i + 1]!);
   }
 
   localHash(i: number): bigint {
     this.ensure(i);
-    return this.local[i]!;
+    return joinU64(this.local[2 * i]!, this.local[2 * i + 1]!);
   }
 
   blockTokens(i: number): readonly number[] {

@@ -13,14 +13,23 @@
  * - A partial block that fills up during decode is promoted to a full block (Stored if new).
  * - Freeing dereferences in reverse block order, so a sequence's tail becomes LRU first.
  * - Capacity: active + partial + inactive <= numGpuBlocks.
+ *
+ * Blocks are keyed by their hash's u32 halves in an open-addressing table (the router's
+ * U64Table) and live in typed arrays by block id, the inactive ones on an intrusive LRU list:
+ * no bigint is made or hashed to look a block up (Maps keyed by bigint were ~20 % of a sim
+ * worker's main thread under load). Bigints are made only for the events.
  */
 import type { KvCacheEventData, StoredBlock } from '../router/types.js';
+import { joinU64, U64Table } from '../router/u64.js';
 
 /** Where a sequence's block hashes and tokens come from (computed lazily by the owner). */
 export interface BlockSource {
-  /** Sequence (chained) hash of full block i. */
+  /** Sequence (chained) hash of full block i: low and high u32 halves (the manager's key). */
+  seqLo(i: number): number;
+  seqHi(i: number): number;
+  /** Sequence (chained) hash of full block i, for events. */
   seqHash(i: number): bigint;
-  /** Local (tokens) hash of full block i. */
+  /** Local (tokens) hash of full block i, for events. */
   localHash(i: number): bigint;
   /** Token ids of full block i (for vLLM-format events). */
   blockTokens(i: number): readonly number[];
@@ -28,8 +37,8 @@ export interface BlockSource {
 
 /** The blocks one sequence holds. */
 export interface BlockHolder {
-  /** Full blocks held, in order (sequence hashes). */
-  held: bigint[];
+  /** Full blocks held, in order (the manager's block ids). */
+  held: number[];
   /** Holds one partial tail block. */
   partial: boolean;
 }
@@ -48,14 +57,30 @@ export interface KvManagerOptions {
   eventTokens?: boolean;
 }
 
+const NONE = -1;
+const splitScratch = new BigUint64Array(1);
+const splitHalves = new Uint32Array(splitScratch.buffer);
+
 export class KvBlockManager {
   readonly capacity: number;
   readonly blockSize: number;
   readonly prefixCaching: boolean;
-  private readonly active = new Map<bigint, number>();
-  /** LRU evictor: iteration order is least recently used first. */
-  private readonly inactive = new Map<bigint, true>();
-  private evictIter?: IterableIterator<bigint>;
+  /** Cached full blocks (active and inactive): hash (lo, hi) -> block id. */
+  private readonly ids = new U64Table(1024);
+  /** Per block id: hash halves, reference count (0 = inactive), LRU links (inactive only). */
+  private lo = new Uint32Array(0);
+  private hi = new Uint32Array(0);
+  private ref = new Int32Array(0);
+  private prev = new Int32Array(0);
+  private next = new Int32Array(0);
+  /** Ids never used are `used`..; ids freed since are on `freeIds`. */
+  private used = 0;
+  private readonly freeIds: number[] = [];
+  /** Inactive blocks, least recently used at the head. */
+  private lruHead = NONE;
+  private lruTail = NONE;
+  private nActive = 0;
+  private nInactive = 0;
   private partials = 0;
   private emit: KvEmit;
   private readonly eventTokens: boolean;
@@ -80,15 +105,15 @@ export class KvBlockManager {
 
   /** Blocks in use by sequences (active full + partial): what vLLM's usage counts. */
   usedBlocks(): number {
-    return this.active.size + this.partials;
+    return this.nActive + this.partials;
   }
 
   activeBlocks(): number {
-    return this.active.size;
+    return this.nActive;
   }
 
   inactiveBlocks(): number {
-    return this.inactive.size;
+    return this.nInactive;
   }
 
   partialBlocks(): number {
@@ -97,32 +122,43 @@ export class KvBlockManager {
 
   /** Full blocks in the prefix cache (active or inactive): what the router's index should hold. */
   cachedBlockCount(): number {
-    return this.active.size + this.inactive.size;
+    return this.nActive + this.nInactive;
   }
 
   /** Every cached full block hash (active and inactive). */
   cachedHashes(): bigint[] {
-    return [...this.active.keys(), ...this.inactive.keys()];
+    const out: bigint[] = [];
+    const t = this.ids;
+    for (let i = 0; i < t.capacity; i++) if (t.isUsed(i)) out.push(joinU64(t.loAt(i), t.hiAt(i)));
+    return out;
   }
 
   /** Inactive blocks, least recently used first. */
   inactiveLru(): bigint[] {
-    return [...this.inactive.keys()];
+    const out: bigint[] = [];
+    for (let b = this.lruHead; b !== NONE; b = this.next[b]!) out.push(joinU64(this.lo[b]!, this.hi[b]!));
+    return out;
   }
 
   refCount(hash: bigint): number {
-    return this.active.get(hash) ?? 0;
+    const b = this.idOf(hash);
+    return b === NONE ? 0 : this.ref[b]!;
   }
 
   has(hash: bigint): boolean {
-    return this.active.has(hash) || this.inactive.has(hash);
+    return this.idOf(hash) !== NONE;
+  }
+
+  private idOf(hash: bigint): number {
+    splitScratch[0] = BigInt.asUintN(64, hash);
+    return this.ids.get(0, splitHalves[0]!, splitHalves[1]!, NONE);
   }
 
   /** Longest leading run of the first `nFull` blocks of `src` present in the cache. */
   prefixMatch(src: BlockSource, nFull: number): number {
     if (!this.prefixCaching) return 0;
     let i = 0;
-    while (i < nFull && this.has(src.seqHash(i))) i++;
+    while (i < nFull && this.ids.get(0, src.seqLo(i), src.seqHi(i), NONE) !== NONE) i++;
     return i;
   }
 
@@ -136,7 +172,8 @@ export class KvBlockManager {
     const wantPartial = kvTokens % this.blockSize !== 0;
     let delta = 0;
     for (let i = h.held.length; i < targetFull; i++) {
-      if (!this.active.has(src.seqHash(i))) delta++;
+      const b = this.ids.get(0, src.seqLo(i), src.seqHi(i), NONE);
+      if (b === NONE || this.ref[b] === 0) delta++;
     }
     if (h.partial) delta--;
     if (wantPartial) delta++;
@@ -163,20 +200,17 @@ export class KvBlockManager {
     }
     // Phase 1: pin every block already cached, so that evictions below cannot take them.
     const n = targetFull - curFull;
-    const present = new Array<boolean>(n);
+    const found = new Int32Array(n);
     for (let k = 0; k < n; k++) {
-      const hash = src.seqHash(curFull + k);
-      const rc = this.active.get(hash);
-      if (rc !== undefined) {
-        this.active.set(hash, rc + 1);
-        present[k] = true;
-      } else if (this.inactive.has(hash)) {
-        this.inactive.delete(hash);
-        this.active.set(hash, 1);
-        present[k] = true;
-      } else {
-        present[k] = false;
+      const b = this.ids.get(0, src.seqLo(curFull + k), src.seqHi(curFull + k), NONE);
+      found[k] = b;
+      if (b === NONE) continue;
+      if (this.ref[b] === 0) {
+        this.unlink(b);
+        this.nInactive--;
+        this.nActive++;
       }
+      this.ref[b]!++;
     }
     // Phase 2: new blocks in order, evicting LRU inactive blocks when full.
     const removed: bigint[] = [];
@@ -184,20 +218,20 @@ export class KvBlockManager {
     let run: (typeof stored)[number] | undefined;
     for (let k = 0; k < n; k++) {
       const i = curFull + k;
-      const hash = src.seqHash(i);
-      if (!present[k]) {
+      let b = found[k]!;
+      if (b === NONE) {
         this.makeRoom(removed);
-        this.active.set(hash, 1);
+        b = this.newBlock(src.seqLo(i), src.seqHi(i));
         if (!run) {
           run = { parentHash: i > 0 ? src.seqHash(i - 1) : null, blocks: [], tokens: [] };
           stored.push(run);
         }
-        run.blocks.push({ blockHash: hash, tokensHash: src.localHash(i) });
+        run.blocks.push({ blockHash: src.seqHash(i), tokensHash: src.localHash(i) });
         if (this.eventTokens) for (const t of src.blockTokens(i)) run.tokens.push(t);
       } else {
         run = undefined;
       }
-      h.held.push(hash);
+      h.held.push(b);
     }
     if (wantPartial && !h.partial) {
       this.makeRoom(removed);
@@ -210,21 +244,69 @@ export class KvBlockManager {
     return true;
   }
 
-  private makeRoom(removed: bigint[]): void {
-    if (this.active.size + this.partials + this.inactive.size < this.capacity) return;
-    // A long-lived iterator finds the LRU block in amortised O(1): a fresh keys().next() would
-    // rescan every deleted slot at the front of the Map's table on each eviction (V8 keeps
-    // them until a rehash). Map iterators skip deleted entries and see later insertions, so
-    // the next live key is always the least recently used one.
-    let it = this.evictIter?.next();
-    if (!it || it.done) {
-      this.evictIter = this.inactive.keys();
-      it = this.evictIter.next();
+  /** A new active block (reference count 1) for hash (lo, hi). */
+  private newBlock(lo: number, hi: number): number {
+    let b = this.freeIds.pop();
+    if (b === undefined) {
+      b = this.used++;
+      if (b >= this.ref.length) this.growArrays(b + 1);
     }
-    if (it.done) throw new Error('KV cache full with no inactive block to evict (capacity check failed)');
-    this.inactive.delete(it.value);
+    this.lo[b] = lo;
+    this.hi[b] = hi;
+    this.ref[b] = 1;
+    this.ids.set(0, lo, hi, b);
+    this.nActive++;
+    return b;
+  }
+
+  /** Per-block arrays grow as blocks are first used (by doubling, up to the capacity). */
+  private growArrays(need: number): void {
+    const len = Math.min(this.capacity, Math.max(need, 1024, this.ref.length * 2));
+    const grow = <T extends Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
+      const c = make(len);
+      c.set(a);
+      return c;
+    };
+    this.lo = grow(this.lo, (n) => new Uint32Array(n));
+    this.hi = grow(this.hi, (n) => new Uint32Array(n));
+    this.ref = grow(this.ref, (n) => new Int32Array(n));
+    this.prev = grow(this.prev, (n) => new Int32Array(n));
+    this.next = grow(this.next, (n) => new Int32Array(n));
+  }
+
+  /** Append block `b` to the inactive list (most recently used end). */
+  private append(b: number): void {
+    this.prev[b] = this.lruTail;
+    this.next[b] = NONE;
+    if (this.lruTail === NONE) this.lruHead = b;
+    else this.next[this.lruTail] = b;
+    this.lruTail = b;
+  }
+
+  private unlink(b: number): void {
+    const p = this.prev[b]!;
+    const q = this.next[b]!;
+    if (p === NONE) this.lruHead = q;
+    else this.next[p] = q;
+    if (q === NONE) this.lruTail = p;
+    else this.prev[q] = p;
+  }
+
+  /** Drop block `b` from the cache (its id is reused); returns its hash. */
+  private forget(b: number): bigint {
+    this.ids.delete(0, this.lo[b]!, this.hi[b]!);
+    this.freeIds.push(b);
+    return joinU64(this.lo[b]!, this.hi[b]!);
+  }
+
+  private makeRoom(removed: bigint[]): void {
+    if (this.nActive + this.partials + this.nInactive < this.capacity) return;
+    const b = this.lruHead;
+    if (b === NONE) throw new Error('KV cache full with no inactive block to evict (capacity check failed)');
+    this.unlink(b);
+    this.nInactive--;
     this.evictions++;
-    removed.push(it.value);
+    removed.push(this.forget(b));
   }
 
   /** Release all of a sequence's blocks, tail first (reverse block order). */
@@ -235,16 +317,16 @@ export class KvBlockManager {
     }
     const dropped: bigint[] = [];
     for (let i = h.held.length - 1; i >= 0; i--) {
-      const hash = h.held[i]!;
-      const rc = this.active.get(hash);
-      if (rc === undefined) throw new Error('freeing a block that is not active');
-      if (rc > 1) {
-        this.active.set(hash, rc - 1);
-      } else {
-        this.active.delete(hash);
-        if (this.prefixCaching) this.inactive.set(hash, true);
-        else dropped.push(hash);
-      }
+      const b = h.held[i]!;
+      const rc = this.ref[b]!;
+      if (rc < 1) throw new Error('freeing a block that is not active');
+      this.ref[b] = rc - 1;
+      if (rc > 1) continue;
+      this.nActive--;
+      if (this.prefixCaching) {
+        this.append(b);
+        this.nInactive++;
+      } else dropped.push(this.forget(b));
     }
     h.held = [];
     if (dropped.length > 0) this.emit({ type: 'removed', blockHashes: dropped });
@@ -255,10 +337,15 @@ export class KvBlockManager {
    * block is in use, else Removed for the dropped ones. Returns the number dropped.
    */
   resetPrefixCache(): number {
-    const hashes = [...this.inactive.keys()];
-    this.inactive.clear();
-    this.evictIter = undefined;
-    if (this.active.size === 0 && this.partials === 0) this.emit({ type: 'cleared' });
+    const hashes: bigint[] = [];
+    for (let b = this.lruHead; b !== NONE; ) {
+      const q = this.next[b]!;
+      hashes.push(this.forget(b));
+      b = q;
+    }
+    this.lruHead = this.lruTail = NONE;
+    this.nInactive = 0;
+    if (this.nActive === 0 && this.partials === 0) this.emit({ type: 'cleared' });
     else if (hashes.length > 0) this.emit({ type: 'removed', blockHashes: hashes });
     return hashes.length;
   }

@@ -11,17 +11,33 @@ import { VirtualClock } from '../../src/sim/clock.js';
 
 const BS = 4;
 
-/** A sequence whose block hashes are the router's (salt 1337 chain). */
-function seqOf(tokens: number[]): BlockSource & BlockHolder {
-  const local = computeBlockHashes(tokens, BS);
-  const chain = computeSequenceHashes(local);
-  return {
-    held: [],
-    partial: false,
-    seqHash: (i) => chain[i]!,
-    localHash: (i) => local[i]!,
-    blockTokens: (i) => tokens.slice(i * BS, (i + 1) * BS),
+/** The blocks of `tokens` (block size `bs`) with the router's hashes (salt 1337 chain). */
+function sourceOf(tokens: number[], bs: number): BlockSource {
+  // Hashed again when tokens were added (a test may grow the sequence after creating it).
+  let n = -1;
+  let local: bigint[] = [];
+  let chain: bigint[] = [];
+  let pairs: Uint32Array = new Uint32Array(0);
+  const at = () => {
+    if (n !== tokens.length) {
+      n = tokens.length;
+      local = computeBlockHashes(tokens, bs);
+      chain = computeSequenceHashes(local);
+      pairs = toPairs(chain);
+    }
   };
+  return {
+    seqLo: (i) => (at(), pairs[2 * i]!),
+    seqHi: (i) => (at(), pairs[2 * i + 1]!),
+    seqHash: (i) => (at(), chain[i]!),
+    localHash: (i) => (at(), local[i]!),
+    blockTokens: (i) => tokens.slice(i * bs, (i + 1) * bs),
+  };
+}
+
+/** A sequence whose block hashes are the router's. */
+function seqOf(tokens: number[]): BlockSource & BlockHolder {
+  return { held: [], partial: false, ...sourceOf(tokens, BS) };
 }
 
 function recorder() {
@@ -249,8 +265,7 @@ test('random workloads: no leaked blocks, every request ends once, events reprod
       for (const p of prompts) {
         const local = computeBlockHashes(p, w.blockSize);
         const overlap = radix.findMatchesPairs(toPairs(local), local.length)[slot] ?? 0;
-        const chain = computeSequenceHashes(local);
-        const own = engine.kv.prefixMatch({ seqHash: (i) => chain[i]!, localHash: (i) => local[i]!, blockTokens: () => [] }, local.length);
+        const own = engine.kv.prefixMatch(sourceOf(p, w.blockSize), local.length);
         assert.equal(overlap, own);
       }
     }),
