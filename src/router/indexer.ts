@@ -623,11 +623,44 @@ export class RadixIndexer {
         this._lruEvictions++;
       }
     }
-    if (e.head > 3072 && e.head * 2 > e.q.length) {
+    const pending = (e.q.length - e.head) / 3;
+    if (pending > COMPACT_MIN && pending > 4 * lookup.size) this.compactLru(slot, e);
+    else if (e.head > 3072 && e.head * 2 > e.q.length) {
       e.q = e.q.slice(e.head);
       e.head = 0;
     }
     return r;
+  }
+
+  /**
+   * Drop the records of `slot`'s LRU queue that a later store of the same block superseded.
+   * Routing a prefix again queues its blocks again and the earlier records stay until the head
+   * reaches them; while the worker's blocks stay within its capacity the head never moves, so
+   * without this the queue grew with every routing (100,000 routings of 512 blocks: 1.6 GB of
+   * heap). Order is kept: each block's live record is its latest store.
+   */
+  private compactLru(slot: number, e: { q: number[]; head: number }): void {
+    const q = e.q;
+    let w = 0;
+    for (let k = e.head; k < q.length; k += 3) {
+      const lo = q[k]!;
+      const hi = q[k + 1]!;
+      const stamp = q[k + 2]!;
+      if (this.currentAt(slot, lo, hi, stamp) < 0) continue;
+      q[w] = lo;
+      q[w + 1] = hi;
+      q[w + 2] = stamp;
+      w += 3;
+    }
+    q.length = w;
+    e.head = 0;
+  }
+
+  /** LRU-queue records held (approximate lru policy), superseded ones included until the next compaction. */
+  get lruEntries(): number {
+    let n = 0;
+    for (const e of this.lruQueues.values()) n += (e.q.length - e.head) / 3;
+    return n;
   }
 
   /** Blocks removed by the approximate-mode LRU policy so far. */

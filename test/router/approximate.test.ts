@@ -9,6 +9,24 @@ function overlapOn(r: KvRouter, toks: number[], worker: string): number {
   return r.overlaps(toks).find((w) => w.workerId === worker)!.overlap_blocks;
 }
 
+/**
+ * 8 prompts x 64 blocks (512 blocks) on worker `a`, each routed 2,000 times in turn (1,024,000
+ * stores, one per ms from t = 1): returns the last time and the most records `held()` reported.
+ */
+function routeRepeatedly(r: KvRouter, held: () => number): { prompts: number[][]; t: number; most: number } {
+  const prompts = Array.from({ length: 8 }, (_, k) => prompt(64, 1 + k * 10_000));
+  let t = 0;
+  let most = 0;
+  for (let i = 0; i < 2_000; i++)
+    for (const [k, p] of prompts.entries()) {
+      t += 1;
+      r.route({ requestId: `r${i}.${k}`, tokens: p, nowMs: t });
+      r.free(`r${i}.${k}`, t);
+      most = Math.max(most, held());
+    }
+  return { prompts, t, most };
+}
+
 test('approximate ttl: routed blocks expire ttl after the last routing (time passed in, no sleeps)', () => {
   const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false }) });
   assert.equal(r.config.ttlMs, 120_000, "Dynamo's --router-ttl-secs default");
@@ -37,17 +55,8 @@ test('approximate ttl: routed blocks expire ttl after the last routing (time pas
 test('approximate ttl: routing the same prefixes again and again keeps the TTL records bounded by the blocks, and the latest routing still sets the expiry', () => {
   const r = new KvRouter({ blockSize: BS, config: configFromFlags({ useKvEvents: false, ttlSecs: 60 }) });
   r.addWorker('a');
-  const prompts = Array.from({ length: 8 }, (_, k) => prompt(64, 1 + k * 10_000));
-  // 8 prompts x 64 blocks = 512 blocks, routed 2,000 times each: 1,024,000 stores within the TTL.
-  let t = 0;
-  let most = 0;
-  for (let i = 0; i < 2_000; i++)
-    for (const [k, p] of prompts.entries()) {
-      t += 1;
-      r.route({ requestId: `r${i}.${k}`, tokens: p, nowMs: t });
-      r.free(`r${i}.${k}`, t);
-      most = Math.max(most, r.indexer.ttlEntries);
-    }
+  // 1,024,000 stores within the TTL.
+  const { prompts, t, most } = routeRepeatedly(r, () => r.indexer.ttlEntries);
   assert.equal(r.indexer.indexedBlocks, 512);
   assert.ok(most <= 65_536 + 64, `TTL records peaked at ${most}`);
   // Every block was last routed at t - 7..t: none expires before t - 7 + 60 s, all by t + 60.1 s.
@@ -93,4 +102,35 @@ test('approximate lru: each worker keeps at most its KV capacity, least recently
   r.route({ requestId: 'a3', tokens: A, nowMs: 10_000_002 });
   assert.equal(overlapOn(r, A, 'a'), 4);
   assert.throws(() => configFromFlags({ approximateCachePolicy: 'fifo' }), /ttl or lru/);
+});
+
+test('approximate lru: routing the same prefixes again and again within the capacity keeps the LRU records bounded by the blocks, and eviction still follows the latest routing', () => {
+  const r = new KvRouter({
+    blockSize: BS,
+    config: configFromFlags({ useKvEvents: false, approximateCachePolicy: 'lru', approximateCapacityBlocks: 100_000 }),
+  });
+  r.addWorker('a');
+  // 512 blocks, well within the capacity.
+  const run = routeRepeatedly(r, () => r.indexer.lruEntries);
+  const { prompts, most } = run;
+  let t = run.t;
+  assert.equal(r.indexer.indexedBlocks, 512);
+  assert.equal(r.indexer.lruEvictions, 0);
+  assert.ok(most <= 65_536 + 64, `LRU records peaked at ${most}`);
+  // Route prompt 0 alone until the queue is compacted (the other prompts' records then come only
+  // from before it), then shrink the capacity to 3 prompts' worth: the least recently routed
+  // prompts (1..5) go, tails first; 6, 7 and 0 stay whole.
+  let compacted = false;
+  for (let i = 0; i < 3_000 && !compacted; i++) {
+    const before = r.indexer.lruEntries;
+    r.route({ requestId: `z${i}`, tokens: prompts[0]!, nowMs: ++t });
+    r.free(`z${i}`, t);
+    compacted = r.indexer.lruEntries < before;
+  }
+  assert.ok(compacted, 'routing one prompt again and again compacts the queue');
+  r.setWorkerCapacity('a', 3 * 64);
+  r.route({ requestId: 'shrink', tokens: prompts[0]!, nowMs: ++t });
+  for (const k of [6, 7, 0]) assert.equal(overlapOn(r, prompts[k]!, 'a'), 64, `prompt ${k} kept`);
+  for (const k of [1, 2, 3, 4, 5]) assert.equal(overlapOn(r, prompts[k]!, 'a'), 0, `prompt ${k} evicted`);
+  assert.equal(r.indexer.indexedBlocks, 192);
 });
