@@ -169,7 +169,7 @@ const EMPTY_PAIRS: Uint32Array = new Uint32Array(0);
 /** `a` copied into a new array of `len` u32s. */
 function grownPairs(a: Uint32Array, len: number): Uint32Array {
   const c = new Uint32Array(len);
-  c.set(a.subarray(0, Math.min(a.length, len)));
+  c.set(a);
   return c;
 }
 

@@ -20,7 +20,7 @@
  * worker's main thread under load). Bigints are made only for the events.
  */
 import type { KvCacheEventData, StoredBlock } from '../router/types.js';
-import { joinU64, U64Table } from '../router/u64.js';
+import { joinU64, splitU64, U64Table } from '../router/u64.js';
 
 /** Where a sequence's block hashes and tokens come from (computed lazily by the owner). */
 export interface BlockSource {
@@ -58,8 +58,7 @@ export interface KvManagerOptions {
 }
 
 const NONE = -1;
-const splitScratch = new BigUint64Array(1);
-const splitHalves = new Uint32Array(splitScratch.buffer);
+const halves = new Uint32Array(2);
 
 export class KvBlockManager {
   readonly capacity: number;
@@ -150,8 +149,8 @@ export class KvBlockManager {
   }
 
   private idOf(hash: bigint): number {
-    splitScratch[0] = BigInt.asUintN(64, hash);
-    return this.ids.get(0, splitHalves[0]!, splitHalves[1]!, NONE);
+    splitU64(BigInt.asUintN(64, hash), halves, 0);
+    return this.ids.get(0, halves[0]!, halves[1]!, NONE);
   }
 
   /** Longest leading run of the first `nFull` blocks of `src` present in the cache. */
