@@ -155,7 +155,7 @@ async function startSglang(workerUrl: string): Promise<Child & { url: string }> 
     proc.once('exit', (code) => reject(new Error(`sglang-router exited with ${code}:\n${err}`))),
   );
   exited.catch(() => {});
-  const deadline = Date.now() + 60_000;
+  const deadline = performance.now() + 60_000;
   for (;;) {
     const ok = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) }).then(
       (r) => r.ok,
@@ -163,7 +163,7 @@ async function startSglang(workerUrl: string): Promise<Child & { url: string }> 
     );
     if (ok) break;
     if (proc.exitCode !== null) await exited;
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       proc.kill('SIGKILL');
       throw new Error(`sglang-router at ${url} did not answer /health within 60 s:\n${err}`);
     }

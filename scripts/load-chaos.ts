@@ -380,12 +380,12 @@ async function kill(): Promise<void> {
     const N = n(600);
     // Long streams (~256 tokens at real-time pacing) so the kill lands while many are in flight.
     const running = pool(N, 120, (i) => streamOnce(agent, router.url, promptBody(i, 256, true)));
-    const t0 = Date.now();
+    const t0 = performance.now();
     // Kill worker-1 while streams on it are past their first token.
-    while ((streamingOn.get('worker-1') ?? 0) < Math.min(10, Math.ceil(N / 8)) && Date.now() - t0 < 60_000) await sleep(20);
+    while ((streamingOn.get('worker-1') ?? 0) < Math.min(10, Math.ceil(N / 8)) && performance.now() - t0 < 60_000) await sleep(20);
     const inFlightAtKill = streamingOn.get('worker-1') ?? 0;
     sims[1]!.child.proc.kill('SIGKILL');
-    const killedAt = Date.now();
+    const killedAt = performance.now();
     // Restart the worker on the same ports once it is gone, and time its re-admission.
     await new Promise((r) => sims[1]!.child.proc.once('exit', r));
     const port = (u: string | null) => (u ? String(new URL(u.replace('tcp://', 'http://')).port) : '0');
@@ -406,7 +406,7 @@ async function kill(): Promise<void> {
     ]);
     revived = restart;
     await restart.firstLine;
-    const upAt = Date.now();
+    const upAt = performance.now();
     let readmitMs = NaN;
     let cachedAfter = NaN;
     let lastView = '';
@@ -417,11 +417,11 @@ async function kill(): Promise<void> {
       const w1 = v.workers.find((w) => w.id === 'worker-1')!;
       lastView = JSON.stringify(w1);
       if (w1.healthy) {
-        readmitMs = Date.now() - upAt;
+        readmitMs = performance.now() - upAt;
         cachedAfter = w1.cached_blocks;
         break;
       }
-      if (Date.now() - upAt > 30_000) {
+      if (performance.now() - upAt > 30_000) {
         say(`worker-1 not re-admitted: ${lastView}`);
         break;
       }
@@ -445,8 +445,8 @@ async function kill(): Promise<void> {
         streams_on_killed_worker: onKilled.length,
         ended_by_sse_error: endedBySseError,
         bare_cuts: cut,
-        kill_after_ms: killedAt - t0,
-        readmitted_ms_after_restart: readmitMs,
+        kill_after_ms: Math.round(killedAt - t0),
+        readmitted_ms_after_restart: Math.round(readmitMs),
         cached_blocks_at_readmission: cachedAfter,
         index_resets_of_killed_worker: resets,
       },
@@ -620,7 +620,7 @@ async function slow(): Promise<void> {
   const port = Number(new URL(router.url).port);
   try {
     const N = n(200);
-    const t0 = Date.now();
+    const t0 = performance.now();
     const closedAt = await Promise.all(
       Array.from(
         { length: N },
@@ -635,7 +635,7 @@ async function slow(): Promise<void> {
             });
             s.on('error', () => {});
             s.on('data', () => {}); // read, so the router's FIN is seen
-            s.on('close', () => resolve(Date.now() - t0));
+            s.on('close', () => resolve(performance.now() - t0));
             setTimeout(() => {
               s.destroy();
               resolve(NaN);
@@ -787,10 +787,10 @@ class Inspector {
   }
 
   static async attach(child: Child): Promise<Inspector> {
-    const t0 = Date.now();
+    const t0 = performance.now();
     let url: string | undefined;
     while (!(url = /Debugger listening on (ws:\/\/\S+)/.exec(child.stderr())?.[1])) {
-      if (Date.now() - t0 > 30_000) throw new Error(`no inspector URL on the router's stderr: ${child.stderr().slice(-500)}`);
+      if (performance.now() - t0 > 30_000) throw new Error(`no inspector URL on the router's stderr: ${child.stderr().slice(-500)}`);
       await sleep(50);
     }
     const ws = new WebSocket(url);

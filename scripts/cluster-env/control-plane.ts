@@ -128,8 +128,8 @@ function get(url: string, headers: Record<string, string> = {}): Promise<number>
 }
 
 async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number, proc?: ChildProcess, logFile?: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
     if (proc && proc.exitCode !== null)
       throw new Error(`${what}: process exited with ${proc.exitCode}${logFile ? `\n${tail(logFile)}` : ''}`);
     if (await fn()) return;
@@ -198,7 +198,7 @@ function kubeconfigYaml(server: string, caFile: string, users: Array<{ name: str
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
-  const t0 = Date.now();
+  const t0 = performance.now();
   const bins = binDir();
   const missing = missingBinaries(bins);
   if (missing.length) throw new ControlPlaneNotBuilt(bins, missing);
@@ -443,7 +443,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       adminToken,
       logsFile,
       pids,
-      startedInMs: Date.now() - t0,
+      startedInMs: Math.round(performance.now() - t0),
       stop,
     };
   } catch (err) {

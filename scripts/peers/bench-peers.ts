@@ -117,7 +117,7 @@ async function runOne(
   const dir = join(ctx.out, 'runs', `${spec.id}-r${rep}`);
   await mkdir(dir, { recursive: true });
   const loadBefore = await machineLoad();
-  const t0 = Date.now();
+  const t0 = performance.now();
   say(`\n[${spec.id} #${rep}] starting (load ${loadBefore.loadavg1} ${loadBefore.loadavg5} ${loadBefore.loadavg15})`);
   let running: Running | undefined;
   const checks: LoopbackReport[] = [];
@@ -125,7 +125,7 @@ async function runOne(
   try {
     running = await startSystem(spec, { venv: ctx.venv, model: ctx.model, shape: ctx.shape, dir, seed: 1 });
     say(
-      `[${spec.id} #${rep}] up at ${running.url} in ${((Date.now() - t0) / 1000).toFixed(1)} s; aiperf: ${ctx.slice.requests} requests over ${ctx.slice.durationS.toFixed(0)} s`,
+      `[${spec.id} #${rep}] up at ${running.url} in ${((performance.now() - t0) / 1000).toFixed(1)} s; aiperf: ${ctx.slice.requests} requests over ${ctx.slice.durationS.toFixed(0)} s`,
     );
     const pg = () => running!.daemons.map((d) => d.proc.pid!).filter(Boolean);
     checks.push(await checkLoopback(pg()));
@@ -188,7 +188,7 @@ async function runOne(
       load_after: loadAfter,
       loopback,
       cpu_s: cpu,
-      wall_s: round((Date.now() - t0) / 1000, 1),
+      wall_s: round((performance.now() - t0) / 1000, 1),
     };
     if (!loopback.ok) r.error = `a socket left loopback:\n${loopback.offenders}`;
     const cpuText = Object.entries(cpu.daemons)
@@ -211,7 +211,7 @@ async function runOne(
       load_before: loadBefore,
       load_after: loadAfter,
       loopback: { checks: checks.length, sockets_max: 0, ok: checks.every((c) => c.ok), offenders: '' },
-      wall_s: round((Date.now() - t0) / 1000, 1),
+      wall_s: round((performance.now() - t0) / 1000, 1),
     };
   }
 }

@@ -224,7 +224,7 @@ export async function waitFor<T>(
   check: () => Promise<T | undefined>,
   opts: { timeoutMs: number; daemons?: Daemon[]; intervalMs?: number },
 ): Promise<T> {
-  const end = Date.now() + opts.timeoutMs;
+  const end = performance.now() + opts.timeoutMs;
   let last: unknown;
   for (;;) {
     for (const d of opts.daemons ?? []) {
@@ -237,7 +237,7 @@ export async function waitFor<T>(
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) {
+    if (performance.now() > end) {
       const logs = (opts.daemons ?? []).map((d) => `--- ${d.name} (${d.logPath})\n${tail(d.output(), 20)}`).join('\n');
       throw new Error(
         `timed out after ${opts.timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}\n${logs}`,

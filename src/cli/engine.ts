@@ -58,13 +58,13 @@ export async function prepareDynamoEngine(opts: { yes: boolean; stderr: NodeJS.W
       throw new UserError('the Dynamo venv was not created', `Create it yourself with:\n  ${installCommands(python).join('\n  ')}`);
   }
   let n = 0;
-  const started = Date.now();
+  const started = performance.now();
   try {
     await ensureVenv({
       say: (l) => opts.stderr.write(chalk.dim(l) + '\n'),
       progress: (l) => {
         n++;
-        opts.stderr.write(chalk.dim(`  [${Math.round((Date.now() - started) / 1000)}s, ${n}] pip: ${l}`) + '\n');
+        opts.stderr.write(chalk.dim(`  [${Math.round((performance.now() - started) / 1000)}s, ${n}] pip: ${l}`) + '\n');
       },
     });
   } catch (err) {
@@ -73,5 +73,5 @@ export async function prepareDynamoEngine(opts: { yes: boolean; stderr: NodeJS.W
       (err as Error).message.split('\n').slice(1).join('\n'),
     );
   }
-  opts.stderr.write(`the Dynamo venv is ready (${Math.round((Date.now() - started) / 1000)} s)\n`);
+  opts.stderr.write(`the Dynamo venv is ready (${Math.round((performance.now() - started) / 1000)} s)\n`);
 }

@@ -172,7 +172,7 @@ function done(t: WaitTarget, pods: Map<string, PodState>, cond: Condition | unde
 
 /** Watch until the target is ready or the deadline passes; never throws on timeout (see `ready`). */
 export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResult> {
-  const start = Date.now();
+  const start = performance.now();
   const deadline = start + t.timeoutMs;
   const watch = new k8s.Watch(cluster.ctx.kc);
   const pods = new Map<string, PodState>();
@@ -184,13 +184,13 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
   const report = (force = false) => {
     const s = summary(t, pods, cond, hasObject);
     if (t.onProgress && (s !== last || force)) {
-      t.onProgress(`[${Math.round((Date.now() - start) / 1000)}s] ${s}`);
+      t.onProgress(`[${Math.round((performance.now() - start) / 1000)}s] ${s}`);
       last = s;
-      lastPrint = Date.now();
+      lastPrint = performance.now();
     }
   };
   const heartbeat = setInterval(() => {
-    if (Date.now() - lastPrint >= 30_000) report(true);
+    if (performance.now() - lastPrint >= 30_000) report(true);
   }, 5_000);
   try {
     while (!t.signal?.aborted) {
@@ -219,15 +219,16 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
         objRv = (obj as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion;
       }
       report();
-      if (done(t, pods, cond)) return { ready: true, pods: [...pods.values()], condition: cond, elapsedMs: Date.now() - start, watches };
-      const remaining = deadline - Date.now();
+      if (done(t, pods, cond))
+        return { ready: true, pods: [...pods.values()], condition: cond, elapsedMs: Math.round(performance.now() - start), watches };
+      const remaining = deadline - performance.now();
       if (remaining <= 0) break;
 
       // 2. Watch pods (and the object) until something ends the round.
       const seconds = Math.max(1, Math.min(t.watchSeconds ?? 50, Math.ceil(remaining / 1000)));
       watches += 1;
       t.onWatch?.(watches);
-      const roundStart = Date.now();
+      const roundStart = performance.now();
       const finished = await new Promise<boolean>((resolve) => {
         const controllers: AbortController[] = [];
         let settled = false;
@@ -292,12 +293,13 @@ export async function waitFor(cluster: Cluster, t: WaitTarget): Promise<WaitResu
           );
         }
       });
-      if (finished) return { ready: true, pods: [...pods.values()], condition: cond, elapsedMs: Date.now() - start, watches };
-      if (Date.now() >= deadline) break;
+      if (finished)
+        return { ready: true, pods: [...pods.values()], condition: cond, elapsedMs: Math.round(performance.now() - start), watches };
+      if (performance.now() >= deadline) break;
       // A watch that ends at once (e.g. refused) must not turn into a busy relist loop.
-      if (Date.now() - roundStart < 1000) await new Promise((r) => setTimeout(r, 1000));
+      if (performance.now() - roundStart < 1000) await new Promise((r) => setTimeout(r, 1000));
     }
-    return { ready: false, pods: [...pods.values()], condition: cond, elapsedMs: Date.now() - start, watches };
+    return { ready: false, pods: [...pods.values()], condition: cond, elapsedMs: Math.round(performance.now() - start), watches };
   } finally {
     clearInterval(heartbeat);
   }

@@ -134,7 +134,7 @@ async function waitUntil<T>(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (signal?.aborted) throw new Error(`interrupted while waiting for ${what}`);
     const dead = procs.find((p) => !p.running);
@@ -148,7 +148,7 @@ async function waitUntil<T>(
     } catch {
       /* not yet */
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 300));
   }
 }

@@ -76,7 +76,7 @@ export interface RunningCli {
 }
 
 export function spawnCli(args: string[], env: Record<string, string | undefined> = {}): RunningCli {
-  const t0 = Date.now();
+  const t0 = performance.now();
   const child = spawn(process.execPath, cliArgv(args), {
     cwd: ROOT,
     env: { ...process.env, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0', ...env },
@@ -85,16 +85,16 @@ export function spawnCli(args: string[], env: Record<string, string | undefined>
   const out = { stdout: '', stderr: '' };
   child.stdout!.on('data', (b: Buffer) => (out.stdout += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out.stderr += b.toString()));
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code) => resolve({ code, ...out, ms: Date.now() - t0 })));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code) => resolve({ code, ...out, ms: performance.now() - t0 })));
   return {
     child,
     out,
     done,
     async waitFor(re, timeoutMs = 30_000) {
-      const end = Date.now() + timeoutMs;
+      const end = performance.now() + timeoutMs;
       while (!re.test(out.stdout + out.stderr)) {
         if (child.exitCode !== null) throw new Error(`CLI exited (${child.exitCode}) before ${re}:\n${out.stdout}\n${out.stderr}`);
-        if (Date.now() > end) throw new Error(`timed out waiting for ${re}:\n${out.stdout}\n${out.stderr}`);
+        if (performance.now() > end) throw new Error(`timed out waiting for ${re}:\n${out.stdout}\n${out.stderr}`);
         await sleep(100);
       }
     },
@@ -208,8 +208,8 @@ export async function createPod(core: k8s.CoreV1Api, p: PodSpec): Promise<k8s.V1
 }
 
 export async function waitPodReady(core: k8s.CoreV1Api, namespace: string, name: string, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
     const p = await core.readNamespacedPod({ namespace, name });
     if (p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return;
     await sleep(200);
@@ -247,9 +247,9 @@ export async function setDgdReady(
 }
 
 export async function waitForObject<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
+  const end = performance.now() + timeoutMs;
   let last: unknown;
-  while (Date.now() < end) {
+  while (performance.now() < end) {
     try {
       return await fn();
     } catch (e) {

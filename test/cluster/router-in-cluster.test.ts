@@ -24,10 +24,10 @@ const SELECTOR = 'app.kubernetes.io/name=dynamo-lab-worker';
 
 let lastSeen = '';
 async function waitUntil<T>(fn: () => Promise<T | undefined | false>, what: string, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   let last: unknown;
   lastSeen = '';
-  while (Date.now() < end) {
+  while (performance.now() < end) {
     try {
       const v = await fn();
       if (v) return v;

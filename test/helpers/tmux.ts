@@ -99,11 +99,11 @@ export class LabSession {
   }
 
   async waitFor(ok: (screen: string) => boolean, what: string, ms = 120_000, read: () => string = () => this.visible()): Promise<string> {
-    const end = Date.now() + ms;
+    const end = performance.now() + ms;
     for (;;) {
       const s = read();
       if (ok(s)) return s;
-      if (Date.now() > end) throw new Error(`${this.name}: the screen never showed ${what}:\n${s}`);
+      if (performance.now() > end) throw new Error(`${this.name}: the screen never showed ${what}:\n${s}`);
       await pause(150);
     }
   }
@@ -114,9 +114,9 @@ export class LabSession {
    */
   async waitForRawMode(ms = 60_000): Promise<void> {
     const tty = this.server.run('display-message', '-p', '-t', this.name, '#{pane_tty}').trim();
-    const end = Date.now() + ms;
+    const end = performance.now() + ms;
     while (!/(^|\s)-icanon(\s|$)/.test(execFileSync('stty', ['-F', tty, '-a'], { encoding: 'utf8' }))) {
-      if (Date.now() > end) throw new Error(`${this.name}: the app never put ${tty} in raw mode`);
+      if (performance.now() > end) throw new Error(`${this.name}: the app never put ${tty} in raw mode`);
       await pause(50);
     }
   }

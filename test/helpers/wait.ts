@@ -8,9 +8,9 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Poll `fn` until it returns a truthy value (or throw with `what` after `ms`). */
 export async function waitFor<T>(fn: () => T | Promise<T>, what: string, ms = 20_000, intervalMs = 20): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   let last: T | undefined;
-  while (Date.now() < end) {
+  while (performance.now() < end) {
     last = await fn();
     if (last) return last as NonNullable<T>;
     await sleep(intervalMs);

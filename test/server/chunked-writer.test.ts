@@ -63,10 +63,10 @@ function reader(sock: Socket) {
       return out;
     },
     async until(ok: () => boolean, what: string): Promise<void> {
-      const deadline = Date.now() + 20_000;
+      const deadline = performance.now() + 20_000;
       while (!ok()) {
         if (closed) throw new Error(`the connection closed before ${what}`);
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
         await new Promise<void>((r) => {
           waiters.push(r);
           setTimeout(r, 200);

@@ -45,12 +45,12 @@ async function setup(opts: { bufferBatches?: number } = {}) {
 async function joined(pub: ZmqKvPublisher, sub: Subscriber, ms = 30_000): Promise<bigint> {
   const probe: RouterEvent = { workerId: 'w0', dpRank: 0, eventId: 0, data: { type: 'cleared' } };
   const timeout = sub.receiveTimeout;
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   let seq = -1n;
   sub.receiveTimeout = 100;
   try {
     while (seq < 0n) {
-      if (Date.now() > end) throw new Error(`no probe reached the subscriber in ${ms} ms`);
+      if (performance.now() > end) throw new Error(`no probe reached the subscriber in ${ms} ms`);
       pub.publish(probe);
       pub.flush();
       try {

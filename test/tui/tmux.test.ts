@@ -20,11 +20,11 @@ function screen(session: string): string {
 }
 
 async function waitFor(session: string, re: RegExp, ms = 30_000): Promise<string> {
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   for (;;) {
     const s = screen(session);
     if (re.test(s)) return s;
-    if (Date.now() > end) throw new Error(`screen never matched ${re}:\n${s}`);
+    if (performance.now() > end) throw new Error(`screen never matched ${re}:\n${s}`);
     await new Promise((r) => setTimeout(r, 150));
   }
 }
@@ -35,9 +35,9 @@ async function waitFor(session: string, re: RegExp, ms = 30_000): Promise<string
  */
 async function waitForRawMode(session: string, ms = 30_000): Promise<void> {
   const tty = tmux('display-message', '-p', '-t', session, '#{pane_tty}').trim();
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   while (!/(^|\s)-icanon(\s|$)/.test(execFileSync('stty', ['-F', tty, '-a'], { encoding: 'utf8' }))) {
-    if (Date.now() > end) throw new Error(`the app never put ${tty} in raw mode`);
+    if (performance.now() > end) throw new Error(`the app never put ${tty} in raw mode`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

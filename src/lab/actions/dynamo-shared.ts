@@ -71,7 +71,7 @@ export async function waitIndexed(
   results: readonly DemoResult[],
   opts: { timeoutMs?: number; signal?: AbortSignal } = {},
 ): Promise<Array<{ result: DemoResult; indexed: number; blocks: number }>> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  const deadline = performance.now() + (opts.timeoutMs ?? 10_000);
   let pending = results.filter((r) => r.worker !== null && router.workerIds().includes(r.worker));
   for (;;) {
     const missing: Array<{ result: DemoResult; indexed: number; blocks: number }> = [];
@@ -80,7 +80,7 @@ export async function waitIndexed(
       const indexed = o.workers[r.worker!] ?? 0;
       if (indexed < o.prompt_blocks) missing.push({ result: r, indexed, blocks: o.prompt_blocks });
     }
-    if (!missing.length || Date.now() > deadline || opts.signal?.aborted) return missing;
+    if (!missing.length || performance.now() > deadline || opts.signal?.aborted) return missing;
     pending = missing.map((m) => m.result);
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -52,10 +52,10 @@ function inPlaceParams(params: Readonly<Record<string, unknown>>): InPlaceParams
 
 /** Poll `find` for up to `ms` (log lines are written asynchronously). */
 async function eventually<T>(find: () => T | undefined, ms: number, signal: AbortSignal): Promise<T | undefined> {
-  const deadline = Date.now() + ms;
+  const deadline = performance.now() + ms;
   for (;;) {
     const v = find();
-    if (v !== undefined || Date.now() > deadline || signal.aborted) return v;
+    if (v !== undefined || performance.now() > deadline || signal.aborted) return v;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
