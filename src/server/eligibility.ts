@@ -3,6 +3,7 @@
  * and put it back, a circuit breaker per worker (breaker.ts) opens after failures before the
  * first byte, and Dynamo's busy thresholds leave out workers that are full.
  */
+import { nowMs } from '../base/clock.js';
 import { request, type Agent } from 'undici';
 import type { KvRouter } from '../router/index.js';
 import { HttpError } from '../base/http.js';
@@ -45,7 +46,7 @@ export class HealthChecker {
     if (h === false) return;
     const tick = Math.min(this.interval, DOWN_RECHECK_MS);
     this.timer = setInterval(() => {
-      const now = Date.now();
+      const now = nowMs();
       for (const st of this.registry.values()) {
         const due = st.healthy ? this.interval : DOWN_RECHECK_MS;
         if (now - (st.lastCheckMs ?? 0) >= due - tick / 2) void this.check(st);
@@ -61,7 +62,7 @@ export class HealthChecker {
 
   /** Passive health: the worker answered a request (its first byte arrived). */
   onRequestOk(st: WorkerState): void {
-    st.lastOkAt = Date.now();
+    st.lastOkAt = nowMs();
     if (!st.healthy && !st.hardDown) this.markUp(st, 'it answered a request');
   }
 
@@ -135,7 +136,7 @@ export class HealthChecker {
       st.checking = false;
     }
     const rtt = performance.now() - t0;
-    const now = Date.now();
+    const now = nowMs();
     st.lastCheckMs = now;
     if (!this.registry.has(st.ep.id)) return ok;
     if (ok) {
@@ -272,7 +273,7 @@ export function eligibleWorkers(
       'server_error',
       'no_workers',
     );
-  const now = Date.now();
+  const now = nowMs();
   const ids: string[] = [];
   const excluded: Array<{ id: string; reason: string }> = [];
   const snap = opts.busy ? new Map(router.snapshot().workers.map((w) => [w.id, w])) : undefined;

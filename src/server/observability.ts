@@ -3,6 +3,7 @@
  * lines), the per-worker view behind /debug/workers and the dashboard, and the Prometheus
  * gauges published on each /metrics scrape.
  */
+import { nowMs } from '../base/clock.js';
 import type { ServerContext } from './context.js';
 import { busyReason } from './eligibility.js';
 import type { Metrics } from './metrics.js';
@@ -95,7 +96,7 @@ export class DecisionLog {
 export function workersView(ctx: ServerContext): WorkersView {
   const snap = ctx.core.snapshot();
   const byId = new Map(snap.workers.map((w) => [w.id, w]));
-  const now = Date.now();
+  const now = nowMs();
   const workers: WorkerView[] = [];
   for (const w of snap.workers) {
     const st = ctx.registry.get(w.id);

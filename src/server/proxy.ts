@@ -4,6 +4,7 @@
  * worker before the first byte, relay the answer (SSE unbuffered), book TTFT/ITL and usage,
  * and free the router's booking when the response ends.
  */
+import { nowMs } from '../base/clock.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { DirectTargetError, type KvRouter } from '../router/index.js';
@@ -92,13 +93,13 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     for (let attempt = 1; ; attempt++) {
       let eligible: Eligible;
       try {
-        if (target) checkTargetUsable(registry, target, Date.now());
+        if (target) checkTargetUsable(registry, target, nowMs());
         eligible = eligibleWorkers(ctx.opts, registry, metrics, router, tried);
       } catch (err) {
         totals.rejected++;
         throw err;
       }
-      const now = Date.now();
+      const now = nowMs();
       // Direct: the named worker (even when only it is busy) among the eligible ones, whose
       // costs the decision record still shows; no session pinning.
       const pinned = target ? undefined : ctx.sessions.pinned(session, eligible.ids, now);
@@ -165,7 +166,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
           client.signal,
         );
       } catch (err) {
-        router.free(requestId, Date.now());
+        router.free(requestId, nowMs());
         ctx.queue?.notify();
         if (clientGone) {
           record.status = 'aborted';
@@ -187,7 +188,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       }
       if (upstream.statusCode >= 500 && upstream.statusCode !== 529 && !target) {
         await upstream.dump().catch(() => {});
-        router.free(requestId, Date.now());
+        router.free(requestId, nowMs());
         ctx.queue?.notify();
         record.status = 'retried';
         noteFailure(ctx, st, `answered ${upstream.statusCode}`);
@@ -203,7 +204,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     throw err;
   } finally {
     ctx.inflight.delete(client);
-    if (clientGone) router.free(requestId, Date.now());
+    if (clientGone) router.free(requestId, nowMs());
     ctx.queue?.notify();
   }
 }
@@ -216,11 +217,11 @@ async function takeTurn(ctx: ServerContext, res: ServerResponse): Promise<boolea
 
 function noteFailure(ctx: ServerContext, st: WorkerState, what: string, retrying = true): void {
   st.errors++;
-  st.breaker.onFailure(Date.now());
+  st.breaker.onFailure(nowMs());
   if (retrying)
     ctx.metrics.inc('dynamo_lab_router_retries_total', 'Requests retried on another worker before the first byte', { worker_id: st.ep.id });
   ctx.opts.log?.(
-    `worker ${st.ep.id} ${what}${retrying ? '; trying another worker' : ''}${st.breaker.state(Date.now()) === 'open' ? ' (circuit opened)' : ''}`,
+    `worker ${st.ep.id} ${what}${retrying ? '; trying another worker' : ''}${st.breaker.state(nowMs()) === 'open' ? ' (circuit opened)' : ''}`,
   );
   void ctx.health.check(st);
 }
@@ -281,19 +282,19 @@ async function relay(
       firstAt = performance.now();
       // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
       if (!sse) {
-        router.markPrefillCompleted(record.request_id, Date.now());
+        router.markPrefillCompleted(record.request_id, nowMs());
         ctx.queue?.notify();
       }
     }
-    st.lastOkAt = Date.now();
+    st.lastOkAt = nowMs();
     if (sse && out) {
       const hadToken = sse.firstTokenAt > 0;
       const events = sse.push(chunk, performance.now());
       // Prefill ends at the first generated token (a role chunk may come first).
       if (!hadToken && sse.firstTokenAt > 0) {
         // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
-        router.observeTtft(record.request_id, Date.now() - record.at_ms);
-        router.markPrefillCompleted(record.request_id, Date.now());
+        router.observeTtft(record.request_id, nowMs() - record.at_ms);
+        router.markPrefillCompleted(record.request_id, nowMs());
         ctx.queue?.notify();
       }
       if (res.destroyed) throw new Error('the client went away');
@@ -380,7 +381,7 @@ async function relay(
       }
     }
   } finally {
-    router.free(record.request_id, Date.now());
+    router.free(record.request_id, nowMs());
     ctx.queue?.notify();
   }
 }

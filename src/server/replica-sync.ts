@@ -30,6 +30,7 @@
  * Over 400 lines on purpose: a quarter of them are the wire formats above and their decoding;
  * the rest is one class whose handlers share the peer table and the remote bookings.
  */
+import { nowMs } from '../base/clock.js';
 import { randomBytes } from 'node:crypto';
 import { decode, encode } from '@msgpack/msgpack';
 import { connect, RequestStrategy, type NatsConnection, type Subscription } from 'nats';
@@ -221,7 +222,7 @@ export class ReplicaSync {
     const dead = this.opts.deadAfterMs ?? 5 * hb;
     this.heartbeat = setInterval(() => {
       this.publish(`${this.base}.heartbeat`, encode({ router_id: this.routerId }, { useBigInt64: true }));
-      const now = Date.now();
+      const now = nowMs();
       for (const [id, p] of this.peers) if (now - p.lastSeen > dead) this.dropPeer(id, `silent for ${now - p.lastSeen} ms`);
     }, hb);
     this.heartbeat.unref();
@@ -260,7 +261,7 @@ export class ReplicaSync {
     const rid = u64(s.router_id);
     if (rid === undefined || rid === this.routerId || !Array.isArray(s.bookings)) return;
     this.stats.snapshot_replies++;
-    const now = Date.now();
+    const now = nowMs();
     this.touch(rid, now);
     for (const b of s.bookings) {
       if (!isObj(b)) continue;
@@ -288,7 +289,7 @@ export class ReplicaSync {
   }
 
   private snapshot(): Uint8Array {
-    const now = Date.now();
+    const now = nowMs();
     const bookings = [];
     for (const b of this.core.localBookings()) {
       const w = this.workerU64(b.workerId);
@@ -360,7 +361,7 @@ export class ReplicaSync {
     if (rid === undefined) throw new Error('router_id missing');
     if (rid === this.routerId) return;
     this.stats.received++;
-    const now = Date.now();
+    const now = nowMs();
     this.touch(rid, now);
     const requestId = String(ev.request_id);
     const d = ev.data;
@@ -438,9 +439,9 @@ export class ReplicaSync {
     const m = decode(data, { useBigInt64: true }) as Record<string, unknown>;
     const rid = u64(m?.router_id);
     if (rid === undefined || rid === this.routerId) return;
-    this.touch(rid, Date.now());
+    this.touch(rid, nowMs());
     if (typeof m.session === 'string' && typeof m.worker === 'string')
-      this.sessions.rememberRemote(m.session, m.worker, Date.now(), num(m.ttl_ms) ?? this.sessionTtlMs);
+      this.sessions.rememberRemote(m.session, m.worker, nowMs(), num(m.ttl_ms) ?? this.sessionTtlMs);
   }
 
   private onHeartbeat(data: Uint8Array, goodbye: boolean): void {
@@ -448,7 +449,7 @@ export class ReplicaSync {
     const rid = u64(m?.router_id);
     if (rid === undefined || rid === this.routerId) return;
     if (goodbye) this.dropPeer(rid, 'it closed');
-    else this.touch(rid, Date.now());
+    else this.touch(rid, nowMs());
   }
 
   private touch(rid: bigint, now: number): void {
@@ -464,7 +465,7 @@ export class ReplicaSync {
     const p = this.peers.get(rid);
     if (!p) return;
     this.peers.delete(rid);
-    const now = Date.now();
+    const now = nowMs();
     let n = 0;
     for (const id of p.ids) {
       this.owner.delete(id);
@@ -476,7 +477,7 @@ export class ReplicaSync {
 
   /** Stats with the live peer table. */
   view(): ReplicaSyncStats {
-    const now = Date.now();
+    const now = nowMs();
     this.stats.peers = [...this.peers].map(([id, p]) => ({ router_id: String(id), bookings: p.ids.size, last_seen_ms: now - p.lastSeen }));
     return this.stats;
   }

@@ -15,6 +15,7 @@
  * /debug/decisions shows the per-worker overlap / load / cost table behind each choice.
  * Workers come from the constructor options and at runtime from POST/DELETE /admin/workers.
  */
+import { nowMs } from '../base/clock.js';
 import type { Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent } from 'undici';
@@ -158,7 +159,7 @@ export class RouterServer {
     s.ctx.loopDelay.enable();
     if (s.ctx.events === 'none') {
       // Approximate mode: expire routed blocks (TTL) and stale bookings even when no request comes.
-      s.expiryTimer = setInterval(() => s.ctx.core.expire(Date.now()), 1000);
+      s.expiryTimer = setInterval(() => s.ctx.core.expire(nowMs()), 1000);
       s.expiryTimer.unref();
     }
     return s;

@@ -3,6 +3,7 @@
  * from the admin API; each one's events reach the router core's index in-process (simulated
  * workers), over ZeroMQ (vLLM PUB + replay) or, for all workers at once, over NATS (Dynamo).
  */
+import { nowMs } from '../base/clock.js';
 import type { KvRouter } from '../router/index.js';
 import type { RouterEvent } from '../router/types.js';
 import { HttpError } from '../base/http.js';
@@ -109,11 +110,11 @@ export class WorkerRegistry {
       throw new Error(`Dynamo worker_id ${w.dynamoWorkerId} already belongs to worker ${this.byDynamoId.get(w.dynamoWorkerId)}`);
     const st: WorkerState = {
       ep: w,
-      addedAt: Date.now(),
+      addedAt: nowMs(),
       healthy: true,
       healthFailures: 0,
       checking: false,
-      lastOkAt: Date.now(),
+      lastOkAt: nowMs(),
       breaker: new CircuitBreaker(this.opts.breaker),
       requests: 0,
       errors: 0,
@@ -207,7 +208,7 @@ export class WorkerRegistry {
 
   /** Feed one KV event to the router core's index. */
   applyEvent(ev: RouterEvent): void {
-    const res = this.core.applyEvent(ev, Date.now());
+    const res = this.core.applyEvent(ev, nowMs());
     this.metrics.inc('dynamo_component_kv_cache_events_applied', 'KV cache events applied to the indexer, by status and event type', {
       status: res.status,
       event_type: ev.data.type,

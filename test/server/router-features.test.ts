@@ -220,6 +220,31 @@ test('router --events none --router-ttl-secs: the router forgets routed prompts 
   });
 });
 
+test('a step of the wall clock (NTP, a resumed VM) does not expire what the router remembers: it counts elapsed time', async () => {
+  await runJson({ sim: '2', speedup: '0', events: 'none', 'router-ttl-secs': '600' }, async (url) => {
+    const send = async () => {
+      const r = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: `clock step ${SYSTEM_PROMPT}`, max_tokens: 2 }),
+      });
+      await r.text();
+      return Number(r.headers.get('x-dynamo-lab-overlap-blocks'));
+    };
+    assert.equal(await send(), 0);
+    const remembered = await send();
+    assert.ok(remembered > 0, 'the first routing decision was remembered');
+    // The wall clock jumps an hour ahead, past the 600 s TTL; routing expires TTL blocks as it goes.
+    const wall = Date.now;
+    Date.now = () => wall() + 3_600_000;
+    try {
+      assert.equal(await send(), remembered);
+    } finally {
+      Date.now = wall;
+    }
+  });
+});
+
 test('POST /debug/overlap: what the index holds of a prompt per worker, before and after a request (nothing booked)', async () => {
   const sims = await startSims(2, { speedup: 0 });
   const router = await RouterServer.start({ workers: inproc(sims), blockSize: 16, port: 0, mode: 'kv' });
