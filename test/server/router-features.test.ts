@@ -201,17 +201,20 @@ test('router --router-policy-config: Dynamo parameter names reach the cost; bad 
   }
 });
 
+/** Route `prompt` as a 2-token completion; the overlap (blocks) the router saw on the worker it chose. */
+async function overlapOf(url: string, prompt: string): Promise<number> {
+  const r = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt, max_tokens: 2 }),
+  });
+  await r.text();
+  return Number(r.headers.get('x-dynamo-lab-overlap-blocks'));
+}
+
 test('router --events none --router-ttl-secs: the router forgets routed prompts after the TTL', async () => {
   await runJson({ sim: '2', speedup: '0', events: 'none', 'router-ttl-secs': '1' }, async (url) => {
-    const send = async () => {
-      const r = await fetch(`${url}/v1/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: SYSTEM_PROMPT, max_tokens: 2 }),
-      });
-      await r.text();
-      return Number(r.headers.get('x-dynamo-lab-overlap-blocks'));
-    };
+    const send = () => overlapOf(url, SYSTEM_PROMPT);
     assert.equal(await send(), 0);
     assert.ok((await send()) > 0, 'the first routing decision was remembered');
     // Expiry also runs without traffic (the server's periodic expire): poll the indexed blocks.
@@ -222,15 +225,7 @@ test('router --events none --router-ttl-secs: the router forgets routed prompts 
 
 test('a step of the wall clock (NTP, a resumed VM) does not expire what the router remembers: it counts elapsed time', async () => {
   await runJson({ sim: '2', speedup: '0', events: 'none', 'router-ttl-secs': '600' }, async (url) => {
-    const send = async () => {
-      const r = await fetch(`${url}/v1/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: `clock step ${SYSTEM_PROMPT}`, max_tokens: 2 }),
-      });
-      await r.text();
-      return Number(r.headers.get('x-dynamo-lab-overlap-blocks'));
-    };
+    const send = () => overlapOf(url, `clock step ${SYSTEM_PROMPT}`);
     assert.equal(await send(), 0);
     const remembered = await send();
     assert.ok(remembered > 0, 'the first routing decision was remembered');
