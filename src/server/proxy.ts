@@ -278,23 +278,24 @@ async function relay(
     }
   };
   const onChunk = (chunk: Buffer) => {
+    const now = nowMs();
     if (firstAt === 0) {
       firstAt = performance.now();
       // A non-streamed answer comes whole: its first byte is the best prefill signal there is.
       if (!sse) {
-        router.markPrefillCompleted(record.request_id, nowMs());
+        router.markPrefillCompleted(record.request_id, now);
         ctx.queue?.notify();
       }
     }
-    st.lastOkAt = nowMs();
+    st.lastOkAt = now;
     if (sse && out) {
       const hadToken = sse.firstTokenAt > 0;
       const events = sse.push(chunk, performance.now());
       // Prefill ends at the first generated token (a role chunk may come first).
       if (!hadToken && sse.firstTokenAt > 0) {
         // kv-ttft learns from the TTFT the router sees: route time -> first generated token.
-        router.observeTtft(record.request_id, nowMs() - record.at_ms);
-        router.markPrefillCompleted(record.request_id, nowMs());
+        router.observeTtft(record.request_id, now - record.at_ms);
+        router.markPrefillCompleted(record.request_id, now);
         ctx.queue?.notify();
       }
       if (res.destroyed) throw new Error('the client went away');

@@ -439,9 +439,10 @@ export class ReplicaSync {
     const m = decode(data, { useBigInt64: true }) as Record<string, unknown>;
     const rid = u64(m?.router_id);
     if (rid === undefined || rid === this.routerId) return;
-    this.touch(rid, nowMs());
+    const now = nowMs();
+    this.touch(rid, now);
     if (typeof m.session === 'string' && typeof m.worker === 'string')
-      this.sessions.rememberRemote(m.session, m.worker, nowMs(), num(m.ttl_ms) ?? this.sessionTtlMs);
+      this.sessions.rememberRemote(m.session, m.worker, now, num(m.ttl_ms) ?? this.sessionTtlMs);
   }
 
   private onHeartbeat(data: Uint8Array, goodbye: boolean): void {
