@@ -13,15 +13,7 @@ import { HttpError, parseJsonBody, readBody, sendError } from '../base/http.js';
 import type { ServerContext } from './context.js';
 import { checkTargetUsable, directTarget, validTargets } from './direct.js';
 import { eligibleWorkers, type Eligible } from './eligibility.js';
-import {
-  checkFields,
-  readOverrides,
-  tokenizeRequest,
-  usageOn,
-  withBackendInstanceId,
-  withIdsForPrompt,
-  withUsageOption,
-} from './request-body.js';
+import { bodyForms, checkFields, readOverrides, tokenizeRequest, withIdsForPrompt } from './request-body.js';
 import { MS_BUCKETS, SECONDS_BUCKETS, round } from './observability.js';
 import type { DecisionRecord, WorkerState } from './types.js';
 import { SseRelay, sseError } from './sse-relay.js';
@@ -38,28 +30,15 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   // Requests take turns in a burst (pacer.ts), twice: to parse and look up cached tokens, then to
   // route and dispatch; sockets are polled between turns, so a burst does not stall /health.
   if (!(await takeTurn(ctx, res))) return;
-  const body = parseJsonBody(raw);
-  checkFields(body);
-  // Direct mode: the client names the worker (400 / 404 before any work when it does not).
-  const target = ctx.mode === 'direct' ? directTarget(req, body, registry) : undefined;
-  const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
+  const { tokens, target, stream, clientWantsUsage, wantUsage, overrides, forms } = await readRequest(ctx, req, path, raw);
   const tokenizedAt = performance.now();
   if (!(await takeTurn(ctx, res))) return;
-  const stream = body.stream === true;
   const router = ctx.core;
   if (router.mode !== ctx.mode) router.mode = ctx.mode;
   // Like vLLM: the worker builds its response id as `chatcmpl-<x-request-id>`, so the worker gets
   // the bare uuid and the client, /debug/decisions and the response body all see chatcmpl-<uuid>.
   const uuid = randomUUID().replace(/-/g, '');
   const requestId = `${path.includes('chat') ? 'chatcmpl' : 'cmpl'}-${uuid}`;
-  // Streams always ask the worker for the usage chunk (the router books cached tokens and counts
-  // tokens from it); it is passed on only when the client asked for it.
-  const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  const wantUsage = stream && !clientWantsUsage;
-  // The client's body as it is (with the usage option), for a worker that gets the prompt itself.
-  let asSent: Buffer | string | undefined;
-  const clientBody = () => (asSent ??= wantUsage ? withUsageOption(raw, body) : raw);
-  const overrides = readOverrides(body);
   const session = ctx.sessions.sessionOf(req);
   const tried = new Set<string>();
   const client = new AbortController();
@@ -146,11 +125,11 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
             method: 'POST',
             // A Dynamo frontend in --router-mode direct is told which worker to use.
             body: ctx.opts.dynamoDirect
-              ? withBackendInstanceId(wantUsage ? { ...body, stream_options: usageOn(body) } : body, st.ep.dynamoWorkerId!)
+              ? forms.forInstance(st.ep.dynamoWorkerId!)
               : idsRoute === 'none'
-                ? clientBody()
+                ? forms.asSent()
                 : withIdsForPrompt(
-                    body,
+                    forms.rest,
                     wantUsage,
                     handOver ? undefined : { tokens, encoding: idsRoute === 'nvext.token_data_b64' ? 'base64' : 'json' },
                   ),
@@ -207,6 +186,25 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
     if (clientGone) router.free(requestId, nowMs());
     ctx.queue?.notify();
   }
+}
+
+/**
+ * Parse, check and tokenise the request. The parsed body stays in here: the request path keeps
+ * only what it needs of it (bodyForms), not the prompt's text.
+ */
+async function readRequest(ctx: ServerContext, req: IncomingMessage, path: string, raw: Buffer) {
+  const body = parseJsonBody(raw);
+  checkFields(body);
+  // Direct mode: the client names the worker (400 / 404 before any work when it does not).
+  const target = ctx.mode === 'direct' ? directTarget(req, body, ctx.registry) : undefined;
+  const tokens = await tokenizeRequest(ctx.tokenizer, path, body);
+  const stream = body.stream === true;
+  // Streams always ask the worker for the usage chunk (the router books cached tokens and counts
+  // tokens from it); it is passed on only when the client asked for it.
+  const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+  const wantUsage = stream && !clientWantsUsage;
+  const forms = bodyForms(raw, body, wantUsage, ctx.opts.dynamoDirect === true);
+  return { tokens, target, stream, clientWantsUsage, wantUsage, overrides: readOverrides(body), forms };
 }
 
 /** Wait for this request's turn (pacer.ts); false when its client went away meanwhile: no work is done for it. */

@@ -4,9 +4,11 @@ import assert from 'node:assert/strict';
 import { CircuitBreaker } from '../../src/server/breaker.js';
 import { parseWorkerSpec, parseZmqEventsFlag, WorkerSpecError } from '../../src/server/worker-spec.js';
 import { extractUsage } from '../../src/server/router-server.js';
-import { withIdsForPrompt, withUsageOption } from '../../src/server/request-body.js';
+import { bodyForms, usageOn, withBackendInstanceId, withIdsForPrompt, withUsageOption } from '../../src/server/request-body.js';
 import { idsFromBase64 } from '../../src/tokenizer/index.js';
 import fc from 'fast-check';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
   const b = new CircuitBreaker({ failureThreshold: 2, cooldownMs: 100 });
@@ -155,4 +157,65 @@ test("a body with the router's token ids in place of the prompt: no messages or 
     ),
     { numRuns: 300 },
   );
+});
+
+test('the forms of the body kept while a request streams: the same bytes as from the whole body, for every route', () => {
+  fc.assert(
+    fc.property(
+      fc.dictionary(
+        fc.string().filter((k) => !['nvext', 'stream_options', 'messages', 'prompt', '__proto__'].includes(k)),
+        fc.jsonValue(),
+        { minKeys: 1 },
+      ),
+      fc.oneof(fc.constant([{ role: 'user', content: 'a long prompt ☃' }]), fc.string()),
+      fc.option(fc.oneof(fc.constant(null), fc.record({ include_usage: fc.boolean() }), fc.record({ other: fc.integer() })), {
+        nil: undefined,
+      }),
+      fc.option(fc.record({ agent_hints: fc.record({ osl: fc.nat() }) }), { nil: undefined }),
+      fc.boolean(),
+      fc.boolean(),
+      (fields, prompt, streamOptions, nvext, wantUsage, dynamoDirect) => {
+        const body: Record<string, unknown> = { ...fields, [typeof prompt === 'string' ? 'prompt' : 'messages']: prompt };
+        if (streamOptions !== undefined) body.stream_options = streamOptions;
+        if (nvext !== undefined) body.nvext = nvext;
+        const raw = Buffer.from(JSON.stringify(body));
+        const forms = bodyForms(raw, JSON.parse(raw.toString()), wantUsage, dynamoDirect);
+        const asJson = (b: Buffer | string) => JSON.parse(b.toString());
+        assert.deepEqual(asJson(forms.asSent()), asJson(wantUsage ? withUsageOption(raw, body) : raw));
+        const ids = { tokens: Uint32Array.of(1, 2, 3), encoding: 'json' as const };
+        assert.deepEqual(asJson(withIdsForPrompt(forms.rest, wantUsage, ids)), asJson(withIdsForPrompt(body, wantUsage, ids)));
+        if (dynamoDirect)
+          assert.equal(
+            forms.forInstance('18446744073709551615'),
+            withBackendInstanceId(wantUsage ? { ...body, stream_options: usageOn(body) } : body, '18446744073709551615'),
+          );
+        else assert.throws(() => forms.forInstance('1'), /forDynamoDirect/);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('the forms of the body do not keep the parsed prompt alive (256 streams in flight would hold 256 prompts through every GC)', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const content = 'word '.repeat(20_000);
+  for (const streamOptions of [undefined, { include_usage: false }]) {
+    const made = (() => {
+      const body = JSON.parse(
+        JSON.stringify({ model: 'm', messages: [{ role: 'user', content }], stream: true, stream_options: streamOptions }),
+      );
+      const raw = Buffer.from(JSON.stringify(body));
+      return { forms: bodyForms(raw, body, true, false), prompt: new WeakRef(body.messages as object) };
+    })();
+    await new Promise((r) => setImmediate(r)); // a WeakRef holds its target until the end of the job that made it
+    gc();
+    assert.equal(
+      made.prompt.deref(),
+      undefined,
+      `the parsed messages are still reachable (stream_options ${JSON.stringify(streamOptions)})`,
+    );
+    // The forms still give the whole body.
+    assert.equal(JSON.parse(made.forms.asSent().toString()).messages[0].content, content);
+  }
 });
