@@ -13,7 +13,8 @@
  * and through the router. Loaded, they take turns for --rounds rounds (default 3; the order
  * rotates by round) and the throughput ratio is the median of the rounds' ratios: one run each,
  * always in the same order, moved the ratio by 0.7-1.0 from one invocation to the next on this
- * shared 2-core machine. Two more sides take their turns in the same rounds: scripts/bare-proxy.ts,
+ * shared 2-core machine. Each loaded run first opens its streams' connections (one untimed request
+ * per stream), so the timed requests measure serving, not connection setup. Two more sides take their turns in the same rounds: scripts/bare-proxy.ts,
  * a proxy that only parses the JSON and relays (node:http + undici, as the router), so the router's
  * ratio can be read against what any Node.js HTTP proxy costs here; and the same script with --tcp,
  * which pipes bytes without speaking HTTP: the cost of the extra hop alone. The CPU time per
@@ -473,10 +474,23 @@ async function watchProcess(pid: number | undefined, routerUrl?: string): Promis
   };
 }
 
-async function load(baseUrl: string, payloads: Buffer[], total: number, concurrency: number, format: Format): Promise<PhaseResult> {
+/** The load generator's connections: one per stream, kept alive as OpenAI clients do (unless --no-keepalive). */
+function loadAgent(concurrency: number): Agent {
+  return new Agent({ connections: concurrency + 8, pipelining: KEEPALIVE ? 1 : 0, keepAliveTimeout: 30_000 });
+}
+
+/** `total` requests over `concurrency` streams, on `shared` connections when given (left open), else on new ones. */
+async function load(
+  baseUrl: string,
+  payloads: Buffer[],
+  total: number,
+  concurrency: number,
+  format: Format,
+  shared?: Agent,
+): Promise<PhaseResult> {
   const path = format === 'chat' ? '/v1/chat/completions' : '/v1/completions';
   let promptTokens: number | undefined;
-  const agent = new Agent({ connections: concurrency + 8, pipelining: KEEPALIVE ? 1 : 0, keepAliveTimeout: 30_000 });
+  const agent = shared ?? loadAgent(concurrency);
   const ttft: number[] = [];
   const lat: number[] = [];
   let errors = 0;
@@ -522,7 +536,7 @@ async function load(baseUrl: string, payloads: Buffer[], total: number, concurre
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const wall = (performance.now() - t0) / 1000;
-  await agent.close();
+  if (!shared) await agent.close();
   ttft.sort((a, b) => a - b);
   lat.sort((a, b) => a - b);
   const q = (a: number[]) => ({ p50: r3(pct(a, 50)), p90: r3(pct(a, 90)), p99: r3(pct(a, 99)) });
@@ -616,22 +630,32 @@ interface FormatResult {
   };
 }
 
-/** One loaded run against `url`, with its /health probed and its process (`pid`) watched. */
+/**
+ * One loaded run against `url`, with its /health probed and its process (`pid`) watched. Every
+ * stream's connection is opened first, by one untimed request per stream (`warmup`), as for
+ * clients that have been sending for a while: on new connections, 1,024 requests over 256 streams
+ * open a connection every 4 requests, and a proxy opens two (the client's and its own to the worker,
+ * whose keep-alive has timed out while the other sides took their turns).
+ */
 async function loadedRun(
   url: string,
   pid: number | undefined,
   isRouter: boolean,
   payloads: Buffer[],
+  warmup: Buffer[],
   format: Format,
   workerPid: number | undefined,
 ) {
+  const agent = loadAgent(CONCURRENCY);
+  await load(url, warmup, CONCURRENCY, CONCURRENCY, format, agent);
   const probe = healthProbe(url);
   const watch = await watchProcess(pid, isRouter ? url : undefined);
   // The worker behind a proxy too: a router that hands the worker token ids makes the worker's share smaller.
   const watchWorker = workerPid !== pid ? await watchProcess(workerPid) : undefined;
   const clientStart = process.cpuUsage();
-  const result = await load(url, payloads, REQUESTS, CONCURRENCY, format);
+  const result = await load(url, payloads, REQUESTS, CONCURRENCY, format, agent);
   const client = process.cpuUsage(clientStart);
+  await agent.close();
   const proc = await watch.stop(REQUESTS);
   const worker = watchWorker ? await watchWorker.stop(REQUESTS) : proc;
   const health = await probe.stop();
@@ -775,7 +799,15 @@ async function proxyPhases(): Promise<{ results: FormatResult[]; overhead: Recor
           const side = sides[(j + k) % sides.length]!;
           const [url, pid] = where[side];
           runs[side].push(
-            await loadedRun(url, pid, side === 'router' || side === 'routerB', bodies(`l${side}${k}`, REQUESTS), format, sim.proc.pid),
+            await loadedRun(
+              url,
+              pid,
+              side === 'router' || side === 'routerB',
+              bodies(`l${side}${k}`, REQUESTS),
+              bodies(`w${side}${k}`, CONCURRENCY),
+              format,
+              sim.proc.pid,
+            ),
           );
         }
       }
