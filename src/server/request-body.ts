@@ -120,13 +120,9 @@ export interface BodyForms {
 
 export function bodyForms(raw: Buffer, body: Record<string, unknown>, wantUsage: boolean, forDynamoDirect: boolean): BodyForms {
   const { messages: _m, prompt: _p, ...rest } = body;
-  // The client's own stream_options needs the body serialised again, so that is done now; otherwise
-  // the option is spliced into the raw bytes (no parsed prompt kept), when a worker needs them.
-  let sent: Buffer | string | undefined = !wantUsage
-    ? raw
-    : Object.hasOwn(body, 'stream_options')
-      ? Buffer.from(JSON.stringify({ ...body, stream_options: usageOn(body) }))
-      : undefined;
+  // The client's own stream_options needs the body serialised again (withUsageOption), so that is
+  // done now; otherwise the option is spliced into the raw bytes when a worker needs them.
+  let sent: Buffer | string | undefined = !wantUsage ? raw : Object.hasOwn(body, 'stream_options') ? withUsageOption(raw, body) : undefined;
   // Without a stream_options key, the raw body's only other fallback (no member to splice before)
   // is `{}`, whose rest is the whole body.
   const asSent = () => (sent ??= withUsageOption(raw, rest));
