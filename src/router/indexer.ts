@@ -73,7 +73,14 @@ const F_LREFS = 6;
  * global children table. A node has no worker count field: its bitset words are all zero or not.
  */
 const F_NCHILD = 7;
-const F_BITS = 8;
+/**
+ * Engine block hash (lo, hi) the node was last stored under: the lower-tier anchor. In the record
+ * rather than an array of its own, so storing a block on an existing node touches one cache line
+ * (its bits and its hash) instead of two.
+ */
+const F_BLO = 8;
+const F_BHI = 9;
+const F_BITS = 10;
 const TABLE_BIT = 1 << 31;
 const COUNT_MASK = 0x7fffffff;
 /**
@@ -111,11 +118,9 @@ export class RadixIndexer {
 
   // ---- nodes ----
   private nodeCap = 0;
-  /** Node records, `ns` int32 per node: F_LO .. F_LREFS then `stride` bitset words. */
+  /** Node records, `ns` int32 per node: F_LO .. F_BHI then `stride` bitset words. */
   private nd = new Int32Array(0);
   private ns = F_BITS + 1;
-  /** Engine block hash (lo, hi) each node was last stored under: the lower-tier anchor. */
-  private nodeHash = new Int32Array(0);
   /** Lower storage tiers, created on their first event. */
   private readonly lowerTiers = new Map<StorageTier, LowerTierIndex>();
   private nodeHigh = 1; // ids below this were allocated at some point
@@ -425,8 +430,8 @@ export class RadixIndexer {
       const cb = child * ns;
       const w = cb + F_BITS + word;
       nd[w] = nd[w]! | bit;
-      this.nodeHash[2 * child] = blo;
-      this.nodeHash[2 * child + 1] = bhi;
+      nd[cb + F_BLO] = blo;
+      nd[cb + F_BHI] = bhi;
       let idx: number;
       if (li < 0) {
         idx = ~li;
@@ -878,7 +883,7 @@ export class RadixIndexer {
       const d = this.lookups[s] ? scores[s]! : 0;
       const node = d > 0 ? path[d - 1] : undefined;
       if (node !== undefined)
-        device.set(s, { pos: d, hasHash: true, lo: this.nodeHash[2 * node]! >>> 0, hi: this.nodeHash[2 * node + 1]! >>> 0 });
+        device.set(s, { pos: d, hasHash: true, lo: this.nd[node * this.ns + F_BLO]! >>> 0, hi: this.nd[node * this.ns + F_BHI]! >>> 0 });
     }
     return lowerTierMatches(this.lowerTiers, pairs, n, device);
   }
@@ -891,9 +896,7 @@ export class RadixIndexer {
     if (this.disposed) return;
     this.disposed = true;
     recycle(this.nd);
-    recycle(this.nodeHash);
     this.nd = new Int32Array(0);
-    this.nodeHash = new Int32Array(0);
     this.nodeCap = 0;
     for (const t of this.lookups) t?.release();
     this.lookups = [];
@@ -912,10 +915,6 @@ export class RadixIndexer {
     nd.set(this.nd);
     recycle(this.nd);
     this.nd = nd;
-    const nh = takeInt32(cap * 2);
-    nh.set(this.nodeHash);
-    recycle(this.nodeHash);
-    this.nodeHash = nh;
     this.nodeCap = cap;
   }
 
