@@ -9,6 +9,9 @@ import { idsFromBase64 } from '../../src/tokenizer/index.js';
 import fc from 'fast-check';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readBody } from '../../src/base/http.js';
 
 test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
   const b = new CircuitBreaker({ failureThreshold: 2, cooldownMs: 100 });
@@ -217,5 +220,43 @@ test('the forms of the body do not keep the parsed prompt alive (256 streams in 
     );
     // The forms still give the whole body.
     assert.equal(JSON.parse(made.forms.asSent().toString()).messages[0].content, content);
+  }
+});
+
+test('a read request body is not kept alive by the request object (a stream keeps its request until its last event)', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const kept: IncomingMessage[] = [];
+  const seen: { bytes: Buffer; weak: WeakRef<Buffer> }[] = [];
+  const server = createServer((req, res) => {
+    void readBody(req, 1 << 20).then((body) => {
+      kept.push(req); // the request object lives on, as it does while the router relays a stream
+      seen.push({ bytes: Buffer.from(body), weak: new WeakRef(body) });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  const send = (parts: string[]) =>
+    new Promise<void>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/' }, (res) => res.resume().on('end', resolve));
+      req.on('error', reject);
+      for (const p of parts) req.write(p);
+      req.end();
+    });
+  try {
+    const one = 'a'.repeat(40_000);
+    const several = ['b'.repeat(20_000), 'c'.repeat(20_000), 'd'.repeat(5)];
+    await send([one]);
+    await send(several);
+    assert.equal(seen.length, 2);
+    assert.equal(seen[0]!.bytes.toString(), one);
+    assert.equal(seen[1]!.bytes.toString(), several.join(''));
+    await new Promise((r) => setImmediate(r)); // a WeakRef holds its target until the end of the job that made it
+    gc();
+    assert.equal(kept.length, 2);
+    for (const [i, s] of seen.entries()) assert.equal(s.weak.deref(), undefined, `body ${i} is still reachable from its request`);
+  } finally {
+    server.close();
   }
 });
