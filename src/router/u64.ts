@@ -294,18 +294,21 @@ export class U64Table {
     const d = (this.data = takeInt32(newCap * 4));
     this.aux = this.withAux ? takeFloat64(newCap) : null;
     const mask = this.mask;
+    const aux = oldAux ? this.aux : null;
     for (let k = 0; k < oldCap; k++) {
       const bk = k << 2;
       const t = old[bk]!;
       if (t === 0) continue;
-      let i = mix(t - 1, old[bk + 1]!, old[bk + 2]!) >>> shift;
+      const lo = old[bk + 1]!;
+      const hi = old[bk + 2]!;
+      let i = mix(t - 1, lo, hi) >>> shift;
       while (d[i << 2] !== 0) i = (i + 1) & mask;
       const b = i << 2;
       d[b] = t;
-      d[b + 1] = old[bk + 1]!;
-      d[b + 2] = old[bk + 2]!;
+      d[b + 1] = lo;
+      d[b + 2] = hi;
       d[b + 3] = old[bk + 3]!;
-      if (this.aux && oldAux) this.aux[i] = oldAux[k]!;
+      if (aux !== null) aux[i] = oldAux![k]!;
     }
     recycle(old);
     recycle(oldAux);

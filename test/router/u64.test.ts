@@ -56,6 +56,34 @@ test('U64Table matches a Map: set, find, insertAt, delete, reserveFor, clear and
   );
 });
 
+test('U64Table with auxiliary values: each entry keeps its own through growth, backward-shift deletion and clear', () => {
+  fc.assert(
+    fc.property(fc.array(op, { minLength: 50, maxLength: 400, size: 'max' }), (ops) => {
+      const t = new U64Table(4, true);
+      const ref = new Map<string, number>();
+      const k = (tag: number, lo: number, hi: number) => `${tag}:${lo >>> 0}:${hi >>> 0}`;
+      for (const [what, [tag, lo, hi], v] of ops) {
+        if (what === 'set' || what === 'insert') {
+          const i = t.set(tag, lo, hi, v);
+          t.aux![i] = v + 0.5;
+          ref.set(k(tag, lo, hi), v + 0.5);
+        } else if (what === 'delete') {
+          t.delete(tag, lo, hi);
+          ref.delete(k(tag, lo, hi));
+        } else if (what === 'reserve') t.reserveFor(v);
+        else {
+          t.clear();
+          ref.clear();
+        }
+        const seen = new Map<string, number>();
+        for (let i = 0; i < t.capacity; i++) if (t.isUsed(i)) seen.set(k(t.tagAt(i), t.loAt(i), t.hiAt(i)), t.aux![i]!);
+        assert.deepEqual(seen, ref);
+      }
+    }),
+    { numRuns: RUNS },
+  );
+});
+
 test('U64Table.touchHashed reads without changing anything', () => {
   const t = new U64Table(4);
   for (let i = 0; i < 100; i++) t.set(0, i, i * 7, i);
