@@ -14,7 +14,8 @@
  * rotates by round) and the throughput ratio is the median of the rounds' ratios: one run each,
  * always in the same order, moved the ratio by 0.7-1.0 from one invocation to the next on this
  * shared 2-core machine. Each loaded run first opens its streams' connections (one untimed request
- * per stream), so the timed requests measure serving, not connection setup. Two more sides take their turns in the same rounds: scripts/bare-proxy.ts,
+ * per stream), so the timed requests measure serving, not connection setup. Two more sides take
+ * their turns in the same rounds: scripts/bare-proxy.ts,
  * a proxy that only parses the JSON and relays (node:http + undici, as the router), so the router's
  * ratio can be read against what any Node.js HTTP proxy costs here; and the same script with --tcp,
  * which pipes bytes without speaking HTTP: the cost of the extra hop alone. The CPU time per

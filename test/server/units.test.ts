@@ -13,6 +13,13 @@ import { createServer, request as httpRequest, type IncomingMessage } from 'node
 import type { AddressInfo } from 'node:net';
 import { readBody } from '../../src/base/http.js';
 
+/** A full GC once the current job has ended (a WeakRef holds its target until the end of the job that made it). */
+async function collectGarbage(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  await new Promise((r) => setImmediate(r));
+  (runInNewContext('gc') as () => void)();
+}
+
 test('circuit breaker: opens after N failures, lets one trial through after the cool-down', () => {
   const b = new CircuitBreaker({ failureThreshold: 2, cooldownMs: 100 });
   assert.equal(b.state(0), 'closed');
@@ -200,8 +207,6 @@ test('the forms of the body kept while a request streams: the same bytes as from
 });
 
 test('the forms of the body do not keep the parsed prompt alive (256 streams in flight would hold 256 prompts through every GC)', async () => {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
   const content = 'word '.repeat(20_000);
   for (const streamOptions of [undefined, { include_usage: false }]) {
     const made = (() => {
@@ -211,8 +216,7 @@ test('the forms of the body do not keep the parsed prompt alive (256 streams in 
       const raw = Buffer.from(JSON.stringify(body));
       return { forms: bodyForms(raw, body, true, false), prompt: new WeakRef(body.messages as object) };
     })();
-    await new Promise((r) => setImmediate(r)); // a WeakRef holds its target until the end of the job that made it
-    gc();
+    await collectGarbage();
     assert.equal(
       made.prompt.deref(),
       undefined,
@@ -224,8 +228,6 @@ test('the forms of the body do not keep the parsed prompt alive (256 streams in 
 });
 
 test('a read request body is not kept alive by the request object (a stream keeps its request until its last event)', async () => {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
   const kept: IncomingMessage[] = [];
   const seen: { bytes: Buffer; weak: WeakRef<Buffer> }[] = [];
   const server = createServer((req, res) => {
@@ -252,8 +254,7 @@ test('a read request body is not kept alive by the request object (a stream keep
     assert.equal(seen.length, 2);
     assert.equal(seen[0]!.bytes.toString(), one);
     assert.equal(seen[1]!.bytes.toString(), several.join(''));
-    await new Promise((r) => setImmediate(r)); // a WeakRef holds its target until the end of the job that made it
-    gc();
+    await collectGarbage();
     assert.equal(kept.length, 2);
     for (const [i, s] of seen.entries()) assert.equal(s.weak.deref(), undefined, `body ${i} is still reachable from its request`);
   } finally {
