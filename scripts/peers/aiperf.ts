@@ -3,7 +3,7 @@
  * streaming chat completions, ignore_eos, a fixed seed. aiperf takes the tokenizer from the
  * offline HF cache the model directory provides (it refuses a local directory).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from './common.js';
 import type { ModelDir } from './model.js';
@@ -72,10 +72,32 @@ export function startAiperf(
   logDir: string,
   name = 'aiperf',
 ): Daemon {
-  return startDaemon(name, aiperfArgv(venv, model, url, slicePath, artifactDir), {
-    env: { ...process.env, HF_HOME: model.hfHome, HF_HUB_OFFLINE: '1', NO_COLOR: '1', TERM: 'dumb', COLUMNS: '160' },
+  // aiperf writes its dataset's memory-mapped files under <base>/aiperf_mmap_<benchmark id>/ (the
+  // system temp directory by default) and leaves that directory behind, one per run: here it goes
+  // in the run's own directory instead, and is removed once aiperf has exited.
+  const mmapBase = aiperfMmapBase(logDir);
+  const daemon = startDaemon(name, aiperfArgv(venv, model, url, slicePath, artifactDir), {
+    env: {
+      ...process.env,
+      HF_HOME: model.hfHome,
+      HF_HUB_OFFLINE: '1',
+      NO_COLOR: '1',
+      TERM: 'dumb',
+      COLUMNS: '160',
+      AIPERF_DATASET_MMAP_BASE_PATH: mmapBase,
+    },
     logDir,
   });
+  const exited = daemon.exited.then(async (code) => {
+    await rm(mmapBase, { recursive: true, force: true }).catch(() => {});
+    return code;
+  });
+  return { ...daemon, exited };
+}
+
+/** Where aiperf's dataset files go for a run logging to `logDir` (removed when aiperf exits). */
+export function aiperfMmapBase(logDir: string): string {
+  return join(logDir, 'aiperf-mmap');
 }
 
 type Stat = { avg?: number; p50?: number; p99?: number } | null | undefined;

@@ -28,23 +28,13 @@ import { cliArgv, getJson, startDaemon, stopDaemon, waitFor } from '../../script
 import { checkLoopback, describeOffenders } from '../../scripts/peers/loopback.js';
 import { buildModelDir, type ModelDir } from '../../scripts/peers/model.js';
 import { startDynamo, SYSTEMS, type Running } from '../../scripts/peers/systems.js';
-import { ensureVenv, type Venv } from '../../scripts/peers/venv.js';
 import { loadChatTokenizer, tokenizeChat } from '../../src/tokenizer/index.js';
 import { stripVTControlCharacters } from 'node:util';
 import { stringify } from 'yaml';
 import { routerPolicyConfig } from '../../src/cluster/releases.js';
+import { peersVenv } from '../helpers/peers-venv.js';
 
-let venv: Venv | undefined;
-let skip: string | false = false;
-try {
-  venv = await ensureVenv({ create: false });
-} catch (e) {
-  if (process.env.DYNAMO_LAB_REQUIRE_DYNAMO === '1') throw new Error(`DYNAMO_LAB_REQUIRE_DYNAMO=1 but ${(e as Error).message}`);
-  skip = `no peers venv (run npm run bench:peers once to create it): ${(e as Error).message.split('\n')[0]}`;
-}
-// DYNAMO_LAB_REQUIRE_DYNAMO=0 turns this tier off even where a venv exists (CI: a venv left on the
-// machine by hand must not decide what CI runs).
-if (process.env.DYNAMO_LAB_REQUIRE_DYNAMO === '0') skip = 'the real-Dynamo tier is off (DYNAMO_LAB_REQUIRE_DYNAMO=0)';
+const { venv, skip } = await peersVenv();
 
 describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
   let dir: string;

@@ -18,18 +18,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { execa } from 'execa';
 import { cliArgv } from '../../scripts/peers/common.js';
-import { ensureVenv } from '../../src/engine/venv.js';
+import { peersVenv } from '../helpers/peers-venv.js';
 
-let skip: string | false = false;
-try {
-  await ensureVenv({ create: false });
-} catch (e) {
-  if (process.env.DYNAMO_LAB_REQUIRE_DYNAMO === '1') throw new Error(`DYNAMO_LAB_REQUIRE_DYNAMO=1 but ${(e as Error).message}`);
-  skip = `no peers venv (run npm run bench:peers once to create it): ${(e as Error).message.split('\n')[0]}`;
-}
-// DYNAMO_LAB_REQUIRE_DYNAMO=0 turns this tier off even where a venv exists (CI: a venv left on the
-// machine by hand must not decide what CI runs).
-if (process.env.DYNAMO_LAB_REQUIRE_DYNAMO === '0') skip = 'the real-Dynamo tier is off (DYNAMO_LAB_REQUIRE_DYNAMO=0)';
+const { skip } = await peersVenv();
 
 interface Table {
   kind: 'table' | 'check';
