@@ -127,7 +127,10 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
   mkdirSync(fileKv, { recursive: true });
   const nats = await startNats(ctx.dir);
   const ns = `lab${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
-  const env = { ...dynamoEnv(fileKv, ns, nats.url), ...(ctx.env ?? {}) };
+  // Dynamo's temporary files go in the run's directory and are removed when it stops (see dynamoEnv).
+  const temp = join(ctx.dir, 'dynamo-tmp');
+  mkdirSync(temp, { recursive: true });
+  const env = { ...dynamoEnv(fileKv, ns, nats.url, temp), ...(ctx.env ?? {}) };
   const { workers, blockSize } = ctx.shape;
   const mocker = startDaemon('dynamo-mocker', mockerArgv(py, ctx.model, ctx.shape), { env, logDir: ctx.dir });
   const port = await freePort();
@@ -139,6 +142,7 @@ export async function startDynamo(spec: SystemSpec, ctx: StartContext, extraFron
   const url = `http://${LOOPBACK}:${port}`;
   const stopAll = async () => {
     for (const d of [frontend, mocker, nats.daemon]) await stopDaemon(d);
+    rmSync(temp, { recursive: true, force: true });
   };
   try {
     await waitFor(

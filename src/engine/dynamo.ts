@@ -21,8 +21,13 @@ const LOOPBACK = '127.0.0.1';
 
 const stripAnsi = (s: string) => stripVTControlCharacters(s);
 
-/** The environment that keeps every Dynamo socket on loopback, with no etcd. */
-export function dynamoEnv(fileKv: string, namespace: string, natsUrl: string): NodeJS.ProcessEnv {
+/**
+ * The environment that keeps every Dynamo socket on loopback, with no etcd. `tempDir` (an existing
+ * directory the caller removes) becomes the processes' TMPDIR: Dynamo 1.6.1 writes a logging
+ * configuration to a temporary .json file at every process start and never deletes it, so with
+ * the system temp directory each start left one behind in /tmp.
+ */
+export function dynamoEnv(fileKv: string, namespace: string, natsUrl: string, tempDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of ['ETCD_ENDPOINTS', 'NATS_SERVER', 'DYN_DISCOVERY_BACKEND', 'DYN_REQUEST_PLANE', 'DYN_EVENT_PLANE']) delete env[k];
   return {
@@ -37,6 +42,7 @@ export function dynamoEnv(fileKv: string, namespace: string, natsUrl: string): N
     NO_COLOR: '1',
     HF_HUB_OFFLINE: '1',
     PYTHONUNBUFFERED: '1',
+    TMPDIR: tempDir,
   };
 }
 
@@ -272,7 +278,9 @@ export class DynamoStack {
       this.nats = new Proc('nats-server', ['nats-server', '-a', LOOPBACK, '-p', String(port)], process.env, this.log('nats'));
       await waitUntil(`nats-server on ${LOOPBACK}:${port}`, () => tcpUp(port), [this.nats], 15_000, signal);
       this.natsUrl = `nats://${LOOPBACK}:${port}`;
-      this.env = dynamoEnv(this.fileKv, this.namespace, this.natsUrl);
+      const temp = join(this.dir, 'tmp');
+      mkdirSync(temp, { recursive: true });
+      this.env = dynamoEnv(this.fileKv, this.namespace, this.natsUrl, temp);
     }
     rmSync(this.fileKv, { recursive: true, force: true });
     mkdirSync(this.fileKv, { recursive: true });

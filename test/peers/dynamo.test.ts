@@ -18,7 +18,7 @@
  *   shipped (an instance named "default") makes the frontend exit.
  */
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -383,5 +383,30 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
       startDynamo(spec, { venv: venv!, model, shape, dir: join(dir, 'policy-flat') }, ['--router-policy-config', flat]),
       /unknown field `overlap_score_credit`/,
     );
+  });
+  it('its processes leave nothing in the temp directory (Dynamo writes a logging .json there per process)', {
+    timeout: 300_000,
+  }, async () => {
+    // The test process's own TMPDIR, fresh: Dynamo's processes would inherit it without dynamoEnv's.
+    const temp = join(dir, 'system-temp');
+    mkdirSync(temp);
+    const runDir = join(dir, 'temp-run');
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = temp;
+    let run: Running;
+    try {
+      run = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-kv')!, {
+        venv: venv!,
+        model,
+        shape: { workers: 1, gpuBlocks: 256, blockSize: 16, speedup: 0 },
+        dir: runDir,
+      });
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+    await run.stop();
+    assert.deepEqual(readdirSync(temp), [], 'files Dynamo left in the temp directory');
+    assert.equal(existsSync(join(runDir, 'dynamo-tmp')), false, "the run's dynamo-tmp/ is removed when Dynamo stops");
   });
 });
