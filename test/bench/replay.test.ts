@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateWorkload } from '../../src/bench/generators.js';
 import { checkEqualHealth } from '../../src/bench/health.js';
@@ -15,6 +14,7 @@ import { runBench, HealthCheckError } from '../../src/bench/run.js';
 import { summarize } from '../../src/bench/stats.js';
 import { runVirtual } from '../../src/bench/virtual.js';
 import { aiperfCsv, writeOutputs } from '../../src/bench/export.js';
+import { tempDir } from '../helpers/temp.js';
 import { renderReport } from '../../src/bench/report.js';
 import { RouterServer } from '../../src/server/router-server.js';
 import { SimWorker } from '../../src/sim/index.js';
@@ -99,7 +99,7 @@ test('aiperf CSV, report and SVG files', async () => {
     scalars!,
     /^Metric,Value\nBenchmark Duration \(sec\),[\d.]+\nError Request Count,0\nOutput Token Throughput \(tokens\/sec\),[\d.]+\nRequest Count,8\nRequest Throughput \(requests\/sec\),[\d.]+\n$/,
   );
-  const dir = mkdtempSync(join(tmpdir(), 'bench-out-'));
+  const dir = tempDir('bench-out-');
   const files = await writeOutputs(dir, json, outcomes);
   for (const f of [
     'bench.json',
@@ -239,7 +239,7 @@ test('CLI: usage and trace errors say what to try', async () => {
   const bad = await runCli(['bench', '--modes', 'kv,fastest', '--virtual-time']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /unknown mode "fastest"/);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-bad-'));
+  const dir = tempDir('bench-bad-');
   const p = join(dir, 't.jsonl');
   (await import('node:fs')).writeFileSync(p, '{"timestamp":0,"input_length":10,"output_length":1,"hash_ids":[0]}\n{"timestamp":1}\n');
   const r = await runCli(['bench', '--trace', p, '--virtual-time']);

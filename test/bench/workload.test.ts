@@ -6,14 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { computeBlockHashPairs, computeSequenceHashPairs } from '../../src/router/hashing.js';
 import { generateWorkload, parseSpec, SpecError } from '../../src/bench/generators.js';
 import { DenseLru, engineOracle, segmentOracle } from '../../src/bench/oracle.js';
 import { PromptHasher } from '../../src/bench/prompt-hashes.js';
+import { tempDir } from '../helpers/temp.js';
 import { fillSegment, promptTokenArray, promptTokens, TOKEN_ID_MIN, TOKEN_ID_SPAN } from '../../src/bench/synth.js';
 import type { Segment } from '../../src/bench/workload.js';
 
@@ -80,7 +80,7 @@ test('loader: errors name the line and say what is wrong', () => {
 });
 
 test('loader: sessions with delay, and lines without hash_ids get unique blocks', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-trace-'));
+  const dir = tempDir('bench-trace-');
   const p = join(dir, 's.jsonl');
   writeFileSync(
     p,

@@ -3,11 +3,9 @@
  * tests (dist/test) this is the built binary dist/src/cli/main.js; from tsx, src/cli/main.ts.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createConnection } from 'node:net';
+import { tempDir } from './temp.js';
 
 const compiled = import.meta.url.includes('/dist/test/');
 export const CLI_PATH = fileURLToPath(new URL(compiled ? '../../src/cli/main.js' : '../../src/cli/main.ts', import.meta.url));
@@ -20,8 +18,9 @@ export interface CliResult {
   readonly stderr: string;
 }
 
+/** A fresh DYNAMO_LAB_STATE_DIR, removed when the test process exits. */
 export function tempStateDir(): string {
-  return mkdtempSync(join(tmpdir(), 'dl-state-'));
+  return tempDir('dl-state-');
 }
 
 export function runCli(args: readonly string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {

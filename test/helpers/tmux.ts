@@ -4,10 +4,10 @@
  * the screen for a condition; nothing sleeps for a fixed time.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_ARGV } from './cli.js';
+import { tempDir } from './temp.js';
 import { quoteArg } from '../../src/base/shell.js';
 
 export const hasTmux = spawnSync('tmux', ['-V']).status === 0;
@@ -24,7 +24,7 @@ export class TmuxServer {
   private readonly conf: string;
 
   constructor() {
-    this.conf = join(mkdtempSync(join(tmpdir(), 'dl-tmux-')), 'tmux.conf');
+    this.conf = join(tempDir('dl-tmux-'), 'tmux.conf');
     // Enough scrollback for a whole lab; no status line, so the pane is the whole window. The
     // server stays up when its last session ends (exit-empty off) until kill(): otherwise a test
     // that killed its sessions leaves a server on its way out, and the next test's new-session

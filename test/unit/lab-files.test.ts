@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { readFileSync, writeFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { listLabIds, loadLab, validateLab, LabFormatError } from '../../src/lab/load.js';
 import { loadProgress, saveProgress, progressPath } from '../../src/lab/progress.js';
 import { displayCommand, substitute, MASK } from '../../src/lab/commands.js';
 import { quoteArg, shellQuote } from '../../src/base/shell.js';
 import { actionFor } from '../../src/lab/actions/index.js';
 import { flattenSteps } from '../../src/lab/types.js';
+import { tempDir } from '../helpers/temp.js';
 import { loadScenarios } from '../../src/lab/scenarios.js';
 
 test('every lab in labs/ loads, and every local action it names exists', () => {
@@ -107,7 +107,7 @@ test('bad lab definitions fail with the file and the field named', () => {
 });
 
 test('progress round-trips, drops unknown steps, and heals a corrupt file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'dl-progress-'));
+  const dir = tempDir('dl-progress-');
   const p = progressPath('kv-routing', 'local', dir);
   saveProgress(p, {
     lab: 'kv-routing',
