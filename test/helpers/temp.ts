@@ -26,3 +26,15 @@ export function tempDir(prefix: string): string {
   made.push(dir);
   return dir;
 }
+
+/** Run `fn` with TMPDIR set to `dir` (so child processes started meanwhile inherit it); restored after. */
+export async function withTmpdir<T>(dir: string, fn: () => T | Promise<T>): Promise<T> {
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = dir;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  }
+}

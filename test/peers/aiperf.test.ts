@@ -15,6 +15,7 @@ import { type Daemon, stopDaemon } from '../../scripts/peers/common.js';
 import { buildModelDir, type ModelDir } from '../../scripts/peers/model.js';
 import { startSims } from '../../scripts/peers/systems.js';
 import { peersVenv } from '../helpers/peers-venv.js';
+import { withTmpdir } from '../helpers/temp.js';
 
 const { venv, skip } = await peersVenv();
 
@@ -44,15 +45,7 @@ describe('aiperf as bench:peers runs it (peers venv)', { skip }, () => {
     const temp = join(dir, 'temp');
     mkdirSync(temp);
     const runDir = join(dir, 'run');
-    const saved = process.env.TMPDIR;
-    process.env.TMPDIR = temp;
-    let aiperf: Daemon;
-    try {
-      aiperf = startAiperf(venv!, model, url, slice, join(runDir, 'aiperf'), runDir);
-    } finally {
-      if (saved === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = saved;
-    }
+    const aiperf = await withTmpdir(temp, () => startAiperf(venv!, model, url, slice, join(runDir, 'aiperf'), runDir));
     const code = await aiperf.exited;
     assert.equal(code, 0, `aiperf exited ${code}; log ${aiperf.logPath}`);
     const m = await readAiperf(join(runDir, 'aiperf'));

@@ -33,6 +33,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { stringify } from 'yaml';
 import { routerPolicyConfig } from '../../src/cluster/releases.js';
 import { peersVenv } from '../helpers/peers-venv.js';
+import { withTmpdir } from '../helpers/temp.js';
 
 const { venv, skip } = await peersVenv();
 
@@ -391,20 +392,14 @@ describe('real Dynamo 1.6.1 (peers venv)', { skip }, () => {
     const temp = join(dir, 'system-temp');
     mkdirSync(temp);
     const runDir = join(dir, 'temp-run');
-    const saved = process.env.TMPDIR;
-    process.env.TMPDIR = temp;
-    let run: Running;
-    try {
-      run = await startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-kv')!, {
+    const run = await withTmpdir(temp, () =>
+      startDynamo(SYSTEMS.find((s) => s.id === 'dynamo-kv')!, {
         venv: venv!,
         model,
         shape: { workers: 1, gpuBlocks: 256, blockSize: 16, speedup: 0 },
         dir: runDir,
-      });
-    } finally {
-      if (saved === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = saved;
-    }
+      }),
+    );
     await run.stop();
     assert.deepEqual(readdirSync(temp), [], 'files Dynamo left in the temp directory');
     assert.equal(existsSync(join(runDir, 'dynamo-tmp')), false, "the run's dynamo-tmp/ is removed when Dynamo stops");
