@@ -87,20 +87,6 @@ function expandDeploy(args: readonly string[]): string[] | undefined {
   return out;
 }
 
-function expandInstall(args: readonly string[]): string[] | undefined {
-  const plan = selfDryRun(args) as { commands?: Array<{ shell: string }>; valuesFile?: string; values?: string } | undefined;
-  if (!plan?.commands) return undefined;
-  const out: string[] = [];
-  let valuesRef: string | undefined;
-  if (plan.valuesFile && plan.values !== undefined) {
-    valuesRef = '"$values_file"';
-    const [first, ...rest] = heredoc(plan.values);
-    out.push('values_file=$(mktemp)', `cat > "$values_file" ${first}`, ...rest);
-  }
-  for (const c of plan.commands) out.push(valuesRef && plan.valuesFile ? c.shell.split(plan.valuesFile).join(valuesRef) : c.shell);
-  return out;
-}
-
 /** `--flag value` pairs of a dynamo-lab command line; flags in `booleans` take no value. */
 function flags(args: readonly string[], booleans: readonly string[] = []): Map<string, string[]> {
   const m = new Map<string, string[]>();
@@ -162,11 +148,20 @@ function helper(name: string): string[] {
 export class ClusterScript {
   private needsChat = false;
   private needsGpu = false;
+  /** Whether a step writes a file on the way (Helm values, load results): they go in $lab_tmp. */
+  private needsTemp = false;
   private readonly fillers = new Map<string, string>();
 
   /** Helper functions and long texts the commands use; goes right after `set -euo pipefail`. */
   preamble(): string[] {
     const out: string[] = [];
+    if (this.needsTemp)
+      out.push(
+        '# Files the steps write on the way go in one directory, removed when the script exits.',
+        'lab_tmp=$(mktemp -d)',
+        `trap 'rm -rf "$lab_tmp"' EXIT`,
+        '',
+      );
     if (this.needsChat) out.push(...helper('lab-requests.sh'));
     if (this.needsGpu) out.push(...helper('lab-gpu-check.sh'));
     if (this.fillers.size) {
@@ -234,10 +229,11 @@ export class ClusterScript {
     const maxTokens = Number(one(f, 'max-tokens') ?? 20);
     const prompt = one(f, 'prompt') ?? 'Request {i}: explain one idea from distributed systems in two sentences.';
     this.needsChat = true;
+    this.needsTemp = true;
     const I = `${MARK}i${MARK}`;
     const body = this.shellBody(this.chatBody(model, [{ role: 'user', content: prompt.replaceAll('{i}', I) }], maxTokens), () => 'i');
     return [
-      `lab_out=$(mktemp)`,
+      'lab_out=$(mktemp "$lab_tmp/traffic.XXXXXX")',
       `for i in $(seq 1 ${n}); do`,
       `  while (( $(jobs -rp | wc -l) >= ${c} )); do wait -n; done`,
       `  lab_chat ${shellQuote(url)} "request $i" ${body} >>"$lab_out" &`,
@@ -280,6 +276,21 @@ export class ClusterScript {
     return [manual ? `# run by hand: ${line}` : line];
   }
 
+  private install(args: readonly string[]): string[] | undefined {
+    const plan = selfDryRun(args) as { commands?: Array<{ shell: string }>; valuesFile?: string; values?: string } | undefined;
+    if (!plan?.commands) return undefined;
+    const out: string[] = [];
+    let valuesRef: string | undefined;
+    if (plan.valuesFile && plan.values !== undefined) {
+      valuesRef = '"$values_file"';
+      this.needsTemp = true;
+      const [first, ...rest] = heredoc(plan.values);
+      out.push('values_file=$(mktemp "$lab_tmp/values.XXXXXX")', `cat > "$values_file" ${first}`, ...rest);
+    }
+    for (const c of plan.commands) out.push(valuesRef && plan.valuesFile ? c.shell.split(plan.valuesFile).join(valuesRef) : c.shell);
+    return out;
+  }
+
   private gpuCheck(args: readonly string[]): string[] {
     const f = flags(args);
     this.needsGpu = true;
@@ -296,7 +307,7 @@ export class ClusterScript {
       sub === 'deploy'
         ? expandDeploy(['deploy', ...rest])
         : sub === 'install'
-          ? expandInstall(['install', ...rest])
+          ? this.install(['install', ...rest])
           : sub === 'demo'
             ? this.demo(rest)
             : sub === 'traffic'

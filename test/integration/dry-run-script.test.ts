@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { SimWorker } from '../../src/sim/index.js';
 import { RouterServer } from '../../src/server/router-server.js';
+import { readdirSync } from 'node:fs';
 import { runCli, tempStateDir } from '../helpers/cli.js';
+import { tempDir } from '../helpers/temp.js';
 
 const bash5 = Number(spawnSync('bash', ['-c', 'echo "$BASH_VERSINFO"'], { encoding: 'utf8' }).stdout.trim()) >= 5;
 const hasCurl = spawnSync('curl', ['--version']).status === 0;
@@ -63,10 +65,14 @@ function pieces(script: string, stepId: string): { preamble: string; step: strin
   return { preamble: lines.slice(start, end).join('\n'), step: block.join('\n') };
 }
 
-/** bash -c text, asynchronously: the router answering the requests runs in this process. */
-function runBash(text: string): Promise<{ out: string; err: string; code: number | null }> {
+/**
+ * bash -c text, asynchronously: the router answering the requests runs in this process. The script
+ * gets a TMPDIR of its own; `leftovers` is what it left there.
+ */
+function runBash(text: string): Promise<{ out: string; err: string; code: number | null; leftovers: string[] }> {
+  const temp = tempDir('dl-bash-');
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', text], { env: { PATH: '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' } });
+    const child = spawn('bash', ['-c', text], { env: { PATH: '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', TMPDIR: temp } });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -75,7 +81,7 @@ function runBash(text: string): Promise<{ out: string; err: string; code: number
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ out, err, code });
+      resolve({ out, err, code, leftovers: readdirSync(temp) });
     });
   });
 }
@@ -123,6 +129,7 @@ test('kv-demo: the conversation and the concurrent-load steps of the dry-run scr
   // Traffic: five requests, five at a time, then the summary.
   assert.equal(rs.filter((x) => /^request \d$/.test(x.label)).length, 5, r.out);
   assert.match(r.out, /^5 requests {2}TTFT ms p50 [\d.]+ {2}p90 [\d.]+ {2}p99 [\d.]+ {2}prompt tokens from cache \d+\/\d+$/m);
+  assert.deepEqual(r.leftovers, [], 'files the script left in its temp directory');
 });
 
 test('kv-routing: the long-prefix step (8k-token texts in shell variables, a four-turn chat) sends what dynamo-lab demo sends', {
