@@ -21,7 +21,7 @@
  *        --sim-speedup 4 --workers 8 --modes kv,kv-ttft --block-size 64 --json]
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -295,6 +295,8 @@ async function suiteReplicas(): Promise<void> {
 
 if (suite === 'modes' || suite === 'all') await suiteModes();
 if (suite === 'replicas' || suite === 'all') await suiteReplicas();
+// The children's logs are for a run that failed (its error names the log): after a good run they go.
+await rm(dir, { recursive: true, force: true });
 
 const f0 = (x: number) => x.toFixed(0);
 const spread = (m: Record<string, number>) => {
