@@ -3,7 +3,9 @@
  * streaming chat completions, ignore_eos, a fixed seed. aiperf takes the tokenizer from the
  * offline HF cache the model directory provides (it refuses a local directory).
  */
+import { mkdtempSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from './common.js';
 import type { ModelDir } from './model.js';
@@ -63,6 +65,11 @@ export function aiperfArgv(
   ];
 }
 
+/** aiperf running; `tempDir` is its TMPDIR (removed once it exits 0, kept after a failure). */
+export interface AiperfDaemon extends Daemon {
+  readonly tempDir: string;
+}
+
 export function startAiperf(
   venv: Venv,
   model: ModelDir,
@@ -71,11 +78,13 @@ export function startAiperf(
   artifactDir: string,
   logDir: string,
   name = 'aiperf',
-): Daemon {
-  // aiperf writes its dataset's memory-mapped files under <base>/aiperf_mmap_<benchmark id>/ (the
-  // system temp directory by default) and leaves that directory behind, one per run: here it goes
-  // in the run's own directory instead, and is removed once aiperf has exited.
-  const mmapBase = aiperfMmapBase(logDir);
+): AiperfDaemon {
+  // aiperf's temporary files (IPC socket directories, child-process logs, the dataset's
+  // memory-mapped files) go in a TMPDIR of its own instead of the system's, where aiperf 0.13.0
+  // left two directories and an aiperf_mmap_<id>/ behind per run. Short, under the system temp
+  // directory: IPC socket paths must stay under ~107 bytes. Removed after a clean exit; kept
+  // (named in the error) after a failure, for its child-process logs.
+  const tempDir = mkdtempSync(join(tmpdir(), 'dl-aiperf-'));
   const daemon = startDaemon(name, aiperfArgv(venv, model, url, slicePath, artifactDir), {
     env: {
       ...process.env,
@@ -84,20 +93,15 @@ export function startAiperf(
       NO_COLOR: '1',
       TERM: 'dumb',
       COLUMNS: '160',
-      AIPERF_DATASET_MMAP_BASE_PATH: mmapBase,
+      TMPDIR: tempDir,
     },
     logDir,
   });
   const exited = daemon.exited.then(async (code) => {
-    await rm(mmapBase, { recursive: true, force: true }).catch(() => {});
+    if (code === 0) await rm(tempDir, { recursive: true, force: true }).catch(() => {});
     return code;
   });
-  return { ...daemon, exited };
-}
-
-/** Where aiperf's dataset files go for a run logging to `logDir` (removed when aiperf exits). */
-export function aiperfMmapBase(logDir: string): string {
-  return join(logDir, 'aiperf-mmap');
+  return { ...daemon, exited, tempDir };
 }
 
 type Stat = { avg?: number; p50?: number; p99?: number } | null | undefined;

@@ -154,10 +154,13 @@ async function runOne(
     const code = await Promise.race([exit, sleep(timeoutMs).then(() => 'timeout' as const)]);
     if (code === 'timeout') {
       await stopDaemon(aiperf);
-      throw new Error(`aiperf did not finish within ${timeoutMs / 1000} s (log ${aiperf.logPath})`);
+      throw new Error(`aiperf did not finish within ${timeoutMs / 1000} s (log ${aiperf.logPath}, temporary files in ${aiperf.tempDir})`);
     }
     await watcher;
-    if (code !== 0) throw new Error(`aiperf exited with ${code}; log ${aiperf.logPath}:\n${tail(aiperf.output(), 25)}`);
+    if (code !== 0)
+      throw new Error(
+        `aiperf exited with ${code}; log ${aiperf.logPath}, its temporary files (child-process logs) in ${aiperf.tempDir}:\n${tail(aiperf.output(), 25)}`,
+      );
     const cpuAfter = groupCpuSeconds(groups);
     const daemonsCpu = Object.fromEntries([...groups.keys()].map((n) => [n, round((cpuAfter[n] ?? 0) - (cpuBefore[n] ?? 0), 2)]));
     const systemCpu = Object.values(daemonsCpu).reduce((a, b) => a + b, 0);
