@@ -287,7 +287,7 @@ export class ClusterScript {
       const [first, ...rest] = heredoc(plan.values);
       out.push('values_file=$(mktemp "$lab_tmp/values.XXXXXX")', `cat > "$values_file" ${first}`, ...rest);
     }
-    for (const c of plan.commands) out.push(valuesRef && plan.valuesFile ? c.shell.split(plan.valuesFile).join(valuesRef) : c.shell);
+    for (const c of plan.commands) out.push(valuesRef ? c.shell.split(plan.valuesFile!).join(valuesRef) : c.shell);
     return out;
   }
 

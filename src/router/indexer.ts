@@ -405,20 +405,20 @@ export class RadixIndexer {
       // One probe of the slot's lookup serves both the reuse check and the insert / update below
       // (nothing in between modifies the lookup).
       const li = lookup.findSlotHashed(mixes[i]!, 0, blo, bhi);
+      // The node this worker last stored the block hash on, if any.
+      const reuse = li >= 0 ? lookup.valueAt(li) : -1;
       let child = -1;
       if (!fresh) {
-        // A block this worker already stored (14 % of bench:router's stored blocks): its lookup entry
-        // names the node, which is already cur's child with these tokens. Children of a node have
-        // distinct token hashes, so that is the node the search would find, without walking siblings.
-        const known = li >= 0 ? lookup.valueAt(li) : -1;
-        const kb = known * ns;
+        // A block this worker already stored (14 % of bench:router's stored blocks): that node is
+        // already cur's child with these tokens. Children of a node have distinct token hashes, so
+        // it is the node the search would find, without walking siblings.
+        const rb = reuse * ns;
         child =
-          known >= 0 && nd[kb + F_PARENT] === cur && nd[kb + F_LO] === (tlo | 0) && nd[kb + F_HI] === (thi | 0)
-            ? known
+          reuse >= 0 && nd[rb + F_PARENT] === cur && nd[rb + F_LO] === (tlo | 0) && nd[rb + F_HI] === (thi | 0)
+            ? reuse
             : this.childOf(cur, tlo, thi);
       }
       if (child < 0) {
-        const reuse = li >= 0 ? lookup.valueAt(li) : -1;
         if (
           reuse >= 0 &&
           nd[reuse * ns + F_LO] === (tlo | 0) &&
@@ -451,7 +451,7 @@ export class RadixIndexer {
         this.totalEntries++;
       } else {
         idx = li;
-        const old = lookup.valueAt(li);
+        const old = reuse;
         if (old !== child) {
           lookup.setValueAt(li, child);
           nd[cb + F_LREFS]!++;
