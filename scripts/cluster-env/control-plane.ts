@@ -197,6 +197,33 @@ function kubeconfigYaml(server: string, caFile: string, users: Array<{ name: str
   });
 }
 
+// A SIGINT/SIGTERM/SIGHUP with no listener ends the process without running 'exit' handlers. While
+// control planes are running, one listener (for all of them) cleans them up, then lets the process
+// die of the same signal (the default action, once the listener is gone). When the host has its own
+// listener, that one owns the shutdown (it calls stop() or exits, and 'exit' is covered).
+const CLEANUP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const abandonOnSignal = new Set<() => void>();
+let listening = false;
+
+function onCleanupSignal(sig: NodeJS.Signals): void {
+  if (process.listenerCount(sig) > 1) return;
+  for (const abandon of abandonOnSignal) abandon();
+  abandonOnSignal.clear();
+  watchSignals();
+  process.kill(process.pid, sig);
+}
+
+/** Listen for the signals exactly while some control plane is running. */
+function watchSignals(): void {
+  const want = abandonOnSignal.size > 0;
+  if (want === listening) return;
+  for (const sig of CLEANUP_SIGNALS) {
+    if (want) process.on(sig, onCleanupSignal);
+    else process.off(sig, onCleanupSignal);
+  }
+  listening = want;
+}
+
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const t0 = performance.now();
   const bins = binDir();
@@ -204,9 +231,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   if (missing.length) throw new ControlPlaneNotBuilt(bins, missing);
   const dir = mkdtempSync(join(tmpdir(), 'dynamo-lab-cp-'));
   const procs = new Map<string, ChildProcess>();
-  // If the host process exits without calling stop() (test runner cancellation, crash), do not
-  // leave an API server running: kill the children synchronously, by PID.
-  const onExit = () => {
+  // If the host process goes away without calling stop() (a crash, process.exit(), a test runner
+  // that cancels the file with SIGTERM, Ctrl+C), do not leave an API server running or its files
+  // in the temp dir: kill the children synchronously, by PID, and remove the dir.
+  const abandon = () => {
     for (const p of procs.values()) {
       if (p.pid && p.exitCode === null && p.signalCode === null) {
         try {
@@ -216,17 +244,29 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         }
       }
     }
+    removeDir();
   };
-  process.once('exit', onExit);
+  const removeDir = () => {
+    // DYNAMO_LAB_KEEP_CP_DIR=1 keeps the logs (etcd.log, kube-apiserver.log, kwok.log) for debugging.
+    if (process.env.DYNAMO_LAB_KEEP_CP_DIR) process.stderr.write(`# control-plane files kept in ${dir}\n`);
+    // Retries: a child killed a moment ago may still be closing a file in the dir.
+    else rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
+  };
+  process.once('exit', abandon);
+  abandonOnSignal.add(abandon);
+  watchSignals();
+  const detach = () => {
+    process.off('exit', abandon);
+    abandonOnSignal.delete(abandon);
+    watchSignals();
+  };
   const stop = async () => {
-    process.off('exit', onExit);
+    detach();
     for (const name of ['kwok', 'kube-apiserver', 'etcd']) {
       const p = procs.get(name);
       if (p) await stopProc(p);
     }
-    // DYNAMO_LAB_KEEP_CP_DIR=1 keeps the logs (etcd.log, kube-apiserver.log, kwok.log) for debugging.
-    if (process.env.DYNAMO_LAB_KEEP_CP_DIR) process.stderr.write(`# control-plane files kept in ${dir}\n`);
-    else rmSync(dir, { recursive: true, force: true });
+    removeDir();
   };
   try {
     const [pEtcd, pPeer, pApi, pKwok] = [await freePort(), await freePort(), await freePort(), await freePort()];
