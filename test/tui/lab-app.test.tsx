@@ -4,6 +4,8 @@ import { render } from 'ink-testing-library';
 import { LabApp } from '../../src/ui/LabApp.js';
 import { LabScreen } from '../../src/ui/LabScreen.js';
 import { HintBar } from '../../src/ui/HintBar.js';
+import { ResultView } from '../../src/ui/ResultView.js';
+import { Box } from 'ink';
 import { bindingsFor, commandFor, KEY_BINDINGS } from '../../src/ui/keys.js';
 import { LabController } from '../../src/lab/controller.js';
 import { LocalRunner } from '../../src/lab/runner.js';
@@ -84,6 +86,42 @@ test('the hint bar fits 80 columns with every key: short descriptions instead of
   assert.equal(narrow, 'Enter run · s skip · h hint · e hidden output · ↑↓ scroll · q quit');
   const confirm = render(<HintBar bindings={bindingsFor('confirm', { canScroll: true })} width={40} />).lastFrame() ?? '';
   assert.equal(confirm, '↑↓ scroll · y yes · n no · q quit');
+});
+
+test('finished results wrap at their width without a row that starts with the space it broke at', () => {
+  // A word that ends exactly at the edge: ink's own wrapping puts the space after it at the start of the next row.
+  const edge = 'x'.repeat(23);
+  const results = [
+    { kind: 'check' as const, ok: true, text: `${edge} then the rest of the check` },
+    {
+      kind: 'table' as const,
+      title: `${'t'.repeat(30)} a title`,
+      columns: [{ header: 'mode' }, { header: 'n', align: 'right' as const }],
+      rows: [['kv', '3']],
+      notes: [`${'n'.repeat(30)} a note that goes on`],
+    },
+  ];
+  for (const result of results) {
+    const frame =
+      render(
+        <Box width={30}>
+          <ResultView result={result} width={30} />
+        </Box>,
+      ).lastFrame() ?? '';
+    const lines = frame.split('\n').filter((l) => l.trim());
+    assert.ok(lines.length >= 2, frame);
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith(' ')),
+      [],
+      `no row starts with a space:\n${frame}`,
+    );
+    assert.ok(
+      lines.every((l) => l.length <= 30),
+      frame,
+    );
+  }
+  const check = render(<ResultView result={results[0]!} width={30} />).lastFrame() ?? '';
+  assert.match(check, /^✓ PASS x{23}\nthen the rest of the check$/);
 });
 
 test('LabScreen shows the current step, its diagram, what will run, and the sections', () => {
