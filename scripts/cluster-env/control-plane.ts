@@ -197,31 +197,39 @@ function kubeconfigYaml(server: string, caFile: string, users: Array<{ name: str
   });
 }
 
-// A SIGINT/SIGTERM/SIGHUP with no listener ends the process without running 'exit' handlers. While
-// control planes are running, one listener (for all of them) cleans them up, then lets the process
-// die of the same signal (the default action, once the listener is gone). When the host has its own
-// listener, that one owns the shutdown (it calls stop() or exits, and 'exit' is covered).
+// Control planes whose host process goes away without calling stop(): a crash, process.exit(), a
+// test runner that cancels the file with SIGTERM, Ctrl+C. While any is running, one 'exit' listener
+// and one SIGINT/SIGTERM/SIGHUP listener (a signal with no listener ends the process without
+// 'exit' handlers) abandon them all; after a signal the process then dies of it (the default
+// action, once the listener is gone). When the host has its own listener for the signal, that one
+// owns the shutdown (it calls stop() or exits, and 'exit' is covered).
 const CLEANUP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-const abandonOnSignal = new Set<() => void>();
-let listening = false;
+const running = new Set<() => void>();
+let watching = false;
+
+function abandonAll(): void {
+  for (const abandon of running) abandon();
+  running.clear();
+  watchHost();
+}
 
 function onCleanupSignal(sig: NodeJS.Signals): void {
   if (process.listenerCount(sig) > 1) return;
-  for (const abandon of abandonOnSignal) abandon();
-  abandonOnSignal.clear();
-  watchSignals();
+  abandonAll();
   process.kill(process.pid, sig);
 }
 
-/** Listen for the signals exactly while some control plane is running. */
-function watchSignals(): void {
-  const want = abandonOnSignal.size > 0;
-  if (want === listening) return;
+/** Listen to the host process exactly while some control plane is running. */
+function watchHost(): void {
+  const want = running.size > 0;
+  if (want === watching) return;
+  watching = want;
+  if (want) process.on('exit', abandonAll);
+  else process.off('exit', abandonAll);
   for (const sig of CLEANUP_SIGNALS) {
     if (want) process.on(sig, onCleanupSignal);
     else process.off(sig, onCleanupSignal);
   }
-  listening = want;
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -231,9 +239,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   if (missing.length) throw new ControlPlaneNotBuilt(bins, missing);
   const dir = mkdtempSync(join(tmpdir(), 'dynamo-lab-cp-'));
   const procs = new Map<string, ChildProcess>();
-  // If the host process goes away without calling stop() (a crash, process.exit(), a test runner
-  // that cancels the file with SIGTERM, Ctrl+C), do not leave an API server running or its files
-  // in the temp dir: kill the children synchronously, by PID, and remove the dir.
+  // Without stop(): kill the children synchronously, by PID, and remove the dir (see `running`).
   const abandon = () => {
     for (const p of procs.values()) {
       if (p.pid && p.exitCode === null && p.signalCode === null) {
@@ -252,16 +258,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     // Retries: a child killed a moment ago may still be closing a file in the dir.
     else rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
   };
-  process.once('exit', abandon);
-  abandonOnSignal.add(abandon);
-  watchSignals();
-  const detach = () => {
-    process.off('exit', abandon);
-    abandonOnSignal.delete(abandon);
-    watchSignals();
-  };
+  running.add(abandon);
+  watchHost();
   const stop = async () => {
-    detach();
+    running.delete(abandon);
+    watchHost();
     for (const name of ['kwok', 'kube-apiserver', 'etcd']) {
       const p = procs.get(name);
       if (p) await stopProc(p);

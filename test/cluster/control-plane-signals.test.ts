@@ -14,7 +14,7 @@ import { waitFor } from '../helpers/wait.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const compiled = here.includes('/dist/test/');
-const module = fileURLToPath(new URL(`../../scripts/cluster-env/control-plane.${compiled ? 'js' : 'ts'}`, import.meta.url));
+const planeModule = fileURLToPath(new URL(`../../scripts/cluster-env/control-plane.${compiled ? 'js' : 'ts'}`, import.meta.url));
 const loader = compiled ? [] : ['--import', 'tsx'];
 
 /** Alive = exists and is not a zombie (an orphan's zombie may wait for a reaper that never comes). */
@@ -73,7 +73,7 @@ function cleanUp(host: Host): void {
 describe('test control plane: host signals', { skip: skipReason() }, () => {
   it('SIGTERM to a host with no signal listener of its own: children killed, files removed, host dies of SIGTERM', async () => {
     const code = `
-      const { startControlPlane } = await import(${JSON.stringify(`file://${module}`)});
+      const { startControlPlane } = await import(${JSON.stringify(`file://${planeModule}`)});
       const cp = await startControlPlane({ verbose: false });
       process.stdout.write(JSON.stringify({ dir: cp.dir, pids: Object.values(cp.pids) }) + '\\n');
       setInterval(() => {}, 60_000);`;
@@ -97,7 +97,7 @@ describe('test control plane: host signals', { skip: skipReason() }, () => {
   });
 
   it('SIGINT to a host that listens itself (the by-hand entry point): its own shutdown runs, exit 0, nothing left', async () => {
-    const host = await startHost([module], (out) => {
+    const host = await startHost([planeModule], (out) => {
       const kubeconfig = /^export KUBECONFIG=(.+)\/kubeconfig$/m.exec(out)?.[1];
       const pids = /^# pids: (.+)$/m.exec(out)?.[1];
       return kubeconfig && pids ? { dir: kubeconfig, pids: Object.values(JSON.parse(pids) as Record<string, number>) } : undefined;
