@@ -3,7 +3,8 @@ import { Box, Static, Text } from 'ink';
 import wrapAnsi from 'wrap-ansi';
 import type { LabState } from '../lab/state.js';
 import type { FlatStep } from '../lab/types.js';
-import { CurrentStep, FinishedStep, hiddenLines, stepLines, type Line } from './StepView.js';
+import { CurrentStep, FinishedStep, hiddenLines, stepLines } from './StepView.js';
+import type { Line } from './lines.js';
 import { HintBar } from './HintBar.js';
 import { bindingsFor, type KeyContext } from './keys.js';
 

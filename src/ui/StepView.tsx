@@ -1,10 +1,9 @@
 import React from 'react';
 import { Box, Text } from 'ink';
-import wrapAnsi from 'wrap-ansi';
 import type { StepState } from '../lab/state.js';
 import type { FlatStep } from '../lab/types.js';
-import { tableText, type StepResult } from '../lab/results.js';
-import { ResultView } from './ResultView.js';
+import { ResultView, LineText } from './ResultView.js';
+import { resultRows, verbatim, wrapped, type Line } from './lines.js';
 
 const ICONS: Record<StepState['status'], { icon: string; color: string }> = {
   pending: { icon: '○', color: 'gray' },
@@ -58,42 +57,6 @@ export function FinishedStep({ step, state, width, logFile }: DoneProps): React.
       </Box>
     </Box>
   );
-}
-
-/** One terminal row of the step box. */
-export interface Line {
-  readonly text: string;
-  readonly color?: string;
-  readonly bold?: boolean;
-  readonly dim?: boolean;
-}
-
-/** Wrap each paragraph to the width; a paragraph's leading indent becomes a hanging indent. */
-function wrapped(text: string, width: number, style: Omit<Line, 'text'> = {}): Line[] {
-  return text.split('\n').flatMap((para) => {
-    const indent = /^\s*/.exec(para)![0];
-    if (!para.trim()) return [{ text: '', ...style }];
-    return wrapAnsi(para.slice(indent.length), Math.max(10, width - indent.length), { hard: true, trim: true })
-      .split('\n')
-      .map((t) => ({ text: indent + t, ...style }));
-  });
-}
-
-/** Diagrams are kept verbatim: cut at the width, never re-wrapped. */
-function verbatim(text: string, width: number, style: Omit<Line, 'text'> = {}): Line[] {
-  return text.split('\n').map((t) => ({ text: t.length > width ? `${t.slice(0, Math.max(0, width - 1))}…` : t, ...style }));
-}
-
-function resultRows(r: StepResult, width: number): Line[] {
-  if (r.kind === 'check') return wrapped(`${r.ok ? '✓ PASS' : '✗ FAIL'} ${r.text}`, width, { color: r.ok ? 'green' : 'red' });
-  const t = tableText(r, width);
-  return [
-    { text: '' },
-    ...(r.title ? wrapped(r.title, width, { bold: true }) : []),
-    ...(t.header ?? []).map((text) => ({ text, bold: true, color: 'cyan' })),
-    ...t.rows.flat().map((text) => ({ text })),
-    ...[...(t.note ? [t.note] : []), ...(r.notes ?? [])].flatMap((n) => wrapped(n, width, { dim: true })),
-  ];
 }
 
 /**
@@ -161,9 +124,7 @@ export function CurrentStep({ step, lines, state, position, height, offset }: Cu
         <Text color={color}>{icon}</Text> {step.step.title}
       </Text>
       {view.map((l, i) => (
-        <Text key={i} color={l.color} bold={l.bold} dimColor={l.dim} wrap="truncate-end">
-          {l.text === '' ? ' ' : l.text}
-        </Text>
+        <LineText key={i} line={l} />
       ))}
       {fits ? null : (
         <Text dimColor wrap="truncate-end">
