@@ -23,6 +23,7 @@ type DoneProps = { readonly step: FlatStep; readonly state: StepState; readonly 
 /**
  * A finished step as it stays in the scrollback: its results in full (tables with their header,
  * check lines), else its whole output. What is left out is said, with the key and the log path.
+ * Laid out in the rows the step box uses (see lines.ts), at the width less the indent.
  */
 export function FinishedStep({ step, state, width, logFile }: DoneProps): React.ReactElement {
   const { icon, color } = ICONS[state.status];
@@ -38,22 +39,20 @@ export function FinishedStep({ step, state, width, logFile }: DoneProps): React.
         {results.map((r, i) => (
           <ResultView key={i} result={r} width={width - 2} />
         ))}
-        {results.length
-          ? null
-          : state.output.map((l, i) => (
-              <Text key={i} dimColor>
-                {l}
-              </Text>
-            ))}
-        {hidden ? (
-          <Text dimColor>
-            (
-            {results.length
-              ? `${hidden} progress line${hidden === 1 ? '' : 's'} not shown`
-              : `${hidden} earlier line${hidden === 1 ? '' : 's'} not kept`}
-            : press e to show them{logFile ? `; all of it is in ${logFile}` : ''})
-          </Text>
-        ) : null}
+        {(results.length ? [] : state.output.flatMap((l) => wrapped(l, width - 2, { dim: true }))).map((l, i) => (
+          <LineText key={`o${i}`} line={l} />
+        ))}
+        {hidden
+          ? wrapped(
+              `(${
+                results.length
+                  ? `${hidden} progress line${hidden === 1 ? '' : 's'} not shown`
+                  : `${hidden} earlier line${hidden === 1 ? '' : 's'} not kept`
+              }: press e to show them${logFile ? `; all of it is in ${logFile}` : ''})`,
+              width - 2,
+              { dim: true },
+            ).map((l, i) => <LineText key={`h${i}`} line={l} />)
+          : null}
       </Box>
     </Box>
   );

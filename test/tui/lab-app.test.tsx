@@ -5,6 +5,7 @@ import { LabApp } from '../../src/ui/LabApp.js';
 import { LabScreen } from '../../src/ui/LabScreen.js';
 import { HintBar } from '../../src/ui/HintBar.js';
 import { ResultView } from '../../src/ui/ResultView.js';
+import { FinishedStep } from '../../src/ui/StepView.js';
 import { Box } from 'ink';
 import { bindingsFor, commandFor, KEY_BINDINGS } from '../../src/ui/keys.js';
 import { LabController } from '../../src/lab/controller.js';
@@ -122,6 +123,27 @@ test('finished results wrap at their width without a row that starts with the sp
   }
   const check = render(<ResultView result={results[0]!} width={30} />).lastFrame() ?? '';
   assert.match(check, /^✓ PASS x{23}\nthen the rest of the check$/);
+});
+
+test('a finished step wraps its output as the step box does: an indented line continues under its indent', () => {
+  const step = flattenSteps(lab)[1]!;
+  const state = {
+    id: step.step.id,
+    status: 'done' as const,
+    output: ['    [worker-0] request chatcmpl-1 prefix cache hit: 1/2 blocks (16/33 tokens)'],
+  };
+  const frame =
+    render(
+      <Box width={40}>
+        <FinishedStep step={step} state={state} width={40} />
+      </Box>,
+    ).lastFrame() ?? '';
+  const rows = frame.split('\n').slice(1);
+  assert.ok(rows.length >= 2, frame);
+  assert.ok(
+    rows.every((r) => r.startsWith('      ') && r.length <= 40),
+    `every row under the 2-column step indent and the line's own 4:\n${frame}`,
+  );
 });
 
 test('LabScreen shows the current step, its diagram, what will run, and the sections', () => {
