@@ -2,11 +2,15 @@
 """Produce test/fixtures/tokenizer/chat-templates.json ONCE with HF transformers + tokenizers.
 
 The TypeScript tokenizer (native `tokenizers` + @huggingface/jinja) is checked against these ids.
+Each case stores a chat request as a client sends it (messages, tools, continue_final_message);
+the Python side renders what vLLM's chat preprocessing makes of it (vllm_messages, vllm_tools:
+the rules tokenizer/chat-request.ts follows) with transformers' apply_chat_template.
 Run from the repo root after `npm ci && npm run build`, in a throwaway venv:
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install transformers tokenizers jinja2
     /tmp/venv/bin/python scripts/gen-tokenizer-fixtures.py
 Not part of CI. The library versions are written into the fixture file.
 """
+import copy
 import json
 import platform
 import subprocess
@@ -52,7 +56,62 @@ CONVERSATIONS = {
         {'role': 'assistant', 'content': 'The list has 400 items with values modulo 101.'},
         {'role': 'user', 'content': 'Which values repeat?'},
     ],
+    # As a client sends them: text content parts, a null content, tool-call arguments as a JSON string.
+    'tool-calls': [
+        {'role': 'system', 'content': 'You help with travel plans.'},
+        {'role': 'user', 'content': [{'type': 'text', 'text': 'Weather in Zürich tomorrow?'}, {'type': 'text', 'text': 'Metric units.'}]},
+        {'role': 'assistant', 'content': None, 'tool_calls': [
+            {'id': 'call_1', 'type': 'function',
+             'function': {'name': 'get_weather', 'arguments': '{"city":"Zürich","day":"tomorrow","units":"metric"}'}}]},
+        {'role': 'tool', 'tool_call_id': 'call_1', 'content': '{"high": 14, "low": 6, "sky": "rain"}'},
+        {'role': 'user', 'content': 'Then book a museum.'},
+    ],
 }
+
+# OpenAI `tools` as a client sends them (the second one without a description).
+TOOLS = [
+    {'type': 'function', 'function': {
+        'name': 'get_weather', 'description': 'Forecast for a city and day.',
+        'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}, 'day': {'type': 'string'},
+                                                        'units': {'type': 'string', 'enum': ['metric', 'imperial']}},
+                       'required': ['city']}}},
+    {'function': {'name': 'book_museum', 'parameters': {'type': 'object', 'properties': {'museum': {'type': 'string'}}}}, 'type': 'function'},
+]
+
+# A reply the model is to continue (continue_final_message).
+PREFILL = CONVERSATIONS['system-multi-turn'] + [{'role': 'assistant', 'content': 'Two reasons: first, '}]
+
+
+def vllm_messages(messages):
+    """What vLLM's chat preprocessing hands the template for a text-only model whose template reads
+    content as a string: text parts joined by newlines, null content as '', tool-call arguments
+    parsed from JSON ({} when empty)."""
+    out = copy.deepcopy(messages)
+    for m in out:
+        c = m.get('content')
+        if c is None:
+            m['content'] = ''
+        elif isinstance(c, list):
+            m['content'] = '\n'.join(p['text'] for p in c if 'text' in p)
+        if m['role'] == 'assistant' and isinstance(m.get('tool_calls'), list):
+            for call in m['tool_calls']:
+                a = call['function'].get('arguments')
+                call['function']['arguments'] = json.loads(a) if a else {}
+    return out
+
+
+def vllm_tools(tools):
+    """vLLM's `tool.model_dump()`: type, then function {name, description, parameters} (absent ones as None)."""
+    if not tools:
+        return None
+    out = []
+    for t in tools:
+        fn = t['function']
+        extra_fn = {k: v for k, v in fn.items() if k not in ('name', 'description', 'parameters')}
+        extra = {k: v for k, v in t.items() if k not in ('type', 'function')}
+        out.append({'type': 'function', 'function': {'name': fn['name'], 'description': fn.get('description'),
+                                                     'parameters': fn.get('parameters'), **extra_fn}, **extra})
+    return out
 
 def cases():
     qwen = AutoTokenizer.from_pretrained(str(QWEN))
@@ -65,16 +124,22 @@ def cases():
     for tname, (tok, template) in templates.items():
         for cname, messages in CONVERSATIONS.items():
             for agp in (True, False):
-                yield tname, tok, template, cname, messages, agp, {}
-    # Template features beyond plain turns: Qwen3 thinking switch.
-    yield 'qwen3', qwen, None, 'system-multi-turn', CONVERSATIONS['system-multi-turn'], True, {'enable_thinking': False}
+                yield tname, tok, template, cname, messages, agp, {}, {}
+        # Request options beyond plain turns: tools, and continuing the last message.
+        yield tname, tok, template, 'tool-calls', CONVERSATIONS['tool-calls'], True, {}, {'tools': TOOLS}
+        yield tname, tok, template, 'assistant-prefill', PREFILL, False, {}, {'continue_final_message': True}
+    # Template features: Qwen3 thinking switch.
+    yield 'qwen3', qwen, None, 'system-multi-turn', CONVERSATIONS['system-multi-turn'], True, {'enable_thinking': False}, {}
 
 def main():
     out = []
-    for tname, tok, template, cname, messages, agp, kwargs in cases():
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=agp, chat_template=template, **kwargs)
+    for tname, tok, template, cname, messages, agp, kwargs, request in cases():
+        # The request as the client sends it is stored; the template gets what vLLM makes of it.
+        text = tok.apply_chat_template(vllm_messages(messages), tokenize=False, add_generation_prompt=agp, chat_template=template,
+                                       tools=vllm_tools(request.get('tools')),
+                                       continue_final_message=request.get('continue_final_message', False), **kwargs)
         ids = tok.encode(text, add_special_tokens=False)
-        out.append({'template': tname, 'conversation': cname, 'add_generation_prompt': agp, 'kwargs': kwargs,
+        out.append({'template': tname, 'conversation': cname, 'add_generation_prompt': agp, 'kwargs': kwargs, **request,
                     'messages': messages, 'text': text, 'ids': ids})
     doc = {
         'generated_by': 'scripts/gen-tokenizer-fixtures.py',

@@ -6,38 +6,20 @@
  * --router-mode direct).
  */
 import { randomUUID } from 'node:crypto';
-import { idsJson, idsToBase64, TokenizerError, type ChatMessage, type ChatTokenizer } from '../tokenizer/index.js';
+import { chatPrompt, idsJson, idsToBase64, TokenizerError, type ChatTokenizer } from '../tokenizer/index.js';
 import { HttpError } from '../base/http.js';
 
 /**
  * The prompt's token ids, tokenised the way the workers do (the model's chat template for chat
- * requests), natively and off the event loop, through the per-piece token cache. Prompt limits
- * (the tokenizer's maxChars / maxTokens) answer 413 / 400.
+ * requests, with the request's tools and template options, see chatPrompt), natively and off the
+ * event loop, through the per-piece token cache. Prompt limits (the tokenizer's maxChars /
+ * maxTokens) answer 413 / 400.
  */
 export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, body: Record<string, unknown>): Promise<Uint32Array> {
   try {
     if (path === '/v1/chat/completions') {
-      const messages = body.messages;
-      if (!Array.isArray(messages) || messages.length === 0)
-        throw new HttpError(400, '"messages" must be a non-empty array of {role, content}', 'invalid_request_error', 'invalid_messages');
-      messages.forEach((m, i) => {
-        if (!m || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string')
-          throw new HttpError(400, `messages[${i}] needs a string "role" and a "content"`, 'invalid_request_error', 'invalid_messages');
-        const c = (m as { content?: unknown }).content;
-        const ok =
-          c === undefined ||
-          c === null ||
-          typeof c === 'string' ||
-          (Array.isArray(c) && c.every((p) => p !== null && typeof p === 'object' && !Array.isArray(p)));
-        if (!ok)
-          throw new HttpError(
-            400,
-            `messages[${i}].content must be a string, an array of content parts ({"type":"text","text":...}) or null, not ${describe(c)}`,
-            'invalid_request_error',
-            'invalid_messages',
-          );
-      });
-      return await tokenizer.encodeChatIds(messages as ChatMessage[]);
+      const { messages, opts } = chatPrompt(body);
+      return await tokenizer.encodeChatIds(messages, opts);
     }
     const prompt = body.prompt;
     if (typeof prompt === 'string') return await tokenizer.encodeIds(prompt);
@@ -180,7 +162,7 @@ export function withIdsForPrompt(
 }
 
 function describe(v: unknown): string {
-  if (Array.isArray(v)) return 'an array with a non-object part';
+  if (Array.isArray(v)) return 'an array';
   return v === null ? 'null' : `a ${typeof v}`;
 }
 

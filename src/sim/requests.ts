@@ -1,32 +1,13 @@
 /**
- * Parsing the simulated worker's OpenAI requests the way vLLM validates them: chat messages,
- * completion prompts (text or token ids), max_tokens. Bad input is an HttpError 400 with
+ * Parsing the simulated worker's OpenAI requests the way vLLM validates them: completion prompts
+ * (text or token ids), max_tokens, stop (chat messages: tokenizer/chat-request.ts, shared with the
+ * router). Bad input is an HttpError 400 with
  * vLLM-like codes.
  */
-import type { ChatMessage } from '../tokenizer/index.js';
 import { HttpError } from '../base/http.js';
 
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-export function parseMessages(v: unknown): ChatMessage[] {
-  if (!Array.isArray(v) || v.length === 0)
-    throw new HttpError(400, '"messages" must be a non-empty array', 'invalid_request_error', 'invalid_messages');
-  return v.map((m, i) => {
-    if (!isObject(m) || typeof m.role !== 'string')
-      throw new HttpError(400, `messages[${i}] must be an object with a string "role"`, 'invalid_request_error', 'invalid_messages');
-    const c = m.content;
-    if (!(c === undefined || c === null || typeof c === 'string' || Array.isArray(c))) {
-      throw new HttpError(
-        400,
-        `messages[${i}].content must be a string, an array of content parts or null`,
-        'invalid_request_error',
-        'invalid_messages',
-      );
-    }
-    return { role: m.role, content: (c ?? null) as ChatMessage['content'] };
-  });
 }
 
 export function parseMaxTokens(body: Record<string, unknown>, defaultMaxTokens: number): number;

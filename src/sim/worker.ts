@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { RouterEvent } from '../router/types.js';
 import {
+  chatPrompt,
   DEFAULT_MODEL,
   idsFromBase64,
   loadChatTokenizer,
@@ -32,7 +33,7 @@ import type { Registry } from 'prom-client';
 import { ZmqKvPublisher } from './zmq.js';
 import { checkJsonContentType, guardedServerOptions, guardServer, HttpError, parseJsonBody, readBody, splitTarget } from '../base/http.js';
 import { listenOn } from '../base/net.js';
-import { completionPrompt, isObject, parseMaxTokens, parseMessages, parseStop } from './requests.js';
+import { completionPrompt, isObject, parseMaxTokens, parseStop } from './requests.js';
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
@@ -433,8 +434,10 @@ export class SimWorker {
     const body = parseJsonBody(await readBody(req, this.maxBody));
     let tokens: number[];
     if (body.messages !== undefined) {
-      const messages = parseMessages(body.messages);
-      tokens = await this.tokenizing((t) => t.encodeChat(messages, { addGenerationPrompt: body.add_generation_prompt !== false }));
+      tokens = await this.tokenizing((t) => {
+        const { messages, opts } = chatPrompt(body);
+        return t.encodeChat(messages, opts);
+      });
     } else if (typeof body.prompt === 'string') {
       const prompt = body.prompt;
       tokens = await this.tokenizing((t) => t.encode(prompt));
@@ -501,9 +504,11 @@ export class SimWorker {
           'prompt_ids_missing',
         );
       if (kind === 'chat') {
-        const messages = parseMessages(body.messages);
         // As a Uint32Array: the engine makes its one copy (toNumberArray).
-        tokens = await this.tokenizing((t) => t.encodeChatIds(messages));
+        tokens = await this.tokenizing((t) => {
+          const { messages, opts } = chatPrompt(body);
+          return t.encodeChatIds(messages, opts);
+        });
         this.promptsTokenized++;
       } else {
         if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');

@@ -25,16 +25,26 @@ export interface RenderOptions {
   tools?: readonly unknown[];
   /** Extra template variables (OpenAI `chat_template_kwargs`, e.g. `{enable_thinking: false}`). */
   kwargs?: Readonly<Record<string, unknown>>;
+  /**
+   * End the prompt inside the last message, so the model continues it (vLLM's and transformers'
+   * `continue_final_message`): rendered without the generation prompt and cut after the last
+   * message's text. Not with addGenerationPrompt.
+   */
+  continueFinalMessage?: boolean;
 }
 
 export class ChatTemplateError extends Error {}
 
-function contentText(content: ChatMessage['content']): string {
+/** The marker transformers appends to the message it continues (continue_final_message). */
+const CONTINUE_TAG = 'CONTINUE_FINAL_MESSAGE_TAG ';
+
+/** A message's content as one string: text parts joined by "\n", as vLLM joins them; null is "". */
+export function contentText(content: ChatMessage['content']): string {
   if (content == null) return '';
   if (typeof content === 'string') return content;
-  let s = '';
-  for (const p of content) if (typeof p?.text === 'string') s += p.text;
-  return s;
+  const texts: string[] = [];
+  for (const p of content) if (typeof p?.text === 'string') texts.push(p.text);
+  return texts.join('\n');
 }
 
 /** A compiled chat template plus the special-token strings it may reference. */
@@ -56,11 +66,33 @@ export class ChatTemplate {
   }
 
   render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+    if (opts.continueFinalMessage) return this.renderContinued(messages, opts);
     if (this.isDefault) {
       const fast = renderDefault(messages, opts.addGenerationPrompt ?? true);
       if (fast !== undefined) return fast;
     }
     return this.renderJinja(messages, opts);
+  }
+
+  /**
+   * continue_final_message as transformers (5.x) does it: the last message's text gets a marker
+   * appended, the conversation is rendered without a generation prompt, and the prompt ends where
+   * the marker begins (trailing whitespace dropped too when the template trimmed the marker's
+   * space), so whatever the template writes after the message (its end-of-turn tokens) is cut.
+   */
+  private renderContinued(messages: readonly ChatMessage[], opts: RenderOptions): string {
+    if (opts.addGenerationPrompt) throw new ChatTemplateError('continue_final_message and add_generation_prompt cannot both be true');
+    const last = messages[messages.length - 1];
+    if (!last) throw new ChatTemplateError('continue_final_message needs a last message to continue');
+    const final = contentText(last.content);
+    const tagged = [...messages.slice(0, -1), { ...last, content: final + CONTINUE_TAG }];
+    const rendered = this.renderJinja(tagged, { ...opts, addGenerationPrompt: false, continueFinalMessage: false });
+    const at = rendered.lastIndexOf(CONTINUE_TAG.trim());
+    if (at < 0 || !rendered.includes(final.trim()))
+      throw new ChatTemplateError(
+        'continue_final_message: the chat template does not render the last message as given, so the prompt cannot end inside it; send the request without continue_final_message',
+      );
+    return rendered.startsWith(CONTINUE_TAG, at) ? rendered.slice(0, at) : rendered.slice(0, at).trimEnd();
   }
 
   /** Through the Jinja interpreter, whatever the template (tests compare the default's fast path with it). */

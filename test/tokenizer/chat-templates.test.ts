@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import {
   ChatTemplate,
+  chatPrompt,
   DEFAULT_CHATML_TEMPLATE,
   loadChatTokenizer,
   TokenizerError,
@@ -30,6 +31,9 @@ interface Case {
   conversation: string;
   add_generation_prompt: boolean;
   kwargs: Record<string, unknown>;
+  tools?: unknown[];
+  continue_final_message?: boolean;
+  /** As a client sends them (content parts, tool-call arguments as JSON strings). */
   messages: ChatMessage[];
   text: string;
   ids: number[];
@@ -55,15 +59,22 @@ test('fixtures cover the three templates and were made by the Python libraries',
 });
 
 for (const c of doc.cases) {
-  const name = `${c.template} / ${c.conversation}${c.add_generation_prompt ? ' + generation prompt' : ''}${Object.keys(c.kwargs).length ? ` ${JSON.stringify(c.kwargs)}` : ''}`;
+  const name = `${c.template} / ${c.conversation}${c.add_generation_prompt ? ' + generation prompt' : ''}${Object.keys(c.kwargs).length ? ` ${JSON.stringify(c.kwargs)}` : ''}${c.tools ? ' + tools' : ''}${c.continue_final_message ? ' (continue_final_message)' : ''}`;
   test(`renders and tokenizes like transformers: ${name}`, async () => {
     const tok = await tokenizerFor(c.template);
-    const opts = { addGenerationPrompt: c.add_generation_prompt, kwargs: c.kwargs };
-    assert.equal(tok.renderChat(c.messages, opts), c.text, 'rendered prompt text');
+    // The request body as a client sends it, prepared as the router and the sim worker prepare it.
+    const { messages, opts } = chatPrompt({
+      messages: c.messages,
+      tools: c.tools,
+      add_generation_prompt: c.add_generation_prompt,
+      continue_final_message: c.continue_final_message,
+      chat_template_kwargs: c.kwargs,
+    });
+    assert.equal(tok.renderChat(messages, opts), c.text, 'rendered prompt text');
     assert.deepEqual(await tok.encodeUncached(c.text), c.ids, 'HF library ids');
     tok.clearCache();
-    assert.deepEqual(await tok.encodeChat(c.messages, opts), c.ids, 'ids through the piece cache (new pieces: the fast encoder)');
-    assert.deepEqual(await tok.encodeChat(c.messages, opts), c.ids, 'ids again, from the warm cache');
+    assert.deepEqual(await tok.encodeChat(messages, opts), c.ids, 'ids through the piece cache (new pieces: the fast encoder)');
+    assert.deepEqual(await tok.encodeChat(messages, opts), c.ids, 'ids again, from the warm cache');
   });
 }
 
