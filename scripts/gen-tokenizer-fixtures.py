@@ -4,7 +4,7 @@
 The TypeScript tokenizer (native `tokenizers` + @huggingface/jinja) is checked against these ids.
 Each case stores a chat request as a client sends it (messages, tools, continue_final_message);
 the Python side renders what vLLM's chat preprocessing makes of it (vllm_messages, vllm_tools:
-the rules tokenizer/chat-request.ts follows) with transformers' apply_chat_template.
+the rules tokenizer/request-prompt.ts follows) with transformers' apply_chat_template.
 Run from the repo root after `npm ci && npm run build`, in a throwaway venv:
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install transformers tokenizers jinja2
     /tmp/venv/bin/python scripts/gen-tokenizer-fixtures.py

@@ -6,7 +6,7 @@
  * --router-mode direct).
  */
 import { randomUUID } from 'node:crypto';
-import { chatPrompt, idsJson, idsToBase64, TokenizerError, type ChatTokenizer } from '../tokenizer/index.js';
+import { chatPrompt, completionPrompt, idsJson, idsToBase64, TokenizerError, type ChatTokenizer } from '../tokenizer/index.js';
 import { HttpError } from '../base/http.js';
 
 /**
@@ -21,16 +21,13 @@ export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, bo
       const { messages, opts } = chatPrompt(body);
       return await tokenizer.encodeChatIds(messages, opts);
     }
-    const prompt = body.prompt;
-    if (typeof prompt === 'string') return await tokenizer.encodeIds(prompt);
+    const prompt = completionPrompt(body.prompt, body.messages !== undefined);
+    return typeof prompt === 'string' ? await tokenizer.encodeIds(prompt) : prompt;
   } catch (err) {
     if (err instanceof TokenizerError)
       throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
     throw err;
   }
-  const ids = Array.isArray(body.prompt) && body.prompt.length > 0 ? tokenIds(body.prompt) : undefined;
-  if (ids) return ids;
-  throw new HttpError(400, '"prompt" must be a string or a non-empty array of token ids', 'invalid_request_error', 'invalid_prompt');
 }
 
 /** A stand-in value, replaced by the instance id's digits after JSON.stringify. */
@@ -185,16 +182,6 @@ export function checkFields(body: Record<string, unknown>): void {
 }
 
 /** Token ids given as a JSON array, checked and copied into u32s in one pass (undefined if one is not an id). */
-function tokenIds(a: unknown[]): Uint32Array | undefined {
-  const out = new Uint32Array(a.length);
-  for (let i = 0; i < a.length; i++) {
-    const t = a[i];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) return undefined;
-    out[i] = t;
-  }
-  return out;
-}
-
 export function readOverrides(
   body: Record<string, unknown>,
 ): { overlapScoreCredit?: number; prefillLoadScale?: number; temperature?: number } | undefined {

@@ -1,7 +1,6 @@
 /**
- * Parsing the simulated worker's OpenAI requests the way vLLM validates them: completion prompts
- * (text or token ids), max_tokens, stop (chat messages: tokenizer/chat-request.ts, shared with the
- * router). Bad input is an HttpError 400 with
+ * Parsing the simulated worker's OpenAI requests the way vLLM validates them: max_tokens, stop
+ * (the prompt and chat messages: tokenizer/request-prompt.ts, shared with the router). Bad input is an HttpError 400 with
  * vLLM-like codes.
  */
 import { HttpError } from '../base/http.js';
@@ -19,23 +18,6 @@ export function parseMaxTokens(body: Record<string, unknown>, defaultMaxTokens: 
     throw new HttpError(400, `max_tokens must be an integer >= 1, got ${JSON.stringify(v)}`, 'invalid_request_error', 'invalid_max_tokens');
   }
   return v;
-}
-
-/** A completion prompt: its token ids, or the text the worker must tokenize. */
-export function completionPrompt(p: unknown): number[] | string {
-  if (typeof p === 'string') return p;
-  if (Array.isArray(p)) {
-    if (p.length > 0 && p.every((t) => typeof t === 'number' && Number.isInteger(t) && t >= 0)) return p as number[];
-    if (p.length === 1) return completionPrompt(p[0]);
-    if (p.length > 1)
-      throw new HttpError(
-        400,
-        'batched prompts are not supported by the simulated worker; send one prompt per request',
-        'invalid_request_error',
-        'invalid_prompt',
-      );
-  }
-  throw new HttpError(400, '"prompt" must be a non-empty string or an array of token ids', 'invalid_request_error', 'invalid_prompt');
 }
 
 export interface StopCriteria {

@@ -16,6 +16,7 @@ import http from 'node:http';
 import type { RouterEvent } from '../router/types.js';
 import {
   chatPrompt,
+  completionPrompt,
   DEFAULT_MODEL,
   idsFromBase64,
   loadChatTokenizer,
@@ -33,7 +34,7 @@ import type { Registry } from 'prom-client';
 import { ZmqKvPublisher } from './zmq.js';
 import { checkJsonContentType, guardedServerOptions, guardServer, HttpError, parseJsonBody, readBody, splitTarget } from '../base/http.js';
 import { listenOn } from '../base/net.js';
-import { completionPrompt, isObject, parseMaxTokens, parseStop } from './requests.js';
+import { isObject, parseMaxTokens, parseStop } from './requests.js';
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
@@ -307,16 +308,9 @@ export class SimWorker {
     return this.tokenizerLoading;
   }
 
-  /** Tokenizer errors (bad template, prompt limits) as OpenAI-shaped HTTP errors. */
+  /** `fn` with the tokenizer (loaded on first use); its errors (bad template, prompt limits) answer as 4xx in handle(). */
   private async tokenizing<T>(fn: (t: ChatTokenizer) => Promise<T> | T): Promise<T> {
-    const t = await this.tok();
-    try {
-      return await fn(t);
-    } catch (err) {
-      if (err instanceof TokenizerError)
-        throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
-      throw err;
-    }
+    return fn(await this.tok());
   }
 
   // ---------------------------------------------------------------- HTTP
@@ -325,6 +319,9 @@ export class SimWorker {
     this.httpRequests++;
     res.setHeader('x-dynamo-lab-worker', this.id);
     this.route(req, res).catch((err: unknown) => {
+      // A request the tokenizer layer refused (its prompt, messages or template options).
+      if (err instanceof TokenizerError)
+        err = new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
       if (err instanceof HttpError) {
         for (const [k, v] of Object.entries(err.headers)) if (!res.headersSent) res.setHeader(k, v);
         this.sendError(res, err.status, err.message, err.type, err.code);
@@ -511,8 +508,7 @@ export class SimWorker {
         });
         this.promptsTokenized++;
       } else {
-        if (body.prompt === undefined) throw new HttpError(400, '"prompt" is required', 'invalid_request_error', 'invalid_prompt');
-        const input = completionPrompt(body.prompt);
+        const input = completionPrompt(body.prompt, body.messages !== undefined);
         if (typeof input === 'string') {
           tokens = await this.tokenizing((t) => t.encodeIds(input));
           this.promptsTokenized++;

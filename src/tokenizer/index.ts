@@ -2,8 +2,8 @@
  * The tokenizer and chat template shared by the router and the simulated workers, so both hash
  * exactly the same tokens. See chat-tokenizer.ts (loading, limits, cache), threads.ts (tokenizer
  * threads), fast-bpe.ts (when byte-level BPE by rank gives the HF library's ids), native.ts (the HF
- * `tokenizers` N-API binding), template.ts (Jinja chat templates), chat-request.ts (a chat request's
- * messages and template options, as vLLM prepares them) and pieces.ts (the per-piece token cache).
+ * `tokenizers` N-API binding), template.ts (Jinja chat templates), request-prompt.ts (a request's
+ * prompt, chat messages and template options, as vLLM prepares them) and pieces.ts (the per-piece token cache).
  */
 export {
   ChatTokenizer,
@@ -25,7 +25,7 @@ export {
   type ChatMessage,
   type RenderOptions,
 } from './template.js';
-export { type ChatPrompt, chatPrompt } from './chat-request.js';
+export { type ChatPrompt, chatPrompt, completionPrompt } from './request-prompt.js';
 export { NativeTokenizer, NativeTokenizerError } from './native.js';
 export { idsJson, type PieceCacheStats } from './pieces.js';
 export { idsFromBase64, idsToBase64, TOKEN_DATA_B64, TOKEN_DATA_ENCODINGS } from './token-data.js';

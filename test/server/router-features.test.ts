@@ -281,7 +281,7 @@ test('POST /debug/overlap: what the index holds of a prompt per worker, before a
     assert.equal(bad.status, 400);
     assert.match(
       ((await bad.json()) as { error: { message: string } }).error.message,
-      /"prompt" must be a string or a non-empty array of token ids/,
+      /"prompt" is a number: a completion request needs a string or a non-empty array of token ids/,
     );
   } finally {
     await router.close();

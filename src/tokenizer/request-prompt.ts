@@ -1,8 +1,12 @@
 /**
- * The parts of an OpenAI chat request that the chat template reads, checked and prepared the way
- * vLLM prepares them before it calls the template, so that the router (which predicts a worker's
- * cached blocks from its own rendering) and a simulated worker render a request alike, and like a
- * vLLM worker would:
+ * The prompt of an OpenAI request, checked and prepared as vLLM prepares it, so that the router
+ * (which predicts a worker's cached blocks from its own tokens) and a simulated worker read a
+ * request alike, and like a vLLM worker would.
+ *
+ * A completion's `prompt`: a string or token ids, or a one-element array of either (batches of
+ * several prompts are refused: one prompt per request).
+ *
+ * What a chat request's template reads:
  *
  * - `messages`: every field of a message reaches the template (`name`, `tool_calls`,
  *   `tool_call_id`, ...); text content parts become one string joined by "\n", as vLLM joins them
@@ -161,4 +165,36 @@ export function chatTools(v: unknown): unknown[] | undefined {
       ...more,
     };
   });
+}
+
+/**
+ * A completion request's `prompt`: the text to tokenize, or its token ids. `hasMessages` (the body
+ * carries chat messages) adds a pointer to the chat endpoint to the error.
+ */
+export function completionPrompt(p: unknown, hasMessages = false): string | Uint32Array {
+  if (typeof p === 'string') return p;
+  if (Array.isArray(p) && p.length > 0) {
+    const ids = tokenIds(p);
+    if (ids) return ids;
+    if (p.length === 1 && (typeof p[0] === 'string' || Array.isArray(p[0]))) return completionPrompt(p[0]);
+    if (p.every((x) => typeof x === 'string' || Array.isArray(x)))
+      throw bad(`"prompt" holds ${p.length} prompts; send one prompt per request (batched prompts are not supported)`, 'invalid_prompt');
+  }
+  const what = p === undefined ? 'is missing' : `is ${describe(p)}${Array.isArray(p) && p.length > 0 ? ' that is not all token ids' : ''}`;
+  const hint = p === undefined && hasMessages ? '; chat "messages" go to /v1/chat/completions' : '';
+  throw bad(
+    `"prompt" ${what}: a completion request needs a string or a non-empty array of token ids (integers 0..2^32-1)${hint}`,
+    'invalid_prompt',
+  );
+}
+
+/** Token ids as u32s in one pass; undefined when an element is not one (the router's hot path for id prompts). */
+function tokenIds(a: unknown[]): Uint32Array | undefined {
+  const out = new Uint32Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const t = a[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) return undefined;
+    out[i] = t;
+  }
+  return out;
 }

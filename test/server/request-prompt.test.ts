@@ -1,5 +1,6 @@
 /**
- * A chat request's template inputs beyond plain turns (tools, assistant tool calls, content parts,
+ * A request's prompt is read alike by the router and a simulated worker. A completion's `prompt`:
+ * text, ids, or a one-element array of either. A chat request's template inputs beyond plain turns (tools, assistant tool calls, content parts,
  * continue_final_message, chat_template_kwargs) reach the model's chat template in the router and
  * in a simulated worker alike, and as in the Python fixtures (transformers, after vLLM's
  * preprocessing): with Qwen3's own template, the router's prompt (/debug/overlap) and the worker's
@@ -131,6 +132,40 @@ test('bad template inputs: a 400 naming the field, from the router and from the 
       const err = r.json.error as { code: string; message: string; type: string };
       assert.equal(err.code, code, `${side}, ${what}`);
       assert.equal(err.type, 'invalid_request_error', `${side}, ${what}`);
+      assert.match(err.message, message, `${side}, ${what}`);
+    }
+  }
+});
+
+test('a completion prompt: text, ids, or a one-element array of either, alike in the router and the worker', async () => {
+  const text = 'Routing by prefix keeps the cache warm.';
+  const ids = (await post(sims[0]!.url, '/tokenize', { prompt: text })).json.tokens as number[];
+  assert.ok(ids.length > 3);
+  for (const prompt of [text, [text], ids, [ids]]) {
+    for (const [side, url] of [
+      ['router', router.url],
+      ['worker', sims[0]!.url],
+    ] as const) {
+      const r = await post(url, '/v1/completions', { prompt, max_tokens: 2 });
+      assert.equal(r.status, 200, `${side}, ${JSON.stringify(prompt)}: ${JSON.stringify(r.json)}`);
+      assert.equal((r.json.usage as { prompt_tokens: number }).prompt_tokens, ids.length, `${side}, ${JSON.stringify(prompt)}`);
+    }
+  }
+  const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['two prompts', { prompt: ['a', 'b'] }, /holds 2 prompts; send one prompt per request/],
+    ['messages on the completions path', { messages: [{ role: 'user', content: 'hi' }] }, /"prompt" is missing.*\/v1\/chat\/completions/],
+    ['an id beyond u32', { prompt: [1, 2 ** 32] }, /not all token ids/],
+    ['an empty array', { prompt: [] }, /non-empty array of token ids/],
+  ];
+  for (const [what, b, message] of bad) {
+    for (const [side, url] of [
+      ['router', router.url],
+      ['worker', sims[0]!.url],
+    ] as const) {
+      const r = await post(url, '/v1/completions', { max_tokens: 2, ...b });
+      assert.equal(r.status, 400, `${side}, ${what}: ${JSON.stringify(r.json)}`);
+      const err = r.json.error as { code: string; message: string };
+      assert.equal(err.code, 'invalid_prompt', `${side}, ${what}`);
       assert.match(err.message, message, `${side}, ${what}`);
     }
   }
