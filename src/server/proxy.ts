@@ -30,7 +30,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
   // Requests take turns in a burst (pacer.ts), twice: to parse and look up cached tokens, then to
   // route and dispatch; sockets are polled between turns, so a burst does not stall /health.
   if (!(await takeTurn(ctx, res))) return;
-  const { tokens, target, stream, clientWantsUsage, wantUsage, overrides, forms } = await readRequest(ctx, req, path, raw);
+  const { tokens, target, stream, clientWantsUsage, wantUsage, overrides, forms, idsInVocab } = await readRequest(ctx, req, path, raw);
   const tokenizedAt = performance.now();
   if (!(await takeTurn(ctx, res))) return;
   const router = ctx.core;
@@ -111,7 +111,7 @@ export async function proxyCompletion(ctx: ServerContext, req: IncomingMessage, 
       st.breaker.onAttempt(now);
       // Tokenize once: a simulated worker with the router's tokenizer takes the router's ids in
       // place of the prompt (handed over in process, or in the body).
-      const idsRoute = promptIdsRoute(st, ctx.tokenizer.fingerprint);
+      const idsRoute = idsInVocab ? promptIdsRoute(st, ctx.tokenizer.fingerprint) : 'none';
       const handOver = idsRoute === 'in-process';
       if (handOver) st.ep.provideTokens!(uuid, tokens);
       let upstream: UpstreamAnswer;
@@ -204,7 +204,15 @@ async function readRequest(ctx: ServerContext, req: IncomingMessage, path: strin
   const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
   const wantUsage = stream && !clientWantsUsage;
   const forms = bodyForms(raw, body, wantUsage, ctx.opts.dynamoDirect === true);
-  return { tokens, target, stream, clientWantsUsage, wantUsage, overrides: readOverrides(body), forms };
+  // A completion's ids come from the client and may lie beyond the vocabulary: those are not handed
+  // to a worker as the router's own ids; the worker gets the request as sent and refuses it, as vLLM does.
+  const idsInVocab = path === '/v1/chat/completions' || allBelow(tokens, ctx.tokenizer.vocabSize);
+  return { tokens, target, stream, clientWantsUsage, wantUsage, overrides: readOverrides(body), forms, idsInVocab };
+}
+
+function allBelow(ids: Uint32Array, limit: number): boolean {
+  for (let i = 0; i < ids.length; i++) if (ids[i]! >= limit) return false;
+  return true;
 }
 
 /** Wait for this request's turn (pacer.ts); false when its client went away meanwhile: no work is done for it. */

@@ -512,7 +512,19 @@ export class SimWorker {
         if (typeof input === 'string') {
           tokens = await this.tokenizing((t) => t.encodeIds(input));
           this.promptsTokenized++;
-        } else tokens = input;
+        } else {
+          // The client's own ids: like vLLM, none beyond the vocabulary.
+          const vocab = (await this.tok()).vocabSize;
+          const at = input.findIndex((t) => t >= vocab);
+          if (at >= 0)
+            throw new HttpError(
+              400,
+              `Token id ${input[at]} (prompt[${at}]) is out of vocabulary: this model's ids are 0..${vocab - 1}`,
+              'invalid_request_error',
+              'invalid_prompt',
+            );
+          tokens = input;
+        }
       }
     }
     if (this.tokenText.size === 0 && !this.tokenizer) await this.tok();

@@ -156,6 +156,8 @@ test('a completion prompt: text, ids, or a one-element array of either, alike in
     ['messages on the completions path', { messages: [{ role: 'user', content: 'hi' }] }, /"prompt" is missing.*\/v1\/chat\/completions/],
     ['an id beyond u32', { prompt: [1, 2 ** 32] }, /not all token ids/],
     ['an empty array', { prompt: [] }, /non-empty array of token ids/],
+    // The router does not pass such ids off as its own: the worker sees the client's prompt.
+    ['an id beyond the vocabulary', { prompt: [1, 1_000_000] }, /Token id 1000000 \(prompt\[1\]\) is out of vocabulary/],
   ];
   for (const [what, b, message] of bad) {
     for (const [side, url] of [
