@@ -181,7 +181,6 @@ export function checkFields(body: Record<string, unknown>): void {
     throw new HttpError(400, `"model" must be a string, not ${describe(body.model)}`, 'invalid_request_error', 'invalid_model');
 }
 
-/** Token ids given as a JSON array, checked and copied into u32s in one pass (undefined if one is not an id). */
 export function readOverrides(
   body: Record<string, unknown>,
 ): { overlapScoreCredit?: number; prefillLoadScale?: number; temperature?: number } | undefined {

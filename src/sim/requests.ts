@@ -1,7 +1,7 @@
 /**
  * Parsing the simulated worker's OpenAI requests the way vLLM validates them: max_tokens, stop
- * (the prompt and chat messages: tokenizer/request-prompt.ts, shared with the router). Bad input is an HttpError 400 with
- * vLLM-like codes.
+ * (the prompt and chat messages: tokenizer/request-prompt.ts, shared with the router). Bad input
+ * is an HttpError 400 with vLLM-like codes.
  */
 import { HttpError } from '../base/http.js';
 

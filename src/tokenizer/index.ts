@@ -3,7 +3,8 @@
  * exactly the same tokens. See chat-tokenizer.ts (loading, limits, cache), threads.ts (tokenizer
  * threads), fast-bpe.ts (when byte-level BPE by rank gives the HF library's ids), native.ts (the HF
  * `tokenizers` N-API binding), template.ts (Jinja chat templates), request-prompt.ts (a request's
- * prompt, chat messages and template options, as vLLM prepares them) and pieces.ts (the per-piece token cache).
+ * prompt, chat messages and template options, as vLLM prepares them) and pieces.ts (the
+ * per-piece token cache).
  */
 export {
   ChatTokenizer,
