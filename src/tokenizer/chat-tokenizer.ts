@@ -95,6 +95,8 @@ interface ResolvedSource {
   tokenizerPath: string;
   config: Record<string, unknown>;
   template?: string;
+  /** A named "tool_use" template, for requests with tools (as transformers picks it). */
+  toolTemplate?: string;
 }
 
 function readBytes(path: string, what: string): Buffer {
@@ -140,13 +142,15 @@ function resolveSource(source: string | undefined): ResolvedSource {
   const config = existsSync(configPath) ? readJson(configPath, 'tokenizer config') : {};
   const jinjaPath = join(dir, 'chat_template.jinja');
   const template = templateFromConfig(config) ?? (existsSync(jinjaPath) ? readFileSync(jinjaPath, 'utf8') : undefined);
-  return { label: tokenizerPath, tokenizerPath, config, template };
+  return { label: tokenizerPath, tokenizerPath, config, template, toolTemplate: templateFromConfig(config, 'tool_use') };
 }
 
 export class ChatTokenizer {
   readonly native: NativeTokenizer;
   readonly label: string;
   readonly template: ChatTemplate | undefined;
+  /** The config's "tool_use" template, which renders requests that carry tools. */
+  readonly toolTemplate: ChatTemplate | undefined;
   /** Whether encode() goes piece by piece through the cache (exact for this tokenizer). */
   readonly piecewise: boolean;
   readonly limits: PromptLimits;
@@ -187,6 +191,8 @@ export class ChatTokenizer {
       .update('\u0000')
       .update(src.template ?? '')
       .update('\u0000')
+      .update(src.toolTemplate ?? '')
+      .update('\u0000')
       .update(JSON.stringify(specialTokenVars(src.config)))
       .digest('hex')
       .slice(0, 32);
@@ -194,6 +200,7 @@ export class ChatTokenizer {
     const decoder = json.decoder as { type?: string; decoders?: { type?: string }[] } | null;
     this.byteLevel = decoder?.type === 'ByteLevel' || !!decoder?.decoders?.some((d) => d.type === 'ByteLevel');
     this.template = src.template !== undefined ? new ChatTemplate(src.template, specialTokenVars(src.config)) : undefined;
+    this.toolTemplate = src.toolTemplate !== undefined ? new ChatTemplate(src.toolTemplate, specialTokenVars(src.config)) : undefined;
     this.cache = new PieceCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
     this.piecewise = piecewiseExact(added, json.normalizer != null);
     this.encoder = this.piecewise
@@ -323,8 +330,10 @@ export class ChatTokenizer {
         `the tokenizer ${this.label} has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja): use /v1/completions, or a tokenizer directory that has one`,
       );
     }
+    // With tools, a config's "tool_use" template when it has one (transformers' choice).
+    const template = opts?.tools?.length && this.toolTemplate ? this.toolTemplate : this.template;
     try {
-      return this.template.render(messages, opts);
+      return template.render(messages, opts);
     } catch (err) {
       throw new TokenizerError((err as Error).message);
     }

