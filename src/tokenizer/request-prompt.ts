@@ -14,7 +14,9 @@
  * - an assistant message's `tool_calls[].function.arguments`, a JSON string on the wire, reaches the
  *   template parsed (vLLM parses it, since templates such as Qwen's print it with `tojson`);
  * - `tools` in vLLM's field order: `type`, `function` {`name`, `description`, `parameters`}, absent
- *   fields as null, extra fields after them;
+ *   fields as null, extra fields after them (Dynamo 1.6.1's frontend leaves absent fields out: a
+ *   tool without a description or parameters renders a few tokens shorter there, measured with
+ *   Qwen3's template; with both given the two agree);
  * - `add_generation_prompt` (default true), `continue_final_message` (default false; not both),
  *   `chat_template_kwargs` (extra template variables, e.g. `{"enable_thinking": false}`).
  *
