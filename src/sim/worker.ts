@@ -34,7 +34,7 @@ import type { Registry } from 'prom-client';
 import { ZmqKvPublisher } from './zmq.js';
 import { checkJsonContentType, guardedServerOptions, guardServer, HttpError, parseJsonBody, readBody, splitTarget } from '../base/http.js';
 import { listenOn } from '../base/net.js';
-import { isObject, parseMaxTokens, parseStop } from './requests.js';
+import { checkSampling, isObject, parseMaxTokens, parseStop } from './requests.js';
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
@@ -549,6 +549,7 @@ export class SimWorker {
     }
     if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
       throw new HttpError(400, '"stream" must be true or false', 'invalid_request_error', 'invalid_stream');
+    checkSampling(body, kind, maxTokens);
     const stop = parseStop(body);
     const stream = body.stream === true;
     const streamOptions = isObject(body.stream_options) ? body.stream_options : undefined;

@@ -161,6 +161,43 @@ test('stop strings, stop_token_ids, unknown model, default max_tokens and max_mo
   assert.equal((await post({ n: 2, max_tokens: 1 })).status, 400);
 });
 
+test('sampling fields vLLM refuses are refused with a 400 naming the field; the values it takes are taken', async () => {
+  const post = async (path: string, body: Record<string, unknown>) => {
+    const r = await fetch(`${worker.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ max_tokens: 2, ...body }),
+    });
+    return { status: r.status, body: (await r.json()) as { error?: { code: string; message: string } } };
+  };
+  const chat = (b: Record<string, unknown>) => post('/v1/chat/completions', { messages, ...b });
+  const completion = (b: Record<string, unknown>) => post('/v1/completions', { prompt: 'Tell me a story.', ...b });
+  const refused: Array<[string, Awaited<ReturnType<typeof chat>>, string, RegExp]> = [
+    ['temperature as text', await chat({ temperature: 'hot' }), 'invalid_temperature', /must be a number, got "hot"/],
+    ['negative temperature', await chat({ temperature: -0.5 }), 'invalid_temperature', /non-negative, got -0.5/],
+    ['top_p 0', await chat({ top_p: 0 }), 'invalid_top_p', /in \(0, 1\]/],
+    ['top_k -2', await completion({ top_k: -2 }), 'invalid_top_k', /got -2/],
+    ['presence_penalty 3', await chat({ presence_penalty: 3 }), 'invalid_presence_penalty', /\[-2, 2\]/],
+    ['seed 1.5', await chat({ seed: 1.5 }), 'invalid_seed', /an integer/],
+    ['min_tokens over max_tokens', await chat({ min_tokens: 5 }), 'invalid_min_tokens', /max_tokens = 2/],
+    ['chat logprobs as a number', await chat({ logprobs: 3 }), 'invalid_logprobs', /true or false/],
+    ['top_logprobs without logprobs', await chat({ top_logprobs: 2 }), 'invalid_top_logprobs', /"logprobs": true/],
+    ['completion logprobs 21', await completion({ logprobs: 21 }), 'invalid_logprobs', /\[0, 20\]/],
+    ['stream_options without stream', await chat({ stream_options: { include_usage: true } }), 'invalid_stream_options', /"stream": true/],
+  ];
+  for (const [what, r, code, message] of refused) {
+    assert.equal(r.status, 400, `${what}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.error?.code, code, what);
+    assert.match(r.body.error!.message, message, what);
+  }
+  const taken = [
+    await chat({ temperature: 0, top_p: 1, top_k: -1, min_p: 0.1, seed: 7, frequency_penalty: -2, repetition_penalty: 1.1 }),
+    await chat({ logprobs: true, top_logprobs: 3, min_tokens: 2, ignore_eos: true }),
+    await completion({ logprobs: 0, top_k: 0, temperature: null }),
+  ];
+  for (const r of taken) assert.equal(r.status, 200, JSON.stringify(r.body));
+});
+
 test('non-stream chat returns usage.prompt_tokens_details.cached_tokens > 0 on a repeated prompt', async () => {
   const oa = client();
   const unique = [
