@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { chatPrompt, completionPrompt, idsJson, idsToBase64, TokenizerError, type ChatTokenizer } from '../tokenizer/index.js';
 import { HttpError } from '../base/http.js';
+import { describeValue as describe } from '../base/values.js';
 
 /**
  * The prompt's token ids, tokenised the way the workers do (the model's chat template for chat
@@ -24,8 +25,7 @@ export async function tokenizeRequest(tokenizer: ChatTokenizer, path: string, bo
     const prompt = completionPrompt(body.prompt, body.messages !== undefined);
     return typeof prompt === 'string' ? await tokenizer.encodeIds(prompt) : prompt;
   } catch (err) {
-    if (err instanceof TokenizerError)
-      throw new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
+    if (err instanceof TokenizerError) throw err.toHttpError();
     throw err;
   }
 }
@@ -156,11 +156,6 @@ export function withIdsForPrompt(
   n += out.write(close, n, 'latin1');
   out.write(tail, n, 'utf8');
   return out;
-}
-
-function describe(v: unknown): string {
-  if (Array.isArray(v)) return 'an array';
-  return v === null ? 'null' : `a ${typeof v}`;
 }
 
 /** The fields the router itself reads must have the right types (the worker checks the rest). */

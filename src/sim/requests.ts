@@ -4,10 +4,7 @@
  * is an HttpError 400 with vLLM-like codes.
  */
 import { HttpError } from '../base/http.js';
-
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { isObject } from '../base/values.js';
 
 export function parseMaxTokens(body: Record<string, unknown>, defaultMaxTokens: number): number;
 export function parseMaxTokens(body: Record<string, unknown>, defaultMaxTokens: undefined): number | undefined;

@@ -34,7 +34,8 @@ import type { Registry } from 'prom-client';
 import { ZmqKvPublisher } from './zmq.js';
 import { checkJsonContentType, guardedServerOptions, guardServer, HttpError, parseJsonBody, readBody, splitTarget } from '../base/http.js';
 import { listenOn } from '../base/net.js';
-import { checkSampling, isObject, parseMaxTokens, parseStop } from './requests.js';
+import { checkSampling, parseMaxTokens, parseStop } from './requests.js';
+import { isObject } from '../base/values.js';
 
 /** Engine knobs (see SimEngineOptions) plus what the HTTP worker adds. */
 export interface SimWorkerOptions
@@ -320,8 +321,7 @@ export class SimWorker {
     res.setHeader('x-dynamo-lab-worker', this.id);
     this.route(req, res).catch((err: unknown) => {
       // A request the tokenizer layer refused (its prompt, messages or template options).
-      if (err instanceof TokenizerError)
-        err = new HttpError(err.status === 500 ? 400 : err.status, err.message, 'invalid_request_error', err.code);
+      if (err instanceof TokenizerError) err = err.toHttpError();
       if (err instanceof HttpError) {
         for (const [k, v] of Object.entries(err.headers)) if (!res.headersSent) res.setHeader(k, v);
         this.sendError(res, err.status, err.message, err.type, err.code);

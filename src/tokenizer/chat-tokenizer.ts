@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { toNumberArray } from '../base/arrays.js';
+import { HttpError } from '../base/http.js';
 import { dirname, join, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { byteLevelBytes, tiktokenRanks } from './byte-level.js';
@@ -43,6 +44,11 @@ export class TokenizerError extends Error {
     readonly code = 'invalid_request_error',
   ) {
     super(message);
+  }
+
+  /** The OpenAI-shaped answer to a request the tokenizer refused (a source problem, 500 here, counts as the request's: 400). */
+  toHttpError(): HttpError {
+    return new HttpError(this.status === 500 ? 400 : this.status, this.message, 'invalid_request_error', this.code);
   }
 }
 
@@ -319,9 +325,12 @@ export class ChatTokenizer {
     return new ChatTokenizer(resolveSource(source), opts);
   }
 
+  /** Ids below this are in the vocabulary (added tokens included); read once (the router checks client ids against it). */
   get vocabSize(): number {
-    return this.native.vocabSize;
+    this.vocab ??= this.native.vocabSize;
+    return this.vocab;
   }
+  private vocab: number | undefined;
 
   /** The prompt text a chat request becomes (throws TokenizerError when there is no template). */
   renderChat(messages: readonly ChatMessage[], opts?: RenderOptions): string {

@@ -23,6 +23,7 @@
  * Bad input is a TokenizerError 400 naming the field, which the HTTP layers answer as an
  * OpenAI-shaped error.
  */
+import { describeValue as describe, isObject } from '../base/values.js';
 import { TokenizerError } from './chat-tokenizer.js';
 import { type ChatMessage, contentText, type RenderOptions } from './template.js';
 
@@ -34,17 +35,8 @@ export interface ChatPrompt {
 /** Request fields that name template variables of their own; `chat_template_kwargs` may not set them. */
 const RESERVED_KWARGS = ['messages', 'tools', 'add_generation_prompt', 'continue_final_message'];
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function bad(message: string, code: string): TokenizerError {
   return new TokenizerError(message, 400, code);
-}
-
-function describe(v: unknown): string {
-  if (Array.isArray(v)) return 'an array';
-  return v === null ? 'null' : `a ${typeof v}`;
 }
 
 /** The chat request `body`'s messages and template options, prepared as vLLM prepares them. */

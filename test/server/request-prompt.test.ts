@@ -71,6 +71,21 @@ async function post(url: string, path: string, b: unknown): Promise<{ status: nu
   return { status: r.status, json: (await r.json()) as Record<string, unknown> };
 }
 
+/** `body` posted to `path` on the router and on the worker: each must answer 400 with `code`, type invalid_request_error and `message`. */
+async function refusedByBoth(path: string, body: Record<string, unknown>, what: string, code: string, message: RegExp): Promise<void> {
+  for (const [side, url] of [
+    ['router', router.url],
+    ['worker', sims[0]!.url],
+  ] as const) {
+    const r = await post(url, path, { max_tokens: 2, ...body });
+    assert.equal(r.status, 400, `${side}, ${what}: ${JSON.stringify(r.json)}`);
+    const err = r.json.error as { code: string; message: string; type: string };
+    assert.equal(err.code, code, `${side}, ${what}`);
+    assert.equal(err.type, 'invalid_request_error', `${side}, ${what}`);
+    assert.match(err.message, message, `${side}, ${what}`);
+  }
+}
+
 test('the fixtures hold tool-calling and continue_final_message requests for Qwen3', () => {
   assert.ok(cases.some((c) => c.tools && c.messages.some((m) => (m as { tool_calls?: unknown }).tool_calls)));
   assert.ok(cases.some((c) => c.continue_final_message));
@@ -122,19 +137,7 @@ test('bad template inputs: a 400 naming the field, from the router and from the 
     ['kwargs setting messages', { messages: user, chat_template_kwargs: { messages: [] } }, 'invalid_chat_template_kwargs', /"messages"/],
     ['content part not an object', { messages: [{ role: 'user', content: ['hi'] }] }, 'invalid_messages', /content\[0\]/],
   ];
-  for (const [what, b, code, message] of bad) {
-    for (const [side, url] of [
-      ['router', router.url],
-      ['worker', sims[0]!.url],
-    ] as const) {
-      const r = await post(url, '/v1/chat/completions', { max_tokens: 2, ...b });
-      assert.equal(r.status, 400, `${side}, ${what}: ${JSON.stringify(r.json)}`);
-      const err = r.json.error as { code: string; message: string; type: string };
-      assert.equal(err.code, code, `${side}, ${what}`);
-      assert.equal(err.type, 'invalid_request_error', `${side}, ${what}`);
-      assert.match(err.message, message, `${side}, ${what}`);
-    }
-  }
+  for (const [what, b, code, message] of bad) await refusedByBoth('/v1/chat/completions', b, what, code, message);
 });
 
 test('a completion prompt: text, ids, or a one-element array of either, alike in the router and the worker', async () => {
@@ -159,16 +162,5 @@ test('a completion prompt: text, ids, or a one-element array of either, alike in
     // The router does not pass such ids off as its own: the worker sees the client's prompt.
     ['an id beyond the vocabulary', { prompt: [1, 1_000_000] }, /Token id 1000000 \(prompt\[1\]\) is out of vocabulary/],
   ];
-  for (const [what, b, message] of bad) {
-    for (const [side, url] of [
-      ['router', router.url],
-      ['worker', sims[0]!.url],
-    ] as const) {
-      const r = await post(url, '/v1/completions', { max_tokens: 2, ...b });
-      assert.equal(r.status, 400, `${side}, ${what}: ${JSON.stringify(r.json)}`);
-      const err = r.json.error as { code: string; message: string };
-      assert.equal(err.code, 'invalid_prompt', `${side}, ${what}`);
-      assert.match(err.message, message, `${side}, ${what}`);
-    }
-  }
+  for (const [what, b, message] of bad) await refusedByBoth('/v1/completions', b, what, 'invalid_prompt', message);
 });
